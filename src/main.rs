@@ -9,7 +9,7 @@ mod run;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use comet_compiler::inspect::{self, InspectOptions, NetProfile, Report};
 use comet_compiler::{CompileError, Options, compile};
-use comet_ir::{Comparison, Program};
+use comet_ir::{ApproxConfig, Comparison, Program};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,7 +36,8 @@ enum Command {
         /// Default: `json` with `-o`, `plan` on standard output.
         #[arg(long, value_enum)]
         emit: Option<Emit>,
-        /// Print the IR after this pass to standard error (passes: lower).
+        /// Print the IR after this pass to standard error (passes: lower, approximate,
+        /// expand, insert-conversions, schedule, cost).
         #[arg(long, value_name = "PASS")]
         print_after: Option<String>,
         /// Write to this file instead of standard output.
@@ -52,6 +53,13 @@ enum Command {
         /// `gmw` (prefix adder, 7 rounds: the CrypTen/SPU baseline).
         #[arg(long, value_enum, default_value = "fss")]
         comparison: ComparisonArg,
+        /// MPC-friendly approximations (pass `approximate`; docs/approximations.md): a
+        /// profile for the whole model (`exact`, `pcf`, `puma`, `bolt`, `bumblebee`,
+        /// `mpcformer`), or `kind=profile` pairs for the kinds `gelu`, `silu`, `softmax`,
+        /// `norm` (`softmax=pcf,gelu=bolt`), or both (`puma,softmax=exact`). Kinds a
+        /// profile does not define stay exact.
+        #[arg(long, value_name = "PROFILES", default_value = "exact")]
+        approx: ApproxConfig,
     },
     /// Read a plan file and print its text form.
     Show {
@@ -132,11 +140,13 @@ fn main() -> ExitCode {
             verify,
             timings,
             comparison,
+            approx,
         } => {
             let opts = Options {
                 verify: verify || cfg!(debug_assertions),
                 print_after,
                 comparison: comparison.into(),
+                approx,
             };
             run_compile(&model, emit, output.as_deref(), &opts, timings)
         }

@@ -6,8 +6,8 @@
 
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
-use crate::passes::{PIPELINE, cost, expand, insert_conversions, lower, schedule};
-use comet_ir::{Comparison, Program, VerifyError, verify};
+use crate::passes::{PIPELINE, approximate, cost, expand, insert_conversions, lower, schedule};
+use comet_ir::{ApproxConfig, Comparison, Program, VerifyError, verify};
 use std::time::{Duration, Instant};
 
 /// A pass over the IR.
@@ -22,6 +22,9 @@ pub struct Options {
     pub print_after: Option<String>,
     /// The comparison protocol the plan uses.
     pub comparison: Comparison,
+    /// The approximation profile of each op kind (pass `approximate`); the plan records
+    /// what is applied ([`approximate::effective`]).
+    pub approx: ApproxConfig,
 }
 
 impl Default for Options {
@@ -30,6 +33,7 @@ impl Default for Options {
             verify: cfg!(debug_assertions),
             print_after: None,
             comparison: Comparison::default(),
+            approx: ApproxConfig::default(),
         }
     }
 }
@@ -80,9 +84,11 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
     let start = Instant::now();
     let mut program = lower::lower(&ast).map_err(in_source)?;
     program.options.comparison = opts.comparison;
+    program.options.approx = approximate::effective(opts.approx);
     timings.push(("lower", start.elapsed()));
     let mut printed = after_pass("lower", &program, opts)?;
-    let passes: [(&'static str, Pass); 4] = [
+    let passes: [(&'static str, Pass); 5] = [
+        ("approximate", approximate::run),
         ("expand", expand::run),
         ("insert-conversions", insert_conversions::run),
         ("schedule", schedule::run),

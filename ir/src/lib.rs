@@ -22,6 +22,7 @@
 //! order with compact numbering.
 #![deny(missing_docs)]
 
+pub mod approx;
 pub mod cost;
 pub mod dim;
 pub mod graph;
@@ -36,6 +37,7 @@ pub mod side;
 pub mod types;
 pub mod verify;
 
+pub use approx::{ApproxConfig, ApproxKind, ApproxProfile};
 pub use dim::{Dim, DimEnv, Shape};
 pub use graph::{Graph, Node, NodeId, Scope};
 pub use op::{Op, RopeStyle, Stage, UnaryFn};

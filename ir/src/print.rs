@@ -35,6 +35,9 @@ pub fn print_graph(p: &Program) -> String {
 /// The whole plan: declarations, then the graph.
 pub fn print_plan(p: &Program) -> String {
     let mut out = header(&p.info);
+    if !p.options.approx.is_exact() {
+        let _ = writeln!(out, "approx {}", p.options.approx);
+    }
     out.push('\n');
     out.push_str(&print_graph(p));
     out

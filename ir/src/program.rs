@@ -1,5 +1,6 @@
 //! A compiled program: the model's declarations plus its dataflow graph.
 
+use crate::approx::ApproxConfig;
 use crate::dim::Dim;
 use crate::graph::{Graph, NodeId};
 use crate::op::Stage;
@@ -141,6 +142,10 @@ pub enum Comparison {
 pub struct ProtocolOptions {
     /// The comparison protocol.
     pub comparison: Comparison,
+    /// The approximation profile of each op kind (pass `approximate`). Absent in plans
+    /// without approximations (and in plans written before it existed): all `exact`.
+    #[serde(default, skip_serializing_if = "ApproxConfig::is_exact")]
+    pub approx: ApproxConfig,
 }
 
 /// A model's declarations, its graph and the analyses attached so far.

@@ -248,10 +248,11 @@ pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "plan {}: model {}, comparison {}, {} nodes ({} communicating)",
+        "plan {}: model {}, comparison {}{}, {} nodes ({} communicating)",
         r.plan,
         r.model,
         comparison_name(r),
+        approx_note(r),
         units::count(r.nodes),
         units::count(r.communicating_nodes)
     );
@@ -268,6 +269,14 @@ pub fn render(r: &Report) -> String {
     out.push('\n');
     out.push_str(LEGEND);
     out
+}
+
+/// `, approx puma`; nothing for an exact plan (whose header stays as it was).
+fn approx_note(r: &Report) -> String {
+    match r.approx.as_str() {
+        "exact" => String::new(),
+        a => format!(", approx {a}"),
+    }
 }
 
 fn comparison_name(r: &Report) -> &'static str {
@@ -373,10 +382,11 @@ pub fn render_compare(c: &CompareReport) -> String {
     for (role, r) in [("this ", a), ("other", b)] {
         let _ = writeln!(
             out,
-            "{role}: plan {}: model {}, comparison {}, {} nodes ({} communicating)",
+            "{role}: plan {}: model {}, comparison {}{}, {} nodes ({} communicating)",
             r.plan,
             r.model,
             comparison_name(r),
+            approx_note(r),
             units::count(r.nodes),
             units::count(r.communicating_nodes)
         );

@@ -192,6 +192,8 @@ pub struct Report {
     pub model: String,
     /// The plan's comparison protocol.
     pub comparison: Comparison,
+    /// The plan's approximation profiles (`exact`, `puma`, `softmax=pcf,gelu=bolt`).
+    pub approx: String,
     /// Number of nodes.
     pub nodes: u64,
     /// Nodes whose protocol exchanges messages.
@@ -253,6 +255,7 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
         plan: plan.to_string(),
         model: p.info.name.clone(),
         comparison: p.options.comparison,
+        approx: p.options.approx.to_string(),
         nodes: prep.len() as u64,
         communicating_nodes: prep.communicating as u64,
         kv_cache: prep.kv_cache,

@@ -2,6 +2,8 @@
 //! takes. Passes run in [`PIPELINE`] order; the verifier runs after each one in debug
 //! builds and tests (see [`crate::driver`]).
 
+pub mod approximate;
+mod builder;
 pub mod cost;
 pub mod expand;
 pub mod insert_conversions;
@@ -9,4 +11,11 @@ pub mod lower;
 pub mod schedule;
 
 /// Names of the passes, in pipeline order.
-pub const PIPELINE: &[&str] = &["lower", "expand", "insert-conversions", "schedule", "cost"];
+pub const PIPELINE: &[&str] = &[
+    "lower",
+    "approximate",
+    "expand",
+    "insert-conversions",
+    "schedule",
+    "cost",
+];

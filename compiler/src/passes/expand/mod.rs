@@ -20,7 +20,8 @@ mod tests;
 
 pub use recipes::{RECIPES, RSQRT_HIGH, RSQRT_LOW};
 
-use comet_ir::{NodeId, Op, Program, Scope, UnaryFn, ValueType};
+use super::builder::{Builder, composite_scope};
+use comet_ir::{NodeId, Op, Program, UnaryFn};
 
 /// Runs the pass: expands every composite node, in topological order.
 pub fn run(p: &mut Program) {
@@ -34,17 +35,10 @@ pub fn run(p: &mut Program) {
 
 /// Replaces one composite node by its recipe and removes it.
 fn expand_node(p: &mut Program, id: NodeId) {
-    let node = p.graph.node(id);
-    let op = node.op.clone();
-    let scope = Scope {
-        origin: match node.scope.origin.as_str() {
-            "" => op.name().to_string(),
-            kept => kept.to_string(),
-        },
-        ..node.scope.clone()
-    };
+    let op = p.graph.node(id).op.clone();
+    let scope = composite_scope(p, id);
     let xs = p.graph.operands(id);
-    let mut b = Builder { p, scope };
+    let mut b = Builder::new(p, scope);
     let y = match op {
         Op::Unary { func } => unary(&mut b, func, xs[0]),
         Op::Softmax => recipes::softmax(&mut b, xs[0]),
@@ -67,83 +61,5 @@ fn unary(b: &mut Builder, func: UnaryFn, x: NodeId) -> NodeId {
         UnaryFn::Sigmoid => recipes::sigmoid(b, x),
         UnaryFn::Reciprocal => recipes::reciprocal(b, x),
         UnaryFn::Rsqrt => recipes::rsqrt(b, x),
-    }
-}
-
-/// Adds primitive nodes in the scope of the composite being expanded.
-struct Builder<'a> {
-    p: &'a mut Program,
-    scope: Scope,
-}
-
-impl Builder<'_> {
-    /// Adds `op` applied to `xs`, typed by the IR's type rule.
-    ///
-    /// # Panics
-    /// If the rule rejects the operands: the composite was well typed, so this is a bug in
-    /// a recipe.
-    fn emit(&mut self, op: Op, xs: &[NodeId]) -> NodeId {
-        let tys: Vec<&ValueType> = xs.iter().map(|x| &self.p.graph.node(*x).ty).collect();
-        let ty = comet_ir::infer::infer(&op, &tys, self.p.ctx())
-            .unwrap_or_else(|e| panic!("expand built an ill-typed `{}`: {e}", op.name()));
-        self.p.graph.add(op, xs, ty, self.scope.clone())
-    }
-
-    /// The constant width of `x`'s last axis (norms are only typed when it is constant).
-    fn last_width(&self, x: NodeId) -> u64 {
-        let ty = &self.p.graph.node(x).ty;
-        ty.shape
-            .last()
-            .and_then(|d| d.as_const())
-            .and_then(|c| u64::try_from(c).ok())
-            .expect("a norm's last axis is a constant (checked by its type rule)")
-    }
-
-    fn add(&mut self, a: NodeId, b: NodeId) -> NodeId {
-        self.emit(Op::Add, &[a, b])
-    }
-
-    fn sub(&mut self, a: NodeId, b: NodeId) -> NodeId {
-        self.emit(Op::Sub, &[a, b])
-    }
-
-    fn neg(&mut self, x: NodeId) -> NodeId {
-        self.emit(Op::Neg, &[x])
-    }
-
-    fn mul(&mut self, a: NodeId, b: NodeId) -> NodeId {
-        self.emit(Op::Mul, &[a, b])
-    }
-
-    fn square(&mut self, x: NodeId) -> NodeId {
-        self.emit(Op::Square, &[x])
-    }
-
-    fn add_const(&mut self, x: NodeId, value: f64) -> NodeId {
-        self.emit(Op::AddConst { value }, &[x])
-    }
-
-    fn mul_const(&mut self, x: NodeId, value: f64) -> NodeId {
-        self.emit(Op::MulConst { value }, &[x])
-    }
-
-    fn row_sum(&mut self, x: NodeId) -> NodeId {
-        self.emit(Op::RowSum, &[x])
-    }
-
-    fn row_max(&mut self, x: NodeId) -> NodeId {
-        self.emit(Op::RowMax, &[x])
-    }
-
-    fn drelu(&mut self, x: NodeId) -> NodeId {
-        self.emit(Op::Drelu, &[x])
-    }
-
-    fn select(&mut self, bit: NodeId, x: NodeId) -> NodeId {
-        self.emit(Op::Select, &[bit, x])
-    }
-
-    fn b2a(&mut self, bit: NodeId) -> NodeId {
-        self.emit(Op::B2A, &[bit])
     }
 }

@@ -1,0 +1,308 @@
+//! The shape of the compiled forms: which composites each rewrite replaces and leaves,
+//! origins, fallbacks, and that piecewise forms compare once per breakpoint in a single
+//! round and compute each power once.
+
+use crate::front::parse::parse_model;
+use crate::passes::approximate::{REWRITES, Rewrite, effective, rewrite, run};
+use crate::passes::{expand, lower::lower};
+use crate::{Options, compile};
+use comet_ir::{
+    ApproxConfig, ApproxKind, ApproxProfile, DimEnv, NodeId, Op, Program, print, verify,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A model applying `call` to `x: [seq, 64]`, with client norm parameters `g`, `b`.
+fn single(call: &str) -> String {
+    format!(
+        "model t {{ dim seq, past; dim n = 64;
+           input x: fixed[seq, n] from client;
+           weight g: [n] from client; weight b: [n] from client;
+           output y = {call} to client; }}"
+    )
+}
+
+/// `call` applied to `h = x + s`, shared between client and server (so that every
+/// comparison and product communicates).
+fn shared(call: &str) -> String {
+    format!(
+        "model t {{ dim seq, past; dim n = 64;
+           input x: fixed[seq, n] from client; input s: fixed[seq, n] from server;
+           let h = x + s;
+           output y = {} to client; }}",
+        call.replace("(x", "(h")
+    )
+}
+
+/// Causal attention scores `x: [seq, seq]` through `softmax(causal_mask(x))`.
+const MASKED: &str = "model t { dim seq, past; input x: fixed[seq, seq] from client;
+                      output y = softmax(causal_mask(x)) to client; }";
+
+/// The call exercising `op`.
+fn call(op: &str) -> String {
+    match op {
+        "layer_norm" => "layer_norm(x, g, b, eps = 1e-5)".into(),
+        "rms_norm" => "rms_norm(x, g, eps = 1e-6)".into(),
+        f => format!("{f}(x)"),
+    }
+}
+
+fn lowered(source: &str) -> Program {
+    let ast = parse_model(source).unwrap_or_else(|d| panic!("{}", d.message));
+    lower(&ast).unwrap_or_else(|d| panic!("{}", d.message))
+}
+
+/// The configuration that applies `r` to its op and nothing else.
+fn only(r: &Rewrite) -> ApproxConfig {
+    let kind = ApproxKind::ALL
+        .into_iter()
+        .find(|k| super::super::ops_of(*k).contains(&r.op))
+        .expect("every op has a kind");
+    let mut c = ApproxConfig::default();
+    c.set(kind, r.profile);
+    c
+}
+
+/// Op name → count over the nodes whose origin is `origin`.
+fn by_origin(p: &Program, origin: &str) -> BTreeMap<&'static str, usize> {
+    let mut c = BTreeMap::new();
+    for id in p.graph.ids() {
+        let n = p.graph.node(id);
+        if n.scope.origin == origin {
+            *c.entry(n.op.name()).or_default() += 1;
+        }
+    }
+    c
+}
+
+fn composites(p: &Program) -> Vec<&'static str> {
+    let mut v: Vec<&str> = p
+        .graph
+        .ids()
+        .map(|id| &p.graph.node(id).op)
+        .filter(|op| op.is_composite())
+        .map(|op| op.name())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_table_names_and_finds_every_rewrite() {
+    let mut seen = BTreeSet::new();
+    for r in REWRITES {
+        assert_eq!(r.name, format!("{}.{}", r.profile.name(), r.op));
+        assert!(seen.insert((r.profile, r.op)), "{} twice", r.name);
+        assert_ne!(r.profile, ApproxProfile::Exact, "{}", r.name);
+        assert_eq!(rewrite(r.profile, r.op).map(|f| f.name), Some(r.name));
+        assert!(
+            r.domain.0 < r.domain.1 && r.max_abs_error > 0.0,
+            "{}",
+            r.name
+        );
+    }
+    for p in ApproxProfile::ALL.into_iter().skip(1) {
+        assert!(
+            REWRITES.iter().any(|r| r.profile == p),
+            "{} has no rewrite",
+            p.name()
+        );
+    }
+}
+
+#[test]
+fn kinds_a_profile_does_not_define_fall_back_to_exact() {
+    let e = |s: &str| effective(s.parse().unwrap()).to_string();
+    assert_eq!(e("pcf"), "pcf");
+    assert_eq!(e("puma"), "gelu=puma,silu=puma,softmax=puma");
+    assert_eq!(e("bolt"), "gelu=bolt,softmax=bolt");
+    assert_eq!(
+        e("bumblebee"),
+        "gelu=bumblebee,silu=bumblebee,softmax=bumblebee"
+    );
+    assert_eq!(e("mpcformer"), "gelu=mpcformer,softmax=mpcformer");
+    assert_eq!(e("norm=bolt,softmax=pcf"), "softmax=pcf");
+    assert_eq!(e("exact"), "exact");
+}
+
+#[test]
+fn exact_changes_nothing() {
+    for source in [
+        single("softmax(gelu(layer_norm(x, g, b, eps = 1e-5)))"),
+        MASKED.into(),
+    ] {
+        let mut p = lowered(&source);
+        let before = print::print_graph(&p);
+        run(&mut p);
+        assert_eq!(print::print_graph(&p), before);
+    }
+}
+
+/// Each rewrite replaces its composite by primitives charged to it, leaving only the
+/// softmax's reciprocal (one per row) for `expand`; after `expand` nothing composite is
+/// left and the program verifies.
+#[test]
+fn each_rewrite_replaces_its_composite() {
+    for r in REWRITES {
+        let mut p = lowered(&single(&call(r.op)));
+        p.options.approx = only(r);
+        run(&mut p);
+        verify(&p).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        let left = composites(&p);
+        let want: &[&str] = if r.op == "softmax" {
+            &["reciprocal"]
+        } else {
+            &[]
+        };
+        assert_eq!(left, want, "{}", r.name);
+        for id in p.graph.ids() {
+            let n = p.graph.node(id);
+            if !n.op.is_source() && !n.op.is_sink() {
+                assert_eq!(n.scope.origin, r.op, "{}: `{}`", r.name, n.op.name());
+            }
+        }
+        expand::run(&mut p);
+        verify(&p).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+        assert!(composites(&p).is_empty(), "{}", r.name);
+    }
+}
+
+/// A compiled program's region: the communicating nodes charged to `origin`, with their
+/// start rounds at `seq` = 4.
+struct Region {
+    nodes: Vec<(NodeId, i128, i128)>,
+}
+
+impl Region {
+    fn of(p: &Program, origin: &str) -> Region {
+        let env = DimEnv { seq: 4, past: 0 };
+        let starts = p.analyses.rounds.as_ref().expect("scheduled");
+        let costs = p.analyses.costs.as_ref().expect("costed");
+        let nodes = p
+            .graph
+            .ids()
+            .filter(|id| p.graph.node(*id).scope.origin == origin)
+            .map(|id| {
+                let own = costs.get(id).expect("costed").rounds.eval(env);
+                (id, starts.get(id).expect("scheduled").eval(env), own)
+            })
+            .filter(|(_, _, own)| *own > 0)
+            .collect();
+        Region { nodes }
+    }
+
+    /// Rounds from the region's first start to its last finish.
+    fn span(&self) -> i128 {
+        let first = self.nodes.iter().map(|n| n.1).min().expect("not empty");
+        let last = self
+            .nodes
+            .iter()
+            .map(|n| n.1 + n.2)
+            .max()
+            .expect("not empty");
+        last - first
+    }
+
+    /// Start rounds of the nodes whose op is `name`.
+    fn starts(&self, p: &Program, name: &str) -> Vec<i128> {
+        let mut v: Vec<i128> = self
+            .nodes
+            .iter()
+            .filter(|n| p.graph.node(n.0).op.name() == name)
+            .map(|n| n.1)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn compiled(source: &str, approx: &str) -> Program {
+    let opts = Options {
+        verify: true,
+        approx: approx.parse().unwrap(),
+        ..Options::default()
+    };
+    compile(source, "t.model", &opts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program
+}
+
+/// The piecewise forms on the compiled plan: one `drelu` per breakpoint, all in the
+/// region's first round (beside `x²`); each power once (no two communicating nodes with
+/// the same op and operands); the muxes in one round at the end: 4 rounds in all, where
+/// the exact recipes take 21 (GeLU) and 19 (SiLU).
+#[test]
+fn piecewise_forms_share_comparisons_and_powers() {
+    // (profile, op, squares, products)
+    let cases = [
+        ("puma", "gelu", 3, 1), // x², x⁴, x⁶ = (x³)²; x³
+        ("puma", "silu", 2, 1), // x², x⁴; x⁶ = x⁴·x²
+        ("bolt", "gelu", 2, 1), // x², x⁴; |x|³ = x²·|x|
+        ("bumblebee", "gelu", 2, 1),
+        ("bumblebee", "silu", 2, 2), // |x|³, |x|⁵ = x⁴·|x|
+    ];
+    for (profile, op, squares, products) in cases {
+        let what = format!("{profile}.{op}");
+        let p = compiled(&shared(&call(op)), &format!("{op}={profile}"));
+        let region = Region::of(&p, op);
+        let first = region.nodes.iter().map(|n| n.1).min().unwrap();
+        assert_eq!(region.starts(&p, "drelu"), vec![first; 3], "{what}");
+        assert_eq!(region.starts(&p, "square").len(), squares, "{what}");
+        assert_eq!(
+            region.starts(&p, "square")[0],
+            first,
+            "{what}: x² beside them"
+        );
+        assert_eq!(region.starts(&p, "mul").len(), products, "{what}");
+        let muxes = region.starts(&p, "select");
+        assert_eq!(muxes.len(), 3, "{what}");
+        assert_eq!(*muxes.last().unwrap(), first + 3, "{what}: last mux");
+        assert_eq!(region.span(), 4, "{what}");
+        let mut computed = BTreeSet::new();
+        for (id, _, _) in &region.nodes {
+            let key = (p.graph.node(*id).op.name(), p.graph.operands(*id));
+            assert!(computed.insert(key.clone()), "{what}: {key:?} twice");
+        }
+    }
+    for (op, exact) in [("gelu", 21), ("silu", 19)] {
+        let p = compiled(&shared(&call(op)), "exact");
+        assert_eq!(Region::of(&p, op).span(), exact, "exact {op}");
+    }
+}
+
+/// `2Quad` after a causal mask squares the unmasked scores and masks the squares (one
+/// comparison round); without a mask it compares nothing.
+#[test]
+fn two_quad_masks_the_squares() {
+    let mut p = lowered(MASKED);
+    p.options.approx = "softmax=mpcformer".parse().unwrap();
+    run(&mut p);
+    verify(&p).unwrap();
+    let masks: Vec<NodeId> = p
+        .graph
+        .ids()
+        .filter(|id| p.graph.node(*id).op == Op::CausalMask)
+        .collect();
+    assert_eq!(
+        masks.len(),
+        1,
+        "the original mask is gone, one on the squares"
+    );
+    let operand = p.graph.operands(masks[0])[0];
+    assert_eq!(p.graph.node(operand).op, Op::Square);
+    assert_eq!(by_origin(&p, "softmax").get("drelu"), Some(&1));
+
+    let mut p = lowered(&single("softmax(x)"));
+    p.options.approx = "softmax=mpcformer".parse().unwrap();
+    run(&mut p);
+    assert_eq!(by_origin(&p, "softmax").get("drelu"), None);
+}
+
+/// The driver records what it applied, and the plan's text form shows it.
+#[test]
+fn the_plan_records_the_applied_profiles() {
+    let p = compiled(&single("softmax(gelu(rms_norm(x, g, eps = 1e-6)))"), "bolt");
+    assert_eq!(p.options.approx.to_string(), "gelu=bolt,softmax=bolt");
+    assert!(print::print_plan(&p).contains("\napprox gelu=bolt,softmax=bolt\n"));
+    let p = compiled(&single("gelu(x)"), "exact");
+    assert!(!print::print_plan(&p).contains("approx"));
+}
