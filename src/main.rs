@@ -4,6 +4,11 @@
 //! Every failure is a message naming the place and what was expected, with exit status 1
 //! (usage mistakes: 2, from clap).
 
+mod deal;
+mod demo;
+mod generate;
+mod remote;
+mod report;
 mod run;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -26,8 +31,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a plan for two parties (in one process) on real weights, generating greedily.
+    /// Run a plan for two parties on real weights and generate text: both in this process,
+    /// or one party per process over TCP (`--party 0 --listen ADDR` / `--party 1 --connect
+    /// ADDR`, with material from `comet deal`).
     Run(run::RunArgs),
+    /// Deal a session's correlated randomness ahead of time: one material file per party.
+    Deal(deal::DealArgs),
+    /// The main job in one command: compile the shipped model, run it for two parties on
+    /// secret shares, and print its text beside the reference, with measured and
+    /// estimated costs.
+    Demo(demo::DemoArgs),
     /// Compile a `.model` file to a protocol plan.
     Compile {
         /// The `.model` file.
@@ -153,6 +166,8 @@ fn main() -> ExitCode {
         Command::Show { plan, emit } => run_show(&plan, emit),
         Command::Inspect(args) => run_inspect(&args),
         Command::Run(args) => run::run(&args).map_err(|e| Failure(format!("error: {e}"))),
+        Command::Deal(args) => deal::run(&args).map_err(|e| Failure(format!("error: {e}"))),
+        Command::Demo(args) => demo::run(&args).map_err(|e| Failure(format!("error: {e}"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,63 +1,151 @@
-//! `comet run`: run a plan for two parties in one process, on real weights, with greedy
-//! generation, and print the tokens with the measured and estimated costs of every call.
+//! `comet run`: run a plan for two parties on real weights and generate text.
 //!
-//! The two parties run in two threads over an in-memory channel with an in-process dealer
-//! (`comet_runtime::interp`); the measured figures are the bytes and rounds that crossed
-//! that channel and the dealer material that was generated, never the estimate.
+//! Without `--party`, both parties run in this process: two threads over an in-memory
+//! channel with an in-process dealer (`comet_runtime::interp::InProcess`). With
+//! `--party 0 --listen ADDR` / `--party 1 --connect ADDR`, this process is one party,
+//! talking to the other over TCP with material dealt ahead by `comet deal` (see
+//! [`crate::remote`]). The measured figures are the bytes and rounds that crossed the
+//! channel and the material that was generated or read, never the estimate.
 
 use clap::Args;
-use comet_ir::{DimEnv, Program};
-use comet_runtime::fixed::Cache;
-use comet_runtime::interp::{Measured, run_in_process_with_cache};
-use ndarray::{ArrayD, Axis, IxDyn};
+use comet_ir::Program;
+use comet_runtime::interp::InProcess;
+use comet_runtime::tokenizer::Tokenizer;
+use ndarray::ArrayD;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::generate::{Call, Sampler, generate};
+use crate::report::{RunInfo, json, print_summary};
 
 /// Arguments of `comet run`.
 #[derive(Args)]
 pub struct RunArgs {
     /// The plan file (JSON, from `comet compile -o`).
-    plan: PathBuf,
-    /// The safetensors checkpoint with the plan's weights.
+    pub plan: PathBuf,
+    /// The safetensors checkpoint with the weights this party provides (in one process:
+    /// all of them). Not needed by a client that provides no weights.
     #[arg(long)]
-    weights: PathBuf,
+    pub weights: Option<PathBuf>,
     /// The prompt as token ids, comma-separated (e.g. `41,69,186`).
-    #[arg(long, value_name = "IDS", value_delimiter = ',', required = true)]
-    prompt_ids: Vec<u64>,
-    /// Tokens to generate (greedy).
-    #[arg(long, default_value_t = 8)]
-    generate: usize,
-    /// Seed of the dealer's randomness.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Print one JSON object (tokens, per-call measured and estimated figures).
+    #[arg(
+        long,
+        value_name = "IDS",
+        value_delimiter = ',',
+        conflicts_with = "prompt"
+    )]
+    pub prompt_ids: Option<Vec<u64>>,
+    /// The prompt as text, encoded with the tokenizer (`--tokenizer`, or `tokenizer.json`
+    /// beside the weights).
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// The tokenizer (`tokenizer.json` of the shipped model's format).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens to generate (in two processes: as many as the material was dealt for).
     #[arg(long)]
-    json: bool,
-}
-
-/// One call's figures.
-struct Call {
-    env: DimEnv,
-    measured: Measured,
-    estimated: (u64, u64, u64),
+    pub generate: Option<usize>,
+    /// Sampling temperature: 0 (the default) is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Seed of the sampling stream (with `--temperature` > 0).
+    #[arg(long, default_value_t = 0)]
+    pub sample_seed: u64,
+    /// Seed of the in-process dealer's randomness.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object (tokens, text, per-call measured and estimated figures).
+    #[arg(long)]
+    pub json: bool,
+    /// Run only this party (0: the server, with the weights; 1: the client, with the
+    /// prompt), talking to the other party over TCP.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1), requires = "material")]
+    pub party: Option<u8>,
+    /// Listen for the other party on ADDR (e.g. `127.0.0.1:7070`).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "party",
+        conflicts_with = "connect"
+    )]
+    pub listen: Option<SocketAddr>,
+    /// Connect to the other party at ADDR, retrying until `--timeout`.
+    #[arg(long, value_name = "ADDR", requires = "party")]
+    pub connect: Option<SocketAddr>,
+    /// This party's material file, from `comet deal` (two processes only).
+    #[arg(long, value_name = "FILE", requires = "party")]
+    pub material: Option<PathBuf>,
+    /// Seconds to wait for the other party (connecting, accepting, each message).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub timeout: f64,
 }
 
 /// Runs the command.
 pub fn run(args: &RunArgs) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.plan)
-        .map_err(|e| format!("cannot read plan `{}`: {e}", args.plan.display()))?;
-    let program = comet_ir::plan::read_plan_json(&text)
-        .map_err(|e| format!("cannot load plan `{}`: {e}", args.plan.display()))?;
+    let program = load_plan(&args.plan)?;
     check_interface(&program)?;
-    let weights = comet_runtime::weights::load(&args.weights, &program.info.weights)
-        .map_err(|e| e.to_string())?;
-    let (tokens, calls) = generate(&program, &weights, args)?;
-    if args.json {
-        println!("{}", json(&tokens, &calls));
+    if args.party.is_some() {
+        return crate::remote::run(&program, args);
+    }
+    if args.listen.is_some() || args.connect.is_some() {
+        return Err("--listen and --connect need --party 0 or --party 1".into());
+    }
+    let (tokens, calls, tokenizer, info) = in_process(&program, args)?;
+    finish(&tokens, tokenizer.as_ref(), &calls, &info, args.json)
+}
+
+/// What a generation produced: tokens, per-call figures, the tokenizer, how it ran.
+pub type Generated = (Vec<u64>, Vec<Call>, Option<Tokenizer>, RunInfo);
+
+/// Generates with both parties in this process.
+pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String> {
+    let weights = load_weights(program, args.weights.as_deref(), None)?.unwrap_or_default();
+    let tokenizer = tokenizer(args)?;
+    let prompt = prompt(args, tokenizer.as_ref())?;
+    let n = args.generate.unwrap_or(8);
+    let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
+    let mut session = InProcess::new(program, &weights, args.seed);
+    let start = Instant::now();
+    let (tokens, calls) = generate(program, &prompt, n, &mut sampler, |inputs, env| {
+        session.call(inputs, env).map_err(|e| e.to_string())
+    })?;
+    let info = RunInfo {
+        mode: "two parties in one process".into(),
+        material_read: false,
+        setup_bits: calls.first().map_or(0, |c| c.measured.setup_bits),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((tokens, calls, tokenizer, info))
+}
+
+/// Prints the result.
+pub fn finish(
+    tokens: &[u64],
+    tokenizer: Option<&Tokenizer>,
+    calls: &[Call],
+    info: &RunInfo,
+    as_json: bool,
+) -> Result<(), String> {
+    let text = match tokenizer {
+        Some(t) => Some(t.decode(tokens).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    if as_json {
+        println!("{}", json(tokens, text.as_deref(), calls, info));
     } else {
-        print_summary(&tokens, &calls);
+        print_summary(tokens, text.as_deref(), calls, info);
     }
     Ok(())
+}
+
+/// Reads a plan file.
+pub fn load_plan(path: &Path) -> Result<Program, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read plan `{}`: {e}", path.display()))?;
+    comet_ir::plan::read_plan_json(&text)
+        .map_err(|e| format!("cannot load plan `{}`: {e}", path.display()))
 }
 
 /// `comet run` generates from a `tokens` input and a `logits` output.
@@ -77,130 +165,55 @@ fn check_interface(p: &Program) -> Result<(), String> {
     Ok(())
 }
 
-fn generate(
+/// The weights party `party` provides, or (`None`) both parties in one process; `None` if
+/// there are none to load.
+pub fn load_weights(
     p: &Program,
-    weights: &HashMap<String, ArrayD<f64>>,
-    args: &RunArgs,
-) -> Result<(Vec<u64>, Vec<Call>), String> {
-    let mut caches = [Cache::new(), Cache::new()];
-    let mut tokens: Vec<u64> = Vec::new();
-    let mut calls = Vec::new();
-    for step in 0..args.generate {
-        let fed: Vec<u64> = if step == 0 {
-            args.prompt_ids.clone()
-        } else {
-            vec![tokens[step - 1]]
-        };
-        let past = calls.iter().map(|c: &Call| c.env.seq).sum();
-        let env = DimEnv {
-            seq: fed.len() as u64,
-            past,
-        };
-        let ids =
-            ArrayD::from_shape_vec(IxDyn(&[fed.len()]), fed.iter().map(|t| *t as f64).collect())
-                .expect("1-D");
-        let inputs = HashMap::from([("tokens".to_string(), ids)]);
-        let (out, measured) = run_in_process_with_cache(
-            p,
-            &inputs,
-            weights,
-            env,
-            args.seed + step as u64,
-            &mut caches,
-        )
-        .map_err(|e| format!("call {step} (seq {}, past {past}): {e}", env.seq))?;
-        let token = argmax_last(&out["logits"]);
-        eprintln!(
-            "token {:>3}/{}: {token:>5}  ({} rounds, {} online)",
-            step + 1,
-            args.generate,
-            measured.rounds,
-            bytes(measured.online_bits)
-        );
-        tokens.push(token);
-        calls.push(Call {
-            env,
-            measured,
-            estimated: estimate(p, env),
-        });
-    }
-    Ok((tokens, calls))
-}
-
-fn argmax_last(logits: &ArrayD<f64>) -> u64 {
-    let last = logits.index_axis(Axis(0), logits.shape()[0] - 1);
-    last.iter()
-        .enumerate()
-        .fold(
-            (0, f64::MIN),
-            |m, (i, v)| if *v > m.1 { (i, *v) } else { m },
-        )
-        .0 as u64
-}
-
-/// (online bits, rounds, offline bits) the plan estimates for a call.
-fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
-    let costs = p.analyses.costs.as_ref().expect("checked");
-    let online: i128 = costs.iter().map(|(_, c)| c.online_bits.eval(env)).sum();
-    let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(env)).sum();
-    let rounds = comet_compiler::passes::schedule::total_rounds(p).eval(env);
-    (online as u64, rounds as u64, offline as u64)
-}
-
-fn bytes(bits: u64) -> String {
-    let b = bits as f64 / 8.0;
-    match b {
-        b if b >= 1024.0 * 1024.0 * 1024.0 => format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0)),
-        b if b >= 1024.0 * 1024.0 => format!("{:.2} MiB", b / (1024.0 * 1024.0)),
-        b if b >= 1024.0 => format!("{:.1} KiB", b / 1024.0),
-        b => format!("{b} B"),
-    }
-}
-
-fn print_summary(tokens: &[u64], calls: &[Call]) {
-    let ids: Vec<String> = tokens.iter().map(u64::to_string).collect();
-    println!("generated: {}", ids.join(","));
-    println!(
-        "{:<22} {:>14} {:>14} {:>8} {:>8} {:>14} {:>14}",
-        "call", "online", "(estimate)", "rounds", "(est.)", "dealer", "(estimate)"
-    );
-    for c in calls {
-        let (on, r, off) = c.estimated;
-        let m = &c.measured;
-        let name = format!("seq {}, past {}", c.env.seq, c.env.past);
-        println!(
-            "{name:<22} {:>14} {:>14} {:>8} {:>8} {:>14} {:>14}",
-            bytes(m.online_bits),
-            bytes(on),
-            m.rounds,
-            r,
-            bytes(m.offline_bits),
-            bytes(off)
-        );
-    }
-    let exact = calls.iter().all(|c| {
-        (
-            c.measured.online_bits,
-            c.measured.rounds,
-            c.measured.offline_bits,
-        ) == c.estimated
-    });
-    println!(
-        "measured = estimated for every call: {}",
-        if exact { "yes" } else { "NO" }
-    );
-}
-
-fn json(tokens: &[u64], calls: &[Call]) -> serde_json::Value {
-    let calls: Vec<serde_json::Value> = calls
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "seq": c.env.seq, "past": c.env.past,
-                "measured": {"online_bits": c.measured.online_bits, "rounds": c.measured.rounds, "offline_bits": c.measured.offline_bits, "setup_bits": c.measured.setup_bits},
-                "estimated": {"online_bits": c.estimated.0, "rounds": c.estimated.1, "offline_bits": c.estimated.2},
-            })
-        })
+    path: Option<&Path>,
+    party: Option<usize>,
+) -> Result<Option<HashMap<String, ArrayD<f64>>>, String> {
+    let mine: Vec<_> = (p.info.weights.iter())
+        .filter(|w| party.is_none_or(|q| w.party.index() == q))
+        .cloned()
         .collect();
-    serde_json::json!({"tokens": tokens, "calls": calls})
+    match path {
+        None if mine.is_empty() => Ok(None),
+        None => Err(format!(
+            "this party provides {} weight tensors (`{}`, …): give the checkpoint with --weights",
+            mine.len(),
+            mine[0].name
+        )),
+        Some(path) => comet_runtime::weights::load(path, &mine)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the weights, if present.
+pub fn tokenizer(args: &RunArgs) -> Result<Option<Tokenizer>, String> {
+    let path = match (&args.tokenizer, &args.weights) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(w)) => Some(w.with_file_name("tokenizer.json")).filter(|t| t.exists()),
+        (None, None) => None,
+    };
+    path.map(|p| Tokenizer::from_file(&p).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// The prompt's token ids, from `--prompt-ids` or `--prompt` (encoded).
+pub fn prompt(args: &RunArgs, tokenizer: Option<&Tokenizer>) -> Result<Vec<u64>, String> {
+    let ids = match (&args.prompt_ids, &args.prompt) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(text)) => {
+            let t = tokenizer.ok_or(
+                "--prompt needs a tokenizer: --tokenizer FILE (or tokenizer.json beside --weights)",
+            )?;
+            t.encode(text).map_err(|e| e.to_string())?
+        }
+        (None, None) => return Err("give the prompt with --prompt \"text\" or --prompt-ids".into()),
+    };
+    if ids.is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    Ok(ids)
 }

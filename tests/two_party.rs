@@ -193,7 +193,7 @@ fn glassllm_two_party_prefill_and_decode() {
             .collect()
     };
     let (prompt, greedy) = (ids(&case["prompt_ids"]), ids(&case["greedy_ids"]));
-    let mut caches = [fixed::Cache::new(), fixed::Cache::new()];
+    let mut session = interp::InProcess::new(&program, &weights, 7);
     let mut plain_cache = fixed::Cache::new();
     let mut tokens = prompt.clone();
     let mut past = 0u64;
@@ -211,15 +211,12 @@ fn glassllm_two_party_prefill_and_decode() {
             "tokens".to_string(),
             ArrayD::from_shape_vec(IxDyn(&[fed.len()]), fed.clone()).unwrap(),
         )]);
-        let (out, measured) = interp::run_in_process_with_cache(
-            &program,
-            &inputs,
-            &weights,
-            env,
-            7 + step as u64,
-            &mut caches,
-        )
-        .unwrap();
+        let (out, measured) = session.call(&inputs, env).unwrap();
+        assert_eq!(
+            measured.setup_bits > 0,
+            step == 0,
+            "fixed operands are opened once per session, in the first call"
+        );
         let expected = fixed::eval(&program, &inputs, &weights, env, &mut plain_cache).unwrap();
         let logits = &out["logits"];
         let last: Vec<f64> = logits

@@ -16,6 +16,18 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(NodeIndex<u32>);
 
+impl NodeId {
+    /// The id with index `i` (ids of a graph are its node indices; for tests and files).
+    pub fn from_index(i: usize) -> NodeId {
+        NodeId(NodeIndex::new(i))
+    }
+
+    /// The node's index.
+    pub fn index(self) -> usize {
+        self.0.index()
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "%{}", self.0.index())

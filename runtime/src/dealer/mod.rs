@@ -15,11 +15,15 @@
 //! (no corrections: both shares come from the party streams); every call then gets a fresh
 //! mask of the varying operand and the correction of `c = a ∘ B`.
 
+mod deal;
+pub mod file;
 mod material;
+mod replay;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
+use std::path::PathBuf;
 
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
@@ -29,9 +33,63 @@ use crate::fss::{self, drelu::DRELU_KEY_HEADER_BYTES};
 use crate::protocols::ring_ops;
 use crate::ring;
 
+pub use deal::{Deal, Pair, Product, SessionDealer};
+pub use file::{MaterialHeader, plan_digest};
+pub use replay::PartyReplay;
+
 pub use material::{
     DreluMaterial, FixedCallMaterial, FixedMaskMaterial, SquareMaterial, TripleMaterial,
 };
+
+/// Material could not be dealt, read or matched with the plan.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The body ended before the material a call needs.
+    #[error(
+        "the material file ends at body byte {at}, before the material of this call: it is truncated or was dealt for fewer calls"
+    )]
+    Truncated {
+        /// Body bytes read before the end.
+        at: u64,
+    },
+    /// The file is not a material file, or is damaged.
+    #[error("corrupt material: {0}")]
+    Corrupt(String),
+    /// The file belongs to another party, plan or session.
+    #[error("material does not fit: {0}")]
+    Mismatch(String),
+    /// The file was used before.
+    #[error("{path} was already used (marker {marker} exists): material is never used twice; deal a new session with `comet deal`", path = path.display(), marker = marker.display())]
+    Used {
+        /// The file.
+        path: PathBuf,
+        /// Its marker.
+        marker: PathBuf,
+    },
+    /// Operand shapes that do not combine.
+    #[error("material for shapes that do not combine: {0}")]
+    Shape(String),
+    /// A product with a fixed operand before the operand's setup.
+    #[error("fixed operand {0} has no mask: the session's setup was not dealt")]
+    NoFixedMask(comet_ir::NodeId),
+}
+
+impl MaterialError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> MaterialError {
+        MaterialError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// A party's 32-byte ChaCha12 seed.
 pub type PartySeed = [u8; 32];

@@ -71,3 +71,142 @@ fn party_masks_come_from_the_party_seed() {
     let again = Dealer::from_u64(4).beaver_mul(&[2], &[1]);
     assert_eq!(again[0], m0, "deterministic");
 }
+
+mod files {
+    use super::super::file::{self, MaterialHeader};
+    use super::super::*;
+    use comet_ir::{DimEnv, NodeId};
+    use std::path::Path;
+
+    type Flat = [Option<Vec<u64>>; 2];
+
+    fn flat(arrays: &[&ndarray::ArrayD<u64>]) -> Vec<u64> {
+        arrays.iter().flat_map(|a| a.iter().copied()).collect()
+    }
+
+    /// Drives a source through one of each kind of material, as a session would; each
+    /// party's material flattened.
+    fn drive(d: &mut dyn Deal) -> Vec<Flat> {
+        let w = NodeId::from_index(3);
+        let mut out: Vec<Flat> = Vec::new();
+        let m = d.fixed_mask(w, &[4, 3]).unwrap();
+        out.push(m.map(|m| m.map(|m| flat(&[&m.b]))));
+        let t = d.triple(Product::MatMul, &[2, 4], &[4, 5]).unwrap();
+        out.push(t.map(|m| m.map(|m| flat(&[&m.a, &m.b, &m.c]))));
+        let s = d.square(&[3]).unwrap();
+        out.push(s.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
+        let f = d.fixed_call(w, Product::MatMul, &[2, 4]).unwrap();
+        out.push(f.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
+        let k = d.drelu(5).unwrap();
+        let bytes = |m: DreluMaterial| m.key.to_bytes().into_iter().map(u64::from).collect();
+        out.push(k.map(|m| m.map(bytes)));
+        let seed = d.share_seed().map(u64::from).to_vec();
+        out.push([Some(seed.clone()), Some(seed)]);
+        let e = d.triple(Product::Elementwise, &[2, 3], &[3]).unwrap();
+        out.push(e.map(|m| m.map(|m| flat(&[&m.a, &m.b, &m.c]))));
+        out
+    }
+
+    /// The half of `full` that belongs to `party`, as a replay must produce it.
+    fn half(full: &[Flat], party: usize) -> Vec<Flat> {
+        full.iter()
+            .map(|pair| {
+                if pair[0] == pair[1] {
+                    return pair.clone(); // the common seed: both parties know it
+                }
+                let mut h: Flat = [None, None];
+                h[party] = pair[party].clone();
+                h
+            })
+            .collect()
+    }
+
+    fn deal_to(dir: &Path, digest: [u8; 32]) -> Vec<Flat> {
+        let calls = vec![DimEnv { seq: 2, past: 0 }];
+        let dealer = SessionDealer::from_u64(9);
+        let paths = [dir.join("party0.mat"), dir.join("party1.mat")];
+        let sinks = [0u8, 1].map(|p| {
+            let h = MaterialHeader::new(
+                p,
+                digest,
+                [7; 32],
+                calls.clone(),
+                dealer.party_seed(p),
+                dealer.common_seed(),
+            );
+            Box::new(file::create(&paths[usize::from(p)], &h).unwrap())
+                as Box<dyn std::io::Write + Send>
+        });
+        let mut dealer = dealer.recording(sinks);
+        let full = drive(&mut dealer);
+        dealer.finish().unwrap();
+        for p in &paths {
+            file::seal(p).unwrap();
+        }
+        full
+    }
+
+    #[test]
+    fn a_replayed_file_gives_the_dealers_material() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = deal_to(dir.path(), [1; 32]);
+        for p in 0..2u8 {
+            let path = dir.path().join(format!("party{p}.mat"));
+            let (header, mut replay) = file::open(&path, p, &[1; 32]).unwrap();
+            assert_eq!(header.calls, vec![DimEnv { seq: 2, past: 0 }]);
+            assert_eq!(drive(&mut replay), half(&full, usize::from(p)), "party {p}");
+            assert!(
+                !replay.has_leftover().unwrap(),
+                "party {p} used the whole body"
+            );
+            assert!(!format!("{header:?}{replay:?}").contains("seed: ["));
+        }
+    }
+
+    #[test]
+    fn files_that_do_not_fit_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        deal_to(dir.path(), [1; 32]);
+        let p0 = dir.path().join("party0.mat");
+        let p1 = dir.path().join("party1.mat");
+        let err = |r: Result<_, MaterialError>| r.map(|_| ()).unwrap_err().to_string();
+        let e = err(file::open(&p0, 1, &[1; 32]));
+        assert!(
+            e.contains("party 0's material") && e.contains("runs party 1"),
+            "{e}"
+        );
+        let e = err(file::open(&p0, 0, &[2; 32]));
+        assert!(e.contains("dealt for plan 0101"), "{e}");
+        assert!(file::open(&p0, 0, &[1; 32]).is_ok());
+        let e = err(file::open(&p0, 0, &[1; 32]));
+        assert!(e.contains("already used"), "{e}");
+        // a flipped body byte, a cut file, a foreign file
+        let mut bytes = std::fs::read(&p1).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&p1, &bytes).unwrap();
+        let e = err(file::open(&p1, 1, &[1; 32]));
+        assert!(e.contains("SHA-256 does not match"), "{e}");
+        std::fs::write(&p1, &bytes[..last]).unwrap();
+        let e = err(file::open(&p1, 1, &[1; 32]));
+        assert!(e.contains("truncated"), "{e}");
+        std::fs::write(&p1, b"{\"format\": \"comet-plan\"}").unwrap();
+        let e = err(file::open(&p1, 1, &[1; 32]));
+        assert!(e.contains("not a Comet material file"), "{e}");
+        assert!(
+            !file::used_marker(&p1).exists(),
+            "refused files are not burned"
+        );
+    }
+
+    #[test]
+    fn a_replay_that_runs_out_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        deal_to(dir.path(), [1; 32]);
+        let p1 = dir.path().join("party1.mat");
+        let (_, mut replay) = file::open(&p1, 1, &[1; 32]).unwrap();
+        drive(&mut replay);
+        let e = replay.drelu(3).unwrap_err().to_string();
+        assert!(e.contains("ends at body byte"), "{e}");
+    }
+}

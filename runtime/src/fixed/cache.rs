@@ -1,13 +1,44 @@
-//! The KV cache of the fixed-point backend: ring values, as the parties' shares sum to.
+//! The KV cache of the fixed-point backend and of each party in two-party runs: ring values
+//! (a party's shares), one `[h, positions, k]` tensor per slot, with the validity of every
+//! (head, position) entry tracked.
+//!
+//! A write makes every entry of the slot valid. [`Cache::invalidate`] marks one entry as a
+//! hole (a skipped head, an evicted position: COMET.md §4, the refill issue); reading a slot
+//! with a hole through [`Cache::read`] is an error naming the slot, head and position, never
+//! a silent use of stale shares.
 
-use ndarray::ArrayD;
+use ndarray::{Array2, ArrayD};
 use std::collections::BTreeMap;
 
-/// One `[h, positions, k]` tensor of ring elements per slot (fixed point at the slot's
-/// scale, the plan's `frac`).
+/// A cache read found an entry that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// The slot was never written.
+    #[error("cache slot {slot} is empty")]
+    Empty {
+        /// The slot.
+        slot: u32,
+    },
+    /// An entry was invalidated and not refilled.
+    #[error(
+        "cache slot {slot}: head {head}, position {position} is not valid (a hole that was not refilled)"
+    )]
+    Hole {
+        /// The slot.
+        slot: u32,
+        /// The head (axis 0).
+        head: usize,
+        /// The position (axis 1).
+        position: usize,
+    },
+}
+
+/// One `[h, positions, k]` tensor of ring elements per slot (fixed point at the plan's
+/// `frac`), and which `(head, position)` entries are valid.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Cache {
     slots: BTreeMap<u32, ArrayD<u64>>,
+    valid: BTreeMap<u32, Array2<bool>>,
 }
 
 impl Cache {
@@ -16,14 +47,64 @@ impl Cache {
         Self::default()
     }
 
-    /// The contents of `slot`, if it was written.
+    /// The contents of `slot`, if it was written, whatever their validity.
     pub fn get(&self, slot: u32) -> Option<&ArrayD<u64>> {
         self.slots.get(&slot)
     }
 
-    /// Replaces the contents of `slot`.
+    /// The contents of `slot`, if written and valid at every (head, position).
+    ///
+    /// # Errors
+    /// [`CacheError::Empty`] or the first [`CacheError::Hole`].
+    pub fn read(&self, slot: u32) -> Result<&ArrayD<u64>, CacheError> {
+        let x = self.slots.get(&slot).ok_or(CacheError::Empty { slot })?;
+        if let Some(v) = self.valid.get(&slot)
+            && let Some(((head, position), _)) = v.indexed_iter().find(|(_, ok)| !**ok)
+        {
+            return Err(CacheError::Hole {
+                slot,
+                head,
+                position,
+            });
+        }
+        Ok(x)
+    }
+
+    /// Replaces the contents of `slot`; every entry becomes valid.
     pub fn set(&mut self, slot: u32, value: ArrayD<u64>) {
+        let (h, t) = match value.shape() {
+            [h, t, ..] => (*h, *t),
+            [t] => (1, *t),
+            [] => (1, 1),
+        };
+        self.valid.insert(slot, Array2::from_elem((h, t), true));
         self.slots.insert(slot, value);
+    }
+
+    /// Marks entry (`head`, `position`) of `slot` as not valid; `false` if there is no
+    /// such entry.
+    pub fn invalidate(&mut self, slot: u32, head: usize, position: usize) -> bool {
+        match (self.valid.get_mut(&slot)).and_then(|v| v.get_mut((head, position))) {
+            Some(ok) => {
+                *ok = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether entry (`head`, `position`) of `slot` holds valid shares.
+    pub fn is_valid(&self, slot: u32, head: usize, position: usize) -> bool {
+        (self.valid.get(&slot)).is_some_and(|v| v.get((head, position)) == Some(&true))
+    }
+
+    /// The number of valid positions of `head` in `slot`.
+    pub fn valid_positions(&self, slot: u32, head: usize) -> usize {
+        (self.valid.get(&slot)).map_or(0, |v| {
+            v.outer_iter()
+                .nth(head)
+                .map_or(0, |row| row.iter().filter(|ok| **ok).count())
+        })
     }
 
     /// The slots written so far, in order.
@@ -34,5 +115,38 @@ impl Cache {
     /// Forgets every slot.
     pub fn clear(&mut self) {
         self.slots.clear();
+        self.valid.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn writes_are_valid_and_holes_are_named() {
+        let mut c = Cache::new();
+        assert_eq!(c.read(3), Err(CacheError::Empty { slot: 3 }));
+        c.set(3, ArrayD::zeros(IxDyn(&[2, 5, 4])));
+        assert!(c.read(3).is_ok());
+        assert!(c.is_valid(3, 1, 4));
+        assert!(!c.is_valid(3, 2, 0), "no head 2");
+        assert!(c.invalidate(3, 1, 2));
+        assert!(!c.invalidate(3, 1, 5), "no position 5");
+        assert_eq!(c.valid_positions(3, 1), 4);
+        assert_eq!(c.valid_positions(3, 0), 5);
+        let e = c.read(3).unwrap_err();
+        assert_eq!(
+            e,
+            CacheError::Hole {
+                slot: 3,
+                head: 1,
+                position: 2
+            }
+        );
+        assert!(e.to_string().contains("head 1, position 2"), "{e}");
+        c.set(3, ArrayD::zeros(IxDyn(&[2, 6, 4])));
+        assert!(c.read(3).is_ok(), "a rewrite refills");
     }
 }

@@ -49,7 +49,7 @@ mod position;
 #[cfg(test)]
 mod tests;
 
-pub use cache::Cache;
+pub use cache::{Cache, CacheError};
 pub use error::FixedError;
 pub use position::MASK_OFFSET;
 
@@ -366,10 +366,14 @@ impl<'a> Run<'a> {
             return Ok(Rc::new(ArrayD::zeros(IxDyn(&expected))));
         }
         let past = self.env.past;
-        let Some(x) = self.sources.cache.get(slot) else {
-            return Err(fail(format!(
-                "empty, but past = {past}: run the earlier calls (prefill) with this cache first"
-            )));
+        let x = match self.sources.cache.read(slot) {
+            Ok(x) => x,
+            Err(CacheError::Empty { .. }) => {
+                return Err(fail(format!(
+                    "empty, but past = {past}: run the earlier calls (prefill) with this cache first"
+                )));
+            }
+            Err(hole) => return Err(fail(hole.to_string())),
         };
         if x.shape() != expected.as_slice() {
             return Err(fail(format!(

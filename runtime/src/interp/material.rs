@@ -5,12 +5,11 @@ use std::collections::HashMap;
 
 use comet_ir::protocol::Protocol;
 use comet_ir::{DimEnv, NodeId, Op, Program};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha12Rng;
 
 use super::Schedule;
 use crate::dealer::{
-    Dealer, DreluMaterial, FixedCallMaterial, FixedMaskMaterial, SquareMaterial, TripleMaterial,
+    Deal, DreluMaterial, FixedCallMaterial, FixedMaskMaterial, MaterialError, Pair, Product,
+    SquareMaterial, TripleMaterial,
 };
 use crate::protocols::share::InputSeed;
 
@@ -45,20 +44,15 @@ pub(crate) fn shape_of(program: &Program, id: NodeId, env: DimEnv) -> Vec<usize>
     node.ty.shape.iter().map(|d| d.eval(env) as usize).collect()
 }
 
-/// Both parties' material, and the bytes the dealer materialised.
-pub(crate) fn generate(
+/// The once-per-session masks of every fixed operand of a product, in canonical order.
+pub(crate) fn generate_setup(
     program: &Program,
     schedule: &Schedule,
-    env: DimEnv,
-    seed: u64,
-) -> ([PartyMaterial; 2], u64) {
-    let mut dealer = Dealer::from_u64(seed);
-    let mut share_rng = ChaCha12Rng::seed_from_u64(seed ^ 0x5ea5_0f5e_ed5e_ed00);
-    let mut out = [PartyMaterial::default(), PartyMaterial::default()];
+    deal: &mut dyn Deal,
+) -> Result<[Vec<(NodeId, FixedMaskMaterial)>; 2], MaterialError> {
     let fixed = comet_ir::protocol::fixed_values(program);
-    let shape = |id| shape_of(program, id, env);
-    let mut masks = HashMap::new();
-    // Setup: one mask per fixed operand of a product, in canonical order.
+    let mut out = [Vec::new(), Vec::new()];
+    let mut seen = std::collections::HashSet::new();
     for &id in &schedule.order {
         if matches!(
             schedule.protocol[&id],
@@ -66,69 +60,83 @@ pub(crate) fn generate(
         ) {
             let xs = program.graph.operands(id);
             let w = if fixed.contains(&xs[1]) { xs[1] } else { xs[0] };
-            if let std::collections::hash_map::Entry::Vacant(e) = masks.entry(w) {
-                let (mask, [b0, b1]) = dealer.fixed_mask(&shape(w));
-                e.insert(mask);
-                out[0].fixed_masks.push((w, b0));
-                out[1].fixed_masks.push((w, b1));
+            if seen.insert(w) {
+                let shape = shape_of(program, w, DimEnv { seq: 1, past: 0 });
+                for (p, m) in deal.fixed_mask(w, &shape)?.into_iter().enumerate() {
+                    if let Some(m) = m {
+                        out[p].push((w, m));
+                    }
+                }
             }
         }
     }
+    Ok(out)
+}
+
+/// The material of one call at `env`, per party (a replay fills its own party's only).
+pub(crate) fn generate_call(
+    program: &Program,
+    schedule: &Schedule,
+    env: DimEnv,
+    deal: &mut dyn Deal,
+) -> Result<[PartyMaterial; 2], MaterialError> {
+    let mut out = [PartyMaterial::default(), PartyMaterial::default()];
+    let fixed = comet_ir::protocol::fixed_values(program);
+    let shape = |id| shape_of(program, id, env);
     for &id in &schedule.order {
         let xs = program.graph.operands(id);
-        let pair: Option<[NodeMaterial; 2]> = match schedule.protocol[&id] {
+        let kind = match program.graph.node(id).op {
+            Op::MatMul => Product::MatMul,
+            _ => Product::Elementwise,
+        };
+        let pair: Pair<NodeMaterial> = match schedule.protocol[&id] {
             Protocol::Share => {
-                let mut s = [0u8; 32];
-                share_rng.fill_bytes(&mut s);
-                Some([NodeMaterial::Seed(s), NodeMaterial::Seed(s)])
+                let s = deal.share_seed();
+                [Some(NodeMaterial::Seed(s)), Some(NodeMaterial::Seed(s))]
             }
-            Protocol::BeaverMul | Protocol::Mux => Some(
-                dealer
-                    .beaver_mul(&shape(xs[0]), &shape(xs[1]))
-                    .map(NodeMaterial::Triple),
-            ),
-            Protocol::BeaverMatMul => Some(
-                dealer
-                    .beaver_matmul(&shape(xs[0]), &shape(xs[1]))
-                    .map(NodeMaterial::Triple),
-            ),
-            Protocol::Square => Some(dealer.square(&shape(xs[0])).map(NodeMaterial::Square)),
+            Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
+                let m = deal.triple(kind, &shape(xs[0]), &shape(xs[1]))?;
+                m.map(|m| m.map(NodeMaterial::Triple))
+            }
+            Protocol::Square => (deal.square(&shape(xs[0]))?).map(|m| m.map(NodeMaterial::Square)),
             Protocol::FixedMul | Protocol::FixedMatMul => {
                 let k = usize::from(fixed.contains(&xs[1]));
-                let (w, x) = (xs[k], xs[1 - k]);
-                let mask = &masks[&w];
-                let m = if matches!(program.graph.node(id).op, Op::MatMul) {
-                    dealer.fixed_matmul(mask, &shape(x))
-                } else {
-                    dealer.fixed_mul(mask, &shape(x))
-                };
-                Some(m.map(NodeMaterial::Fixed))
+                let m = deal.fixed_call(xs[k], kind, &shape(xs[1 - k]))?;
+                m.map(|m| m.map(NodeMaterial::Fixed))
             }
             Protocol::DreluFss => {
                 let n = shape(xs[0]).iter().product();
-                Some(dealer.drelu(n).map(NodeMaterial::Drelu))
+                (deal.drelu(n)?).map(|m| m.map(NodeMaterial::Drelu))
             }
-            Protocol::RowMaxTree => {
-                let x = shape(xs[0]);
-                let rows: usize = x[..x.len() - 1].iter().product();
-                let mut k = x[x.len() - 1];
-                let (mut l0, mut l1) = (Vec::new(), Vec::new());
-                while k > 1 {
-                    let pairs = [rows, k / 2];
-                    let [d0, d1] = dealer.drelu(rows * (k / 2));
-                    let [t0, t1] = dealer.mux(&pairs, &pairs);
-                    l0.push((d0, t0));
-                    l1.push((d1, t1));
-                    k = k.div_ceil(2);
-                }
-                Some([NodeMaterial::RowMax(l0), NodeMaterial::RowMax(l1)])
-            }
-            _ => None,
+            Protocol::RowMaxTree => row_max(deal, &shape(xs[0]))?,
+            _ => continue,
         };
-        if let Some([m0, m1]) = pair {
-            out[0].nodes.insert(id, m0);
-            out[1].nodes.insert(id, m1);
+        for (p, m) in pair.into_iter().enumerate() {
+            if let Some(m) = m {
+                out[p].nodes.insert(id, m);
+            }
         }
     }
-    (out, dealer.offline_bytes())
+    Ok(out)
+}
+
+/// Per level of a row maximum over `x`: DReLU keys for the pairs, then the mux triple.
+fn row_max(deal: &mut dyn Deal, x: &[usize]) -> Result<Pair<NodeMaterial>, MaterialError> {
+    let rows: usize = x[..x.len() - 1].iter().product();
+    let mut k = x[x.len() - 1];
+    let mut levels = [Vec::new(), Vec::new()];
+    while k > 1 {
+        let pairs = [rows, k / 2];
+        let d = deal.drelu(rows * (k / 2))?;
+        let t = deal.triple(Product::Elementwise, &pairs, &pairs)?;
+        for (p, (d, t)) in d.into_iter().zip(t).enumerate() {
+            if let (Some(d), Some(t)) = (d, t) {
+                levels[p].push((d, t));
+            }
+        }
+        k = k.div_ceil(2);
+    }
+    let [l0, l1] = levels;
+    let wrap = |l: Vec<_>| (!l.is_empty()).then_some(NodeMaterial::RowMax(l));
+    Ok([wrap(l0), wrap(l1)])
 }

@@ -27,6 +27,7 @@
 
 mod material;
 mod party;
+mod session;
 
 use std::collections::HashMap;
 
@@ -34,12 +35,13 @@ use comet_ir::protocol::{Protocol, fixed_values, protocol_of};
 use comet_ir::{DimEnv, NodeId, Program, Stage};
 use ndarray::ArrayD;
 
-use crate::fixed::Cache;
+use crate::dealer::MaterialError;
 use crate::protocols::MessageError;
-use crate::protocols::driver::{RoundError, run_two_party};
+use crate::protocols::driver::RoundError;
 use crate::transport::ChannelError;
 
-pub use party::{PartyInputs, PartyMaterialHandle, run_party};
+pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
+pub use session::{InProcess, Outputs, RemoteParty, deal_session};
 
 /// What a call cost, as the channel and the dealer counted it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +91,9 @@ pub enum InterpError {
     /// The channel failed.
     #[error(transparent)]
     Channel(#[from] ChannelError),
+    /// The dealer's material could not be produced or read.
+    #[error(transparent)]
+    Material(#[from] MaterialError),
 }
 
 /// The concrete schedule of a call: every node's protocol and, for communicating nodes,
@@ -171,9 +176,10 @@ pub(crate) fn row_max_levels(program: &Program, id: NodeId, env: DimEnv) -> u32 
 
 /// Runs one call of `program` at `env` with both parties in this process: party 0 (the
 /// server) over `weights` it provides, party 1 (the client) over `inputs`, each source
-/// handed only to the party the plan says provides it. The dealer's material for the whole
-/// call is generated up front from `seed`. Returns the outputs as their receivers decoded
-/// them, and what the call cost.
+/// handed only to the party the plan says provides it. The dealer's material for the call
+/// (and the session's setup) is generated up front from `seed`. Returns the outputs as
+/// their receivers decoded them, and what the call cost; for several calls sharing a KV
+/// cache, use an [`InProcess`] session.
 ///
 /// # Errors
 /// As [`Schedule::new`], or if either party fails.
@@ -184,41 +190,5 @@ pub fn run_in_process(
     env: DimEnv,
     seed: u64,
 ) -> Result<(HashMap<String, ArrayD<f64>>, Measured), InterpError> {
-    let mut caches = [Cache::new(), Cache::new()];
-    run_in_process_with_cache(program, inputs, weights, env, seed, &mut caches)
-}
-
-/// [`run_in_process`] with each party's KV-cache shares kept across calls (`caches[p]`
-/// holds party `p`'s shares; they are updated when the call succeeds).
-///
-/// # Errors
-/// As [`run_in_process`].
-pub fn run_in_process_with_cache(
-    program: &Program,
-    inputs: &HashMap<String, ArrayD<f64>>,
-    weights: &HashMap<String, ArrayD<f64>>,
-    env: DimEnv,
-    seed: u64,
-    caches: &mut [Cache; 2],
-) -> Result<(HashMap<String, ArrayD<f64>>, Measured), InterpError> {
-    let schedule = Schedule::new(program, env)?;
-    let (materials, offline_bytes) = material::generate(program, &schedule, env, seed);
-    let [m0, m1] = materials.map(PartyMaterialHandle);
-    let own = |p: usize| PartyInputs::for_party(program, p, inputs, weights);
-    let (in0, in1) = (own(0), own(1));
-    let [c0, c1] = caches;
-    let (s0, sc) = (&schedule, &schedule);
-    let (r0, r1) = run_two_party(
-        move |ch| run_party(program, s0, 0, env, &in0, m0, c0, ch),
-        move |ch| run_party(program, sc, 1, env, &in1, m1, c1, ch),
-    );
-    let mut outputs = r0.output?;
-    outputs.extend(r1.output?);
-    let measured = Measured {
-        online_bits: 8 * (r0.stats.online.payload_bytes_sent + r1.stats.online.payload_bytes_sent),
-        rounds: r0.stats.online.rounds,
-        offline_bits: 8 * offline_bytes,
-        setup_bits: 8 * (r0.stats.setup.payload_bytes_sent + r1.stats.setup.payload_bytes_sent),
-    };
-    Ok((outputs, measured))
+    InProcess::new(program, weights, seed).call(inputs, env)
 }

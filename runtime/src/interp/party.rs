@@ -90,13 +90,47 @@ struct Run<'a> {
     /// or a sink).
     values: HashMap<NodeId, Option<ArrayD<Ring>>>,
     fixed_operands: HashMap<NodeId, FixedOperand>,
+    /// Fixed values needed only as operands that were set up: not computed again.
+    skip: HashSet<NodeId>,
     row_max: HashMap<NodeId, RowMax>,
     outputs: HashMap<String, ArrayD<f64>>,
     writes: Vec<(u32, ArrayD<Ring>)>,
 }
 
-/// Runs party `party`'s side of one call over `ch`; `cache` holds its KV-cache shares and
-/// receives the call's writes when it succeeds. Returns the outputs this party receives.
+/// What a party keeps between the calls of a session: its KV-cache shares and its fixed
+/// operands, opened once at the session's setup.
+#[derive(Default)]
+pub struct PartyState {
+    /// The KV-cache shares.
+    pub cache: Cache,
+    fixed: HashMap<NodeId, FixedOperand>,
+}
+
+impl PartyState {
+    /// A fresh state: empty cache, no setup yet.
+    pub fn new() -> PartyState {
+        PartyState::default()
+    }
+
+    /// Whether the fixed operands were set up.
+    pub fn set_up(&self) -> bool {
+        !self.fixed.is_empty()
+    }
+}
+
+impl std::fmt::Debug for PartyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyState")
+            .field("cache_slots", &self.cache.slots().count())
+            .field("fixed_operands", &self.fixed.len())
+            .finish()
+    }
+}
+
+/// Runs party `party`'s side of one call over `ch`. `state` holds its KV-cache shares
+/// (updated with the call's writes when it succeeds) and its fixed operands: the first call
+/// of a session carries their masks in `material` and opens them in a setup exchange;
+/// later calls reuse them. Returns the outputs this party receives.
 ///
 /// # Errors
 /// If a node cannot be computed, or a round fails.
@@ -108,9 +142,11 @@ pub fn run_party<C: Channel + ?Sized>(
     env: DimEnv,
     sources: &PartyInputs,
     material: PartyMaterialHandle,
-    cache: &mut Cache,
+    state: &mut PartyState,
     ch: &mut C,
 ) -> Result<HashMap<String, ArrayD<f64>>, InterpError> {
+    let fixed_operands = std::mem::take(&mut state.fixed);
+    let skip = set_up_only(program, schedule, &fixed_operands);
     let mut run = Run {
         program,
         schedule,
@@ -118,11 +154,12 @@ pub fn run_party<C: Channel + ?Sized>(
         env,
         frac: program.info.format.frac,
         sources,
-        cache,
+        cache: &state.cache,
         material: material.0,
         fixed: fixed_values(program),
         values: HashMap::new(),
-        fixed_operands: HashMap::new(),
+        fixed_operands,
+        skip,
         row_max: HashMap::new(),
         outputs: HashMap::new(),
         writes: Vec::new(),
@@ -144,12 +181,47 @@ pub fn run_party<C: Channel + ?Sized>(
         return Err(run.fail(id, "never computed: its operands were not ready".into()));
     }
     let Run {
-        outputs, writes, ..
+        outputs,
+        writes,
+        fixed_operands,
+        ..
     } = run;
+    state.fixed = fixed_operands;
     for (slot, v) in writes {
-        cache.set(slot, v);
+        state.cache.set(slot, v);
     }
     Ok(outputs)
+}
+
+/// Fixed values that a call after the setup need not compute: those used only as the
+/// fixed operand of products already set up, or by other such values (the weights of
+/// every matrix product, say: re-encoding them would cost a copy of the model per call).
+fn set_up_only(
+    program: &Program,
+    schedule: &Schedule,
+    set_up: &HashMap<NodeId, FixedOperand>,
+) -> HashSet<NodeId> {
+    let mut skip = HashSet::new();
+    if set_up.is_empty() {
+        return skip;
+    }
+    let fixed = fixed_values(program);
+    for &id in schedule.order.iter().rev() {
+        if !fixed.contains(&id) {
+            continue;
+        }
+        let only_set_up = program.graph.users(id).iter().all(|&u| {
+            skip.contains(&u)
+                || (matches!(
+                    schedule.protocol[&u],
+                    Protocol::FixedMul | Protocol::FixedMatMul
+                ) && set_up.contains_key(&id))
+        });
+        if only_set_up {
+            skip.insert(id);
+        }
+    }
+    skip
 }
 
 /// One party's material, opaque outside the interpreter.
@@ -192,6 +264,10 @@ impl Run<'_> {
     /// Computes every local node whose operands are ready, in canonical order.
     fn local_pass(&mut self) -> Result<(), InterpError> {
         for &id in &self.schedule.order {
+            if self.skip.contains(&id) {
+                self.values.entry(id).or_insert(None);
+                continue;
+            }
             let no_rounds = self.schedule.own.get(&id) == Some(&0);
             if self.values.contains_key(&id)
                 || (self.schedule.protocol[&id].communicates() && !no_rounds)
@@ -258,8 +334,7 @@ impl Run<'_> {
                 if self.env.past == 0 {
                     ArrayD::zeros(IxDyn(&shape))
                 } else {
-                    let c = (self.cache.get(*slot))
-                        .ok_or_else(|| self.fail(id, format!("cache slot {slot} is empty")))?;
+                    let c = (self.cache.read(*slot)).map_err(|e| self.fail(id, e.to_string()))?;
                     if c.shape() != shape.as_slice() {
                         return Err(self.fail(id, format!("cache holds {:?}", c.shape())));
                     }

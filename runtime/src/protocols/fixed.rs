@@ -33,12 +33,13 @@ impl fmt::Debug for SetupState {
     }
 }
 
-/// A fixed operand after setup: the public `W − B` and this party's `B_p`, packed for
-/// matrix products when 2-D.
+/// A fixed operand after setup: the public `W − B` and this party's `B_p`; a 2-D operand
+/// is kept only packed for matrix products (one copy of each, not two).
 pub struct FixedOperand {
     party: PartyId,
-    f: ArrayD<u64>,
-    b: ArrayD<u64>,
+    shape: Vec<usize>,
+    /// `(F, B_p)` of an operand that is not 2-D.
+    dense: Option<(ArrayD<u64>, ArrayD<u64>)>,
     packed: Option<[PackedRhs; 2]>,
 }
 
@@ -46,7 +47,7 @@ impl fmt::Debug for FixedOperand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FixedOperand")
             .field("party", &self.party)
-            .field("shape", &self.f.shape())
+            .field("shape", &self.shape)
             .finish_non_exhaustive()
     }
 }
@@ -54,7 +55,16 @@ impl fmt::Debug for FixedOperand {
 impl FixedOperand {
     /// The fixed operand's shape.
     pub fn shape(&self) -> &[usize] {
-        self.f.shape()
+        &self.shape
+    }
+
+    /// `F` (`which = 0`) or `B_p` (`which = 1`), dense.
+    fn dense(&self, which: usize) -> std::borrow::Cow<'_, ArrayD<u64>> {
+        match (&self.dense, &self.packed) {
+            (Some((f, b)), _) => std::borrow::Cow::Borrowed(if which == 0 { f } else { b }),
+            (None, Some(p)) => std::borrow::Cow::Owned(p[which].to_dense().into_dyn()),
+            (None, None) => unreachable!("a fixed operand is dense or packed"),
+        }
     }
 }
 
@@ -83,11 +93,16 @@ pub fn setup_finish(state: SetupState, peer: &[u64]) -> Result<FixedOperand, Mes
     let SetupState { party, b, f } = state;
     check_len(peer, f.len())?;
     let f = ring_ops::add(f.view(), ring_ops::from_flat(f.shape(), peer).view());
-    let packed = (f.ndim() == 2).then(|| [pack(&f), pack(&b)]);
+    let shape = f.shape().to_vec();
+    let (dense, packed) = if f.ndim() == 2 {
+        (None, Some([pack(&f), pack(&b)]))
+    } else {
+        (Some((f, b)), None)
+    };
     Ok(FixedOperand {
         party,
-        f,
-        b,
+        shape,
+        dense,
         packed,
     })
 }
@@ -167,8 +182,8 @@ pub fn finish(state: State, w: &FixedOperand, peer: &[u64]) -> Result<Share, Mes
     };
     let (eb, af) = match kind {
         Kind::Mul => (
-            ring_ops::mul(e.view(), w.b.view()),
-            ring_ops::mul(a_plus.view(), w.f.view()),
+            ring_ops::mul(e.view(), w.dense(1).view()),
+            ring_ops::mul(a_plus.view(), w.dense(0).view()),
         ),
         Kind::MatMul => (matmul(&e, w, 1), matmul(&a_plus, w, 0)),
     };
@@ -179,8 +194,7 @@ pub fn finish(state: State, w: &FixedOperand, peer: &[u64]) -> Result<Share, Mes
 /// `x · F` (`which = 0`) or `x · B_p` (`which = 1`), packed when `W` is a matrix.
 fn matmul(x: &ArrayD<u64>, w: &FixedOperand, which: usize) -> ArrayD<u64> {
     let Some(packed) = &w.packed else {
-        let rhs = if which == 0 { &w.f } else { &w.b };
-        return ring::matmul_batched(x.view(), rhs.view()).expect("matmul shapes");
+        return ring::matmul_batched(x.view(), w.dense(which).view()).expect("matmul shapes");
     };
     let rhs = &packed[which];
     let (k, n) = rhs.dim();

@@ -43,6 +43,13 @@ impl PackedRhs {
         PackedRhs { k, n, data }
     }
 
+    /// The packed matrix, unpacked (for the rare element-wise use of a packed operand).
+    pub fn to_dense(&self) -> ndarray::Array2<u64> {
+        ndarray::Array2::from_shape_fn((self.k, self.n), |(kk, j)| {
+            self.data[((j / NR) * self.k + kk) * NR + j % NR]
+        })
+    }
+
     /// `(k, n)`: the shape of the matrix that was packed.
     pub fn dim(&self) -> (usize, usize) {
         (self.k, self.n)

@@ -187,3 +187,11 @@ proptest! {
         check_all_routes(m, k, n, seed);
     }
 }
+
+#[test]
+fn packing_then_unpacking_gives_the_matrix_back() {
+    for (k, n, seed) in [(1, 1, 1), (3, 5, 2), (7, 33, 3), (16, 64, 4)] {
+        let b = random(k, n, seed);
+        assert_eq!(PackedRhs::new(b.view()).to_dense(), b, "{k}×{n}");
+    }
+}

@@ -1,0 +1,308 @@
+//! Where a session's correlated randomness comes from, seen from the interpreter: one
+//! trait, [`Deal`], with two sources. The [`SessionDealer`] draws both parties' material
+//! (in process, or to write material files with [`SessionDealer::recording`]); a
+//! [`PartyReplay`](super::PartyReplay) re-derives one party's half from its seed and the
+//! corrections read from its material file. Both are driven in the same order (canonical
+//! node order, setup first), so a party's material is the same from either source.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use comet_ir::NodeId;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use super::{
+    Dealer, DreluMaterial, FixedCallMaterial, FixedMask, FixedMaskMaterial, MaterialError,
+    PartySeed, SquareMaterial, TripleMaterial,
+};
+use crate::movement::broadcast_shape;
+
+/// What a source hands out for one protocol instance: each party's share, where this
+/// source knows it (`None` for the party a replay does not play).
+pub type Pair<T> = [Option<T>; 2];
+
+/// The product a triple or a fixed operand's correction is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// Element-wise, with broadcasting.
+    Elementwise,
+    /// Matrix product `[.., m, k] · [.., k, n]` (or `· [k, n]`).
+    MatMul,
+}
+
+impl Product {
+    /// The shape of the product of operands shaped `x` and `y`.
+    ///
+    /// # Errors
+    /// If the shapes do not combine.
+    pub fn shape(self, x: &[usize], y: &[usize]) -> Result<Vec<usize>, MaterialError> {
+        let bad = || MaterialError::Shape(format!("{self:?} of {x:?} and {y:?}"));
+        match self {
+            Product::Elementwise => broadcast_shape(x, y).ok_or_else(bad),
+            Product::MatMul => {
+                let (m, k) = match x {
+                    [.., m, k] => (*m, *k),
+                    _ => return Err(bad()),
+                };
+                let (k2, n) = match y {
+                    [.., k2, n] => (*k2, *n),
+                    _ => return Err(bad()),
+                };
+                if k != k2 {
+                    return Err(bad());
+                }
+                let batch = if x.len() >= y.len() {
+                    &x[..x.len() - 2]
+                } else {
+                    &y[..y.len() - 2]
+                };
+                Ok([batch, &[m, n]].concat())
+            }
+        }
+    }
+}
+
+/// A source of correlated randomness for the calls of one session, drawn in the order
+/// the interpreter asks for it.
+pub trait Deal {
+    /// A Beaver triple for `x ∘ y` (also a mux's material).
+    ///
+    /// # Errors
+    /// If the material cannot be read (replay) or the shapes do not combine.
+    fn triple(
+        &mut self,
+        kind: Product,
+        x: &[usize],
+        y: &[usize],
+    ) -> Result<Pair<TripleMaterial>, MaterialError>;
+
+    /// `(a, a²)` of `shape`.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError>;
+
+    /// The once-per-session mask of fixed operand `w` (shaped `shape`).
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn fixed_mask(
+        &mut self,
+        w: NodeId,
+        shape: &[usize],
+    ) -> Result<Pair<FixedMaskMaterial>, MaterialError>;
+
+    /// Per-call material of `x ∘ W` for fixed operand `w`, masked earlier.
+    ///
+    /// # Errors
+    /// If `w` has no mask yet, or as [`Deal::triple`].
+    fn fixed_call(
+        &mut self,
+        w: NodeId,
+        kind: Product,
+        x: &[usize],
+    ) -> Result<Pair<FixedCallMaterial>, MaterialError>;
+
+    /// DReLU keys for `n` gates.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError>;
+
+    /// The seed of one `share` node, known to both parties.
+    fn share_seed(&mut self) -> [u8; 32];
+
+    /// Offline bytes so far: materialised by the dealer (both parties), or read from this
+    /// party's file (replay).
+    fn offline_bytes(&self) -> u64;
+}
+
+/// Where a recording dealer writes each party's materialised bytes.
+type Sinks = [Box<dyn Write + Send>; 2];
+
+/// The dealer of one session: both parties' material, drawn from a master seed. With
+/// [`SessionDealer::recording`] it also writes, per party, what that party cannot derive
+/// from its own seed (party 1's corrections, both parties' DReLU keys): the body of the
+/// party's material file.
+pub struct SessionDealer {
+    dealer: Dealer,
+    common: ChaCha12Rng,
+    common_seed: PartySeed,
+    masks: HashMap<NodeId, FixedMask>,
+    sinks: Option<Sinks>,
+    written: [u64; 2],
+    error: Option<std::io::Error>,
+}
+
+impl std::fmt::Debug for SessionDealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionDealer")
+            .field("offline_bytes", &self.dealer.offline_bytes())
+            .field("fixed_masks", &self.masks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionDealer {
+    /// A dealer whose party seeds and common seed derive from `master`.
+    pub fn new(master: PartySeed) -> SessionDealer {
+        let dealer = Dealer::new(master);
+        let mut root = ChaCha12Rng::from_seed(master);
+        let mut skip = [0u8; 32];
+        for _ in 0..3 {
+            root.fill_bytes(&mut skip); // the party and FSS seeds
+        }
+        let mut common_seed = [0; 32];
+        root.fill_bytes(&mut common_seed);
+        SessionDealer {
+            dealer,
+            common: ChaCha12Rng::from_seed(common_seed),
+            common_seed,
+            masks: HashMap::new(),
+            sinks: None,
+            written: [0; 2],
+            error: None,
+        }
+    }
+
+    /// [`SessionDealer::new`] from a `u64` (tests, in-process runs).
+    pub fn from_u64(master: u64) -> SessionDealer {
+        let mut seed = [0; 32];
+        ChaCha12Rng::seed_from_u64(master).fill_bytes(&mut seed);
+        SessionDealer::new(seed)
+    }
+
+    /// Also writes each party's materialised bytes to `sinks[p]`.
+    pub fn recording(mut self, sinks: Sinks) -> SessionDealer {
+        self.sinks = Some(sinks);
+        self
+    }
+
+    /// Party `p`'s stream seed.
+    pub fn party_seed(&self, party: u8) -> PartySeed {
+        self.dealer.party_seed(party)
+    }
+
+    /// The seed both parties draw `share` seeds from.
+    pub fn common_seed(&self) -> PartySeed {
+        self.common_seed
+    }
+
+    /// Bytes written to each party's sink so far.
+    pub fn written(&self) -> [u64; 2] {
+        self.written
+    }
+
+    /// Per-batch DReLU key headers, both parties (not in the cost model).
+    pub fn header_bytes(&self) -> u64 {
+        self.dealer.header_bytes()
+    }
+
+    /// Flushes the sinks; the first write error, if any.
+    ///
+    /// # Errors
+    /// If writing a sink failed.
+    pub fn finish(mut self) -> Result<[u64; 2], std::io::Error> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if let Some(sinks) = &mut self.sinks {
+            for s in sinks {
+                s.flush()?;
+            }
+        }
+        Ok(self.written)
+    }
+
+    fn record(&mut self, party: usize, bytes: &[u8]) {
+        if let Some(sinks) = &mut self.sinks
+            && self.error.is_none()
+        {
+            match sinks[party].write_all(bytes) {
+                Ok(()) => self.written[party] += bytes.len() as u64,
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+
+    fn record_correction(&mut self, c: &ndarray::ArrayD<u64>) {
+        if self.sinks.is_some() {
+            let bytes: Vec<u8> = c.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.record(1, &bytes);
+        }
+    }
+}
+
+fn both<T>([a, b]: [T; 2]) -> Pair<T> {
+    [Some(a), Some(b)]
+}
+
+impl Deal for SessionDealer {
+    fn triple(
+        &mut self,
+        kind: Product,
+        x: &[usize],
+        y: &[usize],
+    ) -> Result<Pair<TripleMaterial>, MaterialError> {
+        kind.shape(x, y)?;
+        let m = match kind {
+            Product::Elementwise => self.dealer.beaver_mul(x, y),
+            Product::MatMul => self.dealer.beaver_matmul(x, y),
+        };
+        self.record_correction(&m[1].c);
+        Ok(both(m))
+    }
+
+    fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError> {
+        let m = self.dealer.square(shape);
+        self.record_correction(&m[1].c);
+        Ok(both(m))
+    }
+
+    fn fixed_mask(
+        &mut self,
+        w: NodeId,
+        shape: &[usize],
+    ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
+        let (mask, m) = self.dealer.fixed_mask(shape);
+        self.masks.insert(w, mask);
+        Ok(both(m))
+    }
+
+    fn fixed_call(
+        &mut self,
+        w: NodeId,
+        kind: Product,
+        x: &[usize],
+    ) -> Result<Pair<FixedCallMaterial>, MaterialError> {
+        let mask = (self.masks.get(&w)).ok_or(MaterialError::NoFixedMask(w))?;
+        kind.shape(x, mask.shape())?;
+        let m = match kind {
+            Product::Elementwise => self.dealer.fixed_mul(mask, x),
+            Product::MatMul => self.dealer.fixed_matmul(mask, x),
+        };
+        self.record_correction(&m[1].c);
+        Ok(both(m))
+    }
+
+    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError> {
+        let m = self.dealer.drelu(n);
+        if self.sinks.is_some() {
+            for (p, k) in m.iter().enumerate() {
+                self.record(p, &k.key.to_bytes());
+            }
+        }
+        Ok(both(m))
+    }
+
+    fn share_seed(&mut self) -> [u8; 32] {
+        let mut s = [0; 32];
+        self.common.fill_bytes(&mut s);
+        s
+    }
+
+    fn offline_bytes(&self) -> u64 {
+        self.dealer.offline_bytes()
+    }
+}

@@ -1,0 +1,191 @@
+//! One party's material, re-derived from what its material file carries: its stream seed
+//! (masks, and party 0's product shares), the common seed (`share` seeds) and, in the
+//! body, what cannot be derived — party 1's corrections and both parties' DReLU keys —
+//! read in the order the dealer wrote them.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use comet_ir::NodeId;
+use ndarray::{ArrayD, IxDyn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+
+use super::deal::{Deal, Pair, Product};
+use super::{
+    DreluMaterial, FixedCallMaterial, FixedMaskMaterial, MaterialError, PartySeed, SquareMaterial,
+    TripleMaterial,
+};
+use crate::fss::DreluKey;
+use crate::fss::drelu::DRELU_KEY_HEADER_BYTES;
+
+/// Party `party`'s half of a dealer session, replayed from its seeds and a body of
+/// materialised bytes.
+pub struct PartyReplay {
+    party: u8,
+    stream: ChaCha12Rng,
+    common: ChaCha12Rng,
+    body: Box<dyn Read + Send>,
+    read: u64,
+    headers: u64,
+    fixed_shapes: HashMap<NodeId, Vec<usize>>,
+}
+
+impl std::fmt::Debug for PartyReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyReplay")
+            .field("party", &self.party)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartyReplay {
+    /// Replays party `party` from its stream seed, the common seed and `body`.
+    pub fn new(
+        party: u8,
+        seed: PartySeed,
+        common: PartySeed,
+        body: Box<dyn Read + Send>,
+    ) -> PartyReplay {
+        PartyReplay {
+            party,
+            stream: ChaCha12Rng::from_seed(seed),
+            common: ChaCha12Rng::from_seed(common),
+            body,
+            read: 0,
+            headers: 0,
+            fixed_shapes: HashMap::new(),
+        }
+    }
+
+    /// Bytes read from the body so far, DReLU key headers included.
+    pub fn body_bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// The party replayed.
+    pub fn party(&self) -> u8 {
+        self.party
+    }
+
+    /// Whether the body has bytes left that no call used.
+    ///
+    /// # Errors
+    /// If the body cannot be read.
+    pub fn has_leftover(&mut self) -> Result<bool, MaterialError> {
+        let mut b = [0u8; 1];
+        let n = (self.body.read(&mut b)).map_err(|e| MaterialError::Corrupt(e.to_string()))?;
+        Ok(n > 0)
+    }
+
+    fn mine<T>(&self, v: T) -> Pair<T> {
+        let mut out = [None, None];
+        out[usize::from(self.party)] = Some(v);
+        out
+    }
+
+    fn expand(&mut self, shape: &[usize]) -> ArrayD<u64> {
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.stream.next_u64())
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, MaterialError> {
+        let mut buf = vec![0u8; n];
+        self.body
+            .read_exact(&mut buf)
+            .map_err(|_| MaterialError::Truncated { at: self.read })?;
+        self.read += n as u64;
+        Ok(buf)
+    }
+
+    /// This party's share of a product: party 0's comes from its stream, party 1's is the
+    /// correction in the body.
+    fn product_share(&mut self, shape: &[usize]) -> Result<ArrayD<u64>, MaterialError> {
+        if self.party == 0 {
+            return Ok(self.expand(shape));
+        }
+        let n: usize = shape.iter().product();
+        let bytes = self.bytes(8 * n)?;
+        let values = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        Ok(ArrayD::from_shape_vec(IxDyn(shape), values).expect("sized"))
+    }
+}
+
+impl Deal for PartyReplay {
+    fn triple(
+        &mut self,
+        kind: Product,
+        x: &[usize],
+        y: &[usize],
+    ) -> Result<Pair<TripleMaterial>, MaterialError> {
+        let out = kind.shape(x, y)?;
+        let (a, b) = (self.expand(x), self.expand(y));
+        let c = self.product_share(&out)?;
+        let party = self.party;
+        Ok(self.mine(TripleMaterial { party, a, b, c }))
+    }
+
+    fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError> {
+        let a = self.expand(shape);
+        let c = self.product_share(shape)?;
+        let party = self.party;
+        Ok(self.mine(SquareMaterial { party, a, c }))
+    }
+
+    fn fixed_mask(
+        &mut self,
+        w: NodeId,
+        shape: &[usize],
+    ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
+        let b = self.expand(shape);
+        self.fixed_shapes.insert(w, shape.to_vec());
+        let party = self.party;
+        Ok(self.mine(FixedMaskMaterial { party, b }))
+    }
+
+    fn fixed_call(
+        &mut self,
+        w: NodeId,
+        kind: Product,
+        x: &[usize],
+    ) -> Result<Pair<FixedCallMaterial>, MaterialError> {
+        let w_shape = (self.fixed_shapes.get(&w)).ok_or(MaterialError::NoFixedMask(w))?;
+        let out = kind.shape(x, w_shape)?;
+        let a = self.expand(x);
+        let c = self.product_share(&out)?;
+        let party = self.party;
+        Ok(self.mine(FixedCallMaterial { party, a, c }))
+    }
+
+    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError> {
+        let at = self.read;
+        let mut bytes = self.bytes(DRELU_KEY_HEADER_BYTES)?;
+        let count = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
+        if bytes[0] != self.party || count != n as u64 {
+            return Err(MaterialError::Corrupt(format!(
+                "at body byte {at}: expected the DReLU keys of party {} for {n} gates, found \
+                 party {} and {count} gates: the file does not follow the plan",
+                self.party, bytes[0]
+            )));
+        }
+        self.headers += DRELU_KEY_HEADER_BYTES as u64;
+        bytes.extend(self.bytes(DreluKey::byte_len(n) - DRELU_KEY_HEADER_BYTES)?);
+        let key = DreluKey::from_bytes(&bytes)
+            .map_err(|e| MaterialError::Corrupt(format!("DReLU key at body byte {at}: {e}")))?;
+        Ok(self.mine(DreluMaterial { key }))
+    }
+
+    fn share_seed(&mut self) -> [u8; 32] {
+        let mut s = [0; 32];
+        self.common.fill_bytes(&mut s);
+        s
+    }
+
+    /// Bytes read from the body, less the DReLU key headers (as the dealer counts).
+    fn offline_bytes(&self) -> u64 {
+        self.read - self.headers
+    }
+}

@@ -1,0 +1,257 @@
+//! Sessions: the calls of one generation (prefill, then decode steps) share a dealer
+//! session, the parties' KV caches and the fixed operands, which are opened once, in the
+//! first call's setup exchange.
+//!
+//! [`InProcess`] runs both parties in this process (two threads over an in-memory channel,
+//! the dealer in process). [`RemoteParty`] is one party of a two-process run: it replays
+//! its material file and talks to the other party over any [`Channel`] (TCP).
+
+use std::collections::HashMap;
+
+use comet_ir::{DimEnv, Program};
+use ndarray::ArrayD;
+
+use super::material::{PartyMaterial, generate_call, generate_setup};
+use super::party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
+use super::{InterpError, Measured, Schedule};
+use crate::dealer::{Deal, PartyReplay, SessionDealer};
+use crate::protocols::PartyId;
+use crate::protocols::driver::run_two_party;
+use crate::transport::{Channel, ChannelStats};
+
+/// Outputs of a call, by name, as their receiver decoded them.
+pub type Outputs = HashMap<String, ArrayD<f64>>;
+
+/// Material for the next call from `deal`, with the setup masks if the session has not
+/// been set up yet.
+fn next_material(
+    program: &Program,
+    schedule: &Schedule,
+    env: DimEnv,
+    deal: &mut dyn Deal,
+    set_up: bool,
+) -> Result<[PartyMaterial; 2], InterpError> {
+    let masks = if set_up {
+        None
+    } else {
+        Some(generate_setup(program, schedule, deal)?)
+    };
+    let mut m = generate_call(program, schedule, env, deal)?;
+    if let Some(masks) = masks {
+        for (p, masks) in masks.into_iter().enumerate() {
+            m[p].fixed_masks = masks;
+        }
+    }
+    Ok(m)
+}
+
+/// Both parties of a session in this process, with an in-process dealer.
+pub struct InProcess<'a> {
+    program: &'a Program,
+    sources: [PartyInputs; 2],
+    dealer: SessionDealer,
+    states: [PartyState; 2],
+    set_up: bool,
+}
+
+impl std::fmt::Debug for InProcess<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess")
+            .field("model", &self.program.info.name)
+            .field("states", &self.states)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> InProcess<'a> {
+    /// A session of `program` whose weights are split between the parties as the plan
+    /// says; the dealer's randomness derives from `seed`.
+    pub fn new(
+        program: &'a Program,
+        weights: &HashMap<String, ArrayD<f64>>,
+        seed: u64,
+    ) -> InProcess<'a> {
+        let none = HashMap::new();
+        InProcess {
+            program,
+            sources: [0, 1].map(|p| PartyInputs::for_party(program, p, &none, weights)),
+            dealer: SessionDealer::from_u64(seed),
+            states: [PartyState::new(), PartyState::new()],
+            set_up: false,
+        }
+    }
+
+    /// The parties' states (their KV-cache shares).
+    pub fn states(&self) -> &[PartyState; 2] {
+        &self.states
+    }
+
+    /// The parties' states, mutable (to invalidate cache entries, say).
+    pub fn states_mut(&mut self) -> &mut [PartyState; 2] {
+        &mut self.states
+    }
+
+    /// Runs one call at `env` with the parties' `inputs`.
+    ///
+    /// # Errors
+    /// As [`Schedule::new`], or if either party fails.
+    pub fn call(
+        &mut self,
+        inputs: &Outputs,
+        env: DimEnv,
+    ) -> Result<(Outputs, Measured), InterpError> {
+        let program = self.program;
+        let schedule = Schedule::new(program, env)?;
+        let before = self.dealer.offline_bytes();
+        let [m0, m1] = next_material(program, &schedule, env, &mut self.dealer, self.set_up)?
+            .map(PartyMaterialHandle);
+        let offline_bytes = self.dealer.offline_bytes() - before;
+        let none = HashMap::new();
+        for (p, s) in self.sources.iter_mut().enumerate() {
+            s.inputs = PartyInputs::for_party(program, p, inputs, &none).inputs;
+        }
+        let [s0, s1] = &self.sources;
+        let [st0, st1] = &mut self.states;
+        let sc = &schedule;
+        let (r0, r1) = run_two_party(
+            move |ch| run_party(program, sc, 0, env, s0, m0, st0, ch),
+            move |ch| run_party(program, sc, 1, env, s1, m1, st1, ch),
+        );
+        let mut outputs = r0.output?;
+        outputs.extend(r1.output?);
+        self.set_up = true;
+        let sent = |s: &ChannelStats| s.online.payload_bytes_sent;
+        let setup = |s: &ChannelStats| s.setup.payload_bytes_sent;
+        let measured = Measured {
+            online_bits: 8 * (sent(&r0.stats) + sent(&r1.stats)),
+            rounds: r0.stats.online.rounds,
+            offline_bits: 8 * offline_bytes,
+            setup_bits: 8 * (setup(&r0.stats) + setup(&r1.stats)),
+        };
+        Ok((outputs, measured))
+    }
+}
+
+/// One party of a two-process session: its sources, its material replayed from a file,
+/// its state, and the channel to the other party.
+pub struct RemoteParty<'a, C: Channel> {
+    program: &'a Program,
+    party: PartyId,
+    sources: PartyInputs,
+    replay: PartyReplay,
+    state: PartyState,
+    ch: C,
+    set_up: bool,
+}
+
+impl<C: Channel> std::fmt::Debug for RemoteParty<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteParty")
+            .field("party", &self.party)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, C: Channel> RemoteParty<'a, C> {
+    /// Party `replay.party()` of `program`, providing the `weights` the plan says it
+    /// provides, over `ch` (already handshaken).
+    pub fn new(
+        program: &'a Program,
+        weights: &HashMap<String, ArrayD<f64>>,
+        replay: PartyReplay,
+        ch: C,
+    ) -> RemoteParty<'a, C> {
+        let party = replay.party();
+        RemoteParty {
+            program,
+            party,
+            sources: PartyInputs::for_party(program, usize::from(party), &HashMap::new(), weights),
+            replay,
+            state: PartyState::new(),
+            ch,
+            set_up: false,
+        }
+    }
+
+    /// The party's state (its KV-cache shares).
+    pub fn state(&self) -> &PartyState {
+        &self.state
+    }
+
+    /// The party's state, mutable (to fill or invalidate cache entries, say).
+    pub fn state_mut(&mut self) -> &mut PartyState {
+        &mut self.state
+    }
+
+    /// The material replay (to check that no bytes are left at the end).
+    pub fn replay_mut(&mut self) -> &mut PartyReplay {
+        &mut self.replay
+    }
+
+    /// Runs this party's side of one call at `env` with its `inputs`. The figures are
+    /// this party's view: the payload both parties sent (what it sent and received),
+    /// rounds, and the material bytes it read from its file.
+    ///
+    /// # Errors
+    /// As [`Schedule::new`], if the material runs out or does not fit, or if the call
+    /// fails (the channel included).
+    pub fn call(
+        &mut self,
+        inputs: &Outputs,
+        env: DimEnv,
+    ) -> Result<(Outputs, Measured), InterpError> {
+        let program = self.program;
+        let schedule = Schedule::new(program, env)?;
+        let before_material = self.replay.offline_bytes();
+        let [m0, m1] = next_material(program, &schedule, env, &mut self.replay, self.set_up)?;
+        let mine = PartyMaterialHandle(if self.party == 0 { m0 } else { m1 });
+        let offline_bytes = self.replay.offline_bytes() - before_material;
+        let p = usize::from(self.party);
+        self.sources.inputs = PartyInputs::for_party(program, p, inputs, &HashMap::new()).inputs;
+        let before = self.ch.stats();
+        let outputs = run_party(
+            program,
+            &schedule,
+            self.party,
+            env,
+            &self.sources,
+            mine,
+            &mut self.state,
+            &mut self.ch,
+        )?;
+        self.set_up = true;
+        let s = self.ch.stats_since(&before);
+        let measured = Measured {
+            online_bits: 8 * (s.online.payload_bytes_sent + s.online.payload_bytes_received),
+            rounds: s.online.rounds,
+            offline_bits: 8 * offline_bytes,
+            setup_bits: 8 * (s.setup.payload_bytes_sent + s.setup.payload_bytes_received),
+        };
+        Ok((outputs, measured))
+    }
+}
+
+/// Deals the material of a session's `calls` (the setup first, with the first call) from
+/// `dealer`, which records it to the parties' files; `progress(k, bytes)` hears of each
+/// call. Returns the bytes materialised per call (both parties), as
+/// [`Measured::offline_bits`]` / 8` would count them in process.
+///
+/// # Errors
+/// As [`Schedule::new`] for a call's sizes.
+pub fn deal_session(
+    program: &Program,
+    calls: &[DimEnv],
+    dealer: &mut SessionDealer,
+    mut progress: impl FnMut(usize, u64),
+) -> Result<Vec<u64>, InterpError> {
+    let mut per_call = Vec::with_capacity(calls.len());
+    for (k, &env) in calls.iter().enumerate() {
+        let schedule = Schedule::new(program, env)?;
+        let before = dealer.offline_bytes();
+        drop(next_material(program, &schedule, env, dealer, k > 0)?);
+        per_call.push(dealer.offline_bytes() - before);
+        progress(k, per_call[k]);
+    }
+    Ok(per_call)
+}

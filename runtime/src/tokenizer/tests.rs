@@ -1,0 +1,232 @@
+//! Tests of the tokenizer against the original's outputs.
+
+use super::*;
+
+const MODEL_TOKENIZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/glassllm-en/tokenizer.json"
+);
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/reference/glassllm-en-greedy.json"
+);
+
+fn model() -> Tokenizer {
+    Tokenizer::from_file(Path::new(MODEL_TOKENIZER)).expect("the shipped tokenizer loads")
+}
+
+fn ids_of(value: &serde_json::Value) -> Vec<u64> {
+    value
+        .as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|v| v.as_u64().expect("an id"))
+        .collect()
+}
+
+#[test]
+fn vocab_size_is_1024() {
+    assert_eq!(model().vocab_size(), 1024);
+}
+
+#[test]
+fn reference_cases_encode_and_decode_exactly() {
+    let tok = model();
+    let text = std::fs::read_to_string(REFERENCE).expect("the reference file is readable");
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = reference["cases"].as_array().expect("`cases`");
+    assert!(!cases.is_empty());
+    for case in cases {
+        let prompt = case["prompt"].as_str().unwrap();
+        assert_eq!(
+            tok.encode(prompt).unwrap(),
+            ids_of(&case["prompt_ids"]),
+            "prompt {prompt:?}"
+        );
+        assert_eq!(
+            tok.decode(&ids_of(&case["greedy_ids"])).unwrap(),
+            case["greedy_text"].as_str().unwrap(),
+            "greedy ids of {prompt:?}"
+        );
+    }
+}
+
+/// Texts and their ids as the original (`glassllm` 0.1.0) encodes them.
+#[test]
+fn matches_the_original_on_tricky_text() {
+    let tok = model();
+    let cases: &[(&str, &[u64])] = &[
+        ("", &[]),
+        (" ", &[91]),
+        ("   ", &[91, 91, 91]),
+        ("\n", &[4]),
+        ("\n\n", &[4, 4]),
+        ("Hello,  world!\n", &[34, 291, 761, 91, 343, 146, 5, 4]),
+        (
+            "  leading and trailing  ",
+            &[91, 369, 170, 107, 120, 92, 341, 309, 107, 91, 91],
+        ),
+        ("a\n b\n\n  c", &[56, 4, 108, 4, 4, 91, 112]),
+        ("tab\there", &[75, 319, 1, 732]),
+        ("The ▁marker", &[185, 91, 109, 513, 105]),
+        (
+            "“Où?” she said — ‘yes’.",
+            &[590, 85, 193, 168, 151, 91, 86, 567, 80, 124, 88, 13],
+        ),
+        (
+            "Æsop’s fables: 1, 2, 3;",
+            &[
+                84, 74, 508, 243, 115, 319, 67, 124, 24, 91, 15, 11, 91, 16, 11, 91, 17, 25,
+            ],
+        ),
+        ("café", &[58, 56, 61, 1]),
+        ("naïve résumé", &[69, 56, 1, 164, 177, 1, 74, 273, 1]),
+        ("x\r\ny", &[79, 1, 4, 80]),
+        ("{[_]}*&", &[82, 53, 55, 54, 83, 10, 6]),
+    ];
+    for &(text, ids) in cases {
+        assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
+    }
+}
+
+#[test]
+fn round_trips() {
+    let tok = model();
+    for text in [
+        "Once upon a time, there was a little dog.",
+        "“Where are you going?” she asked.\n\n  He said nothing — not a word.",
+        "Æsop’s fables: 1, 2, 3; [x] {y} (z) & *w*_!",
+        "   spaces   everywhere   \n",
+    ] {
+        let ids = tok.encode(text).unwrap();
+        assert!(ids.len() < text.chars().count(), "merges apply to {text:?}");
+        assert_eq!(tok.decode(&ids).unwrap(), text);
+    }
+}
+
+#[test]
+fn lowest_rank_merges_first_and_left_to_right() {
+    // Ids: a=4, b=5, aa=6, ba=7, aaa=8, ab=9. Outputs checked against the original.
+    let tok = Tokenizer::from_json(
+        r#"{"alphabet": ["a", "b"], "merges": [["a", "a"], ["b", "a"], ["aa", "a"], ["a", "b"]]}"#,
+    )
+    .unwrap();
+    assert_eq!(tok.vocab_size(), 10);
+    let cases: &[(&str, &[u64])] = &[
+        ("aaa", &[8]),
+        ("aaaa", &[6, 6]),
+        ("aaaaa", &[6, 8]),
+        ("baa", &[5, 6]),
+        ("aab", &[6, 5]),
+        ("abab", &[4, 7, 5]),
+        ("aab b", &[6, 5, 1, 5]),
+    ];
+    for &(text, ids) in cases {
+        assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
+    }
+}
+
+#[test]
+fn unknown_characters_become_unk_and_decode_as_question_marks() {
+    let tok = model();
+    let ids = tok.encode("a€b").unwrap();
+    assert_eq!(ids[1], 1);
+    assert_eq!(tok.decode(&ids).unwrap(), "a⁇b");
+}
+
+#[test]
+fn decode_skips_pad_bos_eos() {
+    let tok = model();
+    assert_eq!(tok.decode(&[0, 2, 5, 3, 1, 6]).unwrap(), "!⁇&");
+}
+
+#[test]
+fn text_is_normalised_to_nfc_first() {
+    let tok = model();
+    // `e` + combining acute composes to `é` (outside the alphabet: one `<unk>`), as in the
+    // original; without NFC it would be `e` followed by an `<unk>`.
+    let composed = tok.encode("cafe\u{301} au lait").unwrap();
+    assert_eq!(composed, tok.encode("caf\u{e9} au lait").unwrap());
+    assert_ne!(composed, tok.encode("cafe au lait").unwrap());
+    // The Kelvin sign, which NFC replaces by `K`.
+    assert_eq!(
+        tok.encode("1 \u{212A}").unwrap(),
+        tok.encode("1 K").unwrap()
+    );
+}
+
+#[test]
+fn decode_rejects_ids_out_of_range() {
+    let tok = model();
+    let err = tok.decode(&[5, 1024]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TokenizerError::IdOutOfRange {
+                id: 1024,
+                vocab_size: 1024
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("1024"));
+    assert!(tok.decode(&[u64::MAX]).is_err());
+    assert_eq!(
+        tok.decode(&[1023]).unwrap(),
+        tok.vocab[1023].replace('▁', " ")
+    );
+}
+
+#[test]
+fn unreadable_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-tokenizer.json");
+    let err = Tokenizer::from_file(&path).unwrap_err();
+    assert!(matches!(err, TokenizerError::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("missing-tokenizer.json"), "{err}");
+}
+
+#[test]
+fn malformed_json_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, r#"{"alphabet": ["a""#).unwrap();
+    let err = Tokenizer::from_file(&path).unwrap_err();
+    assert!(matches!(err, TokenizerError::Json { .. }), "{err:?}");
+    assert!(err.to_string().contains("broken.json"), "{err}");
+}
+
+#[test]
+fn wrong_shapes_say_what_was_expected() {
+    let cases = [
+        ("[]", "expected a JSON object"),
+        (r#"{"merges": []}"#, "`alphabet` is missing"),
+        (r#"{"alphabet": []}"#, "`merges` is missing"),
+        (
+            r#"{"alphabet": "ab", "merges": []}"#,
+            "`alphabet` is a string",
+        ),
+        (
+            r#"{"alphabet": ["a", "bc"], "merges": []}"#,
+            "`alphabet[1]`",
+        ),
+        (r#"{"alphabet": ["a", 7], "merges": []}"#, "`alphabet[1]`"),
+        (
+            r#"{"alphabet": ["a"], "merges": [["a", "a"], ["a"]]}"#,
+            "`merges[1]`",
+        ),
+        (
+            r#"{"alphabet": ["a"], "merges": [["a", "b"]]}"#,
+            "`merges[0]` has part \"b\"",
+        ),
+    ];
+    for (json, expected) in cases {
+        let err = Tokenizer::from_json(json).unwrap_err();
+        assert!(
+            matches!(err, TokenizerError::Format { .. }),
+            "{json}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(expected), "{json}: {message}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Generation for `comet run`: feed the prompt, then each chosen token, one call at a time;
+//! choose tokens from the last position's logits, greedily or by seeded sampling; keep
+//! every call's measured figures beside the plan's estimate.
+
+use comet_ir::{DimEnv, Program};
+use comet_runtime::interp::{Measured, Outputs};
+use ndarray::{ArrayD, Axis, IxDyn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use std::collections::HashMap;
+
+/// One call's figures: measured, and the plan's estimate at the call's sizes.
+pub struct Call {
+    /// The call's sizes.
+    pub env: DimEnv,
+    /// What crossed the channel (and what the dealer made, or this party read).
+    pub measured: Measured,
+    /// (online bits, rounds, offline bits) the plan estimates.
+    pub estimated: (u64, u64, u64),
+}
+
+/// How the next token is chosen from the last position's logits.
+pub struct Sampler {
+    temperature: f64,
+    rng: ChaCha12Rng,
+}
+
+impl Sampler {
+    /// Greedy when `temperature` is 0, else sampling from softmax(logits / temperature)
+    /// with a ChaCha stream seeded by `seed`.
+    pub fn new(temperature: f64, seed: u64) -> Result<Sampler, String> {
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(format!(
+                "--temperature must be a finite number ≥ 0 (0 = greedy), not {temperature}"
+            ));
+        }
+        Ok(Sampler {
+            temperature,
+            rng: ChaCha12Rng::seed_from_u64(seed),
+        })
+    }
+
+    /// The next token from `logits` (`[positions, vocab]`): its last row.
+    pub fn choose(&mut self, logits: &ArrayD<f64>) -> u64 {
+        let last = logits.index_axis(Axis(0), logits.shape()[0] - 1);
+        let row: Vec<f64> = last.iter().copied().collect();
+        let best = row
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
+        if self.temperature == 0.0 {
+            return best.0 as u64;
+        }
+        let weights: Vec<f64> = (row.iter())
+            .map(|v| ((v - best.1) / self.temperature).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        // 53 random bits: a uniform draw in [0, total)
+        let mut u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        for (i, w) in weights.iter().enumerate() {
+            if u < *w {
+                return i as u64;
+            }
+            u -= w;
+        }
+        best.0 as u64
+    }
+}
+
+/// (online bits, rounds, offline bits) the plan estimates for a call at `env`.
+pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
+    let costs = p
+        .analyses
+        .costs
+        .as_ref()
+        .expect("checked by check_interface");
+    let online: i128 = costs.iter().map(|(_, c)| c.online_bits.eval(env)).sum();
+    let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(env)).sum();
+    let rounds = comet_compiler::passes::schedule::total_rounds(p).eval(env);
+    (online as u64, rounds as u64, offline as u64)
+}
+
+/// The sizes of the calls of a generation: the prompt, then one token at a time.
+pub fn call_sizes(prompt_len: u64, generate: usize) -> Vec<DimEnv> {
+    (0..generate as u64)
+        .map(|k| match k {
+            0 => DimEnv {
+                seq: prompt_len,
+                past: 0,
+            },
+            k => DimEnv {
+                seq: 1,
+                past: prompt_len + k - 1,
+            },
+        })
+        .collect()
+}
+
+/// The `tokens` input of a call.
+pub fn token_input(fed: &[u64]) -> Outputs {
+    let ids = ArrayD::from_shape_vec(IxDyn(&[fed.len()]), fed.iter().map(|t| *t as f64).collect())
+        .expect("1-D");
+    HashMap::from([("tokens".to_string(), ids)])
+}
+
+/// Generates `n` tokens after `prompt`: `call(inputs, env)` runs one call and returns the
+/// outputs this side receives (with `logits`) and its figures.
+pub fn generate(
+    p: &Program,
+    prompt: &[u64],
+    n: usize,
+    sampler: &mut Sampler,
+    mut call: impl FnMut(&Outputs, DimEnv) -> Result<(Outputs, Measured), String>,
+) -> Result<(Vec<u64>, Vec<Call>), String> {
+    let mut tokens: Vec<u64> = Vec::new();
+    let mut calls = Vec::new();
+    for (step, env) in call_sizes(prompt.len() as u64, n).into_iter().enumerate() {
+        let fed = if step == 0 {
+            prompt
+        } else {
+            &tokens[step - 1..step]
+        };
+        let (out, measured) = call(&token_input(fed), env)
+            .map_err(|e| format!("call {step} (seq {}, past {}): {e}", env.seq, env.past))?;
+        let logits = out
+            .get("logits")
+            .ok_or_else(|| format!("call {step}: this party received no `logits`"))?;
+        let token = sampler.choose(logits);
+        eprintln!(
+            "token {:>3}/{n}: {token:>5}  ({} rounds, {} online)",
+            step + 1,
+            measured.rounds,
+            crate::report::bytes(measured.online_bits)
+        );
+        tokens.push(token);
+        calls.push(Call {
+            env,
+            measured,
+            estimated: estimate(p, env),
+        });
+    }
+    Ok((tokens, calls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_the_last_rows_maximum_and_sampling_is_seeded() {
+        let logits =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![9.0, 0.0, 0.0, 0.1, 0.3, 0.2]).unwrap();
+        assert_eq!(Sampler::new(0.0, 1).unwrap().choose(&logits), 1);
+        let draw = |seed| {
+            let mut s = Sampler::new(1.0, seed).unwrap();
+            (0..64).map(|_| s.choose(&logits)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(5), draw(5), "the same seed draws the same tokens");
+        assert_ne!(draw(5), draw(6));
+        assert!(draw(5).iter().all(|&t| t < 3));
+        let mut cold = Sampler::new(1e-3, 3).unwrap();
+        assert!(
+            (0..32).all(|_| cold.choose(&logits) == 1),
+            "near 0 is greedy"
+        );
+        let two = ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![0.0, 3f64.ln()]).unwrap();
+        let mut s = Sampler::new(1.0, 11).unwrap();
+        let ones = (0..8000).filter(|_| s.choose(&two) == 1).count() as f64 / 8000.0;
+        assert!((ones - 0.75).abs() < 0.02, "p(1) = 3/4, drew {ones}");
+        assert!(Sampler::new(-1.0, 0).is_err() && Sampler::new(f64::NAN, 0).is_err());
+    }
+
+    #[test]
+    fn calls_feed_the_prompt_then_one_token() {
+        let sizes = call_sizes(6, 3);
+        let pairs: Vec<(u64, u64)> = sizes.iter().map(|e| (e.seq, e.past)).collect();
+        assert_eq!(pairs, vec![(6, 0), (1, 6), (1, 7)]);
+    }
+}

@@ -1,0 +1,122 @@
+//! What `comet run` prints: a readable summary (measured beside estimated, per call) or
+//! one JSON object for scripts.
+
+use crate::generate::Call;
+
+/// Bits as a human-readable byte count.
+pub fn bytes(bits: u64) -> String {
+    let b = bits as f64 / 8.0;
+    const K: f64 = 1024.0;
+    match b {
+        b if b >= K * K * K => format!("{:.2} GiB", b / (K * K * K)),
+        b if b >= K * K => format!("{:.2} MiB", b / (K * K)),
+        b if b >= K => format!("{:.1} KiB", b / K),
+        b => format!("{b} B"),
+    }
+}
+
+/// How the run was made, for the summary's header and the JSON.
+pub struct RunInfo {
+    /// `in-process` or `party N over TCP`.
+    pub mode: String,
+    /// Whether offline figures are this party's material file (two processes) rather
+    /// than the whole dealer's.
+    pub material_read: bool,
+    /// Setup bits (fixed operands opened once), both parties.
+    pub setup_bits: u64,
+    /// Wall time of the calls, seconds.
+    pub seconds: f64,
+}
+
+/// The readable summary.
+pub fn print_summary(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &RunInfo) {
+    let ids: Vec<String> = tokens.iter().map(u64::to_string).collect();
+    if tokens.is_empty() {
+        println!(
+            "served {} calls ({}); the client holds the tokens",
+            calls.len(),
+            info.mode
+        );
+    } else {
+        println!("generated ({}): {}", info.mode, ids.join(","));
+    }
+    if let Some(t) = text {
+        println!("text: {t:?}");
+    }
+    let dealer = if info.material_read {
+        "material read"
+    } else {
+        "dealer"
+    };
+    println!(
+        "{:<18} {:>12} {:>12} {:>7} {:>7} {:>14} {:>12}",
+        "call", "online", "(estimate)", "rounds", "(est.)", dealer, "(est., both)"
+    );
+    for c in calls {
+        let (on, r, off) = c.estimated;
+        let m = &c.measured;
+        let name = format!("seq {}, past {}", c.env.seq, c.env.past);
+        println!(
+            "{name:<18} {:>12} {:>12} {:>7} {:>7} {:>14} {:>12}",
+            bytes(m.online_bits),
+            bytes(on),
+            m.rounds,
+            r,
+            bytes(m.offline_bits),
+            bytes(off)
+        );
+    }
+    let online_exact = calls
+        .iter()
+        .all(|c| (c.measured.online_bits, c.measured.rounds) == (c.estimated.0, c.estimated.1));
+    let offline_exact = calls
+        .iter()
+        .all(|c| c.measured.offline_bits == c.estimated.2);
+    println!(
+        "setup (fixed operands opened once): {}; wall time {:.2} s",
+        bytes(info.setup_bits),
+        info.seconds
+    );
+    let yes = |b: bool| if b { "yes" } else { "NO" };
+    if info.material_read {
+        println!(
+            "measured online bytes and rounds = estimate for every call: {}  (material: this \
+             party's share of the estimate; both files together equal it)",
+            yes(online_exact)
+        );
+    } else {
+        println!(
+            "measured = estimated for every call (online, rounds, dealer): {}",
+            yes(online_exact && offline_exact)
+        );
+    }
+}
+
+/// The JSON object: `tokens`, `text`, `mode`, per-call figures.
+pub fn json(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &RunInfo) -> String {
+    let offline_key = if info.material_read {
+        "material_bits_read"
+    } else {
+        "offline_bits"
+    };
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|c| {
+            let m = &c.measured;
+            let mut measured = serde_json::json!({
+                "online_bits": m.online_bits, "rounds": m.rounds, "setup_bits": m.setup_bits,
+            });
+            measured[offline_key] = m.offline_bits.into();
+            serde_json::json!({
+                "seq": c.env.seq, "past": c.env.past,
+                "measured": measured,
+                "estimated": {"online_bits": c.estimated.0, "rounds": c.estimated.1, "offline_bits": c.estimated.2},
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "tokens": tokens, "text": text, "mode": info.mode,
+        "setup_bits": info.setup_bits, "seconds": info.seconds, "calls": calls,
+    })
+    .to_string()
+}

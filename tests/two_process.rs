@@ -1,0 +1,321 @@
+//! Two processes over loopback TCP, as a user runs them: `comet deal`, then `comet run
+//! --party 0 --listen` and `comet run --party 1 --connect`. The client gets the
+//! reference's greedy tokens; per call both parties measure the estimated online bits and
+//! rounds, and their two material files together hold the estimated dealer bits. Faults
+//! (used or mismatched material, a vanished, stalled or foreign peer) are clear errors
+//! with exit status 1 within a bounded time.
+
+mod common;
+
+use common::{comet, stderr, temp_path};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PROMPT: &str = "41,69,186,960,94,437";
+const WEIGHTS: &str = "models/glassllm-en/model.safetensors";
+
+fn glassllm_plan() -> PathBuf {
+    let plan = temp_path("two-process-glassllm.plan");
+    let out = comet(&[
+        "compile",
+        "examples/glassllm.model",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    plan
+}
+
+fn deal(plan: &Path, dir: &str, prompt_len: &str, generate: &str) -> PathBuf {
+    let dir = temp_path(dir);
+    let _ = std::fs::remove_dir_all(&dir); // a fresh session, no markers of earlier runs
+    let out = comet(&[
+        "deal",
+        plan.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--prompt-len",
+        prompt_len,
+        "--generate",
+        generate,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        common::stdout(&out).contains("dealt = estimated for every call: yes"),
+        "{}",
+        common::stdout(&out)
+    );
+    dir
+}
+
+fn free_port() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_comet"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs")
+}
+
+fn server(plan: &Path, material: &Path, addr: &str, extra: &[&str]) -> Child {
+    let args = [
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--party",
+            "0",
+            "--listen",
+            addr,
+            "--weights",
+            WEIGHTS,
+            "--material",
+            material.to_str().unwrap(),
+            "--json",
+        ][..],
+        extra,
+    ]
+    .concat();
+    spawn(&args)
+}
+
+fn client(plan: &Path, material: &Path, addr: &str, extra: &[&str]) -> Child {
+    let args = [
+        &[
+            "run",
+            plan.to_str().unwrap(),
+            "--party",
+            "1",
+            "--connect",
+            addr,
+            "--material",
+            material.to_str().unwrap(),
+            "--json",
+        ][..],
+        extra,
+    ]
+    .concat();
+    spawn(&args)
+}
+
+/// Waits for `child` at most `limit`; kills it and fails the test if it hangs.
+fn wait(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("the process did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn two_processes_give_the_reference_tokens_and_the_estimated_costs() {
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-ok", "6", "3");
+    let addr = free_port();
+    let s = server(&plan, &dir.join("party0.mat"), &addr, &[]);
+    let c = client(
+        &plan,
+        &dir.join("party1.mat"),
+        &addr,
+        &[
+            "--prompt-ids",
+            PROMPT,
+            "--tokenizer",
+            "models/glassllm-en/tokenizer.json",
+        ],
+    );
+    let (c, s) = (
+        wait(c, Duration::from_secs(300)),
+        wait(s, Duration::from_secs(60)),
+    );
+    assert!(c.status.success(), "client: {}", stderr(&c));
+    assert!(s.status.success(), "server: {}", stderr(&s));
+    let (cj, sj) = (json(&c), json(&s));
+    // the first three greedy tokens of "Once upon a time" in ../shared/reference
+    assert_eq!(cj["tokens"], serde_json::json!([4, 75, 78]));
+    assert_eq!(cj["text"], serde_json::json!("\ntw"));
+    assert_eq!(
+        sj["tokens"],
+        serde_json::json!([]),
+        "the server sees no tokens"
+    );
+    let (cc, sc) = (
+        cj["calls"].as_array().unwrap(),
+        sj["calls"].as_array().unwrap(),
+    );
+    assert_eq!((cc.len(), sc.len()), (3, 3));
+    for (k, (c, s)) in cc.iter().zip(sc).enumerate() {
+        for call in [c, s] {
+            let (m, e) = (&call["measured"], &call["estimated"]);
+            assert_eq!(m["online_bits"], e["online_bits"], "call {k}");
+            assert_eq!(m["rounds"], e["rounds"], "call {k}");
+        }
+        let read = |v: &serde_json::Value| v["measured"]["material_bits_read"].as_u64().unwrap();
+        assert_eq!(
+            read(c) + read(s),
+            c["estimated"]["offline_bits"].as_u64().unwrap(),
+            "call {k}: both files together hold the estimated dealer bits"
+        );
+        assert_eq!(c["measured"]["setup_bits"].as_u64().unwrap() > 0, k == 0);
+    }
+    // the same file again is refused, before any connection
+    let again = client(
+        &plan,
+        &dir.join("party1.mat"),
+        &free_port(),
+        &["--prompt-ids", PROMPT],
+    );
+    let again = wait(again, Duration::from_secs(30));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already used"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn material_for_another_plan_party_or_prompt_is_refused() {
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-mismatch", "6", "2");
+    let other = temp_path("two-process-other.plan");
+    let out = comet(&[
+        "compile",
+        "examples/glassllm.model",
+        "--comparison",
+        "gmw",
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let cases: [(&Path, &str, &[&str], &str); 3] = [
+        (
+            &other,
+            "party1.mat",
+            &["--prompt-ids", PROMPT],
+            "dealt for plan",
+        ),
+        (
+            &plan,
+            "party0.mat",
+            &["--prompt-ids", PROMPT],
+            "party 0's material",
+        ),
+        (
+            &plan,
+            "party1.mat",
+            &["--prompt-ids", "41,69"],
+            "dealt for a prompt of 6",
+        ),
+    ];
+    for (plan, file, extra, expected) in cases {
+        let c = client(plan, &dir.join(file), &free_port(), extra);
+        let c = wait(c, Duration::from_secs(30));
+        assert_eq!(c.status.code(), Some(1), "{expected}");
+        assert!(stderr(&c).contains(expected), "{expected}: {}", stderr(&c));
+    }
+}
+
+#[test]
+fn a_vanished_peer_is_an_error_within_the_timeout() {
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-vanish", "6", "4");
+    let addr = free_port();
+    let s = server(&plan, &dir.join("party0.mat"), &addr, &["--timeout", "20"]);
+    let mut c = client(
+        &plan,
+        &dir.join("party1.mat"),
+        &addr,
+        &["--prompt-ids", PROMPT],
+    );
+    // kill the client once its first token is out, mid-session
+    let mut err = c.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("token   1/") {
+        let n = err.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "client ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let start = Instant::now();
+    let s = wait(s, Duration::from_secs(40));
+    assert_eq!(s.status.code(), Some(1), "{}", stderr(&s));
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let e = stderr(&s);
+    assert!(
+        e.contains("call 1") && e.contains("peer"),
+        "names the call and the peer: {e}"
+    );
+}
+
+#[test]
+fn a_stalled_or_foreign_peer_is_an_error_within_the_timeout() {
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-stall", "6", "1");
+    for (i, (reply, expected)) in [
+        (None, "no message from the peer for 2s"),
+        (
+            Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
+            "malformed frame from the peer",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _): (TcpStream, _) = listener.accept().unwrap();
+            if let Some(r) = reply {
+                let _ = s.write_all(&r);
+            }
+            std::thread::sleep(Duration::from_secs(6));
+        });
+        // each case needs its own unused copy of the material
+        let copy = dir.join(format!("copy{i}.mat"));
+        std::fs::copy(dir.join("party1.mat"), &copy).unwrap();
+        let c = client(
+            &plan,
+            &copy,
+            &addr,
+            &["--prompt-ids", PROMPT, "--timeout", "2"],
+        );
+        let start = Instant::now();
+        let c = wait(c, Duration::from_secs(30));
+        assert_eq!(c.status.code(), Some(1), "{expected}: {}", stderr(&c));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "bounded: {:?}",
+            start.elapsed()
+        );
+        assert!(
+            stderr(&c).to_lowercase().contains(expected),
+            "{expected}: {}",
+            stderr(&c)
+        );
+        peer.join().unwrap();
+    }
+}
