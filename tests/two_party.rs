@@ -3,9 +3,12 @@
 //! shares), and the measured online bits, rounds and dealer bits equal the plan's
 //! estimate evaluated at the call's sizes.
 
+mod common;
+
 use comet_compiler::passes::schedule::total_rounds;
 use comet_ir::{DimEnv, Program};
 use comet_runtime::{fixed, interp};
+use common::reference::{Caller, env as call_env, numbers, reference, run_case, tokens};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
@@ -259,5 +262,51 @@ fn glassllm_two_party_prefill_and_decode() {
         );
         tokens.push(token);
         past += fed.len() as u64;
+    }
+}
+
+/// The shipped model in two-party computation, as a backend of the reference harness: a
+/// new session (dealer, caches, setup) per sequence.
+struct TwoParty<'a> {
+    program: &'a Program,
+    weights: &'a HashMap<String, ArrayD<f64>>,
+    session: interp::InProcess<'a>,
+}
+
+impl Caller for TwoParty<'_> {
+    fn reset(&mut self) {
+        self.session = interp::InProcess::new(self.program, self.weights, 11);
+    }
+
+    fn call(&mut self, ids: &[f64], past: usize) -> ArrayD<f64> {
+        let (mut out, _) = (self.session.call(&tokens(ids), call_env(ids.len(), past)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        out.remove("logits").expect("the client receives `logits`")
+    }
+}
+
+/// Every reference case, 16 greedy tokens each, computed on secret shares: the tokens are
+/// the reference's and the prefill's last logits are within the fixed-point backend's
+/// tolerance of the reference (`tests/fixed.rs`).
+#[test]
+fn glassllm_two_party_reproduces_every_reference_case() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(root.join("examples/glassllm.model")).unwrap();
+    let program = compile(&source);
+    let weights = common::reference::load_weights(&program);
+    let mut model = TwoParty {
+        program: &program,
+        weights: &weights,
+        session: interp::InProcess::new(&program, &weights, 11),
+    };
+    for case in reference()["cases"].as_array().unwrap() {
+        let (err, got) = run_case(&mut model, case);
+        eprintln!(
+            "2PC: {:?}: max |logits − reference| = {err:.3e}, {} greedy tokens",
+            case["prompt"].as_str().unwrap_or("?"),
+            got.len()
+        );
+        assert_eq!(got, numbers(&case["greedy_ids"]), "{}", case["prompt"]);
+        assert!(err < 0.08, "max abs logits error {err}");
     }
 }
