@@ -81,7 +81,7 @@ impl std::fmt::Debug for MaterialHeader {
 }
 
 impl MaterialHeader {
-    /// A header for party `party` (body length and hash filled in by [`write_body`]).
+    /// A header for party `party` (body length and hash filled in by [`seal`]).
     pub fn new(
         party: u8,
         plan_digest: [u8; 32],
