@@ -111,13 +111,48 @@ fn relu_layer() {
 fn relu_layer_with_gmw_comparisons() {
     let p = plan(RELU_LAYER, Comparison::Gmw);
     let s = 5i128;
-    // as above, but the DReLU is SPU's msb_a2b: 7 rounds, 2·448·n online, 224·n dealer
-    // (one correction bit per AND gate) on n = 3s.
-    let online = (512 + 2 * 448 * 3 + 768 + 192) * s;
-    let offline = (192 + 224 * 3 + 192) * s;
+    // as above, but the DReLU is the GMW carry circuit on n = 3s elements: 7 rounds,
+    // 2·GMW_BITS·n online, GMW_DEALER·n dealer; its bits are XOR-shared, so the mux opens
+    // b ⊕ r (a byte per bit) and x − a: 2·(8 + 64)·n = 432s online, and the dealer sends
+    // the daBit's and r·a's corrections, 64·(n + n) = 384s.
+    let online = (512 + 2 * GMW_BITS * 3 + 432 + 192) * s;
+    let offline = (192 + GMW_DEALER * 3 + 384) * s;
     assert_eq!(
         totals(&p, DimEnv { seq: 5, past: 0 }),
         (10, 10, online, offline)
+    );
+}
+
+/// The GMW DReLU (`comet_runtime::protocols::gmw`): 63 generate bits from the parties'
+/// private words (one opened bit per party each), then 6 tree levels of 31, 16, 8, 4, 2, 1
+/// pairs, each pair opening 3 bits per party (2 for the lowest), every round's bits
+/// padded to bytes per element; one dealer bit per AND gate (63, then 2 per pair but 1 for
+/// the lowest), padded to bytes per element.
+const GMW_BITS: i128 = 8 * (8 + 12 + 6 + 3 + 2 + 1 + 1);
+const GMW_DEALER: i128 = 8 * 23;
+
+#[test]
+fn gmw_circuit_size_is_what_the_runtime_sends() {
+    use comet_compiler::cost::{
+        GMW_DRELU_AND_GATES, GMW_DRELU_BITS_PER_PARTY, GMW_DRELU_BYTES_PER_ROUND,
+        GMW_DRELU_OFFLINE_BITS, GMW_DRELU_ROUNDS,
+    };
+    use comet_runtime::protocols::gmw;
+    let bits: Vec<u32> = (0..gmw::ROUNDS).map(gmw::opened_bits).collect();
+    assert_eq!(bits, [63, 31 * 3 - 1, 16 * 3 - 1, 23, 11, 5, 2]);
+    let bytes: Vec<i64> = bits.iter().map(|b| i64::from(b.div_ceil(8))).collect();
+    assert_eq!(bytes, GMW_DRELU_BYTES_PER_ROUND);
+    assert_eq!(GMW_DRELU_ROUNDS, gmw::ROUNDS as i64);
+    assert_eq!(GMW_DRELU_BITS_PER_PARTY as i128, GMW_BITS);
+    assert_eq!(
+        GMW_DRELU_BITS_PER_PARTY,
+        8 * gmw::MESSAGE_BYTES_PER_ELEMENT as i64
+    );
+    assert_eq!(GMW_DRELU_AND_GATES, i64::from(gmw::AND_GATES_PER_ELEMENT));
+    assert_eq!(GMW_DRELU_OFFLINE_BITS as i128, GMW_DEALER);
+    assert_eq!(
+        GMW_DRELU_OFFLINE_BITS,
+        8 * gmw::CORRECTION_BYTES_PER_ELEMENT as i64
     );
 }
 
@@ -147,6 +182,42 @@ fn one_softmax_row() {
     let unmerged = 1 + 6 + 10 + (10 + 20) + 1 + 1;
     let online = 512 + 2688 + 11264 + 1408 + 5120 + 1152 + 512;
     let offline = 512 + 7 * (2 * DCF + 64) + (16 * DCF + 4096 + 512) + (2 * DCF + 576) + 1280 + 512;
+    assert_eq!(
+        totals(&p, DimEnv { seq: 1, past: 0 }),
+        (rounds, unmerged, online, offline)
+    );
+}
+
+/// [`one_softmax_row`] with GMW comparisons (GMW_BITS, GMW_DEALER per DReLU element;
+/// a select on XOR bits opens a byte per bit and 64 bits per value, the dealer sends
+/// 64 bits per bit and per output):
+/// - fixed matmul: 1 round, 512 online, 512 dealer.
+/// - row_max over t = 8: 3 levels of (DReLU 7 rounds, select 1 round): 24 rounds; 7 pairs:
+///   online 7·(2·GMW_BITS + 2·(8 + 64)); dealer 7·(GMW_DEALER + 128).
+/// - exp on 8 values: DReLU(d + 14) (7 rounds: 8·2·GMW_BITS online, 8·GMW_DEALER
+///   dealer) beside 8 squarings (8 rounds, 8192 online, 4096 dealer), then the clip's
+///   select (2·(64 + 512) = 1152 online, 64·16 = 1024 dealer): 9 rounds, 7 + 8 + 1 = 16
+///   unmerged.
+/// - reciprocal: exp on 1 element as above (2·GMW_BITS + 1024 + 144 online;
+///   GMW_DEALER + 512 + 128 dealer; 9 rounds, 16 unmerged), then 10 Newton steps (20
+///   rounds, 5120 online, 1280 dealer).
+/// - e · r: 1152 online, 512 dealer; reveal 512 online.
+#[test]
+fn one_softmax_row_with_gmw_comparisons() {
+    let p = plan(SOFTMAX_ROW, Comparison::Gmw);
+    let rounds = 1 + 24 + 9 + (9 + 20) + 1 + 1;
+    let unmerged = 1 + 24 + 16 + (16 + 20) + 1 + 1;
+    let online = 512
+        + 7 * (2 * GMW_BITS + 144)
+        + (16 * GMW_BITS + 8192 + 1152)
+        + (2 * GMW_BITS + 1024 + 144 + 5120)
+        + 1152
+        + 512;
+    let offline = 512
+        + 7 * (GMW_DEALER + 128)
+        + (8 * GMW_DEALER + 4096 + 1024)
+        + (GMW_DEALER + 512 + 128 + 1280)
+        + 512;
     assert_eq!(
         totals(&p, DimEnv { seq: 1, past: 0 }),
         (rounds, unmerged, online, offline)

@@ -4,10 +4,12 @@
 //! only the `dim` values change) and seeded random weights: a prefill of 3 tokens, then two
 //! decode steps through the KV cache where the model has one. For every call, the measured
 //! online bits, rounds and dealer bits equal the plan's estimate exactly, and the outputs
-//! agree with the fixed-point backend running the same plan without secrets.
+//! agree with the fixed-point backend running the same plan without secrets. Every
+//! architecture runs twice: compiled with FSS comparisons (the default) and with GMW
+//! comparisons (`--comparison gmw`: XOR-shared bits, B2A, selects on XOR bits).
 
 use comet_compiler::passes::schedule::total_rounds;
-use comet_ir::{DimEnv, Elem, Op, Program};
+use comet_ir::{Comparison, DimEnv, Elem, Op, Program};
 use comet_runtime::{fixed, interp};
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
@@ -55,10 +57,14 @@ fn shrink(source: &str) -> String {
     out
 }
 
-fn compile(name: &str) -> Program {
+fn compile(name: &str, comparison: Comparison) -> Program {
     let path = format!("{}/examples/{name}.model", env!("CARGO_MANIFEST_DIR"));
     let source = shrink(&std::fs::read_to_string(&path).unwrap());
-    comet_compiler::compile(&source, &path, &comet_compiler::Options::default())
+    let opts = comet_compiler::Options {
+        comparison,
+        ..Default::default()
+    };
+    comet_compiler::compile(&source, &path, &opts)
         .unwrap_or_else(|e| panic!("{name}: {e}\n{source}"))
         .program
 }
@@ -108,8 +114,8 @@ fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
     (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
 
-fn check(name: &str) {
-    let p = compile(name);
+fn check(name: &str, comparison: Comparison) {
+    let p = compile(name, comparison);
     let w = weights(&p, 1);
     let has_cache = p
         .graph
@@ -144,7 +150,7 @@ fn check(name: &str) {
         }
         let (on, rounds, off) = estimate(&p, env);
         eprintln!(
-            "{name} call {k} (seq {}, past {}): |2PC − fixed| ≤ {worst:.2e}; online {} bits, \
+            "{name} ({comparison:?}) call {k} (seq {}, past {}): |2PC − fixed| ≤ {worst:.2e}; online {} bits, \
              {} rounds, dealer {} bits (estimate {on}, {rounds}, {off})",
             env.seq, env.past, measured.online_bits, measured.rounds, measured.offline_bits
         );
@@ -162,27 +168,52 @@ fn check(name: &str) {
 
 #[test]
 fn gpt2_architecture() {
-    check("gpt2");
+    check("gpt2", Comparison::Fss);
+}
+
+#[test]
+fn gpt2_architecture_gmw() {
+    check("gpt2", Comparison::Gmw);
 }
 
 #[test]
 fn opt_architecture() {
-    check("opt-1.3b");
+    check("opt-1.3b", Comparison::Fss);
+}
+
+#[test]
+fn opt_architecture_gmw() {
+    check("opt-1.3b", Comparison::Gmw);
 }
 
 #[test]
 fn llama2_architecture() {
-    check("llama2-7b");
+    check("llama2-7b", Comparison::Fss);
+}
+
+#[test]
+fn llama2_architecture_gmw() {
+    check("llama2-7b", Comparison::Gmw);
 }
 
 #[test]
 fn bert_architecture() {
-    check("bert-base");
+    check("bert-base", Comparison::Fss);
+}
+
+#[test]
+fn bert_architecture_gmw() {
+    check("bert-base", Comparison::Gmw);
 }
 
 #[test]
 fn glassllm_architecture() {
-    check("glassllm");
+    check("glassllm", Comparison::Fss);
+}
+
+#[test]
+fn glassllm_architecture_gmw() {
+    check("glassllm", Comparison::Gmw);
 }
 
 #[test]

@@ -8,10 +8,12 @@ use comet_compiler::cost::cost_of;
 use comet_ir::protocol::Protocol;
 use comet_ir::{Dim, DimEnv, Domain, Elem, ValueType};
 use comet_runtime::dealer::Dealer;
-use comet_runtime::protocols::driver::{PartyRun, round, run_two_party, setup_round};
+use comet_runtime::protocols::driver::{PartyRun, round, round_bytes, run_two_party, setup_round};
 use comet_runtime::protocols::share::{reconstruct, share_own_input, share_peer_input};
+use comet_runtime::protocols::xor::reconstruct_xor;
 use comet_runtime::protocols::{
-    PartyId, Share, beaver_matmul, beaver_mul, drelu, fixed, local, mux, reveal, square,
+    PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux, drelu, fixed, gmw,
+    local, mux, reveal, row_max, square,
 };
 use comet_runtime::transport::MemChannel;
 use ndarray::{ArrayD, IxDyn};
@@ -26,11 +28,22 @@ fn vt(shape: &[usize]) -> ValueType {
 
 /// The cost model's figures for `protocol` with output `out` and operands `xs`.
 fn estimate(protocol: Protocol, out: &[usize], xs: &[&[usize]], fixed: &[bool]) -> Figures {
+    estimate_with(protocol, out, xs, fixed, true)
+}
+
+/// [`estimate`] with FSS (`fss`) or GMW comparisons.
+fn estimate_with(
+    protocol: Protocol,
+    out: &[usize],
+    xs: &[&[usize]],
+    fixed: &[bool],
+    fss: bool,
+) -> Figures {
     let out = vt(out);
     let xs: Vec<ValueType> = xs.iter().map(|s| vt(s)).collect();
     let refs: Vec<&ValueType> = xs.iter().collect();
     let matmul = matches!(protocol, Protocol::BeaverMatMul | Protocol::FixedMatMul);
-    let c = cost_of(protocol, &out, &refs, fixed, true, matmul);
+    let c = cost_of(protocol, &out, &refs, fixed, fss, matmul);
     let env = DimEnv { seq: 0, past: 0 };
     (
         c.rounds.eval(env),
@@ -291,4 +304,129 @@ fn drelu_fss_and_mux() {
     assert_eq!(reconstruct(&q0.output, &q1.output), relu);
     let est = estimate(Protocol::Mux, &[4, 5], &[&[4, 5], &[4, 5]], &[false, false]);
     assert_eq!(measured(&q0, &q1, d.offline_bytes()), est);
+}
+
+/// Runs a multi-round protocol to its end: `start` gives the first state and message,
+/// `step` each next one.
+fn run_steps<S, T>(
+    ch: &mut MemChannel,
+    (mut st, mut msg): (S, Vec<u8>),
+    step: impl Fn(S, &[u8]) -> Step<S, T>,
+) -> T {
+    loop {
+        match step(st, &round_bytes(ch, &msg).unwrap()) {
+            Step::Next(s, next) => (st, msg) = (s, next),
+            Step::Done(out) => return out,
+        }
+    }
+}
+
+/// GMW: the comparison's XOR bits, their B2A, and a select on them, each against the
+/// cost model with GMW comparisons.
+#[test]
+fn drelu_gmw_b2a_and_select_on_xor_bits() {
+    let mut d = Dealer::from_u64(12);
+    let (x, [x0, x1]) = input(&[4, 5], 12);
+    let [g0, g1] = d.gmw_drelu(20);
+    let (p0, p1) = both([(g0, x0.clone()), (g1, x1.clone())], |p, ch, (g, x)| {
+        run_steps(ch, gmw::start(p, &x, g), |s, peer| {
+            gmw::step(s, peer).unwrap()
+        })
+    });
+    let drelu = x.mapv(|v| u64::from(v as i64 >= 0));
+    assert_eq!(reconstruct_xor(&p0.output, &p1.output), drelu);
+    let est = estimate_with(Protocol::DreluGmw, &[4, 5], &[&[4, 5]], &[false], false);
+    assert_eq!(measured(&p0, &p1, d.offline_bytes()), est);
+    let bits: [XorShare; 2] = [p0.output, p1.output];
+
+    let mut d = Dealer::from_u64(13);
+    let [m0, m1] = d.b2a(20);
+    let (q0, q1) = both(
+        [(m0, bits[0].clone()), (m1, bits[1].clone())],
+        |p, ch, (m, b)| {
+            let (st, msg) = b2a::start(p, &b, m);
+            b2a::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+        },
+    );
+    assert_eq!(reconstruct(&q0.output, &q1.output), drelu);
+    let est = estimate_with(Protocol::B2A, &[4, 5], &[&[4, 5]], &[false], false);
+    assert_eq!(measured(&q0, &q1, d.offline_bytes()), est);
+
+    for (sb, sx) in [(&[4, 5][..], &[4, 5][..]), (&[4, 5], &[3, 4, 5])] {
+        let mut d = Dealer::from_u64(14);
+        let (y, [y0, y1]) = input(sx, 14);
+        let [m0, m1] = d.bit_mux(sb, sx);
+        let (q0, q1) = both(
+            [(m0, bits[0].clone(), y0), (m1, bits[1].clone(), y1)],
+            |p, ch, (m, b, y)| {
+                let (st, msg) = bit_mux::start(p, &b, &y, m);
+                bit_mux::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+            },
+        );
+        assert_eq!(
+            reconstruct(&q0.output, &q1.output),
+            zip(&drelu, &y, u64::wrapping_mul)
+        );
+        let est = estimate_with(Protocol::Mux, sx, &[sb, sx], &[false, false], false);
+        assert_eq!(
+            measured(&q0, &q1, d.offline_bytes()),
+            est,
+            "{sb:?} · {sx:?}"
+        );
+    }
+}
+
+/// The row maximum's tournament with either comparison, rows of 2, 5 and 8.
+#[test]
+fn row_max_with_fss_or_gmw_comparisons() {
+    for fss in [true, false] {
+        for t in [2usize, 5, 8] {
+            let mut d = Dealer::from_u64(15);
+            // differences must not wrap: |x| < 2^62
+            let x = values(&[3, t], 15).mapv(|v| ((v as i64) >> 2) as u64);
+            let x0 = share_own_input(&x, &[15; 32]);
+            let x1 = share_peer_input(&[3, t], &[15; 32]);
+            let (rows, mut k) = (3, t);
+            let mut levels = [Vec::new(), Vec::new()];
+            while k > 1 {
+                let pairs = [rows, k / 2];
+                let [a, b] = if fss {
+                    let ([k0, k1], [m0, m1]) = (d.drelu(rows * (k / 2)), d.mux(&pairs, &pairs));
+                    [
+                        row_max::LevelMaterial::Fss(k0, m0),
+                        row_max::LevelMaterial::Fss(k1, m1),
+                    ]
+                } else {
+                    let [g0, g1] = d.gmw_drelu(rows * (k / 2));
+                    let [m0, m1] = d.bit_mux(&pairs, &pairs);
+                    [
+                        row_max::LevelMaterial::Gmw(g0, m0),
+                        row_max::LevelMaterial::Gmw(g1, m1),
+                    ]
+                };
+                levels[0].push(a);
+                levels[1].push(b);
+                k = k.div_ceil(2);
+            }
+            let [l0, l1] = levels;
+            let (p0, p1) = both([(l0, x0), (l1, x1)], |p, ch, (l, x)| {
+                run_steps(ch, row_max::start(p, &x, l), |s, peer| {
+                    row_max::step(s, peer).unwrap()
+                })
+            });
+            let max = x.map_axis(ndarray::Axis(1), |r| {
+                r.iter().map(|&v| v as i64).max().unwrap() as u64
+            });
+            assert_eq!(
+                reconstruct(&p0.output, &p1.output),
+                max.insert_axis(ndarray::Axis(1))
+            );
+            let est = estimate_with(Protocol::RowMaxTree, &[3, 1], &[&[3, t]], &[false], fss);
+            assert_eq!(
+                measured(&p0, &p1, d.offline_bytes()),
+                est,
+                "fss {fss}, t = {t}"
+            );
+        }
+    }
 }

@@ -6,28 +6,38 @@
 mod common;
 
 use comet_compiler::passes::schedule::total_rounds;
-use comet_ir::{DimEnv, Program};
+use comet_ir::{Comparison, DimEnv, Program};
 use comet_runtime::{fixed, interp};
 use common::reference::{Caller, env as call_env, numbers, reference, run_case, tokens};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
 fn compile(source: &str) -> Program {
-    let opts = comet_compiler::Options::default();
+    compile_with(source, Comparison::Fss)
+}
+
+fn compile_with(source: &str, comparison: Comparison) -> Program {
+    let opts = comet_compiler::Options {
+        comparison,
+        ..Default::default()
+    };
     comet_compiler::compile(source, "t.model", &opts)
         .unwrap_or_else(|e| panic!("{e}"))
         .program
 }
 
 /// `y = call` with a client input `x: [seq, 16]`, server weights `w, v: [16, 8]`,
-/// `u: [8, 8]` and `g: [8]`.
-fn model(call: &str) -> Program {
-    compile(&format!(
-        "model t {{ dim seq, past; dim n = 16, m = 8;
+/// `u: [8, 8]` and `g: [8]`, compiled with `comparison`.
+fn model(call: &str, comparison: Comparison) -> Program {
+    compile_with(
+        &format!(
+            "model t {{ dim seq, past; dim n = 16, m = 8;
            input x: fixed[seq, n] from client;
            weight w: [n, m]; weight v: [n, m]; weight u: [m, m]; weight g: [m]; weight o: [n, 5];
            output y = {call} to client; }}"
-    ))
+        ),
+        comparison,
+    )
 }
 
 fn tensor(shape: &[usize], f: impl Fn(&[usize]) -> f64) -> ArrayD<f64> {
@@ -84,7 +94,16 @@ const ULP: f64 = 1.0 / 65536.0;
 
 /// Runs `call` in 2PC and in fixed point; checks the outputs within `ulps` and the costs.
 fn check(call: &str, ulps: f64) {
-    let p = model(call);
+    check_with(call, ulps, Comparison::Fss);
+}
+
+/// [`check`] with GMW comparisons: XOR-shared bits, B2A with daBits, selects on XOR bits.
+fn check_gmw(call: &str, ulps: f64) {
+    check_with(call, ulps, Comparison::Gmw);
+}
+
+fn check_with(call: &str, ulps: f64, comparison: Comparison) {
+    let p = model(call, comparison);
     let seq = 3;
     let env = DimEnv {
         seq: seq as u64,
@@ -104,8 +123,8 @@ fn check(call: &str, ulps: f64) {
         .fold(0.0, f64::max);
     let (on, rounds, off) = estimate(&p, env);
     eprintln!(
-        "{call}: max |2pc - fixed| = {:.1} ulp; online bits {} (est {on}), rounds {} (est \
-         {rounds}), offline bits {} (est {off}), setup bits {}",
+        "{call} ({comparison:?}): max |2pc - fixed| = {:.1} ulp; online bits {} (est {on}), \
+         rounds {} (est {rounds}), offline bits {} (est {off}), setup bits {}",
         err / ULP,
         measured.online_bits,
         measured.rounds,
@@ -168,6 +187,39 @@ fn softmax_odd_width() {
     check("softmax(matmul(x, o))", 256.0);
 }
 
+#[test]
+fn gmw_relu_of_matmul() {
+    check_gmw("relu(matmul(x, w))", 2.0);
+}
+
+#[test]
+fn gmw_two_layers() {
+    check_gmw("matmul(relu(matmul(x, w)), u)", 8.0);
+}
+
+/// rsqrt's range reduction: 14 comparisons, then 14 B2A conversions in one round.
+#[test]
+fn gmw_rms_norm_of_matmul() {
+    check_gmw("rms_norm(matmul(x, w), g)", 64.0);
+}
+
+#[test]
+fn gmw_silu_of_matmul() {
+    check_gmw("silu(matmul(x, w))", 256.0);
+}
+
+/// `row_max` over 8 columns with GMW comparisons: 3 levels of 7 + 1 rounds.
+#[test]
+fn gmw_softmax_of_matmul() {
+    check_gmw("softmax(matmul(x, w))", 256.0);
+}
+
+/// `row_max` over 5 columns (5 → 3 → 2 → 1) with GMW comparisons.
+#[test]
+fn gmw_softmax_odd_width() {
+    check_gmw("softmax(matmul(x, o))", 256.0);
+}
+
 /// The shipped real model in two-party computation: glassllm-en's `exact` plan, prefill of
 /// the first reference prompt then two decode steps through the shared KV cache. Each
 /// call's greedy token equals the reference's, the logits stay close to the fixed-point
@@ -175,9 +227,21 @@ fn softmax_odd_width() {
 /// dealer bits equal the plan's estimate for every call.
 #[test]
 fn glassllm_two_party_prefill_and_decode() {
+    glassllm_prefill_and_decode(Comparison::Fss);
+}
+
+/// As [`glassllm_two_party_prefill_and_decode`], with the plan compiled with
+/// `--comparison gmw`: every comparison a GMW carry circuit on XOR shares (the rsqrt range
+/// reductions through B2A, the softmax maxima through selects on XOR bits).
+#[test]
+fn glassllm_two_party_with_gmw_comparisons() {
+    glassllm_prefill_and_decode(Comparison::Gmw);
+}
+
+fn glassllm_prefill_and_decode(comparison: Comparison) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(root.join("examples/glassllm.model")).unwrap();
-    let program = compile(&source);
+    let program = compile_with(&source, comparison);
     let weights = comet_runtime::weights::load(
         &root.join("../shared/models/glassllm-en/model.safetensors"),
         &program.info.weights,
@@ -246,7 +310,7 @@ fn glassllm_two_party_prefill_and_decode() {
             )
             .0 as f64;
         eprintln!(
-            "call {step} (seq {}, past {past}): token {token} (reference {want}), |2PC − fixed| = {diff:.3e}, {measured:?}",
+            "{comparison:?} call {step} (seq {}, past {past}): token {token} (reference {want}), |2PC − fixed| = {diff:.3e}, {measured:?}",
             fed.len()
         );
         assert_eq!(token, *want, "greedy token of call {step}");

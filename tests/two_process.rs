@@ -18,10 +18,16 @@ const PROMPT: &str = "41,69,186,960,94,437";
 const WEIGHTS: &str = "models/glassllm-en/model.safetensors";
 
 fn glassllm_plan() -> PathBuf {
-    let plan = temp_path("two-process-glassllm.plan");
+    compiled_glassllm("two-process-glassllm.plan", "fss")
+}
+
+fn compiled_glassllm(file: &str, comparison: &str) -> PathBuf {
+    let plan = temp_path(file);
     let out = comet(&[
         "compile",
         "examples/glassllm.model",
+        "--comparison",
+        comparison,
         "-o",
         plan.to_str().unwrap(),
     ]);
@@ -126,8 +132,20 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn two_processes_give_the_reference_tokens_and_the_estimated_costs() {
-    let plan = glassllm_plan();
-    let dir = deal(&plan, "two-process-ok", "6", "3");
+    two_processes(&glassllm_plan(), "two-process-ok");
+}
+
+/// As above with GMW comparisons: the boolean material (AND triples, daBits) travels in
+/// the files and is replayed by each party.
+#[test]
+fn two_processes_with_gmw_comparisons() {
+    let plan = compiled_glassllm("two-process-glassllm-gmw.plan", "gmw");
+    two_processes(&plan, "two-process-gmw");
+}
+
+fn two_processes(plan: &Path, session: &str) {
+    let plan = plan.to_path_buf();
+    let dir = deal(&plan, session, "6", "3");
     let addr = free_port();
     let s = server(&plan, &dir.join("party0.mat"), &addr, &[]);
     let c = client(

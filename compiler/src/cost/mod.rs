@@ -27,10 +27,38 @@ pub const LAMBDA: i64 = 128;
 /// DCF with a 1-bit payload, whose XOR-shared output would need a conversion round; the
 /// runtime's `comet_runtime::fss::DRELU_KEY_BYTES_PER_ELEMENT` is this figure.
 pub const DCF_KEY_BITS: i64 = 8 * (24 * (RING_BITS - 1) + 16 + 8);
-/// GMW DReLU online bits per element and party (SPU `msb_a2b`, 7 rounds).
-pub const GMW_DRELU_BITS_PER_PARTY: i64 = 448;
-/// GMW DReLU rounds (SPU `msb_a2b`).
-pub const GMW_DRELU_ROUNDS: i64 = 7;
+/// GMW DReLU (`comet_runtime::protocols::gmw`): the sign of `x0 + x1` from a carry circuit
+/// on the parties' 64-bit shares (SPU `msb_a2b`, CrypTen `_ltz`). `msb = x0[63] ⊕ x1[63] ⊕
+/// c63`; the propagate bits `x0 ⊕ x1` are XOR-shared for free, so only ANDs cost rounds:
+/// round 1 computes the 63 generate bits `x0 ∧ x1` of bits 0..62 (an AND of two private
+/// words: each party opens 63 bits), then a binary tree over the groups (63 → 32 → 16 → 8
+/// → 4 → 2 → 1) combines pairs with `G = G_hi ⊕ P_hi∧G_lo`, `P = P_hi ∧ P_lo` (no `P` for
+/// the lowest group), the two ANDs sharing the opening of `P_hi`: 3 bits per pair and
+/// party, 2 for the lowest. Per level 31, 16, 8, 4, 2, 1 pairs: 92, 47, 23, 11, 5, 2 bits.
+/// Each round's bits are packed per element and padded to whole bytes (so the figure is a
+/// polynomial in the sizes): [`GMW_DRELU_BYTES_PER_ROUND`].
+pub const GMW_DRELU_BYTES_PER_ROUND: [i64; 7] = [8, 12, 6, 3, 2, 1, 1];
+/// GMW DReLU online bits per element and party: 8 × (8 + 12 + 6 + 3 + 2 + 1 + 1) = 264.
+pub const GMW_DRELU_BITS_PER_PARTY: i64 = {
+    let mut bytes = 0;
+    let mut r = 0;
+    while r < GMW_DRELU_BYTES_PER_ROUND.len() {
+        bytes += GMW_DRELU_BYTES_PER_ROUND[r];
+        r += 1;
+    }
+    8 * bytes
+};
+/// GMW DReLU rounds: the circuit's AND depth, 1 + 6 levels.
+pub const GMW_DRELU_ROUNDS: i64 = GMW_DRELU_BYTES_PER_ROUND.len() as i64;
+/// GMW DReLU AND gates per element: 63 generate bits, then per level 2 per pair less the
+/// lowest pair's `P`: 63 + 61 + 31 + 15 + 7 + 3 + 1 = 181.
+pub const GMW_DRELU_AND_GATES: i64 = 63 + 61 + 31 + 15 + 7 + 3 + 1;
+/// GMW DReLU dealer bits per element: one correction bit (party 1's share of `a ∧ b`) per
+/// AND gate, padded to whole bytes per element: 8 × 23 = 184.
+pub const GMW_DRELU_OFFLINE_BITS: i64 = 8 * ((GMW_DRELU_AND_GATES + 7) / 8);
+/// Bits on the wire for one opened bit (B2A, the select with an XOR-shared bit): a byte,
+/// as boolean messages are padded to whole bytes per element.
+pub const OPENED_BIT_BITS: i64 = 8;
 
 /// Costs of every node of a protocol-stage program.
 pub struct CostModel<'a> {
@@ -83,7 +111,8 @@ fn cost(protocol: Protocol, rounds: i64, online: Poly, offline: Poly, ops: Poly)
 }
 
 /// The cost of `protocol` producing `out` from operands `xs` (`fixed[i]`: operand `i` is
-/// the same in every call; `fss`: comparisons inside a row max use FSS, else GMW;
+/// the same in every call; `fss`: comparisons use FSS, else GMW, whose bits are XOR-shared,
+/// which changes the select's protocol and the row max's comparisons;
 /// `matmul`: the node is a matrix product, which matters for local work).
 pub fn cost_of(
     protocol: Protocol,
@@ -139,30 +168,34 @@ pub fn cost_of(
         Protocol::FixedMatMul => matmul_cost(protocol, out, xs, true),
         Protocol::DreluFss => drelu_cost(protocol, &numel(xs[0]), true),
         Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false),
-        // the bit is an arithmetic 0/1 share (FSS): a Beaver product that opens the bit and
-        // the value at their own sizes, 2l·(n_b + n_x) (4l·n when they have one shape);
-        // dealer l·n_out
-        Protocol::Mux => {
-            let opened = numel(xs[0]).add(&numel(xs[1]));
-            cost(
-                protocol,
-                1,
-                l(2).mul(&opened),
-                l(1).mul(&numel(out)),
-                numel(out).scale(3),
-            )
-        }
+        Protocol::Mux => mux_cost(&numel(xs[0]), &numel(xs[1]), &numel(out), fss),
         Protocol::RowMaxTree => row_max_cost(xs[0], fss),
-        // open the bit masked by a daBit's boolean half, 2l·n (both send l bits); dealer:
-        // the daBit's arithmetic half, l·n
+        // open the bit masked by a daBit's boolean half, a byte per bit and party: 2·8·n;
+        // dealer: the daBit's arithmetic half, l·n
         Protocol::B2A => cost(
             protocol,
             1,
-            l(2).mul(&numel(out)),
+            numel(out).scale(2 * OPENED_BIT_BITS),
             l(1).mul(&numel(out)),
             numel(out),
         ),
     }
+}
+
+/// A select `b·x` (bits of `n_b` elements, values of `n_x`, output of `n_out`), 1 round.
+/// FSS: the bit is an arithmetic 0/1 share, so a Beaver product opening both operands at
+/// their own sizes, 2l·(n_b + n_x) (4l·n when they have one shape); dealer l·n_out. GMW:
+/// the bit is XOR-shared; both open `b ⊕ r` (a byte per bit) and `x − a`,
+/// 2·(8·n_b + l·n_x); dealer: the daBit `r`'s arithmetic share and `r·a`,
+/// l·(n_b + n_out).
+fn mux_cost(n_b: &Poly, n_x: &Poly, n_out: &Poly, fss: bool) -> NodeCost {
+    let (online, offline) = if fss {
+        (l(2).mul(&n_b.add(n_x)), l(1).mul(n_out))
+    } else {
+        let opened = n_b.scale(OPENED_BIT_BITS).add(&l(1).mul(n_x));
+        (opened.scale(2), l(1).mul(&n_b.add(n_out)))
+    };
+    cost(Protocol::Mux, 1, online, offline, n_out.scale(3))
 }
 
 /// Ring multiplications of a local matrix product (public or one party's private
@@ -188,7 +221,8 @@ fn matmul_cost(protocol: Protocol, out: &ValueType, xs: &[&ValueType], fixed: bo
 }
 
 /// DReLU on `n` elements. FSS: each party sends its share of `x + r`, 2l·n online, and
-/// receives a DCF key per element from the dealer. GMW: SPU's `msb_a2b`.
+/// receives a DCF key per element from the dealer. GMW: the carry circuit of
+/// [`GMW_DRELU_BYTES_PER_ROUND`], its output XOR-shared.
 fn drelu_cost(protocol: Protocol, n: &Poly, fss: bool) -> NodeCost {
     if fss {
         cost(
@@ -200,26 +234,28 @@ fn drelu_cost(protocol: Protocol, n: &Poly, fss: bool) -> NodeCost {
         )
     } else {
         let online = n.scale(2 * GMW_DRELU_BITS_PER_PARTY);
-        // one dealer correction bit per AND gate; each AND opens 2 bits per party
-        let offline = n.scale(GMW_DRELU_BITS_PER_PARTY / 2);
+        let offline = n.scale(GMW_DRELU_OFFLINE_BITS);
         cost(protocol, GMW_DRELU_ROUNDS, online, offline, n.scale(64))
     }
 }
 
 /// Max over rows of length `t` by a tournament: `t − 1` comparisons per row, each a DReLU
-/// of a difference and a mux; `⌈log2 t⌉` levels, each DReLU then mux.
+/// of a difference and a select ([`mux_cost`], bit and difference of one shape);
+/// `⌈log2 t⌉` levels, each DReLU (1 round with FSS, [`GMW_DRELU_ROUNDS`] with GMW) then
+/// select.
 pub fn row_max_cost(x: &ValueType, fss: bool) -> NodeCost {
     let t = *x.shape.last().expect("row_max has a last axis");
     let rows = Poly::numel(&x.shape[..x.shape.len() - 1]);
     let pairs = rows.mul(&Poly::dim(t).sub(&Poly::constant(1)));
     let drelu = drelu_cost(Protocol::DreluFss, &pairs, fss);
+    let mux = mux_cost(&pairs, &pairs, &pairs, fss);
     let levels = Poly::log2(t);
-    let per_level = drelu.rounds.add(&Poly::constant(1));
+    let per_level = drelu.rounds.add(&mux.rounds);
     NodeCost {
         protocol: Protocol::RowMaxTree,
         rounds: levels.mul(&per_level),
-        online_bits: drelu.online_bits.add(&l(4).mul(&pairs)),
-        offline_bits: drelu.offline_bits.add(&l(1).mul(&pairs)),
+        online_bits: drelu.online_bits.add(&mux.online_bits),
+        offline_bits: drelu.offline_bits.add(&mux.offline_bits),
         local_ops: pairs.scale(4),
     }
 }

@@ -13,8 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use super::{
-    Dealer, DreluMaterial, FixedCallMaterial, FixedMask, FixedMaskMaterial, MaterialError,
-    PartySeed, SquareMaterial, TripleMaterial,
+    B2aMaterial, BitMuxMaterial, BitTripleMaterial, Dealer, DreluMaterial, FixedCallMaterial,
+    FixedMask, FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed, SquareMaterial,
+    TripleMaterial, boolean,
 };
 use crate::movement::broadcast_shape;
 
@@ -110,6 +111,38 @@ pub trait Deal {
     /// As [`Deal::triple`].
     fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError>;
 
+    /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn bit_triples(
+        &mut self,
+        n: usize,
+        lanes: u32,
+    ) -> Result<Pair<BitTripleMaterial>, MaterialError>;
+
+    /// The AND triples of `n` GMW DReLU gates.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError>;
+
+    /// daBits for `n` B2A conversions.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError>;
+
+    /// Material of a select with XOR-shared bits shaped `bit` and values shaped `x`.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn bit_mux(
+        &mut self,
+        bit: &[usize],
+        x: &[usize],
+    ) -> Result<Pair<BitMuxMaterial>, MaterialError>;
+
     /// The seed of one `share` node, known to both parties.
     fn share_seed(&mut self) -> [u8; 32];
 
@@ -124,7 +157,7 @@ type Sinks = [Box<dyn Write + Send>; 2];
 /// The dealer of one session: both parties' material, drawn from a master seed. With
 /// [`SessionDealer::recording`] it also writes, per party, what that party cannot derive
 /// from its own seed (party 1's corrections, both parties' DReLU keys): the body of the
-/// party's material file.
+/// party's material file. Boolean corrections are laid out as `boolean` says.
 pub struct SessionDealer {
     dealer: Dealer,
     common: ChaCha12Rng,
@@ -292,6 +325,47 @@ impl Deal for SessionDealer {
             for (p, k) in m.iter().enumerate() {
                 self.record(p, &k.key.to_bytes());
             }
+        }
+        Ok(both(m))
+    }
+
+    fn bit_triples(
+        &mut self,
+        n: usize,
+        lanes: u32,
+    ) -> Result<Pair<BitTripleMaterial>, MaterialError> {
+        let m = self.dealer.bit_triples(n, lanes);
+        if self.sinks.is_some() {
+            self.record(1, &boolean::bit_triple_bytes(&m[1]));
+        }
+        Ok(both(m))
+    }
+
+    fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError> {
+        let m = self.dealer.gmw_drelu(n);
+        if self.sinks.is_some() {
+            self.record(1, &boolean::gmw_bytes(&m[1]));
+        }
+        Ok(both(m))
+    }
+
+    fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError> {
+        let m = self.dealer.b2a(n);
+        if self.sinks.is_some() {
+            self.record(1, &boolean::b2a_bytes(&m[1]));
+        }
+        Ok(both(m))
+    }
+
+    fn bit_mux(
+        &mut self,
+        bit: &[usize],
+        x: &[usize],
+    ) -> Result<Pair<BitMuxMaterial>, MaterialError> {
+        Product::Elementwise.shape(bit, x)?;
+        let m = self.dealer.bit_mux(bit, x);
+        if self.sinks.is_some() {
+            self.record(1, &boolean::bit_mux_bytes(&m[1]));
         }
         Ok(both(m))
     }

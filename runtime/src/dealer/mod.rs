@@ -15,6 +15,7 @@
 //! (no corrections: both shares come from the party streams); every call then gets a fresh
 //! mask of the varying operand and the correction of `c = a ∘ B`.
 
+mod boolean;
 mod deal;
 pub mod file;
 mod material;
@@ -38,7 +39,8 @@ pub use file::{MaterialHeader, plan_digest};
 pub use replay::PartyReplay;
 
 pub use material::{
-    DreluMaterial, FixedCallMaterial, FixedMaskMaterial, SquareMaterial, TripleMaterial,
+    B2aMaterial, BitMuxMaterial, BitTripleMaterial, DreluMaterial, FixedCallMaterial,
+    FixedMaskMaterial, GmwDreluMaterial, GmwLevelMaterial, SquareMaterial, TripleMaterial,
 };
 
 /// Material could not be dealt, read or matched with the plan.
@@ -240,6 +242,46 @@ impl Dealer {
         self.offline_bytes += 2 * (n * fss::DRELU_KEY_BYTES_PER_ELEMENT) as u64;
         self.header_bytes += 2 * DRELU_KEY_HEADER_BYTES as u64;
         [DreluMaterial { key: k0 }, DreluMaterial { key: k1 }]
+    }
+
+    /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's
+    /// correction bits (padded to bytes per element).
+    pub fn bit_triples(&mut self, n: usize, lanes: u32) -> [BitTripleMaterial; 2] {
+        let mut m =
+            [0, 1].map(|p| boolean::bit_triple_draw(&mut self.streams[p], p as u8, n, lanes));
+        boolean::bit_triple_correct(&mut m);
+        self.offline_bytes += boolean::bit_triple_len(n, lanes) as u64;
+        m
+    }
+
+    /// The AND triples of `n` GMW DReLU gates
+    /// ([`gmw`](crate::protocols::gmw)); counts party 1's correction bytes.
+    pub fn gmw_drelu(&mut self, n: usize) -> [GmwDreluMaterial; 2] {
+        let mut m = [0, 1].map(|p| boolean::gmw_draw(&mut self.streams[p], p as u8, n));
+        boolean::gmw_correct(&mut m);
+        self.offline_bytes += boolean::gmw_len(n) as u64;
+        m
+    }
+
+    /// daBits for `n` B2A conversions; counts party 1's arithmetic shares.
+    pub fn b2a(&mut self, n: usize) -> [B2aMaterial; 2] {
+        let mut m = [0, 1].map(|p| boolean::b2a_draw(&mut self.streams[p], p as u8, n));
+        boolean::b2a_correct(&mut m);
+        self.offline_bytes += boolean::b2a_len(n) as u64;
+        m
+    }
+
+    /// Material of a select with XOR-shared bits shaped `bit` and values shaped `x`.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast.
+    pub fn bit_mux(&mut self, bit: &[usize], x: &[usize]) -> [BitMuxMaterial; 2] {
+        let out = crate::movement::broadcast_shape(bit, x).expect("shapes broadcast");
+        let mut m =
+            [0, 1].map(|p| boolean::bit_mux_draw(&mut self.streams[p], p as u8, bit, x, &out));
+        boolean::bit_mux_correct(&mut m);
+        self.offline_bytes += boolean::bit_mux_len(bit, &out) as u64;
+        m
     }
 
     fn triple(

@@ -1,7 +1,8 @@
 //! One party's material, re-derived from what its material file carries: its stream seed
 //! (masks, and party 0's product shares), the common seed (`share` seeds) and, in the
 //! body, what cannot be derived — party 1's corrections and both parties' DReLU keys —
-//! read in the order the dealer wrote them.
+//! read in the order the dealer wrote them. Boolean material is drawn and read through the
+//! same functions as the dealer's (`boolean`).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -13,8 +14,9 @@ use rand_chacha::ChaCha12Rng;
 
 use super::deal::{Deal, Pair, Product};
 use super::{
-    DreluMaterial, FixedCallMaterial, FixedMaskMaterial, MaterialError, PartySeed, SquareMaterial,
-    TripleMaterial,
+    B2aMaterial, BitMuxMaterial, BitTripleMaterial, DreluMaterial, FixedCallMaterial,
+    FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed, SquareMaterial, TripleMaterial,
+    boolean,
 };
 use crate::fss::DreluKey;
 use crate::fss::drelu::DRELU_KEY_HEADER_BYTES;
@@ -176,6 +178,51 @@ impl Deal for PartyReplay {
         let key = DreluKey::from_bytes(&bytes)
             .map_err(|e| MaterialError::Corrupt(format!("DReLU key at body byte {at}: {e}")))?;
         Ok(self.mine(DreluMaterial { key }))
+    }
+
+    fn bit_triples(
+        &mut self,
+        n: usize,
+        lanes: u32,
+    ) -> Result<Pair<BitTripleMaterial>, MaterialError> {
+        let mut m = boolean::bit_triple_draw(&mut self.stream, self.party, n, lanes);
+        if self.party == 1 {
+            let bytes = self.bytes(boolean::bit_triple_len(n, lanes))?;
+            boolean::bit_triple_read(&mut m, &bytes);
+        }
+        Ok(self.mine(m))
+    }
+
+    fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError> {
+        let mut m = boolean::gmw_draw(&mut self.stream, self.party, n);
+        if self.party == 1 {
+            let bytes = self.bytes(boolean::gmw_len(n))?;
+            boolean::gmw_read(&mut m, &bytes);
+        }
+        Ok(self.mine(m))
+    }
+
+    fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError> {
+        let mut m = boolean::b2a_draw(&mut self.stream, self.party, n);
+        if self.party == 1 {
+            let bytes = self.bytes(boolean::b2a_len(n))?;
+            boolean::b2a_read(&mut m, &bytes);
+        }
+        Ok(self.mine(m))
+    }
+
+    fn bit_mux(
+        &mut self,
+        bit: &[usize],
+        x: &[usize],
+    ) -> Result<Pair<BitMuxMaterial>, MaterialError> {
+        let out = Product::Elementwise.shape(bit, x)?;
+        let mut m = boolean::bit_mux_draw(&mut self.stream, self.party, bit, x, &out);
+        if self.party == 1 {
+            let bytes = self.bytes(boolean::bit_mux_len(bit, &out))?;
+            boolean::bit_mux_read(&mut m, &bytes);
+        }
+        Ok(self.mine(m))
     }
 
     fn share_seed(&mut self) -> [u8; 32] {

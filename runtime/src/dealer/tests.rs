@@ -57,6 +57,41 @@ fn drelu_counts_key_bytes_and_headers_apart() {
 }
 
 #[test]
+fn boolean_material_correlates_and_only_corrections_are_counted() {
+    let mut d = Dealer::from_u64(5);
+    let [t0, t1] = d.bit_triples(3, 12);
+    for i in 0..3 {
+        assert_eq!(t0.c[i] ^ t1.c[i], (t0.a[i] ^ t1.a[i]) & (t0.b[i] ^ t1.b[i]));
+        assert_eq!((t0.a[i] | t1.b[i]) >> 12, 0, "12 lanes only");
+    }
+    assert_eq!(d.offline_bytes(), 3 * 2);
+    let [g0, g1] = d.gmw_drelu(4);
+    for i in 0..4 {
+        let ab = g0.input_mask[i] & g1.input_mask[i];
+        assert_eq!(g0.input_c[i] ^ g1.input_c[i], ab);
+        for (l0, l1) in g0.levels.iter().zip(&g1.levels) {
+            let a = l0.a[i] ^ l1.a[i];
+            assert_eq!(l0.c_g[i] ^ l1.c_g[i], a & (l0.b_g[i] ^ l1.b_g[i]));
+            assert_eq!(l0.c_p[i] ^ l1.c_p[i], a & (l0.b_p[i] ^ l1.b_p[i]));
+        }
+    }
+    assert_eq!(d.offline_bytes(), 6 + 4 * 23);
+    let [b0, b1] = d.b2a(5);
+    for i in 0..5 {
+        assert_eq!(b0.rho[i].wrapping_add(b1.rho[i]), b0.r[i] ^ b1.r[i]);
+    }
+    assert_eq!(d.offline_bytes(), 6 + 92 + 8 * 5);
+    let [m0, m1] = d.bit_mux(&[2, 1], &[2, 3]);
+    let r = ndarray::Zip::from(&m0.r)
+        .and(&m1.r)
+        .map_collect(|a, b| a ^ b);
+    assert_eq!(sum(&m0.rho, &m1.rho), r);
+    let ra = ring_ops::mul(r.view(), sum(&m0.a, &m1.a).view());
+    assert_eq!(sum(&m0.c, &m1.c), ra);
+    assert_eq!(d.offline_bytes(), 6 + 92 + 40 + 8 * (2 + 6));
+}
+
+#[test]
 fn party_masks_come_from_the_party_seed() {
     let mut d = Dealer::from_u64(4);
     let seed0 = d.party_seed(0);
@@ -104,7 +139,23 @@ mod files {
         out.push([Some(seed.clone()), Some(seed)]);
         let e = d.triple(Product::Elementwise, &[2, 3], &[3]).unwrap();
         out.push(e.map(|m| m.map(|m| flat(&[&m.a, &m.b, &m.c]))));
+        let t = d.bit_triples(5, 13).unwrap();
+        out.push(t.map(|m| m.map(|m| [m.a, m.b, m.c].concat())));
+        let g = d.gmw_drelu(4).unwrap();
+        out.push(g.map(|m| m.map(gmw_flat)));
+        let b = d.b2a(3).unwrap();
+        out.push(b.map(|m| m.map(|m| [m.r, m.rho].concat())));
+        let x = d.bit_mux(&[2, 1], &[2, 3]).unwrap();
+        out.push(x.map(|m| m.map(|m| flat(&[&m.r, &m.rho, &m.a, &m.c]))));
         out
+    }
+
+    fn gmw_flat(m: GmwDreluMaterial) -> Vec<u64> {
+        let mut v = [m.input_mask, m.input_c].concat();
+        for l in m.levels {
+            v.extend([l.a, l.b_g, l.b_p, l.c_g, l.c_p].concat());
+        }
+        v
     }
 
     /// The half of `full` that belongs to `party`, as a replay must produce it.

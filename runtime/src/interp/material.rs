@@ -8,9 +8,10 @@ use comet_ir::{DimEnv, NodeId, Op, Program};
 
 use super::Schedule;
 use crate::dealer::{
-    Deal, DreluMaterial, FixedCallMaterial, FixedMaskMaterial, MaterialError, Pair, Product,
-    SquareMaterial, TripleMaterial,
+    B2aMaterial, BitMuxMaterial, Deal, DreluMaterial, FixedCallMaterial, FixedMaskMaterial,
+    GmwDreluMaterial, MaterialError, Pair, Product, SquareMaterial, TripleMaterial,
 };
+use crate::protocols::row_max::LevelMaterial;
 use crate::protocols::share::InputSeed;
 
 /// One node's material for one party.
@@ -23,10 +24,16 @@ pub(crate) enum NodeMaterial {
     Fixed(FixedCallMaterial),
     /// DReLU keys.
     Drelu(DreluMaterial),
+    /// The AND triples of a GMW DReLU.
+    GmwDrelu(GmwDreluMaterial),
+    /// daBits of a B2A.
+    B2a(B2aMaterial),
+    /// A select with XOR-shared bits (GMW).
+    BitMux(BitMuxMaterial),
     /// The shared seed of a `share` node.
     Seed(InputSeed),
-    /// Per level of a row maximum: DReLU keys and the mux triple.
-    RowMax(Vec<(DreluMaterial, TripleMaterial)>),
+    /// Per level of a row maximum: the comparison's and the select's material.
+    RowMax(Vec<LevelMaterial>),
 }
 
 /// One party's material for the call.
@@ -94,6 +101,10 @@ pub(crate) fn generate_call(
                 let s = deal.share_seed();
                 [Some(NodeMaterial::Seed(s)), Some(NodeMaterial::Seed(s))]
             }
+            Protocol::Mux if schedule.gmw => {
+                let m = deal.bit_mux(&shape(xs[0]), &shape(xs[1]))?;
+                m.map(|m| m.map(NodeMaterial::BitMux))
+            }
             Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
                 let m = deal.triple(kind, &shape(xs[0]), &shape(xs[1]))?;
                 m.map(|m| m.map(NodeMaterial::Triple))
@@ -108,7 +119,15 @@ pub(crate) fn generate_call(
                 let n = shape(xs[0]).iter().product();
                 (deal.drelu(n)?).map(|m| m.map(NodeMaterial::Drelu))
             }
-            Protocol::RowMaxTree => row_max(deal, &shape(xs[0]))?,
+            Protocol::DreluGmw => {
+                let n = shape(xs[0]).iter().product();
+                (deal.gmw_drelu(n)?).map(|m| m.map(NodeMaterial::GmwDrelu))
+            }
+            Protocol::B2A => {
+                let n = shape(xs[0]).iter().product();
+                (deal.b2a(n)?).map(|m| m.map(NodeMaterial::B2a))
+            }
+            Protocol::RowMaxTree => row_max(deal, &shape(xs[0]), schedule.gmw)?,
             _ => continue,
         };
         for (p, m) in pair.into_iter().enumerate() {
@@ -120,18 +139,30 @@ pub(crate) fn generate_call(
     Ok(out)
 }
 
-/// Per level of a row maximum over `x`: DReLU keys for the pairs, then the mux triple.
-fn row_max(deal: &mut dyn Deal, x: &[usize]) -> Result<Pair<NodeMaterial>, MaterialError> {
+/// Per level of a row maximum over `x`: the comparison of the pairs (DReLU keys, or GMW
+/// triples), then the select's material.
+fn row_max(
+    deal: &mut dyn Deal,
+    x: &[usize],
+    gmw: bool,
+) -> Result<Pair<NodeMaterial>, MaterialError> {
     let rows: usize = x[..x.len() - 1].iter().product();
     let mut k = x[x.len() - 1];
     let mut levels = [Vec::new(), Vec::new()];
     while k > 1 {
         let pairs = [rows, k / 2];
-        let d = deal.drelu(rows * (k / 2))?;
-        let t = deal.triple(Product::Elementwise, &pairs, &pairs)?;
-        for (p, (d, t)) in d.into_iter().zip(t).enumerate() {
-            if let (Some(d), Some(t)) = (d, t) {
-                levels[p].push((d, t));
+        let level: Pair<LevelMaterial> = if gmw {
+            let d = deal.gmw_drelu(rows * (k / 2))?;
+            let m = deal.bit_mux(&pairs, &pairs)?;
+            zip_pair(d, m, LevelMaterial::Gmw)
+        } else {
+            let d = deal.drelu(rows * (k / 2))?;
+            let t = deal.triple(Product::Elementwise, &pairs, &pairs)?;
+            zip_pair(d, t, LevelMaterial::Fss)
+        };
+        for (p, l) in level.into_iter().enumerate() {
+            if let Some(l) = l {
+                levels[p].push(l);
             }
         }
         k = k.div_ceil(2);
@@ -139,4 +170,14 @@ fn row_max(deal: &mut dyn Deal, x: &[usize]) -> Result<Pair<NodeMaterial>, Mater
     let [l0, l1] = levels;
     let wrap = |l: Vec<_>| (!l.is_empty()).then_some(NodeMaterial::RowMax(l));
     Ok([wrap(l0), wrap(l1)])
+}
+
+/// Combines two pairs party by party.
+fn zip_pair<A, B, T>(a: Pair<A>, b: Pair<B>, f: impl Fn(A, B) -> T) -> Pair<T> {
+    let [a0, a1] = a;
+    let [b0, b1] = b;
+    [
+        a0.zip(b0).map(|(a, b)| f(a, b)),
+        a1.zip(b1).map(|(a, b)| f(a, b)),
+    ]
 }

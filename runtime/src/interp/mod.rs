@@ -11,16 +11,20 @@
 //! round 0 ([`Channel::exchange_setup`], not counted per call).
 //!
 //! Values are ring tensors: plaintext at their owner (`Private(p)`: the other party holds
-//! nothing), public (both), or this party's additive share (`Arith`, and `Bool` bits as
-//! arithmetic 0/1 shares under FSS). Local ops reuse the fixed-point backend's op
+//! nothing), public (both), or this party's share: additive for `Arith`; for `Bool` bits an
+//! arithmetic 0/1 share under FSS comparisons, an XOR share (0 or 1 per element,
+//! [`crate::protocols::xor`]) under GMW comparisons, which only `b2a` and `select`
+//! consume. Local ops reuse the fixed-point backend's op
 //! functions ([`crate::fixed`]), which are linear in a shared operand except for
 //! `add_const` and `causal_mask` (party 0 adds the constant) and `trunc` (SecureML's local
 //! truncation per party, ±1 ulp).
 //!
-//! `row_max` is a multi-round node: per level of its tree, one round of DReLU on the
-//! differences of adjacent pairs, then one round of mux (`max = b + [a ≥ b]·(a − b)`), an
-//! odd last element carried to the next level. Not yet supported: GMW comparisons and
-//! B2A (the plan is rejected with [`InterpError::Unsupported`]).
+//! Multi-round nodes step once per round ([`crate::protocols::Step`]): a GMW DReLU
+//! ([`crate::protocols::gmw`], 7 rounds) and `row_max` (per level of its tree, the DReLU
+//! rounds on the differences of adjacent pairs, then one round of select,
+//! `max = b + [a ≥ b]·(a − b)`, an odd last element carried to the next level;
+//! [`crate::protocols::row_max`]). Messages are bytes: the arithmetic protocols' `u64`s
+//! packed little-endian, the boolean protocols' bits packed per element.
 //!
 //! [`Channel::exchange`]: crate::transport::Channel::exchange
 //! [`Channel::exchange_setup`]: crate::transport::Channel::exchange_setup
@@ -32,12 +36,12 @@ mod session;
 use std::collections::HashMap;
 
 use comet_ir::protocol::{Protocol, fixed_values, protocol_of};
-use comet_ir::{DimEnv, NodeId, Program, Stage};
+use comet_ir::{Comparison, DimEnv, NodeId, Program, Stage};
 use ndarray::ArrayD;
 
 use crate::dealer::MaterialError;
-use crate::protocols::MessageError;
 use crate::protocols::driver::RoundError;
+use crate::protocols::{MessageError, gmw, row_max};
 use crate::transport::ChannelError;
 
 pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
@@ -62,16 +66,6 @@ pub enum InterpError {
     /// The program is not a protocol-stage plan with schedule and costs.
     #[error("the interpreter runs protocol-stage plans with rounds analysed: {0}")]
     NotAPlan(String),
-    /// A protocol this version does not run yet.
-    #[error("{node} (`{op}`): protocol `{protocol}` is not supported yet")]
-    Unsupported {
-        /// The node.
-        node: NodeId,
-        /// Its op.
-        op: &'static str,
-        /// Its protocol.
-        protocol: Protocol,
-    },
     /// A node could not be computed.
     #[error("{node} (`{op}`): {message}")]
     Node {
@@ -106,18 +100,20 @@ pub struct Schedule {
     pub protocol: HashMap<NodeId, Protocol>,
     /// Start round per communicating node.
     pub start: HashMap<NodeId, u64>,
-    /// Own rounds per communicating node (1, or `2⌈log2 t⌉` for a row maximum over `t`).
+    /// Own rounds per communicating node (1; 7 for a GMW DReLU; per level of a row maximum
+    /// over `t`, `⌈log2 t⌉` levels, 2 with FSS comparisons and 8 with GMW).
     pub own: HashMap<NodeId, u64>,
+    /// Whether comparisons are GMW (bits XOR-shared) rather than FSS.
+    pub gmw: bool,
     /// Rounds of the call: max over nodes of start + own rounds.
     pub total_rounds: u64,
 }
 
 impl Schedule {
-    /// Evaluates the plan's schedule at `env`; rejects protocols not supported yet.
+    /// Evaluates the plan's schedule at `env`.
     ///
     /// # Errors
-    /// If the program is not an analysed protocol-stage plan, or uses an unsupported
-    /// protocol.
+    /// If the program is not an analysed protocol-stage plan.
     pub fn new(program: &Program, env: DimEnv) -> Result<Schedule, InterpError> {
         if program.stage != Stage::Protocol {
             return Err(InterpError::NotAPlan(format!("stage {:?}", program.stage)));
@@ -128,6 +124,7 @@ impl Schedule {
         let order =
             (program.graph.topo_order()).map_err(|e| InterpError::NotAPlan(e.to_string()))?;
         let fixed = fixed_values(program);
+        let gmw = program.options.comparison == Comparison::Gmw;
         let mut protocol = HashMap::new();
         let mut start = HashMap::new();
         let mut own = HashMap::new();
@@ -138,16 +135,12 @@ impl Schedule {
             if !proto.communicates() {
                 continue;
             }
-            if matches!(proto, Protocol::DreluGmw | Protocol::B2A) {
-                return Err(InterpError::Unsupported {
-                    node: id,
-                    op: program.graph.node(id).op.name(),
-                    protocol: proto,
-                });
-            }
             let r = rounds.get(id).map_or(0, |m| m.eval(env)).max(0) as u64;
             let own_rounds = match proto {
-                Protocol::RowMaxTree => 2 * u64::from(row_max_levels(program, id, env)),
+                Protocol::RowMaxTree => {
+                    row_max::rounds_per_level(gmw) * u64::from(row_max_levels(program, id, env))
+                }
+                Protocol::DreluGmw => gmw::ROUNDS as u64,
                 _ => 1,
             };
             start.insert(id, r);
@@ -159,6 +152,7 @@ impl Schedule {
             protocol,
             start,
             own,
+            gmw,
             total_rounds,
         })
     }

@@ -5,17 +5,16 @@ use std::collections::{HashMap, HashSet};
 
 use comet_ir::protocol::{Protocol, fixed_values};
 use comet_ir::{DimEnv, Domain, Elem, NodeId, Op, Party, Program};
-use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, concatenate, s};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::material::{NodeMaterial, PartyMaterial, shape_of};
 use super::{InterpError, Schedule};
-use crate::dealer::{DreluMaterial, TripleMaterial};
 use crate::fixed::{self, Cache, decode_value};
-use crate::protocols::driver::{round, setup_round};
+use crate::protocols::driver::{round_bytes, setup_round};
 use crate::protocols::fixed::FixedOperand;
 use crate::protocols::{
-    PartyId, Share, beaver_matmul, beaver_mul, drelu, fixed as fixed_proto, mux, reveal, share,
-    square,
+    MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux, drelu,
+    fixed as fixed_proto, gmw, mux, pack, reveal, row_max, share, square, unpack,
 };
 use crate::ring::{self, Ring};
 use crate::transport::Channel;
@@ -58,21 +57,18 @@ enum Pending {
     Fixed(fixed_proto::State, NodeId),
     Drelu(drelu::State),
     Reveal(reveal::State),
-    /// A row maximum's DReLU of a level.
-    RowMaxDrelu(drelu::State),
-    /// A row maximum's mux of a level.
-    RowMaxMux(beaver_mul::State),
+    /// A GMW DReLU between its rounds.
+    Gmw(gmw::State),
+    B2a(b2a::State),
+    BitMux(bit_mux::State),
+    /// A row maximum between its rounds.
+    RowMax(Box<row_max::State>),
 }
 
-/// A row maximum between its rounds: the current candidates `[rows, k]` and, within a
-/// level, the pairs' differences, right elements and comparison bits.
-struct RowMax {
-    cur: Array2<Ring>,
-    levels: std::vec::IntoIter<(DreluMaterial, TripleMaterial)>,
-    mux: Option<TripleMaterial>,
-    diff: Array2<Ring>,
-    right: Array2<Ring>,
-    bits: Option<Share>,
+/// What a node's round ended with: its value, or its next state and message.
+enum Finished {
+    Value(Option<ArrayD<Ring>>),
+    Next(Box<Pending>, Vec<u8>),
 }
 
 /// One party's state during a call.
@@ -92,7 +88,8 @@ struct Run<'a> {
     fixed_operands: HashMap<NodeId, FixedOperand>,
     /// Fixed values needed only as operands that were set up: not computed again.
     skip: HashSet<NodeId>,
-    row_max: HashMap<NodeId, RowMax>,
+    /// Multi-round nodes between rounds: their state and next message.
+    in_flight: HashMap<NodeId, (Pending, Vec<u8>)>,
     outputs: HashMap<String, ArrayD<f64>>,
     writes: Vec<(u32, ArrayD<Ring>)>,
 }
@@ -160,7 +157,7 @@ pub fn run_party<C: Channel + ?Sized>(
         values: HashMap::new(),
         fixed_operands,
         skip,
-        row_max: HashMap::new(),
+        in_flight: HashMap::new(),
         outputs: HashMap::new(),
         writes: Vec::new(),
     };
@@ -298,6 +295,17 @@ impl Run<'_> {
         let shape = shape_of(program, id, self.env);
         let operand = |i: usize| self.value(xs[i]);
         let missing = |i: usize| self.fail(id, format!("operand {} is not held here", xs[i]));
+        let bool_operand = xs
+            .iter()
+            .any(|&x| program.graph.node(x).ty.domain == Domain::Bool);
+        if self.schedule.gmw && bool_operand {
+            return Err(self.fail(
+                id,
+                "a local op on XOR-shared bits (GMW comparisons): only `b2a` and `select` \
+                 consume them"
+                    .into(),
+            ));
+        }
         let v = match &node.op {
             Op::Input { name, party } => {
                 if party.index() != me {
@@ -443,7 +451,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Starts every node scheduled in round `r`, makes one exchange, finishes them.
+    /// Starts every node scheduled in round `r` (or takes its next message, for a node in
+    /// its later rounds), makes one exchange, and ends the round of each.
     fn round<C: Channel + ?Sized>(&mut self, r: u64, ch: &mut C) -> Result<(), InterpError> {
         let active: Vec<NodeId> = (self.schedule.order.iter())
             .copied()
@@ -458,55 +467,60 @@ impl Run<'_> {
         let mut pending = Vec::new();
         let mut msg = Vec::new();
         for id in active {
-            if !self.ready(id) {
-                return Err(self.fail(id, format!("scheduled in round {r}, operands not ready")));
-            }
-            let (st, part) = if self.schedule.protocol[&id] == Protocol::RowMaxTree {
-                self.row_max_start(id, r - self.schedule.start[&id])?
-            } else {
-                self.start(id)?
+            let (st, part) = match self.in_flight.remove(&id) {
+                Some(next) => next,
+                None if self.values.contains_key(&id) => {
+                    return Err(self.fail(id, format!("finished before its round {r}")));
+                }
+                None if !self.ready(id) => {
+                    return Err(
+                        self.fail(id, format!("scheduled in round {r}, operands not ready"))
+                    );
+                }
+                None => self.start(id)?,
             };
             pending.push((id, st, part.len()));
             msg.extend(part);
         }
-        let peer = round(ch, &msg)?;
+        let peer = round_bytes(ch, &msg)?;
         // the peer's parts have the sizes its own starts produced; both parties' sizes are
         // equal except for one-way reveals, whose receiver part is split below
         let mut at = 0;
         for (id, st, mine) in pending {
             let n = self.peer_len(id, mine);
-            if at + n > peer.len() {
-                crate::protocols::check_len(&peer, at + n)?;
-            }
-            let part = &peer[at..at + n];
+            let part = peer.get(at..at + n).ok_or(MessageError::Length {
+                expected: at + n,
+                actual: peer.len(),
+            })?;
             at += n;
-            let v = match st {
-                Pending::RowMaxDrelu(s) => {
-                    let bits = drelu::finish(s, part)?;
-                    self.row_max.get_mut(&id).expect("started").bits = Some(bits);
-                    continue;
+            match self.finish(id, st, part)? {
+                Finished::Value(v) => {
+                    self.values.insert(id, v);
                 }
-                Pending::RowMaxMux(s) => {
-                    let prod = beaver_mul::finish(s, part)?;
-                    match self.row_max_level_done(id, prod) {
-                        None => continue,
-                        Some(v) => v,
-                    }
+                Finished::Next(st, next) => {
+                    self.in_flight.insert(id, (*st, next));
                 }
-                st => self.finish(id, st, part)?,
-            };
-            self.values.insert(id, v);
+            }
         }
-        crate::protocols::check_len(&peer, at)?;
+        if at != peer.len() {
+            return Err(MessageError::Length {
+                expected: at,
+                actual: peer.len(),
+            }
+            .into());
+        }
         Ok(())
     }
 
-    /// The length of the peer's part for node `id`, given this party's: the same, except
-    /// for a one-way reveal (the receiver gets the sender's share and sends nothing).
+    /// The length in bytes of the peer's part for node `id`, given this party's: the same,
+    /// except for a one-way reveal (the receiver gets the sender's share and sends
+    /// nothing).
     fn peer_len(&self, id: NodeId, mine: usize) -> usize {
         match self.program.graph.node(id).op {
             Op::Reveal { to } if to.index() == usize::from(self.party) => {
-                shape_of(self.program, id, self.env).iter().product()
+                8 * shape_of(self.program, id, self.env)
+                    .iter()
+                    .product::<usize>()
             }
             Op::Reveal { .. } => 0,
             _ => mine,
@@ -519,49 +533,68 @@ impl Run<'_> {
             .ok_or_else(|| self.fail(id, format!("operand {x} is not held here")))
     }
 
-    fn start(&mut self, id: NodeId) -> Result<(Pending, Vec<u64>), InterpError> {
+    /// This party's XOR share of bits `x` (a GMW comparison's output).
+    fn bits_of(&self, id: NodeId, x: NodeId) -> Result<XorShare, InterpError> {
+        self.share_of(id, x).map(|s| XorShare(s.0))
+    }
+
+    fn start_reveal(&self, id: NodeId) -> Result<(Pending, Vec<u8>), InterpError> {
+        let xs = self.program.graph.operands(id);
+        let Op::Reveal { to } = self.program.graph.node(id).op else {
+            unreachable!("the reveal protocol computes reveal nodes")
+        };
+        if self.schedule.gmw && self.program.graph.node(xs[0]).ty.domain == Domain::Bool {
+            return Err(self.fail(id, "revealing XOR-shared bits is not supported".into()));
+        }
+        let to = to.index() as PartyId;
+        let x = match self.value(xs[0]) {
+            Some(v) => Share(v.clone()),
+            // a private value revealed to its non-owner: the receiver adds zeros
+            None => Share(ArrayD::zeros(IxDyn(&shape_of(
+                self.program,
+                xs[0],
+                self.env,
+            )))),
+        };
+        let (st, msg) = reveal::start(self.party, Some(to), &x);
+        Ok((Pending::Reveal(st), pack(&msg)))
+    }
+
+    fn start(&mut self, id: NodeId) -> Result<(Pending, Vec<u8>), InterpError> {
         let xs = self.program.graph.operands(id);
         let p = self.party;
         let proto = self.schedule.protocol[&id];
         if proto == Protocol::Reveal {
-            let Op::Reveal { to } = self.program.graph.node(id).op else {
-                unreachable!("the reveal protocol computes reveal nodes")
-            };
-            let to = to.index() as PartyId;
-            let x = match self.value(xs[0]) {
-                Some(v) => Share(v.clone()),
-                // a private value revealed to its non-owner: the receiver adds zeros
-                None => Share(ArrayD::zeros(IxDyn(&shape_of(
-                    self.program,
-                    xs[0],
-                    self.env,
-                )))),
-            };
-            let (st, msg) = reveal::start(p, Some(to), &x);
-            return Ok((Pending::Reveal(st), msg));
+            return self.start_reveal(id);
         }
         let material = (self.material.nodes.remove(&id))
             .ok_or_else(|| self.fail(id, "no dealer material".into()))?;
         let bad = || self.fail(id, "dealer material of another protocol".into());
+        let arith = |(st, msg): (Pending, Vec<u64>)| (st, pack(&msg));
         Ok(match (proto, material) {
             (Protocol::BeaverMul, NodeMaterial::Triple(m)) => {
                 let (a, b) = (self.share_of(id, xs[0])?, self.share_of(id, xs[1])?);
                 let (st, msg) = beaver_mul::start(p, &a, &b, m);
-                (Pending::Beaver(st), msg)
+                arith((Pending::Beaver(st), msg))
             }
             (Protocol::Mux, NodeMaterial::Triple(m)) => {
                 let (a, b) = (self.share_of(id, xs[0])?, self.share_of(id, xs[1])?);
                 let (st, msg) = mux::start(p, &a, &b, m);
-                (Pending::Beaver(st), msg)
+                arith((Pending::Beaver(st), msg))
+            }
+            (Protocol::Mux, NodeMaterial::BitMux(m)) => {
+                let (b, x) = (self.bits_of(id, xs[0])?, self.share_of(id, xs[1])?);
+                let (st, msg) = bit_mux::start(p, &b, &x, m);
+                (Pending::BitMux(st), msg)
             }
             (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => {
                 let (a, b) = (self.share_of(id, xs[0])?, self.share_of(id, xs[1])?);
                 let (st, msg) = beaver_matmul::start(p, &a, &b, m);
-                (Pending::Beaver(st), msg)
+                arith((Pending::Beaver(st), msg))
             }
             (Protocol::Square, NodeMaterial::Square(m)) => {
                 let (st, msg) = square::start(p, &self.share_of(id, xs[0])?, m);
-                (Pending::Square(st), msg)
+                arith((Pending::Square(st), msg))
             }
             (Protocol::FixedMul | Protocol::FixedMatMul, NodeMaterial::Fixed(m)) => {
                 let k = usize::from(self.fixed.contains(&xs[1]));
@@ -571,121 +604,59 @@ impl Run<'_> {
                 } else {
                     fixed_proto::mul_start(p, &x, m)
                 };
-                (Pending::Fixed(st, xs[k]), msg)
+                arith((Pending::Fixed(st, xs[k]), msg))
             }
             (Protocol::DreluFss, NodeMaterial::Drelu(m)) => {
                 let (st, msg) = drelu::start(p, &self.share_of(id, xs[0])?, m);
-                (Pending::Drelu(st), msg)
+                arith((Pending::Drelu(st), msg))
+            }
+            (Protocol::DreluGmw, NodeMaterial::GmwDrelu(m)) => {
+                let (st, msg) = gmw::start(p, &self.share_of(id, xs[0])?, m);
+                (Pending::Gmw(st), msg)
+            }
+            (Protocol::B2A, NodeMaterial::B2a(m)) => {
+                let (st, msg) = b2a::start(p, &self.bits_of(id, xs[0])?, m);
+                (Pending::B2a(st), msg)
+            }
+            (Protocol::RowMaxTree, NodeMaterial::RowMax(levels)) => {
+                let (st, msg) = row_max::start(p, &self.share_of(id, xs[0])?, levels);
+                (Pending::RowMax(Box::new(st)), msg)
             }
             _ => return Err(bad()),
         })
     }
 
-    fn finish(
-        &mut self,
-        id: NodeId,
-        st: Pending,
-        peer: &[u64],
-    ) -> Result<Option<ArrayD<Ring>>, InterpError> {
+    /// Ends node `id`'s round with the peer's part.
+    fn finish(&mut self, id: NodeId, st: Pending, peer: &[u8]) -> Result<Finished, InterpError> {
+        let value = |s: Share| Finished::Value(Some(s.0));
         Ok(match st {
-            Pending::Beaver(s) => Some(beaver_mul::finish(s, peer)?.0),
-            Pending::Square(s) => Some(square::finish(s, peer)?.0),
-            Pending::Drelu(s) => Some(drelu::finish(s, peer)?.0),
+            Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack(peer)?)?),
+            Pending::Square(s) => value(square::finish(s, &unpack(peer)?)?),
+            Pending::Drelu(s) => value(drelu::finish(s, &unpack(peer)?)?),
             Pending::Fixed(s, w) => {
                 let w = (self.fixed_operands.get(&w))
                     .ok_or_else(|| self.fail(id, "fixed operand was not set up".into()))?;
-                Some(fixed_proto::finish(s, w, peer)?.0)
+                value(fixed_proto::finish(s, w, &unpack(peer)?)?)
             }
-            Pending::Reveal(s) => reveal::finish(s, peer)?,
-            Pending::RowMaxDrelu(_) | Pending::RowMaxMux(_) => {
-                unreachable!("row maxima finish in `round`")
+            Pending::Reveal(s) => Finished::Value(reveal::finish(s, &unpack(peer)?)?),
+            Pending::BitMux(s) => value(bit_mux::finish(s, peer)?),
+            Pending::B2a(s) => {
+                // the bit as the fixed-point 0 or 1 of the node's scale
+                let scale = match self.program.graph.node(id).ty.elem {
+                    Elem::Fixed { scale } => scale,
+                    _ => self.frac,
+                };
+                let one = 1u64.checked_shl(scale).unwrap_or(0);
+                value(Share(b2a::finish(s, peer)?.0.mapv(|v| v.wrapping_mul(one))))
             }
+            Pending::Gmw(s) => match gmw::step(s, peer)? {
+                Step::Next(s, msg) => Finished::Next(Box::new(Pending::Gmw(s)), msg),
+                Step::Done(bits) => Finished::Value(Some(bits.0)),
+            },
+            Pending::RowMax(s) => match row_max::step(*s, peer)? {
+                Step::Next(s, msg) => Finished::Next(Box::new(Pending::RowMax(Box::new(s))), msg),
+                Step::Done(max) => value(max),
+            },
         })
-    }
-}
-
-impl Run<'_> {
-    /// Step `step` of row maximum `id`: even steps compare the pairs of a level (DReLU of
-    /// `a − b`), odd steps select (`b + [a ≥ b]·(a − b)`, a mux).
-    fn row_max_start(&mut self, id: NodeId, step: u64) -> Result<(Pending, Vec<u64>), InterpError> {
-        if step == 0 {
-            let x = self.program.graph.operands(id)[0];
-            let v = (self.value(x))
-                .ok_or_else(|| self.fail(id, format!("operand {x} is not held here")))?;
-            let t = v.shape().last().copied().unwrap_or(1);
-            let cur = (v.to_shape((v.len() / t.max(1), t)))
-                .map_err(|e| self.fail(id, e.to_string()))?
-                .to_owned();
-            let Some(NodeMaterial::RowMax(levels)) = self.material.nodes.remove(&id) else {
-                return Err(self.fail(id, "no dealer material".into()));
-            };
-            let empty = Array2::zeros((0, 0));
-            let state = RowMax {
-                cur,
-                levels: levels.into_iter(),
-                mux: None,
-                diff: empty.clone(),
-                right: empty,
-                bits: None,
-            };
-            self.row_max.insert(id, state);
-        }
-        let party = self.party;
-        let fail = |m: &str| InterpError::Node {
-            node: id,
-            op: "row_max",
-            message: m.into(),
-        };
-        let Some(st) = self.row_max.get_mut(&id) else {
-            return Err(fail("not started"));
-        };
-        if step.is_multiple_of(2) {
-            let k = st.cur.ncols();
-            let pairs = 2 * (k / 2);
-            let a = st.cur.slice(s![.., 0..pairs;2]);
-            let b = st.cur.slice(s![.., 1..pairs;2]);
-            st.diff = ndarray::Zip::from(&a)
-                .and(&b)
-                .map_collect(|&x, &y| x.wrapping_sub(y));
-            st.right = b.to_owned();
-            let Some((d, m)) = st.levels.next() else {
-                return Err(fail("dealer material for fewer levels"));
-            };
-            st.mux = Some(m);
-            let (s, msg) = drelu::start(party, &Share(st.diff.clone().into_dyn()), d);
-            Ok((Pending::RowMaxDrelu(s), msg))
-        } else {
-            let (Some(bits), Some(m)) = (st.bits.take(), st.mux.take()) else {
-                return Err(fail("mux before its comparison"));
-            };
-            let (s, msg) = mux::start(party, &bits, &Share(st.diff.clone().into_dyn()), m);
-            Ok((Pending::RowMaxMux(s), msg))
-        }
-    }
-
-    /// Ends a level of row maximum `id` with the mux's product; the maximum once the
-    /// last level is done.
-    fn row_max_level_done(&mut self, id: NodeId, prod: Share) -> Option<Option<ArrayD<Ring>>> {
-        let st = self.row_max.get_mut(&id).expect("started");
-        let prod = prod.0.into_dimensionality().expect("rank 2");
-        let mut next = ndarray::Zip::from(&st.right)
-            .and(&prod)
-            .map_collect(|&b, &p| b.wrapping_add(p));
-        let k = st.cur.ncols();
-        if !k.is_multiple_of(2) {
-            let last = st.cur.slice(s![.., k - 1..k]);
-            next = concatenate(Axis(1), &[next.view(), last]).expect("same rows");
-        }
-        st.cur = next;
-        if st.cur.ncols() > 1 {
-            return None;
-        }
-        let st = self.row_max.remove(&id).expect("started");
-        let shape = shape_of(self.program, id, self.env);
-        Some(Some(
-            st.cur
-                .into_shape_with_order(IxDyn(&shape))
-                .expect("rows × 1 elements"),
-        ))
     }
 }

@@ -27,6 +27,15 @@ pub fn round<C: Channel + ?Sized>(ch: &mut C, msg: &[u64]) -> Result<Vec<u64>, R
     Ok(unpack(&ch.exchange(&pack(msg))?)?)
 }
 
+/// One online round of a protocol whose messages are bytes (the boolean ones): sends
+/// `msg`, returns the peer's bytes.
+///
+/// # Errors
+/// If the exchange fails.
+pub fn round_bytes<C: Channel + ?Sized>(ch: &mut C, msg: &[u8]) -> Result<Vec<u8>, RoundError> {
+    Ok(ch.exchange(msg)?)
+}
+
 /// One setup exchange (counted apart from the online rounds).
 ///
 /// # Errors

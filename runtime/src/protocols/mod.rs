@@ -18,30 +18,58 @@
 //! | [`beaver_matmul`] | 1 | `X − A`, `Y − B` | `C = AB` correction |
 //! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | `C = AB` correction |
 //! | [`drelu`] | 1 | `x + r` | DCF keys ([`crate::fss`]) |
+//! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | one correction bit per gate |
+//! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | 181 correction bits (23 bytes) per element |
+//! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | daBits: 64-bit correction per bit |
+//! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | 64-bit corrections of `r` and `r·a` |
+//! | [`row_max`] | 2 or 8 per level | per level: a comparison, then a select | per level |
 //! | [`local`] | 0 | none (add, sub, public products, truncation) | none |
 //!
 //! Beaver's multiplication (Beaver, CRYPTO 1991): with `x = a + e`, `y = b + f` and `e`, `f`
 //! opened, `xy = c + e·b + a·f + e·f`, which each party evaluates on its shares of `a`, `b`,
 //! `c`, party 0 adding the public `e·f`. All secret values have redacting `Debug`.
 //!
+//! Boolean protocols (the GMW comparison and what consumes its XOR-shared bits) send bits:
+//! their messages are bytes, packed per element ([`bits`]), and a multi-round protocol
+//! ([`gmw`], [`row_max`]) returns a [`Step`] after each round.
+//!
 //! [`Channel::exchange`]: crate::transport::Channel::exchange
 
+pub mod b2a;
 pub mod beaver_matmul;
 pub mod beaver_mul;
+pub mod bit_mux;
 pub mod drelu;
 pub mod driver;
 pub mod fixed;
+pub mod gmw;
 pub mod local;
 pub mod mux;
 pub mod reveal;
+pub mod row_max;
 pub mod share;
 pub mod square;
+pub mod xor;
 
+pub(crate) mod bits;
 pub(crate) mod ring_ops;
+#[cfg(test)]
+mod boolean_tests;
 #[cfg(test)]
 mod tests;
 
 pub use share::Share;
+pub use xor::XorShare;
+
+/// What a multi-round protocol does after a round: send the next message, or stop with
+/// its output.
+#[derive(Debug)]
+pub enum Step<S, T> {
+    /// The state and this party's message for the next round.
+    Next(S, Vec<u8>),
+    /// The output.
+    Done(T),
+}
 
 /// A party's index: 0 (the server, which holds the weights) or 1 (the client).
 pub type PartyId = u8;

@@ -1,0 +1,103 @@
+//! Select with an XOR-shared bit, `b · x` for `b` from a GMW comparison ([`super::gmw`])
+//! and an arithmetic `x` (PROTOCOLS.md "select / bit × arith (mux)", 1 round), with the
+//! bit's conversion folded into the product instead of a B2A round before it.
+//!
+//! The dealer hands out a random bit `r` (XOR shares from the parties' seeds, arithmetic
+//! shares `ρ`: party 1's a correction), a mask `a` of `x` (from the seeds) and arithmetic
+//! shares of `r·a` (party 1's a correction). Both open `c = b ⊕ r` (a bit, one byte per
+//! element of `b`) and `e = x − a` (64 bits per element of `x`). With
+//! `b = c + (1 − 2c)·r` and `x = e + a`:
+//! `b·x = [b]·e + c·a + (1 − 2c)·(r·a)`, linear in the shares of `r`, `a` and `r·a`
+//! (party 0 adds the public `c` to `[b]`). Online: 2·(8·n_b + 64·n_x) bits; dealer:
+//! 64·(n_b + n_out) bits. Broadcasting as [`super::beaver_mul`]: each operand is opened
+//! at its own size.
+
+use std::fmt;
+
+use ndarray::ArrayD;
+
+use super::xor::XorShare;
+use super::{MessageError, PartyId, Share, bits, check_party, pack, ring_ops, unpack};
+use crate::dealer::BitMuxMaterial;
+
+/// Between [`start`] and [`finish`].
+pub struct State {
+    party: PartyId,
+    m: BitMuxMaterial,
+    c: ArrayD<u64>,
+    e: ArrayD<u64>,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("bit_mux::State")
+            .field("party", &self.party)
+            .field("material", &self.m)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts `bit · x`: the message is `bit_p ⊕ r_p` (a byte per bit) then `x_p − a_p`
+/// (little-endian `u64`s).
+///
+/// # Panics
+/// If the material belongs to another party or does not match the operands' shapes.
+pub fn start(party: PartyId, bit: &XorShare, x: &Share, m: BitMuxMaterial) -> (State, Vec<u8>) {
+    check_party(party);
+    assert_eq!(
+        m.party, party,
+        "material of party {} used by party {party}",
+        m.party
+    );
+    assert_eq!(
+        bit.shape(),
+        m.r.shape(),
+        "the bit and its mask have one shape"
+    );
+    assert_eq!(x.shape(), m.a.shape(), "x and its mask have one shape");
+    let c = ndarray::Zip::from(&bit.0)
+        .and(&m.r)
+        .map_collect(|b, r| (b ^ r) & 1);
+    let e = ring_ops::sub(x.0.view(), m.a.view());
+    let flat_c: Vec<u64> = c.iter().copied().collect();
+    let mut msg = bits::pack(flat_c.len(), &[(&flat_c, 1)]);
+    msg.extend(pack(&ring_ops::flat(&e).collect::<Vec<_>>()));
+    (State { party, m, c, e }, msg)
+}
+
+/// This party's share of `bit · x`.
+///
+/// # Errors
+/// If the peer's message has the wrong length.
+pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
+    let State { party, m, c, e } = state;
+    let (nb, nx) = (c.len(), e.len());
+    if peer.len() != nb + 8 * nx {
+        return Err(MessageError::Length {
+            expected: nb + 8 * nx,
+            actual: peer.len(),
+        });
+    }
+    let (pc, pe) = peer.split_at(nb);
+    let theirs_c = bits::unpack(pc, nb, &[1])?.remove(0);
+    let c = ring_ops::from_flat(
+        c.shape(),
+        &(c.iter().zip(&theirs_c))
+            .map(|(a, b)| a ^ b)
+            .collect::<Vec<_>>(),
+    );
+    let e = ring_ops::add(
+        e.view(),
+        ring_ops::from_flat(e.shape(), &unpack(pe)?).view(),
+    );
+    // [b] = c + (1 − 2c)·ρ (party 0 adds c); the sign 1 − 2c is 1 or −1
+    let sign = c.mapv(|c| if c == 1 { u64::MAX } else { 1 });
+    let mut b = ring_ops::mul(sign.view(), m.rho.view());
+    if party == 0 {
+        b = ring_ops::add(b.view(), c.view());
+    }
+    let mut z = ring_ops::mul(b.view(), e.view());
+    z = ring_ops::add(z.view(), ring_ops::mul(c.view(), m.a.view()).view());
+    z = ring_ops::add(z.view(), ring_ops::mul(sign.view(), m.c.view()).view());
+    Ok(Share(z))
+}
