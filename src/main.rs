@@ -4,6 +4,8 @@
 //! Every failure is a message naming the place and what was expected, with exit status 1
 //! (usage mistakes: 2, from clap).
 
+mod bench;
+mod bench_approx;
 mod deal;
 mod demo;
 mod generate;
@@ -37,6 +39,10 @@ enum Command {
     Run(run::RunArgs),
     /// Deal a session's correlated randomness ahead of time: one material file per party.
     Deal(deal::DealArgs),
+    /// Benchmarks: `comet bench runtime` (share matmul against f64, a GPT-2-small decode
+    /// step in process and over loopback TCP, peak memory) and `comet bench approx` (the
+    /// approximation profiles' accuracy and cost).
+    Bench(bench::BenchArgs),
     /// The main job in one command: compile the shipped model, run it for two parties on
     /// secret shares, and print its text beside the reference, with measured and
     /// estimated costs.
@@ -167,6 +173,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => run_inspect(&args),
         Command::Run(args) => run::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Deal(args) => deal::run(&args).map_err(|e| Failure(format!("error: {e}"))),
+        Command::Bench(args) => bench::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Demo(args) => demo::run(&args).map_err(|e| Failure(format!("error: {e}"))),
     };
     match result {

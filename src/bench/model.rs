@@ -1,0 +1,217 @@
+//! The model of the decode-step benchmark: the compiled plan, random weights of the plan's
+//! shapes, and a KV cache filled directly with shares of small random values (a real
+//! prefill of 128 tokens would need tens of GiB of dealer material).
+
+use comet_ir::{DimEnv, Domain, Elem, Op, Program};
+use comet_runtime::interp::{Outputs, PartyState};
+use comet_runtime::ring;
+use ndarray::{ArrayD, IxDyn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::RuntimeArgs;
+
+/// The `.model` sources built into the binary, so the benchmark runs from any folder.
+const GPT2: &str = include_str!("../../examples/gpt2.model");
+
+/// GPT-2's architecture at tiny sizes (`--quick`): `d` 32, 2 heads, `ff` 128, 2 layers,
+/// a vocabulary of 96 and 64 positions.
+pub const TINY_GPT2: &str = "examples/gpt2.model at d 32, 2 heads, 2 layers, vocab 96";
+
+fn tiny_gpt2() -> Result<String, String> {
+    let mut s = GPT2.to_string();
+    for (from, to) in [
+        (
+            "dim vocab = 50257, n_ctx = 1024;",
+            "dim vocab = 96, n_ctx = 64;",
+        ),
+        ("dim d = 768, heads = 12,", "dim d = 32, heads = 2,"),
+        ("dim n_layers = 12;", "dim n_layers = 2;"),
+    ] {
+        if !s.contains(from) {
+            return Err(format!(
+                "--quick shrinks examples/gpt2.model, which no longer has `{from}`"
+            ));
+        }
+        s = s.replace(from, to);
+    }
+    Ok(s)
+}
+
+/// The plan of the benchmark's model: `--model`, else GPT-2 small (tiny with `--quick`),
+/// compiled with the default options (the verifier off, as `comet compile`).
+pub fn compile(args: &RuntimeArgs) -> Result<Program, String> {
+    let (source, name) = match &args.model {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read model `{}`: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None if args.quick => (tiny_gpt2()?, "examples/gpt2.model, tiny".into()),
+        None => (GPT2.to_string(), "examples/gpt2.model".into()),
+    };
+    let opts = comet_compiler::Options {
+        verify: false,
+        ..comet_compiler::Options::default()
+    };
+    let compiled = comet_compiler::compile(&source, &name, &opts).map_err(|e| e.to_string())?;
+    let p = compiled.program;
+    if p.info.input("tokens").is_none() || p.analyses.costs.is_none() {
+        return Err(format!(
+            "{name}: the benchmark runs a decode step: the model needs a `tokens` input"
+        ));
+    }
+    Ok(p)
+}
+
+/// A seeded stream for one purpose of the benchmark.
+pub fn rng(seed: u64, purpose: u64) -> ChaCha12Rng {
+    ChaCha12Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ purpose)
+}
+
+/// A uniform draw in `[-1, 1)` (53 random bits).
+pub fn uniform(r: &mut ChaCha12Rng) -> f64 {
+    (r.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+/// Whether weight `name` (1-D) is a normalisation gain (`lnf_g`, `layer.0.ln1_g`,
+/// `norm_f`, `decoder.0.g1`): it is drawn around 1, everything else around 0.
+fn is_gain(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    last.ends_with("_g")
+        || last.contains("norm")
+        || last.contains("gamma")
+        || (last.starts_with('g') && last[1..].chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Random weights of every tensor party `party` provides (`None`: all), of the plan's
+/// shapes: uniform with standard deviation 0.02 (GPT-2's initialisation scale), gains
+/// `1 ± 0.02`. Returns them with the parameter count.
+pub fn random_weights(
+    who: &str,
+    program: &Program,
+    seed: u64,
+    party: Option<usize>,
+) -> (HashMap<String, ArrayD<f64>>, u64) {
+    let start = Instant::now();
+    // U(-a, a) has standard deviation a / √3
+    let a = 0.02 * 3f64.sqrt();
+    let mut out = HashMap::new();
+    let mut params = 0u64;
+    for (i, w) in program.info.weights.iter().enumerate() {
+        if party.is_some_and(|p| w.party.index() != p) {
+            continue;
+        }
+        let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
+        let mut r = rng(seed, 0x1000 + i as u64);
+        let centre = if shape.len() == 1 && is_gain(&w.name) {
+            1.0
+        } else {
+            0.0
+        };
+        let t = ArrayD::from_shape_simple_fn(IxDyn(&shape), || centre + a * uniform(&mut r));
+        params += t.len() as u64;
+        out.insert(w.name.clone(), t);
+    }
+    eprintln!(
+        "{who}: weights: {} tensors, {params} parameters ({:.0} MiB as f64), random, in {:.2} s",
+        out.len(),
+        params as f64 * 8.0 / (1 << 20) as f64,
+        start.elapsed().as_secs_f64()
+    );
+    (out, params)
+}
+
+/// Both parties' KV-cache contents at `env`: per slot read by the plan, the two parties'
+/// values (additive shares of uniform reals in `[-0.5, 0.5)` encoded at the slot's scale;
+/// a private slot at its owner only).
+pub fn cache_contents(
+    program: &Program,
+    env: DimEnv,
+    seed: u64,
+) -> BTreeMap<u32, [Option<ArrayD<u64>>; 2]> {
+    let mut out = BTreeMap::new();
+    let mut r = rng(seed, 0x2000);
+    let frac = program.info.format.frac;
+    for id in program.graph.ids() {
+        let node = program.graph.node(id);
+        let Op::CacheRead { slot } = node.op else {
+            continue;
+        };
+        if out.contains_key(&slot) {
+            continue;
+        }
+        let shape: Vec<usize> = node.ty.shape.iter().map(|d| d.eval(env) as usize).collect();
+        let scale = match node.ty.elem {
+            Elem::Fixed { scale } if scale < 64 => scale,
+            _ => frac,
+        };
+        let plain = ArrayD::from_shape_simple_fn(IxDyn(&shape), || {
+            ring::encode(0.5 * uniform(&mut r), scale)
+        });
+        let parts = match node.ty.domain {
+            Domain::Arith | Domain::Bool => {
+                let s1 = ArrayD::from_shape_simple_fn(IxDyn(&shape), || r.next_u64());
+                let s0 = ndarray::Zip::from(&plain)
+                    .and(&s1)
+                    .map_collect(|&x, &s| x.wrapping_sub(s));
+                [Some(s0), Some(s1)]
+            }
+            Domain::Private(p) if p.index() == 0 => [Some(plain), None],
+            Domain::Private(_) => [None, Some(plain)],
+            Domain::Public => [Some(plain.clone()), Some(plain)],
+        };
+        out.insert(slot, parts);
+    }
+    out
+}
+
+/// Fills party `party`'s cache with its part of `contents`; returns the bytes it holds.
+pub fn fill_cache(
+    state: &mut PartyState,
+    party: usize,
+    contents: &BTreeMap<u32, [Option<ArrayD<u64>>; 2]>,
+) -> u64 {
+    let mut bytes = 0;
+    for (&slot, parts) in contents {
+        if let Some(v) = &parts[party] {
+            bytes += 8 * v.len() as u64;
+            state.cache.set(slot, v.clone());
+        }
+    }
+    bytes
+}
+
+/// The `tokens` input of a decode step: one token id.
+pub fn token_input() -> Outputs {
+    HashMap::from([(
+        "tokens".to_string(),
+        ArrayD::from_shape_vec(IxDyn(&[1]), vec![1.0]).expect("1-D"),
+    )])
+}
+
+/// The two decode steps the benchmark runs: at `past` (the session's first call, with
+/// the setup), then at `past + 1` (the steady state).
+pub fn decode_envs(past: u64) -> [DimEnv; 2] {
+    [
+        DimEnv { seq: 1, past },
+        DimEnv {
+            seq: 1,
+            past: past + 1,
+        },
+    ]
+}
+
+/// Checks a call's logits: `[1, vocab]` and finite.
+pub fn check_logits(out: &Outputs) -> Result<(), String> {
+    let l = out.get("logits").ok_or("the call returned no `logits`")?;
+    if l.ndim() != 2 || l.shape()[0] != 1 || !l.iter().all(|v| v.is_finite()) {
+        return Err(format!(
+            "the call's logits are not one finite row: shape {:?}",
+            l.shape()
+        ));
+    }
+    Ok(())
+}
