@@ -52,9 +52,9 @@ pub mod square;
 pub mod xor;
 
 pub(crate) mod bits;
-pub(crate) mod ring_ops;
 #[cfg(test)]
 mod boolean_tests;
+pub(crate) mod ring_ops;
 #[cfg(test)]
 mod tests;
 
