@@ -40,7 +40,7 @@ fn values(r: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
     let mut v: Vec<u64> = EDGES.iter().map(|&e| e as u64).collect();
     while v.len() < n {
         let u = r.next_u64();
-        v.push(if v.len() % 2 == 0 {
+        v.push(if v.len().is_multiple_of(2) {
             u
         } else {
             (u as i64 >> 40) as u64
