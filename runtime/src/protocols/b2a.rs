@@ -4,7 +4,7 @@
 //! shares `ρ0 + ρ1 = r` (party 0's from its seed, party 1's a 64-bit correction). Both
 //! open `c = b ⊕ r`; then `b = c ⊕ r = c + (1 − 2c)·r`, linear in `r`'s arithmetic shares
 //! (party 0 adds the public `c`). Each party sends one bit per element, padded to one byte
-//! ([`super::bits`]): 2·8·n bits online, 64·n dealer bits.
+//! (`bits`): 2·8·n bits online, 64·n dealer bits.
 
 use std::fmt;
 

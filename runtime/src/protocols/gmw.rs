@@ -19,7 +19,7 @@
 //!    with one `a`.
 //!
 //! Groups sit in the low lanes of a word per element; a level splits the odd (`hi`) and
-//! even (`lo`) lanes ([`bits::even_lanes`]). Per element and party, the rounds open
+//! even (`lo`) lanes (`bits::even_lanes`). Per element and party, the rounds open
 //! [`opened_bits`] = 63, 92, 47, 23, 11, 5, 2 bits, each padded to whole bytes: 8, 12, 6,
 //! 3, 2, 1, 1 = [`MESSAGE_BYTES_PER_ELEMENT`] = 33 bytes (264 bits). The dealer corrects
 //! [`AND_GATES_PER_ELEMENT`] = 63 + 61 + 31 + 15 + 7 + 3 + 1 = 181 AND gates, one bit each,

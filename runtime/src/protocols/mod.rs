@@ -30,7 +30,7 @@
 //! `c`, party 0 adding the public `e·f`. All secret values have redacting `Debug`.
 //!
 //! Boolean protocols (the GMW comparison and what consumes its XOR-shared bits) send bits:
-//! their messages are bytes, packed per element ([`bits`]), and a multi-round protocol
+//! their messages are bytes, packed per element (`bits`), and a multi-round protocol
 //! ([`gmw`], [`row_max`]) returns a [`Step`] after each round.
 //!
 //! [`Channel::exchange`]: crate::transport::Channel::exchange

@@ -12,7 +12,7 @@
 //! `a`, `b` from the parties' PRG seeds, party 1's `c` a dealer correction: one bit per
 //! gate), both open `d = x ⊕ a` and `e = y ⊕ b` and
 //! `x ∧ y = c ⊕ (d ∧ b) ⊕ (a ∧ e) ⊕ (d ∧ e)`, party 0 adding the public `d ∧ e`. Each party
-//! sends 2 bits per gate, packed per element ([`super::bits`]): `⌈2·lanes/8⌉` bytes.
+//! sends 2 bits per gate, packed per element (`bits`): `⌈2·lanes/8⌉` bytes.
 
 use std::fmt;
 
