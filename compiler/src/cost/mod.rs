@@ -240,7 +240,7 @@ fn drelu_cost(protocol: Protocol, n: &Poly, fss: bool) -> NodeCost {
 }
 
 /// Max over rows of length `t` by a tournament: `t − 1` comparisons per row, each a DReLU
-/// of a difference and a select ([`mux_cost`], bit and difference of one shape);
+/// of a difference and a select (`mux_cost`, bit and difference of one shape);
 /// `⌈log2 t⌉` levels, each DReLU (1 round with FSS, [`GMW_DRELU_ROUNDS`] with GMW) then
 /// select.
 pub fn row_max_cost(x: &ValueType, fss: bool) -> NodeCost {
