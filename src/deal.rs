@@ -5,10 +5,8 @@
 //! dealer's randomness comes from the operating system, so no two sessions share material.
 
 use clap::Args;
-use comet_runtime::dealer::{MaterialHeader, SessionDealer, file, plan_digest};
-use comet_runtime::interp::deal_session;
+use comet_runtime::interp::deal_to_files;
 use rand::Rng;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -46,44 +44,16 @@ pub fn run(args: &DealArgs) -> Result<(), String> {
     let (mut master, mut session) = ([0u8; 32], [0u8; 32]);
     os.fill_bytes(&mut master);
     os.fill_bytes(&mut session);
-    let dealer = SessionDealer::new(master);
-    let digest = plan_digest(&program);
-    let paths = [0, 1].map(|p| args.out.join(format!("party{p}.mat")));
-    let mut sinks = Vec::new();
-    for (p, path) in paths.iter().enumerate() {
-        let p = p as u8;
-        let header = MaterialHeader::new(
-            p,
-            digest,
-            session,
-            calls.clone(),
-            dealer.party_seed(p),
-            dealer.common_seed(),
-        );
-        let w = file::create(path, &header).map_err(|e| e.to_string())?;
-        // a fresh file is unused: forget a marker left by an earlier session's file
-        let _ = std::fs::remove_file(file::used_marker(path));
-        sinks.push(Box::new(w) as Box<dyn Write + Send>);
-    }
-    let sinks: [Box<dyn Write + Send>; 2] = sinks.try_into().map_err(|_| "two sinks")?;
-    let mut dealer = dealer.recording(sinks);
     let start = Instant::now();
     let n = calls.len();
-    let per_call = deal_session(&program, &calls, &mut dealer, |k, b| {
+    let dealt = deal_to_files(&program, &calls, &args.out, master, session, |k, b| {
         eprintln!("dealt call {:>3}/{n}: {}", k + 1, bytes(8 * b));
     })
     .map_err(|e| e.to_string())?;
-    let headers = dealer.header_bytes();
-    dealer
-        .finish()
-        .map_err(|e| format!("writing material: {e}"))?;
-    let mut sizes = [0u64; 2];
-    for (p, path) in paths.iter().enumerate() {
-        sizes[p] = file::seal(path).map_err(|e| e.to_string())?;
-    }
+    let (paths, sizes, headers) = (&dealt.paths, dealt.file_bytes, dealt.header_bytes);
     println!("{:<18} {:>14} {:>14}", "call", "dealt", "(estimate)");
     let mut exact = true;
-    for (env, b) in calls.iter().zip(&per_call) {
+    for (env, b) in calls.iter().zip(&dealt.per_call) {
         let est = estimate(&program, *env).2;
         exact &= 8 * b == est;
         let name = format!("seq {}, past {}", env.seq, env.past);

@@ -4,8 +4,8 @@
 //! a process of its own ([`party`]), as two machines would run them.
 
 use comet_ir::{DimEnv, Party, Program};
-use comet_runtime::dealer::{MaterialHeader, SessionDealer, file, plan_digest};
-use comet_runtime::interp::{InProcess, Measured, RemoteParty, deal_session};
+use comet_runtime::dealer::{file, plan_digest};
+use comet_runtime::interp::{InProcess, Measured, RemoteParty, deal_to_files};
 use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpListenerHandle, TcpOptions};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -111,29 +111,9 @@ pub fn deal(args: &RuntimeArgs, dir: &Path) -> Result<Value, String> {
     let program = model::compile(args)?;
     let calls = model::decode_envs(args.past()).to_vec();
     let (master, session) = session_seeds(args.seed);
-    let dealer = SessionDealer::new(master);
-    let digest = plan_digest(&program);
-    let paths = [0, 1].map(|p| dir.join(format!("party{p}.mat")));
-    let mut sinks = Vec::new();
-    for (p, path) in paths.iter().enumerate() {
-        let p = p as u8;
-        let header = MaterialHeader::new(
-            p,
-            digest,
-            session,
-            calls.clone(),
-            dealer.party_seed(p),
-            dealer.common_seed(),
-        );
-        let w = file::create(path, &header).map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_file(file::used_marker(path));
-        sinks.push(Box::new(w) as Box<dyn Write + Send>);
-    }
-    let sinks: [Box<dyn Write + Send>; 2] = sinks.try_into().map_err(|_| "two sinks")?;
-    let mut dealer = dealer.recording(sinks);
     let mut seconds = Vec::new();
     let mut last = Instant::now();
-    let per_call = deal_session(&program, &calls, &mut dealer, |k, b| {
+    let dealt = deal_to_files(&program, &calls, dir, master, session, |k, b| {
         seconds.push(last.elapsed().as_secs_f64());
         eprintln!(
             "dealer: call {}/2 dealt, {} in {:.2} s{}",
@@ -149,15 +129,7 @@ pub fn deal(args: &RuntimeArgs, dir: &Path) -> Result<Value, String> {
         last = Instant::now();
     })
     .map_err(|e| e.to_string())?;
-    let headers = dealer.header_bytes();
-    dealer
-        .finish()
-        .map_err(|e| format!("writing material: {e}"))?;
-    let mut sizes = Vec::new();
-    for path in &paths {
-        sizes.push(file::seal(path).map_err(|e| e.to_string())?);
-    }
-    let calls: Vec<Value> = (calls.iter().zip(&per_call).zip(&seconds))
+    let calls: Vec<Value> = (calls.iter().zip(&dealt.per_call).zip(&seconds))
         .map(|((&env, &b), &s)| {
             json!({
                 "seq": env.seq,
@@ -170,8 +142,8 @@ pub fn deal(args: &RuntimeArgs, dir: &Path) -> Result<Value, String> {
         .collect();
     Ok(json!({
         "calls": calls,
-        "key_header_bytes": headers,
-        "file_bytes": sizes,
+        "key_header_bytes": dealt.header_bytes,
+        "file_bytes": dealt.file_bytes,
         "peak_bytes": mem::peak(),
     }))
 }

@@ -255,3 +255,64 @@ pub fn deal_session(
     }
     Ok(per_call)
 }
+
+/// What [`deal_to_files`] wrote.
+#[derive(Debug, Clone)]
+pub struct DealtFiles {
+    /// `party0.mat` and `party1.mat`.
+    pub paths: [std::path::PathBuf; 2],
+    /// Bytes materialised per call, both parties (as [`deal_session`] counts them).
+    pub per_call: Vec<u64>,
+    /// DReLU key headers written beyond the estimate, both parties.
+    pub header_bytes: u64,
+    /// Each file's size.
+    pub file_bytes: [u64; 2],
+}
+
+/// Deals a session of `calls` into `dir/party0.mat` and `dir/party1.mat` (the format of
+/// [`crate::dealer::file`]) from the dealer's `master` seed, under session id `session`;
+/// `progress` as in [`deal_session`]. A marker left by an earlier file of the same name is
+/// removed: a freshly dealt file is unused.
+///
+/// # Errors
+/// If a file cannot be written, or as [`deal_session`].
+pub fn deal_to_files(
+    program: &Program,
+    calls: &[DimEnv],
+    dir: &std::path::Path,
+    master: crate::dealer::PartySeed,
+    session: [u8; 32],
+    progress: impl FnMut(usize, u64),
+) -> Result<DealtFiles, InterpError> {
+    use crate::dealer::{MaterialError, MaterialHeader, file, plan_digest};
+    let dealer = SessionDealer::new(master);
+    let digest = plan_digest(program);
+    let paths = [0, 1].map(|p| dir.join(format!("party{p}.mat")));
+    let mut sinks: Vec<Box<dyn std::io::Write + Send>> = Vec::new();
+    for (p, path) in (0u8..).zip(&paths) {
+        let header = MaterialHeader::new(
+            p,
+            digest,
+            session,
+            calls.to_vec(),
+            dealer.party_seed(p),
+            dealer.common_seed(),
+        );
+        sinks.push(Box::new(file::create(path, &header)?));
+        let _ = std::fs::remove_file(file::used_marker(path));
+    }
+    let [s0, s1]: [_; 2] = sinks
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two sinks"));
+    let mut dealer = dealer.recording([s0, s1]);
+    let per_call = deal_session(program, calls, &mut dealer, progress)?;
+    let header_bytes = dealer.header_bytes();
+    dealer.finish().map_err(|e| MaterialError::io(dir, e))?;
+    let file_bytes = [file::seal(&paths[0])?, file::seal(&paths[1])?];
+    Ok(DealtFiles {
+        paths,
+        per_call,
+        header_bytes,
+        file_bytes,
+    })
+}
