@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_approx;
+mod calibrate;
 mod deal;
 mod demo;
 mod generate;
@@ -80,6 +81,9 @@ enum Command {
         #[arg(long, value_name = "PROFILES", default_value = "exact")]
         approx: ApproxConfig,
     },
+    /// Pick each FFN's sparsity-predictor threshold on sample inputs to reach a target
+    /// block recall, and report recall and sparsity per layer (docs/sparsity.md).
+    Calibrate(calibrate::CalibrateArgs),
     /// Read a plan file and print its text form.
     Show {
         /// The plan file (JSON, as written by `comet compile -o`).
@@ -175,6 +179,9 @@ fn main() -> ExitCode {
         Command::Deal(args) => deal::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Bench(args) => bench::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Demo(args) => demo::run(&args).map_err(|e| Failure(format!("error: {e}"))),
+        Command::Calibrate(args) => {
+            calibrate::run(&args).map_err(|e| Failure(format!("error: {e}")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

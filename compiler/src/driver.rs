@@ -108,6 +108,20 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
     })
 }
 
+/// Parses and lowers `.model` source text only: the semantic-stage program (no
+/// approximation, expansion or conversions), verified. Analyses that read composite ops,
+/// such as FFN detection ([`comet_ir::ffn`]), and the f64 interpreter run on it.
+pub fn lower_only(source: &str, path: &str) -> Result<Program, CompileError> {
+    let in_source = |d: Diagnostic| CompileError::Source(Box::new(d.with_source(path, source)));
+    let ast = parse_model(source).map_err(in_source)?;
+    let program = lower::lower(&ast).map_err(in_source)?;
+    verify(&program).map_err(|error| CompileError::Internal {
+        pass: "lower",
+        error,
+    })?;
+    Ok(program)
+}
+
 /// Verifies (if enabled) and captures the text form (if asked) after `pass`.
 fn after_pass(
     pass: &'static str,

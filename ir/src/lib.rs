@@ -25,6 +25,7 @@
 pub mod approx;
 pub mod cost;
 pub mod dim;
+pub mod ffn;
 pub mod graph;
 pub mod infer;
 pub mod op;

@@ -19,6 +19,7 @@ pub mod movement;
 pub mod plain;
 pub mod protocols;
 pub mod ring;
+pub mod sparsity;
 pub mod tokenizer;
 pub mod transport;
 pub mod weights;

@@ -16,6 +16,10 @@
 //! a wrong cache length or a mis-shaped input is reported where it enters, never as a
 //! wrong number later. Bad inputs, weights and cache contents are errors, not panics.
 //!
+//! A [`Hook`] ([`eval_with_hook`]) sees every node's value as soon as it is computed and
+//! may replace it before any user reads it: the sparsity tools capture an FFN's input and
+//! hidden activations with it, and zero the neuron blocks a predictor skips.
+//!
 //! The KV cache ([`Cache`]) maps slots to `[h, past, k]` tensors; `cache_write`s take
 //! effect when the call succeeds, so a failed call leaves the cache as it was.
 
@@ -81,6 +85,29 @@ pub fn eval_with_trace(
     run(program, inputs, weights, env, cache, true)
 }
 
+/// Sees each node's value during a call ([`eval_with_hook`]) and may replace it.
+pub trait Hook {
+    /// Called once per node of the call, in evaluation order, right after `node` (`id`)
+    /// is computed and its shape checked, before any user reads it (sinks included: a
+    /// sink's value is its operand's). Returning `Some(v)` makes `v` the node's value for
+    /// every user, the trace and the outputs; `v` must have the same shape, else the call
+    /// fails with [`PlainError::Op`] at that node.
+    fn after(&mut self, id: NodeId, node: &Node, value: ArrayViewD<'_, f64>)
+    -> Option<ArrayD<f64>>;
+}
+
+/// Like [`eval`], calling `hook` after every node (see [`Hook`]).
+pub fn eval_with_hook(
+    program: &Program,
+    inputs: &HashMap<String, ArrayD<f64>>,
+    weights: &HashMap<String, ArrayD<f64>>,
+    env: DimEnv,
+    cache: &mut Cache,
+    hook: &mut dyn Hook,
+) -> Result<HashMap<String, ArrayD<f64>>, PlainError> {
+    run_hooked(program, inputs, weights, env, cache, false, Some(hook)).map(|e| e.outputs)
+}
+
 /// Runs the call against the cache as it was, then applies its writes.
 fn run(
     program: &Program,
@@ -90,12 +117,30 @@ fn run(
     cache: &mut Cache,
     trace: bool,
 ) -> Result<Evaluation, PlainError> {
+    run_hooked(program, inputs, weights, env, cache, trace, None)
+}
+
+/// [`run`] with a [`Hook`] called after every node.
+fn run_hooked(
+    program: &Program,
+    inputs: &HashMap<String, ArrayD<f64>>,
+    weights: &HashMap<String, ArrayD<f64>>,
+    env: DimEnv,
+    cache: &mut Cache,
+    trace: bool,
+    hook: Option<&mut dyn Hook>,
+) -> Result<Evaluation, PlainError> {
     let sources = Sources {
         inputs,
         weights,
         cache: &*cache,
     };
-    let (result, writes) = Run::new(program, sources, env, trace).execute()?;
+    let mut run = Run::new(program, sources, env, trace);
+    // (assigned from the `Some`, so that the trait object's lifetime shortens to the call's)
+    if let Some(h) = hook {
+        run.hook = Some(h);
+    }
+    let (result, writes) = run.execute()?;
     for (slot, value) in writes {
         cache.set(slot, value);
     }
@@ -156,6 +201,7 @@ struct Run<'a> {
     writes: Vec<CacheWrite>,
     result: Evaluation,
     trace: bool,
+    hook: Option<&'a mut dyn Hook>,
 }
 
 impl<'a> Run<'a> {
@@ -169,6 +215,7 @@ impl<'a> Run<'a> {
             writes: Vec::new(),
             result: Evaluation::default(),
             trace,
+            hook: None,
         }
     }
 
@@ -210,7 +257,7 @@ impl<'a> Run<'a> {
     fn step(&mut self, id: NodeId) -> Result<(), PlainError> {
         let node = self.program.graph.node(id);
         let operands = self.program.graph.operands(id);
-        let value = self.compute(id, node, &operands)?;
+        let mut value = self.compute(id, node, &operands)?;
         let expected = self.dims(&node.ty.shape);
         if value.shape() != expected.as_slice() {
             let actual = value.shape().to_vec();
@@ -219,6 +266,21 @@ impl<'a> Run<'a> {
                 expected,
                 actual,
             });
+        }
+        if let Some(hook) = self.hook.as_deref_mut()
+            && let Some(new) = hook.after(id, node, value.view())
+        {
+            if new.shape() != expected.as_slice() {
+                let message = format!(
+                    "a hook replaced the value of shape {expected:?} by one of shape {:?}",
+                    new.shape()
+                );
+                return Err(PlainError::Op {
+                    at: At::of(id, node),
+                    message,
+                });
+            }
+            value = computed(new);
         }
         self.record(id, node, &value);
         for o in &operands {
