@@ -12,10 +12,12 @@ use comet_ir::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+use super::block::block_shapes;
+use super::shuffle::check_rows;
 use super::{
-    B2aMaterial, BitMuxMaterial, BitTripleMaterial, Dealer, DreluMaterial, FixedCallMaterial,
-    FixedMask, FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed, SquareMaterial,
-    TripleMaterial, boolean,
+    B2aMaterial, BitMuxMaterial, BitTripleMaterial, BlockMatMulMaterial, Dealer, DreluMaterial,
+    FixedCallMaterial, FixedMask, FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed,
+    ShuffleMaterial, ShufflePerm, SquareMaterial, TripleMaterial, boolean,
 };
 use crate::movement::broadcast_shape;
 
@@ -143,6 +145,33 @@ pub trait Deal {
         x: &[usize],
     ) -> Result<Pair<BitMuxMaterial>, MaterialError>;
 
+    /// One oblivious shuffle of a `[rows, k]` matrix by the permutation named `perm`
+    /// ([`shuffle`](crate::protocols::shuffle)): every call naming `perm` in a session
+    /// permutes by the same `π1∘π0` (drawn at the first), with fresh masks.
+    ///
+    /// # Errors
+    /// If `perm` was drawn for another number of rows, or as [`Deal::triple`].
+    fn shuffle(
+        &mut self,
+        perm: u32,
+        rows: usize,
+        k: usize,
+    ) -> Result<Pair<ShuffleMaterial>, MaterialError>;
+
+    /// Per-call material of the block-sparse `H · W` (`H`: `[seq, ff]`) for fixed operand
+    /// `w` (`[ff, d]`, masked earlier), in blocks of `block` rows of `W`
+    /// ([`block_matmul`](crate::protocols::block_matmul)).
+    ///
+    /// # Errors
+    /// If `w` has no mask yet, is not a matrix, or `block` does not divide its rows; or as
+    /// [`Deal::triple`].
+    fn block_matmul(
+        &mut self,
+        w: NodeId,
+        seq: usize,
+        block: usize,
+    ) -> Result<Pair<BlockMatMulMaterial>, MaterialError>;
+
     /// The seed of one `share` node, known to both parties.
     fn share_seed(&mut self) -> [u8; 32];
 
@@ -156,13 +185,14 @@ type Sinks = [Box<dyn Write + Send>; 2];
 
 /// The dealer of one session: both parties' material, drawn from a master seed. With
 /// [`SessionDealer::recording`] it also writes, per party, what that party cannot derive
-/// from its own seed (party 1's corrections, both parties' DReLU keys): the body of the
-/// party's material file. Boolean corrections are laid out as `boolean` says.
+/// from its own seed (party 1's corrections, both parties' DReLU keys, the permuting
+/// party's shuffle corrections): the body of the party's material file. Boolean corrections are laid out as `boolean` says.
 pub struct SessionDealer {
     dealer: Dealer,
     common: ChaCha12Rng,
     common_seed: PartySeed,
     masks: HashMap<NodeId, FixedMask>,
+    perms: HashMap<u32, ShufflePerm>,
     sinks: Option<Sinks>,
     written: [u64; 2],
     error: Option<std::io::Error>,
@@ -193,6 +223,7 @@ impl SessionDealer {
             common: ChaCha12Rng::from_seed(common_seed),
             common_seed,
             masks: HashMap::new(),
+            perms: HashMap::new(),
             sinks: None,
             written: [0; 2],
             error: None,
@@ -260,9 +291,13 @@ impl SessionDealer {
     }
 
     fn record_correction(&mut self, c: &ndarray::ArrayD<u64>) {
+        self.record_array(1, c);
+    }
+
+    fn record_array(&mut self, party: usize, c: &ndarray::ArrayD<u64>) {
         if self.sinks.is_some() {
             let bytes: Vec<u8> = c.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.record(1, &bytes);
+            self.record(party, &bytes);
         }
     }
 }
@@ -367,6 +402,36 @@ impl Deal for SessionDealer {
         if self.sinks.is_some() {
             self.record(1, &boolean::bit_mux_bytes(&m[1]));
         }
+        Ok(both(m))
+    }
+
+    fn shuffle(
+        &mut self,
+        perm: u32,
+        rows: usize,
+        k: usize,
+    ) -> Result<Pair<ShuffleMaterial>, MaterialError> {
+        check_rows(perm, rows, self.perms.get(&perm).map(ShufflePerm::rows))?;
+        let pis = (self.perms)
+            .entry(perm)
+            .or_insert_with(|| self.dealer.shuffle_perm(rows));
+        let m = self.dealer.shuffle(pis, k);
+        for (p, m) in m.iter().enumerate() {
+            self.record_array(p, m.delta());
+        }
+        Ok(both(m))
+    }
+
+    fn block_matmul(
+        &mut self,
+        w: NodeId,
+        seq: usize,
+        block: usize,
+    ) -> Result<Pair<BlockMatMulMaterial>, MaterialError> {
+        let mask = (self.masks.get(&w)).ok_or(MaterialError::NoFixedMask(w))?;
+        block_shapes(mask.shape(), seq, block)?;
+        let m = self.dealer.block_matmul(mask, seq, block);
+        self.record_correction(&m[1].c);
         Ok(both(m))
     }
 

@@ -16,7 +16,7 @@
 //! | 32 | SHA-256 of the body |
 //! | 4 | number of calls `n` |
 //! | 16·n | per call: `seq`, `past` (u64 each) |
-//! | … | body: party 1's corrections and the party's DReLU keys, in generation order |
+//! | … | body: the party's corrections (party 1's product corrections, the permuter's shuffle corrections) and DReLU keys, in generation order |
 //!
 //! A file is checked whole (magic, version, party, plan, length, body hash) before any
 //! communication, and marked used (a `.used` file beside it, created exclusively) before

@@ -13,13 +13,22 @@
 //!
 //! Fixed operands (weights): [`Dealer::fixed_mask`] draws the mask `B` once per session
 //! (no corrections: both shares come from the party streams); every call then gets a fresh
-//! mask of the varying operand and the correction of `c = a ∘ B`.
+//! mask of the varying operand and the correction of `c = a ∘ B`; a block-sparse product
+//! ([`Dealer::block_matmul`]) gets the correction of `A'_b · B_b` per token and block.
+//!
+//! A row shuffle ([`Dealer::shuffle`]) permutes by `π1∘π0`, `π_p` drawn from party `p`'s
+//! stream; its corrections `Δ_j` go to the permuter `j`, so party 0's material also
+//! carries corrections (those of step 0). Element-wise material can be restricted to some
+//! elements (`gather`) for protocols run on the active entries of a sparse tensor.
 
+mod block;
 mod boolean;
 mod deal;
 pub mod file;
+mod gather;
 mod material;
 mod replay;
+mod shuffle;
 #[cfg(test)]
 mod tests;
 
@@ -34,9 +43,11 @@ use crate::fss::{self, drelu::DRELU_KEY_HEADER_BYTES};
 use crate::protocols::ring_ops;
 use crate::ring;
 
+pub use block::BlockMatMulMaterial;
 pub use deal::{Deal, Pair, Product, SessionDealer};
 pub use file::{MaterialHeader, plan_digest};
 pub use replay::PartyReplay;
+pub use shuffle::{ShuffleMaterial, ShufflePerm, ShuffleStep};
 
 pub use material::{
     B2aMaterial, BitMuxMaterial, BitTripleMaterial, DreluMaterial, FixedCallMaterial,

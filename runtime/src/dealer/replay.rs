@@ -1,7 +1,8 @@
 //! One party's material, re-derived from what its material file carries: its stream seed
-//! (masks, and party 0's product shares), the common seed (`share` seeds) and, in the
-//! body, what cannot be derived — party 1's corrections and both parties' DReLU keys —
-//! read in the order the dealer wrote them. Boolean material is drawn and read through the
+//! (masks, party 0's product shares, its shuffle permutations), the common seed (`share`
+//! seeds) and, in the body, what cannot be derived — party 1's product corrections, both
+//! parties' DReLU keys and the permuting party's shuffle corrections (so party 0 reads
+//! corrections too) — read in the order the dealer wrote them. Boolean material is drawn and read through the
 //! same functions as the dealer's (`boolean`).
 
 use std::collections::HashMap;
@@ -12,11 +13,13 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+use super::block::block_shapes;
 use super::deal::{Deal, Pair, Product};
+use super::shuffle::{check_rows, draw_permutation};
 use super::{
-    B2aMaterial, BitMuxMaterial, BitTripleMaterial, DreluMaterial, FixedCallMaterial,
-    FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed, SquareMaterial, TripleMaterial,
-    boolean,
+    B2aMaterial, BitMuxMaterial, BitTripleMaterial, BlockMatMulMaterial, DreluMaterial,
+    FixedCallMaterial, FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed,
+    ShuffleMaterial, SquareMaterial, TripleMaterial, boolean,
 };
 use crate::fss::DreluKey;
 use crate::fss::drelu::DRELU_KEY_HEADER_BYTES;
@@ -31,6 +34,8 @@ pub struct PartyReplay {
     read: u64,
     headers: u64,
     fixed_shapes: HashMap<NodeId, Vec<usize>>,
+    /// This party's permutation of each shuffle named so far.
+    perms: HashMap<u32, Vec<u32>>,
 }
 
 impl std::fmt::Debug for PartyReplay {
@@ -58,6 +63,7 @@ impl PartyReplay {
             read: 0,
             headers: 0,
             fixed_shapes: HashMap::new(),
+            perms: HashMap::new(),
         }
     }
 
@@ -106,6 +112,11 @@ impl PartyReplay {
         if self.party == 0 {
             return Ok(self.expand(shape));
         }
+        self.correction(shape)
+    }
+
+    /// A correction of `shape` read from the body.
+    fn correction(&mut self, shape: &[usize]) -> Result<ArrayD<u64>, MaterialError> {
         let n: usize = shape.iter().product();
         let bytes = self.bytes(8 * n)?;
         let values = bytes
@@ -223,6 +234,42 @@ impl Deal for PartyReplay {
             boolean::bit_mux_read(&mut m, &bytes);
         }
         Ok(self.mine(m))
+    }
+
+    fn shuffle(
+        &mut self,
+        perm: u32,
+        rows: usize,
+        k: usize,
+    ) -> Result<Pair<ShuffleMaterial>, MaterialError> {
+        check_rows(perm, rows, self.perms.get(&perm).map(Vec::len))?;
+        let pi = match self.perms.get(&perm) {
+            Some(pi) => pi.clone(),
+            None => {
+                let pi = draw_permutation(&mut self.stream, rows);
+                self.perms.insert(perm, pi.clone());
+                pi
+            }
+        };
+        let shape = [rows, k];
+        let masks = [self.expand(&shape), self.expand(&shape)];
+        let delta = self.correction(&shape)?;
+        let m = ShuffleMaterial::assemble(self.party, pi, masks, delta);
+        Ok(self.mine(m))
+    }
+
+    fn block_matmul(
+        &mut self,
+        w: NodeId,
+        seq: usize,
+        block: usize,
+    ) -> Result<Pair<BlockMatMulMaterial>, MaterialError> {
+        let w_shape = (self.fixed_shapes.get(&w)).ok_or(MaterialError::NoFixedMask(w))?;
+        let (a_shape, c_shape) = block_shapes(w_shape, seq, block)?;
+        let a = self.expand(&a_shape);
+        let c = self.product_share(&c_shape)?;
+        let party = self.party;
+        Ok(self.mine(BlockMatMulMaterial { party, block, a, c }))
     }
 
     fn share_seed(&mut self) -> [u8; 32] {

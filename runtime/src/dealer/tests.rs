@@ -107,6 +107,61 @@ fn party_masks_come_from_the_party_seed() {
     assert_eq!(again[0], m0, "deterministic");
 }
 
+#[test]
+fn shuffles_and_block_products_count_their_corrections() {
+    let mut d = SessionDealer::from_u64(6);
+    let w = comet_ir::NodeId::from_index(1);
+    let [Some(b0), Some(b1)] = d.fixed_mask(w, &[6, 4]).unwrap() else {
+        panic!("both halves")
+    };
+    d.shuffle(0, 5, 3).unwrap();
+    assert_eq!(d.offline_bytes(), 2 * 8 * 15, "one Δ per step");
+    d.shuffle(0, 5, 2).unwrap();
+    assert_eq!(d.offline_bytes(), 240 + 2 * 8 * 10);
+    let [Some(m0), Some(m1)] = d.block_matmul(w, 3, 2).unwrap() else {
+        panic!("both halves")
+    };
+    assert_eq!(
+        d.offline_bytes(),
+        400 + 8 * 3 * 3 * 4,
+        "C is [seq, ff/block, d]"
+    );
+    let (a, b) = (sum(&m0.a, &m1.a), sum(&b0.b, &b1.b));
+    let c = sum(&m0.c, &m1.c);
+    for blk in 0..3 {
+        let rows = blk * 2..blk * 2 + 2;
+        let p = crate::ring::matmul(
+            a.slice(ndarray::s![.., rows.clone()])
+                .into_dimensionality()
+                .unwrap(),
+            b.slice(ndarray::s![rows, ..])
+                .into_dimensionality()
+                .unwrap(),
+        );
+        assert_eq!(c.slice(ndarray::s![.., blk, ..]), p);
+    }
+    let shape = |e: MaterialError| matches!(e, MaterialError::Shape(_));
+    assert!(
+        shape(d.block_matmul(w, 3, 4).unwrap_err()),
+        "4 does not divide 6"
+    );
+    assert!(
+        shape(d.shuffle(0, 6, 1).unwrap_err()),
+        "permutation 0 has 5 rows"
+    );
+    let none = d.block_matmul(comet_ir::NodeId::from_index(2), 3, 2);
+    assert!(matches!(none, Err(MaterialError::NoFixedMask(_))));
+}
+
+#[test]
+fn a_replay_refuses_a_permutation_at_another_size() {
+    let d = SessionDealer::from_u64(7);
+    let mut r = PartyReplay::new(0, d.party_seed(0), [0; 32], Box::new(std::io::empty()));
+    r.shuffle(4, 3, 0).unwrap();
+    let e = r.shuffle(4, 2, 0).unwrap_err().to_string();
+    assert!(e.contains("drawn for 3 rows, used for 2"), "{e}");
+}
+
 mod files {
     use super::super::file::{self, MaterialHeader};
     use super::super::*;
@@ -147,7 +202,27 @@ mod files {
         out.push(b.map(|m| m.map(|m| [m.r, m.rho].concat())));
         let x = d.bit_mux(&[2, 1], &[2, 3]).unwrap();
         out.push(x.map(|m| m.map(|m| flat(&[&m.r, &m.rho, &m.a, &m.c]))));
+        for (perm, rows, k) in [(7, 3, 2), (8, 5, 1), (7, 3, 4)] {
+            let s = d.shuffle(perm, rows, k).unwrap();
+            out.push(s.map(|m| m.map(shuffle_flat)));
+        }
+        let b = d.block_matmul(w, 2, 2).unwrap();
+        out.push(b.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
         out
+    }
+
+    fn shuffle_flat(m: ShuffleMaterial) -> Vec<u64> {
+        let mut v = vec![u64::from(m.party)];
+        for step in m.steps {
+            match step {
+                ShuffleStep::Permuter { pi, delta } => {
+                    v.extend(pi.iter().map(|&i| u64::from(i)));
+                    v.extend(delta.iter());
+                }
+                ShuffleStep::Masker { a, b } => v.extend(flat(&[&a, &b])),
+            }
+        }
+        v
     }
 
     fn gmw_flat(m: GmwDreluMaterial) -> Vec<u64> {
@@ -212,6 +287,23 @@ mod files {
             );
             assert!(!format!("{header:?}{replay:?}").contains("seed: ["));
         }
+    }
+
+    #[test]
+    fn the_replays_count_what_the_dealer_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        deal_to(dir.path(), [1; 32]);
+        let mut dealer = SessionDealer::from_u64(9);
+        drive(&mut dealer);
+        let replayed: u64 = (0..2u8)
+            .map(|p| {
+                let path = dir.path().join(format!("party{p}.mat"));
+                let (_, mut replay) = file::open(&path, p, &[1; 32]).unwrap();
+                drive(&mut replay);
+                replay.offline_bytes()
+            })
+            .sum();
+        assert_eq!(replayed, dealer.offline_bytes());
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub type PartySeed = [u8; 32];
 #[derive(Clone, PartialEq, Eq)]
 pub struct DreluKey {
     party: u8,
-    seed: PartySeed,
+    /// The seed the masks and root seeds expand from; `None` once gathered.
+    seed: Option<PartySeed>,
     /// r_b per element (expanded from `seed`).
     masks: Vec<u64>,
     /// The 63-bit DCF key per element (root seed expanded from `seed`).
@@ -229,7 +230,7 @@ impl DreluKey {
     fn assemble(party: u8, seed: PartySeed, masks: Vec<u64>, dcf: Vec<DcfKey>) -> DreluKey {
         DreluKey {
             party,
-            seed,
+            seed: Some(seed),
             masks,
             dcf,
         }
@@ -245,13 +246,42 @@ impl DreluKey {
         assert_eq!(self.len(), len, "one value per DReLU gate");
     }
 
+    /// The keys of gates `idx`, in that order: a batch of `idx.len()` gates, e.g. the
+    /// active entries of a dense batch. Each gate may be taken once (a key evaluated on two
+    /// inputs reveals their difference). No seed describes the result, so it cannot be
+    /// serialized ([`DreluKey::to_bytes`]); gather after reading a key, not before writing.
+    ///
+    /// # Panics
+    /// If an index is out of range or repeats.
+    pub fn gather(&self, idx: &[usize]) -> DreluKey {
+        let mut taken = vec![false; self.len()];
+        for &i in idx {
+            assert!(i < self.len(), "gate {i} of a batch of {}", self.len());
+            assert!(
+                !taken[i],
+                "gate {i} gathered twice: a DReLU key is used once"
+            );
+            taken[i] = true;
+        }
+        DreluKey {
+            party: self.party,
+            seed: None,
+            masks: idx.iter().map(|&i| self.masks[i]).collect(),
+            dcf: idx.iter().map(|&i| self.dcf[i].clone()).collect(),
+        }
+    }
+
     /// Serializes what the dealer sends: party (1 byte), gate count (8 bytes LE), seed
     /// (32 bytes), then each gate's correction words ([`DRELU_KEY_BYTES_PER_ELEMENT`]).
+    ///
+    /// # Panics
+    /// If the key was gathered ([`DreluKey::gather`]): its seed no longer describes it.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let seed = (self.seed).expect("a gathered DReLU key has no seed and is not serialized");
         let mut out = Vec::with_capacity(DreluKey::byte_len(self.len()));
         out.push(self.party);
         out.extend_from_slice(&(self.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.seed);
+        out.extend_from_slice(&seed);
         for key in &self.dcf {
             key.correction_words().write(&mut out);
         }

@@ -58,8 +58,18 @@ impl FixedOperand {
         &self.shape
     }
 
+    /// The party whose share `B_p` it holds.
+    pub(crate) fn party(&self) -> PartyId {
+        self.party
+    }
+
+    /// `F` (`which = 0`) or `B_p` (`which = 1`) packed, when the operand is a matrix.
+    pub(crate) fn packed(&self, which: usize) -> Option<&PackedRhs> {
+        self.packed.as_ref().map(|p| &p[which])
+    }
+
     /// `F` (`which = 0`) or `B_p` (`which = 1`), dense.
-    fn dense(&self, which: usize) -> std::borrow::Cow<'_, ArrayD<u64>> {
+    pub(crate) fn dense(&self, which: usize) -> std::borrow::Cow<'_, ArrayD<u64>> {
         match (&self.dense, &self.packed) {
             (Some((f, b)), _) => std::borrow::Cow::Borrowed(if which == 0 { f } else { b }),
             (None, Some(p)) => std::borrow::Cow::Owned(p[which].to_dense().into_dyn()),

@@ -23,6 +23,8 @@
 //! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | daBits: 64-bit correction per bit |
 //! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | 64-bit corrections of `r` and `r·a` |
 //! | [`row_max`] | 2 or 8 per level | per level: a comparison, then a select | per level |
+//! | [`shuffle`] (rows by `π1∘π0`) | 2 (one-way) | per step, the masker's `v − a` | per step, `Δ = π(a) − b` |
+//! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | `A'_b·B_b` per token and block |
 //! | [`local`] | 0 | none (add, sub, public products, truncation) | none |
 //!
 //! Beaver's multiplication (Beaver, CRYPTO 1991): with `x = a + e`, `y = b + f` and `e`, `f`
@@ -39,6 +41,7 @@ pub mod b2a;
 pub mod beaver_matmul;
 pub mod beaver_mul;
 pub mod bit_mux;
+pub mod block_matmul;
 pub mod drelu;
 pub mod driver;
 pub mod fixed;
@@ -48,6 +51,7 @@ pub mod mux;
 pub mod reveal;
 pub mod row_max;
 pub mod share;
+pub mod shuffle;
 pub mod square;
 pub mod xor;
 

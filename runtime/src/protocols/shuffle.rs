@@ -1,0 +1,231 @@
+//! Oblivious shuffle of the rows of a shared matrix `V` `[rows, k]` by `π = π1∘π0`, where
+//! only party 0 knows `π0` and only party 1 knows `π1` (the dealer knows both; it does not
+//! collude). With `apply(π, V)[i] = V[π[i]]`, the output shares
+//! `apply(π1, apply(π0, V))`. Two steps, one one-way message each: 2 rounds, `l·rows·k`
+//! bits per step; dealer `l·rows·k` per step ([`crate::dealer::ShuffleMaterial`]).
+//!
+//! Step `j` (permuter `P_j`, masker `P_o`), with masks `a`, `b` of `P_o` and
+//! `Δ = apply(π_j, a) − b` of `P_j`: `P_o` sends `z = v_o − a` and keeps `b`; `P_j` keeps
+//! `apply(π_j, v_j + z) + Δ = apply(π_j, v) − b`. `z` is masked by `a`, which `P_j` never
+//! sees (`Δ` hides it behind `b`), so neither party learns anything of `V` or of the
+//! other's permutation. Step 0 sends from party 1 to party 0, step 1 from 0 to 1; the
+//! receiver's message is empty, as in [`super::reveal`].
+
+use std::fmt;
+
+use ndarray::{ArrayD, Axis};
+
+use super::{MessageError, PartyId, Share, check_len, check_party, ring_ops};
+use crate::dealer::{ShuffleMaterial, ShuffleStep};
+
+/// `apply(π, v)`: the rows of `v` reordered, row `i` of the result being row `π[i]`.
+///
+/// # Panics
+/// If `π` does not have one entry per row of `v`, or an entry is out of range.
+pub fn apply(pi: &[u32], v: &ArrayD<u64>) -> ArrayD<u64> {
+    assert_eq!(pi.len(), v.shape()[0], "one permutation entry per row");
+    let idx: Vec<usize> = pi.iter().map(|&i| i as usize).collect();
+    v.select(Axis(0), &idx)
+}
+
+/// Between [`start_step`] and [`finish_step`].
+pub struct StepState {
+    party: PartyId,
+    side: Side,
+}
+
+enum Side {
+    Permuter {
+        v: ArrayD<u64>,
+        pi: Vec<u32>,
+        delta: ArrayD<u64>,
+    },
+    Masker {
+        b: ArrayD<u64>,
+    },
+}
+
+impl fmt::Debug for StepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let permutes = matches!(self.side, Side::Permuter { .. });
+        f.debug_struct("shuffle::StepState")
+            .field("party", &self.party)
+            .field("permutes", &permutes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts step `step` (0, then 1) on this party's share `v` `[rows, k]`: the masker's
+/// message is `v_p − a` (`rows·k` values), the permuter's is empty.
+///
+/// # Panics
+/// If `step` is not 0 or 1, the material belongs to another party, is not this party's
+/// side of the step, or does not match `v`'s shape.
+pub fn start_step(
+    party: PartyId,
+    step: usize,
+    v: &Share,
+    m: &ShuffleMaterial,
+) -> (StepState, Vec<u64>) {
+    check_party(party);
+    assert!(step < 2, "a shuffle has steps 0 and 1, not {step}");
+    assert_eq!(
+        m.party, party,
+        "material of party {} used by party {party}",
+        m.party
+    );
+    assert_eq!(
+        v.shape(),
+        m.shape(),
+        "v and its shuffle material have one shape"
+    );
+    let (side, msg) = match &m.steps[step] {
+        ShuffleStep::Permuter { pi, delta } => {
+            assert_eq!(
+                step,
+                usize::from(party),
+                "party {party} permutes in step {party}"
+            );
+            let (v, pi, delta) = (v.0.clone(), pi.clone(), delta.clone());
+            (Side::Permuter { v, pi, delta }, Vec::new())
+        }
+        ShuffleStep::Masker { a, b } => {
+            assert_ne!(
+                step,
+                usize::from(party),
+                "party {party} masks in step {}",
+                1 - party
+            );
+            let z = ring_ops::sub(v.0.view(), a.view());
+            (Side::Masker { b: b.clone() }, ring_ops::flat(&z).collect())
+        }
+    };
+    (StepState { party, side }, msg)
+}
+
+/// This party's share after the step.
+///
+/// # Errors
+/// If the peer's message has the wrong length (`rows·k` at the permuter, empty at the
+/// masker).
+pub fn finish_step(state: StepState, peer: &[u64]) -> Result<Share, MessageError> {
+    match state.side {
+        Side::Permuter { v, pi, delta } => {
+            check_len(peer, v.len())?;
+            let s = ring_ops::add(v.view(), ring_ops::from_flat(v.shape(), peer).view());
+            Ok(Share(ring_ops::add(apply(&pi, &s).view(), delta.view())))
+        }
+        Side::Masker { b } => check_len(peer, 0).map(|()| Share(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{ArrayD, IxDyn};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha12Rng;
+
+    use super::*;
+    use crate::dealer::{Deal, SessionDealer};
+    use crate::protocols::driver::{round, run_two_party};
+    use crate::protocols::share::{reconstruct, split};
+
+    /// Runs both steps as both parties; the opened output and the bytes each party sent.
+    fn shuffle(v: &ArrayD<u64>, m: [ShuffleMaterial; 2]) -> (ArrayD<u64>, [u64; 2]) {
+        let (v0, v1) = split(v, &mut ChaCha12Rng::seed_from_u64(5));
+        let [m0, m1] = m;
+        let run = |p: PartyId, v: Share, m: ShuffleMaterial| {
+            move |ch: &mut crate::transport::MemChannel| {
+                let mut v = v;
+                for step in 0..2 {
+                    let (st, msg) = start_step(p, step, &v, &m);
+                    v = finish_step(st, &round(ch, &msg).unwrap()).unwrap();
+                }
+                v
+            }
+        };
+        let (a, b) = run_two_party(run(0, v0, m0), run(1, v1, m1));
+        let sent = [&a, &b].map(|r| r.stats.online.payload_bytes_sent);
+        (reconstruct(&a.output, &b.output), sent)
+    }
+
+    fn pair(m: [Option<ShuffleMaterial>; 2]) -> [ShuffleMaterial; 2] {
+        m.map(|m| m.expect("the dealer knows both"))
+    }
+
+    fn matrix(r: &mut ChaCha12Rng, rows: usize, k: usize) -> ArrayD<u64> {
+        ArrayD::from_shape_simple_fn(IxDyn(&[rows, k]), || r.next_u64())
+    }
+
+    #[test]
+    fn the_shuffle_applies_pi1_after_pi0() {
+        let mut r = ChaCha12Rng::seed_from_u64(31);
+        let mut d = SessionDealer::from_u64(31);
+        for (rows, k) in [(7, 3), (1, 4), (16, 1)] {
+            let v = matrix(&mut r, rows, k);
+            let m = pair(d.shuffle(rows as u32, rows, k).unwrap());
+            let pis = [0, 1].map(|p| m[p].permutation().unwrap().to_vec());
+            let (out, sent) = shuffle(&v, m);
+            assert_eq!(out, apply(&pis[1], &apply(&pis[0], &v)));
+            assert_eq!(
+                sent,
+                [8 * (rows * k) as u64; 2],
+                "one masked matrix per step"
+            );
+        }
+    }
+
+    #[test]
+    fn one_perm_id_is_one_permutation_with_fresh_masks() {
+        let mut r = ChaCha12Rng::seed_from_u64(32);
+        let mut d = SessionDealer::from_u64(32);
+        let (rows, k) = (12, 2);
+        let first = pair(d.shuffle(3, rows, k).unwrap());
+        let other = pair(d.shuffle(4, rows, k).unwrap());
+        let second = pair(d.shuffle(3, rows, 5).unwrap());
+        let pi = |m: &[ShuffleMaterial; 2], p: usize| m[p].permutation().unwrap().to_vec();
+        assert_eq!(
+            (pi(&first, 0), pi(&first, 1)),
+            (pi(&second, 0), pi(&second, 1))
+        );
+        assert_ne!(
+            pi(&first, 0),
+            pi(&other, 0),
+            "another id, another permutation"
+        );
+        let v = matrix(&mut r, rows, 5);
+        let w = ArrayD::from_shape_fn(IxDyn(&[rows, 5]), |i| (i[0] * 100 + i[1]) as u64);
+        let expect = |v| apply(&pi(&first, 1), &apply(&pi(&first, 0), v));
+        assert_eq!(shuffle(&v, second.clone()).0, expect(&v));
+        assert_eq!(shuffle(&w, second).0, expect(&w));
+        let err = d.shuffle(3, rows + 1, k).unwrap_err().to_string();
+        assert!(err.contains("drawn for 12 rows"), "{err}");
+    }
+
+    #[test]
+    fn permutations_are_permutations_and_not_the_identity() {
+        let mut d = SessionDealer::from_u64(33);
+        let m = pair(d.shuffle(0, 50, 1).unwrap());
+        for half in &m {
+            let mut pi = half.permutation().unwrap().to_vec();
+            assert_ne!(pi, (0..50).collect::<Vec<u32>>());
+            pi.sort_unstable();
+            assert_eq!(pi, (0..50).collect::<Vec<u32>>());
+        }
+        let text = format!("{:?}", m[0]);
+        assert_eq!(text, "ShuffleMaterial { party: 0, shape: [50, 1], .. }");
+    }
+
+    #[test]
+    fn a_wrong_sized_message_is_an_error() {
+        let mut d = SessionDealer::from_u64(34);
+        let [m0, m1] = pair(d.shuffle(0, 3, 2).unwrap());
+        let v = Share(ArrayD::zeros(IxDyn(&[3, 2])));
+        let (st, msg) = start_step(0, 0, &v, &m0);
+        assert!(msg.is_empty());
+        assert!(finish_step(st, &[0; 5]).is_err());
+        let (st, msg) = start_step(1, 0, &v, &m1);
+        assert_eq!(msg.len(), 6);
+        assert!(finish_step(st, &[0]).is_err());
+    }
+}
