@@ -6,8 +6,10 @@
 
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
-use crate::passes::{PIPELINE, approximate, cost, expand, insert_conversions, lower, schedule};
-use comet_ir::{ApproxConfig, Comparison, Program, VerifyError, verify};
+use crate::passes::{
+    PIPELINE, approximate, cost, expand, insert_conversions, lower, schedule, sparsify,
+};
+use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
 
 /// A pass over the IR.
@@ -25,6 +27,8 @@ pub struct Options {
     /// The approximation profile of each op kind (pass `approximate`); the plan records
     /// what is applied ([`approximate::effective`]).
     pub approx: ApproxConfig,
+    /// Block-sparse FFNs (pass `sparsify`); `None`: dense.
+    pub sparsity: Option<SparsityOptions>,
 }
 
 impl Default for Options {
@@ -34,6 +38,7 @@ impl Default for Options {
             print_after: None,
             comparison: Comparison::default(),
             approx: ApproxConfig::default(),
+            sparsity: None,
         }
     }
 }
@@ -63,6 +68,9 @@ pub enum CompileError {
         /// What the verifier found.
         error: VerifyError,
     },
+    /// `--sparsity` does not fit the model.
+    #[error(transparent)]
+    Sparsify(#[from] sparsify::SparsifyError),
     /// `--print-after` names no pass.
     #[error("unknown pass `{0}`: expected one of {passes}", passes = PIPELINE.join(", "))]
     UnknownPass(String),
@@ -87,6 +95,12 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
     program.options.approx = approximate::effective(opts.approx);
     timings.push(("lower", start.elapsed()));
     let mut printed = after_pass("lower", &program, opts)?;
+    if let Some(s) = &opts.sparsity {
+        let start = Instant::now();
+        sparsify::run(&mut program, s)?;
+        timings.push(("sparsify", start.elapsed()));
+        printed = after_pass("sparsify", &program, opts)?.or(printed);
+    }
     let passes: [(&'static str, Pass); 5] = [
         ("approximate", approximate::run),
         ("expand", expand::run),

@@ -95,6 +95,13 @@ fn shape_rule(op: &Op, xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
         }
         Op::OneHot { depth } => one_hot(xs[0], *depth),
         Op::Trunc { bits } => trunc(xs[0], *bits),
+        Op::BlockPermute { block, axis, .. } => block_permute(xs[0], *block, *axis, ctx),
+        Op::ApplyMask { block, .. } => apply_mask(xs[0], xs[1], *block, ctx),
+        Op::BlockMatMul { block, .. } => {
+            apply_mask(xs[0], xs[2], *block, ctx)?;
+            matmul(xs[0], xs[1], ctx)
+        }
+        Op::Open => Ok(xs[0].clone()),
     }
 }
 
@@ -111,6 +118,9 @@ fn dom_rule(op: &Op, xs: &[&ValueType], joint: Domain) -> Result<Domain> {
         },
         Op::Drelu if joint == Domain::Arith => Ok(Domain::Bool),
         Op::B2A if joint == Domain::Bool => Ok(Domain::Arith),
+        Op::Open => Ok(Domain::Public),
+        Op::BlockPermute { .. } => Ok(Domain::Arith),
+        Op::ApplyMask { .. } | Op::BlockMatMul { .. } => Ok(join(&xs[..2])),
         _ => Ok(joint),
     }
 }
@@ -502,6 +512,58 @@ fn one_hot(ids: &ValueType, depth: u64) -> Result<ValueType> {
     let mut shape = ids.shape.clone();
     shape.push(Dim::constant(depth as i64));
     Ok(ValueType::new(Elem::Fixed { scale: 0 }, shape, ids.domain))
+}
+
+/// `block_permute`: the axis padded to whole blocks; in the protocol stage the operand
+/// must already be shared (the shuffle permutes shares).
+fn block_permute(x: &ValueType, block: u64, axis: u32, ctx: Ctx) -> Result<ValueType> {
+    fixed_scale("block_permute", x, ctx)?;
+    let axis = axis as usize;
+    if axis >= x.shape.len() || block == 0 {
+        return err(format!(
+            "`block_permute` axis {axis} (block {block}) is outside {}",
+            shape_string(&x.shape)
+        ));
+    }
+    if ctx.protocol() && x.domain != Domain::Arith {
+        return err(format!(
+            "`block_permute` shuffles shares: its {} operand must be `share`d first",
+            x.domain
+        ));
+    }
+    let n = const_dim("block_permute", x.shape[axis])?;
+    let mut shape = x.shape.clone();
+    shape[axis] = Dim::constant((n.div_ceil(block) * block) as i64);
+    Ok(x.with_shape(shape))
+}
+
+/// `apply_mask(x [seq, n], mask [seq, n/B])`: the mask is public bits, one per block.
+fn apply_mask(x: &ValueType, mask: &ValueType, block: u64, ctx: Ctx) -> Result<ValueType> {
+    fixed_scale("apply_mask", x, ctx)?;
+    expect_elem("apply_mask", mask, Elem::Bit)?;
+    if mask.domain != Domain::Public {
+        return err(format!(
+            "a block mask must be public (opened), got a {} value",
+            mask.domain
+        ));
+    }
+    let n = last_const("apply_mask", x)?;
+    let ok = x.shape.len() == 2
+        && mask.shape.len() == 2
+        && mask.shape[0] == x.shape[0]
+        && block > 0
+        && n.is_multiple_of(block)
+        && mask.shape[1] == Dim::constant((n / block) as i64);
+    if !ok {
+        return err(format!(
+            "a block mask for {} in blocks of {block} must be [{}, {}], got {}",
+            shape_string(&x.shape),
+            x.shape[0],
+            n / block.max(1),
+            shape_string(&mask.shape)
+        ));
+    }
+    Ok(x.clone())
 }
 
 fn trunc(x: &ValueType, bits: u32) -> Result<ValueType> {

@@ -35,6 +35,7 @@ pub mod print;
 pub mod program;
 pub mod protocol;
 pub mod side;
+pub mod sparse;
 pub mod types;
 pub mod verify;
 
@@ -44,7 +45,7 @@ pub use graph::{Graph, Node, NodeId, Scope};
 pub use op::{Op, RopeStyle, Stage, UnaryFn};
 pub use program::{
     Analyses, Comparison, DimInfo, FixedFormat, InputInfo, ModelInfo, OutputInfo, Program,
-    ProtocolOptions, WeightInfo,
+    ProtocolOptions, SparseFfnInfo, SparsityOptions, WeightInfo,
 };
 pub use side::SideTable;
 pub use types::{Domain, Elem, Party, ValueType};

@@ -221,6 +221,38 @@ pub enum Op {
     Select,
     /// A bit as the fixed-point number 0 or 1 (B2A with dealer daBits).
     B2A,
+    // ---- block sparsity, inserted by `sparsify` (COMET.md §1–3) ----
+    /// Pads axis `axis` to whole blocks of `block` entries (zeros at the end) and permutes
+    /// the blocks by the session's secret permutation number `perm`, which neither party
+    /// knows (a dealer-assisted two-party shuffle, once per session at setup). The result
+    /// is shared. `[.., n, ..]` → `[.., ⌈n/B⌉·B, ..]`.
+    BlockPermute {
+        /// Which permutation (one per sparse FFN).
+        perm: u32,
+        /// Entries per block along `axis`.
+        block: u64,
+        /// The permuted axis.
+        axis: u32,
+    },
+    /// `x` `[seq, n]` with every block of `block` entries on the last axis that the public
+    /// mask `[seq, n/B]` marks inactive (0) set to zero. Element-wise ops that follow
+    /// compute only the active entries (`comet_ir::sparse`).
+    ApplyMask {
+        /// Which sparse FFN.
+        ffn: u32,
+        /// Entries per block.
+        block: u64,
+    },
+    /// `x · W` for `x` `[seq, n]`, `W` `[n, d]`, skipping the rows of the blocks the public
+    /// mask `[seq, n/B]` marks inactive in each token's row: operands `(x, W, mask)`.
+    BlockMatMul {
+        /// Which sparse FFN.
+        ffn: u32,
+        /// Rows per block.
+        block: u64,
+    },
+    /// Opens a shared value to both parties.
+    Open,
     // ---- primitives produced by `insert-conversions` ----
     /// One-hot encoding of ids as integers (scale 0): `idx[..]` → `[.., depth]`.
     OneHot {
@@ -325,6 +357,10 @@ impl Op {
             Op::OneHot { .. } => "one_hot",
             Op::Share { .. } => "share",
             Op::Trunc { .. } => "trunc",
+            Op::BlockPermute { .. } => "block_permute",
+            Op::ApplyMask { .. } => "apply_mask",
+            Op::BlockMatMul { .. } => "block_matmul",
+            Op::Open => "open",
         }
     }
 
@@ -341,8 +377,9 @@ impl Op {
             | Op::Sub
             | Op::Mul
             | Op::RmsNorm { .. }
-            | Op::Select => Exactly(2),
-            Op::LayerNorm { .. } => Exactly(3),
+            | Op::Select
+            | Op::ApplyMask { .. } => Exactly(2),
+            Op::LayerNorm { .. } | Op::BlockMatMul { .. } => Exactly(3),
             Op::Concat { .. } => AtLeast(2),
             _ => Exactly(1),
         }
@@ -388,6 +425,14 @@ impl Op {
             Op::OneHot { depth } => vec![("depth", depth.to_string())],
             Op::Share { from } => vec![("from", from.to_string())],
             Op::Trunc { bits } => vec![("bits", bits.to_string())],
+            Op::BlockPermute { perm, block, axis } => vec![
+                ("perm", perm.to_string()),
+                ("block", block.to_string()),
+                ("axis", axis.to_string()),
+            ],
+            Op::ApplyMask { ffn, block } | Op::BlockMatMul { ffn, block } => {
+                vec![("ffn", ffn.to_string()), ("block", block.to_string())]
+            }
             _ => vec![],
         }
     }

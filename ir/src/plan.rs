@@ -127,7 +127,7 @@ pub fn to_plan(p: &Program) -> Result<PlanFile, PlanError> {
         version: FORMAT_VERSION,
         model: p.info.clone(),
         stage: p.stage,
-        options: p.options,
+        options: p.options.clone(),
         nodes,
     })
 }

@@ -86,6 +86,15 @@ impl Poly {
         p
     }
 
+    /// The value of a constant polynomial (`None` if a symbol occurs).
+    pub fn as_constant(&self) -> Option<i64> {
+        match self.terms.iter().next() {
+            None => Some(0),
+            Some((m, c)) if self.terms.len() == 1 && m.0.is_empty() => Some(*c),
+            _ => None,
+        }
+    }
+
     /// The polynomial `0`.
     pub fn zero() -> Poly {
         Poly::default()

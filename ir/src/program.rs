@@ -136,8 +136,41 @@ pub enum Comparison {
     Gmw,
 }
 
+/// The block sparsity of a plan's FFNs (pass `sparsify`, docs/sparsity.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparsityOptions {
+    /// Neurons per block `B`.
+    pub block: u64,
+    /// Rank `r` of the predictor the plan was compiled for (its weights are `[d, blocks]`
+    /// after folding the factors, so the rank only matters to calibration).
+    pub rank: u64,
+    /// The block recall the predictor's thresholds are calibrated for.
+    pub recall: f64,
+    /// Per sparse FFN, in order: the expected fraction of active blocks per token, at
+    /// which estimates (`comet inspect`) are evaluated. Measured calls use the realised
+    /// counts.
+    pub density: Vec<f64>,
+    /// Per sparse FFN: its layer, `ff`, and the number of blocks.
+    pub ffns: Vec<SparseFfnInfo>,
+}
+
+/// One sparse FFN of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseFfnInfo {
+    /// Layer index, if any.
+    pub layer: Option<u32>,
+    /// Neurons before padding.
+    pub ff: u64,
+    /// Blocks `⌈ff / B⌉`.
+    pub blocks: u64,
+    /// Input width `d`.
+    pub d: u64,
+}
+
 /// Protocol choices that apply to the whole plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtocolOptions {
     /// The comparison protocol.
@@ -146,6 +179,9 @@ pub struct ProtocolOptions {
     /// without approximations (and in plans written before it existed): all `exact`.
     #[serde(default, skip_serializing_if = "ApproxConfig::is_exact")]
     pub approx: ApproxConfig,
+    /// Block-sparse FFNs (absent: dense).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<SparsityOptions>,
 }
 
 /// A model's declarations, its graph and the analyses attached so far.

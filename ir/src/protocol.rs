@@ -45,6 +45,15 @@ pub enum Protocol {
     /// A shared bit to an arithmetic share (daBits). Only with GMW comparisons, whose bits
     /// are XOR-shared; FSS comparisons output arithmetic shares of their bits directly.
     B2A,
+    /// Opening a shared value to both parties (a sparse FFN's block mask).
+    Open,
+    /// A product with a fixed right operand whose rows are skipped per token by a public
+    /// block mask: only the active blocks of the left operand are opened, and the dealer
+    /// sends one correction per (token, block).
+    BlockFixedMatMul,
+    /// The oblivious block permutation of a fixed operand: two one-way messages once per
+    /// session, at setup, with dealer permutation correlations; nothing per call.
+    Shuffle,
 }
 
 impl Protocol {
@@ -64,12 +73,24 @@ impl Protocol {
             Protocol::Mux => "mux",
             Protocol::RowMaxTree => "row_max",
             Protocol::B2A => "b2a",
+            Protocol::Open => "open",
+            Protocol::BlockFixedMatMul => "block_fixed_matmul",
+            Protocol::Shuffle => "shuffle",
         }
     }
 
-    /// Whether it exchanges messages.
+    /// Whether it is a product with a fixed operand, whose mask is opened at setup.
+    pub fn has_fixed_operand(self) -> bool {
+        matches!(
+            self,
+            Protocol::FixedMul | Protocol::FixedMatMul | Protocol::BlockFixedMatMul
+        )
+    }
+
+    /// Whether it exchanges messages in the rounds of a call (a shuffle exchanges at the
+    /// session's setup only).
     pub fn communicates(self) -> bool {
-        !matches!(self, Protocol::Local | Protocol::Share)
+        !matches!(self, Protocol::Local | Protocol::Share | Protocol::Shuffle)
     }
 }
 
@@ -92,6 +113,8 @@ pub fn fixed_values(p: &Program) -> HashSet<NodeId> {
             Op::Weight { .. } => true,
             Op::Input { .. } | Op::Positions { .. } | Op::CacheRead { .. } => false,
             op if op.is_sink() => false,
+            // permuted once per session, then the same in every call
+            Op::BlockPermute { .. } => fixed.contains(&p.graph.operands(id)[0]),
             _ => {
                 let local = matches!(protocol_local(&node.op), Some(true));
                 local && p.graph.operands(id).iter().all(|x| fixed.contains(x))
@@ -114,7 +137,10 @@ fn protocol_local(op: &Op) -> Option<bool> {
         | Op::Select
         | Op::RowMax
         | Op::B2A
-        | Op::Reveal { .. } => None,
+        | Op::Reveal { .. }
+        | Op::Open
+        | Op::BlockMatMul { .. }
+        | Op::BlockPermute { .. } => None,
         _ => Some(true),
     }
 }
@@ -133,6 +159,9 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
     let any_fixed = || xs.iter().any(|x| fixed.contains(x));
     match &node.op {
         Op::Share { .. } => Protocol::Share,
+        Op::Open if shared(dom(0)) => Protocol::Open,
+        Op::BlockMatMul { .. } if fixed.contains(&xs[1]) => Protocol::BlockFixedMatMul,
+        Op::BlockPermute { .. } => Protocol::Shuffle,
         Op::Reveal { .. } if shared(dom(0)) => Protocol::Reveal,
         Op::Reveal { to } if dom(0) != Domain::Private(*to) && dom(0) != Domain::Public => {
             Protocol::Reveal

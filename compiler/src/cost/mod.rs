@@ -7,11 +7,12 @@
 //! cross its channels and a test compares them with these figures, so every formula here
 //! is a statement about what the runtime sends.
 
-use comet_ir::cost::NodeCost;
+use comet_ir::cost::{BlockCost, NodeCost};
 use comet_ir::poly::Poly;
 use comet_ir::protocol::{Protocol, fixed_values, protocol_of};
+use comet_ir::sparse::{Masked, masked_nodes};
 use comet_ir::{Comparison, NodeId, Program, ValueType};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Ring bits `l`.
 pub const RING_BITS: i64 = 64;
@@ -64,6 +65,7 @@ pub const OPENED_BIT_BITS: i64 = 8;
 pub struct CostModel<'a> {
     p: &'a Program,
     fixed: HashSet<NodeId>,
+    masked: HashMap<NodeId, Masked>,
 }
 
 impl<'a> CostModel<'a> {
@@ -72,6 +74,7 @@ impl<'a> CostModel<'a> {
         CostModel {
             p,
             fixed: fixed_values(p),
+            masked: masked_nodes(p),
         }
     }
 
@@ -88,7 +91,41 @@ impl<'a> CostModel<'a> {
             .collect();
         let fss = self.p.options.comparison == Comparison::Fss;
         let is_matmul = matches!(g.node(id).op, comet_ir::Op::MatMul);
-        cost_of(protocol, out, &xs, &fixed, fss, is_matmul)
+        let mut dense = cost_of(protocol, out, &xs, &fixed, fss, is_matmul);
+        if let (comet_ir::Op::BlockMatMul { ffn, .. }, Some(b)) =
+            (&g.node(id).op, dense.per_block.as_mut())
+        {
+            b.ffn = *ffn;
+        }
+        match self.masked.get(&id) {
+            Some(m) if protocol.communicates() => {
+                // per active pair: the same protocol on one block of one token
+                let one =
+                    |t: &ValueType| t.with_shape(vec![comet_ir::Dim::constant(m.block as i64)]);
+                let xs1: Vec<ValueType> = xs.iter().map(|t| one(t)).collect();
+                let xs1: Vec<&ValueType> = xs1.iter().collect();
+                let pair = cost_of(protocol, &one(out), &xs1, &fixed, fss, is_matmul);
+                per_block(dense, m.ffn, &pair)
+            }
+            _ => dense,
+        }
+    }
+}
+
+/// A masked node's cost: rounds and dealer bits of the dense node (the dealer cannot know
+/// the mask), online bits and local work per active (token, block) pair, from `pair`, the
+/// cost of the same protocol on one block.
+fn per_block(dense: NodeCost, ffn: u32, pair: &NodeCost) -> NodeCost {
+    let constant = |p: &Poly| p.as_constant().expect("a one-block cost is a constant");
+    NodeCost {
+        online_bits: Poly::zero(),
+        local_ops: Poly::zero(),
+        per_block: Some(BlockCost {
+            ffn,
+            online_bits: constant(&pair.online_bits),
+            local_ops: constant(&pair.local_ops),
+        }),
+        ..dense
     }
 }
 
@@ -107,6 +144,7 @@ fn cost(protocol: Protocol, rounds: i64, online: Poly, offline: Poly, ops: Poly)
         online_bits: online,
         offline_bits: offline,
         local_ops: ops,
+        per_block: None,
     }
 }
 
@@ -134,6 +172,11 @@ pub fn cost_of(
         }
         // the holder of one share sends it: l·n
         Protocol::Reveal => cost(protocol, 1, l(1).mul(&numel(xs[0])), zero(), zero()),
+        // both send their shares: 2l·n
+        Protocol::Open => cost(protocol, 1, l(2).mul(&numel(xs[0])), zero(), zero()),
+        // once per session, at setup: nothing per call
+        Protocol::Shuffle => cost(protocol, 0, zero(), zero(), zero()),
+        Protocol::BlockFixedMatMul => block_matmul_cost(out, xs),
         // both open x − a and y − b: 2l·(n_x + n_y); dealer: c = ab correction, l·n_out
         Protocol::BeaverMul => {
             let opened = numel(xs[0]).add(&numel(xs[1]));
@@ -220,6 +263,37 @@ fn matmul_cost(protocol: Protocol, out: &ValueType, xs: &[&ValueType], fixed: bo
     cost(protocol, 1, l(2).mul(&opened), l(1).mul(&numel(out)), ops)
 }
 
+/// `block_matmul(x [seq, n], W [n, d], mask [seq, n/B])`, 1 round: per active (token,
+/// block) pair both parties open the block of `X − A'` (2l·B) and each computes B·d
+/// products twice; the dealer sends one correction `A'_{t,b}·B_b` per token and block,
+/// l·seq·(n/B)·d, whatever the mask (it does not know it).
+fn block_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
+    let (x, mask) = (xs[0], xs[2]);
+    let block = x.shape[1]
+        .as_const()
+        .zip(mask.shape[1].as_const())
+        .map_or(1, |(n, b)| n / b.max(1));
+    let d = out.shape[out.shape.len() - 1].as_const().unwrap_or(0);
+    let offline = l(1).mul(&numel(out)).mul(&Poly::dim(mask.shape[1]));
+    let mut c = cost(
+        Protocol::BlockFixedMatMul,
+        1,
+        zero_poly(),
+        offline,
+        zero_poly(),
+    );
+    c.per_block = Some(BlockCost {
+        ffn: u32::MAX, // set by the caller, who knows the node
+        online_bits: 2 * RING_BITS * block,
+        local_ops: 2 * block * d,
+    });
+    c
+}
+
+fn zero_poly() -> Poly {
+    Poly::zero()
+}
+
 /// DReLU on `n` elements. FSS: each party sends its share of `x + r`, 2l·n online, and
 /// receives a DCF key per element from the dealer. GMW: the carry circuit of
 /// [`GMW_DRELU_BYTES_PER_ROUND`], its output XOR-shared.
@@ -257,5 +331,6 @@ pub fn row_max_cost(x: &ValueType, fss: bool) -> NodeCost {
         online_bits: drelu.online_bits.add(&mux.online_bits),
         offline_bits: drelu.offline_bits.add(&mux.offline_bits),
         local_ops: pairs.scale(4),
+        per_block: None,
     }
 }

@@ -128,6 +128,7 @@ impl Prepared {
                 plan: plan_s(),
                 node: node_label(id, node),
             })?;
+            let cost = &cost.expected(p.options.sparsity.as_ref());
             let start = match rounds.and_then(|r| r.get(id)) {
                 Some(s) => s,
                 None if cost.rounds.is_zero() => &empty,

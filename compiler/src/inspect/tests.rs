@@ -31,6 +31,7 @@ fn cost(protocol: Protocol, rounds: Poly, online: Poly, offline: Poly, ops: Poly
         online_bits: online,
         offline_bits: offline,
         local_ops: ops,
+        per_block: None,
     }
 }
 

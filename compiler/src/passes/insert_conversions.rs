@@ -32,7 +32,7 @@ pub fn run(p: &mut Program) {
         new: Program {
             info: p.info.clone(),
             stage: Stage::Protocol,
-            options: p.options,
+            options: p.options.clone(),
             graph: Graph::new(),
             analyses: Default::default(),
         },
@@ -82,7 +82,9 @@ impl Rebuild<'_> {
                 self.private_embed(xs[0], xs[1], &scope)
             }
             op => {
-                let xs = self.share_operands(&xs, &scope);
+                // a shuffle permutes shares, so its operand is shared even alone
+                let force = matches!(op, Op::BlockPermute { .. });
+                let xs = self.share_operands(&xs, &scope, force);
                 let y = self.add(op.clone(), &xs, &scope);
                 self.truncate(y, &scope)
             }
@@ -100,13 +102,13 @@ impl Rebuild<'_> {
     }
 
     /// Shares the private operands of a computation that involves shares or both parties.
-    fn share_operands(&mut self, xs: &[NodeId], scope: &Scope) -> Vec<NodeId> {
+    fn share_operands(&mut self, xs: &[NodeId], scope: &Scope, force: bool) -> Vec<NodeId> {
         let doms: Vec<Domain> = xs.iter().map(|x| self.ty(*x).domain).collect();
         let privates: std::collections::BTreeSet<_> = doms
             .iter()
             .filter(|d| matches!(d, Domain::Private(_)))
             .collect();
-        let needs_shares = doms.iter().any(|d| is_shared(*d)) || privates.len() > 1;
+        let needs_shares = doms.iter().any(|d| is_shared(*d)) || privates.len() > 1 || force;
         if !needs_shares {
             return xs.to_vec();
         }
@@ -140,7 +142,7 @@ impl Rebuild<'_> {
             .as_const()
             .expect("a weight has a constant shape") as u64;
         let hot = self.add(Op::OneHot { depth }, &[ids], scope);
-        let xs = self.share_operands(&[hot, table], scope);
+        let xs = self.share_operands(&[hot, table], scope, false);
         self.add(Op::MatMul, &xs, scope)
     }
 

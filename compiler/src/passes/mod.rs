@@ -9,10 +9,12 @@ pub mod expand;
 pub mod insert_conversions;
 pub mod lower;
 pub mod schedule;
+pub mod sparsify;
 
 /// Names of the passes, in pipeline order.
 pub const PIPELINE: &[&str] = &[
     "lower",
+    "sparsify",
     "approximate",
     "expand",
     "insert-conversions",

@@ -1,0 +1,110 @@
+//! The masked regions of a block-sparse plan (pass `sparsify`, docs/sparsity.md).
+//!
+//! A sparse FFN's region starts at its `apply_mask` nodes and ends at its `block_matmul`:
+//! every element-wise node with an operand in the region is in the region, and computes
+//! only the entries of the blocks the public mask marks active (the runtime gathers them,
+//! runs the protocol on those, and leaves the other entries meaningless). The cost model
+//! and the runtime both call [`masked_nodes`], so the entries that are estimated are the
+//! entries that are computed.
+
+use crate::graph::NodeId;
+use crate::op::Op;
+use crate::program::Program;
+use std::collections::HashMap;
+
+/// The names of sparse FFN `k`'s folded predictor weights (server weights the runtime
+/// derives from a predictor file): `[d, blocks]` and `[blocks]`.
+pub fn predictor_weights(k: usize) -> [String; 2] {
+    [format!("sparsity.ffn{k}.w"), format!("sparsity.ffn{k}.c")]
+}
+
+/// Whether weight `name` is a folded predictor weight (not in the model's checkpoint).
+pub fn is_predictor_weight(name: &str) -> bool {
+    name.starts_with("sparsity.ffn")
+}
+
+/// A node of a masked region: which sparse FFN, its block size, and its mask node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Masked {
+    /// The sparse FFN.
+    pub ffn: u32,
+    /// Entries per block on the last axis.
+    pub block: u64,
+    /// The public mask `[seq, blocks]`.
+    pub mask: NodeId,
+}
+
+/// Whether `op` works entry by entry (with broadcasting), so that it can run on the
+/// active entries only.
+pub fn is_elementwise(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Neg
+            | Op::MulConst { .. }
+            | Op::AddConst { .. }
+            | Op::Unary { .. }
+            | Op::Square
+            | Op::Drelu
+            | Op::Select
+            | Op::B2A
+            | Op::Trunc { .. }
+    )
+}
+
+/// Every node of a masked region, with its FFN and mask. `apply_mask` nodes themselves
+/// are included (they are local).
+pub fn masked_nodes(p: &Program) -> HashMap<NodeId, Masked> {
+    let mut out = HashMap::new();
+    let Ok(order) = p.graph.topo_order() else {
+        return out;
+    };
+    for id in order {
+        let node = p.graph.node(id);
+        let xs = p.graph.operands(id);
+        let m = match node.op {
+            Op::ApplyMask { ffn, block } => Some(Masked {
+                ffn,
+                block,
+                mask: xs[1],
+            }),
+            ref op if is_elementwise(op) => xs.iter().find_map(|x| out.get(x).copied()),
+            _ => None,
+        };
+        if let Some(m) = m {
+            out.insert(id, m);
+        }
+    }
+    out
+}
+
+/// Checks that masked values stay in their region: each is read only by nodes of the
+/// same region or as the left operand of its FFN's `block_matmul` (the entries of
+/// inactive blocks are meaningless, so nothing else may read them), and that the right
+/// operand of every `block_matmul` does not come from a region.
+///
+/// # Errors
+/// A message naming the first offending node.
+pub fn check_regions(p: &Program) -> Result<(), String> {
+    let masked = masked_nodes(p);
+    for (&id, m) in &masked {
+        for u in p.graph.users(id) {
+            let ok = match p.graph.node(u).op {
+                Op::BlockMatMul { ffn, .. } => ffn == m.ffn && p.graph.operands(u)[0] == id,
+                _ => masked.get(&u).is_some_and(|n| n.ffn == m.ffn),
+            };
+            if !ok {
+                return Err(format!(
+                    "{id} (`{}`) holds the active blocks of sparse FFN {} only, but {u} (`{}`) \
+                     reads it outside that FFN's region",
+                    p.graph.node(id).op.name(),
+                    m.ffn,
+                    p.graph.node(u).op.name()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
