@@ -122,6 +122,9 @@ pub enum Preset {
     /// d 2048, 32 heads, ff 8192, 24 layers (about 9.7 GB of f64 weights: use --layers).
     #[value(name = "opt-1.3b")]
     Opt1_3b,
+    /// d 64, 4 heads, ff 256, 2 layers (for tests).
+    #[value(name = "tiny")]
+    Tiny,
 }
 
 impl Preset {
@@ -131,6 +134,7 @@ impl Preset {
             Preset::Opt125m => (768, 12, 3072, 12),
             Preset::Opt350m => (1024, 16, 4096, 24),
             Preset::Opt1_3b => (2048, 32, 8192, 24),
+            Preset::Tiny => (64, 4, 256, 2),
         }
     }
 
@@ -139,6 +143,7 @@ impl Preset {
             Preset::Opt125m => "opt-125m",
             Preset::Opt350m => "opt-350m",
             Preset::Opt1_3b => "opt-1.3b",
+            Preset::Tiny => "tiny",
         }
     }
 }
@@ -150,6 +155,8 @@ pub enum ScoreArg {
     Max,
     /// max |z| over the block.
     MaxAbs,
+    /// Σ z over the block (linear: what the two-party predictor computes).
+    Sum,
 }
 
 /// Vocabulary and position rows of synthetic models.
@@ -363,6 +370,7 @@ fn predictor(
             None => Score::for_activation(func),
             Some(ScoreArg::Max) => Score::Max,
             Some(ScoreArg::MaxAbs) => Score::MaxAbs,
+            Some(ScoreArg::Sum) => Score::Sum,
         },
         svd: SvdOptions {
             seed: args.seed,

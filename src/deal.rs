@@ -68,6 +68,12 @@ pub fn run(args: &DealArgs) -> Result<(), String> {
         start.elapsed().as_secs_f64(),
         bytes(8 * headers)
     );
+    if dealt.setup_bytes > 0 {
+        println!(
+            "setup material (the block shuffles' corrections, once per session): {}",
+            bytes(8 * dealt.setup_bytes)
+        );
+    }
     println!(
         "dealt = estimated for every call: {}",
         if exact { "yes" } else { "NO" }

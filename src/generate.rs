@@ -67,17 +67,36 @@ impl Sampler {
     }
 }
 
-/// (online bits, rounds, offline bits) the plan estimates for a call at `env`.
+/// (online bits, rounds, offline bits) the plan estimates for a call at `env` (a sparse
+/// plan at its expected density: see [`estimate_at`] for a call's realised masks).
 pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
+    let sparsity = p.options.sparsity.as_ref();
+    let density = |k: u32| {
+        let s = sparsity.expect("per-block costs only in sparse plans");
+        let f = &s.ffns[k as usize];
+        s.density.get(k as usize).copied().unwrap_or(1.0) * (f.blocks * env.seq) as f64
+    };
+    estimate_with(p, env, &density)
+}
+
+/// The estimate for a call at `env` whose opened masks had `active[k]` active (token,
+/// block) pairs in sparse FFN `k` ([`comet_runtime::interp::Measured::active`]).
+pub fn estimate_at(p: &Program, env: DimEnv, active: &[u64]) -> (u64, u64, u64) {
+    estimate_with(p, env, &|k| {
+        active.get(k as usize).copied().unwrap_or(0) as f64
+    })
+}
+
+fn estimate_with(p: &Program, env: DimEnv, active: &dyn Fn(u32) -> f64) -> (u64, u64, u64) {
     let costs = p
         .analyses
         .costs
         .as_ref()
         .expect("checked by check_interface");
-    let online: i128 = costs.iter().map(|(_, c)| c.online_bits.eval(env)).sum();
+    let online: f64 = costs.iter().map(|(_, c)| c.online_at(env, active)).sum();
     let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(env)).sum();
     let rounds = comet_compiler::passes::schedule::total_rounds(p).eval(env);
-    (online as u64, rounds as u64, offline as u64)
+    (online.round() as u64, rounds as u64, offline as u64)
 }
 
 /// The sizes of the calls of a generation: the prompt, then one token at a time.
@@ -135,8 +154,8 @@ pub fn generate(
         tokens.push(token);
         calls.push(Call {
             env,
+            estimated: estimate_at(p, env, &measured.active),
             measured,
-            estimated: estimate(p, env),
         });
     }
     Ok((tokens, calls))

@@ -13,9 +13,9 @@ use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpOptions};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::generate::{Call, Sampler, call_sizes, estimate, generate};
+use crate::generate::{Call, Sampler, call_sizes, estimate_at, generate};
 use crate::report::{RunInfo, bytes};
-use crate::run::{RunArgs, finish, load_weights, prompt, tokenizer};
+use crate::run::{RunArgs, finish, load_weights, prompt, tokenizer, with_predictor};
 
 /// Runs this process's party.
 pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
@@ -25,6 +25,10 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     let weights = load_weights(program, args.weights.as_deref(), Some(usize::from(party)))
         .map_err(|e| format!("party {party}: {e}"))?
         .unwrap_or_default();
+    let weights = match party {
+        0 => with_predictor(program, weights, args.predictor.as_deref())?,
+        _ => weights,
+    };
     let client = if party == 1 {
         let t = tokenizer(args)?;
         let p = prompt(args, t.as_ref())?;
@@ -72,6 +76,7 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
         mode: format!("party {party} over TCP"),
         material_read: true,
         setup_bits: calls.first().map_or(0, |c| c.measured.setup_bits),
+        setup_offline_bits: calls.first().map_or(0, |c| c.measured.setup_offline_bits),
         seconds: start.elapsed().as_secs_f64(),
     };
     finish(&tokens, tokenizer.as_ref(), &calls, &info, args.json)
@@ -107,8 +112,8 @@ fn serve<C: Channel>(
         );
         calls.push(Call {
             env,
+            estimated: estimate_at(program, env, &measured.active),
             measured,
-            estimated: estimate(program, env),
         });
     }
     Ok(calls)

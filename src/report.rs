@@ -22,8 +22,10 @@ pub struct RunInfo {
     /// Whether offline figures are this party's material file (two processes) rather
     /// than the whole dealer's.
     pub material_read: bool,
-    /// Setup bits (fixed operands opened once), both parties.
+    /// Setup bits (shuffles, fixed operands opened once), both parties.
     pub setup_bits: u64,
+    /// Dealer bits of the setup (a sparse plan's shuffle corrections).
+    pub setup_offline_bits: u64,
     /// Wall time of the calls, seconds.
     pub seconds: f64,
 }
@@ -72,8 +74,12 @@ pub fn print_summary(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &
     let offline_exact = calls
         .iter()
         .all(|c| c.measured.offline_bits == c.estimated.2);
+    let shuffles = match info.setup_offline_bits {
+        0 => String::new(),
+        b => format!(", dealer {} (the block shuffles' corrections)", bytes(b)),
+    };
     println!(
-        "setup (fixed operands opened once): {}; wall time {:.2} s",
+        "setup (once per session): {} online{shuffles}; wall time {:.2} s",
         bytes(info.setup_bits),
         info.seconds
     );
@@ -116,7 +122,7 @@ pub fn json(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &RunInfo) 
         .collect();
     serde_json::json!({
         "tokens": tokens, "text": text, "mode": info.mode,
-        "setup_bits": info.setup_bits, "seconds": info.seconds, "calls": calls,
+        "setup_bits": info.setup_bits, "setup_offline_bits": info.setup_offline_bits, "seconds": info.seconds, "calls": calls,
     })
     .to_string()
 }

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// all of them). Not needed by a client that provides no weights.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// A sparse plan's predictor file (`comet calibrate --score sum --out FILE`): the
+    /// server derives the plan's predictor weights from it.
+    #[arg(long, value_name = "FILE")]
+    pub predictor: Option<PathBuf>,
     /// The prompt as token ids, comma-separated (e.g. `41,69,186`).
     #[arg(
         long,
@@ -102,6 +106,7 @@ pub type Generated = (Vec<u64>, Vec<Call>, Option<Tokenizer>, RunInfo);
 /// Generates with both parties in this process.
 pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String> {
     let weights = load_weights(program, args.weights.as_deref(), None)?.unwrap_or_default();
+    let weights = with_predictor(program, weights, args.predictor.as_deref())?;
     let tokenizer = tokenizer(args)?;
     let prompt = prompt(args, tokenizer.as_ref())?;
     let n = args.generate.unwrap_or(8);
@@ -115,6 +120,7 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
         mode: "two parties in one process".into(),
         material_read: false,
         setup_bits: calls.first().map_or(0, |c| c.measured.setup_bits),
+        setup_offline_bits: calls.first().map_or(0, |c| c.measured.setup_offline_bits),
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok((tokens, calls, tokenizer, info))
@@ -174,6 +180,7 @@ pub fn load_weights(
 ) -> Result<Option<HashMap<String, ArrayD<f64>>>, String> {
     let mine: Vec<_> = (p.info.weights.iter())
         .filter(|w| party.is_none_or(|q| w.party.index() == q))
+        .filter(|w| !comet_ir::sparse::is_predictor_weight(&w.name))
         .cloned()
         .collect();
     match path {
@@ -186,6 +193,32 @@ pub fn load_weights(
         Some(path) => comet_runtime::weights::load(path, &mine)
             .map(Some)
             .map_err(|e| e.to_string()),
+    }
+}
+
+/// `weights` with a sparse plan's predictor weights from `predictor` (the server's, or
+/// both parties' in one process); unchanged for a dense plan.
+pub fn with_predictor(
+    p: &Program,
+    mut weights: HashMap<String, ArrayD<f64>>,
+    predictor: Option<&Path>,
+) -> Result<HashMap<String, ArrayD<f64>>, String> {
+    match (&p.options.sparsity, predictor) {
+        (None, None) => Ok(weights),
+        (None, Some(_)) => {
+            Err("--predictor: the plan has dense FFNs (compile with --sparsity ffn)".into())
+        }
+        (Some(_), None) => Err(
+            "the plan has sparse FFNs: give their predictor with --predictor FILE (from `comet \
+             calibrate MODEL --weights W --score sum --out FILE`)"
+                .into(),
+        ),
+        (Some(_), Some(path)) => {
+            let folded =
+                comet_runtime::sparsity::plan::plan_weights(path, p).map_err(|e| e.to_string())?;
+            weights.extend(folded);
+            Ok(weights)
+        }
     }
 }
 

@@ -249,3 +249,61 @@ pub fn rope_rotations(
         })
     })
 }
+
+/// `x` with axis `axis` padded with zeros to whole blocks of `block`: the plaintext
+/// meaning of `block_permute` (the permutation is secret and consistent within a sparse
+/// FFN, so it does not change any result: plaintext backends use the identity).
+pub fn pad_blocks<T: Element>(x: &ArrayViewD<T>, block: u64, axis: u32) -> Moved<T> {
+    let axis = axis as usize;
+    if axis >= x.ndim() || block == 0 {
+        return Err(format!(
+            "`block_permute`: axis {axis} (block {block}) is outside {:?}",
+            x.shape()
+        ));
+    }
+    let n = x.shape()[axis];
+    let mut shape = x.shape().to_vec();
+    shape[axis] = n.div_ceil(block as usize) * block as usize;
+    let mut out = ArrayD::from_elem(IxDyn(&shape), T::ZERO);
+    out.slice_axis_mut(Axis(axis), (0..n).into()).assign(x);
+    Ok(out)
+}
+
+/// Whether entry `j` of token row `t` is in an active block of `mask` (`[seq, n/B]`,
+/// nonzero = active).
+fn active<T: Element + PartialEq>(mask: &ArrayViewD<T>, t: usize, j: usize, block: usize) -> bool {
+    mask[[t, j / block]] != T::ZERO
+}
+
+/// `x` `[seq, n]` with the entries of inactive blocks set to zero (`apply_mask`).
+pub fn apply_mask<T: Element + PartialEq>(
+    x: &ArrayViewD<T>,
+    mask: &ArrayViewD<T>,
+    block: u64,
+) -> Moved<T> {
+    let b = block as usize;
+    let ok = x.ndim() == 2
+        && mask.ndim() == 2
+        && b > 0
+        && x.shape()[1].is_multiple_of(b)
+        && mask.shape() == [x.shape()[0], x.shape()[1] / b];
+    if !ok {
+        return Err(format!(
+            "`apply_mask`: mask {:?} does not cover {:?} in blocks of {b}",
+            mask.shape(),
+            x.shape()
+        ));
+    }
+    let mut out = x.to_owned();
+    for ((t, j), v) in out
+        .view_mut()
+        .into_dimensionality::<ndarray::Ix2>()
+        .expect("checked 2-D")
+        .indexed_iter_mut()
+    {
+        if !active(mask, t, j, b) {
+            *v = T::ZERO;
+        }
+    }
+    Ok(out)
+}

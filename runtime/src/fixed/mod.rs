@@ -479,8 +479,15 @@ fn apply(op: &Op, x: &[ArrayViewD<Ring>], ctx: OpCtx) -> OpResult {
         Op::OneHot { depth } => movement::one_hot(&x[0], *depth),
         Op::Rope { base, style } => position::rope(&x[0], *base, *style, ctx.env.past, ctx.frac),
         Op::CausalMask => position::causal_mask(&x[0], ctx.scale("causal_mask")?),
-        Op::Share { .. } | Op::Reveal { .. } | Op::Output { .. } | Op::CacheWrite { .. } => {
-            Ok(x[0].to_owned())
+        Op::Share { .. }
+        | Op::Reveal { .. }
+        | Op::Output { .. }
+        | Op::CacheWrite { .. }
+        | Op::Open => Ok(x[0].to_owned()),
+        Op::BlockPermute { block, axis, .. } => movement::pad_blocks(&x[0], *block, *axis),
+        Op::ApplyMask { block, .. } => movement::apply_mask(&x[0], &x[1], *block),
+        Op::BlockMatMul { block, .. } => {
+            arith::matmul(&movement::apply_mask(&x[0], &x[2], *block)?.view(), &x[1])
         }
         Op::Unary { .. } | Op::Softmax | Op::LayerNorm { .. } | Op::RmsNorm { .. } => {
             Err(format!("composite `{}` must be expanded first", op.name()))

@@ -8,8 +8,9 @@ use comet_ir::{DimEnv, NodeId, Op, Program};
 
 use super::Schedule;
 use crate::dealer::{
-    B2aMaterial, BitMuxMaterial, Deal, DreluMaterial, FixedCallMaterial, FixedMaskMaterial,
-    GmwDreluMaterial, MaterialError, Pair, Product, SquareMaterial, TripleMaterial,
+    B2aMaterial, BitMuxMaterial, BlockMatMulMaterial, Deal, DreluMaterial, FixedCallMaterial,
+    FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair, Product, ShuffleMaterial,
+    SquareMaterial, TripleMaterial,
 };
 use crate::protocols::row_max::LevelMaterial;
 use crate::protocols::share::InputSeed;
@@ -34,6 +35,8 @@ pub(crate) enum NodeMaterial {
     Seed(InputSeed),
     /// Per level of a row maximum: the comparison's and the select's material.
     RowMax(Vec<LevelMaterial>),
+    /// Per-call material of a block-sparse product.
+    BlockMatMul(BlockMatMulMaterial),
 }
 
 /// One party's material for the call.
@@ -43,6 +46,40 @@ pub(crate) struct PartyMaterial {
     pub nodes: HashMap<NodeId, NodeMaterial>,
     /// Masks of the fixed operands, by the fixed operand's node, in canonical order.
     pub fixed_masks: Vec<(NodeId, FixedMaskMaterial)>,
+    /// Permutation correlations of the `block_permute` nodes, in canonical order.
+    pub shuffles: Vec<(NodeId, ShuffleMaterial)>,
+}
+
+/// One party's once-per-session material: shuffles, then fixed masks.
+pub(crate) type SetupMaterial = (
+    Vec<(NodeId, ShuffleMaterial)>,
+    Vec<(NodeId, FixedMaskMaterial)>,
+);
+
+/// The view of a `block_permute` node's (padded) shape that its shuffle permutes: one row
+/// per block, `(rows, k)`.
+pub(crate) fn shuffle_view(program: &Program, id: NodeId) -> (usize, usize) {
+    let Op::BlockPermute { block, axis, .. } = program.graph.node(id).op else {
+        unreachable!("shuffles are block_permute nodes")
+    };
+    let shape = shape_of(program, id, DimEnv { seq: 1, past: 0 });
+    let rows = shape[axis as usize] / block as usize;
+    (rows, shape.iter().product::<usize>() / rows.max(1))
+}
+
+/// The fixed operand of product `id` (protocol `proto`): the right one of a block-sparse
+/// product, else whichever operand is fixed.
+pub(crate) fn fixed_operand_of(
+    program: &Program,
+    id: NodeId,
+    fixed: &std::collections::HashSet<NodeId>,
+) -> NodeId {
+    let xs = program.graph.operands(id);
+    if matches!(program.graph.node(id).op, Op::BlockMatMul { .. }) || fixed.contains(&xs[1]) {
+        xs[1]
+    } else {
+        xs[0]
+    }
 }
 
 /// The evaluated shape of node `id`.
@@ -51,27 +88,34 @@ pub(crate) fn shape_of(program: &Program, id: NodeId, env: DimEnv) -> Vec<usize>
     node.ty.shape.iter().map(|d| d.eval(env) as usize).collect()
 }
 
-/// The once-per-session masks of every fixed operand of a product, in canonical order.
+/// The once-per-session material: the shuffle of every `block_permute` node, then the
+/// mask of every fixed operand of a product, each in canonical order.
 pub(crate) fn generate_setup(
     program: &Program,
     schedule: &Schedule,
     deal: &mut dyn Deal,
-) -> Result<[Vec<(NodeId, FixedMaskMaterial)>; 2], MaterialError> {
+) -> Result<[SetupMaterial; 2], MaterialError> {
     let fixed = comet_ir::protocol::fixed_values(program);
-    let mut out = [Vec::new(), Vec::new()];
+    let mut out = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    for &id in &schedule.order {
+        if let Op::BlockPermute { perm, .. } = program.graph.node(id).op {
+            let (rows, k) = shuffle_view(program, id);
+            for (p, m) in deal.shuffle(perm, rows, k)?.into_iter().enumerate() {
+                if let Some(m) = m {
+                    out[p].0.push((id, m));
+                }
+            }
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for &id in &schedule.order {
-        if matches!(
-            schedule.protocol[&id],
-            Protocol::FixedMul | Protocol::FixedMatMul
-        ) {
-            let xs = program.graph.operands(id);
-            let w = if fixed.contains(&xs[1]) { xs[1] } else { xs[0] };
+        if schedule.protocol[&id].has_fixed_operand() {
+            let w = fixed_operand_of(program, id, &fixed);
             if seen.insert(w) {
                 let shape = shape_of(program, w, DimEnv { seq: 1, past: 0 });
                 for (p, m) in deal.fixed_mask(w, &shape)?.into_iter().enumerate() {
                     if let Some(m) = m {
-                        out[p].push((w, m));
+                        out[p].1.push((w, m));
                     }
                 }
             }
@@ -128,6 +172,14 @@ pub(crate) fn generate_call(
                 (deal.b2a(n)?).map(|m| m.map(NodeMaterial::B2a))
             }
             Protocol::RowMaxTree => row_max(deal, &shape(xs[0]), schedule.gmw)?,
+            Protocol::BlockFixedMatMul => {
+                let Op::BlockMatMul { block, .. } = program.graph.node(id).op else {
+                    unreachable!("block_fixed_matmul computes block_matmul nodes")
+                };
+                let seq = shape(xs[0])[0];
+                let m = deal.block_matmul(xs[1], seq, block as usize)?;
+                m.map(|m| m.map(NodeMaterial::BlockMatMul))
+            }
             _ => continue,
         };
         for (p, m) in pair.into_iter().enumerate() {

@@ -48,7 +48,7 @@ pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
 pub use session::{DealtFiles, InProcess, Outputs, RemoteParty, deal_session, deal_to_files};
 
 /// What a call cost, as the channel and the dealer counted it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Measured {
     /// Online payload bits sent by both parties together (`8 ×` bytes).
     pub online_bits: u64,
@@ -56,8 +56,14 @@ pub struct Measured {
     pub rounds: u64,
     /// Bits the dealer materialised for the call (corrections, DCF correction words).
     pub offline_bits: u64,
-    /// Setup payload bits (opening fixed masks), both parties: once per session.
+    /// Setup payload bits (shuffles, opening fixed masks), both parties: once per session.
     pub setup_bits: u64,
+    /// Dealer bits of the setup (the shuffles' corrections), once per session: not in
+    /// `offline_bits`.
+    pub setup_offline_bits: u64,
+    /// Per sparse FFN: the active (token, block) pairs of the call's opened mask (empty
+    /// for a dense plan). The estimate at these counts is what the call should cost.
+    pub active: Vec<u64>,
 }
 
 /// A call failed.

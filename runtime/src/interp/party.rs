@@ -7,17 +7,19 @@ use comet_ir::protocol::{Protocol, fixed_values};
 use comet_ir::{DimEnv, Domain, Elem, NodeId, Op, Party, Program};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use super::material::{NodeMaterial, PartyMaterial, shape_of};
+use super::material::{NodeMaterial, PartyMaterial, shape_of, shuffle_view};
 use super::{InterpError, Schedule};
 use crate::fixed::{self, Cache, decode_value};
 use crate::protocols::driver::{round_bytes, setup_round};
 use crate::protocols::fixed::FixedOperand;
 use crate::protocols::{
-    MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux, drelu,
-    fixed as fixed_proto, gmw, mux, pack, reveal, row_max, share, square, unpack,
+    MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
+    block_matmul, drelu, fixed as fixed_proto, gmw, mux, pack, reveal, row_max, share, shuffle,
+    square, unpack,
 };
 use crate::ring::{self, Ring};
 use crate::transport::Channel;
+use comet_ir::sparse::{Masked, masked_nodes};
 
 /// The sources one party provides: its inputs and weights, real-valued, by name.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +65,8 @@ enum Pending {
     BitMux(bit_mux::State),
     /// A row maximum between its rounds.
     RowMax(Box<row_max::State>),
+    /// A block-sparse product with its fixed operand.
+    Block(block_matmul::State, NodeId),
 }
 
 /// What a node's round ended with: its value, or its next state and message.
@@ -92,6 +96,15 @@ struct Run<'a> {
     in_flight: HashMap<NodeId, (Pending, Vec<u8>)>,
     outputs: HashMap<String, ArrayD<f64>>,
     writes: Vec<(u32, ArrayD<Ring>)>,
+    /// Nodes of sparse FFNs' masked regions.
+    masked: HashMap<NodeId, Masked>,
+    /// Masked nodes between start and finish: the flat indices of their active entries
+    /// and their full shape, to scatter the result back.
+    scatter: HashMap<NodeId, (Vec<usize>, Vec<usize>)>,
+    /// Permuted values computed by this call's shuffles.
+    permuted: HashMap<NodeId, ArrayD<Ring>>,
+    /// Active (token, block) pairs per sparse FFN, from the opened masks.
+    active: Vec<u64>,
 }
 
 /// What a party keeps between the calls of a session: its KV-cache shares and its fixed
@@ -101,6 +114,10 @@ pub struct PartyState {
     /// The KV-cache shares.
     pub cache: Cache,
     fixed: HashMap<NodeId, FixedOperand>,
+    /// Shares of the obliviously permuted weights (`block_permute`), from the setup.
+    permuted: HashMap<NodeId, ArrayD<Ring>>,
+    /// Active (token, block) pairs per sparse FFN in the last call.
+    pub last_active: Vec<u64>,
 }
 
 impl PartyState {
@@ -144,6 +161,15 @@ pub fn run_party<C: Channel + ?Sized>(
 ) -> Result<HashMap<String, ArrayD<f64>>, InterpError> {
     let fixed_operands = std::mem::take(&mut state.fixed);
     let skip = set_up_only(program, schedule, &fixed_operands);
+    let masked = masked_nodes(program);
+    let n_sparse = program
+        .options
+        .sparsity
+        .as_ref()
+        .map_or(0, |s| s.ffns.len());
+    let values: HashMap<NodeId, Option<ArrayD<Ring>>> = (state.permuted.iter())
+        .map(|(id, v)| (*id, Some(v.clone())))
+        .collect();
     let mut run = Run {
         program,
         schedule,
@@ -154,14 +180,22 @@ pub fn run_party<C: Channel + ?Sized>(
         cache: &state.cache,
         material: material.0,
         fixed: fixed_values(program),
-        values: HashMap::new(),
+        values,
         fixed_operands,
         skip,
         in_flight: HashMap::new(),
         outputs: HashMap::new(),
         writes: Vec::new(),
+        masked,
+        scatter: HashMap::new(),
+        permuted: HashMap::new(),
+        active: vec![0; n_sparse],
     };
     run.local_pass()?;
+    if !run.material.shuffles.is_empty() {
+        run.shuffle_setup(ch)?;
+        run.local_pass()?;
+    }
     run.setup(ch)?;
     for r in 0..schedule.total_rounds {
         if r > 0 {
@@ -181,9 +215,13 @@ pub fn run_party<C: Channel + ?Sized>(
         outputs,
         writes,
         fixed_operands,
+        permuted,
+        active,
         ..
     } = run;
     state.fixed = fixed_operands;
+    state.permuted.extend(permuted);
+    state.last_active = active;
     for (slot, v) in writes {
         state.cache.set(slot, v);
     }
@@ -209,10 +247,7 @@ fn set_up_only(
         }
         let only_set_up = program.graph.users(id).iter().all(|&u| {
             skip.contains(&u)
-                || (matches!(
-                    schedule.protocol[&u],
-                    Protocol::FixedMul | Protocol::FixedMatMul
-                ) && set_up.contains_key(&id))
+                || (schedule.protocol[&u].has_fixed_operand() && set_up.contains_key(&id))
         });
         if only_set_up {
             skip.insert(id);
@@ -266,7 +301,9 @@ impl Run<'_> {
                 continue;
             }
             let no_rounds = self.schedule.own.get(&id) == Some(&0);
+            let shuffled = self.schedule.protocol[&id] == Protocol::Shuffle;
             if self.values.contains_key(&id)
+                || shuffled
                 || (self.schedule.protocol[&id].communicates() && !no_rounds)
                 || !self.ready(id)
             {
@@ -423,6 +460,53 @@ impl Run<'_> {
         Ok(Some(v))
     }
 
+    /// Permutes the blocks of every `block_permute` operand by the session's secret
+    /// permutations, all nodes together: two setup exchanges (step 0: party 1's masked
+    /// shares to party 0, who permutes by `π0`; step 1: party 0's to party 1, `π1`).
+    fn shuffle_setup<C: Channel + ?Sized>(&mut self, ch: &mut C) -> Result<(), InterpError> {
+        let jobs = std::mem::take(&mut self.material.shuffles);
+        let mut views = Vec::new();
+        for (id, _) in &jobs {
+            let x = self.program.graph.operands(*id)[0];
+            let v = (self.value(x))
+                .ok_or_else(|| self.fail(*id, "operand not computed before the shuffle".into()))?;
+            views.push(Share(
+                to_rows(self.program, *id, v).map_err(|m| self.fail(*id, m))?,
+            ));
+        }
+        for step in 0..2 {
+            let mut states = Vec::new();
+            let mut msg = Vec::new();
+            for ((_, m), v) in jobs.iter().zip(&views) {
+                let (st, part) = shuffle::start_step(self.party, step, v, m);
+                states.push(st);
+                msg.extend(part);
+            }
+            let peer = setup_round(ch, &msg)?;
+            let mut at = 0;
+            for (i, st) in states.into_iter().enumerate() {
+                let n = if step == usize::from(self.party) {
+                    views[i].0.len()
+                } else {
+                    0
+                };
+                let part = peer.get(at..at + n).ok_or(MessageError::Length {
+                    expected: at + n,
+                    actual: peer.len(),
+                })?;
+                at += n;
+                views[i] = shuffle::finish_step(st, part)?;
+            }
+            crate::protocols::check_len(&peer, at)?;
+        }
+        for ((id, _), v) in jobs.iter().zip(views) {
+            let full = from_rows(self.program, *id, v.0);
+            self.permuted.insert(*id, full.clone());
+            self.values.insert(*id, Some(full));
+        }
+        Ok(())
+    }
+
     /// Opens `W − B` of every fixed operand in one setup exchange.
     fn setup<C: Channel + ?Sized>(&mut self, ch: &mut C) -> Result<(), InterpError> {
         let masks = std::mem::take(&mut self.material.fixed_masks);
@@ -495,7 +579,9 @@ impl Run<'_> {
             at += n;
             match self.finish(id, st, part)? {
                 Finished::Value(v) => {
+                    let v = self.scatter_back(id, v);
                     self.values.insert(id, v);
+                    self.count_active(id);
                 }
                 Finished::Next(st, next) => {
                     self.in_flight.insert(id, (*st, next));
@@ -567,6 +653,13 @@ impl Run<'_> {
         if proto == Protocol::Reveal {
             return self.start_reveal(id);
         }
+        if proto == Protocol::Open {
+            let (st, msg) = reveal::start(p, None, &self.share_of(id, xs[0])?);
+            return Ok((Pending::Reveal(st), pack(&msg)));
+        }
+        if let Some(m) = self.masked.get(&id).copied() {
+            return self.start_masked(id, m, proto);
+        }
         let material = (self.material.nodes.remove(&id))
             .ok_or_else(|| self.fail(id, "no dealer material".into()))?;
         let bad = || self.fail(id, "dealer material of another protocol".into());
@@ -622,8 +715,100 @@ impl Run<'_> {
                 let (st, msg) = row_max::start(p, &self.share_of(id, xs[0])?, levels);
                 (Pending::RowMax(Box::new(st)), msg)
             }
+            (Protocol::BlockFixedMatMul, NodeMaterial::BlockMatMul(m)) => {
+                let Op::BlockMatMul { block, .. } = self.program.graph.node(id).op else {
+                    return Err(bad());
+                };
+                let h = self.share_of(id, xs[0])?;
+                let mask = self.mask_bits(id, xs[2])?;
+                let (st, msg) = block_matmul::start(p, &h, mask.view(), block as usize, m);
+                arith((Pending::Block(st, xs[1]), msg))
+            }
             _ => return Err(bad()),
         })
+    }
+
+    /// The public block mask `mask` as bits `[seq, blocks]`.
+    fn mask_bits(&self, id: NodeId, mask: NodeId) -> Result<ndarray::Array2<bool>, InterpError> {
+        let v = (self.value(mask)).ok_or_else(|| self.fail(id, "block mask not opened".into()))?;
+        (v.mapv(|b| b != 0).into_dimensionality::<ndarray::Ix2>())
+            .map_err(|_| self.fail(id, format!("block mask {:?} is not 2-D", v.shape())))
+    }
+
+    /// Starts a node of a sparse FFN's masked region on its active entries only: its
+    /// operands and its (dense) material gathered at them; the result is scattered back
+    /// when it finishes.
+    fn start_masked(
+        &mut self,
+        id: NodeId,
+        m: Masked,
+        proto: Protocol,
+    ) -> Result<(Pending, Vec<u8>), InterpError> {
+        let shape = shape_of(self.program, id, self.env);
+        let mask = self.mask_bits(id, m.mask)?;
+        let idx =
+            active_entries(mask.view(), &shape, m.block as usize).map_err(|e| self.fail(id, e))?;
+        let mut xs = Vec::new();
+        for x in self.program.graph.operands(id) {
+            let v = self.share_of(id, x)?;
+            xs.push(gather_entries(&v.0, &shape, &idx).map_err(|e| self.fail(id, e))?);
+        }
+        let material = (self.material.nodes.remove(&id))
+            .ok_or_else(|| self.fail(id, "no dealer material".into()))?;
+        let p = self.party;
+        let (st, msg) = match (proto, material) {
+            (Protocol::DreluFss, NodeMaterial::Drelu(t)) => {
+                let (st, msg) = drelu::start(p, &xs[0], t.gather(&idx));
+                (Pending::Drelu(st), msg)
+            }
+            (Protocol::Mux, NodeMaterial::Triple(t)) => {
+                let (st, msg) = mux::start(p, &xs[0], &xs[1], t.gather(&idx));
+                (Pending::Beaver(st), msg)
+            }
+            (Protocol::BeaverMul, NodeMaterial::Triple(t)) => {
+                let (st, msg) = beaver_mul::start(p, &xs[0], &xs[1], t.gather(&idx));
+                (Pending::Beaver(st), msg)
+            }
+            (Protocol::Square, NodeMaterial::Square(t)) => {
+                let (st, msg) = square::start(p, &xs[0], t.gather(&idx));
+                (Pending::Square(st), msg)
+            }
+            (proto, _) => {
+                return Err(self.fail(
+                    id,
+                    format!("`{proto}` does not run on the active blocks of a sparse FFN"),
+                ));
+            }
+        };
+        self.scatter.insert(id, (idx, shape));
+        Ok((st, pack(&msg)))
+    }
+
+    /// A masked node's result on its active entries, back at its full shape (zeros at
+    /// the inactive entries); other nodes' results unchanged.
+    fn scatter_back(&mut self, id: NodeId, v: Option<ArrayD<Ring>>) -> Option<ArrayD<Ring>> {
+        let (Some(v), Some((idx, shape))) = (v.as_ref(), self.scatter.remove(&id)) else {
+            return v;
+        };
+        let mut full = ArrayD::zeros(IxDyn(&shape));
+        let flat = full.as_slice_mut().expect("standard layout");
+        for (&i, &x) in idx.iter().zip(v.iter()) {
+            flat[i] = x;
+        }
+        Some(full)
+    }
+
+    /// Counts the active pairs of an opened block mask.
+    fn count_active(&mut self, id: NodeId) {
+        let Some(ffn) = (self.masked.values()).find(|m| m.mask == id).map(|m| m.ffn) else {
+            return;
+        };
+        let ones = self
+            .value(id)
+            .map_or(0, |v| v.iter().filter(|&&b| b != 0).count());
+        if let Some(a) = self.active.get_mut(ffn as usize) {
+            *a += ones as u64;
+        }
     }
 
     /// Ends node `id`'s round with the peer's part.
@@ -657,6 +842,82 @@ impl Run<'_> {
                 Step::Next(s, msg) => Finished::Next(Box::new(Pending::RowMax(Box::new(s))), msg),
                 Step::Done(max) => value(max),
             },
+            Pending::Block(s, w) => {
+                let w = (self.fixed_operands.get(&w))
+                    .ok_or_else(|| self.fail(id, "fixed operand was not set up".into()))?;
+                value(block_matmul::finish(s, w, &unpack(peer)?)?)
+            }
         })
     }
+}
+
+/// The flat indices of the entries of `shape` (`[seq, n]`) in the blocks `mask` marks
+/// active, in row-major order.
+fn active_entries(
+    mask: ndarray::ArrayView2<bool>,
+    shape: &[usize],
+    block: usize,
+) -> Result<Vec<usize>, String> {
+    let [seq, n] = shape else {
+        return Err(format!("a masked value must be [seq, n], got {shape:?}"));
+    };
+    if block == 0 || !n.is_multiple_of(block) || mask.dim() != (*seq, n / block) {
+        return Err(format!(
+            "block mask {:?} does not cover {shape:?} in blocks of {block}",
+            mask.dim()
+        ));
+    }
+    let mut idx = Vec::new();
+    for ((t, b), &on) in mask.indexed_iter() {
+        if on {
+            idx.extend((0..block).map(|i| t * n + b * block + i));
+        }
+    }
+    Ok(idx)
+}
+
+/// `x` broadcast to `shape`, at the flat indices `idx`: a 1-D share.
+fn gather_entries(x: &ArrayD<Ring>, shape: &[usize], idx: &[usize]) -> Result<Share, String> {
+    let full = x
+        .broadcast(IxDyn(shape))
+        .ok_or_else(|| format!("operand {:?} does not broadcast to {shape:?}", x.shape()))?;
+    let full = full.as_standard_layout();
+    let flat = full.as_slice().expect("standard layout");
+    Ok(Share(ArrayD::from_shape_fn(IxDyn(&[idx.len()]), |i| {
+        flat[idx[i[0]]]
+    })))
+}
+
+/// A `block_permute` node's operand padded to its shape and laid out one block per row:
+/// `[rows, k]` (the permuted axis moved first).
+fn to_rows(program: &Program, id: NodeId, x: &ArrayD<Ring>) -> Result<ArrayD<Ring>, String> {
+    let Op::BlockPermute { block, axis, .. } = program.graph.node(id).op else {
+        unreachable!("shuffles are block_permute nodes")
+    };
+    let padded = crate::movement::pad_blocks(&x.view(), block, axis)?;
+    let mut order: Vec<usize> = (0..padded.ndim()).collect();
+    order.remove(axis as usize);
+    order.insert(0, axis as usize);
+    let moved = padded.permuted_axes(IxDyn(&order));
+    let (rows, k) = shuffle_view(program, id);
+    Ok(crate::movement::reshape_to(&moved.view(), &[rows, k]))
+}
+
+/// The inverse of [`to_rows`]: rows back to the node's (padded) shape.
+fn from_rows(program: &Program, id: NodeId, rows: ArrayD<Ring>) -> ArrayD<Ring> {
+    let Op::BlockPermute { axis, .. } = program.graph.node(id).op else {
+        unreachable!("shuffles are block_permute nodes")
+    };
+    let shape = shape_of(program, id, DimEnv { seq: 1, past: 0 });
+    let axis = axis as usize;
+    let mut moved_shape = shape.clone();
+    let n = moved_shape.remove(axis);
+    moved_shape.insert(0, n);
+    let moved = crate::movement::reshape_to(&rows.view(), &moved_shape);
+    let mut order: Vec<usize> = (1..shape.len()).collect();
+    order.insert(axis, 0);
+    moved
+        .permuted_axes(IxDyn(&order))
+        .as_standard_layout()
+        .into_owned()
 }

@@ -22,27 +22,31 @@ use crate::transport::{Channel, ChannelStats};
 /// Outputs of a call, by name, as their receiver decoded them.
 pub type Outputs = HashMap<String, ArrayD<f64>>;
 
-/// Material for the next call from `deal`, with the setup masks if the session has not
-/// been set up yet.
+/// Material for the next call from `deal`, with the setup material (shuffles, fixed
+/// masks) if the session has not been set up yet; and the offline bytes of that setup
+/// material (the shuffles' corrections), which are not the call's.
 fn next_material(
     program: &Program,
     schedule: &Schedule,
     env: DimEnv,
     deal: &mut dyn Deal,
     set_up: bool,
-) -> Result<[PartyMaterial; 2], InterpError> {
+) -> Result<([PartyMaterial; 2], u64), InterpError> {
+    let before = deal.offline_bytes();
     let masks = if set_up {
         None
     } else {
         Some(generate_setup(program, schedule, deal)?)
     };
+    let setup_bytes = deal.offline_bytes() - before;
     let mut m = generate_call(program, schedule, env, deal)?;
     if let Some(masks) = masks {
-        for (p, masks) in masks.into_iter().enumerate() {
+        for (p, (shuffles, masks)) in masks.into_iter().enumerate() {
+            m[p].shuffles = shuffles;
             m[p].fixed_masks = masks;
         }
     }
-    Ok(m)
+    Ok((m, setup_bytes))
 }
 
 /// Both parties of a session in this process, with an in-process dealer.
@@ -103,9 +107,10 @@ impl<'a> InProcess<'a> {
         let program = self.program;
         let schedule = Schedule::new(program, env)?;
         let before = self.dealer.offline_bytes();
-        let [m0, m1] = next_material(program, &schedule, env, &mut self.dealer, self.set_up)?
-            .map(PartyMaterialHandle);
-        let offline_bytes = self.dealer.offline_bytes() - before;
+        let (m, setup_bytes) =
+            next_material(program, &schedule, env, &mut self.dealer, self.set_up)?;
+        let [m0, m1] = m.map(PartyMaterialHandle);
+        let offline_bytes = self.dealer.offline_bytes() - before - setup_bytes;
         let none = HashMap::new();
         for (p, s) in self.sources.iter_mut().enumerate() {
             s.inputs = PartyInputs::for_party(program, p, inputs, &none).inputs;
@@ -127,6 +132,8 @@ impl<'a> InProcess<'a> {
             rounds: r0.stats.online.rounds,
             offline_bits: 8 * offline_bytes,
             setup_bits: 8 * (setup(&r0.stats) + setup(&r1.stats)),
+            setup_offline_bits: 8 * setup_bytes,
+            active: self.states[0].last_active.clone(),
         };
         Ok((outputs, measured))
     }
@@ -204,9 +211,10 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
         let program = self.program;
         let schedule = Schedule::new(program, env)?;
         let before_material = self.replay.offline_bytes();
-        let [m0, m1] = next_material(program, &schedule, env, &mut self.replay, self.set_up)?;
+        let ([m0, m1], setup_bytes) =
+            next_material(program, &schedule, env, &mut self.replay, self.set_up)?;
         let mine = PartyMaterialHandle(if self.party == 0 { m0 } else { m1 });
-        let offline_bytes = self.replay.offline_bytes() - before_material;
+        let offline_bytes = self.replay.offline_bytes() - before_material - setup_bytes;
         let p = usize::from(self.party);
         self.sources.inputs = PartyInputs::for_party(program, p, inputs, &HashMap::new()).inputs;
         let before = self.ch.stats();
@@ -227,6 +235,8 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             rounds: s.online.rounds,
             offline_bits: 8 * offline_bytes,
             setup_bits: 8 * (s.setup.payload_bytes_sent + s.setup.payload_bytes_received),
+            setup_offline_bits: 8 * setup_bytes,
+            active: self.state.last_active.clone(),
         };
         Ok((outputs, measured))
     }
@@ -235,7 +245,8 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
 /// Deals the material of a session's `calls` (the setup first, with the first call) from
 /// `dealer`, which records it to the parties' files; `progress(k, bytes)` hears of each
 /// call. Returns the bytes materialised per call (both parties), as
-/// [`Measured::offline_bits`]` / 8` would count them in process.
+/// [`Measured::offline_bits`]` / 8` would count them in process, and those of the
+/// session's setup (the shuffles' corrections, [`Measured::setup_offline_bits`]` / 8`).
 ///
 /// # Errors
 /// As [`Schedule::new`] for a call's sizes.
@@ -244,16 +255,19 @@ pub fn deal_session(
     calls: &[DimEnv],
     dealer: &mut SessionDealer,
     mut progress: impl FnMut(usize, u64),
-) -> Result<Vec<u64>, InterpError> {
+) -> Result<(Vec<u64>, u64), InterpError> {
     let mut per_call = Vec::with_capacity(calls.len());
+    let mut setup = 0;
     for (k, &env) in calls.iter().enumerate() {
         let schedule = Schedule::new(program, env)?;
         let before = dealer.offline_bytes();
-        drop(next_material(program, &schedule, env, dealer, k > 0)?);
-        per_call.push(dealer.offline_bytes() - before);
+        let (m, setup_bytes) = next_material(program, &schedule, env, dealer, k > 0)?;
+        drop(m);
+        setup += setup_bytes;
+        per_call.push(dealer.offline_bytes() - before - setup_bytes);
         progress(k, per_call[k]);
     }
-    Ok(per_call)
+    Ok((per_call, setup))
 }
 
 /// What [`deal_to_files`] wrote.
@@ -265,6 +279,8 @@ pub struct DealtFiles {
     pub per_call: Vec<u64>,
     /// DReLU key headers written beyond the estimate, both parties.
     pub header_bytes: u64,
+    /// The setup's material (the shuffles' corrections), both parties.
+    pub setup_bytes: u64,
     /// Each file's size.
     pub file_bytes: [u64; 2],
 }
@@ -305,7 +321,7 @@ pub fn deal_to_files(
         .try_into()
         .unwrap_or_else(|_| unreachable!("two sinks"));
     let mut dealer = dealer.recording([s0, s1]);
-    let per_call = deal_session(program, calls, &mut dealer, progress)?;
+    let (per_call, setup_bytes) = deal_session(program, calls, &mut dealer, progress)?;
     let header_bytes = dealer.header_bytes();
     dealer.finish().map_err(|e| MaterialError::io(dir, e))?;
     let file_bytes = [file::seal(&paths[0])?, file::seal(&paths[1])?];
@@ -313,6 +329,7 @@ pub fn deal_to_files(
         paths,
         per_call,
         header_bytes,
+        setup_bytes,
         file_bytes,
     })
 }

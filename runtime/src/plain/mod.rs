@@ -485,7 +485,13 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
         | Op::Share { .. }
         | Op::Reveal { .. }
         | Op::Output { .. }
-        | Op::CacheWrite { .. } => Ok(x[0].to_owned()),
+        | Op::CacheWrite { .. }
+        | Op::Open => Ok(x[0].to_owned()),
+        Op::BlockPermute { block, axis, .. } => movement::pad_blocks(&x[0], *block, *axis),
+        Op::ApplyMask { block, .. } => movement::apply_mask(&x[0], &x[1], *block),
+        Op::BlockMatMul { block, .. } => {
+            linalg::matmul(&movement::apply_mask(&x[0], &x[2], *block)?.view(), &x[1])
+        }
         Op::Input { .. } | Op::Weight { .. } | Op::Positions { .. } | Op::CacheRead { .. } => {
             Err(format!(
                 "`{}` is a source: it has no operands to compute from",

@@ -108,6 +108,31 @@ impl Predictor {
         model: &str,
         ffns: &[Ffn],
     ) -> Result<Predictor, SparsityError> {
+        let shapes: Vec<FfnShape> = ffns.iter().map(FfnShape::of).collect();
+        Predictor::from_bytes_for(bytes, origin, model, &shapes)
+    }
+
+    /// Reads a predictor file for a compiled plan, whose FFNs are known by their shapes
+    /// only (`shapes`; the weight names are not checked).
+    pub fn load_for(
+        path: &Path,
+        model: &str,
+        shapes: &[FfnShape],
+    ) -> Result<Predictor, SparsityError> {
+        let bytes = std::fs::read(path).map_err(|source| SparsityError::Io {
+            what: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Predictor::from_bytes_for(&bytes, &format!("`{}`", path.display()), model, shapes)
+    }
+
+    fn from_bytes_for(
+        bytes: &[u8],
+        origin: &str,
+        model: &str,
+        ffns: &[FfnShape],
+    ) -> Result<Predictor, SparsityError> {
         let err = |message: String| SparsityError::Predictor {
             origin: origin.to_string(),
             message,
@@ -152,8 +177,11 @@ impl Predictor {
         }
         let score = match get("score") {
             None => Score::Max,
-            Some(s) => Score::from_name(s)
-                .ok_or_else(|| err(format!("metadata `score` = `{s}`: expected max or max_abs")))?,
+            Some(s) => Score::from_name(s).ok_or_else(|| {
+                err(format!(
+                    "metadata `score` = `{s}`: expected max, max_abs or sum"
+                ))
+            })?,
         };
         let activity = match get("activity") {
             None => Activity::Nonzero,
@@ -175,14 +203,13 @@ impl Predictor {
         };
         let mut out = Vec::with_capacity(count);
         for (k, f) in ffns.iter().enumerate() {
-            if let Some(w) = get(&format!("ffn.{k}.weight"))
-                && w != f.weights.act
+            if let (Some(w), Some(act)) = (get(&format!("ffn.{k}.weight")), &f.act)
+                && w != act
             {
                 return Err(err(format!(
                     "FFN {k} was derived from weight `{w}` (metadata `ffn.{k}.weight`), but \
-                     the model's FFN {k} ({}) projects with `{}`",
-                    f.label(),
-                    f.weights.act
+                     the model's FFN {k} ({}) projects with `{act}`",
+                    f.label,
                 )));
             }
             let (d, ff) = (f.d as usize, f.ff as usize);
@@ -226,6 +253,31 @@ impl Predictor {
             activity,
             ffns: out,
         })
+    }
+}
+
+/// What loading a predictor needs to know of an FFN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FfnShape {
+    /// Input width.
+    pub d: u64,
+    /// Neurons.
+    pub ff: u64,
+    /// The projection under the activation, when known (checked against the file).
+    pub act: Option<String>,
+    /// How errors name it (`layer 3`).
+    pub label: String,
+}
+
+impl FfnShape {
+    /// The shape of a detected FFN.
+    pub fn of(f: &Ffn) -> FfnShape {
+        FfnShape {
+            d: f.d,
+            ff: f.ff,
+            act: Some(f.weights.act.clone()),
+            label: f.label(),
+        }
     }
 }
 

@@ -44,6 +44,7 @@
 
 pub mod calibrate;
 pub mod file;
+pub mod plan;
 pub mod svd;
 pub mod synthetic;
 #[cfg(test)]
@@ -152,6 +153,11 @@ pub enum Score {
     Max,
     /// `max |z|`.
     MaxAbs,
+    /// `Σ z` over the block: linear in `x`, so on secret shares the score is two
+    /// fixed-weight products (`x·P1`, then `·P2·G` with `G` summing each block's columns)
+    /// and the block needs one comparison, where `max` needs `B − 1` more (as many as the
+    /// FFN's own activation). The score the two-party protocol computes.
+    Sum,
 }
 
 impl Score {
@@ -160,6 +166,7 @@ impl Score {
         match self {
             Score::Max => "max",
             Score::MaxAbs => "max_abs",
+            Score::Sum => "sum",
         }
     }
 
@@ -168,6 +175,7 @@ impl Score {
         match name {
             "max" => Some(Score::Max),
             "max_abs" | "max-abs" => Some(Score::MaxAbs),
+            "sum" => Some(Score::Sum),
             _ => None,
         }
     }
@@ -276,11 +284,11 @@ impl Predictor {
     /// Block scores `[tokens, ⌈ff/B⌉]` of FFN `k` for its input `x` (`[tokens, d]`).
     pub fn block_scores(&self, k: usize, x: ArrayView2<f64>) -> Array2<f64> {
         let z = self.ffns[k].approx(x);
-        let f: fn(f64) -> f64 = match self.score {
-            Score::Max => |v| v,
-            Score::MaxAbs => f64::abs,
-        };
-        block_max(z.view(), self.block, f)
+        match self.score {
+            Score::Max => block_max(z.view(), self.block, |v| v),
+            Score::MaxAbs => block_max(z.view(), self.block, f64::abs),
+            Score::Sum => block_sum(z.view(), self.block),
+        }
     }
 
     /// Which blocks of FFN `k` are predicted active for `x` (`[tokens, d]`).
@@ -341,6 +349,18 @@ pub fn block_max(v: ArrayView2<f64>, block: usize, f: impl Fn(f64) -> f64) -> Ar
             if y > o[b] {
                 o[b] = y;
             }
+        }
+    }
+    out
+}
+
+/// `[tokens, ⌈ff/B⌉]`: per token and block, the sum over the block's columns.
+pub fn block_sum(v: ArrayView2<f64>, block: usize) -> Array2<f64> {
+    let (t, ff) = v.dim();
+    let mut out = Array2::zeros((t, n_blocks(ff, block)));
+    for (row, mut o) in v.rows().into_iter().zip(out.rows_mut()) {
+        for (j, x) in row.iter().enumerate() {
+            o[j / block] += x;
         }
     }
     out
