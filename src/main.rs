@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_approx;
+mod bench_sparsity;
 mod calibrate;
 mod deal;
 mod demo;
@@ -80,6 +81,13 @@ enum Command {
         /// profile does not define stay exact.
         #[arg(long, value_name = "PROFILES", default_value = "exact")]
         approx: ApproxConfig,
+        /// Block-sparse FFNs (pass `sparsify`; docs/sparsity.md): `off`, or `ffn` with
+        /// optional `:block=B,rank=R,recall=T,density=D` (defaults 16, 32, 0.95, and
+        /// density 1 — every block active — until `comet calibrate` gives it; one value or
+        /// one per FFN separated by `/`). The runtime then needs `--predictor FILE`.
+        #[arg(long, value_name = "SPEC", default_value = "off",
+              value_parser = parse_sparsity)]
+        sparsity: SparsityArg,
     },
     /// Pick each FFN's sparsity-predictor threshold on sample inputs to reach a target
     /// block recall, and report recall and sparsity per layer (docs/sparsity.md).
@@ -125,6 +133,13 @@ struct InspectArgs {
     /// this / other.
     #[arg(long, value_name = "OTHER.plan")]
     compare: Option<PathBuf>,
+    /// Instead of costs, what the plan reveals, from its graph: every node that opens a
+    /// value (outputs; for sparse FFNs, each layer's block mask, opened to both parties in
+    /// a secret permuted order), per layer what a mask reveals with bounds in bits, and the
+    /// trust assumptions. A dense plan reveals nothing beyond its outputs. Needs no cost
+    /// annotations; with --json, one JSON object.
+    #[arg(long, conflicts_with = "compare")]
+    leakage: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +164,14 @@ enum Emit {
     Json,
 }
 
+/// `--sparsity` (`None`: off).
+#[derive(Clone)]
+struct SparsityArg(Option<comet_ir::SparsityOptions>);
+
+fn parse_sparsity(s: &str) -> Result<SparsityArg, String> {
+    comet_compiler::passes::sparsify::parse_spec(s).map(SparsityArg)
+}
+
 /// A user-facing failure, already worded.
 struct Failure(String);
 
@@ -164,12 +187,14 @@ fn main() -> ExitCode {
             timings,
             comparison,
             approx,
+            sparsity,
         } => {
             let opts = Options {
                 verify: verify || cfg!(debug_assertions),
                 print_after,
                 comparison: comparison.into(),
                 approx,
+                sparsity: sparsity.0,
             };
             run_compile(&model, emit, output.as_deref(), &opts, timings)
         }
@@ -275,6 +300,17 @@ fn inspect_plan(plan: &Path, opts: &InspectOptions) -> Result<Report, Failure> {
 }
 
 fn run_inspect(args: &InspectArgs) -> Result<(), Failure> {
+    if args.leakage {
+        let program = load_plan(&args.plan)?;
+        let report = inspect::leakage::leakage(&program, &args.plan.display().to_string());
+        return write_out(
+            None,
+            &match args.json {
+                true => inspect::to_json(&report),
+                false => inspect::leakage::render_leakage(&report),
+            },
+        );
+    }
     let opts = InspectOptions {
         prompt: args.prompt,
         generate: args.generate,

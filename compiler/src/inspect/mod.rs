@@ -43,6 +43,7 @@
 //! [`NodeCost::protocol`]: comet_ir::cost::NodeCost::protocol
 
 mod eval;
+pub mod leakage;
 pub mod net;
 mod render;
 mod report;
