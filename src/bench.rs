@@ -40,6 +40,9 @@ enum What {
     /// The approximation profiles: accuracy on the shipped model, costs on GPT-2 and BERT,
     /// and pcf against exact (estimates and, with `--runtime`, a 2PC run).
     Approx(crate::bench_approx::BenchApproxArgs),
+    /// Dense against block-sparse FFNs in two-party runs: a synthetic OPT-style ReLU
+    /// model with realistic sparsity, and the shipped model's agreement-vs-sparsity curve.
+    Sparsity(crate::bench_sparsity::BenchSparsityArgs),
 }
 
 /// Arguments of `comet bench runtime`.
@@ -129,6 +132,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let args = match &args.what {
         What::Runtime(a) => a,
         What::Approx(a) => return crate::bench_approx::run(a),
+        What::Sparsity(a) => return crate::bench_sparsity::run(a),
     };
     match args.only {
         Some(part) => {
