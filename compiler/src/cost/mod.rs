@@ -278,9 +278,9 @@ fn block_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
     let mut c = cost(
         Protocol::BlockFixedMatMul,
         1,
-        zero_poly(),
+        Poly::zero(),
         offline,
-        zero_poly(),
+        Poly::zero(),
     );
     c.per_block = Some(BlockCost {
         ffn: u32::MAX, // set by the caller, who knows the node
@@ -288,10 +288,6 @@ fn block_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
         local_ops: 2 * block * d,
     });
     c
-}
-
-fn zero_poly() -> Poly {
-    Poly::zero()
 }
 
 /// DReLU on `n` elements. FSS: each party sends its share of `x + r`, 2l·n online, and

@@ -93,16 +93,7 @@ fn sparsify_ffn(p: &mut Program, f: &Ffn, k: u32, block: u64) -> SparseFfnInfo {
     let scope = p.graph.node(f.activation).scope.clone();
     let mask = predictor(p, f, k, blocks, &scope);
     let mut b = Builder::new(p, scope);
-    let permute = |b: &mut Builder, w: NodeId, axis: u32| {
-        b.emit(
-            Op::BlockPermute {
-                perm: k,
-                block,
-                axis,
-            },
-            &[w],
-        )
-    };
+    let permute = |b: &mut Builder, w: NodeId, axis: u32| block_permute(b, w, k, block, axis);
     let pre = projection(&mut b, f.act_matmul, f.pre_activation, &permute);
     let pre = b.emit(Op::ApplyMask { ffn: k, block }, &[pre, mask]);
     let func = f.func;
@@ -143,6 +134,11 @@ fn projection(
     b.add(y, bias)
 }
 
+/// `block_permute` of `x` by FFN `perm`'s permutation, in blocks of `block` along `axis`.
+fn block_permute(b: &mut Builder, x: NodeId, perm: u32, block: u64, axis: u32) -> NodeId {
+    b.emit(Op::BlockPermute { perm, block, axis }, &[x])
+}
+
 /// The operand of binary node `node` that is not `one`.
 fn other_operand(p: &Program, node: NodeId, one: NodeId) -> NodeId {
     let xs = p.graph.operands(node);
@@ -159,18 +155,8 @@ fn predictor(p: &mut Program, f: &Ffn, k: u32, blocks: u64, scope: &Scope) -> No
         ..scope.clone()
     };
     let mut b = Builder::new(p, scope);
-    let permute = |b: &mut Builder, x: NodeId, axis: u32| {
-        b.emit(
-            Op::BlockPermute {
-                perm: k,
-                block: 1,
-                axis,
-            },
-            &[x],
-        )
-    };
-    let w = permute(&mut b, w, 1);
-    let c = permute(&mut b, c, 0);
+    let w = block_permute(&mut b, w, k, 1, 1);
+    let c = block_permute(&mut b, c, k, 1, 0);
     let s = b.emit(Op::MatMul, &[f.input, w]);
     let s = b.add(s, c);
     let bits = b.emit(Op::Drelu, &[s]);

@@ -98,6 +98,8 @@ struct Run<'a> {
     writes: Vec<(u32, ArrayD<Ring>)>,
     /// Nodes of sparse FFNs' masked regions.
     masked: HashMap<NodeId, Masked>,
+    /// The opened block masks, with their sparse FFN.
+    mask_ffn: HashMap<NodeId, u32>,
     /// Masked nodes between start and finish: the flat indices of their active entries
     /// and their full shape, to scatter the result back.
     scatter: HashMap<NodeId, (Vec<usize>, Vec<usize>)>,
@@ -186,6 +188,7 @@ pub fn run_party<C: Channel + ?Sized>(
         in_flight: HashMap::new(),
         outputs: HashMap::new(),
         writes: Vec::new(),
+        mask_ffn: masked.values().map(|m| (m.mask, m.ffn)).collect(),
         masked,
         scatter: HashMap::new(),
         permuted: HashMap::new(),
@@ -800,7 +803,7 @@ impl Run<'_> {
 
     /// Counts the active pairs of an opened block mask.
     fn count_active(&mut self, id: NodeId) {
-        let Some(ffn) = (self.masked.values()).find(|m| m.mask == id).map(|m| m.ffn) else {
+        let Some(&ffn) = self.mask_ffn.get(&id) else {
             return;
         };
         let ones = self
