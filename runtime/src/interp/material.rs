@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use comet_ir::protocol::Protocol;
 use comet_ir::{DimEnv, NodeId, Op, Program};
 
-use super::Schedule;
+use super::ExecPlan;
 use crate::dealer::{
     B2aMaterial, BitMuxMaterial, BlockMatMulMaterial, Deal, DreluMaterial, FixedCallMaterial,
     FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair, Product, ShuffleMaterial,
@@ -92,12 +92,11 @@ pub(crate) fn shape_of(program: &Program, id: NodeId, env: DimEnv) -> Vec<usize>
 /// mask of every fixed operand of a product, each in canonical order.
 pub(crate) fn generate_setup(
     program: &Program,
-    schedule: &Schedule,
+    plan: &ExecPlan,
     deal: &mut dyn Deal,
 ) -> Result<[SetupMaterial; 2], MaterialError> {
-    let fixed = comet_ir::protocol::fixed_values(program);
     let mut out = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
-    for &id in &schedule.order {
+    for &id in &plan.order {
         if let Op::BlockPermute { perm, .. } = program.graph.node(id).op {
             let (rows, k) = shuffle_view(program, id);
             for (p, m) in deal.shuffle(perm, rows, k)?.into_iter().enumerate() {
@@ -108,9 +107,9 @@ pub(crate) fn generate_setup(
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for &id in &schedule.order {
-        if schedule.protocol[&id].has_fixed_operand() {
-            let w = fixed_operand_of(program, id, &fixed);
+    for i in 0..plan.order.len() {
+        if let Some(w) = plan.fixed_operand(i as super::plan::Pos) {
+            let w = plan.id(w);
             if seen.insert(w) {
                 let shape = shape_of(program, w, DimEnv { seq: 1, past: 0 });
                 for (p, m) in deal.fixed_mask(w, &shape)?.into_iter().enumerate() {
@@ -127,25 +126,28 @@ pub(crate) fn generate_setup(
 /// The material of one call at `env`, per party (a replay fills its own party's only).
 pub(crate) fn generate_call(
     program: &Program,
-    schedule: &Schedule,
+    plan: &ExecPlan,
     env: DimEnv,
     deal: &mut dyn Deal,
 ) -> Result<[PartyMaterial; 2], MaterialError> {
     let mut out = [PartyMaterial::default(), PartyMaterial::default()];
-    let fixed = comet_ir::protocol::fixed_values(program);
     let shape = |id| shape_of(program, id, env);
-    for &id in &schedule.order {
+    for (i, &id) in plan.order.iter().enumerate() {
+        let i = i as super::plan::Pos;
         let xs = program.graph.operands(id);
         let kind = match program.graph.node(id).op {
             Op::MatMul => Product::MatMul,
             _ => Product::Elementwise,
         };
-        let pair: Pair<NodeMaterial> = match schedule.protocol[&id] {
+        if plan.protocol(i).communicates() && !plan.communicating(i) {
+            continue;
+        }
+        let pair: Pair<NodeMaterial> = match plan.protocol(i) {
             Protocol::Share => {
                 let s = deal.share_seed();
                 [Some(NodeMaterial::Seed(s)), Some(NodeMaterial::Seed(s))]
             }
-            Protocol::Mux if schedule.gmw => {
+            Protocol::Mux if plan.gmw => {
                 let m = deal.bit_mux(&shape(xs[0]), &shape(xs[1]))?;
                 m.map(|m| m.map(NodeMaterial::BitMux))
             }
@@ -155,8 +157,11 @@ pub(crate) fn generate_call(
             }
             Protocol::Square => (deal.square(&shape(xs[0]))?).map(|m| m.map(NodeMaterial::Square)),
             Protocol::FixedMul | Protocol::FixedMatMul => {
-                let k = usize::from(fixed.contains(&xs[1]));
-                let m = deal.fixed_call(xs[k], kind, &shape(xs[1 - k]))?;
+                let w = plan.id(plan
+                    .fixed_operand(i)
+                    .expect("a product with a fixed operand"));
+                let k = usize::from(xs[1] == w);
+                let m = deal.fixed_call(w, kind, &shape(xs[1 - k]))?;
                 m.map(|m| m.map(NodeMaterial::Fixed))
             }
             Protocol::DreluFss => {
@@ -171,7 +176,7 @@ pub(crate) fn generate_call(
                 let n = shape(xs[0]).iter().product();
                 (deal.b2a(n)?).map(|m| m.map(NodeMaterial::B2a))
             }
-            Protocol::RowMaxTree => row_max(deal, &shape(xs[0]), schedule.gmw)?,
+            Protocol::RowMaxTree => row_max(deal, &shape(xs[0]), plan.gmw)?,
             Protocol::BlockFixedMatMul => {
                 let Op::BlockMatMul { block, .. } = program.graph.node(id).op else {
                     unreachable!("block_fixed_matmul computes block_matmul nodes")

@@ -29,22 +29,27 @@
 //! [`Channel::exchange`]: crate::transport::Channel::exchange
 //! [`Channel::exchange_setup`]: crate::transport::Channel::exchange_setup
 
+mod local;
+mod masked;
 mod material;
 mod party;
+mod plan;
 mod session;
+mod setup;
+mod start;
 
 use std::collections::HashMap;
 
-use comet_ir::protocol::{Protocol, fixed_values, protocol_of};
-use comet_ir::{Comparison, DimEnv, NodeId, Program, Stage};
+use comet_ir::{DimEnv, NodeId, Program};
 use ndarray::ArrayD;
 
 use crate::dealer::MaterialError;
+use crate::protocols::MessageError;
 use crate::protocols::driver::RoundError;
-use crate::protocols::{MessageError, gmw, row_max};
 use crate::transport::ChannelError;
 
 pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
+pub use plan::ExecPlan;
 pub use session::{DealtFiles, InProcess, Outputs, RemoteParty, deal_session, deal_to_files};
 
 /// What a call cost, as the channel and the dealer counted it.
@@ -96,82 +101,27 @@ pub enum InterpError {
     Material(#[from] MaterialError),
 }
 
-/// The concrete schedule of a call: every node's protocol and, for communicating nodes,
-/// its start round; in canonical (topological) order.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    /// Nodes in canonical order.
-    pub order: Vec<NodeId>,
-    /// Protocol per node.
-    pub protocol: HashMap<NodeId, Protocol>,
-    /// Start round per communicating node.
-    pub start: HashMap<NodeId, u64>,
-    /// Own rounds per communicating node (1; 7 for a GMW DReLU; per level of a row maximum
-    /// over `t`, `⌈log2 t⌉` levels, 2 with FSS comparisons and 8 with GMW).
-    pub own: HashMap<NodeId, u64>,
-    /// Whether comparisons are GMW (bits XOR-shared) rather than FSS.
-    pub gmw: bool,
-    /// Rounds of the call: max over nodes of start + own rounds.
-    pub total_rounds: u64,
+/// How the session's setup sends `W − B`: in exchanges of at most `chunk_bytes` of
+/// payload each (64 MiB by default), so that no frame grows with the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupOptions {
+    /// The largest setup exchange's payload, in bytes (at least 8).
+    pub chunk_bytes: usize,
 }
 
-impl Schedule {
-    /// Evaluates the plan's schedule at `env`.
-    ///
-    /// # Errors
-    /// If the program is not an analysed protocol-stage plan.
-    pub fn new(program: &Program, env: DimEnv) -> Result<Schedule, InterpError> {
-        if program.stage != Stage::Protocol {
-            return Err(InterpError::NotAPlan(format!("stage {:?}", program.stage)));
+impl Default for SetupOptions {
+    fn default() -> SetupOptions {
+        SetupOptions {
+            chunk_bytes: 64 << 20,
         }
-        let Some(rounds) = &program.analyses.rounds else {
-            return Err(InterpError::NotAPlan("no `rounds` analysis".into()));
-        };
-        let order =
-            (program.graph.topo_order()).map_err(|e| InterpError::NotAPlan(e.to_string()))?;
-        let fixed = fixed_values(program);
-        let gmw = program.options.comparison == Comparison::Gmw;
-        let mut protocol = HashMap::new();
-        let mut start = HashMap::new();
-        let mut own = HashMap::new();
-        let mut total_rounds = 0;
-        for &id in &order {
-            let proto = protocol_of(program, id, &fixed);
-            protocol.insert(id, proto);
-            if !proto.communicates() {
-                continue;
-            }
-            let r = rounds.get(id).map_or(0, |m| m.eval(env)).max(0) as u64;
-            let own_rounds = match proto {
-                Protocol::RowMaxTree => {
-                    row_max::rounds_per_level(gmw) * u64::from(row_max_levels(program, id, env))
-                }
-                Protocol::DreluGmw => gmw::ROUNDS as u64,
-                _ => 1,
-            };
-            start.insert(id, r);
-            own.insert(id, own_rounds);
-            total_rounds = total_rounds.max(r + own_rounds);
-        }
-        Ok(Schedule {
-            order,
-            protocol,
-            start,
-            own,
-            gmw,
-            total_rounds,
-        })
     }
 }
 
-/// The levels of the comparison tree of `row_max` node `id`: `⌈log2 t⌉` for rows of `t`.
-pub(crate) fn row_max_levels(program: &Program, id: NodeId, env: DimEnv) -> u32 {
-    let x = program.graph.operands(id)[0];
-    let t = material::shape_of(program, x, env)
-        .last()
-        .copied()
-        .unwrap_or(1);
-    comet_ir::poly::ceil_log2(t as u64)
+impl SetupOptions {
+    /// Ring elements per setup exchange.
+    pub(crate) fn chunk_elements(self) -> usize {
+        (self.chunk_bytes / 8).max(1)
+    }
 }
 
 /// Runs one call of `program` at `env` with both parties in this process: party 0 (the
@@ -182,7 +132,7 @@ pub(crate) fn row_max_levels(program: &Program, id: NodeId, env: DimEnv) -> u32 
 /// cache, use an [`InProcess`] session.
 ///
 /// # Errors
-/// As [`Schedule::new`], or if either party fails.
+/// As [`ExecPlan::new`], or if either party fails.
 pub fn run_in_process(
     program: &Program,
     inputs: &HashMap<String, ArrayD<f64>>,

@@ -13,7 +13,7 @@ use ndarray::ArrayD;
 
 use super::material::{PartyMaterial, generate_call, generate_setup};
 use super::party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
-use super::{InterpError, Measured, Schedule};
+use super::{ExecPlan, InterpError, Measured, SetupOptions};
 use crate::dealer::{Deal, PartyReplay, SessionDealer};
 use crate::protocols::PartyId;
 use crate::protocols::driver::run_two_party;
@@ -27,7 +27,7 @@ pub type Outputs = HashMap<String, ArrayD<f64>>;
 /// material (the shuffles' corrections), which are not the call's.
 fn next_material(
     program: &Program,
-    schedule: &Schedule,
+    plan: &ExecPlan,
     env: DimEnv,
     deal: &mut dyn Deal,
     set_up: bool,
@@ -36,10 +36,10 @@ fn next_material(
     let masks = if set_up {
         None
     } else {
-        Some(generate_setup(program, schedule, deal)?)
+        Some(generate_setup(program, plan, deal)?)
     };
     let setup_bytes = deal.offline_bytes() - before;
-    let mut m = generate_call(program, schedule, env, deal)?;
+    let mut m = generate_call(program, plan, env, deal)?;
     if let Some(masks) = masks {
         for (p, (shuffles, masks)) in masks.into_iter().enumerate() {
             m[p].shuffles = shuffles;
@@ -56,6 +56,7 @@ pub struct InProcess<'a> {
     dealer: SessionDealer,
     states: [PartyState; 2],
     set_up: bool,
+    setup: SetupOptions,
 }
 
 impl std::fmt::Debug for InProcess<'_> {
@@ -82,7 +83,14 @@ impl<'a> InProcess<'a> {
             dealer: SessionDealer::from_u64(seed),
             states: [PartyState::new(), PartyState::new()],
             set_up: false,
+            setup: SetupOptions::default(),
         }
+    }
+
+    /// The same session, sending the setup in exchanges of at most `setup.chunk_bytes`.
+    pub fn with_setup(mut self, setup: SetupOptions) -> Self {
+        self.setup = setup;
+        self
     }
 
     /// The parties' states (their KV-cache shares).
@@ -98,17 +106,16 @@ impl<'a> InProcess<'a> {
     /// Runs one call at `env` with the parties' `inputs`.
     ///
     /// # Errors
-    /// As [`Schedule::new`], or if either party fails.
+    /// As [`ExecPlan::new`], or if either party fails.
     pub fn call(
         &mut self,
         inputs: &Outputs,
         env: DimEnv,
     ) -> Result<(Outputs, Measured), InterpError> {
         let program = self.program;
-        let schedule = Schedule::new(program, env)?;
+        let plan = ExecPlan::new(program, env)?;
         let before = self.dealer.offline_bytes();
-        let (m, setup_bytes) =
-            next_material(program, &schedule, env, &mut self.dealer, self.set_up)?;
+        let (m, setup_bytes) = next_material(program, &plan, env, &mut self.dealer, self.set_up)?;
         let [m0, m1] = m.map(PartyMaterialHandle);
         let offline_bytes = self.dealer.offline_bytes() - before - setup_bytes;
         let none = HashMap::new();
@@ -117,10 +124,10 @@ impl<'a> InProcess<'a> {
         }
         let [s0, s1] = &self.sources;
         let [st0, st1] = &mut self.states;
-        let sc = &schedule;
+        let (sc, opts) = (&plan, self.setup);
         let (r0, r1) = run_two_party(
-            move |ch| run_party(program, sc, 0, env, s0, m0, st0, ch),
-            move |ch| run_party(program, sc, 1, env, s1, m1, st1, ch),
+            move |ch| run_party(program, sc, 0, env, s0, m0, st0, ch, opts),
+            move |ch| run_party(program, sc, 1, env, s1, m1, st1, ch, opts),
         );
         let mut outputs = r0.output?;
         outputs.extend(r1.output?);
@@ -149,6 +156,7 @@ pub struct RemoteParty<'a, C: Channel> {
     state: PartyState,
     ch: C,
     set_up: bool,
+    setup: SetupOptions,
 }
 
 impl<C: Channel> std::fmt::Debug for RemoteParty<'_, C> {
@@ -178,7 +186,15 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             state: PartyState::new(),
             ch,
             set_up: false,
+            setup: SetupOptions::default(),
         }
+    }
+
+    /// The same party, sending the setup in exchanges of at most `setup.chunk_bytes`
+    /// (both parties must use the same).
+    pub fn with_setup(mut self, setup: SetupOptions) -> Self {
+        self.setup = setup;
+        self
     }
 
     /// The party's state (its KV-cache shares).
@@ -201,7 +217,7 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
     /// rounds, and the material bytes it read from its file.
     ///
     /// # Errors
-    /// As [`Schedule::new`], if the material runs out or does not fit, or if the call
+    /// As [`ExecPlan::new`], if the material runs out or does not fit, or if the call
     /// fails (the channel included).
     pub fn call(
         &mut self,
@@ -209,10 +225,10 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
         env: DimEnv,
     ) -> Result<(Outputs, Measured), InterpError> {
         let program = self.program;
-        let schedule = Schedule::new(program, env)?;
+        let plan = ExecPlan::new(program, env)?;
         let before_material = self.replay.offline_bytes();
         let ([m0, m1], setup_bytes) =
-            next_material(program, &schedule, env, &mut self.replay, self.set_up)?;
+            next_material(program, &plan, env, &mut self.replay, self.set_up)?;
         let mine = PartyMaterialHandle(if self.party == 0 { m0 } else { m1 });
         let offline_bytes = self.replay.offline_bytes() - before_material - setup_bytes;
         let p = usize::from(self.party);
@@ -220,13 +236,14 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
         let before = self.ch.stats();
         let outputs = run_party(
             program,
-            &schedule,
+            &plan,
             self.party,
             env,
             &self.sources,
             mine,
             &mut self.state,
             &mut self.ch,
+            self.setup,
         )?;
         self.set_up = true;
         let s = self.ch.stats_since(&before);
@@ -249,7 +266,7 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
 /// session's setup (the shuffles' corrections, [`Measured::setup_offline_bits`]` / 8`).
 ///
 /// # Errors
-/// As [`Schedule::new`] for a call's sizes.
+/// As [`ExecPlan::new`] for a call's sizes.
 pub fn deal_session(
     program: &Program,
     calls: &[DimEnv],
@@ -259,9 +276,9 @@ pub fn deal_session(
     let mut per_call = Vec::with_capacity(calls.len());
     let mut setup = 0;
     for (k, &env) in calls.iter().enumerate() {
-        let schedule = Schedule::new(program, env)?;
+        let plan = ExecPlan::new(program, env)?;
         let before = dealer.offline_bytes();
-        let (m, setup_bytes) = next_material(program, &schedule, env, dealer, k > 0)?;
+        let (m, setup_bytes) = next_material(program, &plan, env, dealer, k > 0)?;
         drop(m);
         setup += setup_bytes;
         per_call.push(dealer.offline_bytes() - before - setup_bytes);

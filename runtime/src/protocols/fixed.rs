@@ -58,6 +58,16 @@ impl FixedOperand {
         &self.shape
     }
 
+    /// Elements of the operand.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The party whose share `B_p` it holds.
     pub(crate) fn party(&self) -> PartyId {
         self.party
@@ -83,6 +93,28 @@ impl FixedOperand {
 /// # Panics
 /// If the mask belongs to another party or has another shape.
 pub fn setup_start(party: PartyId, w: &Share, m: FixedMaskMaterial) -> (SetupState, Vec<u64>) {
+    let state = setup_begin(party, w, m);
+    let msg = state.message().to_vec();
+    (state, msg)
+}
+
+/// Setup: opens `W − B` and packs it (and `B_p`) when `W` is a matrix.
+///
+/// # Errors
+/// If the peer's message has the wrong length.
+pub fn setup_finish(mut state: SetupState, peer: &[u64]) -> Result<FixedOperand, MessageError> {
+    check_len(peer, state.f.len())?;
+    state.absorb(0, peer)?;
+    Ok(setup_end(state))
+}
+
+/// Setup without copies of the message: the state holds `W_p − B_p`
+/// ([`SetupState::message`]), which may be sent in chunks, each peer chunk added in place
+/// ([`SetupState::absorb`]) before [`setup_end`].
+///
+/// # Panics
+/// If the mask belongs to another party or has another shape.
+pub fn setup_begin(party: PartyId, w: &Share, m: FixedMaskMaterial) -> SetupState {
     check_party(party);
     assert_eq!(
         m.party, party,
@@ -90,31 +122,53 @@ pub fn setup_start(party: PartyId, w: &Share, m: FixedMaskMaterial) -> (SetupSta
         m.party
     );
     assert_eq!(w.shape(), m.b.shape(), "W and its mask have one shape");
-    let f = ring_ops::sub(w.0.view(), m.b.view());
-    let msg = f.iter().copied().collect();
-    (SetupState { party, b: m.b, f }, msg)
+    let f = ring_ops::sub(w.0.view(), m.b.view())
+        .as_standard_layout()
+        .into_owned();
+    SetupState { party, b: m.b, f }
 }
 
-/// Setup: opens `W − B` and packs it (and `B_p`) when `W` is a matrix.
-///
-/// # Errors
-/// If the peer's message has the wrong length.
-pub fn setup_finish(state: SetupState, peer: &[u64]) -> Result<FixedOperand, MessageError> {
+impl SetupState {
+    /// This party's message, `W_p − B_p`, in row-major order (until absorbed).
+    pub fn message(&self) -> &[u64] {
+        self.f.as_slice().expect("standard layout")
+    }
+
+    /// Adds the peer's message for elements `at..at + peer.len()`: they become `W − B`.
+    ///
+    /// # Errors
+    /// If the chunk runs past the operand.
+    pub fn absorb(&mut self, at: usize, peer: &[u64]) -> Result<(), MessageError> {
+        let f = self.f.as_slice_mut().expect("standard layout");
+        let len = f.len();
+        let part = (f.get_mut(at..at + peer.len())).ok_or(MessageError::Length {
+            expected: 8 * len.saturating_sub(at),
+            actual: 8 * peer.len(),
+        })?;
+        for (x, &y) in part.iter_mut().zip(peer) {
+            *x = x.wrapping_add(y);
+        }
+        Ok(())
+    }
+}
+
+/// Ends the setup once every element was absorbed: `W − B` and `B_p`, packed when `W` is
+/// a matrix.
+pub fn setup_end(state: SetupState) -> FixedOperand {
     let SetupState { party, b, f } = state;
-    check_len(peer, f.len())?;
-    let f = ring_ops::add(f.view(), ring_ops::from_flat(f.shape(), peer).view());
     let shape = f.shape().to_vec();
     let (dense, packed) = if f.ndim() == 2 {
-        (None, Some([pack(&f), pack(&b)]))
+        let packed = [pack(&f), pack(&b)];
+        (None, Some(packed))
     } else {
         (Some((f, b)), None)
     };
-    Ok(FixedOperand {
+    FixedOperand {
         party,
         shape,
         dense,
         packed,
-    })
+    }
 }
 
 fn pack(x: &ArrayD<u64>) -> PackedRhs {

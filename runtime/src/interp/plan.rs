@@ -1,0 +1,258 @@
+//! The execution plan of one call: everything the walker needs, computed once per call
+//! from the plan's annotations, so that no round scans the graph.
+//!
+//! Nodes are numbered by their position in the canonical (topological) order; per node the
+//! plan keeps its operand positions, its protocol and own rounds **as the cost pass
+//! annotated them** (`analyses.costs`, never re-derived), and its start round
+//! (`analyses.rounds`). From those it derives when each value becomes available
+//! ([`ExecPlan::epoch`]): a communicating node's value after its last round, a local
+//! node's as soon as its last operand's. The walker then runs, for each round `r`, the
+//! local nodes of epoch `r` (in canonical order) and the communicating nodes active in
+//! round `r` ([`ExecPlan::round`]), with no search.
+
+use std::collections::HashMap;
+
+use comet_ir::protocol::{Protocol, fixed_values};
+use comet_ir::sparse::masked_nodes;
+use comet_ir::{Comparison, DimEnv, NodeId, Program, Stage};
+
+use super::InterpError;
+
+/// A node's position in the canonical order.
+pub(crate) type Pos = u32;
+
+/// The schedule of one call at a concrete `env`, with dense per-node tables.
+#[derive(Debug, Clone)]
+pub struct ExecPlan {
+    /// Nodes in canonical (topological) order.
+    pub order: Vec<NodeId>,
+    /// Node index → position in `order`.
+    pos: HashMap<NodeId, Pos>,
+    /// Per position: operand positions, in operand order.
+    operands: Vec<Vec<Pos>>,
+    /// Per position: the extra values a node reads besides its operands (the block mask of
+    /// a node in a sparse FFN's masked region).
+    extra_reads: Vec<Option<Pos>>,
+    /// Per position: the protocol that computes it (from the cost annotations).
+    protocol: Vec<Protocol>,
+    /// Per position: its start round and own rounds (0 for local nodes).
+    start: Vec<u64>,
+    own: Vec<u64>,
+    /// Per position: the round before which its value is available (see module docs).
+    epoch: Vec<u64>,
+    /// Per position: whether its value depends on a `block_permute` (shuffle) output,
+    /// so that the first call computes it only after the shuffles' setup.
+    after_shuffle: Vec<bool>,
+    /// Per round: the communicating nodes active in it, in canonical order.
+    rounds: Vec<Vec<Pos>>,
+    /// Per epoch `0..=total_rounds`: the local nodes to compute before that round (the last
+    /// epoch: after the last round), in canonical order.
+    locals: Vec<Vec<Pos>>,
+    /// Communicating nodes in the order they start (start round, then canonical order).
+    starts: Vec<Pos>,
+    /// Whether comparisons are GMW (bits XOR-shared) rather than FSS.
+    pub gmw: bool,
+    /// Rounds of the call: max over nodes of start + own rounds.
+    pub total_rounds: u64,
+    /// Per position: whether the value is the same in every call (weights and local
+    /// functions of them).
+    fixed: Vec<bool>,
+    /// Per position: the fixed operand of a product with one.
+    fixed_operand: Vec<Option<Pos>>,
+}
+
+impl ExecPlan {
+    /// The execution plan of `program` at `env`.
+    ///
+    /// # Errors
+    /// If the program is not a protocol-stage plan with its schedule and costs, or a node
+    /// is scheduled before its operands are available.
+    pub fn new(program: &Program, env: DimEnv) -> Result<ExecPlan, InterpError> {
+        if program.stage != Stage::Protocol {
+            return Err(InterpError::NotAPlan(format!("stage {:?}", program.stage)));
+        }
+        let Some(rounds) = &program.analyses.rounds else {
+            return Err(InterpError::NotAPlan("no `rounds` analysis".into()));
+        };
+        let Some(costs) = &program.analyses.costs else {
+            return Err(InterpError::NotAPlan("no `costs` analysis".into()));
+        };
+        let order =
+            (program.graph.topo_order()).map_err(|e| InterpError::NotAPlan(e.to_string()))?;
+        let pos: HashMap<NodeId, Pos> = (order.iter().enumerate())
+            .map(|(i, &id)| (id, i as Pos))
+            .collect();
+        let n = order.len();
+        let mut plan = ExecPlan {
+            operands: Vec::with_capacity(n),
+            extra_reads: vec![None; n],
+            protocol: Vec::with_capacity(n),
+            start: vec![0; n],
+            own: vec![0; n],
+            epoch: vec![0; n],
+            after_shuffle: vec![false; n],
+            rounds: Vec::new(),
+            locals: Vec::new(),
+            starts: Vec::new(),
+            gmw: program.options.comparison == Comparison::Gmw,
+            total_rounds: 0,
+            fixed: vec![false; n],
+            fixed_operand: vec![None; n],
+            order,
+            pos,
+        };
+        let fixed = fixed_values(program);
+        for (i, &id) in plan.order.iter().enumerate() {
+            let cost = (costs.get(id))
+                .ok_or_else(|| InterpError::NotAPlan(format!("{id} has no cost annotation")))?;
+            let ops = program.graph.operands(id);
+            plan.operands
+                .push(ops.iter().map(|x| plan.pos[x]).collect());
+            plan.protocol.push(cost.protocol);
+            plan.fixed[i] = fixed.contains(&id);
+            if cost.protocol.has_fixed_operand() {
+                let w = super::material::fixed_operand_of(program, id, &fixed);
+                plan.fixed_operand[i] = Some(plan.pos[&w]);
+            }
+            if cost.protocol.communicates() {
+                plan.own[i] = cost.rounds.eval(env).max(0) as u64;
+                plan.start[i] = rounds.get(id).map_or(0, |m| m.eval(env)).max(0) as u64;
+            }
+        }
+        for (id, m) in masked_nodes(program) {
+            plan.extra_reads[plan.pos[&id] as usize] = Some(plan.pos[&m.mask]);
+        }
+        plan.derive_epochs(program)?;
+        Ok(plan)
+    }
+
+    /// Availability epochs, the per-round lists and the start order.
+    fn derive_epochs(&mut self, program: &Program) -> Result<(), InterpError> {
+        let n = self.order.len();
+        for i in 0..n {
+            let ready = (self.reads(i as Pos))
+                .map(|x| self.epoch[x as usize])
+                .max()
+                .unwrap_or(0);
+            self.after_shuffle[i] = self.protocol[i] == Protocol::Shuffle
+                || self.reads(i as Pos).any(|x| self.after_shuffle[x as usize]);
+            if self.communicating(i as Pos) {
+                if ready > self.start[i] {
+                    return Err(InterpError::Node {
+                        node: self.order[i],
+                        op: program.graph.node(self.order[i]).op.name(),
+                        message: format!(
+                            "scheduled in round {}, operands ready in round {ready}",
+                            self.start[i]
+                        ),
+                    });
+                }
+                self.epoch[i] = self.start[i] + self.own[i];
+                self.total_rounds = self.total_rounds.max(self.epoch[i]);
+            } else {
+                self.epoch[i] = ready;
+            }
+        }
+        let t = self.total_rounds as usize;
+        self.rounds = vec![Vec::new(); t];
+        self.locals = vec![Vec::new(); t + 1];
+        for i in 0..n {
+            if self.communicating(i as Pos) {
+                let (s, o) = (self.start[i] as usize, self.own[i] as usize);
+                for r in s..s + o {
+                    self.rounds[r].push(i as Pos);
+                }
+                self.starts.push(i as Pos);
+            } else if self.protocol[i] != Protocol::Shuffle {
+                self.locals[self.epoch[i] as usize].push(i as Pos);
+            }
+        }
+        let start = &self.start;
+        self.starts.sort_by_key(|&i| start[i as usize]);
+        Ok(())
+    }
+
+    /// Whether the node at `i` exchanges messages in the call's rounds (a row maximum over
+    /// rows of one element has no rounds and is local).
+    pub(crate) fn communicating(&self, i: Pos) -> bool {
+        self.protocol[i as usize].communicates() && self.own[i as usize] > 0
+    }
+
+    /// The position of node `id`.
+    pub(crate) fn pos(&self, id: NodeId) -> Pos {
+        self.pos[&id]
+    }
+
+    /// The node at position `i`.
+    pub(crate) fn id(&self, i: Pos) -> NodeId {
+        self.order[i as usize]
+    }
+
+    /// The operand positions of the node at `i`.
+    pub(crate) fn operands(&self, i: Pos) -> &[Pos] {
+        &self.operands[i as usize]
+    }
+
+    /// Every value the node at `i` reads: its operands and its block mask, if any.
+    pub(crate) fn reads(&self, i: Pos) -> impl Iterator<Item = Pos> + '_ {
+        (self.operands[i as usize].iter().copied()).chain(self.extra_reads[i as usize])
+    }
+
+    /// The protocol of the node at `i`.
+    pub fn protocol(&self, i: Pos) -> Protocol {
+        self.protocol[i as usize]
+    }
+
+    /// Whether the node at `i` has the same value in every call (weights and local
+    /// functions of them).
+    pub(crate) fn is_fixed(&self, i: Pos) -> bool {
+        self.fixed[i as usize]
+    }
+
+    /// The fixed operand of the product at `i`, if it has one.
+    pub(crate) fn fixed_operand(&self, i: Pos) -> Option<Pos> {
+        self.fixed_operand[i as usize]
+    }
+
+    /// Whether the value at `i` depends on a shuffle's output.
+    pub(crate) fn after_shuffle(&self, i: Pos) -> bool {
+        self.after_shuffle[i as usize]
+    }
+
+    /// The local nodes computed before round `r` (`r = total_rounds`: after the last).
+    pub(crate) fn locals(&self, r: u64) -> &[Pos] {
+        &self.locals[r as usize]
+    }
+
+    /// The communicating nodes active in round `r`.
+    pub(crate) fn round(&self, r: u64) -> &[Pos] {
+        &self.rounds[r as usize]
+    }
+
+    /// Whether round `r` is the first round of the node at `i`.
+    pub(crate) fn starts_in(&self, i: Pos, r: u64) -> bool {
+        self.start[i as usize] == r
+    }
+
+    /// The communicating nodes in the order they start: the order in which a party takes
+    /// their material.
+    pub(crate) fn start_order(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.starts.iter().map(|&i| self.order[i as usize])
+    }
+
+    /// Per position, how many nodes read it (operands and block masks).
+    pub(crate) fn read_counts(&self) -> Vec<u32> {
+        let mut uses = vec![0u32; self.order.len()];
+        for i in 0..self.order.len() {
+            for x in self.reads(i as Pos) {
+                uses[x as usize] += 1;
+            }
+        }
+        uses
+    }
+
+    /// Whether the node at `i` is a `block_permute` node.
+    pub(crate) fn is_shuffle(&self, i: Pos) -> bool {
+        self.protocol[i as usize] == Protocol::Shuffle
+    }
+}
