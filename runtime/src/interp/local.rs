@@ -10,7 +10,7 @@ use comet_ir::{Domain, Elem, Op, Party};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use super::InterpError;
-use super::material::{NodeMaterial, shape_of};
+use super::material::shape_of;
 use super::party::Run;
 use super::plan::Pos;
 use crate::fixed::{self, decode_value};
@@ -176,7 +176,7 @@ impl Run<'_> {
     }
 
     fn share(&self, i: Pos, from: Party, shape: &[usize]) -> Result<ArrayD<Ring>, InterpError> {
-        let Some(NodeMaterial::Seed(seed)) = self.material.nodes.get(&self.plan.id(i)) else {
+        let Some(seed) = self.seeds.get(&self.plan.id(i)) else {
             return Err(self.fail(i, "no seed".into()));
         };
         Ok(if from.index() == usize::from(self.party) {

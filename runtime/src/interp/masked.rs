@@ -33,6 +33,7 @@ impl Run<'_> {
         i: Pos,
         m: Masked,
         proto: Protocol,
+        material: NodeMaterial,
     ) -> Result<(Pending, Vec<u8>), InterpError> {
         let id = self.plan.id(i);
         let shape = shape_of(self.program, id, self.env);
@@ -44,8 +45,6 @@ impl Run<'_> {
             let v = self.held(i, x)?;
             xs.push(gather_entries(&v.0, &shape, &idx).map_err(|e| self.fail(i, e))?);
         }
-        let material = (self.material.nodes.remove(&id))
-            .ok_or_else(|| self.fail(i, "no dealer material".into()))?;
         let p = self.party;
         let (st, msg) = match (proto, material) {
             (Protocol::DreluFss, NodeMaterial::Drelu(t)) => {

@@ -1,5 +1,7 @@
-//! The dealer's material for one call, generated up front in canonical node order and
-//! split per party, so both parties hold consistent material for every node.
+//! The dealer's material for one call, dealt and taken one item at a time in one order
+//! ([`DealOrder`]): the dealer (in process, to files, or as a service) produces it in that
+//! order and a party takes it in that order as its walker reaches each node, so neither
+//! holds more than a few nodes' material at once.
 
 use std::collections::HashMap;
 
@@ -7,6 +9,7 @@ use comet_ir::protocol::Protocol;
 use comet_ir::{DimEnv, NodeId, Op, Program};
 
 use super::ExecPlan;
+use super::plan::Pos;
 use crate::dealer::{
     B2aMaterial, BitMuxMaterial, BlockMatMulMaterial, Deal, DreluMaterial, FixedCallMaterial,
     FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair, Product, ShuffleMaterial,
@@ -31,30 +34,280 @@ pub(crate) enum NodeMaterial {
     B2a(B2aMaterial),
     /// A select with XOR-shared bits (GMW).
     BitMux(BitMuxMaterial),
-    /// The shared seed of a `share` node.
-    Seed(InputSeed),
     /// Per level of a row maximum: the comparison's and the select's material.
     RowMax(Vec<LevelMaterial>),
     /// Per-call material of a block-sparse product.
     BlockMatMul(BlockMatMulMaterial),
 }
 
-/// One party's material for the call.
-#[derive(Default)]
-pub(crate) struct PartyMaterial {
-    /// Per node.
-    pub nodes: HashMap<NodeId, NodeMaterial>,
-    /// Masks of the fixed operands, by the fixed operand's node, in canonical order.
-    pub fixed_masks: Vec<(NodeId, FixedMaskMaterial)>,
-    /// Permutation correlations of the `block_permute` nodes, in canonical order.
-    pub shuffles: Vec<(NodeId, ShuffleMaterial)>,
+/// One item of a party's material, in the order the walker takes them
+/// ([`deal_call`]): the call's `share` seeds; in the session's first call the shuffles
+/// and then each fixed operand's mask; then every communicating node's material in the
+/// order the nodes start.
+pub(crate) enum Item {
+    /// The seeds of the call's `share` nodes.
+    Seeds(Vec<(NodeId, InputSeed)>),
+    /// The permutation correlations of the `block_permute` nodes.
+    Shuffles(Vec<(NodeId, ShuffleMaterial)>),
+    /// A fixed operand's mask.
+    Mask(NodeId, FixedMaskMaterial),
+    /// A communicating node's material (none for a protocol that needs none).
+    Node(NodeId, Option<NodeMaterial>),
 }
 
-/// One party's once-per-session material: shuffles, then fixed masks.
-pub(crate) type SetupMaterial = (
-    Vec<(NodeId, ShuffleMaterial)>,
-    Vec<(NodeId, FixedMaskMaterial)>,
-);
+/// Where a party takes its material from, one item at a time.
+pub(crate) trait Source {
+    /// The next item.
+    ///
+    /// # Errors
+    /// If the material cannot be produced or read.
+    fn next(&mut self) -> Result<Item, MaterialError>;
+}
+
+/// A party's material source: items come in [`deal_call`]'s order and are checked
+/// against what the walker expects.
+pub(crate) struct PartyMaterial<'s> {
+    source: Box<dyn Source + Send + 's>,
+}
+
+impl<'s> PartyMaterial<'s> {
+    pub(crate) fn new(source: Box<dyn Source + Send + 's>) -> PartyMaterial<'s> {
+        PartyMaterial { source }
+    }
+
+    fn out_of_order(expected: &str) -> MaterialError {
+        MaterialError::Mismatch(format!("expected the material of {expected} next"))
+    }
+
+    /// The call's `share` seeds.
+    pub(crate) fn seeds(&mut self) -> Result<HashMap<NodeId, InputSeed>, MaterialError> {
+        match self.source.next()? {
+            Item::Seeds(s) => Ok(s.into_iter().collect()),
+            _ => Err(Self::out_of_order("the call's `share` nodes")),
+        }
+    }
+
+    /// The shuffles' permutation correlations.
+    pub(crate) fn shuffles(&mut self) -> Result<Vec<(NodeId, ShuffleMaterial)>, MaterialError> {
+        match self.source.next()? {
+            Item::Shuffles(s) => Ok(s),
+            _ => Err(Self::out_of_order("the shuffles")),
+        }
+    }
+
+    /// The mask of fixed operand `w`.
+    pub(crate) fn mask(&mut self, w: NodeId) -> Result<FixedMaskMaterial, MaterialError> {
+        match self.source.next()? {
+            Item::Mask(id, m) if id == w => Ok(m),
+            _ => Err(Self::out_of_order(&format!("fixed operand {w}"))),
+        }
+    }
+
+    /// The material of communicating node `id` (none for a reveal or an opening).
+    pub(crate) fn node(&mut self, id: NodeId) -> Result<Option<NodeMaterial>, MaterialError> {
+        match self.source.next()? {
+            Item::Node(n, m) if n == id => Ok(m),
+            _ => Err(Self::out_of_order(&format!("node {id}"))),
+        }
+    }
+}
+
+impl<S: Source + ?Sized> Source for &mut S {
+    fn next(&mut self) -> Result<Item, MaterialError> {
+        (**self).next()
+    }
+}
+
+/// A party's items from a [`Deal`] that re-derives its half (a material file's or a
+/// stream's replay), generated as the walker asks.
+pub(crate) struct ReplaySource<'a, D: Deal + ?Sized> {
+    pub items: DealOrder<'a>,
+    pub deal: &'a mut D,
+    pub party: usize,
+}
+
+impl<D: Deal + ?Sized> Source for ReplaySource<'_, D> {
+    fn next(&mut self) -> Result<Item, MaterialError> {
+        let mut pair = (self.items.next_pair(self.deal))?
+            .ok_or_else(|| MaterialError::Mismatch("the call asked for more material".into()))?;
+        pair[self.party]
+            .take()
+            .ok_or_else(|| MaterialError::Mismatch(format!("no material for party {}", self.party)))
+    }
+}
+
+/// Items received from a dealer thread (both parties in one process).
+pub(crate) struct ChannelSource(pub std::sync::mpsc::Receiver<Result<Item, MaterialError>>);
+
+impl Source for ChannelSource {
+    fn next(&mut self) -> Result<Item, MaterialError> {
+        self.0.recv().unwrap_or_else(|_| {
+            Err(MaterialError::Mismatch(
+                "the dealer stopped before the call's material was complete".into(),
+            ))
+        })
+    }
+}
+
+/// The order in which a call's material is dealt and taken: seeds, the setup (in the
+/// session's first call: shuffles, then each fixed operand's mask in
+/// [`ExecPlan::setup_order`]), then the communicating nodes in start order.
+pub(crate) struct DealOrder<'a> {
+    program: &'a Program,
+    plan: &'a ExecPlan,
+    env: DimEnv,
+    set_up: bool,
+    stage: Stage,
+    /// Offline bytes dealt so far for the setup (the shuffles' corrections) and for the
+    /// call's nodes.
+    pub setup_bytes: u64,
+    pub call_bytes: u64,
+}
+
+/// Where a [`DealOrder`] is.
+#[derive(Clone, Copy)]
+enum Stage {
+    Seeds,
+    Shuffles,
+    Masks(usize),
+    Nodes(usize),
+}
+
+impl<'a> DealOrder<'a> {
+    /// The order of a call at `env`, with the setup's material unless the session is
+    /// `set_up`.
+    pub(crate) fn new(program: &'a Program, plan: &'a ExecPlan, env: DimEnv, set_up: bool) -> Self {
+        DealOrder {
+            program,
+            plan,
+            env,
+            set_up,
+            stage: Stage::Seeds,
+            setup_bytes: 0,
+            call_bytes: 0,
+        }
+    }
+
+    /// The next item for both parties from `deal`, or `None` after the last.
+    ///
+    /// # Errors
+    /// If `deal` cannot produce it.
+    pub(crate) fn next_pair<D: Deal + ?Sized>(
+        &mut self,
+        deal: &mut D,
+    ) -> Result<Option<Pair<Item>>, MaterialError> {
+        if let Stage::Masks(k) = self.stage
+            && k == self.plan.setup_order().len()
+        {
+            self.stage = Stage::Nodes(0);
+        }
+        let before = deal.offline_bytes();
+        let setup = matches!(self.stage, Stage::Shuffles | Stage::Masks(_));
+        let item = self.step(deal)?;
+        let dealt = deal.offline_bytes() - before;
+        if setup {
+            self.setup_bytes += dealt;
+        } else {
+            self.call_bytes += dealt;
+        }
+        Ok(item)
+    }
+
+    fn step<D: Deal + ?Sized>(
+        &mut self,
+        deal: &mut D,
+    ) -> Result<Option<Pair<Item>>, MaterialError> {
+        let (program, plan) = (self.program, self.plan);
+        match self.stage {
+            Stage::Seeds => {
+                self.stage = if self.set_up {
+                    Stage::Nodes(0)
+                } else {
+                    Stage::Shuffles
+                };
+                let seeds = share_seeds(plan, deal);
+                return Ok(Some([
+                    Some(Item::Seeds(seeds.clone())),
+                    Some(Item::Seeds(seeds)),
+                ]));
+            }
+            Stage::Shuffles => {
+                self.stage = Stage::Masks(0);
+                let [a, b] = shuffles(program, plan, deal)?;
+                return Ok(Some([Some(Item::Shuffles(a)), Some(Item::Shuffles(b))]));
+            }
+            Stage::Masks(k) => {
+                let Some(&w) = plan.setup_order().get(k) else {
+                    unreachable!("the stage after the last mask is the nodes'")
+                };
+                self.stage = Stage::Masks(k + 1);
+                let w = plan.id(w);
+                let shape = shape_of(program, w, DimEnv { seq: 1, past: 0 });
+                let m = deal.fixed_mask(w, &shape)?;
+                return Ok(Some(m.map(|m| m.map(|m| Item::Mask(w, m)))));
+            }
+            Stage::Nodes(k) => {
+                let Some(&i) = plan.starts().get(k) else {
+                    return Ok(None);
+                };
+                self.stage = Stage::Nodes(k + 1);
+                let id = plan.id(i);
+                let m = node_material(program, plan, self.env, i, deal)?;
+                let [a, b] = m;
+                return Ok(Some([Some(Item::Node(id, a)), Some(Item::Node(id, b))]));
+            }
+        }
+    }
+}
+
+/// Deals a whole call's material from `deal` in [`DealOrder`], handing each item pair to
+/// `emit` (which may send it to the parties, or drop it when the dealer only records).
+/// Returns the offline bytes of the call and of the setup.
+///
+/// # Errors
+/// If `deal` fails, or as `emit`.
+pub(crate) fn deal_call_items<D: Deal + ?Sized>(
+    program: &Program,
+    plan: &ExecPlan,
+    env: DimEnv,
+    deal: &mut D,
+    set_up: bool,
+    mut emit: impl FnMut(Pair<Item>) -> Result<(), MaterialError>,
+) -> Result<(u64, u64), MaterialError> {
+    let mut order = DealOrder::new(program, plan, env, set_up);
+    while let Some(pair) = order.next_pair(deal)? {
+        emit(pair)?;
+    }
+    Ok((order.call_bytes, order.setup_bytes))
+}
+
+/// The seeds of every `share` node, in canonical order.
+fn share_seeds<D: Deal + ?Sized>(plan: &ExecPlan, deal: &mut D) -> Vec<(NodeId, InputSeed)> {
+    (0..plan.order.len())
+        .filter(|&i| plan.protocol(i as Pos) == Protocol::Share)
+        .map(|i| (plan.order[i], deal.share_seed()))
+        .collect()
+}
+
+/// The shuffle of every `block_permute` node, in canonical order.
+fn shuffles<D: Deal + ?Sized>(
+    program: &Program,
+    plan: &ExecPlan,
+    deal: &mut D,
+) -> Result<[Vec<(NodeId, ShuffleMaterial)>; 2], MaterialError> {
+    let mut out = [Vec::new(), Vec::new()];
+    for &id in &plan.order {
+        if let Op::BlockPermute { perm, .. } = program.graph.node(id).op {
+            let (rows, k) = shuffle_view(program, id);
+            for (p, m) in deal.shuffle(perm, rows, k)?.into_iter().enumerate() {
+                if let Some(m) = m {
+                    out[p].push((id, m));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// The view of a `block_permute` node's (padded) shape that its shuffle permutes: one row
 /// per block, `(rows, k)`.
@@ -88,118 +341,66 @@ pub(crate) fn shape_of(program: &Program, id: NodeId, env: DimEnv) -> Vec<usize>
     node.ty.shape.iter().map(|d| d.eval(env) as usize).collect()
 }
 
-/// The once-per-session material: the shuffle of every `block_permute` node, then the
-/// mask of every fixed operand of a product, each in canonical order.
-pub(crate) fn generate_setup(
-    program: &Program,
-    plan: &ExecPlan,
-    deal: &mut dyn Deal,
-) -> Result<[SetupMaterial; 2], MaterialError> {
-    let mut out = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
-    for &id in &plan.order {
-        if let Op::BlockPermute { perm, .. } = program.graph.node(id).op {
-            let (rows, k) = shuffle_view(program, id);
-            for (p, m) in deal.shuffle(perm, rows, k)?.into_iter().enumerate() {
-                if let Some(m) = m {
-                    out[p].0.push((id, m));
-                }
-            }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for i in 0..plan.order.len() {
-        if let Some(w) = plan.fixed_operand(i as super::plan::Pos) {
-            let w = plan.id(w);
-            if seen.insert(w) {
-                let shape = shape_of(program, w, DimEnv { seq: 1, past: 0 });
-                for (p, m) in deal.fixed_mask(w, &shape)?.into_iter().enumerate() {
-                    if let Some(m) = m {
-                        out[p].1.push((w, m));
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The material of one call at `env`, per party (a replay fills its own party's only).
-pub(crate) fn generate_call(
+/// The material of the communicating node at `i` for a call at `env`, per party.
+fn node_material<D: Deal + ?Sized>(
     program: &Program,
     plan: &ExecPlan,
     env: DimEnv,
-    deal: &mut dyn Deal,
-) -> Result<[PartyMaterial; 2], MaterialError> {
-    let mut out = [PartyMaterial::default(), PartyMaterial::default()];
+    i: Pos,
+    deal: &mut D,
+) -> Result<Pair<NodeMaterial>, MaterialError> {
     let shape = |id| shape_of(program, id, env);
-    for (i, &id) in plan.order.iter().enumerate() {
-        let i = i as super::plan::Pos;
-        let xs = program.graph.operands(id);
-        let kind = match program.graph.node(id).op {
-            Op::MatMul => Product::MatMul,
-            _ => Product::Elementwise,
-        };
-        if plan.protocol(i).communicates() && !plan.communicating(i) {
-            continue;
+    let id = plan.id(i);
+    let xs = program.graph.operands(id);
+    let kind = match program.graph.node(id).op {
+        Op::MatMul => Product::MatMul,
+        _ => Product::Elementwise,
+    };
+    Ok(match plan.protocol(i) {
+        Protocol::Mux if plan.gmw => {
+            let m = deal.bit_mux(&shape(xs[0]), &shape(xs[1]))?;
+            m.map(|m| m.map(NodeMaterial::BitMux))
         }
-        let pair: Pair<NodeMaterial> = match plan.protocol(i) {
-            Protocol::Share => {
-                let s = deal.share_seed();
-                [Some(NodeMaterial::Seed(s)), Some(NodeMaterial::Seed(s))]
-            }
-            Protocol::Mux if plan.gmw => {
-                let m = deal.bit_mux(&shape(xs[0]), &shape(xs[1]))?;
-                m.map(|m| m.map(NodeMaterial::BitMux))
-            }
-            Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
-                let m = deal.triple(kind, &shape(xs[0]), &shape(xs[1]))?;
-                m.map(|m| m.map(NodeMaterial::Triple))
-            }
-            Protocol::Square => (deal.square(&shape(xs[0]))?).map(|m| m.map(NodeMaterial::Square)),
-            Protocol::FixedMul | Protocol::FixedMatMul => {
-                let w = plan.id(plan
-                    .fixed_operand(i)
-                    .expect("a product with a fixed operand"));
-                let k = usize::from(xs[1] == w);
-                let m = deal.fixed_call(w, kind, &shape(xs[1 - k]))?;
-                m.map(|m| m.map(NodeMaterial::Fixed))
-            }
-            Protocol::DreluFss => {
-                let n = shape(xs[0]).iter().product();
-                (deal.drelu(n)?).map(|m| m.map(NodeMaterial::Drelu))
-            }
-            Protocol::DreluGmw => {
-                let n = shape(xs[0]).iter().product();
-                (deal.gmw_drelu(n)?).map(|m| m.map(NodeMaterial::GmwDrelu))
-            }
-            Protocol::B2A => {
-                let n = shape(xs[0]).iter().product();
-                (deal.b2a(n)?).map(|m| m.map(NodeMaterial::B2a))
-            }
-            Protocol::RowMaxTree => row_max(deal, &shape(xs[0]), plan.gmw)?,
-            Protocol::BlockFixedMatMul => {
-                let Op::BlockMatMul { block, .. } = program.graph.node(id).op else {
-                    unreachable!("block_fixed_matmul computes block_matmul nodes")
-                };
-                let seq = shape(xs[0])[0];
-                let m = deal.block_matmul(xs[1], seq, block as usize)?;
-                m.map(|m| m.map(NodeMaterial::BlockMatMul))
-            }
-            _ => continue,
-        };
-        for (p, m) in pair.into_iter().enumerate() {
-            if let Some(m) = m {
-                out[p].nodes.insert(id, m);
-            }
+        Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
+            let m = deal.triple(kind, &shape(xs[0]), &shape(xs[1]))?;
+            m.map(|m| m.map(NodeMaterial::Triple))
         }
-    }
-    Ok(out)
+        Protocol::Square => (deal.square(&shape(xs[0]))?).map(|m| m.map(NodeMaterial::Square)),
+        Protocol::FixedMul | Protocol::FixedMatMul => {
+            let w = (plan.fixed_operand(i)).map_or(xs[1], |w| plan.id(w));
+            let k = usize::from(xs[1] == w);
+            let m = deal.fixed_call(w, kind, &shape(xs[1 - k]))?;
+            m.map(|m| m.map(NodeMaterial::Fixed))
+        }
+        Protocol::DreluFss => {
+            let n = shape(xs[0]).iter().product();
+            (deal.drelu(n)?).map(|m| m.map(NodeMaterial::Drelu))
+        }
+        Protocol::DreluGmw => {
+            let n = shape(xs[0]).iter().product();
+            (deal.gmw_drelu(n)?).map(|m| m.map(NodeMaterial::GmwDrelu))
+        }
+        Protocol::B2A => {
+            let n = shape(xs[0]).iter().product();
+            (deal.b2a(n)?).map(|m| m.map(NodeMaterial::B2a))
+        }
+        Protocol::RowMaxTree => row_max(deal, &shape(xs[0]), plan.gmw)?,
+        Protocol::BlockFixedMatMul => {
+            let Op::BlockMatMul { block, .. } = program.graph.node(id).op else {
+                unreachable!("block_fixed_matmul computes block_matmul nodes")
+            };
+            let seq = shape(xs[0])[0];
+            let m = deal.block_matmul(xs[1], seq, block as usize)?;
+            m.map(|m| m.map(NodeMaterial::BlockMatMul))
+        }
+        _ => [None, None],
+    })
 }
 
 /// Per level of a row maximum over `x`: the comparison of the pairs (DReLU keys, or GMW
 /// triples), then the select's material.
-fn row_max(
-    deal: &mut dyn Deal,
+fn row_max<D: Deal + ?Sized>(
+    deal: &mut D,
     x: &[usize],
     gmw: bool,
 ) -> Result<Pair<NodeMaterial>, MaterialError> {

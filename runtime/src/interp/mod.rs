@@ -50,7 +50,9 @@ use crate::transport::ChannelError;
 
 pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
 pub use plan::ExecPlan;
-pub use session::{DealtFiles, InProcess, Outputs, RemoteParty, deal_session, deal_to_files};
+pub use session::{
+    DealtFiles, InProcess, Outputs, RemoteParty, deal_call, deal_session, deal_to_files,
+};
 
 /// What a call cost, as the channel and the dealer counted it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -105,10 +105,10 @@ impl std::fmt::Debug for PartyState {
     }
 }
 
-/// One party's material, opaque outside the interpreter.
-pub struct PartyMaterialHandle(pub(crate) PartyMaterial);
+/// One party's material source for a call, opaque outside the interpreter.
+pub struct PartyMaterialHandle<'s>(pub(crate) PartyMaterial<'s>);
 
-impl std::fmt::Debug for PartyMaterialHandle {
+impl std::fmt::Debug for PartyMaterialHandle<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PartyMaterial(..)")
     }
@@ -135,7 +135,9 @@ pub(super) struct Run<'a> {
     pub frac: u32,
     pub sources: &'a PartyInputs,
     pub cache: &'a Cache,
-    pub material: PartyMaterial,
+    pub material: PartyMaterial<'a>,
+    /// The seeds of the call's `share` nodes.
+    pub seeds: HashMap<NodeId, crate::protocols::share::InputSeed>,
     pub setup: SetupOptions,
     pub values: Vec<Slot>,
     /// Readers left per value: a value is dropped when it reaches 0.
@@ -174,22 +176,25 @@ pub fn run_party<C: Channel + ?Sized>(
     party: PartyId,
     env: DimEnv,
     sources: &PartyInputs,
-    material: PartyMaterialHandle,
+    material: PartyMaterialHandle<'_>,
     state: &mut PartyState,
     ch: &mut C,
     setup: SetupOptions,
 ) -> Result<HashMap<String, ArrayD<f64>>, InterpError> {
     let set_up = state.set_up;
-    let mut run = Run::new(program, plan, party, env, sources, material, state, setup);
-    run.walk(ch, set_up)?;
-    let Run {
-        outputs,
-        writes,
-        fixed_operands,
-        permuted,
-        active,
-        ..
-    } = run;
+    let (outputs, writes, fixed_operands, permuted, active) = {
+        let mut run = Run::new(program, plan, party, env, sources, material, state, setup);
+        run.walk(ch, set_up)?;
+        let Run {
+            outputs,
+            writes,
+            fixed_operands,
+            permuted,
+            active,
+            ..
+        } = run;
+        (outputs, writes, fixed_operands, permuted, active)
+    };
     if !fixed_operands.is_empty() {
         state.fixed = fixed_operands;
     }
@@ -210,7 +215,7 @@ impl<'a> Run<'a> {
         party: PartyId,
         env: DimEnv,
         sources: &'a PartyInputs,
-        material: PartyMaterialHandle,
+        material: PartyMaterialHandle<'a>,
         state: &'a mut PartyState,
         setup: SetupOptions,
     ) -> Run<'a> {
@@ -234,6 +239,7 @@ impl<'a> Run<'a> {
             sources,
             cache: &state.cache,
             material: material.0,
+            seeds: HashMap::new(),
             setup,
             uses: plan.read_counts(),
             set_up_only: set_up_only(plan),
@@ -262,12 +268,16 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        self.seeds = self.material.seeds()?;
         let first: Vec<Pos> = plan.locals(0).to_vec();
         let (before, after): (Vec<Pos>, Vec<Pos>) =
             first.into_iter().partition(|&i| !plan.after_shuffle(i));
         self.compute_locals(&before)?;
-        if !self.material.shuffles.is_empty() {
-            self.shuffle_setup(ch)?;
+        if !set_up {
+            let jobs = self.material.shuffles()?;
+            if !jobs.is_empty() {
+                self.shuffle_setup(jobs, ch)?;
+            }
         }
         self.compute_locals(&after)?;
         if !set_up {

@@ -50,6 +50,9 @@ pub struct ExecPlan {
     locals: Vec<Vec<Pos>>,
     /// Communicating nodes in the order they start (start round, then canonical order).
     starts: Vec<Pos>,
+    /// The fixed operands of the call's products, each once, in the canonical order of
+    /// their first product: the order of the session's setup.
+    setup_order: Vec<Pos>,
     /// Whether comparisons are GMW (bits XOR-shared) rather than FSS.
     pub gmw: bool,
     /// Rounds of the call: max over nodes of start + own rounds.
@@ -94,6 +97,7 @@ impl ExecPlan {
             rounds: Vec::new(),
             locals: Vec::new(),
             starts: Vec::new(),
+            setup_order: Vec::new(),
             gmw: program.options.comparison == Comparison::Gmw,
             total_rounds: 0,
             fixed: vec![false; n],
@@ -117,6 +121,12 @@ impl ExecPlan {
             if cost.protocol.communicates() {
                 plan.own[i] = cost.rounds.eval(env).max(0) as u64;
                 plan.start[i] = rounds.get(id).map_or(0, |m| m.eval(env)).max(0) as u64;
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for w in plan.fixed_operand.iter().flatten() {
+            if seen.insert(*w) {
+                plan.setup_order.push(*w);
             }
         }
         for (id, m) in masked_nodes(program) {
@@ -236,8 +246,13 @@ impl ExecPlan {
 
     /// The communicating nodes in the order they start: the order in which a party takes
     /// their material.
-    pub(crate) fn start_order(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.starts.iter().map(|&i| self.order[i as usize])
+    pub(crate) fn starts(&self) -> &[Pos] {
+        &self.starts
+    }
+
+    /// The fixed operands in the order the session's setup opens them.
+    pub(crate) fn setup_order(&self) -> &[Pos] {
+        &self.setup_order
     }
 
     /// Per position, how many nodes read it (operands and block masks).

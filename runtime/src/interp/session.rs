@@ -11,10 +11,14 @@ use std::collections::HashMap;
 use comet_ir::{DimEnv, Program};
 use ndarray::ArrayD;
 
-use super::material::{PartyMaterial, generate_call, generate_setup};
+use std::sync::mpsc::{SyncSender, sync_channel};
+
+use super::material::{
+    ChannelSource, DealOrder, Item, PartyMaterial, ReplaySource, deal_call_items,
+};
 use super::party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
 use super::{ExecPlan, InterpError, Measured, SetupOptions};
-use crate::dealer::{Deal, PartyReplay, SessionDealer};
+use crate::dealer::{MaterialError, PartyReplay, SessionDealer};
 use crate::protocols::PartyId;
 use crate::protocols::driver::run_two_party;
 use crate::transport::{Channel, ChannelStats};
@@ -22,31 +26,37 @@ use crate::transport::{Channel, ChannelStats};
 /// Outputs of a call, by name, as their receiver decoded them.
 pub type Outputs = HashMap<String, ArrayD<f64>>;
 
-/// Material for the next call from `deal`, with the setup material (shuffles, fixed
-/// masks) if the session has not been set up yet; and the offline bytes of that setup
-/// material (the shuffles' corrections), which are not the call's.
-fn next_material(
+/// How many material items the dealer thread of an in-process call may be ahead of a
+/// party: a bound on the dealer's working set.
+const ITEMS_AHEAD: usize = 2;
+
+/// Deals a call's material on its own thread and sends each party its half, item by item,
+/// through bounded channels; returns the call's and the setup's offline bytes.
+fn deal_to_channels(
     program: &Program,
     plan: &ExecPlan,
     env: DimEnv,
-    deal: &mut dyn Deal,
+    deal: &mut SessionDealer,
     set_up: bool,
-) -> Result<([PartyMaterial; 2], u64), InterpError> {
-    let before = deal.offline_bytes();
-    let masks = if set_up {
-        None
-    } else {
-        Some(generate_setup(program, plan, deal)?)
-    };
-    let setup_bytes = deal.offline_bytes() - before;
-    let mut m = generate_call(program, plan, env, deal)?;
-    if let Some(masks) = masks {
-        for (p, (shuffles, masks)) in masks.into_iter().enumerate() {
-            m[p].shuffles = shuffles;
-            m[p].fixed_masks = masks;
+    txs: [SyncSender<Result<Item, MaterialError>>; 2],
+) -> Result<(u64, u64), MaterialError> {
+    let result = deal_call_items(program, plan, env, deal, set_up, |pair| {
+        for (tx, item) in txs.iter().zip(pair) {
+            let item =
+                item.ok_or_else(|| MaterialError::Mismatch("a party's half is missing".into()))?;
+            // a party that stopped early drops its receiver: its own error is reported
+            let _ = tx.send(Ok(item));
+        }
+        Ok(())
+    });
+    if let Err(e) = &result {
+        for tx in &txs {
+            let _ = tx.send(Err(MaterialError::Mismatch(format!(
+                "the dealer failed: {e}"
+            ))));
         }
     }
-    Ok((m, setup_bytes))
+    result
 }
 
 /// Both parties of a session in this process, with an in-process dealer.
@@ -114,23 +124,30 @@ impl<'a> InProcess<'a> {
     ) -> Result<(Outputs, Measured), InterpError> {
         let program = self.program;
         let plan = ExecPlan::new(program, env)?;
-        let before = self.dealer.offline_bytes();
-        let (m, setup_bytes) = next_material(program, &plan, env, &mut self.dealer, self.set_up)?;
-        let [m0, m1] = m.map(PartyMaterialHandle);
-        let offline_bytes = self.dealer.offline_bytes() - before - setup_bytes;
         let none = HashMap::new();
         for (p, s) in self.sources.iter_mut().enumerate() {
             s.inputs = PartyInputs::for_party(program, p, inputs, &none).inputs;
         }
         let [s0, s1] = &self.sources;
         let [st0, st1] = &mut self.states;
-        let (sc, opts) = (&plan, self.setup);
-        let (r0, r1) = run_two_party(
-            move |ch| run_party(program, sc, 0, env, s0, m0, st0, ch, opts),
-            move |ch| run_party(program, sc, 1, env, s1, m1, st1, ch, opts),
-        );
+        let (sc, opts, set_up) = (&plan, self.setup, self.set_up);
+        let dealer = &mut self.dealer;
+        let (tx0, rx0) = sync_channel(ITEMS_AHEAD);
+        let (tx1, rx1) = sync_channel(ITEMS_AHEAD);
+        let (dealt, (r0, r1)) = std::thread::scope(|s| {
+            let d = s.spawn(move || deal_to_channels(program, sc, env, dealer, set_up, [tx0, tx1]));
+            let m0 = PartyMaterialHandle(PartyMaterial::new(Box::new(ChannelSource(rx0))));
+            let m1 = PartyMaterialHandle(PartyMaterial::new(Box::new(ChannelSource(rx1))));
+            let runs = run_two_party(
+                move |ch| run_party(program, sc, 0, env, s0, m0, st0, ch, opts),
+                move |ch| run_party(program, sc, 1, env, s1, m1, st1, ch, opts),
+            );
+            let dealt = d.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (dealt, runs)
+        });
         let mut outputs = r0.output?;
         outputs.extend(r1.output?);
+        let (offline_bytes, setup_bytes) = dealt?;
         self.set_up = true;
         let sent = |s: &ChannelStats| s.online.payload_bytes_sent;
         let setup = |s: &ChannelStats| s.setup.payload_bytes_sent;
@@ -226,25 +243,26 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
     ) -> Result<(Outputs, Measured), InterpError> {
         let program = self.program;
         let plan = ExecPlan::new(program, env)?;
-        let before_material = self.replay.offline_bytes();
-        let ([m0, m1], setup_bytes) =
-            next_material(program, &plan, env, &mut self.replay, self.set_up)?;
-        let mine = PartyMaterialHandle(if self.party == 0 { m0 } else { m1 });
-        let offline_bytes = self.replay.offline_bytes() - before_material - setup_bytes;
         let p = usize::from(self.party);
         self.sources.inputs = PartyInputs::for_party(program, p, inputs, &HashMap::new()).inputs;
         let before = self.ch.stats();
+        let mut source = ReplaySource {
+            items: DealOrder::new(program, &plan, env, self.set_up),
+            deal: &mut self.replay,
+            party: p,
+        };
         let outputs = run_party(
             program,
             &plan,
             self.party,
             env,
             &self.sources,
-            mine,
+            PartyMaterialHandle(PartyMaterial::new(Box::new(&mut source))),
             &mut self.state,
             &mut self.ch,
             self.setup,
         )?;
+        let (offline_bytes, setup_bytes) = (source.items.call_bytes, source.items.setup_bytes);
         self.set_up = true;
         let s = self.ch.stats_since(&before);
         let measured = Measured {
@@ -276,15 +294,36 @@ pub fn deal_session(
     let mut per_call = Vec::with_capacity(calls.len());
     let mut setup = 0;
     for (k, &env) in calls.iter().enumerate() {
-        let plan = ExecPlan::new(program, env)?;
-        let before = dealer.offline_bytes();
-        let (m, setup_bytes) = next_material(program, &plan, env, dealer, k > 0)?;
-        drop(m);
+        let (call, setup_bytes) = deal_call(program, env, dealer, k > 0)?;
         setup += setup_bytes;
-        per_call.push(dealer.offline_bytes() - before - setup_bytes);
+        per_call.push(call);
         progress(k, per_call[k]);
     }
     Ok((per_call, setup))
+}
+
+/// Deals one call's material at `env` (and the session's setup, unless it is `set_up`)
+/// from `dealer` into its recording sinks, item by item, keeping none of it. Returns the
+/// call's offline bytes and the setup's, as [`Measured::offline_bits`]` / 8` and
+/// [`Measured::setup_offline_bits`]` / 8` count them.
+///
+/// # Errors
+/// As [`ExecPlan::new`] for the call's sizes, or if the dealer fails.
+pub fn deal_call(
+    program: &Program,
+    env: DimEnv,
+    dealer: &mut SessionDealer,
+    set_up: bool,
+) -> Result<(u64, u64), InterpError> {
+    let plan = ExecPlan::new(program, env)?;
+    Ok(deal_call_items(
+        program,
+        &plan,
+        env,
+        dealer,
+        set_up,
+        |_| Ok(()),
+    )?)
 }
 
 /// What [`deal_to_files`] wrote.

@@ -35,9 +35,9 @@ impl Run<'_> {
     /// Opens `W − B` of every fixed operand, one after the other, each in chunks; marks
     /// the set-up-only values as not held afterwards.
     pub(super) fn setup<C: Channel + ?Sized>(&mut self, ch: &mut C) -> Result<(), InterpError> {
-        let masks = std::mem::take(&mut self.material.fixed_masks);
-        for (w, m) in masks {
-            let i = self.plan.pos(w);
+        for &i in self.plan.setup_order() {
+            let w = self.plan.id(i);
+            let m = self.material.mask(w)?;
             self.ensure(i)?;
             let x = Arc::clone(self.held(i, i)?);
             if self.set_up_only[i as usize] {
@@ -61,9 +61,9 @@ impl Run<'_> {
     /// shares to party 0, who permutes by `π0`; step 1: party 0's to party 1, `π1`).
     pub(super) fn shuffle_setup<C: Channel + ?Sized>(
         &mut self,
+        jobs: Vec<(NodeId, crate::dealer::ShuffleMaterial)>,
         ch: &mut C,
     ) -> Result<(), InterpError> {
-        let jobs = std::mem::take(&mut self.material.shuffles);
         let mut views = Vec::new();
         for (id, _) in &jobs {
             let i = self.plan.pos(*id);

@@ -157,6 +157,7 @@ impl Run<'_> {
     fn start(&mut self, i: Pos) -> Result<(Pending, Vec<u8>), InterpError> {
         let p = self.party;
         let proto = self.plan.protocol(i);
+        let material = self.material.node(self.plan.id(i))?;
         if proto == Protocol::Reveal {
             return self.start_reveal(i);
         }
@@ -164,11 +165,10 @@ impl Run<'_> {
             let (st, msg) = reveal::start(p, None, self.share_of(i, 0)?);
             return Ok((Pending::Reveal(st), pack(&msg)));
         }
+        let material = material.ok_or_else(|| self.fail(i, "no dealer material".into()))?;
         if let Some(m) = self.masked.get(&i).copied() {
-            return self.start_masked(i, m, proto);
+            return self.start_masked(i, m, proto, material);
         }
-        let material = (self.material.nodes.remove(&self.plan.id(i)))
-            .ok_or_else(|| self.fail(i, "no dealer material".into()))?;
         let bad = || self.fail(i, "dealer material of another protocol".into());
         let arith = |(st, msg): (Pending, Vec<u64>)| (st, pack(&msg));
         Ok(match (proto, material) {
