@@ -49,7 +49,7 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
         ch.peer_addr(),
         header.calls.len()
     );
-    let mut session = RemoteParty::new(program, &weights, replay, ch);
+    let mut session = RemoteParty::from_owned(program, weights, replay, ch);
     let start = Instant::now();
     let (tokens, calls, tokenizer) = match client {
         Some((tokenizer, prompt)) => {

@@ -111,7 +111,7 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     let prompt = prompt(args, tokenizer.as_ref())?;
     let n = args.generate.unwrap_or(8);
     let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
-    let mut session = InProcess::new(program, &weights, args.seed);
+    let mut session = InProcess::from_owned(program, weights, args.seed);
     let start = Instant::now();
     let (tokens, calls) = generate(program, &prompt, n, &mut sampler, |inputs, env| {
         session.call(inputs, env).map_err(|e| e.to_string())

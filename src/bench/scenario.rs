@@ -60,8 +60,7 @@ pub fn in_process(args: &RuntimeArgs) -> Result<Value, String> {
     let program = model::compile(args)?;
     let envs = model::decode_envs(args.past());
     let (weights, params) = model::random_weights("in process", &program, args.seed, None);
-    let mut session = InProcess::new(&program, &weights, args.seed);
-    drop(weights);
+    let mut session = InProcess::from_owned(&program, weights, args.seed);
     let contents = model::cache_contents(&program, envs[0], args.seed);
     let mut cache_bytes = 0;
     for (p, state) in session.states_mut().iter_mut().enumerate() {
@@ -191,8 +190,7 @@ pub fn party(
     .map_err(|e| format!("{who}: {e}"))?;
     let party = if p == 0 { Party::Server } else { Party::Client };
     (ch.handshake(&Hello::new(party, digest, header.session))).map_err(|e| e.to_string())?;
-    let mut session = RemoteParty::new(&program, &weights, replay, ch);
-    drop(weights);
+    let mut session = RemoteParty::from_owned(&program, weights, replay, ch);
     let contents = model::cache_contents(&program, header.calls[0], args.seed);
     let cache_bytes = model::fill_cache(session.state_mut(), usize::from(p), &contents);
     drop(contents);

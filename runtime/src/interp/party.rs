@@ -43,6 +43,36 @@ impl std::fmt::Debug for PartyInputs {
 }
 
 impl PartyInputs {
+    /// The weights of `weights` that the plan says party `p` provides, taken without
+    /// copies (the others are dropped).
+    pub fn take_weights(
+        program: &Program,
+        p: usize,
+        mut weights: HashMap<String, ArrayD<f64>>,
+    ) -> PartyInputs {
+        let info = &program.info;
+        weights.retain(|n, _| info.weight(n).is_some_and(|w| w.party.index() == p));
+        PartyInputs {
+            inputs: HashMap::new(),
+            weights,
+        }
+    }
+
+    /// Drops the weights that only set-up products use: after the session's setup no call
+    /// reads them again (their `W − B` and `B_p` are kept packed).
+    pub(crate) fn drop_set_up_weights(&mut self, program: &Program, plan: &ExecPlan) {
+        let only = set_up_only(plan);
+        let mut needed = std::collections::HashSet::new();
+        for (i, &id) in plan.order.iter().enumerate() {
+            if let comet_ir::Op::Weight { name } = &program.graph.node(id).op
+                && !only[i]
+            {
+                needed.insert(name.clone());
+            }
+        }
+        self.weights.retain(|n, _| needed.contains(n));
+    }
+
     /// The sources of `inputs` and `weights` that the plan says party `p` provides.
     pub fn for_party(
         program: &Program,

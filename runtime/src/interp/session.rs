@@ -86,10 +86,21 @@ impl<'a> InProcess<'a> {
         weights: &HashMap<String, ArrayD<f64>>,
         seed: u64,
     ) -> InProcess<'a> {
+        InProcess::from_owned(program, weights.clone(), seed)
+    }
+
+    /// [`InProcess::new`] taking the weights without copying them; after the session's
+    /// setup it keeps only those that later calls read.
+    pub fn from_owned(
+        program: &'a Program,
+        weights: HashMap<String, ArrayD<f64>>,
+        seed: u64,
+    ) -> InProcess<'a> {
         let none = HashMap::new();
+        let client = PartyInputs::for_party(program, 1, &none, &weights);
         InProcess {
             program,
-            sources: [0, 1].map(|p| PartyInputs::for_party(program, p, &none, weights)),
+            sources: [PartyInputs::take_weights(program, 0, weights), client],
             dealer: SessionDealer::from_u64(seed),
             states: [PartyState::new(), PartyState::new()],
             set_up: false,
@@ -148,6 +159,11 @@ impl<'a> InProcess<'a> {
         let mut outputs = r0.output?;
         outputs.extend(r1.output?);
         let (offline_bytes, setup_bytes) = dealt?;
+        if !self.set_up {
+            for s in &mut self.sources {
+                s.drop_set_up_weights(program, &plan);
+            }
+        }
         self.set_up = true;
         let sent = |s: &ChannelStats| s.online.payload_bytes_sent;
         let setup = |s: &ChannelStats| s.setup.payload_bytes_sent;
@@ -194,11 +210,23 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
         replay: PartyReplay,
         ch: C,
     ) -> RemoteParty<'a, C> {
+        let mine = PartyInputs::for_party(program, usize::from(replay.party()), &HashMap::new(), weights);
+        RemoteParty::from_owned(program, mine.weights, replay, ch)
+    }
+
+    /// [`RemoteParty::new`] taking the weights without copying them; after the session's
+    /// setup it keeps only those that later calls read.
+    pub fn from_owned(
+        program: &'a Program,
+        weights: HashMap<String, ArrayD<f64>>,
+        replay: PartyReplay,
+        ch: C,
+    ) -> RemoteParty<'a, C> {
         let party = replay.party();
         RemoteParty {
             program,
             party,
-            sources: PartyInputs::for_party(program, usize::from(party), &HashMap::new(), weights),
+            sources: PartyInputs::take_weights(program, usize::from(party), weights),
             replay,
             state: PartyState::new(),
             ch,
@@ -263,6 +291,9 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             self.setup,
         )?;
         let (offline_bytes, setup_bytes) = (source.items.call_bytes, source.items.setup_bytes);
+        if !self.set_up {
+            self.sources.drop_set_up_weights(program, &plan);
+        }
         self.set_up = true;
         let s = self.ch.stats_since(&before);
         let measured = Measured {
