@@ -146,22 +146,31 @@ impl Run<'_> {
         Ok(Some(Share(v)))
     }
 
-    fn weight(&self, i: Pos, name: &str, shape: &[usize]) -> Result<Option<Share>, InterpError> {
+    /// A weight's encoding at its owner; a weight that only the setup reads is taken out
+    /// of the sources once encoded (the f64 copy is not needed again).
+    fn weight(&mut self, i: Pos, name: &str, shape: &[usize]) -> Result<Option<Share>, InterpError> {
         let program = self.program;
         let owner = program.info.weight(name).map_or(Party::Server, |w| w.party);
         if owner.index() != usize::from(self.party) {
             return Ok(None);
         }
+        let scale = match program.graph.node(self.plan.id(i)).ty.elem {
+            Elem::Fixed { scale } if scale < 64 => scale,
+            _ => self.frac,
+        };
         let w = (self.sources.weights.get(name))
             .ok_or_else(|| self.fail(i, format!("missing weight `{name}`")))?;
         if w.shape() != shape {
             return Err(self.fail(i, format!("weight `{name}`: shape {:?}", w.shape())));
         }
-        let scale = match program.graph.node(self.plan.id(i)).ty.elem {
-            Elem::Fixed { scale } if scale < 64 => scale,
-            _ => self.frac,
-        };
-        Ok(Some(Share(ring::encode_tensor(w, scale))))
+        let v = Share(ring::encode_tensor(w, scale));
+        if let Some(left) = self.droppable.get_mut(name) {
+            *left -= 1;
+            if *left == 0 {
+                self.sources.weights.remove(name);
+            }
+        }
+        Ok(Some(v))
     }
 
     fn cache_read(&self, i: Pos, slot: u32, shape: &[usize]) -> Result<ArrayD<Ring>, InterpError> {

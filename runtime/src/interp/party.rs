@@ -61,16 +61,8 @@ impl PartyInputs {
     /// Drops the weights that only set-up products use: after the session's setup no call
     /// reads them again (their `W − B` and `B_p` are kept packed).
     pub(crate) fn drop_set_up_weights(&mut self, program: &Program, plan: &ExecPlan) {
-        let only = set_up_only(plan);
-        let mut needed = std::collections::HashSet::new();
-        for (i, &id) in plan.order.iter().enumerate() {
-            if let comet_ir::Op::Weight { name } = &program.graph.node(id).op
-                && !only[i]
-            {
-                needed.insert(name.clone());
-            }
-        }
-        self.weights.retain(|n, _| needed.contains(n));
+        let droppable = droppable_weights(program, plan);
+        self.weights.retain(|n, _| !droppable.contains_key(n));
     }
 
     /// The sources of `inputs` and `weights` that the plan says party `p` provides.
@@ -163,7 +155,10 @@ pub(super) struct Run<'a> {
     pub party: PartyId,
     pub env: DimEnv,
     pub frac: u32,
-    pub sources: &'a PartyInputs,
+    pub sources: &'a mut PartyInputs,
+    /// Weights read only by set-up-only nodes: dropped as soon as the setup encoded them.
+    /// (with how many `weight` nodes still read it).
+    pub droppable: HashMap<String, usize>,
     pub cache: &'a Cache,
     pub material: PartyMaterial<'a>,
     /// The seeds of the call's `share` nodes.
@@ -205,7 +200,7 @@ pub fn run_party<C: Channel + ?Sized>(
     plan: &ExecPlan,
     party: PartyId,
     env: DimEnv,
-    sources: &PartyInputs,
+    sources: &mut PartyInputs,
     material: PartyMaterialHandle<'_>,
     state: &mut PartyState,
     ch: &mut C,
@@ -244,7 +239,7 @@ impl<'a> Run<'a> {
         plan: &'a ExecPlan,
         party: PartyId,
         env: DimEnv,
-        sources: &'a PartyInputs,
+        sources: &'a mut PartyInputs,
         material: PartyMaterialHandle<'a>,
         state: &'a mut PartyState,
         setup: SetupOptions,
@@ -267,6 +262,7 @@ impl<'a> Run<'a> {
             env,
             frac: program.info.format.frac,
             sources,
+            droppable: droppable_weights(program, plan),
             cache: &state.cache,
             material: material.0,
             seeds: HashMap::new(),
@@ -388,6 +384,24 @@ impl<'a> Run<'a> {
         self.value(x)
             .ok_or_else(|| self.fail(i, format!("operand {} is not held here", self.plan.id(x))))
     }
+}
+
+/// The weights whose every `weight` node is needed only to set up fixed operands, with
+/// the number of such nodes.
+fn droppable_weights(program: &Program, plan: &ExecPlan) -> HashMap<String, usize> {
+    let only = set_up_only(plan);
+    let mut all: HashMap<String, usize> = HashMap::new();
+    let mut needed = std::collections::HashSet::new();
+    for (i, &id) in plan.order.iter().enumerate() {
+        if let comet_ir::Op::Weight { name } = &program.graph.node(id).op {
+            *all.entry(name.clone()).or_default() += 1;
+            if !only[i] {
+                needed.insert(name.clone());
+            }
+        }
+    }
+    all.retain(|n, _| !needed.contains(n));
+    all
 }
 
 /// Fixed values that are needed only to set up fixed operands: those used only as the

@@ -139,7 +139,7 @@ impl<'a> InProcess<'a> {
         for (p, s) in self.sources.iter_mut().enumerate() {
             s.inputs = PartyInputs::for_party(program, p, inputs, &none).inputs;
         }
-        let [s0, s1] = &self.sources;
+        let [s0, s1] = &mut self.sources;
         let [st0, st1] = &mut self.states;
         let (sc, opts, set_up) = (&plan, self.setup, self.set_up);
         let dealer = &mut self.dealer;
@@ -284,7 +284,7 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             &plan,
             self.party,
             env,
-            &self.sources,
+            &mut self.sources,
             PartyMaterialHandle(PartyMaterial::new(Box::new(&mut source))),
             &mut self.state,
             &mut self.ch,
