@@ -148,7 +148,12 @@ impl Run<'_> {
 
     /// A weight's encoding at its owner; a weight that only the setup reads is taken out
     /// of the sources once encoded (the f64 copy is not needed again).
-    fn weight(&mut self, i: Pos, name: &str, shape: &[usize]) -> Result<Option<Share>, InterpError> {
+    fn weight(
+        &mut self,
+        i: Pos,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<Option<Share>, InterpError> {
         let program = self.program;
         let owner = program.info.weight(name).map_or(Party::Server, |w| w.party);
         if owner.index() != usize::from(self.party) {

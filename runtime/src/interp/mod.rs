@@ -49,6 +49,7 @@ use crate::protocols::driver::RoundError;
 use crate::transport::ChannelError;
 
 pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
+
 pub use plan::ExecPlan;
 pub use session::{
     DealtFiles, InProcess, Outputs, RemoteParty, deal_call, deal_session, deal_to_files,
@@ -103,26 +104,73 @@ pub enum InterpError {
     Material(#[from] MaterialError),
 }
 
-/// How the session's setup sends `W − B`: in exchanges of at most `chunk_bytes` of
-/// payload each (64 MiB by default), so that no frame grows with the model.
+/// What a long call reports as it goes, to a [`RunOptions::progress`] callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetupOptions {
-    /// The largest setup exchange's payload, in bytes (at least 8).
-    pub chunk_bytes: usize,
+pub enum Progress {
+    /// The session's setup opened fixed operand `done` of `total` (`bytes` of `W − B`
+    /// sent so far by this party, of `total_bytes`).
+    Setup {
+        /// Operands opened.
+        done: usize,
+        /// Operands in all.
+        total: usize,
+        /// Bytes sent so far.
+        bytes: u64,
+        /// Bytes to send in all.
+        total_bytes: u64,
+    },
+    /// Round `done` of the call's `total` rounds ended.
+    Round {
+        /// Rounds done.
+        done: u64,
+        /// Rounds of the call.
+        total: u64,
+    },
 }
 
-impl Default for SetupOptions {
-    fn default() -> SetupOptions {
-        SetupOptions {
+/// A progress callback (called from the party's thread).
+pub type ProgressFn = std::sync::Arc<dyn Fn(u8, Progress) + Send + Sync>;
+
+/// How a party runs its calls: the setup's chunk size, and who hears of progress.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The setup sends `W − B` in exchanges of at most this many payload bytes (64 MiB by
+    /// default), so that no frame grows with the model.
+    pub chunk_bytes: usize,
+    /// Called with the party and a [`Progress`] event during the setup and after each
+    /// round (none by default).
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("chunk_bytes", &self.chunk_bytes)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
             chunk_bytes: 64 << 20,
+            progress: None,
         }
     }
 }
 
-impl SetupOptions {
+impl RunOptions {
     /// Ring elements per setup exchange.
-    pub(crate) fn chunk_elements(self) -> usize {
+    pub(crate) fn chunk_elements(&self) -> usize {
         (self.chunk_bytes / 8).max(1)
+    }
+
+    /// Reports `event` for `party`, if anyone listens.
+    pub(crate) fn report(&self, party: u8, event: Progress) {
+        if let Some(f) = &self.progress {
+            f(party, event);
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use ndarray::ArrayD;
 use super::material::PartyMaterial;
 use super::plan::{ExecPlan, Pos};
 use super::start::Pending;
-use super::{InterpError, SetupOptions};
+use super::{InterpError, RunOptions};
 use crate::fixed::Cache;
 use crate::protocols::fixed::FixedOperand;
 use crate::protocols::{PartyId, Share};
@@ -163,7 +163,7 @@ pub(super) struct Run<'a> {
     pub material: PartyMaterial<'a>,
     /// The seeds of the call's `share` nodes.
     pub seeds: HashMap<NodeId, crate::protocols::share::InputSeed>,
-    pub setup: SetupOptions,
+    pub options: RunOptions,
     pub values: Vec<Slot>,
     /// Readers left per value: a value is dropped when it reaches 0.
     pub uses: Vec<u32>,
@@ -204,11 +204,11 @@ pub fn run_party<C: Channel + ?Sized>(
     material: PartyMaterialHandle<'_>,
     state: &mut PartyState,
     ch: &mut C,
-    setup: SetupOptions,
+    options: RunOptions,
 ) -> Result<HashMap<String, ArrayD<f64>>, InterpError> {
     let set_up = state.set_up;
     let (outputs, writes, fixed_operands, permuted, active) = {
-        let mut run = Run::new(program, plan, party, env, sources, material, state, setup);
+        let mut run = Run::new(program, plan, party, env, sources, material, state, options);
         run.walk(ch, set_up)?;
         let Run {
             outputs,
@@ -242,7 +242,7 @@ impl<'a> Run<'a> {
         sources: &'a mut PartyInputs,
         material: PartyMaterialHandle<'a>,
         state: &'a mut PartyState,
-        setup: SetupOptions,
+        options: RunOptions,
     ) -> Run<'a> {
         let n = plan.order.len();
         let mut values = vec![Slot::Empty; n];
@@ -266,7 +266,7 @@ impl<'a> Run<'a> {
             cache: &state.cache,
             material: material.0,
             seeds: HashMap::new(),
-            setup,
+            options,
             uses: plan.read_counts(),
             set_up_only: set_up_only(plan),
             values,
@@ -314,6 +314,11 @@ impl<'a> Run<'a> {
                 self.compute_locals(plan.locals(r))?;
             }
             self.round(r, ch)?;
+            let event = super::Progress::Round {
+                done: r + 1,
+                total: plan.total_rounds,
+            };
+            self.options.report(self.party, event);
         }
         self.compute_locals(plan.locals(plan.total_rounds))?;
         if let Some(i) = (0..plan.order.len()).find(|&i| matches!(self.values[i], Slot::Empty)) {

@@ -17,7 +17,7 @@ use super::material::{
     ChannelSource, DealOrder, Item, PartyMaterial, ReplaySource, deal_call_items,
 };
 use super::party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
-use super::{ExecPlan, InterpError, Measured, SetupOptions};
+use super::{ExecPlan, InterpError, Measured, RunOptions};
 use crate::dealer::{MaterialError, PartyReplay, SessionDealer};
 use crate::protocols::PartyId;
 use crate::protocols::driver::run_two_party;
@@ -66,7 +66,7 @@ pub struct InProcess<'a> {
     dealer: SessionDealer,
     states: [PartyState; 2],
     set_up: bool,
-    setup: SetupOptions,
+    options: RunOptions,
 }
 
 impl std::fmt::Debug for InProcess<'_> {
@@ -104,13 +104,13 @@ impl<'a> InProcess<'a> {
             dealer: SessionDealer::from_u64(seed),
             states: [PartyState::new(), PartyState::new()],
             set_up: false,
-            setup: SetupOptions::default(),
+            options: RunOptions::default(),
         }
     }
 
-    /// The same session, sending the setup in exchanges of at most `setup.chunk_bytes`.
-    pub fn with_setup(mut self, setup: SetupOptions) -> Self {
-        self.setup = setup;
+    /// The same session with `options` (setup chunks, progress).
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -141,7 +141,8 @@ impl<'a> InProcess<'a> {
         }
         let [s0, s1] = &mut self.sources;
         let [st0, st1] = &mut self.states;
-        let (sc, opts, set_up) = (&plan, self.setup, self.set_up);
+        let (sc, set_up) = (&plan, self.set_up);
+        let (opts0, opts1) = (self.options.clone(), self.options.clone());
         let dealer = &mut self.dealer;
         let (tx0, rx0) = sync_channel(ITEMS_AHEAD);
         let (tx1, rx1) = sync_channel(ITEMS_AHEAD);
@@ -150,8 +151,8 @@ impl<'a> InProcess<'a> {
             let m0 = PartyMaterialHandle(PartyMaterial::new(Box::new(ChannelSource(rx0))));
             let m1 = PartyMaterialHandle(PartyMaterial::new(Box::new(ChannelSource(rx1))));
             let runs = run_two_party(
-                move |ch| run_party(program, sc, 0, env, s0, m0, st0, ch, opts),
-                move |ch| run_party(program, sc, 1, env, s1, m1, st1, ch, opts),
+                move |ch| run_party(program, sc, 0, env, s0, m0, st0, ch, opts0),
+                move |ch| run_party(program, sc, 1, env, s1, m1, st1, ch, opts1),
             );
             let dealt = d.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             (dealt, runs)
@@ -189,7 +190,7 @@ pub struct RemoteParty<'a, C: Channel> {
     state: PartyState,
     ch: C,
     set_up: bool,
-    setup: SetupOptions,
+    options: RunOptions,
 }
 
 impl<C: Channel> std::fmt::Debug for RemoteParty<'_, C> {
@@ -210,7 +211,12 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
         replay: PartyReplay,
         ch: C,
     ) -> RemoteParty<'a, C> {
-        let mine = PartyInputs::for_party(program, usize::from(replay.party()), &HashMap::new(), weights);
+        let mine = PartyInputs::for_party(
+            program,
+            usize::from(replay.party()),
+            &HashMap::new(),
+            weights,
+        );
         RemoteParty::from_owned(program, mine.weights, replay, ch)
     }
 
@@ -231,14 +237,14 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             state: PartyState::new(),
             ch,
             set_up: false,
-            setup: SetupOptions::default(),
+            options: RunOptions::default(),
         }
     }
 
-    /// The same party, sending the setup in exchanges of at most `setup.chunk_bytes`
-    /// (both parties must use the same).
-    pub fn with_setup(mut self, setup: SetupOptions) -> Self {
-        self.setup = setup;
+    /// The same party with `options` (setup chunks, progress); both parties must cut the
+    /// setup the same way.
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -288,7 +294,7 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             PartyMaterialHandle(PartyMaterial::new(Box::new(&mut source))),
             &mut self.state,
             &mut self.ch,
-            self.setup,
+            self.options.clone(),
         )?;
         let (offline_bytes, setup_bytes) = (source.items.call_bytes, source.items.setup_bytes);
         if !self.set_up {

@@ -1,6 +1,6 @@
 //! The session's setup, in its first call: the oblivious shuffles of `block_permute`
 //! operands, then the opening of `W − B` for every fixed operand, one operand at a time
-//! and in chunks of at most [`SetupOptions::chunk_bytes`] per exchange, so that a party
+//! and in chunks of at most [`RunOptions::chunk_bytes`] per exchange, so that a party
 //! never holds more than one operand's temporaries besides what it keeps.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::material::{shape_of, shuffle_view};
 use super::party::{Run, Slot};
 use super::plan::Pos;
-use super::{InterpError, SetupOptions};
+use super::{InterpError, Progress, RunOptions};
 use crate::protocols::driver::setup_round;
 use crate::protocols::{MessageError, Share, check_len, fixed as fixed_proto, shuffle};
 use crate::ring::Ring;
@@ -35,7 +35,13 @@ impl Run<'_> {
     /// Opens `W − B` of every fixed operand, one after the other, each in chunks; marks
     /// the set-up-only values as not held afterwards.
     pub(super) fn setup<C: Channel + ?Sized>(&mut self, ch: &mut C) -> Result<(), InterpError> {
-        for &i in self.plan.setup_order() {
+        let total = self.plan.setup_order().len();
+        let elements = |i: Pos| shape_of(self.program, self.plan.id(i), DimEnv { seq: 1, past: 0 });
+        let total_bytes: u64 = (self.plan.setup_order().iter())
+            .map(|&i| 8 * elements(i).iter().product::<usize>() as u64)
+            .sum();
+        let mut bytes = 0;
+        for (done, &i) in self.plan.setup_order().iter().enumerate() {
             let w = self.plan.id(i);
             let m = self.material.mask(w)?;
             self.ensure(i)?;
@@ -45,8 +51,16 @@ impl Run<'_> {
             }
             let mut st = fixed_proto::setup_begin(self.party, &x, m);
             drop(x);
-            exchange_in_chunks(ch, &mut st, self.setup)?;
+            bytes += 8 * st.message().len() as u64;
+            exchange_in_chunks(ch, &mut st, &self.options)?;
             self.fixed_operands.insert(w, fixed_proto::setup_end(st));
+            let event = Progress::Setup {
+                done: done + 1,
+                total,
+                bytes,
+                total_bytes,
+            };
+            self.options.report(self.party, event);
         }
         for (i, only) in self.set_up_only.iter().enumerate() {
             if *only {
@@ -116,7 +130,7 @@ impl Run<'_> {
 fn exchange_in_chunks<C: Channel + ?Sized>(
     ch: &mut C,
     st: &mut fixed_proto::SetupState,
-    opts: SetupOptions,
+    opts: &RunOptions,
 ) -> Result<(), InterpError> {
     let n = st.message().len();
     let step = opts.chunk_elements();
