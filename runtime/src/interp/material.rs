@@ -52,7 +52,7 @@ pub(crate) enum Item {
     /// A fixed operand's mask.
     Mask(NodeId, FixedMaskMaterial),
     /// A communicating node's material (none for a protocol that needs none).
-    Node(NodeId, Option<NodeMaterial>),
+    Node(NodeId, Option<Box<NodeMaterial>>),
 }
 
 /// Where a party takes its material from, one item at a time.
@@ -106,7 +106,7 @@ impl<'s> PartyMaterial<'s> {
     /// The material of communicating node `id` (none for a reveal or an opening).
     pub(crate) fn node(&mut self, id: NodeId) -> Result<Option<NodeMaterial>, MaterialError> {
         match self.source.next()? {
-            Item::Node(n, m) if n == id => Ok(m),
+            Item::Node(n, m) if n == id => Ok(m.map(|m| *m)),
             _ => Err(Self::out_of_order(&format!("node {id}"))),
         }
     }
@@ -217,7 +217,7 @@ impl<'a> DealOrder<'a> {
         &mut self,
         deal: &mut D,
     ) -> Result<Option<Pair<Item>>, MaterialError> {
-        let (program, plan) = (self.program, self.plan);
+        let both = |x: Pair<Item>| Ok(Some(x));
         match self.stage {
             Stage::Seeds => {
                 self.stage = if self.set_up {
@@ -225,36 +225,32 @@ impl<'a> DealOrder<'a> {
                 } else {
                     Stage::Shuffles
                 };
-                let seeds = share_seeds(plan, deal);
-                return Ok(Some([
-                    Some(Item::Seeds(seeds.clone())),
-                    Some(Item::Seeds(seeds)),
-                ]));
+                let seeds = share_seeds(self.plan, deal);
+                both([Some(Item::Seeds(seeds.clone())), Some(Item::Seeds(seeds))])
             }
             Stage::Shuffles => {
                 self.stage = Stage::Masks(0);
-                let [a, b] = shuffles(program, plan, deal)?;
-                return Ok(Some([Some(Item::Shuffles(a)), Some(Item::Shuffles(b))]));
+                let [a, b] = shuffles(self.program, self.plan, deal)?;
+                both([Some(Item::Shuffles(a)), Some(Item::Shuffles(b))])
             }
             Stage::Masks(k) => {
-                let Some(&w) = plan.setup_order().get(k) else {
-                    unreachable!("the stage after the last mask is the nodes'")
-                };
                 self.stage = Stage::Masks(k + 1);
-                let w = plan.id(w);
-                let shape = shape_of(program, w, DimEnv { seq: 1, past: 0 });
-                let m = deal.fixed_mask(w, &shape)?;
-                return Ok(Some(m.map(|m| m.map(|m| Item::Mask(w, m)))));
+                let w = self.plan.id(self.plan.setup_order()[k]);
+                let shape = shape_of(self.program, w, DimEnv { seq: 1, past: 0 });
+                both(
+                    deal.fixed_mask(w, &shape)?
+                        .map(|m| m.map(|m| Item::Mask(w, m))),
+                )
             }
             Stage::Nodes(k) => {
-                let Some(&i) = plan.starts().get(k) else {
+                let Some(&i) = self.plan.starts().get(k) else {
                     return Ok(None);
                 };
                 self.stage = Stage::Nodes(k + 1);
-                let id = plan.id(i);
-                let m = node_material(program, plan, self.env, i, deal)?;
-                let [a, b] = m;
-                return Ok(Some([Some(Item::Node(id, a)), Some(Item::Node(id, b))]));
+                let id = self.plan.id(i);
+                let [a, b] = node_material(self.program, self.plan, self.env, i, deal)?;
+                let node = |m: Option<NodeMaterial>| Some(Item::Node(id, m.map(Box::new)));
+                both([node(a), node(b)])
             }
         }
     }
