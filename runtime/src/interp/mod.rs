@@ -45,7 +45,9 @@ use crate::protocols::{MessageError, gmw, row_max};
 use crate::transport::ChannelError;
 
 pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
-pub use session::{DealtFiles, InProcess, Outputs, RemoteParty, deal_session, deal_to_files};
+pub use session::{
+    DealtFiles, InProcess, Outputs, RemoteParty, deal_call, deal_session, deal_to_files,
+};
 
 /// What a call cost, as the channel and the dealer counted it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

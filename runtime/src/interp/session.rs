@@ -259,15 +259,32 @@ pub fn deal_session(
     let mut per_call = Vec::with_capacity(calls.len());
     let mut setup = 0;
     for (k, &env) in calls.iter().enumerate() {
-        let schedule = Schedule::new(program, env)?;
-        let before = dealer.offline_bytes();
-        let (m, setup_bytes) = next_material(program, &schedule, env, dealer, k > 0)?;
-        drop(m);
+        let (call_bytes, setup_bytes) = deal_call(program, env, dealer, k > 0)?;
         setup += setup_bytes;
-        per_call.push(dealer.offline_bytes() - before - setup_bytes);
-        progress(k, per_call[k]);
+        per_call.push(call_bytes);
+        progress(k, call_bytes);
     }
     Ok((per_call, setup))
+}
+
+/// Deals one call's material at `env` (and, unless the session is `set_up` already, the
+/// session's setup material first) from `dealer`, which records each party's bytes to its
+/// sink (a file, or the dealer service's socket). Returns the call's offline bytes and the
+/// setup's, both parties, as [`deal_session`] counts them.
+///
+/// # Errors
+/// As [`Schedule::new`] for the call's sizes.
+pub fn deal_call(
+    program: &Program,
+    env: DimEnv,
+    dealer: &mut SessionDealer,
+    set_up: bool,
+) -> Result<(u64, u64), InterpError> {
+    let schedule = Schedule::new(program, env)?;
+    let before = dealer.offline_bytes();
+    let (m, setup_bytes) = next_material(program, &schedule, env, dealer, set_up)?;
+    drop(m);
+    Ok((dealer.offline_bytes() - before - setup_bytes, setup_bytes))
 }
 
 /// What [`deal_to_files`] wrote.
