@@ -105,6 +105,12 @@ fn print_event(program: &Program, e: &Event<'_>, quiet: bool) {
     match e {
         Event::Refused { peer, reason } => eprintln!("dealer: refused {peer}: {reason}"),
         _ if quiet => {}
+        Event::Joined { party, peer } => {
+            eprintln!(
+                "dealer: party {party} joined from {peer}, waiting for party {}",
+                1 - party
+            )
+        }
         Event::Paired { session, peers } => eprintln!(
             "session {}: party 0 at {}, party 1 at {}",
             hex(&session[..8]),

@@ -29,6 +29,8 @@ mod gather;
 mod material;
 mod replay;
 pub mod service;
+#[cfg(test)]
+mod service_tests;
 mod shuffle;
 mod stream;
 #[cfg(test)]

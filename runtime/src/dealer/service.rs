@@ -67,6 +67,13 @@ pub enum Event<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// A party joined first and waits for its partner.
+    Joined {
+        /// Its index.
+        party: u8,
+        /// Its address.
+        peer: SocketAddr,
+    },
     /// Both parties are there: the session starts.
     Paired {
         /// The session id.
@@ -223,11 +230,12 @@ impl DealerService {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    if let Some((p, conn)) = self.admit(stream, peer, &slots, on) {
+                    if let Some((party, conn)) = self.admit(stream, peer, &slots, on) {
                         if slots.iter().all(Option::is_none) {
                             since = Instant::now();
+                            on(Event::Joined { party, peer });
                         }
-                        slots[usize::from(p)] = Some(conn);
+                        slots[usize::from(party)] = Some(conn);
                     }
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock) => {
