@@ -515,17 +515,15 @@ fn serve_call(
             env.seq, env.past
         ))
     });
-    let mut streamed = [0; 2];
+    // a party's failed stream stops the session before the other is told the call ended
     for (p, s) in sinks.iter().enumerate() {
-        match s.end(k) {
-            Ok(n) => streamed[p] = n,
-            Err(e) => {
-                conns[p].broken = true;
-                return Err(e);
-            }
-        }
+        s.check().inspect_err(|_| conns[p].broken = true)?;
     }
     let (offline_bytes, setup_bytes) = dealt?;
+    let mut streamed = [0; 2];
+    for (p, s) in sinks.iter().enumerate() {
+        streamed[p] = s.end(k).inspect_err(|_| conns[p].broken = true)?;
+    }
     Ok(CallReport {
         call: k,
         env,
@@ -587,12 +585,14 @@ impl ChunkSink {
         })
     }
 
+    /// The first write error of the call, if any.
+    fn check(&self) -> Result<(), DealerError> {
+        self.with(|c| c.failed.take().map_or(Ok(()), Err))
+    }
+
     /// Sends what is buffered and the end of call `call`; the call's body bytes.
     fn end(&self, call: u64) -> Result<u64, DealerError> {
         self.with(|c| {
-            if let Some(e) = c.failed.take() {
-                return Err(e);
-            }
             c.send()?;
             let doing = format!("ending call {call}'s material");
             (wire::write_end(&mut c.stream, call, c.call_bytes))

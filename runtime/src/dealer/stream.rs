@@ -251,7 +251,7 @@ impl Link {
     }
 
     fn doing(&self, call: u64) -> String {
-        format!("reading call {call}'s material (body byte {})", self.read)
+        format!("reading call {call}'s material")
     }
 
     /// Reads body bytes of the open call into `buf`.
