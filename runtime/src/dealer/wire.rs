@@ -2,7 +2,7 @@
 //! the dealer say to each other over one plain TCP connection, and the errors of both
 //! sides. Every message has a kind byte or a fixed size and every length field is capped,
 //! so nothing unauthenticated can claim more than [`MAX_CHUNK_BYTES`] of memory. The
-//! handshake ([`PartyHello`], then [`Grant`] or a refusal) lives here alone, so that an
+//! handshake (`PartyHello`, then `Grant` or a refusal) lives here alone, so that an
 //! encrypted, authenticated channel (issue 13) can wrap it in one place.
 //!
 //! Integers are little-endian.
