@@ -9,7 +9,9 @@
 //! what the cost model's `offline_bits` estimates (`× 8`).
 //!
 //! In process, the expanded masks are handed over inside the material for convenience; a
-//! material file for another process would carry the seed and the corrections only.
+//! material file for another process ([`file`]) carries the seed and the corrections only,
+//! and so does the dealer service ([`service`], [`DealerStream`], wire format in [`wire`]),
+//! which streams them to both parties call by call instead of writing files.
 //!
 //! Fixed operands (weights): [`Dealer::fixed_mask`] draws the mask `B` once per session
 //! (no corrections: both shares come from the party streams); every call then gets a fresh
