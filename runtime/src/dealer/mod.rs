@@ -9,7 +9,7 @@
 //! what the cost model's `offline_bits` estimates (`× 8`).
 //!
 //! In process, the expanded masks are handed over inside the material for convenience; a
-//! material file for another process ([`file`]) carries the seed and the corrections only,
+//! material file for another process ([`mod@file`]) carries the seed and the corrections only,
 //! and so does the dealer service ([`service`], [`DealerStream`], wire format in [`wire`]),
 //! which streams them to both parties call by call instead of writing files.
 //!
