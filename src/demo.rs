@@ -68,6 +68,8 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         listen: None,
         connect: None,
         material: None,
+        dealer: None,
+        prompt_len: None,
         timeout: 60.0,
     };
     let (tokens, calls, tokenizer, info) = in_process(&program, &run_args)?;

@@ -9,6 +9,7 @@ mod bench_approx;
 mod bench_sparsity;
 mod calibrate;
 mod deal;
+mod dealer;
 mod demo;
 mod generate;
 mod remote;
@@ -37,10 +38,13 @@ struct Cli {
 enum Command {
     /// Run a plan for two parties on real weights and generate text: both in this process,
     /// or one party per process over TCP (`--party 0 --listen ADDR` / `--party 1 --connect
-    /// ADDR`, with material from `comet deal`).
+    /// ADDR`, with material from `comet deal` or from `comet dealer`).
     Run(run::RunArgs),
     /// Deal a session's correlated randomness ahead of time: one material file per party.
     Deal(deal::DealArgs),
+    /// Run the dealer as a service: both parties connect (`comet run --party P --dealer
+    /// ADDR`) and it streams each call's material to them as they reach it.
+    Dealer(dealer::DealerArgs),
     /// Benchmarks: `comet bench runtime` (share matmul against f64, a GPT-2-small decode
     /// step in process and over loopback TCP, peak memory) and `comet bench approx` (the
     /// approximation profiles' accuracy and cost).
@@ -202,6 +206,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => run_inspect(&args),
         Command::Run(args) => run::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Deal(args) => deal::run(&args).map_err(|e| Failure(format!("error: {e}"))),
+        Command::Dealer(args) => dealer::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Bench(args) => bench::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Demo(args) => demo::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Calibrate(args) => {

@@ -1,14 +1,17 @@
 //! `comet run --party N`: one party of a two-process run over TCP.
 //!
 //! Party 0 (the server) provides the weights and listens or connects; party 1 (the
-//! client) provides the prompt, receives the logits and chooses the tokens. Each loads
-//! its own material file from `comet deal` (checked whole and marked used before the
-//! first call); the handshake checks that both run the same plan with the two halves of
-//! one dealer session. The calls are the ones the material was dealt for.
+//! client) provides the prompt, receives the logits and chooses the tokens. The material
+//! comes from a file of `comet deal` (`--material`: checked whole and marked used before
+//! the first call; the calls are the ones it was dealt for) or from the dealer service
+//! (`--dealer ADDR`: each call is asked for and streamed as the party reaches it; the
+//! calls are the prompt's and `--generate`'s, party 0 being told the prompt length with
+//! `--prompt-len`). The handshake checks that both run the same plan with the two halves of
+//! one dealer session.
 
 use comet_ir::{DimEnv, Program};
-use comet_runtime::dealer::{MaterialHeader, file, plan_digest};
-use comet_runtime::interp::{Outputs, RemoteParty};
+use comet_runtime::dealer::{DealerStream, MaterialHeader, PartyReplay, file, plan_digest};
+use comet_runtime::interp::{Measured, Outputs, RemoteParty};
 use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpOptions};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,10 +20,26 @@ use crate::generate::{Call, Sampler, call_sizes, estimate_at, generate};
 use crate::report::{RunInfo, bytes};
 use crate::run::{RunArgs, finish, load_weights, prompt, tokenizer, with_predictor};
 
+/// Where this party's material comes from.
+enum Source {
+    /// A material file, with its header.
+    File(MaterialHeader),
+    /// The dealer service.
+    Dealer(DealerStream),
+}
+
+impl Source {
+    fn session(&self) -> [u8; 32] {
+        match self {
+            Source::File(h) => h.session,
+            Source::Dealer(d) => d.session(),
+        }
+    }
+}
+
 /// Runs this process's party.
 pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     let party = args.party.expect("checked by the caller");
-    let path = args.material.as_ref().expect("clap requires --material");
     let digest = plan_digest(program);
     let weights = load_weights(program, args.weights.as_deref(), Some(usize::from(party)))
         .map_err(|e| format!("party {party}: {e}"))?
@@ -36,31 +55,108 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     } else {
         None
     };
-    let (header, replay) = file::open(path, party, &digest).map_err(|e| e.to_string())?;
-    if let Some((_, p)) = &client {
-        check_calls(&header, p.len() as u64, args.generate)?;
-    }
-    let ch = connect(args, party)?;
-    let mut ch = ch;
-    let hello = Hello::new(party_of(party), digest, header.session);
+    let opts = tcp_options(args)?;
+    let prompt_len = client.as_ref().map(|(_, p)| p.len() as u64);
+    let (mut source, replay, calls) = open_material(args, party, digest, prompt_len, &opts)?;
+    let mut ch = connect(args, party, &opts)?;
+    let hello = Hello::new(party_of(party), digest, source.session());
     ch.handshake(&hello).map_err(|e| e.to_string())?;
     eprintln!(
         "party {party}: connected to {}, same plan and dealer session; {} calls",
         ch.peer_addr(),
-        header.calls.len()
+        calls.len()
     );
     let mut session = RemoteParty::from_owned(program, weights, replay, ch);
     let start = Instant::now();
-    let (tokens, calls, tokenizer) = match client {
+    let mut call = |inputs: &Outputs, env| call_with(&mut session, &mut source, inputs, env);
+    let (tokens, done, tokenizer) = match client {
         Some((tokenizer, prompt)) => {
             let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
-            let n = header.calls.len();
-            let (tokens, calls) = generate(program, &prompt, n, &mut sampler, |inputs, env| {
-                session.call(inputs, env).map_err(|e| e.to_string())
-            })?;
-            (tokens, calls, tokenizer)
+            let (tokens, done) = generate(program, &prompt, calls.len(), &mut sampler, call)?;
+            (tokens, done, tokenizer)
         }
-        None => (Vec::new(), serve(program, &header, &mut session)?, None),
+        None => (Vec::new(), serve(program, &calls, &mut call)?, None),
+    };
+    check_leftover(&mut session, &source, args)?;
+    let info = RunInfo {
+        mode: match &args.dealer {
+            Some(addr) => format!("party {party} over TCP, material from the dealer at {addr}"),
+            None => format!("party {party} over TCP"),
+        },
+        material_read: true,
+        setup_bits: done.first().map_or(0, |c| c.measured.setup_bits),
+        setup_offline_bits: done.first().map_or(0, |c| c.measured.setup_offline_bits),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    finish(&tokens, tokenizer.as_ref(), &done, &info, args.json)
+}
+
+/// This party's material source, its replay and the session's calls: from the file
+/// (checked against the client's prompt and `--generate`), or from the dealer (the prompt
+/// length of the client, or `--prompt-len` for the server).
+fn open_material(
+    args: &RunArgs,
+    party: u8,
+    digest: [u8; 32],
+    prompt_len: Option<u64>,
+    opts: &TcpOptions,
+) -> Result<(Source, PartyReplay, Vec<DimEnv>), String> {
+    if let Some(addr) = &args.dealer {
+        let n = args.generate.unwrap_or(8);
+        let len = match (prompt_len, args.prompt_len) {
+            (Some(len), _) => len,
+            (None, Some(len)) => len,
+            (None, None) => {
+                return Err("--dealer: party 0 needs the prompt length of the client's \
+                            first call, --prompt-len N"
+                    .into());
+            }
+        };
+        let (stream, replay) = DealerStream::connect(addr, party, digest, opts)
+            .map_err(|e| format!("party {party}: {e}"))?;
+        return Ok((Source::Dealer(stream), replay, call_sizes(len, n)));
+    }
+    let Some(path) = &args.material else {
+        return Err(
+            "--party needs --material FILE (from `comet deal`) or --dealer ADDR \
+                    (`comet dealer`)"
+                .into(),
+        );
+    };
+    let (header, replay) = file::open(path, party, &digest).map_err(|e| e.to_string())?;
+    if let Some(len) = prompt_len {
+        check_calls(&header, len, args.generate)?;
+    }
+    let calls = header.calls.clone();
+    Ok((Source::File(header), replay, calls))
+}
+
+/// One call, its material asked for and ended with the dealer when it streams it.
+fn call_with<C: Channel>(
+    session: &mut RemoteParty<'_, C>,
+    source: &mut Source,
+    inputs: &Outputs,
+    env: DimEnv,
+) -> Result<(Outputs, Measured), String> {
+    if let Source::Dealer(d) = source {
+        d.begin_call(env).map_err(|e| e.to_string())?;
+    }
+    let result = session.call(inputs, env).map_err(|e| e.to_string())?;
+    if let Source::Dealer(d) = source {
+        d.end_call().map_err(|e| e.to_string())?;
+    }
+    Ok(result)
+}
+
+/// A material file must have no bytes left after the last call (the dealer's stream was
+/// checked call by call).
+fn check_leftover<C: Channel>(
+    session: &mut RemoteParty<'_, C>,
+    source: &Source,
+    args: &RunArgs,
+) -> Result<(), String> {
+    let (Source::File(_), Some(path)) = (source, &args.material) else {
+        return Ok(());
     };
     if session
         .replay_mut()
@@ -72,14 +168,7 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
             path.display()
         ));
     }
-    let info = RunInfo {
-        mode: format!("party {party} over TCP"),
-        material_read: true,
-        setup_bits: calls.first().map_or(0, |c| c.measured.setup_bits),
-        setup_offline_bits: calls.first().map_or(0, |c| c.measured.setup_offline_bits),
-        seconds: start.elapsed().as_secs_f64(),
-    };
-    finish(&tokens, tokenizer.as_ref(), &calls, &info, args.json)
+    Ok(())
 }
 
 fn party_of(p: u8) -> comet_ir::Party {
@@ -90,17 +179,17 @@ fn party_of(p: u8) -> comet_ir::Party {
     }
 }
 
-/// The server's calls: no inputs of its own, the sizes the material was dealt for.
-fn serve<C: Channel>(
+/// The server's calls: no inputs of its own, at the sizes of `calls`.
+fn serve(
     program: &Program,
-    header: &MaterialHeader,
-    session: &mut RemoteParty<'_, C>,
+    calls: &[DimEnv],
+    call: &mut impl FnMut(&Outputs, DimEnv) -> Result<(Outputs, Measured), String>,
 ) -> Result<Vec<Call>, String> {
     let none: Outputs = HashMap::new();
-    let n = header.calls.len();
-    let mut calls = Vec::new();
-    for (k, &env) in header.calls.iter().enumerate() {
-        let (_, measured) = (session.call(&none, env))
+    let n = calls.len();
+    let mut done = Vec::new();
+    for (k, &env) in calls.iter().enumerate() {
+        let (_, measured) = (call(&none, env))
             .map_err(|e| format!("call {k} (seq {}, past {}): {e}", env.seq, env.past))?;
         eprintln!(
             "call {:>3}/{n}: seq {}, past {}  ({} rounds, {} online)",
@@ -110,13 +199,13 @@ fn serve<C: Channel>(
             measured.rounds,
             bytes(measured.online_bits)
         );
-        calls.push(Call {
+        done.push(Call {
             env,
             estimated: estimate_at(program, env, &measured.active),
             measured,
         });
     }
-    Ok(calls)
+    Ok(done)
 }
 
 /// The client's prompt and `--generate` must be what the material was dealt for.
@@ -145,7 +234,8 @@ fn check_calls(
     Ok(())
 }
 
-fn connect(args: &RunArgs, party: u8) -> Result<TcpChannel, String> {
+/// `--timeout` for every wait: on the peer, and on the dealer.
+fn tcp_options(args: &RunArgs) -> Result<TcpOptions, String> {
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         return Err(format!(
             "--timeout must be a positive number of seconds, not {}",
@@ -153,20 +243,23 @@ fn connect(args: &RunArgs, party: u8) -> Result<TcpChannel, String> {
         ));
     }
     let t = Duration::from_secs_f64(args.timeout);
-    let opts = TcpOptions {
+    Ok(TcpOptions {
         read_timeout: t,
         write_timeout: t,
         connect_timeout: t,
         accept_timeout: t,
         connect_attempts: u32::MAX,
         ..TcpOptions::default()
-    };
+    })
+}
+
+fn connect(args: &RunArgs, party: u8, opts: &TcpOptions) -> Result<TcpChannel, String> {
     match (args.listen, args.connect) {
         (Some(addr), _) => {
             eprintln!("party {party}: listening on {addr}");
-            TcpChannel::listen(addr, &opts)
+            TcpChannel::listen(addr, opts)
         }
-        (None, Some(addr)) => TcpChannel::connect(addr, &opts),
+        (None, Some(addr)) => TcpChannel::connect(addr, opts),
         (None, None) => return Err("--party needs --listen ADDR or --connect ADDR".into()),
     }
     .map_err(|e| format!("party {party}: {e}"))

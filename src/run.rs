@@ -3,9 +3,10 @@
 //! Without `--party`, both parties run in this process: two threads over an in-memory
 //! channel with an in-process dealer (`comet_runtime::interp::InProcess`). With
 //! `--party 0 --listen ADDR` / `--party 1 --connect ADDR`, this process is one party,
-//! talking to the other over TCP with material dealt ahead by `comet deal` (see
-//! [`crate::remote`]). The measured figures are the bytes and rounds that crossed the
-//! channel and the material that was generated or read, never the estimate.
+//! talking to the other over TCP with material dealt ahead by `comet deal` or streamed by
+//! the dealer service `comet dealer` (see [`crate::remote`]). The measured figures are the
+//! bytes and rounds that crossed the channel and the material that was generated or read,
+//! never the estimate.
 
 use clap::Args;
 use comet_ir::Program;
@@ -48,7 +49,8 @@ pub struct RunArgs {
     /// The tokenizer (`tokenizer.json` of the shipped model's format).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
-    /// Tokens to generate (in two processes: as many as the material was dealt for).
+    /// Tokens to generate (in two processes: as many as the material was dealt for; with
+    /// --dealer, the same on both parties, 8 by default).
     #[arg(long)]
     pub generate: Option<usize>,
     /// Sampling temperature: 0 (the default) is greedy.
@@ -65,7 +67,7 @@ pub struct RunArgs {
     pub json: bool,
     /// Run only this party (0: the server, with the weights; 1: the client, with the
     /// prompt), talking to the other party over TCP.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1), requires = "material")]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub party: Option<u8>,
     /// Listen for the other party on ADDR (e.g. `127.0.0.1:7070`).
     #[arg(
@@ -79,8 +81,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", requires = "party")]
     pub connect: Option<SocketAddr>,
     /// This party's material file, from `comet deal` (two processes only).
-    #[arg(long, value_name = "FILE", requires = "party")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "party",
+        conflicts_with = "dealer"
+    )]
     pub material: Option<PathBuf>,
+    /// Get the material from the dealer service at ADDR (`comet dealer --listen ADDR`)
+    /// instead of a file (two processes only).
+    #[arg(long, value_name = "ADDR", requires = "party")]
+    pub dealer: Option<String>,
+    /// With --dealer, party 0: the prompt length of the client's first call (the calls'
+    /// sizes are public; the dealer checks that both parties ask for the same ones).
+    #[arg(long, value_name = "N", requires = "dealer",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub prompt_len: Option<u64>,
     /// Seconds to wait for the other party (connecting, accepting, each message).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub timeout: f64,

@@ -178,6 +178,11 @@ pub trait Deal {
     /// Offline bytes so far: materialised by the dealer (both parties), or read from this
     /// party's file (replay).
     fn offline_bytes(&self) -> u64;
+
+    /// One item of material (a node's, the setup's) is complete: a recording dealer hands
+    /// what it buffered to its sinks, so that a streaming party never waits for bytes the
+    /// dealer holds back.
+    fn item_done(&mut self) {}
 }
 
 /// Where a recording dealer writes each party's materialised bytes.
@@ -443,5 +448,18 @@ impl Deal for SessionDealer {
 
     fn offline_bytes(&self) -> u64 {
         self.dealer.offline_bytes()
+    }
+
+    fn item_done(&mut self) {
+        if let Some(sinks) = &mut self.sinks
+            && self.error.is_none()
+        {
+            for s in sinks.iter_mut() {
+                if let Err(e) = s.flush() {
+                    self.error = Some(e);
+                    return;
+                }
+            }
+        }
     }
 }

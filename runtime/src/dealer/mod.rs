@@ -9,7 +9,9 @@
 //! what the cost model's `offline_bits` estimates (`× 8`).
 //!
 //! In process, the expanded masks are handed over inside the material for convenience; a
-//! material file for another process would carry the seed and the corrections only.
+//! material file for another process ([`mod@file`]) carries the seed and the corrections only,
+//! and so does the dealer service ([`service`], [`DealerStream`], wire format in [`wire`]),
+//! which streams them to both parties call by call instead of writing files.
 //!
 //! Fixed operands (weights): [`Dealer::fixed_mask`] draws the mask `B` once per session
 //! (no corrections: both shares come from the party streams); every call then gets a fresh
@@ -28,9 +30,14 @@ pub mod file;
 mod gather;
 mod material;
 mod replay;
+pub mod service;
+#[cfg(test)]
+mod service_tests;
 mod shuffle;
+mod stream;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -47,7 +54,10 @@ pub use block::BlockMatMulMaterial;
 pub use deal::{Deal, Pair, Product, SessionDealer};
 pub use file::{MaterialHeader, plan_digest};
 pub use replay::PartyReplay;
+pub use service::{CallReport, DealerService, SessionReport};
 pub use shuffle::{ShuffleMaterial, ShufflePerm, ShuffleStep};
+pub use stream::DealerStream;
+pub use wire::DealerError;
 
 pub use material::{
     B2aMaterial, BitMuxMaterial, BitTripleMaterial, DreluMaterial, FixedCallMaterial,
@@ -72,6 +82,15 @@ pub enum MaterialError {
     Truncated {
         /// Body bytes read before the end.
         at: u64,
+    },
+    /// The body's source failed other than by ending: a dealer service that stalled,
+    /// disconnected or refused (the message says which), or a file that could not be read.
+    #[error("material unavailable at body byte {at}: {message}")]
+    Source {
+        /// Body bytes read before the failure.
+        at: u64,
+        /// What happened.
+        message: String,
     },
     /// The file is not a material file, or is damaged.
     #[error("corrupt material: {0}")]

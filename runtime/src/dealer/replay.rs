@@ -99,9 +99,14 @@ impl PartyReplay {
 
     fn bytes(&mut self, n: usize) -> Result<Vec<u8>, MaterialError> {
         let mut buf = vec![0u8; n];
-        self.body
-            .read_exact(&mut buf)
-            .map_err(|_| MaterialError::Truncated { at: self.read })?;
+        let at = self.read;
+        self.body.read_exact(&mut buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => MaterialError::Truncated { at },
+            _ => MaterialError::Source {
+                at,
+                message: e.to_string(),
+            },
+        })?;
         self.read += n as u64;
         Ok(buf)
     }

@@ -204,6 +204,7 @@ impl<'a> DealOrder<'a> {
         let before = deal.offline_bytes();
         let setup = matches!(self.stage, Stage::Shuffles | Stage::Masks(_));
         let item = self.step(deal)?;
+        deal.item_done();
         let dealt = deal.offline_bytes() - before;
         if setup {
             self.setup_bytes += dealt;

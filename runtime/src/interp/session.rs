@@ -331,10 +331,10 @@ pub fn deal_session(
     let mut per_call = Vec::with_capacity(calls.len());
     let mut setup = 0;
     for (k, &env) in calls.iter().enumerate() {
-        let (call, setup_bytes) = deal_call(program, env, dealer, k > 0)?;
+        let (call_bytes, setup_bytes) = deal_call(program, env, dealer, k > 0)?;
         setup += setup_bytes;
-        per_call.push(call);
-        progress(k, per_call[k]);
+        per_call.push(call_bytes);
+        progress(k, call_bytes);
     }
     Ok((per_call, setup))
 }

@@ -41,6 +41,7 @@ pub use frame::{FRAME_HEADER_BYTES, Phase};
 pub use hello::Hello;
 pub use mem::{DEFAULT_RECV_TIMEOUT, MemChannel, mem_pair, mem_pair_with_timeout};
 pub use stats::{ChannelStats, Traffic};
+pub(crate) use tcp::connect_stream;
 pub use tcp::{TcpChannel, TcpListenerHandle, TcpOptions};
 
 /// One party's end of the link to the other party.

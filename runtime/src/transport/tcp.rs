@@ -140,12 +140,7 @@ impl TcpChannel {
     /// Connects to the party listening on `addr`, retrying `opts.connect_attempts` times
     /// `opts.connect_retry_delay` apart, within `opts.connect_timeout` in all.
     pub fn connect(addr: impl ToSocketAddrs, opts: &TcpOptions) -> Result<Self, ChannelError> {
-        opts.validate()?;
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|e| io_error("resolving the address", e))?
-            .collect();
-        let stream = connect_with_retries(&addrs, opts)?;
+        let stream = connect_stream(addr, opts)?;
         Self::over(stream, opts)
     }
 
@@ -228,6 +223,20 @@ impl Link for TcpLink {
         self.writer.finish().map_err(write_error)?;
         Ok(received)
     }
+}
+
+/// A TCP connection to `addr`, retrying as `opts` allow (also the dealer service's
+/// client, `dealer::DealerStream`).
+pub(crate) fn connect_stream(
+    addr: impl ToSocketAddrs,
+    opts: &TcpOptions,
+) -> Result<TcpStream, ChannelError> {
+    opts.validate()?;
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| io_error("resolving the address", e))?
+        .collect();
+    connect_with_retries(&addrs, opts)
 }
 
 /// The first connection to any of `addrs`, trying as `opts` allow.

@@ -1,0 +1,165 @@
+//! `comet dealer --listen ADDR PLAN`: the dealer as a service. Both parties of a session
+//! connect to it (`comet run --party P --dealer ADDR`); it deals each call's material as
+//! they reach the call and streams each party's half into its socket
+//! (`comet_runtime::dealer::service`), session after session. Progress and a summary per
+//! session go to stderr (`--quiet`: errors only).
+
+use clap::Args;
+use comet_ir::Program;
+use comet_runtime::dealer::service::{DEFAULT_MAX_TOKENS, Event};
+use comet_runtime::dealer::{CallReport, DealerService, SessionReport, plan_digest};
+use comet_runtime::interp::deal_call;
+use comet_runtime::transport::TcpOptions;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::generate::estimate;
+use crate::report::bytes;
+use crate::run::load_plan;
+
+/// Arguments of `comet dealer`.
+#[derive(Args)]
+pub struct DealerArgs {
+    /// The plan file (JSON, from `comet compile -o`): the parties must run the same plan.
+    plan: PathBuf,
+    /// The address to listen on (e.g. `127.0.0.1:7071`).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// Stop after serving N sessions (default: serve until killed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    sessions: Option<u64>,
+    /// Seconds to wait for a party (its hello, its partner, its next request, each write).
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    timeout: f64,
+    /// The largest call (`seq + past` tokens) the dealer deals.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS)]
+    max_tokens: u64,
+    /// Print errors only.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs the command.
+pub fn run(args: &DealerArgs) -> Result<(), String> {
+    let program = load_plan(&args.plan)?;
+    if program.analyses.costs.is_none() || program.analyses.rounds.is_none() {
+        return Err("the plan has no schedule or costs: compile it with `comet compile`".into());
+    }
+    let t = timeout(args.timeout)?;
+    let opts = TcpOptions {
+        read_timeout: t,
+        write_timeout: t,
+        accept_timeout: t,
+        ..TcpOptions::default()
+    };
+    let digest = plan_digest(&program);
+    let service = DealerService::bind(args.listen.as_str(), digest, &opts)
+        .map_err(|e| e.to_string())?
+        .with_max_tokens(args.max_tokens);
+    if !args.quiet {
+        eprintln!(
+            "dealer: listening on {} for plan `{}` ({})",
+            service.local_addr(),
+            program.info.name,
+            hex(&digest[..8])
+        );
+    }
+    let mut failed = 0;
+    let mut served = 0;
+    while args.sessions.is_none_or(|n| served < n) {
+        let report = serve_one(&service, &program, args.quiet)?;
+        served += 1;
+        failed += u64::from(report.outcome.is_err());
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} of {served} sessions failed (see above)")),
+    }
+}
+
+fn timeout(secs: f64) -> Result<Duration, String> {
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!(
+            "--timeout must be a positive number of seconds, not {secs}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Serves the next session and prints its summary.
+fn serve_one(
+    service: &DealerService,
+    program: &Program,
+    quiet: bool,
+) -> Result<SessionReport, String> {
+    let mut deal = |env, dealer: &mut _, set_up| {
+        deal_call(program, env, dealer, set_up).map_err(|e| e.to_string())
+    };
+    let mut on = |e: Event<'_>| print_event(program, &e, quiet);
+    let report = (service.serve_session(&mut deal, &mut on)).map_err(|e| e.to_string())?;
+    print_summary(&report, quiet);
+    Ok(report)
+}
+
+fn print_event(program: &Program, e: &Event<'_>, quiet: bool) {
+    match e {
+        Event::Refused { peer, reason } => eprintln!("dealer: refused {peer}: {reason}"),
+        _ if quiet => {}
+        Event::Joined { party, peer } => {
+            eprintln!(
+                "dealer: party {party} joined from {peer}, waiting for party {}",
+                1 - party
+            )
+        }
+        Event::Paired { session, peers } => eprintln!(
+            "session {}: party 0 at {}, party 1 at {}",
+            hex(&session[..8]),
+            peers[0],
+            peers[1]
+        ),
+        Event::Call(c) => eprintln!("{}", call_line(program, c)),
+    }
+}
+
+/// One call's line: bytes streamed per party, and the dealt bytes beside the estimate.
+fn call_line(program: &Program, c: &CallReport) -> String {
+    let est = estimate(program, c.env).2;
+    let dealt = 8 * c.offline_bytes;
+    let versus = match dealt == est {
+        true => "= estimate".to_string(),
+        false => format!("!= estimate {}", bytes(est)),
+    };
+    let setup = match c.setup_bytes {
+        0 => String::new(),
+        s => format!(" (+ setup {})", bytes(8 * s)),
+    };
+    format!(
+        "  call {} (seq {}, past {}): streamed party 0 {}, party 1 {}; dealt {} {versus}{setup}",
+        c.call,
+        c.env.seq,
+        c.env.past,
+        bytes(8 * c.streamed[0]),
+        bytes(8 * c.streamed[1]),
+        bytes(dealt)
+    )
+}
+
+fn print_summary(r: &SessionReport, quiet: bool) {
+    let id = hex(&r.session[..8]);
+    let total = |p: usize| r.calls.iter().map(|c| c.streamed[p]).sum::<u64>();
+    match &r.outcome {
+        Ok(()) if quiet => {}
+        Ok(()) => eprintln!(
+            "session {id}: {} calls, streamed party 0 {}, party 1 {} in {:.2} s",
+            r.calls.len(),
+            bytes(8 * total(0)),
+            bytes(8 * total(1)),
+            r.elapsed.as_secs_f64()
+        ),
+        Err(e) => eprintln!("session {id} failed after {} calls: {e}", r.calls.len()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
