@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::generate::{call_sizes, estimate};
+use crate::progress::Bars;
 use crate::report::bytes;
 use crate::run::load_plan;
 
@@ -29,6 +30,9 @@ pub struct DealArgs {
     #[arg(long, value_name = "M", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..))]
     generate: u64,
+    /// No progress bar and no per-call lines on stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Runs the command.
@@ -46,10 +50,19 @@ pub fn run(args: &DealArgs) -> Result<(), String> {
     os.fill_bytes(&mut session);
     let start = Instant::now();
     let n = calls.len();
+    let bar = Bars::new(args.quiet).counter(n as u64, "calls dealt");
     let dealt = deal_to_files(&program, &calls, &args.out, master, session, |k, b| {
-        eprintln!("dealt call {:>3}/{n}: {}", k + 1, bytes(8 * b));
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+        if !args.quiet {
+            eprintln!("dealt call {:>3}/{n}: {}", k + 1, bytes(8 * b));
+        }
     })
     .map_err(|e| e.to_string())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let (paths, sizes, headers) = (&dealt.paths, dealt.file_bytes, dealt.header_bytes);
     println!("{:<18} {:>14} {:>14}", "call", "dealt", "(estimate)");
     let mut exact = true;

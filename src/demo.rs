@@ -64,6 +64,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         sample_seed: 0,
         seed: 1,
         json: args.json,
+        quiet: args.json,
         party: None,
         listen: None,
         connect: None,

@@ -4,6 +4,8 @@
 
 use comet_ir::{DimEnv, Program};
 use comet_runtime::interp::{Measured, Outputs};
+
+use crate::progress::Bars;
 use ndarray::{ArrayD, Axis, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -123,14 +125,17 @@ pub fn token_input(fed: &[u64]) -> Outputs {
 }
 
 /// Generates `n` tokens after `prompt`: `call(inputs, env)` runs one call and returns the
-/// outputs this side receives (with `logits`) and its figures.
+/// outputs this side receives (with `logits`) and its figures; a line per token, and a bar
+/// of `bars`.
 pub fn generate(
     p: &Program,
     prompt: &[u64],
     n: usize,
     sampler: &mut Sampler,
+    bars: &Bars,
     mut call: impl FnMut(&Outputs, DimEnv) -> Result<(Outputs, Measured), String>,
 ) -> Result<(Vec<u64>, Vec<Call>), String> {
+    let bar = bars.counter(n as u64, "tokens");
     let mut tokens: Vec<u64> = Vec::new();
     let mut calls = Vec::new();
     for (step, env) in call_sizes(prompt.len() as u64, n).into_iter().enumerate() {
@@ -145,18 +150,28 @@ pub fn generate(
             .get("logits")
             .ok_or_else(|| format!("call {step}: this party received no `logits`"))?;
         let token = sampler.choose(logits);
-        eprintln!(
+        let line = format!(
             "token {:>3}/{n}: {token:>5}  ({} rounds, {} online)",
             step + 1,
             measured.rounds,
             crate::report::bytes(measured.online_bits)
         );
+        match &bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
         tokens.push(token);
         calls.push(Call {
             env,
             estimated: estimate_at(p, env, &measured.active),
             measured,
         });
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     Ok((tokens, calls))
 }

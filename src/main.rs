@@ -12,6 +12,7 @@ mod deal;
 mod dealer;
 mod demo;
 mod generate;
+mod progress;
 mod remote;
 mod report;
 mod run;

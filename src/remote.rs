@@ -11,7 +11,9 @@
 
 use comet_ir::{DimEnv, Program};
 use comet_runtime::dealer::{DealerStream, MaterialHeader, PartyReplay, file, plan_digest};
-use comet_runtime::interp::{Measured, Outputs, RemoteParty};
+use comet_runtime::interp::{Measured, Outputs, RemoteParty, RunOptions};
+
+use crate::progress::Bars;
 use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpOptions};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -66,13 +68,19 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
         ch.peer_addr(),
         calls.len()
     );
-    let mut session = RemoteParty::from_owned(program, weights, replay, ch);
+    let bars = Bars::new(args.quiet || args.json);
+    let options = RunOptions {
+        progress: bars.runtime(party),
+        ..RunOptions::default()
+    };
+    let mut session = RemoteParty::from_owned(program, weights, replay, ch).with_options(options);
     let start = Instant::now();
     let mut call = |inputs: &Outputs, env| call_with(&mut session, &mut source, inputs, env);
     let (tokens, done, tokenizer) = match client {
         Some((tokenizer, prompt)) => {
             let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
-            let (tokens, done) = generate(program, &prompt, calls.len(), &mut sampler, call)?;
+            let (tokens, done) =
+                generate(program, &prompt, calls.len(), &mut sampler, &bars, call)?;
             (tokens, done, tokenizer)
         }
         None => (Vec::new(), serve(program, &calls, &mut call)?, None),

@@ -8,9 +8,10 @@
 //! bytes and rounds that crossed the channel and the material that was generated or read,
 //! never the estimate.
 
+use crate::progress::Bars;
 use clap::Args;
 use comet_ir::Program;
-use comet_runtime::interp::InProcess;
+use comet_runtime::interp::{InProcess, RunOptions};
 use comet_runtime::tokenizer::Tokenizer;
 use ndarray::ArrayD;
 use std::collections::HashMap;
@@ -65,6 +66,9 @@ pub struct RunArgs {
     /// Print one JSON object (tokens, text, per-call measured and estimated figures).
     #[arg(long)]
     pub json: bool,
+    /// No progress bars (they are also off with --json, and when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
     /// Run only this party (0: the server, with the weights; 1: the client, with the
     /// prompt), talking to the other party over TCP.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
@@ -127,9 +131,14 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     let prompt = prompt(args, tokenizer.as_ref())?;
     let n = args.generate.unwrap_or(8);
     let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
-    let mut session = InProcess::from_owned(program, weights, args.seed);
+    let bars = Bars::new(args.quiet || args.json);
+    let options = RunOptions {
+        progress: bars.runtime(0),
+        ..RunOptions::default()
+    };
+    let mut session = InProcess::from_owned(program, weights, args.seed).with_options(options);
     let start = Instant::now();
-    let (tokens, calls) = generate(program, &prompt, n, &mut sampler, |inputs, env| {
+    let (tokens, calls) = generate(program, &prompt, n, &mut sampler, &bars, |inputs, env| {
         session.call(inputs, env).map_err(|e| e.to_string())
     })?;
     let info = RunInfo {
