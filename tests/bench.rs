@@ -36,7 +36,7 @@ fn exact_calls(run: &Value, what: &str) -> Vec<u64> {
     let calls = run["calls"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: no calls in {run}"));
-    assert_eq!(calls.len(), 2, "{what}: a first call and a second");
+    assert_eq!(calls.len(), 3, "{what}: a prefill and two decode steps");
     for (k, c) in calls.iter().enumerate() {
         let (m, e) = (&c["measured"], &c["estimated"]);
         for key in ["online_bits", "rounds"] {
@@ -45,10 +45,12 @@ fn exact_calls(run: &Value, what: &str) -> Vec<u64> {
         }
         assert!(c["seconds"].as_f64().unwrap() > 0.0);
         assert!(u(&c["peak_bytes"]) > 0, "{what}: peak memory measured");
+        let (past, seq) = (u(&c["past"]), u(&c["seq"]));
+        let expected = if k == 0 { (8, 4) } else { (11 + k as u64, 1) };
         assert_eq!(
-            u(&c["past"]),
-            8 + k as u64,
-            "{what}: decode steps at past 8, 9"
+            (past, seq),
+            expected,
+            "{what}: a prefill of 4 at 8, then decode steps"
         );
         let setup = u(&m["setup_bits"]);
         assert_eq!(
@@ -56,6 +58,8 @@ fn exact_calls(run: &Value, what: &str) -> Vec<u64> {
             k == 0,
             "{what}: only the first call has the setup"
         );
+        let setup_seconds = c["setup_seconds"].as_f64().unwrap();
+        assert_eq!(setup_seconds > 0.0, k == 0, "{what}: the setup's time");
     }
     calls
         .iter()
@@ -87,10 +91,10 @@ fn quick_runtime_benchmark_prints_its_table_and_measures_the_estimate() {
         "in process, 2 parties",
         "TCP, party 1 (client)",
         "TCP, party 0 (server)",
-        "TCP, dealer (files)",
+        "TCP, dealer service",
         "plan's estimate",
     ] {
-        assert_eq!(count(run), 2, "two calls of `{run}`:\n{text}");
+        assert_eq!(count(run), 3, "three calls of `{run}`:\n{text}");
         for l in lines.iter().filter(|l| l.starts_with(run)) {
             let exact = l.contains(" yes ") && !l.contains(" NO ");
             assert!(
@@ -102,7 +106,7 @@ fn quick_runtime_benchmark_prints_its_table_and_measures_the_estimate() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("goals: share matmul within 4× of f64: ")),
+            .any(|l| l.contains("goals (issue 11) on ") && l.contains("decode step ≤ 1.0 s")),
         "{text}"
     );
 
@@ -136,15 +140,15 @@ fn quick_runtime_benchmark_prints_its_table_and_measures_the_estimate() {
     let tcp = &r["tcp"];
     let p0 = exact_calls(&tcp["party0"], "party 0");
     let p1 = exact_calls(&tcp["party1"], "party 1");
-    let deal = tcp["deal"]["calls"].as_array().expect("dealt calls");
-    assert_eq!(deal.len(), 2);
+    let deal = tcp["dealer"]["calls"].as_array().expect("dealt calls");
+    assert_eq!(deal.len(), 3);
     for (k, c) in deal.iter().enumerate() {
         let est = u(&c["estimated_bits"]);
         assert_eq!(u(&c["dealt_bits"]), est, "dealt = estimated, call {k}");
         assert_eq!(
             p0[k] + p1[k],
             est,
-            "the two files hold the estimate, call {k}"
+            "the two streams hold the estimate, call {k}"
         );
         assert_eq!(ip[k], est, "in process and over TCP, one dealer");
     }
@@ -152,4 +156,6 @@ fn quick_runtime_benchmark_prints_its_table_and_measures_the_estimate() {
     assert_eq!(setup(&r["inprocess"]), setup(&tcp["party1"]));
     assert_eq!(setup(&tcp["party0"]), setup(&tcp["party1"]));
     assert!(r["goals"]["matmul_within_4x"].is_boolean());
+    assert!(r["goals"]["peak_within_budget"].is_boolean());
+    assert!(u(&r["goals"]["fixed_elements"]) > 0);
 }

@@ -184,32 +184,33 @@ pub fn fill_cache(
     bytes
 }
 
-/// The `tokens` input of a decode step: one token id.
-pub fn token_input() -> Outputs {
+/// The `tokens` input of a call of `seq` tokens (ids 1, 2, …).
+pub fn token_input(seq: u64) -> Outputs {
+    let ids: Vec<f64> = (1..=seq).map(|t| t as f64).collect();
     HashMap::from([(
         "tokens".to_string(),
-        ArrayD::from_shape_vec(IxDyn(&[1]), vec![1.0]).expect("1-D"),
+        ArrayD::from_shape_vec(IxDyn(&[ids.len()]), ids).expect("1-D"),
     )])
 }
 
-/// The two decode steps the benchmark runs: at `past` (the session's first call, with
-/// the setup), then at `past + 1` (the steady state).
-pub fn decode_envs(past: u64) -> [DimEnv; 2] {
-    [
-        DimEnv { seq: 1, past },
-        DimEnv {
-            seq: 1,
-            past: past + 1,
-        },
-    ]
+/// The calls of the benchmark's session: a prefill of `prefill` tokens after `past`
+/// cached ones (the session's first call, with the setup), then `steps` decode steps.
+pub fn call_envs(past: u64, prefill: u64, steps: u64) -> Vec<DimEnv> {
+    let first = DimEnv { seq: prefill, past };
+    let decode = (0..steps).map(|k| DimEnv {
+        seq: 1,
+        past: past + prefill + k,
+    });
+    std::iter::once(first).chain(decode).collect()
 }
 
-/// Checks a call's logits: `[1, vocab]` and finite.
-pub fn check_logits(out: &Outputs) -> Result<(), String> {
+/// Checks a call's logits: `[seq, vocab]` (or the last position's `[1, vocab]`) and finite.
+pub fn check_logits(out: &Outputs, seq: u64) -> Result<(), String> {
     let l = out.get("logits").ok_or("the call returned no `logits`")?;
-    if l.ndim() != 2 || l.shape()[0] != 1 || !l.iter().all(|v| v.is_finite()) {
+    let rows_ok = l.ndim() == 2 && (l.shape()[0] == seq as usize || l.shape()[0] == 1);
+    if !rows_ok || !l.iter().all(|v| v.is_finite()) {
         return Err(format!(
-            "the call's logits are not one finite row: shape {:?}",
+            "the call's logits are not {seq} finite rows: shape {:?}",
             l.shape()
         ));
     }

@@ -1,33 +1,41 @@
-//! The decode-step scenarios, each run in its own process so that each reports its own
-//! peak memory: both parties and the dealer in one process ([`in_process`]); and over
-//! loopback TCP, the dealer writing the two material files ([`deal`]), then each party in
-//! a process of its own ([`party`]), as two machines would run them.
+//! The session scenarios, each run in its own process so that each reports its own peak
+//! memory: both parties and the dealer in one process ([`in_process`]); and over loopback
+//! TCP, the dealer service ([`dealer`]) and each party in a process of its own
+//! ([`party`]), as three machines would run them. A session is a KV cache filled with
+//! `--past` positions, a prefill of `--prefill` tokens (with the once-per-session setup),
+//! then `--steps` decode steps.
 
 use comet_ir::{DimEnv, Party, Program};
-use comet_runtime::dealer::{file, plan_digest};
-use comet_runtime::interp::{InProcess, Measured, RemoteParty, deal_to_files};
+use comet_runtime::dealer::{DealerService, DealerStream, plan_digest, service::Event};
+use comet_runtime::interp::{InProcess, Measured, PartyState, RemoteParty, deal_call};
 use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpListenerHandle, TcpOptions};
-use rand::Rng;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::model::{self, rng};
+use super::model;
 use super::{RuntimeArgs, mem};
 use crate::generate::estimate;
 use crate::report::bytes;
 
-/// A call's figures as JSON: its sizes, time, measured and estimated costs, and the peak
-/// resident memory of the process during the call.
-fn call_json(program: &Program, env: DimEnv, seconds: f64, m: &Measured, peak: u64) -> Value {
+/// A call's figures as JSON: its sizes, time, CPU, measured and estimated costs, the
+/// setup's seconds, and the process's resident memory before and at its peak.
+fn call_json(
+    program: &Program,
+    env: DimEnv,
+    m: &Measured,
+    t: &Timing,
+    state: &PartyState,
+) -> Value {
     let (online, rounds, offline) = estimate(program, env);
     json!({
         "seq": env.seq,
         "past": env.past,
-        "seconds": seconds,
+        "seconds": t.seconds,
+        "cpu_seconds": t.cpu_seconds,
+        "setup_seconds": state.last_setup_seconds,
         "measured": {
             "online_bits": m.online_bits,
             "rounds": m.rounds,
@@ -35,33 +43,59 @@ fn call_json(program: &Program, env: DimEnv, seconds: f64, m: &Measured, peak: u
             "setup_bits": m.setup_bits,
         },
         "estimated": { "online_bits": online, "rounds": rounds, "offline_bits": offline },
-        "peak_bytes": peak,
+        "rss_before_bytes": t.rss_before,
+        "peak_bytes": t.peak,
     })
 }
 
-fn progress(who: &str, k: usize, env: DimEnv, seconds: f64, m: &Measured) {
+/// What one call took.
+struct Timing {
+    seconds: f64,
+    cpu_seconds: f64,
+    rss_before: u64,
+    peak: u64,
+}
+
+/// Runs `call` with the process's memory peak reset before it, and times it.
+fn timed<T>(call: impl FnOnce() -> Result<T, String>) -> Result<(T, Timing), String> {
+    mem::trim();
+    let rss_before = mem::rss();
+    mem::reset_peak();
+    let (start, cpu) = (Instant::now(), mem::cpu_seconds());
+    let out = call()?;
+    let timing = Timing {
+        seconds: start.elapsed().as_secs_f64(),
+        cpu_seconds: mem::cpu_seconds() - cpu,
+        rss_before,
+        peak: mem::peak(),
+    };
+    Ok((out, timing))
+}
+
+fn progress(who: &str, k: usize, n: usize, env: DimEnv, t: &Timing, m: &Measured) {
     eprintln!(
-        "{who}: call {}/2 (seq {}, past {}{}): {seconds:.3} s, {} rounds, {} online, {} setup; \
-         peak {:.2} GB",
+        "{who}: call {}/{n} (seq {}, past {}{}): {:.3} s (cpu {:.2} s), {} rounds, {} online, \
+         {} dealer; peak {:.2} GB",
         k + 1,
         env.seq,
         env.past,
         if k == 0 { ", with the setup" } else { "" },
+        t.seconds,
+        t.cpu_seconds,
         m.rounds,
         bytes(m.online_bits),
-        bytes(m.setup_bits),
-        mem::peak() as f64 / 1e9
+        bytes(m.offline_bits),
+        t.peak as f64 / 1e9
     );
 }
 
-/// Both parties and the dealer in this process: the session's first call (with the
-/// setup), then a second decode step.
+/// Both parties and the dealer in this process.
 pub fn in_process(args: &RuntimeArgs) -> Result<Value, String> {
     let program = model::compile(args)?;
-    let envs = model::decode_envs(args.past());
+    let envs = args.calls();
     let (weights, params) = model::random_weights("in process", &program, args.seed, None);
     let mut session = InProcess::from_owned(&program, weights, args.seed);
-    let contents = model::cache_contents(&program, envs[0], args.seed);
+    let contents = model::cache_contents(&program, DimEnv { seq: 1, ..envs[0] }, args.seed);
     let mut cache_bytes = 0;
     for (p, state) in session.states_mut().iter_mut().enumerate() {
         cache_bytes += model::fill_cache(state, p, &contents);
@@ -70,25 +104,25 @@ pub fn in_process(args: &RuntimeArgs) -> Result<Value, String> {
     let before_calls = mem::peak();
     let mut calls = Vec::new();
     for (k, &env) in envs.iter().enumerate() {
-        let rss_before = mem::rss();
-        mem::trim();
-        let rss_trimmed = mem::rss();
-        mem::reset_peak();
-        let (start, cpu) = (Instant::now(), mem::cpu_seconds());
-        let (out, measured) = (session.call(&model::token_input(), env))
-            .map_err(|e| format!("in process, call {} (past {}): {e}", k + 1, env.past))?;
-        let (seconds, cpu) = (start.elapsed().as_secs_f64(), mem::cpu_seconds() - cpu);
-        model::check_logits(&out)?;
-        progress("in process", k, env, seconds, &measured);
-        let mut c = call_json(&program, env, seconds, &measured, mem::peak());
-        c["cpu_seconds"] = json!(cpu);
-        c["rss_before_bytes"] = json!(rss_before);
-        c["rss_before_trimmed_bytes"] = json!(rss_trimmed);
-        calls.push(c);
+        let inputs = model::token_input(env.seq);
+        let ((out, measured), t) = timed(|| {
+            (session.call(&inputs, env))
+                .map_err(|e| format!("in process, call {} (past {}): {e}", k + 1, env.past))
+        })?;
+        model::check_logits(&out, env.seq)?;
+        progress("in process", k, envs.len(), env, &t, &measured);
+        calls.push(call_json(
+            &program,
+            env,
+            &measured,
+            &t,
+            &session.states()[1],
+        ));
     }
     Ok(json!({
         "model": program.info.name,
         "params": params,
+        "fixed_elements": session.states()[0].fixed_elements(),
         "cache_bytes": cache_bytes,
         "peak_bytes_before_calls": before_calls,
         "rss_after_calls": mem::rss(),
@@ -96,57 +130,7 @@ pub fn in_process(args: &RuntimeArgs) -> Result<Value, String> {
     }))
 }
 
-/// The dealer's master seed and session id of the benchmark's TCP session.
-fn session_seeds(seed: u64) -> ([u8; 32], [u8; 32]) {
-    let mut r = rng(seed, 0x4000);
-    let (mut master, mut session) = ([0u8; 32], [0u8; 32]);
-    r.fill_bytes(&mut master);
-    r.fill_bytes(&mut session);
-    (master, session)
-}
-
-/// The dealer: writes `party0.mat` and `party1.mat` to `dir` for the two decode steps.
-pub fn deal(args: &RuntimeArgs, dir: &Path) -> Result<Value, String> {
-    let program = model::compile(args)?;
-    let calls = model::decode_envs(args.past()).to_vec();
-    let (master, session) = session_seeds(args.seed);
-    let mut seconds = Vec::new();
-    let mut last = Instant::now();
-    let dealt = deal_to_files(&program, &calls, dir, master, session, |k, b| {
-        seconds.push(last.elapsed().as_secs_f64());
-        eprintln!(
-            "dealer: call {}/2 dealt, {} in {:.2} s{}",
-            k + 1,
-            bytes(8 * b),
-            seconds[k],
-            if k == 0 {
-                " (with the setup masks)"
-            } else {
-                ""
-            }
-        );
-        last = Instant::now();
-    })
-    .map_err(|e| e.to_string())?;
-    let calls: Vec<Value> = (calls.iter().zip(&dealt.per_call).zip(&seconds))
-        .map(|((&env, &b), &s)| {
-            json!({
-                "seq": env.seq,
-                "past": env.past,
-                "seconds": s,
-                "dealt_bits": 8 * b,
-                "estimated_bits": estimate(&program, env).2,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "calls": calls,
-        "key_header_bytes": dealt.header_bytes,
-        "file_bytes": dealt.file_bytes,
-        "peak_bytes": mem::peak(),
-    }))
-}
-
+/// The TCP session's timeouts: long, for GPT-2 on a busy machine.
 fn tcp_options() -> TcpOptions {
     let long = Duration::from_secs(900);
     TcpOptions {
@@ -159,29 +143,80 @@ fn tcp_options() -> TcpOptions {
     }
 }
 
-/// Party `p` over loopback TCP with its material file in `dir`: party 0 listens on a port
-/// of the OS's choosing and prints `listening ADDR` first; party 1 connects to `connect`.
+/// Prints `listening ADDR` first, for the parent to pass on.
+fn announce(addr: SocketAddr) -> Result<(), String> {
+    println!("listening {addr}");
+    std::io::stdout().flush().map_err(|e| e.to_string())
+}
+
+/// The dealer service for one session, on a port of the OS's choosing: streams every
+/// call's material to both parties as they reach it.
+pub fn dealer(args: &RuntimeArgs) -> Result<Value, String> {
+    let program = model::compile(args)?;
+    let service = DealerService::bind("127.0.0.1:0", plan_digest(&program), &tcp_options())
+        .map_err(|e| e.to_string())?;
+    announce(service.local_addr())?;
+    let n = args.calls().len();
+    let mut last = Instant::now();
+    let mut seconds = Vec::new();
+    let mut on = |e: Event<'_>| {
+        if let Event::Call(c) = e {
+            seconds.push(last.elapsed().as_secs_f64());
+            last = Instant::now();
+            eprintln!(
+                "dealer: call {}/{n} streamed: party 0 {}, party 1 {}",
+                c.call + 1,
+                bytes(8 * c.streamed[0]),
+                bytes(8 * c.streamed[1])
+            );
+        }
+    };
+    let mut deal =
+        |env, d: &mut _, set_up| deal_call(&program, env, d, set_up).map_err(|e| e.to_string());
+    mem::reset_peak();
+    let report = (service.serve_session(&mut deal, &mut on)).map_err(|e| e.to_string())?;
+    report
+        .outcome
+        .map_err(|e| format!("the dealer's session failed: {e}"))?;
+    let calls: Vec<Value> = (report.calls.iter().zip(&seconds))
+        .map(|(c, s)| {
+            json!({
+                "seq": c.env.seq,
+                "past": c.env.past,
+                "seconds": s,
+                "dealt_bits": 8 * c.offline_bytes,
+                "estimated_bits": estimate(&program, c.env).2,
+                "streamed_bytes": c.streamed,
+            })
+        })
+        .collect();
+    Ok(json!({ "calls": calls, "peak_bytes": mem::peak(), "cpu_seconds": mem::cpu_seconds() }))
+}
+
+/// Party `p` over loopback TCP with its material from the dealer service at `dealer`:
+/// party 0 listens on a port of the OS's choosing and prints `listening ADDR` first;
+/// party 1 connects to `connect`.
 pub fn party(
     args: &RuntimeArgs,
     p: u8,
-    dir: &Path,
+    dealer: &str,
     connect: Option<SocketAddr>,
 ) -> Result<Value, String> {
     let who = format!("party {p}");
     let opts = tcp_options();
-    let listener = if p == 0 {
-        let (l, addr) = TcpListenerHandle::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        println!("listening {addr}");
-        std::io::stdout().flush().map_err(|e| e.to_string())?;
-        Some(l)
-    } else {
-        None
+    let listener = match p {
+        0 => {
+            let (l, addr) = TcpListenerHandle::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            announce(addr)?;
+            Some(l)
+        }
+        _ => None,
     };
     let program = model::compile(args)?;
     let digest = plan_digest(&program);
     let (weights, params) = model::random_weights(&who, &program, args.seed, Some(usize::from(p)));
-    let path = dir.join(format!("party{p}.mat"));
-    let (header, replay) = file::open(&path, p, &digest).map_err(|e| e.to_string())?;
+    let (mut stream, replay) =
+        (DealerStream::connect(dealer, p, digest, &opts)).map_err(|e| format!("{who}: {e}"))?;
     let mut ch = match (listener, connect) {
         (Some(l), _) => l.accept(&opts),
         (None, Some(addr)) => TcpChannel::connect(addr, &opts),
@@ -189,43 +224,36 @@ pub fn party(
     }
     .map_err(|e| format!("{who}: {e}"))?;
     let party = if p == 0 { Party::Server } else { Party::Client };
-    (ch.handshake(&Hello::new(party, digest, header.session))).map_err(|e| e.to_string())?;
+    (ch.handshake(&Hello::new(party, digest, stream.session()))).map_err(|e| e.to_string())?;
     let mut session = RemoteParty::from_owned(&program, weights, replay, ch);
-    let contents = model::cache_contents(&program, header.calls[0], args.seed);
+    let envs = args.calls();
+    let contents = model::cache_contents(&program, DimEnv { seq: 1, ..envs[0] }, args.seed);
     let cache_bytes = model::fill_cache(session.state_mut(), usize::from(p), &contents);
     drop(contents);
-    let inputs = if p == 1 {
-        model::token_input()
-    } else {
-        HashMap::new()
-    };
     let before_calls = mem::peak();
     let mut calls = Vec::new();
-    for (k, &env) in header.calls.iter().enumerate() {
-        let rss_before = mem::rss();
-        mem::trim();
-        let rss_trimmed = mem::rss();
-        mem::reset_peak();
-        let (start, cpu) = (Instant::now(), mem::cpu_seconds());
-        let (out, measured) = (session.call(&inputs, env))
-            .map_err(|e| format!("{who}, call {} (past {}): {e}", k + 1, env.past))?;
-        let (seconds, cpu) = (start.elapsed().as_secs_f64(), mem::cpu_seconds() - cpu);
+    for (k, &env) in envs.iter().enumerate() {
+        let inputs = match p {
+            1 => model::token_input(env.seq),
+            _ => HashMap::new(),
+        };
+        let ((out, measured), t) = timed(|| {
+            stream.begin_call(env).map_err(|e| e.to_string())?;
+            let r = (session.call(&inputs, env))
+                .map_err(|e| format!("{who}, call {} (past {}): {e}", k + 1, env.past))?;
+            stream.end_call().map_err(|e| e.to_string())?;
+            Ok(r)
+        })?;
         if p == 1 {
-            model::check_logits(&out)?;
+            model::check_logits(&out, env.seq)?;
         }
-        progress(&who, k, env, seconds, &measured);
-        let mut c = call_json(&program, env, seconds, &measured, mem::peak());
-        c["cpu_seconds"] = json!(cpu);
-        c["rss_before_bytes"] = json!(rss_before);
-        c["rss_before_trimmed_bytes"] = json!(rss_trimmed);
-        calls.push(c);
-    }
-    if (session.replay_mut().has_leftover()).map_err(|e| e.to_string())? {
-        return Err(format!("{who}: material left after the last call"));
+        progress(&who, k, envs.len(), env, &t, &measured);
+        calls.push(call_json(&program, env, &measured, &t, session.state()));
     }
     Ok(json!({
         "party": p,
         "params": params,
+        "fixed_elements": session.state().fixed_elements(),
         "cache_bytes": cache_bytes,
         "peak_bytes_before_calls": before_calls,
         "rss_after_calls": mem::rss(),

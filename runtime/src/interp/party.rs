@@ -99,6 +99,8 @@ pub struct PartyState {
     pub(super) set_up: bool,
     /// Active (token, block) pairs per sparse FFN in the last call.
     pub last_active: Vec<u64>,
+    /// Seconds the last call spent in the session's setup (0 after the first call).
+    pub last_setup_seconds: f64,
 }
 
 impl PartyState {
@@ -112,9 +114,9 @@ impl PartyState {
         self.set_up
     }
 
-    /// Ring elements this party keeps for its fixed operands (`W − B` and `B_p`, packed).
+    /// Elements of the fixed operands set up (this party keeps `W − B` and `B_p` of each).
     pub fn fixed_elements(&self) -> u64 {
-        self.fixed.values().map(|f| 2 * f.len() as u64).sum()
+        self.fixed.values().map(|f| f.len() as u64).sum()
     }
 }
 
@@ -185,6 +187,8 @@ pub(super) struct Run<'a> {
     pub permuted: HashMap<NodeId, Arc<Share>>,
     /// Active (token, block) pairs per sparse FFN, from the opened masks.
     pub active: Vec<u64>,
+    /// Seconds spent in the session's setup (shuffles and fixed operands).
+    pub setup_seconds: f64,
 }
 
 /// Runs party `party`'s side of one call over `ch`. `state` holds its KV-cache shares
@@ -207,7 +211,7 @@ pub fn run_party<C: Channel + ?Sized>(
     options: RunOptions,
 ) -> Result<HashMap<String, ArrayD<f64>>, InterpError> {
     let set_up = state.set_up;
-    let (outputs, writes, fixed_operands, permuted, active) = {
+    let (outputs, writes, fixed_operands, permuted, active, setup_seconds) = {
         let mut run = Run::new(program, plan, party, env, sources, material, state, options);
         run.walk(ch, set_up)?;
         let Run {
@@ -216,10 +220,19 @@ pub fn run_party<C: Channel + ?Sized>(
             fixed_operands,
             permuted,
             active,
+            setup_seconds,
             ..
         } = run;
-        (outputs, writes, fixed_operands, permuted, active)
+        (
+            outputs,
+            writes,
+            fixed_operands,
+            permuted,
+            active,
+            setup_seconds,
+        )
     };
+    state.last_setup_seconds = setup_seconds;
     if !fixed_operands.is_empty() {
         state.fixed = fixed_operands;
     }
@@ -279,6 +292,7 @@ impl<'a> Run<'a> {
             scatter: HashMap::new(),
             permuted: HashMap::new(),
             active: vec![0; n_sparse],
+            setup_seconds: 0.0,
         }
     }
 
@@ -299,15 +313,19 @@ impl<'a> Run<'a> {
         let (before, after): (Vec<Pos>, Vec<Pos>) =
             first.into_iter().partition(|&i| !plan.after_shuffle(i));
         self.compute_locals(&before)?;
+        let started = std::time::Instant::now();
         if !set_up {
             let jobs = self.material.shuffles()?;
             if !jobs.is_empty() {
                 self.shuffle_setup(jobs, ch)?;
             }
         }
+        let shuffled = started.elapsed();
         self.compute_locals(&after)?;
         if !set_up {
+            let started = std::time::Instant::now();
             self.setup(ch)?;
+            self.setup_seconds = (shuffled + started.elapsed()).as_secs_f64();
         }
         for r in 0..plan.total_rounds {
             if r > 0 {
