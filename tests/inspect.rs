@@ -148,6 +148,24 @@ fn json_report_of_gpt2() {
         (layers[0], layers[1], layers[13]),
         ("before layers", "layer 0", "after layers")
     );
+    // memory: integer bytes per party and phase, each peak the sum of its parts
+    let memory = &r["memory"];
+    assert_eq!(u(&memory["context"]), 35);
+    for party in memory["parties"].as_array().unwrap() {
+        for phase in ["setup", "prefill", "decode"] {
+            let m = party[phase].as_object().unwrap();
+            let parts: u64 = (m.iter())
+                .filter(|(k, _)| *k != "peak_bytes")
+                .map(|(k, v)| {
+                    assert!(k.ends_with("_bytes"), "{k}");
+                    u(v)
+                })
+                .sum();
+            assert_eq!(u(&m["peak_bytes"]), parts, "{phase}");
+            assert!(u(&party["peak_bytes"]) >= parts);
+        }
+        assert!(party["bytes_per_parameter"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]
@@ -238,4 +256,156 @@ fn a_bad_network_profile_is_a_usage_error() {
     let err = stderr(&out);
     assert!(err.contains("invalid network profile `fast`"), "{err}");
     assert!(err.contains("`1gbit:5ms`, `100mbit:40ms`"), "{err}");
+}
+
+/// The largest `online_bits + offline_bits` of one node at `env`, from the cost annotations.
+fn largest_node_bits(program: &comet_ir::Program, env: DimEnv) -> u64 {
+    let costs = program.analyses.costs.as_ref().unwrap();
+    let bits = costs
+        .iter()
+        .map(|(_, c)| c.online_bits.eval(env) + c.offline_bits.eval(env));
+    bits.max().unwrap() as u64
+}
+
+/// glassllm's projection from its shapes by hand (prompt 32, 8 tokens: 39 positions).
+/// Every part is checked against its own figure and every peak against the hand sum, so
+/// dropping or changing any term fails.
+#[test]
+fn glassllm_memory_by_hand() {
+    use comet_compiler::inspect::PhaseMemory;
+    let program = compile_example(Path::new("examples/glassllm.model"));
+    let opts = InspectOptions {
+        prompt: 32,
+        generate: 8,
+        ..InspectOptions::default()
+    };
+    let m = report(&program, "glassllm.plan", &opts).unwrap().memory;
+    const MIB: u64 = 1 << 20;
+    // vocab 1024, d 128, 4 layers of: 2 gammas [128], wq and wo [128, 128], wk and wv
+    // [128, 64], w1 and w3 [128, 341], w2 [341, 128]; E [1024, 128] and norm_f [128]
+    let layer = 2 * 128 + 2 * 128 * 128 + 2 * 128 * 64 + 3 * 128 * 341;
+    let parameters = 1024 * 128 + 128 + 4 * layer;
+    assert_eq!(m.parameters, 852_608);
+    assert_eq!(m.parameters, parameters);
+    // every weight is a product's fixed operand (the gammas of `fixed_mul`s), E twice: as
+    // the embedding's [1024, 128] and as the tied head's Eᵀ [128, 1024]; no weight is
+    // kept after the setup
+    let fixed_elements = parameters + 128 * 1024;
+    assert_eq!(m.fixed_operand_elements, fixed_elements);
+    assert_eq!(m.largest_fixed_operand_elements, 1024 * 128);
+    assert_eq!(m.context, 32 + 8 - 1);
+    let base = PhaseMemory {
+        process_bytes: 512 * MIB,
+        fixed_operands_bytes: 16 * fixed_elements,
+        ..PhaseMemory::default()
+    };
+    let setup = PhaseMemory {
+        // Eᵀ (or E) × 5 copies × 8 bytes, plus one 64 MiB exchange
+        setup_working_bytes: 1024 * 128 * 5 * 8 + 64 * MIB,
+        ..base
+    };
+    let prefill = PhaseMemory {
+        // 8 cache slots (K and V of 4 layers) of [2 kv heads, 32, 32]
+        kv_cache_bytes: 8 * (2 * 32 * 32) * 8,
+        // 3 × the largest value, the one-hot tokens and the logits [32, 1024]
+        call_working_bytes: 3 * (32 * 1024) * 8,
+        material_working_bytes: largest_node_bits(&program, DimEnv { seq: 32, past: 0 }) / 16,
+        ..base
+    };
+    let decode = PhaseMemory {
+        kv_cache_bytes: 8 * (2 * 39 * 32) * 8,
+        // 3 × the largest value: K and V repeated to the 4 query heads, [4, 39, 32]
+        call_working_bytes: 3 * (4 * 39 * 32) * 8,
+        material_working_bytes: largest_node_bits(&program, DimEnv { seq: 1, past: 38 }) / 16,
+        ..base
+    };
+    let sum = |p: &PhaseMemory| {
+        p.process_bytes
+            + p.fixed_operands_bytes
+            + p.kv_cache_bytes
+            + p.setup_working_bytes
+            + p.call_working_bytes
+            + p.material_working_bytes
+    };
+    assert!(prefill.material_working_bytes > 0 && decode.material_working_bytes > 0);
+    assert_eq!(m.parties.len(), 2);
+    for (party, got) in m.parties.iter().enumerate() {
+        assert_eq!(got.party as usize, party);
+        for (what, got, want) in [
+            ("setup", got.setup, setup),
+            ("prefill", got.prefill, prefill),
+            ("decode", got.decode.unwrap(), decode),
+        ] {
+            let want = PhaseMemory {
+                peak_bytes: sum(&want),
+                ..want
+            };
+            assert_eq!(got, want, "party {party}, {what}");
+        }
+        let peak = [sum(&setup), sum(&prefill), sum(&decode)]
+            .into_iter()
+            .max()
+            .unwrap();
+        assert_eq!(got.peak_bytes, peak, "party {party}");
+        let per_parameter = got.bytes_per_parameter.unwrap();
+        assert!((per_parameter - peak as f64 / parameters as f64).abs() < 1e-9);
+    }
+}
+
+/// GPT-2's fixed-operand term is 16 bytes per element of every distinct fixed operand,
+/// found here from the plan's protocols; its bytes per parameter lie between 16 and 40.
+#[test]
+fn gpt2_memory_fixed_operands_and_bytes_per_parameter() {
+    let program = compile_example(Path::new("examples/gpt2.model"));
+    let fixed = comet_ir::protocol::fixed_values(&program);
+    let costs = program.analyses.costs.as_ref().unwrap();
+    let mut operands = std::collections::HashSet::new();
+    for (id, c) in costs.iter() {
+        if !c.protocol.has_fixed_operand() {
+            continue;
+        }
+        let xs = program.graph.operands(id);
+        let block = matches!(program.graph.node(id).op, comet_ir::Op::BlockMatMul { .. });
+        operands.insert(if block || fixed.contains(&xs[1]) {
+            xs[1]
+        } else {
+            xs[0]
+        });
+    }
+    let one = DimEnv { seq: 1, past: 0 };
+    let elements: u64 = (operands.iter())
+        .map(|x| comet_ir::dim::numel(&program.graph.node(*x).ty.shape, one))
+        .sum();
+    // by hand: every parameter but the 888,576 a call reads (wpe [1024, 768]; per layer
+    // the biases 3·768 + 768 + 3072 + 768 and both LayerNorm biases; ln_f's bias), plus
+    // the tied head's wteᵀ [768, 50257]
+    assert_eq!(elements, 124_439_808 - 888_576 + 768 * 50_257);
+    let opts = InspectOptions {
+        prompt: 128,
+        generate: 16,
+        ..InspectOptions::default()
+    };
+    let m = report(&program, "gpt2.plan", &opts).unwrap().memory;
+    assert_eq!(m.parameters, 124_439_808);
+    assert_eq!(m.fixed_operand_elements, elements);
+    for p in &m.parties {
+        let phases = [Some(p.setup), Some(p.prefill), p.decode];
+        for phase in phases.iter().flatten() {
+            assert_eq!(
+                phase.fixed_operands_bytes,
+                16 * elements,
+                "party {}",
+                p.party
+            );
+        }
+        let b = p.bytes_per_parameter.unwrap();
+        assert!(
+            (16.0..=40.0).contains(&b),
+            "party {}: {b} bytes per parameter",
+            p.party
+        );
+    }
+    // only the server owns weights
+    let kept = |p: usize| m.parties[p].decode.unwrap().weights_bytes;
+    assert_eq!((kept(0), kept(1)), (8 * 888_576, 0));
 }

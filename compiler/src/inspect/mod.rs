@@ -34,6 +34,10 @@
 //! name. By protocol: [`NodeCost::protocol`]. Op kinds and protocols are sorted by online
 //! bytes descending, then name; the text form leaves out rows with no cost at all.
 //!
+//! **Memory** ([`memory`]): each party's projected resident peak in the setup, the prefill
+//! and the last decode step, from the plan's shapes and cost annotations, and bytes per
+//! model parameter.
+//!
 //! **Speed.** [`report`] compiles every node's polynomials once into flat terms over a
 //! shared monomial table; each call then costs one pass over the nodes with no allocation
 //! or formatting per node (see `eval`), and only the prefill and the last decode step are
@@ -44,6 +48,7 @@
 
 mod eval;
 pub mod leakage;
+pub mod memory;
 pub mod net;
 mod render;
 mod report;
@@ -52,6 +57,7 @@ pub mod units;
 #[cfg(test)]
 mod tests;
 
+pub use memory::{MemoryReport, PartyMemory, PhaseMemory};
 pub use net::{NetError, NetProfile};
 pub use render::{render, render_compare, to_json};
 pub use report::{
@@ -71,7 +77,12 @@ together) and before (`unmerged`: every exchange on its own); online bytes are s
 parties together, offline bytes by the dealer.
 
 Latency = rounds × round latency + online bytes / bandwidth + local ring multiplications /
-compute rate (the compute rate is an assumption: see --compute-rate).";
+compute rate (the compute rate is an assumption: see --compute-rate).
+
+Projected memory per party: the resident peak of the setup, the prefill and the last decode
+step = 0.5 GiB for the process + F = W − B and B_p of every fixed operand (16 bytes per
+element) + the weights a call still reads (f64, at their owner) + the KV cache + the working
+sets of the phase (docs/runtime.md, \"Projected memory per party\").";
 
 /// Why a program cannot be inspected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! Text and JSON forms of reports.
 
+use super::memory::{FIXED_OPERAND_ELEMENT_BYTES, PartyMemory, PhaseMemory};
 use super::report::{Amounts, CallReport, CompareReport, Report, Row, Totals, ratio};
 use super::units;
 use std::collections::BTreeMap;
@@ -234,6 +235,43 @@ fn totals_table(out: &mut String, r: &Report) {
     );
 }
 
+/// The projected resident peaks per party and phase, and bytes per parameter.
+fn memory_table(out: &mut String, r: &Report) {
+    let m = &r.memory;
+    let _ = writeln!(out, "\nprojected memory per party (resident peak)");
+    let mut t = Table::new(&["", "party 0", "party 1"]);
+    let row = |label: String, cell: &dyn Fn(&PartyMemory) -> String| -> Vec<String> {
+        std::iter::once(label)
+            .chain(m.parties.iter().map(cell))
+            .collect()
+    };
+    let peak = |x: &PhaseMemory| units::bytes(x.peak_bytes as f64);
+    t.rows.push(row("setup".into(), &|p| peak(&p.setup)));
+    let prefill = format!("prefill (seq {})", r.prefill.seq);
+    t.rows.push(row(prefill, &|p| peak(&p.prefill)));
+    if let Some(d) = &r.last_decode {
+        let decode = format!("last decode step (past {})", d.past);
+        t.rows
+            .push(row(decode, &|p| p.decode.as_ref().map_or("—".into(), peak)));
+    }
+    let per_parameter =
+        |p: &PartyMemory| (p.bytes_per_parameter).map_or("—".into(), |b| format!("{b:.1}"));
+    t.rows
+        .push(row("bytes per parameter".into(), &per_parameter));
+    t.render(out);
+    let kv = match r.kv_cache {
+        true => format!("KV cache at {} positions", units::count(m.context)),
+        false => "no KV cache".into(),
+    };
+    let _ = writeln!(
+        out,
+        "{} parameters; fixed operands: {} elements × {FIXED_OPERAND_ELEMENT_BYTES} B \
+         (F = W − B and B_p) per party; {kv}",
+        units::count(m.parameters),
+        units::count(m.fixed_operand_elements),
+    );
+}
+
 const LEGEND: &str = "\
 rounds: after merging (every exchange of a round travels together); for a group, the rounds
   in which it sends anything, so groups that share rounds add up to more than the total.
@@ -262,6 +300,7 @@ pub fn render(r: &Report) -> String {
     }
     out.push('\n');
     totals_table(&mut out, r);
+    memory_table(&mut out, r);
     call_tables(&mut out, &r.prefill, "prefill");
     if let Some(d) = &r.last_decode {
         call_tables(&mut out, d, "last decode step");

@@ -2,6 +2,7 @@
 
 use super::InspectError;
 use super::eval::{Grouping, NodeEval, Prepared, Sums, call_sums, group_sums};
+use super::memory::{CallFigures, MemoryReport, project};
 use super::net::NetProfile;
 use comet_ir::{Comparison, DimEnv, Program};
 use serde::Serialize;
@@ -212,6 +213,8 @@ pub struct Report {
     pub generation: Totals,
     /// Remarks about the evaluation (e.g. `--generate` on a model without a KV cache).
     pub notes: Vec<String>,
+    /// Projected resident memory per party and phase.
+    pub memory: MemoryReport,
 }
 
 /// Evaluates a costed program for `opts`; `plan` names it in the report and in errors.
@@ -235,8 +238,10 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
     };
     prep.eval(env, plan, &mut vals)?;
     let prefill = call_report(&prep, env, &vals, opts);
+    let prefill_figures = call_figures(env, &vals);
     let mut decode = Amounts::default();
     let mut last_decode = None;
+    let mut decode_figures = None;
     for j in 1..generate {
         let env = DimEnv {
             seq: 1,
@@ -246,6 +251,7 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
         decode = decode.plus(Amounts::of(call_sums(&vals)));
         if j == generate - 1 {
             last_decode = Some(call_report(&prep, env, &vals, opts));
+            decode_figures = Some(call_figures(env, &vals));
         }
     }
     let steps = generate - 1;
@@ -270,7 +276,17 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
         decode_steps,
         generation,
         notes,
+        memory: project(p, prefill_figures, decode_figures),
     })
+}
+
+/// What the memory projection needs of an evaluated call.
+fn call_figures(env: DimEnv, vals: &[NodeEval]) -> CallFigures {
+    let max_node_bits = vals.iter().map(|v| v.online + v.offline).max();
+    CallFigures {
+        env,
+        max_node_bits: max_node_bits.unwrap_or(0),
+    }
 }
 
 fn check_options(opts: &InspectOptions) -> Result<(), InspectError> {
