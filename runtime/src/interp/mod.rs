@@ -134,8 +134,10 @@ pub type ProgressFn = std::sync::Arc<dyn Fn(u8, Progress) + Send + Sync>;
 /// How a party runs its calls: the setup's chunk size, and who hears of progress.
 #[derive(Clone)]
 pub struct RunOptions {
-    /// The setup sends `W − B` in exchanges of at most this many payload bytes (64 MiB by
-    /// default), so that no frame grows with the model.
+    /// The setup sends `W − B` in exchanges of at most this many payload bytes (4 MiB by
+    /// default), so that no frame grows with the model. Small chunks also keep the
+    /// exchange's buffers below the allocator's mapping threshold (glibc: 32 MiB), so they
+    /// are reused rather than freshly mapped and zeroed by the kernel for every chunk.
     pub chunk_bytes: usize,
     /// Called with the party and a [`Progress`] event during the setup and after each
     /// round (none by default).
@@ -154,7 +156,7 @@ impl std::fmt::Debug for RunOptions {
 impl Default for RunOptions {
     fn default() -> RunOptions {
         RunOptions {
-            chunk_bytes: 64 << 20,
+            chunk_bytes: 4 << 20,
             progress: None,
         }
     }
