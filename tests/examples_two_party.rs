@@ -6,7 +6,9 @@
 //! online bits, rounds and dealer bits equal the plan's estimate exactly, and the outputs
 //! agree with the fixed-point backend running the same plan without secrets. Every
 //! architecture runs twice: compiled with FSS comparisons (the default) and with GMW
-//! comparisons (`--comparison gmw`: XOR-shared bits, B2A, selects on XOR bits).
+//! comparisons (`--comparison gmw`: XOR-shared bits, B2A, selects on XOR bits). Every
+//! architecture also runs as two parties over loopback TCP, once with material files and
+//! once with the dealer service streaming each call.
 
 use comet_compiler::passes::schedule::total_rounds;
 use comet_ir::{Comparison, DimEnv, Elem, Op, Program};
@@ -225,4 +227,196 @@ fn shrinking_keeps_the_structure() {
         s,
         "  dim vocab = 48, n_ctx = 32;\n  dim d = 32, heads = 2, hd = d / heads;\n  dim seq, past;\n"
     );
+}
+
+/// Where the TCP parties' material comes from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// Material files dealt ahead (`comet deal`).
+    Files,
+    /// The dealer service, streaming each call (`comet dealer`).
+    Dealer,
+}
+
+/// One party of a TCP session: its outputs and figures per call.
+type PartyCalls = Vec<(interp::Outputs, interp::Measured)>;
+
+/// A party's material: its session id, its replay, and the dealer's stream if any.
+type Material = (
+    [u8; 32],
+    comet_runtime::dealer::PartyReplay,
+    Option<comet_runtime::dealer::DealerStream>,
+);
+
+/// Party `p` over `ch`, with its `material`.
+fn tcp_party(
+    p: &Program,
+    party: u8,
+    w: &HashMap<String, ArrayD<f64>>,
+    calls: &[DimEnv],
+    mut ch: comet_runtime::transport::TcpChannel,
+    material: Material,
+) -> PartyCalls {
+    let (session_id, replay, mut stream) = material;
+    use comet_runtime::transport::{Channel, Hello};
+    let who = if party == 0 {
+        comet_ir::Party::Server
+    } else {
+        comet_ir::Party::Client
+    };
+    let digest = comet_runtime::dealer::plan_digest(p);
+    ch.handshake(&Hello::new(who, digest, session_id)).unwrap();
+    let mut session = interp::RemoteParty::new(p, w, replay, ch);
+    let mut out = Vec::new();
+    for (k, &env) in calls.iter().enumerate() {
+        if let Some(s) = &mut stream {
+            s.begin_call(env).unwrap();
+        }
+        let x = inputs(p, env, 10 + k as u64);
+        out.push(
+            session
+                .call(&x, env)
+                .unwrap_or_else(|e| panic!("party {party}, call {k}: {e}")),
+        );
+        if let Some(s) = &mut stream {
+            s.end_call().unwrap();
+        }
+    }
+    out
+}
+
+/// Both parties over loopback TCP, one thread each (and the dealer service's thread).
+fn tcp_session(
+    p: &Program,
+    w: &HashMap<String, ArrayD<f64>>,
+    calls: &[DimEnv],
+    source: Source,
+) -> [PartyCalls; 2] {
+    use comet_runtime::dealer::{DealerService, DealerStream, file, plan_digest};
+    use comet_runtime::transport::{TcpChannel, TcpListenerHandle, TcpOptions};
+    let opts = TcpOptions::default();
+    let digest = plan_digest(p);
+    let dir = std::env::temp_dir().join(format!(
+        "comet-examples-tcp-{}-{}",
+        p.info.name,
+        std::process::id()
+    ));
+    let (listener, addr) = TcpListenerHandle::bind("127.0.0.1:0").unwrap();
+    let service = match source {
+        Source::Dealer => Some(DealerService::bind("127.0.0.1:0", digest, &opts).unwrap()),
+        Source::Files => {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            interp::deal_to_files(p, calls, &dir, [3; 32], [4; 32], |_, _| {}).unwrap();
+            None
+        }
+    };
+    let dealer_addr = service.as_ref().map(|s| s.local_addr().to_string());
+    let open = |party: u8| match &dealer_addr {
+        Some(a) => {
+            let (stream, replay) = DealerStream::connect(a, party, digest, &opts).unwrap();
+            (stream.session(), replay, Some(stream))
+        }
+        None => {
+            let path = dir.join(format!("party{party}.mat"));
+            let (header, replay) = file::open(&path, party, &digest).unwrap();
+            (header.session, replay, None)
+        }
+    };
+    std::thread::scope(|s| {
+        if let Some(service) = service {
+            s.spawn(move || {
+                let mut deal = |env, d: &mut _, set_up| {
+                    interp::deal_call(p, env, d, set_up).map_err(|e| e.to_string())
+                };
+                let report = service.serve_session(&mut deal, &mut |_| {}).unwrap();
+                report.outcome.unwrap();
+            });
+        }
+        let (open, opts) = (&open, &opts);
+        let server = s.spawn(move || {
+            let material = open(0);
+            let ch = listener.accept(opts).unwrap();
+            tcp_party(p, 0, w, calls, ch, material)
+        });
+        let client = s.spawn(move || {
+            let material = open(1);
+            let ch = TcpChannel::connect(addr, opts).unwrap();
+            tcp_party(p, 1, w, calls, ch, material)
+        });
+        [server.join().unwrap(), client.join().unwrap()]
+    })
+}
+
+/// Estimate = measurement and agreement with fixed point for `name` over TCP: each party
+/// measures both directions' bytes and the rounds; its material is its half of the dealer's.
+fn check_tcp(name: &str, source: Source) {
+    let p = compile(name, Comparison::Fss);
+    let w = weights(&p, 1);
+    let calls = [DimEnv { seq: 3, past: 0 }, DimEnv { seq: 1, past: 3 }];
+    let has_cache = (p.graph.ids()).any(|id| matches!(p.graph.node(id).op, Op::CacheRead { .. }));
+    let calls = if has_cache { &calls[..] } else { &calls[..1] };
+    let [server, client] = tcp_session(&p, &w, calls, source);
+    let mut plain = fixed::Cache::new();
+    for (k, &env) in calls.iter().enumerate() {
+        let x = inputs(&p, env, 10 + k as u64);
+        let expected = fixed::eval(&p, &x, &w, env, &mut plain).unwrap();
+        let ((got0, m0), (got1, m1)) = (&server[k], &client[k]);
+        for (out, e) in &expected {
+            let g = got0
+                .get(out)
+                .or(got1.get(out))
+                .expect("an output reaches its receiver");
+            let worst = g
+                .iter()
+                .zip(e)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst < 0.05,
+                "{name} ({source:?}) call {k}: `{out}` drifts {worst}"
+            );
+        }
+        let (on, rounds, off) = estimate(&p, env);
+        for m in [m0, m1] {
+            assert_eq!(
+                (m.online_bits, m.rounds),
+                (on, rounds),
+                "{name} ({source:?}) call {k}"
+            );
+        }
+        assert_eq!(
+            m0.offline_bits + m1.offline_bits,
+            off,
+            "{name} ({source:?}) call {k}: dealer"
+        );
+    }
+}
+
+#[test]
+fn every_architecture_over_tcp_with_material_files() {
+    for name in [
+        "gpt2",
+        "opt-1.3b",
+        "llama2-7b",
+        "bert-base",
+        "glassllm",
+        "smollm-135m",
+    ] {
+        check_tcp(name, Source::Files);
+    }
+}
+
+#[test]
+fn every_architecture_over_tcp_with_the_dealer_service() {
+    for name in [
+        "gpt2",
+        "opt-1.3b",
+        "llama2-7b",
+        "bert-base",
+        "glassllm",
+        "smollm-135m",
+    ] {
+        check_tcp(name, Source::Dealer);
+    }
 }
