@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::generate::{Call, Sampler, call_sizes, estimate_at, generate};
 use crate::report::{RunInfo, bytes};
-use crate::run::{RunArgs, finish, load_weights, prompt, tokenizer, with_predictor};
+use crate::run::{RunArgs, finish, open_checkpoint, prompt, tokenizer, with_predictor};
 
 /// Where this party's material comes from.
 enum Source {
@@ -43,12 +43,11 @@ impl Source {
 pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     let party = args.party.expect("checked by the caller");
     let digest = plan_digest(program);
-    let weights = load_weights(program, args.weights.as_deref(), Some(usize::from(party)))
-        .map_err(|e| format!("party {party}: {e}"))?
-        .unwrap_or_default();
+    let checkpoint = open_checkpoint(program, args.weights.as_deref(), Some(usize::from(party)))
+        .map_err(|e| format!("party {party}: {e}"))?;
     let weights = match party {
-        0 => with_predictor(program, weights, args.predictor.as_deref())?,
-        _ => weights,
+        0 => with_predictor(program, HashMap::new(), args.predictor.as_deref())?,
+        _ => HashMap::new(),
     };
     let client = if party == 1 {
         let t = tokenizer(args)?;
@@ -74,6 +73,9 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
         ..RunOptions::default()
     };
     let mut session = RemoteParty::from_owned(program, weights, replay, ch).with_options(options);
+    if let Some(c) = checkpoint {
+        session = session.with_checkpoint(c);
+    }
     let start = Instant::now();
     let mut call = |inputs: &Outputs, env| call_with(&mut session, &mut source, inputs, env);
     let (tokens, done, tokenizer) = match client {

@@ -17,6 +17,9 @@ use ndarray::ArrayD;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use comet_runtime::weights::Checkpoint;
 use std::time::Instant;
 
 use crate::generate::{Call, Sampler, generate};
@@ -125,8 +128,8 @@ pub type Generated = (Vec<u64>, Vec<Call>, Option<Tokenizer>, RunInfo);
 
 /// Generates with both parties in this process.
 pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String> {
-    let weights = load_weights(program, args.weights.as_deref(), None)?.unwrap_or_default();
-    let weights = with_predictor(program, weights, args.predictor.as_deref())?;
+    let checkpoint = open_checkpoint(program, args.weights.as_deref(), None)?;
+    let weights = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
     let tokenizer = tokenizer(args)?;
     let prompt = prompt(args, tokenizer.as_ref())?;
     let n = args.generate.unwrap_or(8);
@@ -137,6 +140,9 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
         ..RunOptions::default()
     };
     let mut session = InProcess::from_owned(program, weights, args.seed).with_options(options);
+    if let Some(c) = checkpoint {
+        session = session.with_checkpoint(c);
+    }
     let start = Instant::now();
     let (tokens, calls) = generate(program, &prompt, n, &mut sampler, &bars, |inputs, env| {
         session.call(inputs, env).map_err(|e| e.to_string())
@@ -217,6 +223,32 @@ pub fn load_weights(
         )),
         Some(path) => comet_runtime::weights::load(path, &mine)
             .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The checkpoint of the weights `party` provides (every party's with `None`), mapped and
+/// checked now, read one weight at a time as the session's setup reaches it; `None` when
+/// the party provides no weights.
+pub fn open_checkpoint(
+    p: &Program,
+    path: Option<&Path>,
+    party: Option<usize>,
+) -> Result<Option<Arc<Checkpoint>>, String> {
+    let mine: Vec<_> = (p.info.weights.iter())
+        .filter(|w| party.is_none_or(|q| w.party.index() == q))
+        .filter(|w| !comet_ir::sparse::is_predictor_weight(&w.name))
+        .cloned()
+        .collect();
+    match path {
+        None if mine.is_empty() => Ok(None),
+        None => Err(format!(
+            "this party provides {} weight tensors (`{}`, …): give the checkpoint with --weights",
+            mine.len(),
+            mine[0].name
+        )),
+        Some(path) => Checkpoint::open(path, &mine)
+            .map(|c| Some(Arc::new(c)))
             .map_err(|e| e.to_string()),
     }
 }

@@ -109,11 +109,17 @@ fn one(file: &SafeTensors, w: &WeightInfo) -> Result<ArrayD<f64>, WeightError> {
         tensor: w.tensor.clone(),
         hint: rename_hint(&w.tensor, &file.names()),
     })?;
+    convert(&view, w)
+}
+
+/// A tensor's values as weight `w`: checked against its declared shape, converted to f64,
+/// transposed if declared so.
+fn convert(view: &TensorView, w: &WeightInfo) -> Result<ArrayD<f64>, WeightError> {
     let expected: Vec<usize> = w.stored_shape().iter().map(|&d| d as usize).collect();
     if view.shape() != expected.as_slice() {
         return Err(shape_error(w, expected, view.shape().to_vec()));
     }
-    let values = to_f64(&view).ok_or_else(|| WeightError::Dtype {
+    let values = to_f64(view).ok_or_else(|| WeightError::Dtype {
         weight: w.name.clone(),
         tensor: w.tensor.clone(),
         dtype: view.dtype().to_string(),
@@ -195,5 +201,8 @@ fn rename_hint(tensor: &str, names: &[&str]) -> String {
     }
 }
 
+mod mapped;
 #[cfg(test)]
 mod tests;
+
+pub use mapped::Checkpoint;

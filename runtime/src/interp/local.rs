@@ -163,19 +163,39 @@ impl Run<'_> {
             Elem::Fixed { scale } if scale < 64 => scale,
             _ => self.frac,
         };
-        let w = (self.sources.weights.get(name))
-            .ok_or_else(|| self.fail(i, format!("missing weight `{name}`")))?;
+        let loaded = self.load_weight(i, name)?;
+        let w = loaded.as_ref().or(self.sources.weights.get(name));
+        let w = w.ok_or_else(|| self.fail(i, format!("missing weight `{name}`")))?;
         if w.shape() != shape {
             return Err(self.fail(i, format!("weight `{name}`: shape {:?}", w.shape())));
         }
         let v = Share(ring::encode_tensor(w, scale));
-        if let Some(left) = self.droppable.get_mut(name) {
-            *left -= 1;
-            if *left == 0 {
-                self.sources.weights.remove(name);
+        let droppable = self.droppable.get_mut(name);
+        match (droppable, loaded) {
+            (Some(left), _) => {
+                *left -= 1;
+                if *left == 0 {
+                    self.sources.weights.remove(name);
+                }
             }
+            // read from the checkpoint and needed by later calls too: kept
+            (None, Some(w)) => {
+                self.sources.weights.insert(name.to_string(), w);
+            }
+            (None, None) => {}
         }
         Ok(Some(v))
+    }
+
+    /// Weight `name` read from the checkpoint, if the sources do not hold it already.
+    fn load_weight(&self, i: Pos, name: &str) -> Result<Option<ArrayD<f64>>, InterpError> {
+        match &self.sources.checkpoint {
+            Some(c) if !self.sources.weights.contains_key(name) && c.has(name) => {
+                let w = c.load(name).map_err(|e| self.fail(i, e.to_string()))?;
+                Ok(Some(w))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn cache_read(&self, i: Pos, slot: u32, shape: &[usize]) -> Result<ArrayD<Ring>, InterpError> {

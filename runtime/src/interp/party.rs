@@ -27,6 +27,9 @@ pub struct PartyInputs {
     pub inputs: HashMap<String, ArrayD<f64>>,
     /// Weights this party provides.
     pub weights: HashMap<String, ArrayD<f64>>,
+    /// A checkpoint the weights missing from `weights` are read from, one at a time, when
+    /// a call first needs them.
+    pub checkpoint: Option<std::sync::Arc<crate::weights::Checkpoint>>,
 }
 
 impl std::fmt::Debug for PartyInputs {
@@ -55,6 +58,7 @@ impl PartyInputs {
         PartyInputs {
             inputs: HashMap::new(),
             weights,
+            checkpoint: None,
         }
     }
 
@@ -63,6 +67,8 @@ impl PartyInputs {
     pub(crate) fn drop_set_up_weights(&mut self, program: &Program, plan: &ExecPlan) {
         let droppable = droppable_weights(program, plan);
         self.weights.retain(|n, _| !droppable.contains_key(n));
+        // the weights later calls read were all read by this call, and kept
+        self.checkpoint = None;
     }
 
     /// The sources of `inputs` and `weights` that the plan says party `p` provides.
@@ -82,6 +88,7 @@ impl PartyInputs {
                 .filter(|(n, _)| info.weight(n).is_some_and(|w| w.party.index() == p))
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect(),
+            checkpoint: None,
         }
     }
 }

@@ -108,6 +108,18 @@ impl<'a> InProcess<'a> {
         }
     }
 
+    /// The same session reading the weights it was not given from `checkpoint` (mapped),
+    /// one at a time as the setup reaches them.
+    pub fn with_checkpoint(
+        mut self,
+        checkpoint: std::sync::Arc<crate::weights::Checkpoint>,
+    ) -> Self {
+        for s in &mut self.sources {
+            s.checkpoint = Some(checkpoint.clone());
+        }
+        self
+    }
+
     /// The same session with `options` (setup chunks, progress).
     pub fn with_options(mut self, options: RunOptions) -> Self {
         self.options = options;
@@ -239,6 +251,16 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             set_up: false,
             options: RunOptions::default(),
         }
+    }
+
+    /// The same party reading the weights it was not given from `checkpoint` (mapped), one
+    /// at a time as the setup reaches them.
+    pub fn with_checkpoint(
+        mut self,
+        checkpoint: std::sync::Arc<crate::weights::Checkpoint>,
+    ) -> Self {
+        self.sources.checkpoint = Some(checkpoint);
+        self
     }
 
     /// The same party with `options` (setup chunks, progress); both parties must cut the
