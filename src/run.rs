@@ -202,13 +202,13 @@ fn check_interface(p: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// The weights party `party` provides, or (`None`) both parties in one process; `None` if
-/// there are none to load.
-pub fn load_weights(
+/// The weights party `party` provides (every party's with `None`, both parties in one
+/// process) and the checkpoint to read them from; `None` if there are none.
+fn provided_weights<'a>(
     p: &Program,
-    path: Option<&Path>,
+    path: Option<&'a Path>,
     party: Option<usize>,
-) -> Result<Option<HashMap<String, ArrayD<f64>>>, String> {
+) -> Result<Option<(&'a Path, Vec<comet_ir::WeightInfo>)>, String> {
     let mine: Vec<_> = (p.info.weights.iter())
         .filter(|w| party.is_none_or(|q| w.party.index() == q))
         .filter(|w| !comet_ir::sparse::is_predictor_weight(&w.name))
@@ -221,10 +221,23 @@ pub fn load_weights(
             mine.len(),
             mine[0].name
         )),
-        Some(path) => comet_runtime::weights::load(path, &mine)
-            .map(Some)
-            .map_err(|e| e.to_string()),
+        Some(path) => Ok(Some((path, mine))),
     }
+}
+
+/// The weights party `party` provides, or (`None`) both parties in one process, read
+/// whole; `None` if there are none to load.
+pub fn load_weights(
+    p: &Program,
+    path: Option<&Path>,
+    party: Option<usize>,
+) -> Result<Option<HashMap<String, ArrayD<f64>>>, String> {
+    let Some((path, mine)) = provided_weights(p, path, party)? else {
+        return Ok(None);
+    };
+    comet_runtime::weights::load(path, &mine)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// The checkpoint of the weights `party` provides (every party's with `None`), mapped and
@@ -235,22 +248,12 @@ pub fn open_checkpoint(
     path: Option<&Path>,
     party: Option<usize>,
 ) -> Result<Option<Arc<Checkpoint>>, String> {
-    let mine: Vec<_> = (p.info.weights.iter())
-        .filter(|w| party.is_none_or(|q| w.party.index() == q))
-        .filter(|w| !comet_ir::sparse::is_predictor_weight(&w.name))
-        .cloned()
-        .collect();
-    match path {
-        None if mine.is_empty() => Ok(None),
-        None => Err(format!(
-            "this party provides {} weight tensors (`{}`, …): give the checkpoint with --weights",
-            mine.len(),
-            mine[0].name
-        )),
-        Some(path) => Checkpoint::open(path, &mine)
-            .map(|c| Some(Arc::new(c)))
-            .map_err(|e| e.to_string()),
-    }
+    let Some((path, mine)) = provided_weights(p, path, party)? else {
+        return Ok(None);
+    };
+    Checkpoint::open(path, &mine)
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| e.to_string())
 }
 
 /// `weights` with a sparse plan's predictor weights from `predictor` (the server's, or

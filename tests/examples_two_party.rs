@@ -393,30 +393,26 @@ fn check_tcp(name: &str, source: Source) {
     }
 }
 
+/// Every example (at the small sizes of [`SMALL`]).
+const ARCHITECTURES: [&str; 6] = [
+    "gpt2",
+    "opt-1.3b",
+    "llama2-7b",
+    "bert-base",
+    "glassllm",
+    "smollm-135m",
+];
+
 #[test]
 fn every_architecture_over_tcp_with_material_files() {
-    for name in [
-        "gpt2",
-        "opt-1.3b",
-        "llama2-7b",
-        "bert-base",
-        "glassllm",
-        "smollm-135m",
-    ] {
+    for name in ARCHITECTURES {
         check_tcp(name, Source::Files);
     }
 }
 
 #[test]
 fn every_architecture_over_tcp_with_the_dealer_service() {
-    for name in [
-        "gpt2",
-        "opt-1.3b",
-        "llama2-7b",
-        "bert-base",
-        "glassllm",
-        "smollm-135m",
-    ] {
+    for name in ARCHITECTURES {
         check_tcp(name, Source::Dealer);
     }
 }

@@ -218,27 +218,19 @@ pub fn run_party<C: Channel + ?Sized>(
     options: RunOptions,
 ) -> Result<HashMap<String, ArrayD<f64>>, InterpError> {
     let set_up = state.set_up;
-    let (outputs, writes, fixed_operands, permuted, active, setup_seconds) = {
+    let done = {
         let mut run = Run::new(program, plan, party, env, sources, material, state, options);
         run.walk(ch, set_up)?;
-        let Run {
-            outputs,
-            writes,
-            fixed_operands,
-            permuted,
-            active,
-            setup_seconds,
-            ..
-        } = run;
-        (
-            outputs,
-            writes,
-            fixed_operands,
-            permuted,
-            active,
-            setup_seconds,
-        )
+        Done::from(run)
     };
+    let Done {
+        outputs,
+        writes,
+        fixed_operands,
+        permuted,
+        active,
+        setup_seconds,
+    } = done;
     state.last_setup_seconds = setup_seconds;
     if !fixed_operands.is_empty() {
         state.fixed = fixed_operands;
@@ -250,6 +242,29 @@ pub fn run_party<C: Channel + ?Sized>(
         state.cache.set(slot, v);
     }
     Ok(outputs)
+}
+
+/// What a finished call leaves for the party's state.
+struct Done {
+    outputs: HashMap<String, ArrayD<f64>>,
+    writes: Vec<(u32, ArrayD<Ring>)>,
+    fixed_operands: HashMap<NodeId, FixedOperand>,
+    permuted: HashMap<NodeId, Arc<Share>>,
+    active: Vec<u64>,
+    setup_seconds: f64,
+}
+
+impl From<Run<'_>> for Done {
+    fn from(run: Run<'_>) -> Done {
+        Done {
+            outputs: run.outputs,
+            writes: run.writes,
+            fixed_operands: run.fixed_operands,
+            permuted: run.permuted,
+            active: run.active,
+            setup_seconds: run.setup_seconds,
+        }
+    }
 }
 
 impl<'a> Run<'a> {
