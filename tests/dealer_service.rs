@@ -12,11 +12,12 @@ mod common;
 use comet_ir::DimEnv;
 use comet_runtime::dealer::{DealerStream, plan_digest};
 use comet_runtime::transport::TcpOptions;
-use common::{comet, stderr, temp_path};
+use common::process::{compiled_glassllm, free_port, json, spawn, wait};
+use common::stderr;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,37 +25,8 @@ use std::time::{Duration, Instant};
 const PROMPT: &str = "41,69,186,960,94,437";
 const WEIGHTS: &str = "models/glassllm-en/model.safetensors";
 
-fn compiled(file: &str, comparison: &str) -> PathBuf {
-    let plan = temp_path(file);
-    let out = comet(&[
-        "compile",
-        "examples/glassllm.model",
-        "--comparison",
-        comparison,
-        "-o",
-        plan.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    plan
-}
-
 fn glassllm_plan() -> PathBuf {
-    compiled("dealer-service-glassllm.plan", "fss")
-}
-
-fn free_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_comet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs")
+    compiled_glassllm("dealer-service-glassllm.plan", "fss")
 }
 
 /// A process whose stderr is collected as it comes, to wait for a line.
@@ -158,24 +130,6 @@ fn client(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
         "--json",
     ];
     spawn(&[&base[..], extra].concat())
-}
-
-/// Waits for `child` at most `limit`; kills it and fails the test if it hangs.
-fn wait(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            panic!("the process did not end within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]
@@ -348,7 +302,7 @@ fn a_dealer_that_disconnects_mid_call_is_an_error() {
 #[test]
 fn a_dealer_of_another_plan_or_parties_at_other_sizes_are_refused() {
     let plan = glassllm_plan();
-    let other = compiled("dealer-service-gmw.plan", "gmw");
+    let other = compiled_glassllm("dealer-service-gmw.plan", "gmw");
     let dealer_addr = free_port();
     let d = dealer(&other, &dealer_addr, &[]);
     let c = client(&plan, &free_port(), &dealer_addr, &["--prompt-ids", PROMPT]);

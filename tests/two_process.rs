@@ -7,11 +7,12 @@
 
 mod common;
 
+use common::process::{compiled_glassllm, free_port, json, spawn, wait};
 use common::{comet, stderr, temp_path};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const PROMPT: &str = "41,69,186,960,94,437";
@@ -19,20 +20,6 @@ const WEIGHTS: &str = "models/glassllm-en/model.safetensors";
 
 fn glassllm_plan() -> PathBuf {
     compiled_glassllm("two-process-glassllm.plan", "fss")
-}
-
-fn compiled_glassllm(file: &str, comparison: &str) -> PathBuf {
-    let plan = temp_path(file);
-    let out = comet(&[
-        "compile",
-        "examples/glassllm.model",
-        "--comparison",
-        comparison,
-        "-o",
-        plan.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    plan
 }
 
 fn deal(plan: &Path, dir: &str, prompt_len: &str, generate: &str) -> PathBuf {
@@ -55,21 +42,6 @@ fn deal(plan: &Path, dir: &str, prompt_len: &str, generate: &str) -> PathBuf {
         common::stdout(&out)
     );
     dir
-}
-
-fn free_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_comet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs")
 }
 
 fn server(plan: &Path, material: &Path, addr: &str, extra: &[&str]) -> Child {
@@ -110,24 +82,6 @@ fn client(plan: &Path, material: &Path, addr: &str, extra: &[&str]) -> Child {
     ]
     .concat();
     spawn(&args)
-}
-
-/// Waits for `child` at most `limit`; kills it and fails the test if it hangs.
-fn wait(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            panic!("the process did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests that run the `comet` binary.
 #![allow(dead_code)] // each test file uses a subset
 
+pub mod process;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
