@@ -55,15 +55,15 @@ pub mod shuffle;
 pub mod square;
 pub mod xor;
 
-pub(crate) mod bits;
 #[cfg(test)]
 mod boolean_tests;
-pub(crate) mod ring_ops;
 #[cfg(test)]
 mod tests;
 
-pub use share::Share;
-pub use xor::XorShare;
+pub(crate) use crate::ring::message::check_len;
+pub(crate) use crate::ring::share::check_party;
+pub use crate::ring::{MessageError, PartyId, Share, XorShare, pack, unpack};
+pub(crate) use crate::ring::{bits, ops as ring_ops};
 
 /// What a multi-round protocol does after a round: send the next message, or stop with
 /// its output.
@@ -73,60 +73,4 @@ pub enum Step<S, T> {
     Next(S, Vec<u8>),
     /// The output.
     Done(T),
-}
-
-/// A party's index: 0 (the server, which holds the weights) or 1 (the client).
-pub type PartyId = u8;
-
-/// Packs a message as little-endian `u64`s: 8 bytes per element, no header.
-pub fn pack(msg: &[u64]) -> Vec<u8> {
-    msg.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// The inverse of [`pack`].
-///
-/// # Errors
-/// If the byte count is not a multiple of 8.
-pub fn unpack(bytes: &[u8]) -> Result<Vec<u64>, MessageError> {
-    if !bytes.len().is_multiple_of(8) {
-        return Err(MessageError::Length {
-            expected: bytes.len().next_multiple_of(8),
-            actual: bytes.len(),
-        });
-    }
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
-}
-
-/// A peer's message does not have the size the protocol expects.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
-    /// Wrong length.
-    #[error("protocol message: expected {expected} bytes, got {actual}")]
-    Length {
-        /// Bytes expected.
-        expected: usize,
-        /// Bytes received.
-        actual: usize,
-    },
-}
-
-/// Checks that `msg` has `n` elements: a wrong-sized peer message is a protocol error
-/// (parties out of step), reported rather than silently misread.
-pub(crate) fn check_len(msg: &[u64], n: usize) -> Result<(), MessageError> {
-    if msg.len() == n {
-        Ok(())
-    } else {
-        Err(MessageError::Length {
-            expected: 8 * n,
-            actual: 8 * msg.len(),
-        })
-    }
-}
-
-/// Panics unless `party` is 0 or 1: a wrong index is a caller bug.
-pub(crate) fn check_party(party: PartyId) {
-    assert!(party <= 1, "party must be 0 or 1, got {party}");
 }

@@ -19,40 +19,10 @@ use std::fmt;
 use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 
+pub use crate::ring::share::XorShare;
+
 use super::{MessageError, PartyId, bits, check_party};
 use crate::dealer::BitTripleMaterial;
-
-/// One party's XOR share of a tensor of boolean words. Its `Debug` shows the shape only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct XorShare(pub ArrayD<u64>);
-
-impl XorShare {
-    /// The share's shape.
-    pub fn shape(&self) -> &[usize] {
-        self.0.shape()
-    }
-
-    /// Number of elements (words).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The words in row-major order.
-    pub fn to_flat(&self) -> Vec<u64> {
-        self.0.iter().copied().collect()
-    }
-}
-
-impl fmt::Debug for XorShare {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "XorShare([..] shape {:?})", self.shape())
-    }
-}
 
 /// `x0 ⊕ x1`: the words behind two shares (tests).
 ///
