@@ -5,7 +5,10 @@
 //!
 //! 1 round; each party sends `D_p = H_p − A'_p` at the active entries only (row-major
 //! `(t, b, i)` order), `l` bits per active entry; dealer `l·seq·(ff/block)·d`
-//! ([`crate::dealer::BlockMatMulMaterial`]). With `D` opened, party `p` outputs
+//! ([`BlockMatMulMaterial`]: a fresh mask `A'` `[seq, ff]` of `H`
+//! from each party's stream, and per token row and block the share of
+//! `C[t, b, :] = A'[t, block b] · B[block b rows, :]`, party 1's the correction; every
+//! block's correction is dealt, whichever blocks turn out active). With `D` opened, party `p` outputs
 //! `Y_p[t] = Σ_{b active} ([p = 0]·D[t,b] + A'_p[t,b])·F_b + D[t,b]·B_p,b + C_p[t,b]`.
 //!
 //! Two equal routes compute the products: one zero-filled dense product by the packed `F`
@@ -15,11 +18,11 @@
 
 use std::fmt;
 
-use ndarray::{Array2, ArrayD, ArrayView1, ArrayView2, Ix2, s};
+use ndarray::{Array2, ArrayD, ArrayView1, ArrayView2, Ix2, IxDyn, s};
 
-use super::fixed::FixedOperand;
+use super::fixed::{FixedMask, FixedOperand};
+use super::material::{self, DealerStreams, MaterialError, PartyStreams};
 use super::{MessageError, PartyId, Share, check_len, check_party};
-use crate::dealer::BlockMatMulMaterial;
 use crate::ring;
 
 /// The per-block route's unpacking of `F` and `B_p`, counted in rows of `H` multiplied.
@@ -217,6 +220,110 @@ fn add_row(y: &mut Array2<u64>, t: usize, r: ArrayView1<'_, u64>) {
 fn add(mut a: Array2<u64>, b: &ArrayView2<'_, u64>) -> Array2<u64> {
     a.zip_mut_with(b, |a, b| *a = a.wrapping_add(*b));
     a
+}
+
+/// One party's material of one block-sparse product with a fixed operand.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlockMatMulMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// Columns of `H` (rows of `W`) per block.
+    pub block: usize,
+    /// Share of the mask `A'` of `H`, `[seq, ff]`.
+    pub a: ArrayD<u64>,
+    /// Share of the per-block products `A'_b · B_b`, `[seq, ff/block, d]` (party 1's is the
+    /// materialised correction).
+    pub c: ArrayD<u64>,
+}
+
+impl fmt::Debug for BlockMatMulMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockMatMulMaterial")
+            .field("party", &self.party)
+            .field("block", &self.block)
+            .field("a", &format_args!("[..] shape {:?}", self.a.shape()))
+            .field("c", &format_args!("[..] shape {:?}", self.c.shape()))
+            .finish()
+    }
+}
+
+/// The shapes of `A'` and `C` for `seq` rows against a fixed operand shaped `w`.
+///
+/// # Errors
+/// If `w` is not a matrix, or `block` is 0 or does not divide its rows.
+pub(crate) fn block_shapes(
+    w: &[usize],
+    seq: usize,
+    block: usize,
+) -> Result<([usize; 2], [usize; 3]), MaterialError> {
+    match *w {
+        [ff, d] if block > 0 && ff.is_multiple_of(block) => Ok(([seq, ff], [seq, ff / block, d])),
+        _ => Err(MaterialError::Shape(format!(
+            "block-sparse product by a fixed operand {w:?} in blocks of {block}: the operand \
+             must be a matrix whose rows the block divides"
+        ))),
+    }
+}
+
+/// Deals the per-call material of the block-sparse `H · W` (`H`: `[seq, ff]`) with `W`
+/// fixed under `mask`, in blocks of `block` rows of `W`: the masks `A'`, then the shares of
+/// the per-block products.
+///
+/// # Panics
+/// If `W` is not a matrix, or `block` is 0 or does not divide its rows.
+pub fn deal(
+    d: &mut dyn DealerStreams,
+    mask: &FixedMask,
+    seq: usize,
+    block: usize,
+) -> [BlockMatMulMaterial; 2] {
+    let (a_shape, _) = block_shapes(mask.shape(), seq, block).expect("block shapes");
+    let a = material::masks(d, &a_shape);
+    let [c0, c1] = material::correct(d, block_products(&material::sum(&a), &mask.b, block));
+    let [a0, a1] = a;
+    [(0, a0, c0), (1, a1, c1)].map(|(party, a, c)| BlockMatMulMaterial { party, block, a, c })
+}
+
+/// What a party's material body carries: party 1's `c`.
+pub fn body(m: &[BlockMatMulMaterial; 2]) -> [Vec<u8>; 2] {
+    material::correction_body(&m[1].c)
+}
+
+/// One party's material of the block-sparse product by a fixed operand shaped `w`, as
+/// [`deal`] drew it.
+///
+/// # Errors
+/// If the shapes do not fit ([`block_shapes`]) or the body cannot be read.
+pub fn replay(
+    r: &mut dyn PartyStreams,
+    w: &[usize],
+    seq: usize,
+    block: usize,
+) -> Result<BlockMatMulMaterial, MaterialError> {
+    let (a_shape, c_shape) = block_shapes(w, seq, block)?;
+    let a = material::own_mask(r, &a_shape);
+    let c = material::product_share(r, &c_shape)?;
+    Ok(BlockMatMulMaterial {
+        party: r.party(),
+        block,
+        a,
+        c,
+    })
+}
+
+/// `C[t, b, :] = a[t, block b] · w[block b rows, :]`.
+fn block_products(a: &ArrayD<u64>, w: &ArrayD<u64>, block: usize) -> ArrayD<u64> {
+    let a = a.view().into_dimensionality::<Ix2>().expect("[seq, ff]");
+    let w = w.view().into_dimensionality::<Ix2>().expect("[ff, d]");
+    let (seq, ff) = a.dim();
+    let d = w.ncols();
+    let mut c = ArrayD::zeros(IxDyn(&[seq, ff / block, d]));
+    for b in 0..ff / block {
+        let cols = b * block..(b + 1) * block;
+        let p: Array2<u64> = ring::matmul(a.slice(s![.., cols.clone()]), w.slice(s![cols, ..]));
+        c.slice_mut(s![.., b, ..]).assign(&p);
+    }
+    c
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ pub mod driver;
 pub mod fixed;
 pub mod gmw;
 pub mod local;
+pub mod material;
 pub mod mux;
 pub mod reveal;
 pub mod row_max;
