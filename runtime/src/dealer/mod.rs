@@ -22,11 +22,23 @@
 //! stream; its corrections `Δ_j` go to the permuter `j`, so party 0's material also
 //! carries corrections (those of step 0). Element-wise material can be restricted to some
 //! elements (`gather`) for protocols run on the active entries of a sparse tensor.
+//!
+//! **Layering.** What a protocol's material is, how both halves are drawn, how a body is
+//! laid out and how one party re-derives its half are the protocol's own (`deal`, `body`,
+//! `replay` in [`crate::protocols`]`::X`; the material types are re-exported here). This
+//! module keeps what is the dealer's: the seeds and streams ([`Dealer`], which implements
+//! [`DealerStreams`](crate::protocols::material::DealerStreams)), the counters, the
+//! session state and recording ([`SessionDealer`]), the replay of one party
+//! ([`PartyReplay`], which implements
+//! [`PartyStreams`](crate::protocols::material::PartyStreams)), material files and the
+//! service. The dealer depends on the protocols, never the reverse.
 
 mod deal;
 pub mod file;
 #[cfg(test)]
 mod gather_tests;
+#[cfg(test)]
+mod protocol_tests;
 mod replay;
 pub mod service;
 #[cfg(test)]

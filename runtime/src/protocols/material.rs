@@ -2,10 +2,11 @@
 //! protocol's dealing shares.
 //!
 //! A protocol file deals its material with a function taking [`DealerStreams`] (both
-//! parties' PRG streams and the dealer's counters, which [`crate::dealer::Dealer`]
-//! implements), writes what a party cannot derive as its body bytes, and re-derives one
+//! parties' PRG streams and the dealer's counters; the dealer's `Dealer` implements it),
+//! lays out what a party cannot derive as its body bytes (`body`), and re-derives one
 //! party's half with a function taking [`PartyStreams`] (that party's stream and the body
-//! of its material, which [`crate::dealer::PartyReplay`] implements). The dealing and the
+//! of its material; the dealer's `PartyReplay` implements it). The protocols never name
+//! the dealer: it sits above them and calls these functions. The dealing and the
 //! replay of one protocol draw in one order, so a party's material is the same from either.
 //!
 //! Party `p`'s masks come from its own stream; of a product's shares, party 0's comes from

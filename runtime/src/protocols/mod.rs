@@ -8,24 +8,38 @@
 //! peer's message back. So the payload bytes of a round are exactly `8 ×` the `u64`s sent,
 //! which is what the cost model's bits count (`bits / 8`).
 //!
-//! | module | rounds | message per party | dealer material ([`crate::dealer`]) |
+//! **One protocol = one file.** A protocol's file holds its state, its material type
+//! (what the dealer hands one party for one instance), `deal` (both parties' halves drawn
+//! from the dealer's streams, [`material::DealerStreams`]), `body` (the bytes of each
+//! party's material body: what it cannot derive from its seed), `replay` (one party's half
+//! re-derived from its stream and its body, [`material::PartyStreams`]), `start` and
+//! `finish`. Below the protocols: [`crate::ring`] (party ids, [`Share`], [`XorShare`],
+//! wrapping ops, message and bit packing) and [`crate::fss`]; above them, the dealer
+//! (streams, seeds, counters, recording, files, service), which calls into each
+//! protocol's `deal`/`body`/`replay` and is never imported here.
+//!
+//! | module | rounds | message per party | material type: what is materialised |
 //! |---|---|---|---|
 //! | [`share`] | 0 | none: the peer's share is a PRG stream | none |
 //! | [`reveal`] | 1 | the sender's share; the receiver sends nothing | none |
-//! | [`beaver_mul`] | 1 | `x − a`, `y − b` (own sizes, broadcast after opening) | `c = ab` correction |
+//! | [`beaver_mul`] | 1 | `x − a`, `y − b` (own sizes, broadcast after opening) | [`TripleMaterial`](beaver_mul::TripleMaterial): `c = ab` correction |
 //! | [`mux`] | 1 | as [`beaver_mul`] with the bit as `x` | as [`beaver_mul`] |
-//! | [`square`] | 1 | `x − a` | `a²` correction |
-//! | [`beaver_matmul`] | 1 | `X − A`, `Y − B` | `C = AB` correction |
-//! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | `C = AB` correction |
-//! | [`drelu`] | 1 | `x + r` | DCF keys ([`crate::fss`]) |
-//! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | one correction bit per gate |
-//! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | 181 correction bits (23 bytes) per element |
-//! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | daBits: 64-bit correction per bit |
-//! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | 64-bit corrections of `r` and `r·a` |
-//! | [`row_max`] | 2 or 8 per level | per level: a comparison, then a select | per level |
-//! | [`shuffle`] (rows by `π1∘π0`) | 2 (one-way) | per step, the masker's `v − a` | per step, `Δ = π(a) − b` |
-//! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | `A'_b·B_b` per token and block |
+//! | [`square`] | 1 | `x − a` | [`SquareMaterial`](square::SquareMaterial): `a²` correction |
+//! | [`beaver_matmul`] | 1 | `X − A`, `Y − B` | as [`beaver_mul`]: `C = AB` correction |
+//! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | [`FixedMaskMaterial`](fixed::FixedMaskMaterial) (free), [`FixedCallMaterial`](fixed::FixedCallMaterial): `C = AB` correction |
+//! | [`drelu`] | 1 | `x + r` | [`DreluMaterial`](drelu::DreluMaterial): DCF keys ([`crate::fss`]) |
+//! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | [`BitTripleMaterial`](xor::BitTripleMaterial): one correction bit per gate |
+//! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | [`GmwDreluMaterial`](gmw::GmwDreluMaterial): 181 correction bits (23 bytes) per element |
+//! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | [`B2aMaterial`](b2a::B2aMaterial): daBits, 64-bit correction per bit |
+//! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | [`BitMuxMaterial`](bit_mux::BitMuxMaterial): 64-bit corrections of `r` and `r·a` |
+//! | [`row_max`] | 2 or 8 per level | per level: a comparison, then a select | per level, the comparison's and the select's |
+//! | [`shuffle`] (rows by `π1∘π0`) | 2 (one-way) | per step, the masker's `v − a` | [`ShuffleMaterial`](shuffle::ShuffleMaterial): per step, `Δ = π(a) − b` |
+//! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | [`BlockMatMulMaterial`](block_matmul::BlockMatMulMaterial): `A'_b·B_b` per token and block |
 //! | [`local`] | 0 | none (add, sub, public products, truncation) | none |
+//!
+//! [`material`] holds what the dealing of every protocol shares: the stream traits,
+//! [`MaterialError`](material::MaterialError), [`Product`](material::Product) and the
+//! draw/correct helpers.
 //!
 //! Beaver's multiplication (Beaver, CRYPTO 1991): with `x = a + e`, `y = b + f` and `e`, `f`
 //! opened, `xy = c + e·b + a·f + e·f`, which each party evaluates on its shares of `a`, `b`,
@@ -55,11 +69,6 @@ pub mod share;
 pub mod shuffle;
 pub mod square;
 pub mod xor;
-
-#[cfg(test)]
-mod boolean_tests;
-#[cfg(test)]
-mod tests;
 
 pub(crate) use crate::ring::message::check_len;
 pub(crate) use crate::ring::share::check_party;
