@@ -12,6 +12,8 @@ use comet_ir::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+pub use crate::protocols::material::Deal;
+
 use super::{
     B2aMaterial, BitMuxMaterial, BitTripleMaterial, BlockMatMulMaterial, Dealer, DreluMaterial,
     FixedCallMaterial, FixedMask, FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair,
@@ -20,125 +22,6 @@ use super::{
 use crate::protocols::block_matmul::{self, block_shapes};
 use crate::protocols::shuffle::{self, check_rows};
 use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, gmw, square, xor};
-
-/// A source of correlated randomness for the calls of one session, drawn in the order
-/// the interpreter asks for it.
-pub trait Deal {
-    /// A Beaver triple for `x ∘ y` (also a mux's material).
-    ///
-    /// # Errors
-    /// If the material cannot be read (replay) or the shapes do not combine.
-    fn triple(
-        &mut self,
-        kind: Product,
-        x: &[usize],
-        y: &[usize],
-    ) -> Result<Pair<TripleMaterial>, MaterialError>;
-
-    /// `(a, a²)` of `shape`.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError>;
-
-    /// The once-per-session mask of fixed operand `w` (shaped `shape`).
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn fixed_mask(
-        &mut self,
-        w: NodeId,
-        shape: &[usize],
-    ) -> Result<Pair<FixedMaskMaterial>, MaterialError>;
-
-    /// Per-call material of `x ∘ W` for fixed operand `w`, masked earlier.
-    ///
-    /// # Errors
-    /// If `w` has no mask yet, or as [`Deal::triple`].
-    fn fixed_call(
-        &mut self,
-        w: NodeId,
-        kind: Product,
-        x: &[usize],
-    ) -> Result<Pair<FixedCallMaterial>, MaterialError>;
-
-    /// DReLU keys for `n` gates.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError>;
-
-    /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn bit_triples(
-        &mut self,
-        n: usize,
-        lanes: u32,
-    ) -> Result<Pair<BitTripleMaterial>, MaterialError>;
-
-    /// The AND triples of `n` GMW DReLU gates.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError>;
-
-    /// daBits for `n` B2A conversions.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError>;
-
-    /// Material of a select with XOR-shared bits shaped `bit` and values shaped `x`.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn bit_mux(
-        &mut self,
-        bit: &[usize],
-        x: &[usize],
-    ) -> Result<Pair<BitMuxMaterial>, MaterialError>;
-
-    /// One oblivious shuffle of a `[rows, k]` matrix by the permutation named `perm`
-    /// ([`shuffle`](crate::protocols::shuffle)): every call naming `perm` in a session
-    /// permutes by the same `π1∘π0` (drawn at the first), with fresh masks.
-    ///
-    /// # Errors
-    /// If `perm` was drawn for another number of rows, or as [`Deal::triple`].
-    fn shuffle(
-        &mut self,
-        perm: u32,
-        rows: usize,
-        k: usize,
-    ) -> Result<Pair<ShuffleMaterial>, MaterialError>;
-
-    /// Per-call material of the block-sparse `H · W` (`H`: `[seq, ff]`) for fixed operand
-    /// `w` (`[ff, d]`, masked earlier), in blocks of `block` rows of `W`
-    /// ([`block_matmul`](crate::protocols::block_matmul)).
-    ///
-    /// # Errors
-    /// If `w` has no mask yet, is not a matrix, or `block` does not divide its rows; or as
-    /// [`Deal::triple`].
-    fn block_matmul(
-        &mut self,
-        w: NodeId,
-        seq: usize,
-        block: usize,
-    ) -> Result<Pair<BlockMatMulMaterial>, MaterialError>;
-
-    /// The seed of one `share` node, known to both parties.
-    fn share_seed(&mut self) -> [u8; 32];
-
-    /// Offline bytes so far: materialised by the dealer (both parties), or read from this
-    /// party's file (replay).
-    fn offline_bytes(&self) -> u64;
-
-    /// One item of material (a node's, the setup's) is complete: a recording dealer hands
-    /// what it buffered to its sinks, so that a streaming party never waits for bytes the
-    /// dealer holds back.
-    fn item_done(&mut self) {}
-}
 
 /// Where a recording dealer writes each party's materialised bytes.
 type Sinks = [Box<dyn Write + Send>; 2];

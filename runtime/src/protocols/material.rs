@@ -19,8 +19,20 @@ use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 
+use comet_ir::NodeId;
+
 use super::PartyId;
+use super::b2a::B2aMaterial;
+use super::beaver_mul::TripleMaterial;
+use super::bit_mux::BitMuxMaterial;
+use super::block_matmul::BlockMatMulMaterial;
+use super::drelu::DreluMaterial;
+use super::fixed::{FixedCallMaterial, FixedMaskMaterial};
+use super::gmw::GmwDreluMaterial;
 use super::ring_ops;
+use super::shuffle::ShuffleMaterial;
+use super::square::SquareMaterial;
+use super::xor::BitTripleMaterial;
 use crate::movement::broadcast_shape;
 use crate::ring;
 
@@ -63,6 +75,125 @@ pub trait PartyStreams {
 
     /// Counts `bytes` of the body as DReLU key headers (not offline bytes).
     fn count_headers(&mut self, bytes: u64);
+}
+
+/// A source of correlated randomness for the calls of one session, drawn in the order
+/// the interpreter asks for it.
+pub trait Deal {
+    /// A Beaver triple for `x ∘ y` (also a mux's material).
+    ///
+    /// # Errors
+    /// If the material cannot be read (replay) or the shapes do not combine.
+    fn triple(
+        &mut self,
+        kind: Product,
+        x: &[usize],
+        y: &[usize],
+    ) -> Result<Pair<TripleMaterial>, MaterialError>;
+
+    /// `(a, a²)` of `shape`.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError>;
+
+    /// The once-per-session mask of fixed operand `w` (shaped `shape`).
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn fixed_mask(
+        &mut self,
+        w: NodeId,
+        shape: &[usize],
+    ) -> Result<Pair<FixedMaskMaterial>, MaterialError>;
+
+    /// Per-call material of `x ∘ W` for fixed operand `w`, masked earlier.
+    ///
+    /// # Errors
+    /// If `w` has no mask yet, or as [`Deal::triple`].
+    fn fixed_call(
+        &mut self,
+        w: NodeId,
+        kind: Product,
+        x: &[usize],
+    ) -> Result<Pair<FixedCallMaterial>, MaterialError>;
+
+    /// DReLU keys for `n` gates.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError>;
+
+    /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn bit_triples(
+        &mut self,
+        n: usize,
+        lanes: u32,
+    ) -> Result<Pair<BitTripleMaterial>, MaterialError>;
+
+    /// The AND triples of `n` GMW DReLU gates.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError>;
+
+    /// daBits for `n` B2A conversions.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError>;
+
+    /// Material of a select with XOR-shared bits shaped `bit` and values shaped `x`.
+    ///
+    /// # Errors
+    /// As [`Deal::triple`].
+    fn bit_mux(
+        &mut self,
+        bit: &[usize],
+        x: &[usize],
+    ) -> Result<Pair<BitMuxMaterial>, MaterialError>;
+
+    /// One oblivious shuffle of a `[rows, k]` matrix by the permutation named `perm`
+    /// ([`shuffle`](super::shuffle)): every call naming `perm` in a session
+    /// permutes by the same `π1∘π0` (drawn at the first), with fresh masks.
+    ///
+    /// # Errors
+    /// If `perm` was drawn for another number of rows, or as [`Deal::triple`].
+    fn shuffle(
+        &mut self,
+        perm: u32,
+        rows: usize,
+        k: usize,
+    ) -> Result<Pair<ShuffleMaterial>, MaterialError>;
+
+    /// Per-call material of the block-sparse `H · W` (`H`: `[seq, ff]`) for fixed operand
+    /// `w` (`[ff, d]`, masked earlier), in blocks of `block` rows of `W`
+    /// ([`block_matmul`](super::block_matmul)).
+    ///
+    /// # Errors
+    /// If `w` has no mask yet, is not a matrix, or `block` does not divide its rows; or as
+    /// [`Deal::triple`].
+    fn block_matmul(
+        &mut self,
+        w: NodeId,
+        seq: usize,
+        block: usize,
+    ) -> Result<Pair<BlockMatMulMaterial>, MaterialError>;
+
+    /// The seed of one `share` node, known to both parties.
+    fn share_seed(&mut self) -> [u8; 32];
+
+    /// Offline bytes so far: materialised by the dealer (both parties), or read from this
+    /// party's file (replay).
+    fn offline_bytes(&self) -> u64;
+
+    /// One item of material (a node's, the setup's) is complete: a recording dealer hands
+    /// what it buffered to its sinks, so that a streaming party never waits for bytes the
+    /// dealer holds back.
+    fn item_done(&mut self) {}
 }
 
 /// Material could not be dealt, read or matched with the plan.
