@@ -320,8 +320,9 @@ fn start_block<N: Node>(
     let Op::BlockMatMul { block, .. } = *n.op() else {
         return Err(n.fail("dealer material of another protocol".into()));
     };
+    let h = n.share(0)?;
     let mask = n.block_mask(2)?;
-    let started = block_matmul::start(n.party(), n.share(0)?, mask.view(), block as usize, m);
+    let started = block_matmul::start(n.party(), h, mask.view(), block as usize, m);
     Ok(arith(Pending::Block, started))
 }
 

@@ -9,6 +9,10 @@
 //! the dealer: it sits above them and calls these functions. The dealing and the
 //! replay of one protocol draw in one order, so a party's material is the same from either.
 //!
+//! A source of a whole session's material, item by item, is a [`Deal`]: the dealer's
+//! `SessionDealer` (both parties) and `PartyReplay` (one party) implement it, and
+//! [`dispatch::deal`](super::dispatch::deal) asks it for each node's material.
+//!
 //! Party `p`'s masks come from its own stream; of a product's shares, party 0's comes from
 //! its stream and party 1's is the materialised correction ([`correct`],
 //! [`product_share`]).

@@ -37,9 +37,11 @@
 //! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | [`BlockMatMulMaterial`](block_matmul::BlockMatMulMaterial): `A'_b·B_b` per token and block |
 //! | [`local`] | 0 | none (add, sub, public products, truncation) | none |
 //!
-//! [`material`] holds what the dealing of every protocol shares: the stream traits,
-//! [`MaterialError`](material::MaterialError), [`Product`](material::Product) and the
-//! draw/correct helpers.
+//! [`material`] holds what the dealing of every protocol shares: the stream traits, the
+//! [`Deal`](material::Deal) source, [`MaterialError`](material::MaterialError),
+//! [`Product`](material::Product) and the draw/correct helpers. [`dispatch`] is the one
+//! place keyed by [`Protocol`](comet_ir::protocol::Protocol): for a node, it deals its
+//! material, starts it and finishes each of its rounds.
 //!
 //! Beaver's multiplication (Beaver, CRYPTO 1991): with `x = a + e`, `y = b + f` and `e`, `f`
 //! opened, `xy = c + e·b + a·f + e·f`, which each party evaluates on its shares of `a`, `b`,
