@@ -27,7 +27,7 @@
 //! laid out and how one party re-derives its half are the protocol's own (`deal`, `body`,
 //! `replay` in [`crate::protocols`]`::X`; the material types are re-exported here). This
 //! module keeps what is the dealer's: the seeds and streams ([`Dealer`], which implements
-//! [`DealerStreams`](crate::protocols::material::DealerStreams)), the counters, the
+//! [`DealerStreams`]), the counters, the
 //! session state and recording ([`SessionDealer`]), the replay of one party
 //! ([`PartyReplay`], which implements
 //! [`PartyStreams`](crate::protocols::material::PartyStreams)), material files and the

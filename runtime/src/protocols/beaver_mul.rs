@@ -149,7 +149,7 @@ impl TripleMaterial {
 }
 
 /// Deals a triple for `x ∘ y`: masks `a` then `b` from each party's stream, then the
-/// shares of `c = a ∘ b` ([`material::correct`]).
+/// shares of `c = a ∘ b` (`material::correct`).
 ///
 /// # Panics
 /// If the shapes do not combine.

@@ -294,7 +294,7 @@ pub fn body(m: &[BlockMatMulMaterial; 2]) -> [Vec<u8>; 2] {
 /// [`deal`] drew it.
 ///
 /// # Errors
-/// If the shapes do not fit ([`block_shapes`]) or the body cannot be read.
+/// If the shapes do not fit (`block_shapes`) or the body cannot be read.
 pub fn replay(
     r: &mut dyn PartyStreams,
     w: &[usize],

@@ -14,8 +14,8 @@
 //! [`dispatch::deal`](super::dispatch::deal) asks it for each node's material.
 //!
 //! Party `p`'s masks come from its own stream; of a product's shares, party 0's comes from
-//! its stream and party 1's is the materialised correction ([`correct`],
-//! [`product_share`]).
+//! its stream and party 1's is the materialised correction (`correct`,
+//! `product_share`).
 
 use std::path::PathBuf;
 

@@ -249,7 +249,7 @@ impl fmt::Debug for ShufflePerm {
 /// Draws `π0` and `π1` of `rows` rows, each from its party's stream (free).
 ///
 /// # Panics
-/// If `rows` exceeds `2^32` ([`check_rows`] refuses that).
+/// If `rows` exceeds `2^32` (`check_rows` refuses that).
 pub fn deal_perm(d: &mut dyn DealerStreams, rows: usize) -> ShufflePerm {
     ShufflePerm {
         pis: [0, 1].map(|p| draw_permutation(d.stream(p), rows)),
@@ -279,7 +279,7 @@ pub fn body(m: &[ShuffleMaterial; 2]) -> [Vec<u8>; 2] {
 }
 
 /// One party's material of a shuffle of a `[rows, k]` matrix by its permutation `pi`
-/// (drawn with [`draw_permutation`] at the first use), as [`deal`] drew it.
+/// (drawn with `draw_permutation` at the first use), as [`deal`] drew it.
 ///
 /// # Errors
 /// If the body cannot be read.
