@@ -12,178 +12,16 @@ use comet_ir::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use super::block::block_shapes;
-use super::shuffle::check_rows;
+pub use crate::protocols::material::Deal;
+
 use super::{
     B2aMaterial, BitMuxMaterial, BitTripleMaterial, BlockMatMulMaterial, Dealer, DreluMaterial,
-    FixedCallMaterial, FixedMask, FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed,
-    ShuffleMaterial, ShufflePerm, SquareMaterial, TripleMaterial, boolean,
+    FixedCallMaterial, FixedMask, FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair,
+    PartySeed, Product, ShuffleMaterial, ShufflePerm, SquareMaterial, TripleMaterial,
 };
-use crate::movement::broadcast_shape;
-
-/// What a source hands out for one protocol instance: each party's share, where this
-/// source knows it (`None` for the party a replay does not play).
-pub type Pair<T> = [Option<T>; 2];
-
-/// The product a triple or a fixed operand's correction is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Product {
-    /// Element-wise, with broadcasting.
-    Elementwise,
-    /// Matrix product `[.., m, k] · [.., k, n]` (or `· [k, n]`).
-    MatMul,
-}
-
-impl Product {
-    /// The shape of the product of operands shaped `x` and `y`.
-    ///
-    /// # Errors
-    /// If the shapes do not combine.
-    pub fn shape(self, x: &[usize], y: &[usize]) -> Result<Vec<usize>, MaterialError> {
-        let bad = || MaterialError::Shape(format!("{self:?} of {x:?} and {y:?}"));
-        match self {
-            Product::Elementwise => broadcast_shape(x, y).ok_or_else(bad),
-            Product::MatMul => {
-                let (m, k) = match x {
-                    [.., m, k] => (*m, *k),
-                    _ => return Err(bad()),
-                };
-                let (k2, n) = match y {
-                    [.., k2, n] => (*k2, *n),
-                    _ => return Err(bad()),
-                };
-                if k != k2 {
-                    return Err(bad());
-                }
-                let batch = if x.len() >= y.len() {
-                    &x[..x.len() - 2]
-                } else {
-                    &y[..y.len() - 2]
-                };
-                Ok([batch, &[m, n]].concat())
-            }
-        }
-    }
-}
-
-/// A source of correlated randomness for the calls of one session, drawn in the order
-/// the interpreter asks for it.
-pub trait Deal {
-    /// A Beaver triple for `x ∘ y` (also a mux's material).
-    ///
-    /// # Errors
-    /// If the material cannot be read (replay) or the shapes do not combine.
-    fn triple(
-        &mut self,
-        kind: Product,
-        x: &[usize],
-        y: &[usize],
-    ) -> Result<Pair<TripleMaterial>, MaterialError>;
-
-    /// `(a, a²)` of `shape`.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError>;
-
-    /// The once-per-session mask of fixed operand `w` (shaped `shape`).
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn fixed_mask(
-        &mut self,
-        w: NodeId,
-        shape: &[usize],
-    ) -> Result<Pair<FixedMaskMaterial>, MaterialError>;
-
-    /// Per-call material of `x ∘ W` for fixed operand `w`, masked earlier.
-    ///
-    /// # Errors
-    /// If `w` has no mask yet, or as [`Deal::triple`].
-    fn fixed_call(
-        &mut self,
-        w: NodeId,
-        kind: Product,
-        x: &[usize],
-    ) -> Result<Pair<FixedCallMaterial>, MaterialError>;
-
-    /// DReLU keys for `n` gates.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError>;
-
-    /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn bit_triples(
-        &mut self,
-        n: usize,
-        lanes: u32,
-    ) -> Result<Pair<BitTripleMaterial>, MaterialError>;
-
-    /// The AND triples of `n` GMW DReLU gates.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError>;
-
-    /// daBits for `n` B2A conversions.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError>;
-
-    /// Material of a select with XOR-shared bits shaped `bit` and values shaped `x`.
-    ///
-    /// # Errors
-    /// As [`Deal::triple`].
-    fn bit_mux(
-        &mut self,
-        bit: &[usize],
-        x: &[usize],
-    ) -> Result<Pair<BitMuxMaterial>, MaterialError>;
-
-    /// One oblivious shuffle of a `[rows, k]` matrix by the permutation named `perm`
-    /// ([`shuffle`](crate::protocols::shuffle)): every call naming `perm` in a session
-    /// permutes by the same `π1∘π0` (drawn at the first), with fresh masks.
-    ///
-    /// # Errors
-    /// If `perm` was drawn for another number of rows, or as [`Deal::triple`].
-    fn shuffle(
-        &mut self,
-        perm: u32,
-        rows: usize,
-        k: usize,
-    ) -> Result<Pair<ShuffleMaterial>, MaterialError>;
-
-    /// Per-call material of the block-sparse `H · W` (`H`: `[seq, ff]`) for fixed operand
-    /// `w` (`[ff, d]`, masked earlier), in blocks of `block` rows of `W`
-    /// ([`block_matmul`](crate::protocols::block_matmul)).
-    ///
-    /// # Errors
-    /// If `w` has no mask yet, is not a matrix, or `block` does not divide its rows; or as
-    /// [`Deal::triple`].
-    fn block_matmul(
-        &mut self,
-        w: NodeId,
-        seq: usize,
-        block: usize,
-    ) -> Result<Pair<BlockMatMulMaterial>, MaterialError>;
-
-    /// The seed of one `share` node, known to both parties.
-    fn share_seed(&mut self) -> [u8; 32];
-
-    /// Offline bytes so far: materialised by the dealer (both parties), or read from this
-    /// party's file (replay).
-    fn offline_bytes(&self) -> u64;
-
-    /// One item of material (a node's, the setup's) is complete: a recording dealer hands
-    /// what it buffered to its sinks, so that a streaming party never waits for bytes the
-    /// dealer holds back.
-    fn item_done(&mut self) {}
-}
+use crate::protocols::block_matmul::{self, block_shapes};
+use crate::protocols::shuffle::{self, check_rows};
+use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, gmw, square, xor};
 
 /// Where a recording dealer writes each party's materialised bytes.
 type Sinks = [Box<dyn Write + Send>; 2];
@@ -191,7 +29,8 @@ type Sinks = [Box<dyn Write + Send>; 2];
 /// The dealer of one session: both parties' material, drawn from a master seed. With
 /// [`SessionDealer::recording`] it also writes, per party, what that party cannot derive
 /// from its own seed (party 1's corrections, both parties' DReLU keys, the permuting
-/// party's shuffle corrections): the body of the party's material file. Boolean corrections are laid out as `boolean` says.
+/// party's shuffle corrections): the body of the party's material file, laid out as each
+/// protocol's `body` function says.
 pub struct SessionDealer {
     dealer: Dealer,
     common: ChaCha12Rng,
@@ -295,14 +134,14 @@ impl SessionDealer {
         }
     }
 
-    fn record_correction(&mut self, c: &ndarray::ArrayD<u64>) {
-        self.record_array(1, c);
-    }
-
-    fn record_array(&mut self, party: usize, c: &ndarray::ArrayD<u64>) {
+    /// Writes each party's body bytes of one instance (`body` of the protocol).
+    fn record_body<T>(&mut self, m: &[T; 2], body: impl Fn(&[T; 2]) -> [Vec<u8>; 2]) {
         if self.sinks.is_some() {
-            let bytes: Vec<u8> = c.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.record(party, &bytes);
+            for (p, bytes) in body(m).iter().enumerate() {
+                if !bytes.is_empty() {
+                    self.record(p, bytes);
+                }
+            }
         }
     }
 }
@@ -323,13 +162,13 @@ impl Deal for SessionDealer {
             Product::Elementwise => self.dealer.beaver_mul(x, y),
             Product::MatMul => self.dealer.beaver_matmul(x, y),
         };
-        self.record_correction(&m[1].c);
+        self.record_body(&m, beaver_mul::body);
         Ok(both(m))
     }
 
     fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError> {
         let m = self.dealer.square(shape);
-        self.record_correction(&m[1].c);
+        self.record_body(&m, square::body);
         Ok(both(m))
     }
 
@@ -355,17 +194,13 @@ impl Deal for SessionDealer {
             Product::Elementwise => self.dealer.fixed_mul(mask, x),
             Product::MatMul => self.dealer.fixed_matmul(mask, x),
         };
-        self.record_correction(&m[1].c);
+        self.record_body(&m, fixed::call_body);
         Ok(both(m))
     }
 
     fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError> {
         let m = self.dealer.drelu(n);
-        if self.sinks.is_some() {
-            for (p, k) in m.iter().enumerate() {
-                self.record(p, &k.key.to_bytes());
-            }
-        }
+        self.record_body(&m, drelu::body);
         Ok(both(m))
     }
 
@@ -375,25 +210,19 @@ impl Deal for SessionDealer {
         lanes: u32,
     ) -> Result<Pair<BitTripleMaterial>, MaterialError> {
         let m = self.dealer.bit_triples(n, lanes);
-        if self.sinks.is_some() {
-            self.record(1, &boolean::bit_triple_bytes(&m[1]));
-        }
+        self.record_body(&m, xor::body);
         Ok(both(m))
     }
 
     fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError> {
         let m = self.dealer.gmw_drelu(n);
-        if self.sinks.is_some() {
-            self.record(1, &boolean::gmw_bytes(&m[1]));
-        }
+        self.record_body(&m, gmw::body);
         Ok(both(m))
     }
 
     fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError> {
         let m = self.dealer.b2a(n);
-        if self.sinks.is_some() {
-            self.record(1, &boolean::b2a_bytes(&m[1]));
-        }
+        self.record_body(&m, b2a::body);
         Ok(both(m))
     }
 
@@ -404,9 +233,7 @@ impl Deal for SessionDealer {
     ) -> Result<Pair<BitMuxMaterial>, MaterialError> {
         Product::Elementwise.shape(bit, x)?;
         let m = self.dealer.bit_mux(bit, x);
-        if self.sinks.is_some() {
-            self.record(1, &boolean::bit_mux_bytes(&m[1]));
-        }
+        self.record_body(&m, bit_mux::body);
         Ok(both(m))
     }
 
@@ -421,9 +248,7 @@ impl Deal for SessionDealer {
             .entry(perm)
             .or_insert_with(|| self.dealer.shuffle_perm(rows));
         let m = self.dealer.shuffle(pis, k);
-        for (p, m) in m.iter().enumerate() {
-            self.record_array(p, m.delta());
-        }
+        self.record_body(&m, shuffle::body);
         Ok(both(m))
     }
 
@@ -436,7 +261,7 @@ impl Deal for SessionDealer {
         let mask = (self.masks.get(&w)).ok_or(MaterialError::NoFixedMask(w))?;
         block_shapes(mask.shape(), seq, block)?;
         let m = self.dealer.block_matmul(mask, seq, block);
-        self.record_correction(&m[1].c);
+        self.record_body(&m, block_matmul::body);
         Ok(both(m))
     }
 

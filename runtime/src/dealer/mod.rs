@@ -22,106 +22,60 @@
 //! stream; its corrections `Δ_j` go to the permuter `j`, so party 0's material also
 //! carries corrections (those of step 0). Element-wise material can be restricted to some
 //! elements (`gather`) for protocols run on the active entries of a sparse tensor.
+//!
+//! **Layering.** What a protocol's material is, how both halves are drawn, how a body is
+//! laid out and how one party re-derives its half are the protocol's own (`deal`, `body`,
+//! `replay` in [`crate::protocols`]`::X`; the material types are re-exported here). This
+//! module keeps what is the dealer's: the seeds and streams ([`Dealer`], which implements
+//! [`DealerStreams`]), the counters, the
+//! session state and recording ([`SessionDealer`]), the replay of one party
+//! ([`PartyReplay`], which implements
+//! [`PartyStreams`](crate::protocols::material::PartyStreams)), material files and the
+//! service. The dealer depends on the protocols, never the reverse.
 
-mod block;
-mod boolean;
 mod deal;
 pub mod file;
-mod gather;
-mod material;
+#[cfg(test)]
+mod gather_tests;
+#[cfg(test)]
+mod protocol_tests;
 mod replay;
 pub mod service;
 #[cfg(test)]
 mod service_tests;
-mod shuffle;
 mod stream;
 #[cfg(test)]
 mod tests;
 pub mod wire;
 
 use std::fmt;
-use std::path::PathBuf;
 
-use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use crate::fss::{self, drelu::DRELU_KEY_HEADER_BYTES};
-use crate::protocols::ring_ops;
-use crate::ring;
+use crate::protocols::material::DealerStreams;
+use crate::protocols::{
+    b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, gmw, shuffle, square, xor,
+};
 
-pub use block::BlockMatMulMaterial;
-pub use deal::{Deal, Pair, Product, SessionDealer};
+pub use deal::{Deal, SessionDealer};
 pub use file::{MaterialHeader, plan_digest};
 pub use replay::PartyReplay;
 pub use service::{CallReport, DealerService, SessionReport};
-pub use shuffle::{ShuffleMaterial, ShufflePerm, ShuffleStep};
 pub use stream::DealerStream;
 pub use wire::DealerError;
 
-pub use material::{
-    B2aMaterial, BitMuxMaterial, BitTripleMaterial, DreluMaterial, FixedCallMaterial,
-    FixedMaskMaterial, GmwDreluMaterial, GmwLevelMaterial, SquareMaterial, TripleMaterial,
-};
-
-/// Material could not be dealt, read or matched with the plan.
-#[derive(Debug, thiserror::Error)]
-pub enum MaterialError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The body ended before the material a call needs.
-    #[error(
-        "the material file ends at body byte {at}, before the material of this call: it is truncated or was dealt for fewer calls"
-    )]
-    Truncated {
-        /// Body bytes read before the end.
-        at: u64,
-    },
-    /// The body's source failed other than by ending: a dealer service that stalled,
-    /// disconnected or refused (the message says which), or a file that could not be read.
-    #[error("material unavailable at body byte {at}: {message}")]
-    Source {
-        /// Body bytes read before the failure.
-        at: u64,
-        /// What happened.
-        message: String,
-    },
-    /// The file is not a material file, or is damaged.
-    #[error("corrupt material: {0}")]
-    Corrupt(String),
-    /// The file belongs to another party, plan or session.
-    #[error("material does not fit: {0}")]
-    Mismatch(String),
-    /// The file was used before.
-    #[error("{path} was already used (marker {marker} exists): material is never used twice; deal a new session with `comet deal`", path = path.display(), marker = marker.display())]
-    Used {
-        /// The file.
-        path: PathBuf,
-        /// Its marker.
-        marker: PathBuf,
-    },
-    /// Operand shapes that do not combine.
-    #[error("material for shapes that do not combine: {0}")]
-    Shape(String),
-    /// A product with a fixed operand before the operand's setup.
-    #[error("fixed operand {0} has no mask: the session's setup was not dealt")]
-    NoFixedMask(comet_ir::NodeId),
-}
-
-impl MaterialError {
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> MaterialError {
-        MaterialError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
+pub use crate::protocols::b2a::B2aMaterial;
+pub use crate::protocols::beaver_mul::TripleMaterial;
+pub use crate::protocols::bit_mux::BitMuxMaterial;
+pub use crate::protocols::block_matmul::BlockMatMulMaterial;
+pub use crate::protocols::drelu::DreluMaterial;
+pub use crate::protocols::fixed::{FixedCallMaterial, FixedMask, FixedMaskMaterial};
+pub use crate::protocols::gmw::{GmwDreluMaterial, GmwLevelMaterial};
+pub use crate::protocols::material::{MaterialError, Pair, Product};
+pub use crate::protocols::shuffle::{ShuffleMaterial, ShufflePerm, ShuffleStep};
+pub use crate::protocols::square::SquareMaterial;
+pub use crate::protocols::xor::BitTripleMaterial;
 
 /// A party's 32-byte ChaCha12 seed.
 pub type PartySeed = [u8; 32];
@@ -133,25 +87,6 @@ pub struct Dealer {
     fss: ChaCha12Rng,
     offline_bytes: u64,
     header_bytes: u64,
-}
-
-/// The dealer's record of a fixed operand's mask `B` (both shares added up), needed to
-/// issue the per-call corrections `c = a ∘ B`. Never leaves the dealer.
-pub struct FixedMask {
-    b: ArrayD<u64>,
-}
-
-impl FixedMask {
-    /// The fixed operand's shape.
-    pub fn shape(&self) -> &[usize] {
-        self.b.shape()
-    }
-}
-
-impl fmt::Debug for FixedMask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FixedMask([..] shape {:?})", self.shape())
-    }
 }
 
 impl fmt::Debug for Dealer {
@@ -210,7 +145,7 @@ impl Dealer {
 
     /// A triple for `x ⊙ y` (element-wise, broadcast): also the material of a mux.
     pub fn beaver_mul(&mut self, x: &[usize], y: &[usize]) -> [TripleMaterial; 2] {
-        self.triple(x, y, |a, b| ring_ops::mul(a.view(), b.view()))
+        beaver_mul::deal(self, Product::Elementwise, x, y)
     }
 
     /// A triple for `[.., m, k] · [.., k, n]` (or `· [k, n]`).
@@ -218,7 +153,7 @@ impl Dealer {
     /// # Panics
     /// If the shapes do not multiply.
     pub fn beaver_matmul(&mut self, x: &[usize], y: &[usize]) -> [TripleMaterial; 2] {
-        self.triple(x, y, matmul)
+        beaver_mul::deal(self, Product::MatMul, x, y)
     }
 
     /// A triple for a mux `bit ⊙ x` (bits as arithmetic 0/1 shares): a Beaver triple.
@@ -228,77 +163,44 @@ impl Dealer {
 
     /// `(a, a²)` shares of `shape`.
     pub fn square(&mut self, shape: &[usize]) -> [SquareMaterial; 2] {
-        let [a0, a1] = self.masks(shape);
-        let a = ring_ops::add(a0.view(), a1.view());
-        let [c0, c1] = self.correct(ring_ops::mul(a.view(), a.view()));
-        [
-            SquareMaterial {
-                party: 0,
-                a: a0,
-                c: c0,
-            },
-            SquareMaterial {
-                party: 1,
-                a: a1,
-                c: c1,
-            },
-        ]
+        square::deal(self, shape)
     }
 
     /// The mask `B` of a fixed operand of `shape`, drawn once per session.
     pub fn fixed_mask(&mut self, shape: &[usize]) -> (FixedMask, [FixedMaskMaterial; 2]) {
-        let [b0, b1] = self.masks(shape);
-        let b = ring_ops::add(b0.view(), b1.view());
-        let material = [
-            FixedMaskMaterial { party: 0, b: b0 },
-            FixedMaskMaterial { party: 1, b: b1 },
-        ];
-        (FixedMask { b }, material)
+        fixed::deal_mask(self, shape)
     }
 
     /// Per-call material of `x ⊙ W` with `W` fixed under `mask`.
     pub fn fixed_mul(&mut self, mask: &FixedMask, x: &[usize]) -> [FixedCallMaterial; 2] {
-        self.fixed_call(mask, x, |a, b| ring_ops::mul(a.view(), b.view()))
+        fixed::deal_call(self, mask, Product::Elementwise, x)
     }
 
     /// Per-call material of `x · W` (`x`: `[.., m, k]`) with `W` fixed under `mask`.
     pub fn fixed_matmul(&mut self, mask: &FixedMask, x: &[usize]) -> [FixedCallMaterial; 2] {
-        self.fixed_call(mask, x, matmul)
+        fixed::deal_call(self, mask, Product::MatMul, x)
     }
 
-    /// DCF keys for `n` DReLU gates ([`fss::drelu_offline`]); counts the correction words.
+    /// DCF keys for `n` DReLU gates ([`crate::fss::drelu_offline`]); counts the correction
+    /// words.
     pub fn drelu(&mut self, n: usize) -> [DreluMaterial; 2] {
-        let (k0, k1) = fss::drelu_offline(n, &mut self.fss);
-        self.offline_bytes += 2 * (n * fss::DRELU_KEY_BYTES_PER_ELEMENT) as u64;
-        self.header_bytes += 2 * DRELU_KEY_HEADER_BYTES as u64;
-        [DreluMaterial { key: k0 }, DreluMaterial { key: k1 }]
+        drelu::deal(self, n)
     }
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's
     /// correction bits (padded to bytes per element).
     pub fn bit_triples(&mut self, n: usize, lanes: u32) -> [BitTripleMaterial; 2] {
-        let mut m =
-            [0, 1].map(|p| boolean::bit_triple_draw(&mut self.streams[p], p as u8, n, lanes));
-        boolean::bit_triple_correct(&mut m);
-        self.offline_bytes += boolean::bit_triple_len(n, lanes) as u64;
-        m
+        xor::deal(self, n, lanes)
     }
 
-    /// The AND triples of `n` GMW DReLU gates
-    /// ([`gmw`](crate::protocols::gmw)); counts party 1's correction bytes.
+    /// The AND triples of `n` GMW DReLU gates ([`gmw`]); counts party 1's correction bytes.
     pub fn gmw_drelu(&mut self, n: usize) -> [GmwDreluMaterial; 2] {
-        let mut m = [0, 1].map(|p| boolean::gmw_draw(&mut self.streams[p], p as u8, n));
-        boolean::gmw_correct(&mut m);
-        self.offline_bytes += boolean::gmw_len(n) as u64;
-        m
+        gmw::deal(self, n)
     }
 
     /// daBits for `n` B2A conversions; counts party 1's arithmetic shares.
     pub fn b2a(&mut self, n: usize) -> [B2aMaterial; 2] {
-        let mut m = [0, 1].map(|p| boolean::b2a_draw(&mut self.streams[p], p as u8, n));
-        boolean::b2a_correct(&mut m);
-        self.offline_bytes += boolean::b2a_len(n) as u64;
-        m
+        b2a::deal(self, n)
     }
 
     /// Material of a select with XOR-shared bits shaped `bit` and values shaped `x`.
@@ -306,82 +208,52 @@ impl Dealer {
     /// # Panics
     /// If the shapes do not broadcast.
     pub fn bit_mux(&mut self, bit: &[usize], x: &[usize]) -> [BitMuxMaterial; 2] {
-        let out = crate::movement::broadcast_shape(bit, x).expect("shapes broadcast");
-        let mut m =
-            [0, 1].map(|p| boolean::bit_mux_draw(&mut self.streams[p], p as u8, bit, x, &out));
-        boolean::bit_mux_correct(&mut m);
-        self.offline_bytes += boolean::bit_mux_len(bit, &out) as u64;
-        m
+        bit_mux::deal(self, bit, x)
     }
 
-    fn triple(
-        &mut self,
-        x: &[usize],
-        y: &[usize],
-        product: impl Fn(&ArrayD<u64>, &ArrayD<u64>) -> ArrayD<u64>,
-    ) -> [TripleMaterial; 2] {
-        let [a0, a1] = self.masks(x);
-        let [b0, b1] = self.masks(y);
-        let a = ring_ops::add(a0.view(), a1.view());
-        let b = ring_ops::add(b0.view(), b1.view());
-        let [c0, c1] = self.correct(product(&a, &b));
-        [
-            TripleMaterial {
-                party: 0,
-                a: a0,
-                b: b0,
-                c: c0,
-            },
-            TripleMaterial {
-                party: 1,
-                a: a1,
-                b: b1,
-                c: c1,
-            },
-        ]
-    }
-
-    fn fixed_call(
+    /// Per-call material of the block-sparse `H · W` (`H`: `[seq, ff]`) with `W` fixed
+    /// under `mask`, in blocks of `block` rows of `W`.
+    ///
+    /// # Panics
+    /// If `W` is not a matrix, or `block` is 0 or does not divide its rows.
+    pub fn block_matmul(
         &mut self,
         mask: &FixedMask,
-        x: &[usize],
-        product: impl Fn(&ArrayD<u64>, &ArrayD<u64>) -> ArrayD<u64>,
-    ) -> [FixedCallMaterial; 2] {
-        let [a0, a1] = self.masks(x);
-        let a = ring_ops::add(a0.view(), a1.view());
-        let [c0, c1] = self.correct(product(&a, &mask.b));
-        [
-            FixedCallMaterial {
-                party: 0,
-                a: a0,
-                c: c0,
-            },
-            FixedCallMaterial {
-                party: 1,
-                a: a1,
-                c: c1,
-            },
-        ]
+        seq: usize,
+        block: usize,
+    ) -> [BlockMatMulMaterial; 2] {
+        block_matmul::deal(self, mask, seq, block)
     }
 
-    /// One mask share of `shape` per party, each from its own stream.
-    fn masks(&mut self, shape: &[usize]) -> [ArrayD<u64>; 2] {
-        [0, 1].map(|p| expand(&mut self.streams[p], shape))
+    /// Draws `π0` and `π1` of `rows` rows, each from its party's stream (free).
+    ///
+    /// # Panics
+    /// If `rows` exceeds `2^32` ([`Deal::shuffle`] refuses that).
+    pub fn shuffle_perm(&mut self, rows: usize) -> ShufflePerm {
+        shuffle::deal_perm(self, rows)
     }
 
-    /// Shares of `c`: party 0's from its stream, party 1's the materialised correction.
-    fn correct(&mut self, c: ArrayD<u64>) -> [ArrayD<u64>; 2] {
-        let c0 = expand(&mut self.streams[0], c.shape());
-        let c1 = ring_ops::sub(c.view(), c0.view());
-        self.offline_bytes += 8 * c1.len() as u64;
-        [c0, c1]
+    /// Material of one shuffle by `perm` of a `[rows, k]` matrix: fresh masks, and the
+    /// corrections `Δ_0`, `Δ_1` (counted: `2 · 8·rows·k` bytes).
+    pub fn shuffle(&mut self, perm: &ShufflePerm, k: usize) -> [ShuffleMaterial; 2] {
+        shuffle::deal(self, perm, k)
     }
 }
 
-fn expand(rng: &mut ChaCha12Rng, shape: &[usize]) -> ArrayD<u64> {
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.next_u64())
-}
+impl DealerStreams for Dealer {
+    fn stream(&mut self, party: u8) -> &mut ChaCha12Rng {
+        &mut self.streams[usize::from(party)]
+    }
 
-fn matmul(a: &ArrayD<u64>, b: &ArrayD<u64>) -> ArrayD<u64> {
-    ring::matmul_batched(a.view(), b.view()).expect("matmul shapes")
+    fn fss_stream(&mut self) -> &mut ChaCha12Rng {
+        &mut self.fss
+    }
+
+    fn count_offline(&mut self, bytes: u64) {
+        self.offline_bytes += bytes;
+    }
+
+    fn count_headers(&mut self, bytes: u64) {
+        self.header_bytes += bytes;
+    }
 }

@@ -2,27 +2,26 @@
 //! (masks, party 0's product shares, its shuffle permutations), the common seed (`share`
 //! seeds) and, in the body, what cannot be derived — party 1's product corrections, both
 //! parties' DReLU keys and the permuting party's shuffle corrections (so party 0 reads
-//! corrections too) — read in the order the dealer wrote them. Boolean material is drawn and read through the
-//! same functions as the dealer's (`boolean`).
+//! corrections too) — read in the order the dealer wrote them. Each protocol's material is re-derived by the
+//! protocol's own `replay` function, which draws in the order its `deal` does.
 
 use std::collections::HashMap;
 use std::io::Read;
 
 use comet_ir::NodeId;
-use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use super::block::block_shapes;
-use super::deal::{Deal, Pair, Product};
-use super::shuffle::{check_rows, draw_permutation};
+use super::deal::Deal;
 use super::{
     B2aMaterial, BitMuxMaterial, BitTripleMaterial, BlockMatMulMaterial, DreluMaterial,
-    FixedCallMaterial, FixedMaskMaterial, GmwDreluMaterial, MaterialError, PartySeed,
-    ShuffleMaterial, SquareMaterial, TripleMaterial, boolean,
+    FixedCallMaterial, FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair, PartySeed,
+    Product, ShuffleMaterial, SquareMaterial, TripleMaterial,
 };
-use crate::fss::DreluKey;
-use crate::fss::drelu::DRELU_KEY_HEADER_BYTES;
+use crate::protocols::material::PartyStreams;
+use crate::protocols::shuffle::{check_rows, draw_permutation};
+use crate::protocols::{b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, gmw, shuffle};
+use crate::protocols::{square, xor};
 
 /// Party `party`'s half of a dealer session, replayed from its seeds and a body of
 /// materialised bytes.
@@ -93,11 +92,36 @@ impl PartyReplay {
         out
     }
 
-    fn expand(&mut self, shape: &[usize]) -> ArrayD<u64> {
-        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.stream.next_u64())
+    /// This party's permutation named `perm`, drawn from its stream at the first use.
+    fn permutation(&mut self, perm: u32, rows: usize) -> Vec<u32> {
+        if let Some(pi) = self.perms.get(&perm) {
+            return pi.clone();
+        }
+        let pi = draw_permutation(&mut self.stream, rows);
+        self.perms.insert(perm, pi.clone());
+        pi
     }
 
-    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, MaterialError> {
+    /// The shape of fixed operand `w`, masked earlier.
+    fn fixed_shape(&self, w: NodeId) -> Result<Vec<usize>, MaterialError> {
+        (self.fixed_shapes.get(&w).cloned()).ok_or(MaterialError::NoFixedMask(w))
+    }
+}
+
+impl PartyStreams for PartyReplay {
+    fn party(&self) -> u8 {
+        self.party
+    }
+
+    fn stream(&mut self) -> &mut ChaCha12Rng {
+        &mut self.stream
+    }
+
+    fn body_offset(&self) -> u64 {
+        self.read
+    }
+
+    fn body(&mut self, n: usize) -> Result<Vec<u8>, MaterialError> {
         let mut buf = vec![0u8; n];
         let at = self.read;
         self.body.read_exact(&mut buf).map_err(|e| match e.kind() {
@@ -111,24 +135,8 @@ impl PartyReplay {
         Ok(buf)
     }
 
-    /// This party's share of a product: party 0's comes from its stream, party 1's is the
-    /// correction in the body.
-    fn product_share(&mut self, shape: &[usize]) -> Result<ArrayD<u64>, MaterialError> {
-        if self.party == 0 {
-            return Ok(self.expand(shape));
-        }
-        self.correction(shape)
-    }
-
-    /// A correction of `shape` read from the body.
-    fn correction(&mut self, shape: &[usize]) -> Result<ArrayD<u64>, MaterialError> {
-        let n: usize = shape.iter().product();
-        let bytes = self.bytes(8 * n)?;
-        let values = bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        Ok(ArrayD::from_shape_vec(IxDyn(shape), values).expect("sized"))
+    fn count_headers(&mut self, bytes: u64) {
+        self.headers += bytes;
     }
 }
 
@@ -139,18 +147,13 @@ impl Deal for PartyReplay {
         x: &[usize],
         y: &[usize],
     ) -> Result<Pair<TripleMaterial>, MaterialError> {
-        let out = kind.shape(x, y)?;
-        let (a, b) = (self.expand(x), self.expand(y));
-        let c = self.product_share(&out)?;
-        let party = self.party;
-        Ok(self.mine(TripleMaterial { party, a, b, c }))
+        let m = beaver_mul::replay(self, kind, x, y)?;
+        Ok(self.mine(m))
     }
 
     fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError> {
-        let a = self.expand(shape);
-        let c = self.product_share(shape)?;
-        let party = self.party;
-        Ok(self.mine(SquareMaterial { party, a, c }))
+        let m = square::replay(self, shape)?;
+        Ok(self.mine(m))
     }
 
     fn fixed_mask(
@@ -158,10 +161,9 @@ impl Deal for PartyReplay {
         w: NodeId,
         shape: &[usize],
     ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
-        let b = self.expand(shape);
+        let m = fixed::replay_mask(self, shape);
         self.fixed_shapes.insert(w, shape.to_vec());
-        let party = self.party;
-        Ok(self.mine(FixedMaskMaterial { party, b }))
+        Ok(self.mine(m))
     }
 
     fn fixed_call(
@@ -170,30 +172,14 @@ impl Deal for PartyReplay {
         kind: Product,
         x: &[usize],
     ) -> Result<Pair<FixedCallMaterial>, MaterialError> {
-        let w_shape = (self.fixed_shapes.get(&w)).ok_or(MaterialError::NoFixedMask(w))?;
-        let out = kind.shape(x, w_shape)?;
-        let a = self.expand(x);
-        let c = self.product_share(&out)?;
-        let party = self.party;
-        Ok(self.mine(FixedCallMaterial { party, a, c }))
+        let w_shape = self.fixed_shape(w)?;
+        let m = fixed::replay_call(self, kind, x, &w_shape)?;
+        Ok(self.mine(m))
     }
 
     fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError> {
-        let at = self.read;
-        let mut bytes = self.bytes(DRELU_KEY_HEADER_BYTES)?;
-        let count = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
-        if bytes[0] != self.party || count != n as u64 {
-            return Err(MaterialError::Corrupt(format!(
-                "at body byte {at}: expected the DReLU keys of party {} for {n} gates, found \
-                 party {} and {count} gates: the file does not follow the plan",
-                self.party, bytes[0]
-            )));
-        }
-        self.headers += DRELU_KEY_HEADER_BYTES as u64;
-        bytes.extend(self.bytes(DreluKey::byte_len(n) - DRELU_KEY_HEADER_BYTES)?);
-        let key = DreluKey::from_bytes(&bytes)
-            .map_err(|e| MaterialError::Corrupt(format!("DReLU key at body byte {at}: {e}")))?;
-        Ok(self.mine(DreluMaterial { key }))
+        let m = drelu::replay(self, n)?;
+        Ok(self.mine(m))
     }
 
     fn bit_triples(
@@ -201,29 +187,17 @@ impl Deal for PartyReplay {
         n: usize,
         lanes: u32,
     ) -> Result<Pair<BitTripleMaterial>, MaterialError> {
-        let mut m = boolean::bit_triple_draw(&mut self.stream, self.party, n, lanes);
-        if self.party == 1 {
-            let bytes = self.bytes(boolean::bit_triple_len(n, lanes))?;
-            boolean::bit_triple_read(&mut m, &bytes);
-        }
+        let m = xor::replay(self, n, lanes)?;
         Ok(self.mine(m))
     }
 
     fn gmw_drelu(&mut self, n: usize) -> Result<Pair<GmwDreluMaterial>, MaterialError> {
-        let mut m = boolean::gmw_draw(&mut self.stream, self.party, n);
-        if self.party == 1 {
-            let bytes = self.bytes(boolean::gmw_len(n))?;
-            boolean::gmw_read(&mut m, &bytes);
-        }
+        let m = gmw::replay(self, n)?;
         Ok(self.mine(m))
     }
 
     fn b2a(&mut self, n: usize) -> Result<Pair<B2aMaterial>, MaterialError> {
-        let mut m = boolean::b2a_draw(&mut self.stream, self.party, n);
-        if self.party == 1 {
-            let bytes = self.bytes(boolean::b2a_len(n))?;
-            boolean::b2a_read(&mut m, &bytes);
-        }
+        let m = b2a::replay(self, n)?;
         Ok(self.mine(m))
     }
 
@@ -232,12 +206,7 @@ impl Deal for PartyReplay {
         bit: &[usize],
         x: &[usize],
     ) -> Result<Pair<BitMuxMaterial>, MaterialError> {
-        let out = Product::Elementwise.shape(bit, x)?;
-        let mut m = boolean::bit_mux_draw(&mut self.stream, self.party, bit, x, &out);
-        if self.party == 1 {
-            let bytes = self.bytes(boolean::bit_mux_len(bit, &out))?;
-            boolean::bit_mux_read(&mut m, &bytes);
-        }
+        let m = bit_mux::replay(self, bit, x)?;
         Ok(self.mine(m))
     }
 
@@ -248,18 +217,8 @@ impl Deal for PartyReplay {
         k: usize,
     ) -> Result<Pair<ShuffleMaterial>, MaterialError> {
         check_rows(perm, rows, self.perms.get(&perm).map(Vec::len))?;
-        let pi = match self.perms.get(&perm) {
-            Some(pi) => pi.clone(),
-            None => {
-                let pi = draw_permutation(&mut self.stream, rows);
-                self.perms.insert(perm, pi.clone());
-                pi
-            }
-        };
-        let shape = [rows, k];
-        let masks = [self.expand(&shape), self.expand(&shape)];
-        let delta = self.correction(&shape)?;
-        let m = ShuffleMaterial::assemble(self.party, pi, masks, delta);
+        let pi = self.permutation(perm, rows);
+        let m = shuffle::replay(self, pi, k)?;
         Ok(self.mine(m))
     }
 
@@ -269,12 +228,9 @@ impl Deal for PartyReplay {
         seq: usize,
         block: usize,
     ) -> Result<Pair<BlockMatMulMaterial>, MaterialError> {
-        let w_shape = (self.fixed_shapes.get(&w)).ok_or(MaterialError::NoFixedMask(w))?;
-        let (a_shape, c_shape) = block_shapes(w_shape, seq, block)?;
-        let a = self.expand(&a_shape);
-        let c = self.product_share(&c_shape)?;
-        let party = self.party;
-        Ok(self.mine(BlockMatMulMaterial { party, block, a, c }))
+        let w_shape = self.fixed_shape(w)?;
+        let m = block_matmul::replay(self, &w_shape, seq, block)?;
+        Ok(self.mine(m))
     }
 
     fn share_seed(&mut self) -> [u8; 32] {

@@ -6,11 +6,11 @@ use comet_ir::sparse::Masked;
 use ndarray::{ArrayD, IxDyn};
 
 use super::InterpError;
-use super::material::{NodeMaterial, shape_of};
+use super::material::shape_of;
 use super::party::Run;
 use super::plan::Pos;
-use super::start::Pending;
-use crate::protocols::{Share, beaver_mul, drelu, mux, pack, square};
+use crate::protocols::Share;
+use crate::protocols::dispatch::{self, NodeMaterial, Pending};
 use crate::ring::Ring;
 
 impl Run<'_> {
@@ -45,33 +45,10 @@ impl Run<'_> {
             let v = self.held(i, x)?;
             xs.push(gather_entries(&v.0, &shape, &idx).map_err(|e| self.fail(i, e))?);
         }
-        let p = self.party;
-        let (st, msg) = match (proto, material) {
-            (Protocol::DreluFss, NodeMaterial::Drelu(t)) => {
-                let (st, msg) = drelu::start(p, &xs[0], t.gather(&idx));
-                (Pending::Drelu(st), msg)
-            }
-            (Protocol::Mux, NodeMaterial::Triple(t)) => {
-                let (st, msg) = mux::start(p, &xs[0], &xs[1], t.gather(&idx));
-                (Pending::Beaver(st), msg)
-            }
-            (Protocol::BeaverMul, NodeMaterial::Triple(t)) => {
-                let (st, msg) = beaver_mul::start(p, &xs[0], &xs[1], t.gather(&idx));
-                (Pending::Beaver(st), msg)
-            }
-            (Protocol::Square, NodeMaterial::Square(t)) => {
-                let (st, msg) = square::start(p, &xs[0], t.gather(&idx));
-                (Pending::Square(st), msg)
-            }
-            (proto, _) => {
-                return Err(self.fail(
-                    i,
-                    format!("`{proto}` does not run on the active blocks of a sparse FFN"),
-                ));
-            }
-        };
+        let started = dispatch::start_gathered(self.party, proto, &xs, material, &idx)
+            .map_err(|e| self.fail(i, e))?;
         self.scatter.insert(i, (idx, shape));
-        Ok((st, pack(&msg)))
+        Ok(started)
     }
 
     /// A masked node's result on its active entries, back at its full shape (zeros at

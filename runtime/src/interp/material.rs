@@ -10,35 +10,9 @@ use comet_ir::{DimEnv, NodeId, Op, Program};
 
 use super::ExecPlan;
 use super::plan::Pos;
-use crate::dealer::{
-    B2aMaterial, BitMuxMaterial, BlockMatMulMaterial, Deal, DreluMaterial, FixedCallMaterial,
-    FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair, Product, ShuffleMaterial,
-    SquareMaterial, TripleMaterial,
-};
-use crate::protocols::row_max::LevelMaterial;
+use crate::dealer::{Deal, FixedMaskMaterial, MaterialError, Pair, ShuffleMaterial};
+use crate::protocols::dispatch::{self, NodeMaterial, NodeSpec};
 use crate::protocols::share::InputSeed;
-
-/// One node's material for one party.
-pub(crate) enum NodeMaterial {
-    /// Beaver triple (mul, matmul, mux).
-    Triple(TripleMaterial),
-    /// Square pair.
-    Square(SquareMaterial),
-    /// Per-call material of a product with a fixed operand.
-    Fixed(FixedCallMaterial),
-    /// DReLU keys.
-    Drelu(DreluMaterial),
-    /// The AND triples of a GMW DReLU.
-    GmwDrelu(GmwDreluMaterial),
-    /// daBits of a B2A.
-    B2a(B2aMaterial),
-    /// A select with XOR-shared bits (GMW).
-    BitMux(BitMuxMaterial),
-    /// Per level of a row maximum: the comparison's and the select's material.
-    RowMax(Vec<LevelMaterial>),
-    /// Per-call material of a block-sparse product.
-    BlockMatMul(BlockMatMulMaterial),
-}
 
 /// One item of a party's material, in the order the walker takes them
 /// ([`deal_call`]): the call's `share` seeds; in the session's first call the shuffles
@@ -249,7 +223,8 @@ impl<'a> DealOrder<'a> {
                 };
                 self.stage = Stage::Nodes(k + 1);
                 let id = self.plan.id(i);
-                let [a, b] = node_material(self.program, self.plan, self.env, i, deal)?;
+                let [a, b] =
+                    dispatch::deal(&node_spec(self.program, self.plan, self.env, i), deal)?;
                 let node = |m: Option<NodeMaterial>| Some(Item::Node(id, m.map(Box::new)));
                 both([node(a), node(b)])
             }
@@ -338,101 +313,19 @@ pub(crate) fn shape_of(program: &Program, id: NodeId, env: DimEnv) -> Vec<usize>
     node.ty.shape.iter().map(|d| d.eval(env) as usize).collect()
 }
 
-/// The material of the communicating node at `i` for a call at `env`, per party.
-fn node_material<D: Deal + ?Sized>(
-    program: &Program,
-    plan: &ExecPlan,
-    env: DimEnv,
-    i: Pos,
-    deal: &mut D,
-) -> Result<Pair<NodeMaterial>, MaterialError> {
-    let shape = |id| shape_of(program, id, env);
+/// What dealing the material of the communicating node at `i` needs to know of it.
+fn node_spec<'p>(program: &'p Program, plan: &ExecPlan, env: DimEnv, i: Pos) -> NodeSpec<'p> {
     let id = plan.id(i);
-    let xs = program.graph.operands(id);
-    let kind = match program.graph.node(id).op {
-        Op::MatMul => Product::MatMul,
-        _ => Product::Elementwise,
-    };
-    Ok(match plan.protocol(i) {
-        Protocol::Mux if plan.gmw => {
-            let m = deal.bit_mux(&shape(xs[0]), &shape(xs[1]))?;
-            m.map(|m| m.map(NodeMaterial::BitMux))
-        }
-        Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
-            let m = deal.triple(kind, &shape(xs[0]), &shape(xs[1]))?;
-            m.map(|m| m.map(NodeMaterial::Triple))
-        }
-        Protocol::Square => (deal.square(&shape(xs[0]))?).map(|m| m.map(NodeMaterial::Square)),
-        Protocol::FixedMul | Protocol::FixedMatMul => {
-            let w = (plan.fixed_operand(i)).map_or(xs[1], |w| plan.id(w));
-            let k = usize::from(xs[1] == w);
-            let m = deal.fixed_call(w, kind, &shape(xs[1 - k]))?;
-            m.map(|m| m.map(NodeMaterial::Fixed))
-        }
-        Protocol::DreluFss => {
-            let n = shape(xs[0]).iter().product();
-            (deal.drelu(n)?).map(|m| m.map(NodeMaterial::Drelu))
-        }
-        Protocol::DreluGmw => {
-            let n = shape(xs[0]).iter().product();
-            (deal.gmw_drelu(n)?).map(|m| m.map(NodeMaterial::GmwDrelu))
-        }
-        Protocol::B2A => {
-            let n = shape(xs[0]).iter().product();
-            (deal.b2a(n)?).map(|m| m.map(NodeMaterial::B2a))
-        }
-        Protocol::RowMaxTree => row_max(deal, &shape(xs[0]), plan.gmw)?,
-        Protocol::BlockFixedMatMul => {
-            let Op::BlockMatMul { block, .. } = program.graph.node(id).op else {
-                unreachable!("block_fixed_matmul computes block_matmul nodes")
-            };
-            let seq = shape(xs[0])[0];
-            let m = deal.block_matmul(xs[1], seq, block as usize)?;
-            m.map(|m| m.map(NodeMaterial::BlockMatMul))
-        }
-        _ => [None, None],
-    })
-}
-
-/// Per level of a row maximum over `x`: the comparison of the pairs (DReLU keys, or GMW
-/// triples), then the select's material.
-fn row_max<D: Deal + ?Sized>(
-    deal: &mut D,
-    x: &[usize],
-    gmw: bool,
-) -> Result<Pair<NodeMaterial>, MaterialError> {
-    let rows: usize = x[..x.len() - 1].iter().product();
-    let mut k = x[x.len() - 1];
-    let mut levels = [Vec::new(), Vec::new()];
-    while k > 1 {
-        let pairs = [rows, k / 2];
-        let level: Pair<LevelMaterial> = if gmw {
-            let d = deal.gmw_drelu(rows * (k / 2))?;
-            let m = deal.bit_mux(&pairs, &pairs)?;
-            zip_pair(d, m, LevelMaterial::Gmw)
-        } else {
-            let d = deal.drelu(rows * (k / 2))?;
-            let t = deal.triple(Product::Elementwise, &pairs, &pairs)?;
-            zip_pair(d, t, LevelMaterial::Fss)
-        };
-        for (p, l) in level.into_iter().enumerate() {
-            if let Some(l) = l {
-                levels[p].push(l);
-            }
-        }
-        k = k.div_ceil(2);
+    let operands = program.graph.operands(id);
+    NodeSpec {
+        protocol: plan.protocol(i),
+        op: &program.graph.node(id).op,
+        gmw: plan.gmw,
+        shapes: operands
+            .iter()
+            .map(|&x| shape_of(program, x, env))
+            .collect(),
+        operands,
+        fixed: plan.fixed_operand(i).map(|w| plan.id(w)),
     }
-    let [l0, l1] = levels;
-    let wrap = |l: Vec<_>| (!l.is_empty()).then_some(NodeMaterial::RowMax(l));
-    Ok([wrap(l0), wrap(l1)])
-}
-
-/// Combines two pairs party by party.
-fn zip_pair<A, B, T>(a: Pair<A>, b: Pair<B>, f: impl Fn(A, B) -> T) -> Pair<T> {
-    let [a0, a1] = a;
-    let [b0, b1] = b;
-    [
-        a0.zip(b0).map(|(a, b)| f(a, b)),
-        a1.zip(b1).map(|(a, b)| f(a, b)),
-    ]
 }

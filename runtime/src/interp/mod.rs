@@ -3,7 +3,7 @@
 //! docs/runtime.md, "What a party runs": both parties run the same protocol-stage plan,
 //! party 0 (the server) with the weights it provides, party 1 (the client) with its inputs.
 //! For one call at a concrete `env`, each party evaluates every node's start round
-//! (`analyses.rounds`) and protocol ([`protocol_of`]), then walks rounds `0, 1, 2, …`: it
+//! (`analyses.rounds`) and protocol ([`protocol_of`](comet_ir::protocol::protocol_of)), then walks rounds `0, 1, 2, …`: it
 //! computes every local node whose operands are ready, then starts every communicating
 //! node scheduled in the round, packs all their messages into one buffer, makes **one**
 //! [`Channel::exchange`], splits the peer's buffer the same way and finishes each node.

@@ -11,9 +11,9 @@ use ndarray::ArrayD;
 
 use super::material::PartyMaterial;
 use super::plan::{ExecPlan, Pos};
-use super::start::Pending;
 use super::{InterpError, RunOptions};
 use crate::fixed::Cache;
+use crate::protocols::dispatch::Pending;
 use crate::protocols::fixed::FixedOperand;
 use crate::protocols::{PartyId, Share};
 use crate::ring::Ring;

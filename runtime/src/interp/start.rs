@@ -1,45 +1,28 @@
 //! The rounds of a call: every communicating node active in a round starts (or takes its
-//! next step), all messages travel in one exchange, and each node finishes its step. The
-//! one dispatch from a node's protocol (as the plan's cost annotations name it) and its
-//! material to the protocol's `start` and `finish`.
+//! next step), all messages travel in one exchange, and each node finishes its step. What
+//! a node's protocol (as the plan's cost annotations name it) does with its material is
+//! the one dispatch, [`crate::protocols::dispatch`]; this file hands it the node ([`At`]).
+
+use std::borrow::Cow;
 
 use comet_ir::protocol::Protocol;
 use comet_ir::{Domain, Elem, Op};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array2, ArrayD, IxDyn};
 
 use super::InterpError;
-use super::material::{NodeMaterial, shape_of};
+use super::material::shape_of;
 use super::party::Run;
 use super::plan::Pos;
+use crate::protocols::dispatch::{self, Finished, Node, Pending};
 use crate::protocols::driver::round_bytes;
-use crate::protocols::{
-    MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
-    block_matmul, drelu, fixed as fixed_proto, gmw, mux, pack, reveal, row_max, square, unpack,
-};
-use crate::ring::Ring;
+use crate::protocols::fixed::FixedOperand;
+use crate::protocols::{MessageError, PartyId, Share};
 use crate::transport::Channel;
 
-/// A communicating node between its start and its finish.
-pub(super) enum Pending {
-    Beaver(beaver_mul::State),
-    Square(square::State),
-    Fixed(fixed_proto::State, Pos),
-    Drelu(drelu::State),
-    Reveal(reveal::State),
-    /// A GMW DReLU between its rounds.
-    Gmw(gmw::State),
-    B2a(b2a::State),
-    BitMux(bit_mux::State),
-    /// A row maximum between its rounds.
-    RowMax(Box<row_max::State>),
-    /// A block-sparse product with its fixed operand.
-    Block(block_matmul::State, Pos),
-}
-
-/// What a node's round ended with: its value, or its next state and message.
-enum Finished {
-    Value(Option<ArrayD<Ring>>),
-    Next(Box<Pending>, Vec<u8>),
+/// The node at `pos` of a call, as the dispatch sees it.
+pub(super) struct At<'r, 'a> {
+    pub run: &'r Run<'a>,
+    pub pos: Pos,
 }
 
 impl Run<'_> {
@@ -81,7 +64,7 @@ impl Run<'_> {
                 actual: peer.len(),
             })?;
             at += n;
-            match self.finish(i, st, part)? {
+            match dispatch::finish(&At { run: self, pos: i }, st, part)? {
                 Finished::Value(v) => {
                     let v = self.scatter_back(i, v);
                     self.values[i as usize] = match v {
@@ -121,164 +104,96 @@ impl Run<'_> {
         }
     }
 
-    /// This party's share of operand `k` of the node at `i`.
-    fn share_of(&self, i: Pos, k: usize) -> Result<&Share, InterpError> {
-        Ok(self.held(i, self.plan.operands(i)[k])?.as_ref())
-    }
-
-    /// This party's XOR share of bits, operand `k` of the node at `i` (a GMW comparison's
-    /// output).
-    fn bits_of(&self, i: Pos, k: usize) -> Result<XorShare, InterpError> {
-        self.share_of(i, k).map(|s| XorShare(s.0.clone()))
-    }
-
-    fn start_reveal(&self, i: Pos) -> Result<(Pending, Vec<u8>), InterpError> {
-        let id = self.plan.id(i);
-        let x = self.plan.operands(i)[0];
-        let Op::Reveal { to } = self.program.graph.node(id).op else {
-            unreachable!("the reveal protocol computes reveal nodes")
-        };
-        let x_node = self.program.graph.node(self.plan.id(x));
-        if self.plan.gmw && x_node.ty.domain == Domain::Bool {
-            return Err(self.fail(i, "revealing XOR-shared bits is not supported".into()));
-        }
-        let to = to.index() as PartyId;
-        let (st, msg) = match self.value(x) {
-            Some(v) => reveal::start(self.party, Some(to), v),
-            // a private value revealed to its non-owner: the receiver adds zeros
-            None => {
-                let shape = shape_of(self.program, self.plan.id(x), self.env);
-                reveal::start(self.party, Some(to), &Share(ArrayD::zeros(IxDyn(&shape))))
-            }
-        };
-        Ok((Pending::Reveal(st), pack(&msg)))
-    }
-
+    /// Starts the node at `i` with its material: on its active entries if it is in a
+    /// sparse FFN's masked region, else as the dispatch says.
     fn start(&mut self, i: Pos) -> Result<(Pending, Vec<u8>), InterpError> {
-        let p = self.party;
         let proto = self.plan.protocol(i);
         let material = self.material.node(self.plan.id(i))?;
-        if proto == Protocol::Reveal {
-            return self.start_reveal(i);
-        }
-        if proto == Protocol::Open {
-            let (st, msg) = reveal::start(p, None, self.share_of(i, 0)?);
-            return Ok((Pending::Reveal(st), pack(&msg)));
-        }
-        let material = material.ok_or_else(|| self.fail(i, "no dealer material".into()))?;
-        if let Some(m) = self.masked.get(&i).copied() {
+        if let Some(m) = self.masked.get(&i).copied()
+            && !matches!(proto, Protocol::Reveal | Protocol::Open)
+        {
+            let material = material.ok_or_else(|| self.fail(i, "no dealer material".into()))?;
             return self.start_masked(i, m, proto, material);
         }
-        let bad = || self.fail(i, "dealer material of another protocol".into());
-        let arith = |(st, msg): (Pending, Vec<u64>)| (st, pack(&msg));
-        Ok(match (proto, material) {
-            (Protocol::BeaverMul, NodeMaterial::Triple(m)) => {
-                let (a, b) = (self.share_of(i, 0)?, self.share_of(i, 1)?);
-                let (st, msg) = beaver_mul::start(p, a, b, m);
-                arith((Pending::Beaver(st), msg))
+        dispatch::start(&At { run: self, pos: i }, material)
+    }
+
+    /// The fixed operand of the product at `i`: the right one of a block-sparse product.
+    fn fixed_pos(&self, i: Pos) -> Option<Pos> {
+        match self.plan.protocol(i) {
+            Protocol::BlockFixedMatMul => Some(self.plan.operands(i)[1]),
+            _ => self.plan.fixed_operand(i),
+        }
+    }
+}
+
+impl Node for At<'_, '_> {
+    type Error = InterpError;
+
+    fn party(&self) -> PartyId {
+        self.run.party
+    }
+
+    fn protocol(&self) -> Protocol {
+        self.run.plan.protocol(self.pos)
+    }
+
+    fn op(&self) -> &Op {
+        &self.run.program.graph.node(self.run.plan.id(self.pos)).op
+    }
+
+    fn fail(&self, message: String) -> InterpError {
+        self.run.fail(self.pos, message)
+    }
+
+    fn share(&self, k: usize) -> Result<&Share, InterpError> {
+        let x = self.run.plan.operands(self.pos)[k];
+        Ok(self.run.held(self.pos, x)?.as_ref())
+    }
+
+    fn revealed(&self, k: usize) -> Result<Cow<'_, Share>, InterpError> {
+        let (run, x) = (self.run, self.run.plan.operands(self.pos)[k]);
+        let x_node = run.program.graph.node(run.plan.id(x));
+        if run.plan.gmw && x_node.ty.domain == Domain::Bool {
+            return Err(self.fail("revealing XOR-shared bits is not supported".into()));
+        }
+        Ok(match run.value(x) {
+            Some(v) => Cow::Borrowed(v.as_ref()),
+            // a private value revealed to its non-owner: the receiver adds zeros
+            None => {
+                let shape = shape_of(run.program, run.plan.id(x), run.env);
+                Cow::Owned(Share(ArrayD::zeros(IxDyn(&shape))))
             }
-            (Protocol::Mux, NodeMaterial::Triple(m)) => {
-                let (a, b) = (self.share_of(i, 0)?, self.share_of(i, 1)?);
-                let (st, msg) = mux::start(p, a, b, m);
-                arith((Pending::Beaver(st), msg))
-            }
-            (Protocol::Mux, NodeMaterial::BitMux(m)) => {
-                let (b, x) = (self.bits_of(i, 0)?, self.share_of(i, 1)?);
-                let (st, msg) = bit_mux::start(p, &b, x, m);
-                (Pending::BitMux(st), msg)
-            }
-            (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => {
-                let (a, b) = (self.share_of(i, 0)?, self.share_of(i, 1)?);
-                let (st, msg) = beaver_matmul::start(p, a, b, m);
-                arith((Pending::Beaver(st), msg))
-            }
-            (Protocol::Square, NodeMaterial::Square(m)) => {
-                let (st, msg) = square::start(p, self.share_of(i, 0)?, m);
-                arith((Pending::Square(st), msg))
-            }
-            (Protocol::FixedMul | Protocol::FixedMatMul, NodeMaterial::Fixed(m)) => {
-                let w = self.plan.fixed_operand(i).ok_or_else(bad)?;
-                let k = usize::from(self.plan.operands(i)[1] == w);
-                let x = self.share_of(i, 1 - k)?;
-                let (st, msg) = if proto == Protocol::FixedMatMul {
-                    fixed_proto::matmul_start(p, x, m)
-                } else {
-                    fixed_proto::mul_start(p, x, m)
-                };
-                arith((Pending::Fixed(st, w), msg))
-            }
-            (Protocol::DreluFss, NodeMaterial::Drelu(m)) => {
-                let (st, msg) = drelu::start(p, self.share_of(i, 0)?, m);
-                arith((Pending::Drelu(st), msg))
-            }
-            (Protocol::DreluGmw, NodeMaterial::GmwDrelu(m)) => {
-                let (st, msg) = gmw::start(p, self.share_of(i, 0)?, m);
-                (Pending::Gmw(st), msg)
-            }
-            (Protocol::B2A, NodeMaterial::B2a(m)) => {
-                let (st, msg) = b2a::start(p, &self.bits_of(i, 0)?, m);
-                (Pending::B2a(st), msg)
-            }
-            (Protocol::RowMaxTree, NodeMaterial::RowMax(levels)) => {
-                let (st, msg) = row_max::start(p, self.share_of(i, 0)?, levels);
-                (Pending::RowMax(Box::new(st)), msg)
-            }
-            (Protocol::BlockFixedMatMul, NodeMaterial::BlockMatMul(m)) => {
-                let Op::BlockMatMul { block, .. } = self.program.graph.node(self.plan.id(i)).op
-                else {
-                    return Err(bad());
-                };
-                let h = self.share_of(i, 0)?;
-                let mask = self.mask_bits(i, self.plan.operands(i)[2])?;
-                let (st, msg) = block_matmul::start(p, h, mask.view(), block as usize, m);
-                arith((Pending::Block(st, self.plan.operands(i)[1]), msg))
-            }
-            _ => return Err(bad()),
         })
     }
 
-    /// Ends the round of the node at `i` with the peer's part.
-    fn finish(&mut self, i: Pos, st: Pending, peer: &[u8]) -> Result<Finished, InterpError> {
-        let value = |s: Share| Finished::Value(Some(s.0));
-        Ok(match st {
-            Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack(peer)?)?),
-            Pending::Square(s) => value(square::finish(s, &unpack(peer)?)?),
-            Pending::Drelu(s) => value(drelu::finish(s, &unpack(peer)?)?),
-            Pending::Fixed(s, w) => value(fixed_proto::finish(
-                s,
-                self.set_up_operand(i, w)?,
-                &unpack(peer)?,
-            )?),
-            Pending::Reveal(s) => Finished::Value(reveal::finish(s, &unpack(peer)?)?),
-            Pending::BitMux(s) => value(bit_mux::finish(s, peer)?),
-            Pending::B2a(s) => {
-                // the bit as the fixed-point 0 or 1 of the node's scale
-                let scale = match self.program.graph.node(self.plan.id(i)).ty.elem {
-                    Elem::Fixed { scale } => scale,
-                    _ => self.frac,
-                };
-                let one = 1u64.checked_shl(scale).unwrap_or(0);
-                value(Share(b2a::finish(s, peer)?.0.mapv(|v| v.wrapping_mul(one))))
-            }
-            Pending::Gmw(s) => match gmw::step(s, peer)? {
-                Step::Next(s, msg) => Finished::Next(Box::new(Pending::Gmw(s)), msg),
-                Step::Done(bits) => Finished::Value(Some(bits.0)),
-            },
-            Pending::RowMax(s) => match row_max::step(*s, peer)? {
-                Step::Next(s, msg) => Finished::Next(Box::new(Pending::RowMax(Box::new(s))), msg),
-                Step::Done(max) => value(max),
-            },
-            Pending::Block(s, w) => value(block_matmul::finish(
-                s,
-                self.set_up_operand(i, w)?,
-                &unpack(peer)?,
-            )?),
-        })
+    fn block_mask(&self, k: usize) -> Result<Array2<bool>, InterpError> {
+        let mask = self.run.plan.operands(self.pos)[k];
+        self.run.mask_bits(self.pos, mask)
     }
 
-    /// The set-up fixed operand at `w` of the product at `i`.
-    fn set_up_operand(&self, i: Pos, w: Pos) -> Result<&fixed_proto::FixedOperand, InterpError> {
-        (self.fixed_operands.get(&self.plan.id(w)))
-            .ok_or_else(|| self.fail(i, "fixed operand was not set up".into()))
+    fn fixed_index(&self) -> Option<usize> {
+        let w = self.run.plan.fixed_operand(self.pos)?;
+        Some(usize::from(self.run.plan.operands(self.pos)[1] == w))
+    }
+
+    fn fixed_operand(&self) -> Result<&FixedOperand, InterpError> {
+        let w = self.run.fixed_pos(self.pos);
+        (w.and_then(|w| self.run.fixed_operands.get(&self.run.plan.id(w))))
+            .ok_or_else(|| self.fail("fixed operand was not set up".into()))
+    }
+
+    fn scale(&self) -> u32 {
+        match self
+            .run
+            .program
+            .graph
+            .node(self.run.plan.id(self.pos))
+            .ty
+            .elem
+        {
+            Elem::Fixed { scale } => scale,
+            _ => self.run.frac,
+        }
     }
 }

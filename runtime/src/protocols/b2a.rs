@@ -10,9 +10,9 @@ use std::fmt;
 
 use ndarray::{ArrayD, IxDyn};
 
+use super::material::{DealerStreams, MaterialError, PartyStreams, draw, draw_product, words};
 use super::xor::XorShare;
 use super::{MessageError, PartyId, Share, bits, check_party};
-use crate::dealer::B2aMaterial;
 
 /// Between [`start`] and [`finish`].
 pub struct State {
@@ -71,4 +71,61 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
     Ok(Share(
         ArrayD::from_shape_vec(IxDyn(&shape), out).expect("one value per element"),
     ))
+}
+
+/// daBits for [`b2a`](self): a random bit `r` per element, as this party's XOR share
+/// (`r`, 0 or 1) and arithmetic share (`rho`; party 1's is the correction).
+#[derive(Clone, PartialEq, Eq)]
+pub struct B2aMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// XOR share of `r`.
+    pub r: Vec<u64>,
+    /// Arithmetic share of `r`.
+    pub rho: Vec<u64>,
+}
+
+impl fmt::Debug for B2aMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("B2aMaterial")
+            .field("party", &self.party)
+            .field("elements", &self.r.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Party `party`'s daBits for `n` bits from its stream: `r`, then (party 0) `rho`.
+fn draw_bits(rng: &mut rand_chacha::ChaCha12Rng, party: PartyId, n: usize) -> B2aMaterial {
+    let r = draw(rng, n, 1);
+    let rho = draw_product(party, rng, n, u64::MAX);
+    B2aMaterial { party, r, rho }
+}
+
+/// Deals daBits for `n` conversions: party 1's `rho = (r0 ⊕ r1) − rho0` (counted, 8 bytes
+/// per bit).
+pub fn deal(d: &mut dyn DealerStreams, n: usize) -> [B2aMaterial; 2] {
+    let [m0, mut m1] = [0, 1].map(|p| draw_bits(d.stream(p), p, n));
+    for i in 0..m0.r.len() {
+        m1.rho[i] = (m0.r[i] ^ m1.r[i]).wrapping_sub(m0.rho[i]);
+    }
+    d.count_offline(8 * n as u64);
+    [m0, m1]
+}
+
+/// What a party's material body carries: party 1's `rho`, little-endian.
+pub fn body(m: &[B2aMaterial; 2]) -> [Vec<u8>; 2] {
+    [Vec::new(), super::pack(&m[1].rho)]
+}
+
+/// One party's daBits, as [`deal`] drew them.
+///
+/// # Errors
+/// If the body cannot be read.
+pub fn replay(r: &mut dyn PartyStreams, n: usize) -> Result<B2aMaterial, MaterialError> {
+    let party = r.party();
+    let mut m = draw_bits(r.stream(), party, n);
+    if party == 1 {
+        m.rho = words(&r.body(8 * n)?);
+    }
+    Ok(m)
 }

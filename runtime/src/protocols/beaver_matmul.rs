@@ -2,9 +2,10 @@
 //! (PROTOCOLS.md "matmul, both secret": 1 round, 2l·(|X| + |Y|) bits, dealer l·|Z|): a
 //! Beaver triple of matrices `C = A·B`, opening `X − A` and `Y − B` once each.
 
-use super::beaver_mul::{self, Product};
+use super::beaver_mul;
+use super::beaver_mul::TripleMaterial;
+use super::material::Product;
 use super::{MessageError, PartyId, Share};
-use crate::dealer::TripleMaterial;
 
 pub use super::beaver_mul::State;
 

@@ -9,27 +9,10 @@ use std::fmt;
 
 use ndarray::ArrayD;
 
+use super::material::{
+    self, DealerStreams, MaterialError, PartyStreams, Product, check_indices, take,
+};
 use super::{MessageError, PartyId, Share, check_len, check_party, ring_ops};
-use crate::dealer::TripleMaterial;
-use crate::ring;
-
-/// Which product a Beaver triple is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Product {
-    /// Element-wise with broadcasting.
-    Elementwise,
-    /// `[.., m, k] · [.., k, n]` (or `· [k, n]`).
-    MatMul,
-}
-
-impl Product {
-    pub(crate) fn apply(self, a: &ArrayD<u64>, b: &ArrayD<u64>) -> ArrayD<u64> {
-        match self {
-            Product::Elementwise => ring_ops::mul(a.view(), b.view()),
-            Product::MatMul => ring::matmul_batched(a.view(), b.view()).expect("matmul shapes"),
-        }
-    }
-}
 
 /// Between [`start`] and [`finish`]: the triple and this party's masked operands.
 pub struct State {
@@ -110,4 +93,114 @@ pub(crate) fn start_with(
         },
         msg,
     )
+}
+
+/// Beaver triple shares for [`beaver_mul`](self), [`mux`](super::mux) and
+/// [`beaver_matmul`](super::beaver_matmul): this party's shares of `a` (shaped like `x`),
+/// `b` (like `y`) and `c = a ∘ b` (like the output, `∘` the element-wise or matrix
+/// product).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TripleMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// Share of the mask of `x`.
+    pub a: ArrayD<u64>,
+    /// Share of the mask of `y`.
+    pub b: ArrayD<u64>,
+    /// Share of `a ∘ b` (party 1's is the materialised correction).
+    pub c: ArrayD<u64>,
+}
+
+impl fmt::Debug for TripleMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shapes = [
+            ("a", self.a.shape()),
+            ("b", self.b.shape()),
+            ("c", self.c.shape()),
+        ];
+        material::redact(f, "TripleMaterial", self.party, &shapes)
+    }
+}
+
+impl TripleMaterial {
+    /// The triple of flat elements `idx` of an element-wise triple whose `a`, `b` and `c`
+    /// have one element each per entry (no broadcasting).
+    ///
+    /// # Panics
+    /// If `a`, `b` and `c` differ in length (a broadcast or matrix triple), or an index is
+    /// out of range or repeats.
+    pub fn gather(&self, idx: &[usize]) -> TripleMaterial {
+        let n = self.c.len();
+        assert!(
+            self.a.len() == n && self.b.len() == n,
+            "only an element-wise triple without broadcasting gathers: a {:?}, b {:?}, c {:?}",
+            self.a.shape(),
+            self.b.shape(),
+            self.c.shape()
+        );
+        check_indices(idx, n);
+        TripleMaterial {
+            party: self.party,
+            a: take(&self.a, idx),
+            b: take(&self.b, idx),
+            c: take(&self.c, idx),
+        }
+    }
+}
+
+/// Deals a triple for `x ∘ y`: masks `a` then `b` from each party's stream, then the
+/// shares of `c = a ∘ b` (`material::correct`).
+///
+/// # Panics
+/// If the shapes do not combine.
+pub fn deal(
+    d: &mut dyn DealerStreams,
+    kind: Product,
+    x: &[usize],
+    y: &[usize],
+) -> [TripleMaterial; 2] {
+    let a = material::masks(d, x);
+    let b = material::masks(d, y);
+    let c = material::correct(d, kind.apply(&material::sum(&a), &material::sum(&b)));
+    let ([a0, a1], [b0, b1], [c0, c1]) = (a, b, c);
+    [
+        TripleMaterial {
+            party: 0,
+            a: a0,
+            b: b0,
+            c: c0,
+        },
+        TripleMaterial {
+            party: 1,
+            a: a1,
+            b: b1,
+            c: c1,
+        },
+    ]
+}
+
+/// What a party's material body carries of a triple: party 1's `c`.
+pub fn body(m: &[TripleMaterial; 2]) -> [Vec<u8>; 2] {
+    material::correction_body(&m[1].c)
+}
+
+/// One party's triple for `x ∘ y`, re-derived as [`deal`] drew it.
+///
+/// # Errors
+/// If the shapes do not combine or the body cannot be read.
+pub fn replay(
+    r: &mut dyn PartyStreams,
+    kind: Product,
+    x: &[usize],
+    y: &[usize],
+) -> Result<TripleMaterial, MaterialError> {
+    let out = kind.shape(x, y)?;
+    let (a, b) = (material::own_mask(r, x), material::own_mask(r, y));
+    let c = material::product_share(r, &out)?;
+    Ok(TripleMaterial {
+        party: r.party(),
+        a,
+        b,
+        c,
+    })
 }

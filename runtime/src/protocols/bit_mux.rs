@@ -16,9 +16,11 @@ use std::fmt;
 
 use ndarray::ArrayD;
 
+use super::material::{
+    self, DealerStreams, MaterialError, PartyStreams, draw, draw_product, shaped, words,
+};
 use super::xor::XorShare;
 use super::{MessageError, PartyId, Share, bits, check_party, pack, ring_ops, unpack};
-use crate::dealer::BitMuxMaterial;
 
 /// Between [`start`] and [`finish`].
 pub struct State {
@@ -100,4 +102,105 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
     z = ring_ops::add(z.view(), ring_ops::mul(c.view(), m.a.view()).view());
     z = ring_ops::add(z.view(), ring_ops::mul(sign.view(), m.c.view()).view());
     Ok(Share(z))
+}
+
+/// Material of a select with an XOR-shared bit ([`bit_mux`](self)): a daBit `r` per bit
+/// (shaped like the bit), a mask `a` of `x` (shaped like `x`) and shares of `r·a` (shaped
+/// like the output; party 1's `rho` and `c` are corrections).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BitMuxMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// XOR share of `r`.
+    pub r: ArrayD<u64>,
+    /// Arithmetic share of `r`.
+    pub rho: ArrayD<u64>,
+    /// Share of the mask of `x`.
+    pub a: ArrayD<u64>,
+    /// Share of `r·a`.
+    pub c: ArrayD<u64>,
+}
+
+impl fmt::Debug for BitMuxMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shapes = [
+            ("r", self.r.shape()),
+            ("rho", self.rho.shape()),
+            ("a", self.a.shape()),
+            ("c", self.c.shape()),
+        ];
+        material::redact(f, "BitMuxMaterial", self.party, &shapes)
+    }
+}
+
+/// Party `party`'s material for bits shaped `bit` and values shaped `x` (output `out`)
+/// from its stream: `r`, (party 0) `rho`, `a`, (party 0) `c`.
+fn draw_material(
+    rng: &mut rand_chacha::ChaCha12Rng,
+    party: PartyId,
+    [bit, x, out]: [&[usize]; 3],
+) -> BitMuxMaterial {
+    let n = |s: &[usize]| s.iter().product::<usize>();
+    let r = shaped(bit, draw(rng, n(bit), 1));
+    let rho = shaped(bit, draw_product(party, rng, n(bit), u64::MAX));
+    let a = shaped(x, draw(rng, n(x), u64::MAX));
+    let c = shaped(out, draw_product(party, rng, n(out), u64::MAX));
+    BitMuxMaterial {
+        party,
+        r,
+        rho,
+        a,
+        c,
+    }
+}
+
+/// Bytes of party 1's corrections: `rho` and `c`, 8 bytes per element.
+fn body_len(bit: &[usize], out: &[usize]) -> usize {
+    8 * (bit.iter().product::<usize>() + out.iter().product::<usize>())
+}
+
+/// Deals a select's material for bits shaped `bit` and values shaped `x`: party 1's
+/// `rho = r − rho0` and `c = r·a − c0` (broadcast; counted).
+///
+/// # Panics
+/// If the shapes do not broadcast.
+pub fn deal(d: &mut dyn DealerStreams, bit: &[usize], x: &[usize]) -> [BitMuxMaterial; 2] {
+    let out = crate::movement::broadcast_shape(bit, x).expect("shapes broadcast");
+    let [m0, mut m1] = [0, 1].map(|p| draw_material(d.stream(p), p, [bit, x, &out]));
+    let r = ndarray::Zip::from(&m0.r)
+        .and(&m1.r)
+        .map_collect(|a, b| a ^ b);
+    m1.rho = ring_ops::sub(r.view(), m0.rho.view());
+    let a = ring_ops::add(m0.a.view(), m1.a.view());
+    let ra = ring_ops::mul(r.view(), a.view());
+    m1.c = ring_ops::sub(ra.view(), m0.c.view());
+    d.count_offline(body_len(bit, &out) as u64);
+    [m0, m1]
+}
+
+/// What a party's material body carries: party 1's `rho` then `c`, little-endian.
+pub fn body(m: &[BitMuxMaterial; 2]) -> [Vec<u8>; 2] {
+    let values: Vec<u64> = m[1].rho.iter().chain(&m[1].c).copied().collect();
+    [Vec::new(), pack(&values)]
+}
+
+/// One party's select material, as [`deal`] drew it.
+///
+/// # Errors
+/// If the shapes do not broadcast or the body cannot be read.
+pub fn replay(
+    r: &mut dyn PartyStreams,
+    bit: &[usize],
+    x: &[usize],
+) -> Result<BitMuxMaterial, MaterialError> {
+    let out = material::Product::Elementwise.shape(bit, x)?;
+    let party = r.party();
+    let mut m = draw_material(r.stream(), party, [bit, x, &out]);
+    if party == 1 {
+        let bytes = r.body(body_len(bit, &out))?;
+        let (rho, c) = bytes.split_at(8 * m.rho.len());
+        m.rho = shaped(bit, words(rho));
+        m.c = shaped(&out, words(c));
+    }
+    Ok(m)
 }

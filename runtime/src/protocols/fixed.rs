@@ -13,8 +13,8 @@ use std::fmt;
 
 use ndarray::{ArrayD, IxDyn};
 
+use super::material::{self, DealerStreams, MaterialError, PartyStreams, Product};
 use super::{MessageError, PartyId, Share, check_len, check_party, ring_ops};
-use crate::dealer::{FixedCallMaterial, FixedMaskMaterial};
 use crate::ring::{self, PackedRhs};
 
 /// Between [`setup_start`] and [`setup_finish`].
@@ -270,4 +270,137 @@ fn matmul(x: &ArrayD<u64>, w: &FixedOperand, which: usize) -> ArrayD<u64> {
     shape.push(n);
     z.into_shape_with_order(IxDyn(&shape))
         .expect("rows·n elements")
+}
+
+/// This party's share of the mask `B` of a fixed operand, opened as `W − B` once at setup.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FixedMaskMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// Share of `B`.
+    pub b: ArrayD<u64>,
+}
+
+/// Per-call material of a product with a fixed operand: a fresh mask `a` of the varying
+/// operand and the share of `c = a ∘ B`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FixedCallMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// Share of the mask of the varying operand.
+    pub a: ArrayD<u64>,
+    /// Share of `a ∘ B` (party 1's is the materialised correction).
+    pub c: ArrayD<u64>,
+}
+
+/// The dealer's record of a fixed operand's mask `B` (both shares added up), needed to
+/// issue the per-call corrections `c = a ∘ B`. Never leaves the dealer.
+pub struct FixedMask {
+    pub(crate) b: ArrayD<u64>,
+}
+
+impl FixedMask {
+    /// The fixed operand's shape.
+    pub fn shape(&self) -> &[usize] {
+        self.b.shape()
+    }
+}
+
+impl fmt::Debug for FixedMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FixedMask([..] shape {:?})", self.shape())
+    }
+}
+
+impl fmt::Debug for FixedMaskMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        material::redact(f, "FixedMaskMaterial", self.party, &[("b", self.b.shape())])
+    }
+}
+
+impl fmt::Debug for FixedCallMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shapes = [("a", self.a.shape()), ("c", self.c.shape())];
+        material::redact(f, "FixedCallMaterial", self.party, &shapes)
+    }
+}
+
+/// Deals the mask `B` of a fixed operand of `shape`, once per session: both shares from
+/// the party streams, nothing materialised.
+pub fn deal_mask(
+    d: &mut dyn DealerStreams,
+    shape: &[usize],
+) -> (FixedMask, [FixedMaskMaterial; 2]) {
+    let b = material::masks(d, shape);
+    let mask = FixedMask {
+        b: material::sum(&b),
+    };
+    let [b0, b1] = b;
+    let m = [
+        FixedMaskMaterial { party: 0, b: b0 },
+        FixedMaskMaterial { party: 1, b: b1 },
+    ];
+    (mask, m)
+}
+
+/// Deals the per-call material of `x ∘ W` with `W` fixed under `mask`: the masks of `x`,
+/// then the shares of `a ∘ B`.
+///
+/// # Panics
+/// If the shapes do not combine.
+pub fn deal_call(
+    d: &mut dyn DealerStreams,
+    mask: &FixedMask,
+    kind: Product,
+    x: &[usize],
+) -> [FixedCallMaterial; 2] {
+    let a = material::masks(d, x);
+    let [c0, c1] = material::correct(d, kind.apply(&material::sum(&a), &mask.b));
+    let [a0, a1] = a;
+    [
+        FixedCallMaterial {
+            party: 0,
+            a: a0,
+            c: c0,
+        },
+        FixedCallMaterial {
+            party: 1,
+            a: a1,
+            c: c1,
+        },
+    ]
+}
+
+/// What a party's material body carries of a call: party 1's `c`.
+pub fn call_body(m: &[FixedCallMaterial; 2]) -> [Vec<u8>; 2] {
+    material::correction_body(&m[1].c)
+}
+
+/// One party's share of the mask of a fixed operand of `shape`, as [`deal_mask`] drew it.
+pub fn replay_mask(r: &mut dyn PartyStreams, shape: &[usize]) -> FixedMaskMaterial {
+    let b = material::own_mask(r, shape);
+    FixedMaskMaterial {
+        party: r.party(),
+        b,
+    }
+}
+
+/// One party's per-call material of `x ∘ W` (`W` shaped `w`), as [`deal_call`] drew it.
+///
+/// # Errors
+/// If the shapes do not combine or the body cannot be read.
+pub fn replay_call(
+    r: &mut dyn PartyStreams,
+    kind: Product,
+    x: &[usize],
+    w: &[usize],
+) -> Result<FixedCallMaterial, MaterialError> {
+    let out = kind.shape(x, w)?;
+    let a = material::own_mask(r, x);
+    let c = material::product_share(r, &out)?;
+    Ok(FixedCallMaterial {
+        party: r.party(),
+        a,
+        c,
+    })
 }

@@ -33,7 +33,10 @@ use ndarray::{ArrayD, IxDyn};
 use super::bits::{self, even_lanes, low};
 use super::xor::{XorShare, beaver_and};
 use super::{MessageError, PartyId, Share, Step, check_party};
-use crate::dealer::GmwDreluMaterial;
+use rand_chacha::ChaCha12Rng;
+
+use super::bits::{BitReader, BitWriter};
+use super::material::{DealerStreams, MaterialError, PartyStreams, draw, draw_product};
 
 /// The bits below the sign: the carry into bit 63 comes from bits 0..62.
 pub const LOW_BITS: u32 = 63;
@@ -254,4 +257,158 @@ fn output(st: State) -> XorShare {
         .map(|(t, g)| t ^ (g & 1) ^ flip)
         .collect();
     XorShare(ArrayD::from_shape_vec(IxDyn(&st.shape), bits).expect("one bit per element"))
+}
+
+/// One level of the carry tree of a GMW DReLU: two triples per pair sharing the mask `a`
+/// of `P_hi`, with `b_g` masking `G_lo` and `b_p` masking `P_lo` (lane `i` = pair `i`; the
+/// lowest pair has no `b_p`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GmwLevelMaterial {
+    /// Share of the mask of `P_hi`.
+    pub a: Vec<u64>,
+    /// Share of the mask of `G_lo`.
+    pub b_g: Vec<u64>,
+    /// Share of the mask of `P_lo`.
+    pub b_p: Vec<u64>,
+    /// Share of `a ∧ b_g`.
+    pub c_g: Vec<u64>,
+    /// Share of `a ∧ b_p`.
+    pub c_p: Vec<u64>,
+}
+
+/// Material of a GMW DReLU over `n` elements: the correlation of the first round's AND of
+/// private words (party 0 masks its word with `input_mask = a`, party 1 with
+/// `input_mask = b`; `input_c` shares `a ∧ b`), then one [`GmwLevelMaterial`] per level of
+/// the tree. Party 1's `c` words are the corrections.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GmwDreluMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// This party's mask of its own word (bits 0..62), per element.
+    pub input_mask: Vec<u64>,
+    /// Share of `a ∧ b` of the first round, per element.
+    pub input_c: Vec<u64>,
+    /// Per level of the carry tree.
+    pub levels: Vec<GmwLevelMaterial>,
+}
+
+impl GmwDreluMaterial {
+    /// Elements covered.
+    pub fn len(&self) -> usize {
+        self.input_mask.len()
+    }
+
+    /// Whether it covers no element.
+    pub fn is_empty(&self) -> bool {
+        self.input_mask.is_empty()
+    }
+}
+
+impl fmt::Debug for GmwDreluMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GmwDreluMaterial")
+            .field("party", &self.party)
+            .field("elements", &self.len())
+            .field("levels", &self.levels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One level's triples for `n` elements on `q` pairs: `a`, `b_g`, `b_p`, then (party 0)
+/// `c_g`, `c_p`.
+fn draw_level(rng: &mut ChaCha12Rng, party: PartyId, n: usize, q: u32) -> GmwLevelMaterial {
+    let (all, upper) = (low(q), low(q) & !1);
+    let (a, b_g, b_p) = (draw(rng, n, all), draw(rng, n, all), draw(rng, n, upper));
+    let c_g = draw_product(party, rng, n, all);
+    let c_p = draw_product(party, rng, n, upper);
+    GmwLevelMaterial {
+        a,
+        b_g,
+        b_p,
+        c_g,
+        c_p,
+    }
+}
+
+/// Party `party`'s triples for `n` elements from its stream: the first round's mask and
+/// (party 0) product share, then every level.
+fn draw_material(rng: &mut ChaCha12Rng, party: PartyId, n: usize) -> GmwDreluMaterial {
+    let input_mask = draw(rng, n, low(LOW_BITS));
+    let input_c = draw_product(party, rng, n, low(LOW_BITS));
+    let levels = (LEVEL_PAIRS.iter())
+        .map(|&q| draw_level(rng, party, n, q))
+        .collect();
+    GmwDreluMaterial {
+        party,
+        input_mask,
+        input_c,
+        levels,
+    }
+}
+
+/// Party 1's product shares: `a ∧ b ⊕ c0` for the first round (party 0's mask is `a`,
+/// party 1's `b`) and for both triples of every level.
+fn correct(m0: &GmwDreluMaterial, m1: &mut GmwDreluMaterial) {
+    for i in 0..m0.len() {
+        m1.input_c[i] = (m0.input_mask[i] & m1.input_mask[i]) ^ m0.input_c[i];
+    }
+    for (l0, l1) in m0.levels.iter().zip(&mut m1.levels) {
+        for i in 0..l0.a.len() {
+            let a = l0.a[i] ^ l1.a[i];
+            l1.c_g[i] = (a & (l0.b_g[i] ^ l1.b_g[i])) ^ l0.c_g[i];
+            l1.c_p[i] = (a & (l0.b_p[i] ^ l1.b_p[i])) ^ l0.c_p[i];
+        }
+    }
+}
+
+/// Deals the AND triples of `n` GMW DReLU gates; counts party 1's correction bytes.
+pub fn deal(d: &mut dyn DealerStreams, n: usize) -> [GmwDreluMaterial; 2] {
+    let [m0, mut m1] = [0, 1].map(|p| draw_material(d.stream(p), p, n));
+    correct(&m0, &mut m1);
+    d.count_offline((n * CORRECTION_BYTES_PER_ELEMENT) as u64);
+    [m0, m1]
+}
+
+/// What a party's material body carries: party 1's corrections, per element the first
+/// round's 63 bits, then per level `c_g` (`q` bits) and `c_p` without its unused lane 0
+/// (`q − 1` bits), padded to bytes per element.
+pub fn body(m: &[GmwDreluMaterial; 2]) -> [Vec<u8>; 2] {
+    let m = &m[1];
+    let mut w = BitWriter::with_capacity(m.len() * CORRECTION_BYTES_PER_ELEMENT);
+    for i in 0..m.len() {
+        w.push(m.input_c[i], LOW_BITS);
+        for (l, &q) in m.levels.iter().zip(&LEVEL_PAIRS) {
+            w.push(l.c_g[i], q);
+            w.push(l.c_p[i] >> 1, q - 1);
+        }
+        w.end_element();
+    }
+    [Vec::new(), w.finish()]
+}
+
+/// Reads party 1's corrections as [`body`] wrote them.
+fn read_body(m: &mut GmwDreluMaterial, bytes: &[u8]) {
+    let mut r = BitReader::new(bytes);
+    for i in 0..m.len() {
+        m.input_c[i] = r.pull(LOW_BITS);
+        for (l, &q) in m.levels.iter_mut().zip(&LEVEL_PAIRS) {
+            l.c_g[i] = r.pull(q);
+            l.c_p[i] = r.pull(q - 1) << 1;
+        }
+        r.end_element();
+    }
+}
+
+/// One party's triples of `n` gates, as [`deal`] drew them.
+///
+/// # Errors
+/// If the body cannot be read.
+pub fn replay(r: &mut dyn PartyStreams, n: usize) -> Result<GmwDreluMaterial, MaterialError> {
+    let party = r.party();
+    let mut m = draw_material(r.stream(), party, n);
+    if party == 1 {
+        let bytes = r.body(n * CORRECTION_BYTES_PER_ELEMENT)?;
+        read_body(&mut m, &bytes);
+    }
+    Ok(m)
 }

@@ -8,24 +8,40 @@
 //! peer's message back. So the payload bytes of a round are exactly `8 ×` the `u64`s sent,
 //! which is what the cost model's bits count (`bits / 8`).
 //!
-//! | module | rounds | message per party | dealer material ([`crate::dealer`]) |
+//! **One protocol = one file.** A protocol's file holds its state, its material type
+//! (what the dealer hands one party for one instance), `deal` (both parties' halves drawn
+//! from the dealer's streams, [`material::DealerStreams`]), `body` (the bytes of each
+//! party's material body: what it cannot derive from its seed), `replay` (one party's half
+//! re-derived from its stream and its body, [`material::PartyStreams`]), `start` and
+//! `finish`. Below the protocols: [`crate::ring`] (party ids, [`Share`], [`XorShare`],
+//! wrapping ops, message and bit packing) and [`crate::fss`]; above them, the dealer
+//! (streams, seeds, counters, recording, files, service), which calls into each
+//! protocol's `deal`/`body`/`replay` and is never imported here.
+//!
+//! | module | rounds | message per party | material type: what is materialised |
 //! |---|---|---|---|
 //! | [`share`] | 0 | none: the peer's share is a PRG stream | none |
 //! | [`reveal`] | 1 | the sender's share; the receiver sends nothing | none |
-//! | [`beaver_mul`] | 1 | `x − a`, `y − b` (own sizes, broadcast after opening) | `c = ab` correction |
+//! | [`beaver_mul`] | 1 | `x − a`, `y − b` (own sizes, broadcast after opening) | [`TripleMaterial`](beaver_mul::TripleMaterial): `c = ab` correction |
 //! | [`mux`] | 1 | as [`beaver_mul`] with the bit as `x` | as [`beaver_mul`] |
-//! | [`square`] | 1 | `x − a` | `a²` correction |
-//! | [`beaver_matmul`] | 1 | `X − A`, `Y − B` | `C = AB` correction |
-//! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | `C = AB` correction |
-//! | [`drelu`] | 1 | `x + r` | DCF keys ([`crate::fss`]) |
-//! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | one correction bit per gate |
-//! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | 181 correction bits (23 bytes) per element |
-//! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | daBits: 64-bit correction per bit |
-//! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | 64-bit corrections of `r` and `r·a` |
-//! | [`row_max`] | 2 or 8 per level | per level: a comparison, then a select | per level |
-//! | [`shuffle`] (rows by `π1∘π0`) | 2 (one-way) | per step, the masker's `v − a` | per step, `Δ = π(a) − b` |
-//! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | `A'_b·B_b` per token and block |
+//! | [`square`] | 1 | `x − a` | [`SquareMaterial`](square::SquareMaterial): `a²` correction |
+//! | [`beaver_matmul`] | 1 | `X − A`, `Y − B` | as [`beaver_mul`]: `C = AB` correction |
+//! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | [`FixedMaskMaterial`](fixed::FixedMaskMaterial) (free), [`FixedCallMaterial`](fixed::FixedCallMaterial): `C = AB` correction |
+//! | [`drelu`] | 1 | `x + r` | [`DreluMaterial`](drelu::DreluMaterial): DCF keys ([`crate::fss`]) |
+//! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | [`BitTripleMaterial`](xor::BitTripleMaterial): one correction bit per gate |
+//! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | [`GmwDreluMaterial`](gmw::GmwDreluMaterial): 181 correction bits (23 bytes) per element |
+//! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | [`B2aMaterial`](b2a::B2aMaterial): daBits, 64-bit correction per bit |
+//! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | [`BitMuxMaterial`](bit_mux::BitMuxMaterial): 64-bit corrections of `r` and `r·a` |
+//! | [`row_max`] | 2 or 8 per level | per level: a comparison, then a select | per level, the comparison's and the select's |
+//! | [`shuffle`] (rows by `π1∘π0`) | 2 (one-way) | per step, the masker's `v − a` | [`ShuffleMaterial`](shuffle::ShuffleMaterial): per step, `Δ = π(a) − b` |
+//! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | [`BlockMatMulMaterial`](block_matmul::BlockMatMulMaterial): `A'_b·B_b` per token and block |
 //! | [`local`] | 0 | none (add, sub, public products, truncation) | none |
+//!
+//! [`material`] holds what the dealing of every protocol shares: the stream traits, the
+//! [`Deal`](material::Deal) source, [`MaterialError`](material::MaterialError),
+//! [`Product`](material::Product) and the draw/correct helpers. [`dispatch`] is the one
+//! place keyed by [`Protocol`](comet_ir::protocol::Protocol): for a node, it deals its
+//! material, starts it and finishes each of its rounds.
 //!
 //! Beaver's multiplication (Beaver, CRYPTO 1991): with `x = a + e`, `y = b + f` and `e`, `f`
 //! opened, `xy = c + e·b + a·f + e·f`, which each party evaluates on its shares of `a`, `b`,
@@ -42,11 +58,13 @@ pub mod beaver_matmul;
 pub mod beaver_mul;
 pub mod bit_mux;
 pub mod block_matmul;
+pub mod dispatch;
 pub mod drelu;
 pub mod driver;
 pub mod fixed;
 pub mod gmw;
 pub mod local;
+pub mod material;
 pub mod mux;
 pub mod reveal;
 pub mod row_max;
@@ -55,15 +73,10 @@ pub mod shuffle;
 pub mod square;
 pub mod xor;
 
-pub(crate) mod bits;
-#[cfg(test)]
-mod boolean_tests;
-pub(crate) mod ring_ops;
-#[cfg(test)]
-mod tests;
-
-pub use share::Share;
-pub use xor::XorShare;
+pub(crate) use crate::ring::message::check_len;
+pub(crate) use crate::ring::share::check_party;
+pub use crate::ring::{MessageError, PartyId, Share, XorShare, pack, unpack};
+pub(crate) use crate::ring::{bits, ops as ring_ops};
 
 /// What a multi-round protocol does after a round: send the next message, or stop with
 /// its output.
@@ -73,60 +86,4 @@ pub enum Step<S, T> {
     Next(S, Vec<u8>),
     /// The output.
     Done(T),
-}
-
-/// A party's index: 0 (the server, which holds the weights) or 1 (the client).
-pub type PartyId = u8;
-
-/// Packs a message as little-endian `u64`s: 8 bytes per element, no header.
-pub fn pack(msg: &[u64]) -> Vec<u8> {
-    msg.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// The inverse of [`pack`].
-///
-/// # Errors
-/// If the byte count is not a multiple of 8.
-pub fn unpack(bytes: &[u8]) -> Result<Vec<u64>, MessageError> {
-    if !bytes.len().is_multiple_of(8) {
-        return Err(MessageError::Length {
-            expected: bytes.len().next_multiple_of(8),
-            actual: bytes.len(),
-        });
-    }
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
-}
-
-/// A peer's message does not have the size the protocol expects.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
-    /// Wrong length.
-    #[error("protocol message: expected {expected} bytes, got {actual}")]
-    Length {
-        /// Bytes expected.
-        expected: usize,
-        /// Bytes received.
-        actual: usize,
-    },
-}
-
-/// Checks that `msg` has `n` elements: a wrong-sized peer message is a protocol error
-/// (parties out of step), reported rather than silently misread.
-pub(crate) fn check_len(msg: &[u64], n: usize) -> Result<(), MessageError> {
-    if msg.len() == n {
-        Ok(())
-    } else {
-        Err(MessageError::Length {
-            expected: 8 * n,
-            actual: 8 * msg.len(),
-        })
-    }
-}
-
-/// Panics unless `party` is 0 or 1: a wrong index is a caller bug.
-pub(crate) fn check_party(party: PartyId) {
-    assert!(party <= 1, "party must be 0 or 1, got {party}");
 }

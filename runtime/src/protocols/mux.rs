@@ -3,8 +3,8 @@
 //! them ([`super::drelu`]), so the mux is a Beaver product of the bit and the value; no
 //! truncation follows, since the bit carries no fractional bits.
 
+use super::beaver_mul::TripleMaterial;
 use super::{MessageError, PartyId, Share, beaver_mul};
-use crate::dealer::TripleMaterial;
 
 pub use super::beaver_mul::State;
 

@@ -10,10 +10,13 @@ use std::fmt;
 
 use ndarray::{Array2, Axis, IxDyn, concatenate, s};
 
+use super::beaver_mul::TripleMaterial;
+use super::bit_mux::BitMuxMaterial;
+use super::drelu::DreluMaterial;
+use super::gmw::GmwDreluMaterial;
 use super::{
     MessageError, PartyId, Share, Step, beaver_mul, bit_mux, check_party, drelu, gmw, pack, unpack,
 };
-use crate::dealer::{BitMuxMaterial, DreluMaterial, GmwDreluMaterial, TripleMaterial};
 
 /// Rounds of a GMW comparison level before its select.
 pub const ROUNDS_GMW: u64 = gmw::ROUNDS as u64;

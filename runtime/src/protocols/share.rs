@@ -5,45 +5,13 @@
 //! 0 rounds, 0 bits), both parties expand the same ChaCha12 stream `r` from a seed they
 //! share; the owner keeps `x − r` and the peer keeps `r`.
 
-use std::fmt;
-
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+pub use crate::ring::share::Share;
+
 use super::ring_ops;
-
-/// One party's additive share of a tensor over Z_2^64. Its `Debug` shows the shape only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Share(pub ArrayD<u64>);
-
-impl Share {
-    /// The share's shape.
-    pub fn shape(&self) -> &[usize] {
-        self.0.shape()
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The elements in row-major order.
-    pub fn to_flat(&self) -> Vec<u64> {
-        ring_ops::flat(&self.0).collect()
-    }
-}
-
-impl fmt::Debug for Share {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Share([..] shape {:?})", self.shape())
-    }
-}
 
 /// A 32-byte seed both parties hold, from which input masks are expanded.
 pub type InputSeed = [u8; 32];

@@ -5,8 +5,8 @@ use std::fmt;
 
 use ndarray::ArrayD;
 
+use super::material::{self, DealerStreams, MaterialError, PartyStreams, check_indices, take};
 use super::{MessageError, PartyId, Share, check_len, check_party, ring_ops};
-use crate::dealer::SquareMaterial;
 
 /// Between [`start`] and [`finish`].
 pub struct State {
@@ -55,4 +55,77 @@ pub fn finish(state: State, peer: &[u64]) -> Result<Share, MessageError> {
         z = ring_ops::add(z.view(), ring_ops::mul(e.view(), e.view()).view());
     }
     Ok(Share(z))
+}
+
+/// `(a, a²)` shares for [`square`](self).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SquareMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// Share of the mask `a`.
+    pub a: ArrayD<u64>,
+    /// Share of `a²` (party 1's is the materialised correction).
+    pub c: ArrayD<u64>,
+}
+
+impl fmt::Debug for SquareMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shapes = [("a", self.a.shape()), ("c", self.c.shape())];
+        material::redact(f, "SquareMaterial", self.party, &shapes)
+    }
+}
+
+impl SquareMaterial {
+    /// The `(a, a²)` pairs of flat elements `idx`.
+    ///
+    /// # Panics
+    /// If `a` and `c` differ in length, or an index is out of range or repeats.
+    pub fn gather(&self, idx: &[usize]) -> SquareMaterial {
+        assert_eq!(self.a.len(), self.c.len(), "a and a² have one element each");
+        check_indices(idx, self.a.len());
+        SquareMaterial {
+            party: self.party,
+            a: take(&self.a, idx),
+            c: take(&self.c, idx),
+        }
+    }
+}
+
+/// Deals `(a, a²)` of `shape`: the masks, then the shares of `a²`.
+pub fn deal(d: &mut dyn DealerStreams, shape: &[usize]) -> [SquareMaterial; 2] {
+    let a = material::masks(d, shape);
+    let sum = material::sum(&a);
+    let [c0, c1] = material::correct(d, ring_ops::mul(sum.view(), sum.view()));
+    let [a0, a1] = a;
+    [
+        SquareMaterial {
+            party: 0,
+            a: a0,
+            c: c0,
+        },
+        SquareMaterial {
+            party: 1,
+            a: a1,
+            c: c1,
+        },
+    ]
+}
+
+/// What a party's material body carries of a pair: party 1's `c`.
+pub fn body(m: &[SquareMaterial; 2]) -> [Vec<u8>; 2] {
+    material::correction_body(&m[1].c)
+}
+
+/// One party's `(a, a²)` of `shape`, re-derived as [`deal`] drew it.
+///
+/// # Errors
+/// If the body cannot be read.
+pub fn replay(r: &mut dyn PartyStreams, shape: &[usize]) -> Result<SquareMaterial, MaterialError> {
+    let a = material::own_mask(r, shape);
+    let c = material::product_share(r, shape)?;
+    Ok(SquareMaterial {
+        party: r.party(),
+        a,
+        c,
+    })
 }

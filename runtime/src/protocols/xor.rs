@@ -19,40 +19,11 @@ use std::fmt;
 use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 
+pub use crate::ring::share::XorShare;
+
+use super::material::{DealerStreams, MaterialError, PartyStreams, draw, draw_product};
 use super::{MessageError, PartyId, bits, check_party};
-use crate::dealer::BitTripleMaterial;
-
-/// One party's XOR share of a tensor of boolean words. Its `Debug` shows the shape only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct XorShare(pub ArrayD<u64>);
-
-impl XorShare {
-    /// The share's shape.
-    pub fn shape(&self) -> &[usize] {
-        self.0.shape()
-    }
-
-    /// Number of elements (words).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The words in row-major order.
-    pub fn to_flat(&self) -> Vec<u64> {
-        self.0.iter().copied().collect()
-    }
-}
-
-impl fmt::Debug for XorShare {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "XorShare([..] shape {:?})", self.shape())
-    }
-}
+use rand_chacha::ChaCha12Rng;
 
 /// `x0 ⊕ x1`: the words behind two shares (tests).
 ///
@@ -160,4 +131,90 @@ pub fn and_finish(state: AndState, peer: &[u8]) -> Result<XorShare, MessageError
     Ok(XorShare(
         ArrayD::from_shape_vec(IxDyn(&shape), z).expect("one word per element"),
     ))
+}
+
+/// Beaver bit triples for AND gates on the low `lanes` lanes of one word per element
+/// ([`and_start`]): this party's XOR shares of `a`, `b` and `c = a ∧ b` (party 1's `c` is
+/// the materialised correction, one bit per gate, padded to bytes per element).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BitTripleMaterial {
+    /// The party it belongs to.
+    pub party: PartyId,
+    /// Lanes per element (at most 64).
+    pub lanes: u32,
+    /// Share of the mask of `x`, per element.
+    pub a: Vec<u64>,
+    /// Share of the mask of `y`, per element.
+    pub b: Vec<u64>,
+    /// Share of `a ∧ b`, per element.
+    pub c: Vec<u64>,
+}
+
+impl fmt::Debug for BitTripleMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BitTripleMaterial")
+            .field("party", &self.party)
+            .field("lanes", &self.lanes)
+            .field("elements", &self.a.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Party `party`'s triples on `lanes` lanes of `n` words from its stream: `a`, `b`, then
+/// (party 0) `c`.
+fn draw_triples(rng: &mut ChaCha12Rng, party: PartyId, n: usize, lanes: u32) -> BitTripleMaterial {
+    let m = bits::low(lanes);
+    let (a, b) = (draw(rng, n, m), draw(rng, n, m));
+    let c = draw_product(party, rng, n, m);
+    BitTripleMaterial {
+        party,
+        lanes,
+        a,
+        b,
+        c,
+    }
+}
+
+/// Bytes of party 1's corrections for `n` gates on `lanes` lanes.
+fn body_len(n: usize, lanes: u32) -> usize {
+    n * bits::bytes_per_element(&[lanes])
+}
+
+/// Deals bit triples for `n` AND gates on `lanes` lanes: party 1's
+/// `c = (a0 ⊕ a1) ∧ (b0 ⊕ b1) ⊕ c0` (counted).
+pub fn deal(d: &mut dyn DealerStreams, n: usize, lanes: u32) -> [BitTripleMaterial; 2] {
+    let [m0, mut m1] = [0, 1].map(|p| draw_triples(d.stream(p), p, n, lanes));
+    for i in 0..m0.a.len() {
+        m1.c[i] = ((m0.a[i] ^ m1.a[i]) & (m0.b[i] ^ m1.b[i])) ^ m0.c[i];
+    }
+    d.count_offline(body_len(n, lanes) as u64);
+    [m0, m1]
+}
+
+/// What a party's material body carries: party 1's `c`, bit-packed per element.
+pub fn body(m: &[BitTripleMaterial; 2]) -> [Vec<u8>; 2] {
+    [
+        Vec::new(),
+        bits::pack(m[1].c.len(), &[(&m[1].c, m[1].lanes)]),
+    ]
+}
+
+/// One party's bit triples, as [`deal`] drew them.
+///
+/// # Errors
+/// If the body cannot be read.
+pub fn replay(
+    r: &mut dyn PartyStreams,
+    n: usize,
+    lanes: u32,
+) -> Result<BitTripleMaterial, MaterialError> {
+    let party = r.party();
+    let mut m = draw_triples(r.stream(), party, n, lanes);
+    if party == 1 {
+        let bytes = r.body(body_len(n, lanes))?;
+        m.c = bits::unpack(&bytes, n, &[lanes])
+            .expect("the length was read")
+            .remove(0);
+    }
+    Ok(m)
 }

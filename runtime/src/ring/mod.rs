@@ -11,19 +11,30 @@
 //! by [`trunc_share`], SecureML's local truncation, which each party applies to its own
 //! share without communication.
 //!
-//! The module has three parts:
+//! Below every protocol and the dealer, it also holds what both name: the party id and
+//! a party's share ([`PartyId`], [`Share`], [`XorShare`]), wrapping element-wise
+//! arithmetic on ring tensors (`ops`), message packing ([`pack`], [`unpack`],
+//! [`MessageError`]) and the bit packing of boolean messages and corrections (`bits`).
+//!
+//! The arithmetic has three parts:
 //! - [`encode`] / [`decode`] and their tensor forms: fixed point;
 //! - [`trunc_share`]: local truncation of shares (Mohassel & Zhang 2017, §4.1);
 //! - [`matmul()`] / [`matmul_batched`] / [`matmul_packed`]: the wrapping matrix product,
 //!   the hot loop of secret-shared inference (a Beaver matmul runs several per call):
 //!   packed, cache-blocked, SIMD (AVX2 when the CPU has it) and multi-threaded with rayon.
 
+pub(crate) mod bits;
 mod fixed;
 mod matmul;
+pub mod message;
+pub(crate) mod ops;
+pub mod share;
 mod trunc;
 
 pub use fixed::{DEFAULT_FRAC, decode, decode_tensor, encode, encode_tensor};
 pub use matmul::{PackedRhs, ShapeMismatch, matmul, matmul_batched, matmul_packed};
+pub use message::{MessageError, pack, unpack};
+pub use share::{PartyId, Share, XorShare};
 pub use trunc::trunc_share;
 
 /// An element of Z_2^64. Addition, subtraction and multiplication are the wrapping `u64`

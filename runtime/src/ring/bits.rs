@@ -1,4 +1,4 @@
-//! Bit-level helpers for XOR-shared words ([`super::xor`]): lane masks, compaction of the
+//! Bit-level helpers for XOR-shared words ([`crate::protocols::xor`]): lane masks, compaction of the
 //! even lanes of a word, and the packing of boolean messages and corrections.
 //!
 //! **Packing.** A boolean message (or a dealer correction) holds, per element, a few
@@ -8,7 +8,7 @@
 //! model states exactly (packing across elements would save the padding but give
 //! `⌈n·Σ w_k / 8⌉`, which is not one). Fields are at most 64 bits.
 
-use super::MessageError;
+use super::message::MessageError;
 
 /// A word with the low `bits` lanes set.
 pub(crate) const fn low(bits: u32) -> u64 {

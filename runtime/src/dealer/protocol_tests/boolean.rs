@@ -6,11 +6,11 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use super::driver::{PartyRun, round_bytes, run_two_party};
-use super::share::{reconstruct, split};
-use super::xor::{reconstruct_xor, split_xor};
-use super::*;
 use crate::dealer::Dealer;
+use crate::protocols::driver::{PartyRun, round_bytes, run_two_party};
+use crate::protocols::share::{reconstruct, split};
+use crate::protocols::xor::{reconstruct_xor, split_xor};
+use crate::protocols::*;
 use crate::transport::MemChannel;
 
 fn rng(seed: u64) -> ChaCha12Rng {

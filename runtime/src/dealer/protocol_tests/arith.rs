@@ -7,10 +7,10 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-use super::driver::{PartyRun, round, run_two_party, setup_round};
-use super::share::{reconstruct, share_own_input, share_peer_input, split};
-use super::*;
 use crate::dealer::Dealer;
+use crate::protocols::driver::{PartyRun, round, run_two_party, setup_round};
+use crate::protocols::share::{reconstruct, share_own_input, share_peer_input, split};
+use crate::protocols::*;
 use crate::ring::{decode, encode};
 use crate::transport::MemChannel;
 

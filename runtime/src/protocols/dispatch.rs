@@ -1,0 +1,392 @@
+//! The one dispatch over [`Protocol`]: for a communicating node, what material it is dealt
+//! ([`deal`]), how it starts ([`start`], or [`start_gathered`] on the active entries of a
+//! sparse FFN) and how each of its rounds ends ([`finish`]). The interpreter calls only
+//! these; it reaches a node's operands through [`Node`], and the material through
+//! [`Deal`].
+
+use std::borrow::Cow;
+
+use comet_ir::protocol::Protocol;
+use comet_ir::{NodeId, Op};
+use ndarray::{Array2, ArrayD};
+
+use super::b2a::B2aMaterial;
+use super::bit_mux::BitMuxMaterial;
+use super::fixed::FixedOperand;
+use super::material::{Deal, MaterialError, Pair, Product};
+use super::row_max::LevelMaterial;
+use super::{
+    MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
+    block_matmul, drelu, fixed, gmw, mux, pack, reveal, row_max, square, unpack,
+};
+
+/// One node's material for one party.
+pub enum NodeMaterial {
+    /// Beaver triple (mul, matmul, mux).
+    Triple(beaver_mul::TripleMaterial),
+    /// Square pair.
+    Square(square::SquareMaterial),
+    /// Per-call material of a product with a fixed operand.
+    Fixed(fixed::FixedCallMaterial),
+    /// DReLU keys.
+    Drelu(drelu::DreluMaterial),
+    /// The AND triples of a GMW DReLU.
+    GmwDrelu(gmw::GmwDreluMaterial),
+    /// daBits of a B2A.
+    B2a(B2aMaterial),
+    /// A select with XOR-shared bits (GMW).
+    BitMux(BitMuxMaterial),
+    /// Per level of a row maximum: the comparison's and the select's material.
+    RowMax(Vec<LevelMaterial>),
+    /// Per-call material of a block-sparse product.
+    BlockMatMul(block_matmul::BlockMatMulMaterial),
+}
+
+/// What dealing a node's material needs to know of the node.
+#[derive(Debug)]
+pub struct NodeSpec<'a> {
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its op.
+    pub op: &'a Op,
+    /// Whether comparisons are GMW circuits (else FSS).
+    pub gmw: bool,
+    /// Its operands.
+    pub operands: Vec<NodeId>,
+    /// Their evaluated shapes.
+    pub shapes: Vec<Vec<usize>>,
+    /// The fixed operand of a product with one.
+    pub fixed: Option<NodeId>,
+}
+
+/// Deals the material of the node `n`, per party (none for a protocol that needs none).
+///
+/// # Errors
+/// If `deal` cannot produce it, or the shapes do not combine.
+pub fn deal<D: Deal + ?Sized>(
+    n: &NodeSpec,
+    deal: &mut D,
+) -> Result<Pair<NodeMaterial>, MaterialError> {
+    let (xs, s) = (&n.operands, &n.shapes);
+    let count = |k: usize| s[k].iter().product::<usize>();
+    let kind = match n.op {
+        Op::MatMul => Product::MatMul,
+        _ => Product::Elementwise,
+    };
+    Ok(match n.protocol {
+        Protocol::Mux if n.gmw => wrap(deal.bit_mux(&s[0], &s[1])?, NodeMaterial::BitMux),
+        Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
+            wrap(deal.triple(kind, &s[0], &s[1])?, NodeMaterial::Triple)
+        }
+        Protocol::Square => wrap(deal.square(&s[0])?, NodeMaterial::Square),
+        Protocol::FixedMul | Protocol::FixedMatMul => {
+            let w = n.fixed.unwrap_or(xs[1]);
+            let k = usize::from(xs[1] == w);
+            wrap(deal.fixed_call(w, kind, &s[1 - k])?, NodeMaterial::Fixed)
+        }
+        Protocol::DreluFss => wrap(deal.drelu(count(0))?, NodeMaterial::Drelu),
+        Protocol::DreluGmw => wrap(deal.gmw_drelu(count(0))?, NodeMaterial::GmwDrelu),
+        Protocol::B2A => wrap(deal.b2a(count(0))?, NodeMaterial::B2a),
+        Protocol::RowMaxTree => deal_row_max(deal, &s[0], n.gmw)?,
+        Protocol::BlockFixedMatMul => {
+            let Op::BlockMatMul { block, .. } = *n.op else {
+                unreachable!("block_fixed_matmul computes block_matmul nodes")
+            };
+            let m = deal.block_matmul(xs[1], s[0][0], block as usize)?;
+            wrap(m, NodeMaterial::BlockMatMul)
+        }
+        _ => [None, None],
+    })
+}
+
+fn wrap<T>(m: Pair<T>, f: impl Fn(T) -> NodeMaterial) -> Pair<NodeMaterial> {
+    m.map(|m| m.map(&f))
+}
+
+/// Per level of a row maximum over `x`: the comparison of the pairs (DReLU keys, or GMW
+/// triples), then the select's material.
+fn deal_row_max<D: Deal + ?Sized>(
+    deal: &mut D,
+    x: &[usize],
+    gmw: bool,
+) -> Result<Pair<NodeMaterial>, MaterialError> {
+    let rows: usize = x[..x.len() - 1].iter().product();
+    let mut k = x[x.len() - 1];
+    let mut levels = [Vec::new(), Vec::new()];
+    while k > 1 {
+        let pairs = [rows, k / 2];
+        let level: Pair<LevelMaterial> = if gmw {
+            let d = deal.gmw_drelu(rows * (k / 2))?;
+            let m = deal.bit_mux(&pairs, &pairs)?;
+            zip_pair(d, m, LevelMaterial::Gmw)
+        } else {
+            let d = deal.drelu(rows * (k / 2))?;
+            let t = deal.triple(Product::Elementwise, &pairs, &pairs)?;
+            zip_pair(d, t, LevelMaterial::Fss)
+        };
+        for (p, l) in level.into_iter().enumerate() {
+            if let Some(l) = l {
+                levels[p].push(l);
+            }
+        }
+        k = k.div_ceil(2);
+    }
+    let [l0, l1] = levels;
+    let wrap = |l: Vec<_>| (!l.is_empty()).then_some(NodeMaterial::RowMax(l));
+    Ok([wrap(l0), wrap(l1)])
+}
+
+/// Combines two pairs party by party.
+fn zip_pair<A, B, T>(a: Pair<A>, b: Pair<B>, f: impl Fn(A, B) -> T) -> Pair<T> {
+    let [a0, a1] = a;
+    let [b0, b1] = b;
+    [
+        a0.zip(b0).map(|(a, b)| f(a, b)),
+        a1.zip(b1).map(|(a, b)| f(a, b)),
+    ]
+}
+
+/// A communicating node between its start and its finish.
+pub enum Pending {
+    /// A Beaver product (mul, matmul, mux).
+    Beaver(beaver_mul::State),
+    /// A square.
+    Square(square::State),
+    /// A product with a fixed operand.
+    Fixed(fixed::State),
+    /// An FSS DReLU.
+    Drelu(drelu::State),
+    /// A reveal or an opening.
+    Reveal(reveal::State),
+    /// A GMW DReLU between its rounds.
+    Gmw(gmw::State),
+    /// A B2A conversion.
+    B2a(b2a::State),
+    /// A select with XOR-shared bits.
+    BitMux(bit_mux::State),
+    /// A row maximum between its rounds.
+    RowMax(Box<row_max::State>),
+    /// A block-sparse product with its fixed operand.
+    Block(block_matmul::State),
+}
+
+/// What a node's round ended with: its value, or its next state and message.
+pub enum Finished {
+    /// The node's value (`None`: a reveal to the other party).
+    Value(Option<ArrayD<u64>>),
+    /// The next round's state and message.
+    Next(Box<Pending>, Vec<u8>),
+}
+
+/// A communicating node as the interpreter holds it: its op and protocol, and this party's
+/// view of its operands.
+pub trait Node {
+    /// The interpreter's error.
+    type Error: From<MessageError>;
+
+    /// This party.
+    fn party(&self) -> PartyId;
+
+    /// The node's protocol.
+    fn protocol(&self) -> Protocol;
+
+    /// The node's op.
+    fn op(&self) -> &Op;
+
+    /// An error about this node.
+    fn fail(&self, message: String) -> Self::Error;
+
+    /// This party's share of operand `k`.
+    ///
+    /// # Errors
+    /// If it holds none.
+    fn share(&self, k: usize) -> Result<&Share, Self::Error>;
+
+    /// Operand `k` as this party reveals it: its share, or zeros where it holds nothing.
+    ///
+    /// # Errors
+    /// If the operand cannot be revealed.
+    fn revealed(&self, k: usize) -> Result<Cow<'_, Share>, Self::Error>;
+
+    /// The public block mask at operand `k`, as bits `[seq, blocks]`.
+    ///
+    /// # Errors
+    /// If it is not open or not 2-D.
+    fn block_mask(&self, k: usize) -> Result<Array2<bool>, Self::Error>;
+
+    /// Which operand of a product with a fixed operand is the fixed one.
+    fn fixed_index(&self) -> Option<usize>;
+
+    /// The fixed operand after its setup.
+    ///
+    /// # Errors
+    /// If it was not set up.
+    fn fixed_operand(&self) -> Result<&FixedOperand, Self::Error>;
+
+    /// The fixed-point scale of the node's value.
+    fn scale(&self) -> u32;
+}
+
+/// This party's XOR share of bits at operand `k`.
+fn bits<N: Node>(n: &N, k: usize) -> Result<XorShare, N::Error> {
+    n.share(k).map(|s| XorShare(s.0.clone()))
+}
+
+/// Starts node `n` with its material (none for a reveal or an opening): its state and this
+/// party's message of its first round.
+///
+/// # Errors
+/// If an operand is not held, or the material is of another protocol.
+pub fn start<N: Node>(n: &N, m: Option<NodeMaterial>) -> Result<(Pending, Vec<u8>), N::Error> {
+    let p = n.party();
+    match n.protocol() {
+        Protocol::Reveal => return start_reveal(n),
+        Protocol::Open => return Ok(arith(Pending::Reveal, reveal::start(p, None, n.share(0)?))),
+        _ => {}
+    }
+    let m = m.ok_or_else(|| n.fail("no dealer material".into()))?;
+    start_with(n, m)
+}
+
+fn arith<S>(f: impl FnOnce(S) -> Pending, (st, msg): (S, Vec<u64>)) -> (Pending, Vec<u8>) {
+    (f(st), pack(&msg))
+}
+
+fn start_reveal<N: Node>(n: &N) -> Result<(Pending, Vec<u8>), N::Error> {
+    let Op::Reveal { to } = *n.op() else {
+        unreachable!("the reveal protocol computes reveal nodes")
+    };
+    let x = n.revealed(0)?;
+    let started = reveal::start(n.party(), Some(to.index() as PartyId), &x);
+    Ok(arith(Pending::Reveal, started))
+}
+
+fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::Error> {
+    let p = n.party();
+    let bad = || n.fail("dealer material of another protocol".into());
+    Ok(match (n.protocol(), m) {
+        (Protocol::BeaverMul, NodeMaterial::Triple(m)) => arith(
+            Pending::Beaver,
+            beaver_mul::start(p, n.share(0)?, n.share(1)?, m),
+        ),
+        (Protocol::Mux, NodeMaterial::Triple(m)) => {
+            arith(Pending::Beaver, mux::start(p, n.share(0)?, n.share(1)?, m))
+        }
+        (Protocol::Mux, NodeMaterial::BitMux(m)) => {
+            let (st, msg) = bit_mux::start(p, &bits(n, 0)?, n.share(1)?, m);
+            (Pending::BitMux(st), msg)
+        }
+        (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => arith(
+            Pending::Beaver,
+            beaver_matmul::start(p, n.share(0)?, n.share(1)?, m),
+        ),
+        (Protocol::Square, NodeMaterial::Square(m)) => {
+            arith(Pending::Square, square::start(p, n.share(0)?, m))
+        }
+        (proto @ (Protocol::FixedMul | Protocol::FixedMatMul), NodeMaterial::Fixed(m)) => {
+            let k = n.fixed_index().ok_or_else(bad)?;
+            let x = n.share(1 - k)?;
+            let started = if proto == Protocol::FixedMatMul {
+                fixed::matmul_start(p, x, m)
+            } else {
+                fixed::mul_start(p, x, m)
+            };
+            arith(Pending::Fixed, started)
+        }
+        (Protocol::DreluFss, NodeMaterial::Drelu(m)) => {
+            arith(Pending::Drelu, drelu::start(p, n.share(0)?, m))
+        }
+        (Protocol::DreluGmw, NodeMaterial::GmwDrelu(m)) => {
+            let (st, msg) = gmw::start(p, n.share(0)?, m);
+            (Pending::Gmw(st), msg)
+        }
+        (Protocol::B2A, NodeMaterial::B2a(m)) => {
+            let (st, msg) = b2a::start(p, &bits(n, 0)?, m);
+            (Pending::B2a(st), msg)
+        }
+        (Protocol::RowMaxTree, NodeMaterial::RowMax(levels)) => {
+            let (st, msg) = row_max::start(p, n.share(0)?, levels);
+            (Pending::RowMax(Box::new(st)), msg)
+        }
+        (Protocol::BlockFixedMatMul, NodeMaterial::BlockMatMul(m)) => start_block(n, m)?,
+        _ => return Err(bad()),
+    })
+}
+
+fn start_block<N: Node>(
+    n: &N,
+    m: block_matmul::BlockMatMulMaterial,
+) -> Result<(Pending, Vec<u8>), N::Error> {
+    let Op::BlockMatMul { block, .. } = *n.op() else {
+        return Err(n.fail("dealer material of another protocol".into()));
+    };
+    let h = n.share(0)?;
+    let mask = n.block_mask(2)?;
+    let started = block_matmul::start(n.party(), h, mask.view(), block as usize, m);
+    Ok(arith(Pending::Block, started))
+}
+
+/// Starts a node of a sparse FFN's masked region on its active entries `idx` only:
+/// `xs` are its operands gathered there, and its (dense) material is gathered likewise.
+///
+/// # Errors
+/// If the protocol does not run on active entries, or the material is of another one.
+pub fn start_gathered(
+    party: PartyId,
+    protocol: Protocol,
+    xs: &[Share],
+    m: NodeMaterial,
+    idx: &[usize],
+) -> Result<(Pending, Vec<u8>), String> {
+    Ok(match (protocol, m) {
+        (Protocol::DreluFss, NodeMaterial::Drelu(t)) => {
+            arith(Pending::Drelu, drelu::start(party, &xs[0], t.gather(idx)))
+        }
+        (Protocol::Mux, NodeMaterial::Triple(t)) => arith(
+            Pending::Beaver,
+            mux::start(party, &xs[0], &xs[1], t.gather(idx)),
+        ),
+        (Protocol::BeaverMul, NodeMaterial::Triple(t)) => arith(
+            Pending::Beaver,
+            beaver_mul::start(party, &xs[0], &xs[1], t.gather(idx)),
+        ),
+        (Protocol::Square, NodeMaterial::Square(t)) => {
+            arith(Pending::Square, square::start(party, &xs[0], t.gather(idx)))
+        }
+        (protocol, _) => {
+            return Err(format!(
+                "`{protocol}` does not run on the active blocks of a sparse FFN"
+            ));
+        }
+    })
+}
+
+/// Ends a round of node `n` with the peer's part: its value, or its next round.
+///
+/// # Errors
+/// If the peer's part has the wrong size, or a fixed operand was not set up.
+pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::Error> {
+    let value = |s: Share| Finished::Value(Some(s.0));
+    Ok(match st {
+        Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack(peer)?)?),
+        Pending::Square(s) => value(square::finish(s, &unpack(peer)?)?),
+        Pending::Drelu(s) => value(drelu::finish(s, &unpack(peer)?)?),
+        Pending::Fixed(s) => value(fixed::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
+        Pending::Reveal(s) => Finished::Value(reveal::finish(s, &unpack(peer)?)?),
+        Pending::BitMux(s) => value(bit_mux::finish(s, peer)?),
+        Pending::B2a(s) => {
+            // the bit as the fixed-point 0 or 1 of the node's scale
+            let one = 1u64.checked_shl(n.scale()).unwrap_or(0);
+            value(Share(b2a::finish(s, peer)?.0.mapv(|v| v.wrapping_mul(one))))
+        }
+        Pending::Gmw(s) => match gmw::step(s, peer)? {
+            Step::Next(s, msg) => Finished::Next(Box::new(Pending::Gmw(s)), msg),
+            Step::Done(bits) => Finished::Value(Some(bits.0)),
+        },
+        Pending::RowMax(s) => match row_max::step(*s, peer)? {
+            Step::Next(s, msg) => Finished::Next(Box::new(Pending::RowMax(Box::new(s))), msg),
+            Step::Done(max) => value(max),
+        },
+        Pending::Block(s) => value(block_matmul::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
+    })
+}
