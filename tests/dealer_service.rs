@@ -252,10 +252,12 @@ fn proxy(dealer: String, fault: Fault, after: u64) -> String {
 /// error, and the time it took.
 fn faulty_session(plan: &Path, fault: Fault) -> (String, Duration) {
     let (dealer_addr, peer) = (free_port(), free_port());
-    let d = dealer(plan, &dealer_addr, &["--sessions", "1", "--timeout", "3"]);
+    // the dealer and the server wait long enough for the others to start on a loaded
+    // machine; the client's 3 s is what must notice the stall
+    let d = dealer(plan, &dealer_addr, &["--sessions", "1", "--timeout", "20"]);
     d.wait_for("listening on", Duration::from_secs(30));
     let via = proxy(dealer_addr.clone(), fault, 100_000);
-    let s = server(plan, &peer, &dealer_addr, &["--timeout", "3"]);
+    let s = server(plan, &peer, &dealer_addr, &["--timeout", "20"]);
     let start = Instant::now();
     let c = client(
         plan,
