@@ -1,14 +1,16 @@
 //! # comet-runtime: the two-party runtime
 //!
-//! So far: the f64 plaintext interpreter ([`plain`]) and the fixed-point plaintext backend
-//! ([`fixed`]), the references every two-party run is compared against; weight loading
-//! from safetensors checkpoints ([`weights`]); Z_2^64 fixed-point arithmetic, local
-//! truncation and the share matrix product ([`ring`]); channels that count rounds and
-//! payload bytes, in memory and over TCP ([`transport`]); function secret sharing for
-//! comparisons ([`fss`]); the arithmetic protocols as pure state machines ([`protocols`])
-//! and the in-process dealer ([`dealer`]); the round-walking two-party interpreter
-//! ([`interp`], in process). To come (docs/runtime.md): material files, runs over TCP and
-//! generation. The crate depends on `comet-ir` (to read plans) and never on the compiler.
+//! Layered bottom up (docs/runtime.md): Z_2^64 fixed-point arithmetic, shares, message
+//! packing, local truncation and the share matrix product ([`ring`]); function secret
+//! sharing for comparisons ([`fss`]); the protocols, one file each with its material, its
+//! dealing and its replay, and one dispatch ([`protocols`]); the dealer's streams, material
+//! files and the dealer service ([`dealer`]); the execution plan of a call, its walker and
+//! sessions, in one process or one party per process ([`interp`]); channels that count
+//! rounds and payload bytes, in memory and over TCP ([`transport`]). Beside them: the f64
+//! and fixed-point plaintext backends ([`plain`], [`fixed`]), the references every
+//! two-party run is compared against; weights from safetensors checkpoints, whole or
+//! memory-mapped ([`weights`]); the sparsity predictors ([`sparsity`]); the tokenizer. The
+//! crate depends on `comet-ir` (to read plans) and never on the compiler.
 #![deny(missing_docs)]
 
 pub mod dealer;
