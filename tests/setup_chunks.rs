@@ -1,7 +1,8 @@
-//! The session's setup larger than one frame: two parties over loopback TCP whose channels
-//! refuse frames above 256 KiB run the real model, because the setup sends `W − B` in
-//! exchanges of at most that size; with the default 64 MiB chunks the same channel refuses
-//! the setup's first frame (so the cap is real and the chunking is what makes it pass).
+//! The session's setup larger than a channel's message cap: two parties over loopback TCP
+//! whose channels take frames of at most 64 KiB and messages of at most 256 KiB run the
+//! real model, because the setup sends `W − B` in exchanges of at most 256 KiB (each in
+//! frames of 64 KiB); with 64 MiB chunks the same channel refuses the setup's first message
+//! (so the cap is real and the chunking is what makes it pass).
 
 mod common;
 
@@ -13,7 +14,7 @@ use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpListenerHandle, Tc
 use common::reference::{env, last_row, load_weights, tokens};
 use std::time::Duration;
 
-const FRAME_BYTES: u64 = 256 << 10;
+const MESSAGE_BYTES: u64 = 256 << 10;
 
 fn glassllm() -> Program {
     let src = std::fs::read_to_string("examples/glassllm.model").unwrap();
@@ -24,7 +25,8 @@ fn glassllm() -> Program {
 
 fn tcp_options() -> TcpOptions {
     TcpOptions {
-        max_frame_bytes: FRAME_BYTES,
+        max_frame_bytes: 64 << 10,
+        max_message_bytes: MESSAGE_BYTES,
         read_timeout: Duration::from_secs(30),
         ..TcpOptions::default()
     }
@@ -89,11 +91,11 @@ fn run(chunk_bytes: usize, dir: &str) -> [Result<(Outputs, Measured), String>; 2
 
 #[test]
 fn a_setup_larger_than_one_frame_is_sent_in_chunks() {
-    let [server, client] = run(FRAME_BYTES as usize, "setup-chunks");
+    let [server, client] = run(MESSAGE_BYTES as usize, "setup-chunks");
     let (_, m0) = server.unwrap();
     let (out, m1) = client.unwrap();
     // the setup (glassllm's fixed operands: ~8 MiB per party) took many frames
-    assert!(m1.setup_bits / 8 > 8 * FRAME_BYTES, "{m1:?}");
+    assert!(m1.setup_bits / 8 > 8 * MESSAGE_BYTES, "{m1:?}");
     assert_eq!(m0.setup_bits, m1.setup_bits);
     // the same call in one process (unchunked, another dealer): the same setup bytes,
     // online bytes and rounds, and the same greedy token
@@ -113,8 +115,8 @@ fn a_setup_larger_than_one_frame_is_sent_in_chunks() {
 }
 
 #[test]
-fn unchunked_the_same_setup_is_refused_by_the_frame_cap() {
+fn unchunked_the_same_setup_is_refused_by_the_message_cap() {
     let [server, client] = run(64 << 20, "setup-unchunked");
     let errors = format!("{:?} {:?}", server.err(), client.err());
-    assert!(errors.contains("frame"), "{errors}");
+    assert!(errors.contains("maximum of 262144 bytes"), "{errors}");
 }

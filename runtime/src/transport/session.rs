@@ -8,6 +8,11 @@ use super::{ChannelError, ChannelStats, Phase};
 
 /// Moves frames between the parties: the transport-specific part of a channel.
 pub(crate) trait Link: Send {
+    /// The largest frame's payload: a longer message travels as several frames.
+    fn frame_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Sends `msg` tagged with `phase` and, at the same time, receives the peer's next
     /// frame. Must not deadlock when both parties send large messages at once.
     fn swap(&mut self, phase: Phase, msg: &[u8]) -> Result<Received, ChannelError>;
@@ -43,7 +48,8 @@ impl<L: Link> Session<L> {
     pub(crate) fn exchange(&mut self, msg: &[u8]) -> Result<Vec<u8>, ChannelError> {
         let payload = self.swap(Phase::Round(self.rounds + 1), msg)?;
         self.rounds += 1;
-        self.stats.online.record(msg.len(), payload.len());
+        let frame = self.link.frame_bytes();
+        self.stats.online.record(msg.len(), payload.len(), frame);
         Ok(payload)
     }
 
@@ -51,7 +57,8 @@ impl<L: Link> Session<L> {
     pub(crate) fn exchange_setup(&mut self, msg: &[u8]) -> Result<Vec<u8>, ChannelError> {
         let payload = self.swap(Phase::Setup(self.setups + 1), msg)?;
         self.setups += 1;
-        self.stats.setup.record(msg.len(), payload.len());
+        let frame = self.link.frame_bytes();
+        self.stats.setup.record(msg.len(), payload.len(), frame);
         Ok(payload)
     }
 

@@ -22,13 +22,14 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// Adds one exchange that sent `sent` and received `received` payload bytes.
-    pub(crate) fn record(&mut self, sent: usize, received: usize) {
+    /// Adds one exchange that sent `sent` and received `received` payload bytes, each in
+    /// frames of at most `frame_bytes`.
+    pub(crate) fn record(&mut self, sent: usize, received: usize, frame_bytes: u64) {
         self.rounds += 1;
         self.payload_bytes_sent += sent as u64;
         self.payload_bytes_received += received as u64;
-        self.wire_bytes_sent += wire_bytes(sent);
-        self.wire_bytes_received += wire_bytes(received);
+        self.wire_bytes_sent += wire_bytes(sent, frame_bytes);
+        self.wire_bytes_received += wire_bytes(received, frame_bytes);
     }
 
     /// The traffic since the snapshot `before` (zero where `before` is larger, as after a

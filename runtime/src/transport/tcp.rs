@@ -1,7 +1,7 @@
 //! The TCP channel between two processes: one listens and accepts one peer, the other
 //! connects (with retries, so that the two may be started in any order).
 
-use super::frame::{FrameError, Received, read_frame};
+use super::frame::{FrameError, Received, read_message};
 use super::session::{Link, Session};
 use super::writer::Writer;
 use super::{Channel, ChannelError, ChannelStats, Hello, Phase};
@@ -22,9 +22,12 @@ pub struct TcpOptions {
     pub read_timeout: Duration,
     /// The longest time the peer may take none of this party's bytes.
     pub write_timeout: Duration,
-    /// The largest payload accepted from the peer, in bytes; a larger announced length is
-    /// [`ChannelError::Malformed`]. Also bounds the memory one frame can claim.
+    /// The largest frame, in payload bytes: a longer message is sent as several frames,
+    /// and a frame the peer announces longer is [`ChannelError::Malformed`]. Also bounds
+    /// the memory one frame can claim before its bytes arrive.
     pub max_frame_bytes: u64,
+    /// The largest message (all its frames) accepted from the peer, in bytes.
+    pub max_message_bytes: u64,
     /// How many times [`TcpChannel::connect`] tries before giving up.
     pub connect_attempts: u32,
     /// The pause between two connection attempts.
@@ -36,13 +39,14 @@ pub struct TcpOptions {
 }
 
 impl Default for TcpOptions {
-    /// 60 s read and write timeouts, 4 GiB frames, 50 connection attempts 100 ms apart
-    /// within 30 s, 60 s to accept.
+    /// 60 s read and write timeouts, frames of 64 MiB, messages of 4 GiB, 50 connection
+    /// attempts 100 ms apart within 30 s, 60 s to accept.
     fn default() -> Self {
         TcpOptions {
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
-            max_frame_bytes: 4 << 30,
+            max_frame_bytes: 64 << 20,
+            max_message_bytes: 4 << 30,
             connect_attempts: 50,
             connect_retry_delay: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(30),
@@ -190,6 +194,7 @@ struct TcpLink {
     read_timeout: Duration,
     write_timeout: Duration,
     max_frame_bytes: u64,
+    max_message_bytes: u64,
 }
 
 impl TcpLink {
@@ -200,20 +205,26 @@ impl TcpLink {
         stream.set_read_timeout(Some(opts.read_timeout))?;
         stream.set_write_timeout(Some(opts.write_timeout))?;
         Ok(TcpLink {
-            writer: Writer::spawn(&stream)?,
+            writer: Writer::spawn(&stream, opts.max_frame_bytes)?,
             reader: BufReader::with_capacity(READ_BUFFER_BYTES, stream),
             read_timeout: opts.read_timeout,
             write_timeout: opts.write_timeout,
             max_frame_bytes: opts.max_frame_bytes,
+            max_message_bytes: opts.max_message_bytes,
         })
     }
 }
 
 impl Link for TcpLink {
+    fn frame_bytes(&self) -> u64 {
+        self.max_frame_bytes
+    }
+
     fn swap(&mut self, phase: Phase, msg: &[u8]) -> Result<Received, ChannelError> {
         let write_error = |e| ChannelError::from_write(e, phase, self.write_timeout);
         self.writer.start(phase, msg).map_err(write_error)?;
-        let received = read_frame(&mut self.reader, self.max_frame_bytes).map_err(|e| match e {
+        let (frame, message) = (self.max_frame_bytes, self.max_message_bytes);
+        let received = read_message(&mut self.reader, frame, message).map_err(|e| match e {
             FrameError::Io(e) => ChannelError::from_read(e, phase, self.read_timeout),
             FrameError::Malformed(what) => ChannelError::Malformed {
                 what,

@@ -328,3 +328,38 @@ fn throughput_of_a_100_megabyte_exchange() {
         start.elapsed().as_secs_f64() * 1e6 / rounds as f64
     );
 }
+
+#[test]
+fn a_message_longer_than_a_frame_travels_as_several_frames() {
+    let opts = TcpOptions {
+        max_frame_bytes: 1000,
+        ..quick()
+    };
+    let (mut a, mut b) = tcp_pair(&opts);
+    let long = 10_500;
+    let run = |ch: &mut TcpChannel, party: u8| ch.exchange(&message(party, 1, long)).unwrap();
+    let (la, lb) = both(|| run(&mut a, 0), || run(&mut b, 1));
+    assert!(la == message(1, 1, long) && lb == message(0, 1, long));
+    let m = a.stats().online;
+    // 11 frames: ten of 1,000 bytes and one of 500
+    assert_eq!(m.wire_bytes_sent, long as u64 + 11 * FRAME_HEADER_BYTES);
+    assert_eq!(m.wire_bytes_received, m.wire_bytes_sent);
+}
+
+#[test]
+fn a_message_longer_than_the_message_cap_is_refused() {
+    let small = TcpOptions {
+        max_frame_bytes: 1000,
+        max_message_bytes: 5000,
+        ..quick()
+    };
+    let (mut a, mut b) = tcp_pair(&small);
+    let run = |ch: &mut TcpChannel, party: u8| ch.exchange(&message(party, 1, 6000));
+    let (ra, rb) = both(|| run(&mut a, 0), || run(&mut b, 1));
+    for r in [ra, rb] {
+        let e = r
+            .expect_err("6,000 bytes are over the 5,000-byte cap")
+            .to_string();
+        assert!(e.contains("maximum of 5000 bytes"), "{e}");
+    }
+}

@@ -15,7 +15,7 @@
 //! write timeout would still turn the stall into an error.
 
 use super::Phase;
-use super::frame::encode_header;
+use super::frame::encode_frame_header;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -42,11 +42,13 @@ pub(crate) struct Writer {
     thread: Option<JoinHandle<()>>,
     /// Whether the thread holds a frame not yet reported by [`Writer::finish`].
     pending: bool,
+    /// The largest frame's payload: longer messages are split.
+    frame_bytes: u64,
 }
 
 impl Writer {
     /// Starts the thread writing to `stream`.
-    pub(crate) fn spawn(stream: &TcpStream) -> io::Result<Self> {
+    pub(crate) fn spawn(stream: &TcpStream, frame_bytes: u64) -> io::Result<Self> {
         let (jobs, job_rx) = sync_channel::<Vec<u8>>(1);
         let (done_tx, done) = sync_channel::<Written>(1);
         let out = stream.try_clone()?;
@@ -60,6 +62,7 @@ impl Writer {
             socket: stream.try_clone()?,
             thread: Some(thread),
             pending: false,
+            frame_bytes,
         })
     }
 
@@ -89,17 +92,24 @@ impl Writer {
     }
 
     /// The header and `msg` in the recycled buffer.
+    /// The message's frames, each of at most `frame_bytes` of payload, in one buffer.
     fn frame_buffer(&mut self, phase: Phase, msg: &[u8]) -> Vec<u8> {
-        let header = encode_header(phase, msg.len());
-        let needed = header.len() + msg.len();
+        let step = usize::try_from(self.frame_bytes)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let n = msg.len().div_ceil(step).max(1);
+        let needed = n * super::FRAME_HEADER_BYTES as usize + msg.len();
         let mut frame = std::mem::take(&mut self.spare);
         if frame.capacity() > 2 * needed + SHRINK_SLACK_BYTES {
             frame = Vec::new();
         }
         frame.clear();
         frame.reserve_exact(needed);
-        frame.extend_from_slice(&header);
-        frame.extend_from_slice(msg);
+        for k in 0..n {
+            let part = &msg[(k * step).min(msg.len())..((k + 1) * step).min(msg.len())];
+            frame.extend_from_slice(&encode_frame_header(phase, part.len(), k + 1 < n));
+            frame.extend_from_slice(part);
+        }
         frame
     }
 }
