@@ -12,7 +12,9 @@ mod common;
 use comet_ir::DimEnv;
 use comet_runtime::dealer::{DealerStream, plan_digest};
 use comet_runtime::transport::TcpOptions;
-use common::process::{compiled_glassllm, free_port, json, spawn, wait};
+use common::process::{
+    assert_calls_match_estimate, compiled_glassllm, free_port, json, spawn, wait,
+};
 use common::stderr;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -164,24 +166,7 @@ fn three_processes_give_the_reference_tokens_and_the_estimated_costs() {
     // "Once upon a time" in ../shared/reference
     assert_eq!(cj["tokens"], serde_json::json!([4, 75, 78]));
     assert_eq!(cj["text"], serde_json::json!("\ntw"));
-    let (cc, sc) = (
-        cj["calls"].as_array().unwrap(),
-        sj["calls"].as_array().unwrap(),
-    );
-    assert_eq!((cc.len(), sc.len()), (3, 3));
-    for (k, (c, s)) in cc.iter().zip(sc).enumerate() {
-        for call in [c, s] {
-            let (m, e) = (&call["measured"], &call["estimated"]);
-            assert_eq!(m["online_bits"], e["online_bits"], "call {k}");
-            assert_eq!(m["rounds"], e["rounds"], "call {k}");
-        }
-        let read = |v: &serde_json::Value| v["measured"]["material_bits_read"].as_u64().unwrap();
-        assert_eq!(
-            read(c) + read(s),
-            c["estimated"]["offline_bits"].as_u64().unwrap(),
-            "call {k}: the material both parties read is the estimated dealer bits"
-        );
-    }
+    assert_calls_match_estimate(&cj, &sj, 3);
     let dealt: Vec<&str> = (dealer_err.lines())
         .filter(|l| l.contains("streamed party 0") && l.contains("dealt"))
         .collect();

@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::process::{compiled_glassllm, free_port, json, spawn, wait};
+use common::process::{
+    assert_calls_match_estimate, compiled_glassllm, free_port, json, spawn, wait,
+};
 use common::{comet, stderr, temp_path};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -128,25 +130,7 @@ fn two_processes(plan: &Path, session: &str) {
         serde_json::json!([]),
         "the server sees no tokens"
     );
-    let (cc, sc) = (
-        cj["calls"].as_array().unwrap(),
-        sj["calls"].as_array().unwrap(),
-    );
-    assert_eq!((cc.len(), sc.len()), (3, 3));
-    for (k, (c, s)) in cc.iter().zip(sc).enumerate() {
-        for call in [c, s] {
-            let (m, e) = (&call["measured"], &call["estimated"]);
-            assert_eq!(m["online_bits"], e["online_bits"], "call {k}");
-            assert_eq!(m["rounds"], e["rounds"], "call {k}");
-        }
-        let read = |v: &serde_json::Value| v["measured"]["material_bits_read"].as_u64().unwrap();
-        assert_eq!(
-            read(c) + read(s),
-            c["estimated"]["offline_bits"].as_u64().unwrap(),
-            "call {k}: both files together hold the estimated dealer bits"
-        );
-        assert_eq!(c["measured"]["setup_bits"].as_u64().unwrap() > 0, k == 0);
-    }
+    assert_calls_match_estimate(&cj, &sj, 3);
     // the same file again is refused, before any connection
     let again = client(
         &plan,

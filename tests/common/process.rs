@@ -59,3 +59,32 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// Both parties' `--json` reports (`client`, `server`) of one session of `n` calls: each
+/// measured the estimated online bits and rounds, and the material they read together is
+/// the estimated dealer bits, call by call.
+pub fn assert_calls_match_estimate(
+    client: &serde_json::Value,
+    server: &serde_json::Value,
+    n: usize,
+) {
+    let (cc, sc) = (
+        client["calls"].as_array().unwrap(),
+        server["calls"].as_array().unwrap(),
+    );
+    assert_eq!((cc.len(), sc.len()), (n, n));
+    for (k, (c, s)) in cc.iter().zip(sc).enumerate() {
+        for call in [c, s] {
+            let (m, e) = (&call["measured"], &call["estimated"]);
+            assert_eq!(m["online_bits"], e["online_bits"], "call {k}");
+            assert_eq!(m["rounds"], e["rounds"], "call {k}");
+        }
+        let read = |v: &serde_json::Value| v["measured"]["material_bits_read"].as_u64().unwrap();
+        assert_eq!(
+            read(c) + read(s),
+            c["estimated"]["offline_bits"].as_u64().unwrap(),
+            "call {k}: the material both parties read is the estimated dealer bits"
+        );
+        assert_eq!(c["measured"]["setup_bits"].as_u64().unwrap() > 0, k == 0);
+    }
+}
