@@ -7,12 +7,12 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+use super::both;
 use crate::dealer::Dealer;
-use crate::protocols::driver::{PartyRun, round, run_two_party, setup_round};
+use crate::protocols::driver::{PartyRun, round, setup_round};
 use crate::protocols::share::{reconstruct, share_own_input, share_peer_input, split};
 use crate::protocols::*;
 use crate::ring::{decode, encode};
-use crate::transport::MemChannel;
 
 const FRAC: u32 = 16;
 const EDGES: [u64; 6] = [0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 32];
@@ -44,16 +44,6 @@ fn fixed_tensor(rng: &mut ChaCha12Rng, shape: &[usize], bound: f64) -> ArrayD<u6
         *v = e;
     }
     x
-}
-
-/// Runs `f` as both parties, each with its material; returns outputs and statistics.
-fn both<M: Send, T: Send>(
-    mats: [M; 2],
-    f: impl Fn(PartyId, &mut MemChannel, M) -> T + Sync,
-) -> (PartyRun<T>, PartyRun<T>) {
-    let [m0, m1] = mats;
-    let f = &f;
-    run_two_party(move |ch| f(0, ch, m0), move |ch| f(1, ch, m1))
 }
 
 fn open(r: (PartyRun<Share>, PartyRun<Share>)) -> ArrayD<u64> {

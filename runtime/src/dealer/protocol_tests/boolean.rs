@@ -6,12 +6,12 @@ use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+use super::both;
 use crate::dealer::Dealer;
-use crate::protocols::driver::{PartyRun, round_bytes, run_two_party};
+use crate::protocols::driver::{PartyRun, round_bytes};
 use crate::protocols::share::{reconstruct, split};
 use crate::protocols::xor::{reconstruct_xor, split_xor};
 use crate::protocols::*;
-use crate::transport::MemChannel;
 
 fn rng(seed: u64) -> ChaCha12Rng {
     ChaCha12Rng::seed_from_u64(seed)
@@ -63,15 +63,6 @@ fn shares(x: &ArrayD<u64>, how: usize, r: &mut ChaCha12Rng) -> (Share, Share) {
         2 => fixed(u64::MAX),
         _ => fixed(1 << 63),
     }
-}
-
-fn both<M: Send, T: Send>(
-    mats: [M; 2],
-    f: impl Fn(PartyId, &mut MemChannel, M) -> T + Sync,
-) -> (PartyRun<T>, PartyRun<T>) {
-    let [m0, m1] = mats;
-    let f = &f;
-    run_two_party(move |ch| f(0, ch, m0), move |ch| f(1, ch, m1))
 }
 
 /// Both parties' sent bytes, and the rounds (equal at both).
