@@ -18,7 +18,6 @@ use crate::protocols::fixed::FixedOperand;
 use crate::protocols::{PartyId, Share};
 use crate::ring::Ring;
 use crate::transport::Channel;
-use comet_ir::sparse::masked_nodes;
 
 /// The sources one party provides: its inputs and weights, real-valued, by name.
 #[derive(Clone, Default)]
@@ -183,8 +182,6 @@ pub(super) struct Run<'a> {
     pub in_flight: HashMap<Pos, (Pending, Vec<u8>)>,
     pub outputs: HashMap<String, ArrayD<f64>>,
     pub writes: Vec<(u32, ArrayD<Ring>)>,
-    /// Nodes of sparse FFNs' masked regions, by position.
-    pub masked: HashMap<Pos, comet_ir::sparse::Masked>,
     /// The opened block masks, with their sparse FFN.
     pub mask_ffn: HashMap<Pos, u32>,
     /// Masked nodes between start and finish: the flat indices of their active entries
@@ -284,9 +281,6 @@ impl<'a> Run<'a> {
         for (id, v) in &state.permuted {
             values[plan.pos(*id) as usize] = Slot::Held(v.clone());
         }
-        let masked: HashMap<Pos, _> = (masked_nodes(program).into_iter())
-            .map(|(id, m)| (plan.pos(id), m))
-            .collect();
         let n_sparse = (program.options.sparsity.as_ref()).map_or(0, |s| s.ffns.len());
         let fixed_operands = std::mem::take(&mut state.fixed);
         let state: &'a PartyState = state;
@@ -309,8 +303,9 @@ impl<'a> Run<'a> {
             in_flight: HashMap::new(),
             outputs: HashMap::new(),
             writes: Vec::new(),
-            mask_ffn: masked.values().map(|m| (plan.pos(m.mask), m.ffn)).collect(),
-            masked,
+            mask_ffn: (plan.masked().values())
+                .map(|m| (plan.pos(m.mask), m.ffn))
+                .collect(),
             scatter: HashMap::new(),
             permuted: HashMap::new(),
             active: vec![0; n_sparse],

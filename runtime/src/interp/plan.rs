@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use comet_ir::protocol::{Protocol, fixed_values};
-use comet_ir::sparse::masked_nodes;
+use comet_ir::sparse::{Masked, masked_nodes};
 use comet_ir::{Comparison, DimEnv, NodeId, Program, Stage};
 
 use super::InterpError;
@@ -33,6 +33,8 @@ pub struct ExecPlan {
     /// Per position: the extra values a node reads besides its operands (the block mask of
     /// a node in a sparse FFN's masked region).
     extra_reads: Vec<Option<Pos>>,
+    /// The nodes of sparse FFNs' masked regions, by position.
+    masked: HashMap<Pos, Masked>,
     /// Per position: the protocol that computes it (from the cost annotations).
     protocol: Vec<Protocol>,
     /// Per position: its start round and own rounds (0 for local nodes).
@@ -89,6 +91,7 @@ impl ExecPlan {
         let mut plan = ExecPlan {
             operands: Vec::with_capacity(n),
             extra_reads: vec![None; n],
+            masked: HashMap::new(),
             protocol: Vec::with_capacity(n),
             start: vec![0; n],
             own: vec![0; n],
@@ -130,7 +133,9 @@ impl ExecPlan {
             }
         }
         for (id, m) in masked_nodes(program) {
-            plan.extra_reads[plan.pos[&id] as usize] = Some(plan.pos[&m.mask]);
+            let i = plan.pos[&id];
+            plan.extra_reads[i as usize] = Some(plan.pos[&m.mask]);
+            plan.masked.insert(i, m);
         }
         plan.derive_epochs(program)?;
         Ok(plan)
@@ -217,6 +222,11 @@ impl ExecPlan {
     /// functions of them).
     pub(crate) fn is_fixed(&self, i: Pos) -> bool {
         self.fixed[i as usize]
+    }
+
+    /// The masked-region nodes of sparse FFNs, by position.
+    pub(crate) fn masked(&self) -> &HashMap<Pos, Masked> {
+        &self.masked
     }
 
     /// The fixed operand of the product at `i`, if it has one.

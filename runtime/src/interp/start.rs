@@ -109,7 +109,7 @@ impl Run<'_> {
     fn start(&mut self, i: Pos) -> Result<(Pending, Vec<u8>), InterpError> {
         let proto = self.plan.protocol(i);
         let material = self.material.node(self.plan.id(i))?;
-        if let Some(m) = self.masked.get(&i).copied()
+        if let Some(m) = self.plan.masked().get(&i).copied()
             && !matches!(proto, Protocol::Reveal | Protocol::Open)
         {
             let material = material.ok_or_else(|| self.fail(i, "no dealer material".into()))?;
