@@ -6,7 +6,7 @@
 
 use clap::Args;
 use comet_ir::Program;
-use comet_runtime::dealer::service::{DEFAULT_MAX_TOKENS, Event};
+use comet_runtime::dealer::service::{DEFAULT_MASK_BUDGET, DEFAULT_MAX_TOKENS, Event};
 use comet_runtime::dealer::{CallReport, DealerService, SessionReport, plan_digest};
 use comet_runtime::interp::deal_call;
 use comet_runtime::transport::TcpOptions;
@@ -34,6 +34,10 @@ pub struct DealerArgs {
     /// The largest call (`seq + past` tokens) the dealer deals.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS)]
     max_tokens: u64,
+    /// MiB of the weights' masks the dealer keeps in memory per session; the rest is
+    /// re-derived from the party seeds at every call (slower calls, bounded memory).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MASK_BUDGET >> 20)]
+    mask_cache: u64,
     /// Print errors only.
     #[arg(long)]
     quiet: bool,
@@ -55,7 +59,8 @@ pub fn run(args: &DealerArgs) -> Result<(), String> {
     let digest = plan_digest(&program);
     let service = DealerService::bind(args.listen.as_str(), digest, &opts)
         .map_err(|e| e.to_string())?
-        .with_max_tokens(args.max_tokens);
+        .with_max_tokens(args.max_tokens)
+        .with_mask_budget(args.mask_cache.saturating_mul(1 << 20));
     if !args.quiet {
         eprintln!(
             "dealer: listening on {} for plan `{}` ({})",

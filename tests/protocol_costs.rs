@@ -5,6 +5,7 @@
 //! same); offline bits are the dealer's correction bytes × 8.
 
 use comet_compiler::cost::cost_of;
+use comet_ir::NodeId;
 use comet_ir::protocol::Protocol;
 use comet_ir::{Dim, DimEnv, Domain, Elem, ValueType};
 use comet_runtime::dealer::Dealer;
@@ -220,7 +221,7 @@ fn beaver_matmul_plain_batched_and_shared_right() {
 fn fixed_call(protocol: Protocol, sx: &[usize], sw: &[usize]) -> (Share, Share, Figures) {
     let mut d = Dealer::from_u64(8);
     let ((_, [x0, x1]), (_, [w0, w1])) = (input(sx, 8), input(sw, 9));
-    let (mask, [b0, b1]) = d.fixed_mask(sw);
+    let (mask, [b0, b1]) = d.fixed_mask(NodeId::from_index(0), sw);
     let matmul = protocol == Protocol::FixedMatMul;
     let [m0, m1] = if matmul {
         d.fixed_matmul(&mask, sx)

@@ -8,6 +8,7 @@
 //! adds `E`), with the peer's message at hand, as one party computes it. The f64 side is
 //! `ndarray`'s `dot` (matrixmultiply, one thread as ndarray builds it).
 
+use comet_ir::NodeId;
 use comet_runtime::dealer::Dealer;
 use comet_runtime::protocols::{Share, fixed};
 use comet_runtime::ring;
@@ -90,7 +91,7 @@ pub fn measure(
     let mut dealer = Dealer::from_u64(seed);
     // the session's setup: W's shares, its mask, and the opened F = W − B (packed)
     let w = [random_ring(&[k, n], &mut r), random_ring(&[k, n], &mut r)];
-    let (mask, [mb0, mb1]) = dealer.fixed_mask(&[k, n]);
+    let (mask, [mb0, mb1]) = dealer.fixed_mask(NodeId::from_index(0), &[k, n]);
     let (s0, f0) = fixed::setup_start(0, &Share(w[0].clone()), mb0);
     let (s1, f1) = fixed::setup_start(1, &Share(w[1].clone()), mb1);
     let ops = [

@@ -158,11 +158,14 @@ pub fn dealer(args: &RuntimeArgs) -> Result<Value, String> {
     announce(service.local_addr())?;
     let n = args.calls().len();
     let mut last = Instant::now();
+    let mut last_cpu = mem::cpu_seconds();
     let mut seconds = Vec::new();
     let mut on = |e: Event<'_>| {
         if let Event::Call(c) = e {
-            seconds.push(last.elapsed().as_secs_f64());
+            let cpu = mem::cpu_seconds();
+            seconds.push((last.elapsed().as_secs_f64(), cpu - last_cpu));
             last = Instant::now();
+            last_cpu = cpu;
             eprintln!(
                 "dealer: call {}/{n} streamed: party 0 {}, party 1 {}",
                 c.call + 1,
@@ -179,11 +182,12 @@ pub fn dealer(args: &RuntimeArgs) -> Result<Value, String> {
         .outcome
         .map_err(|e| format!("the dealer's session failed: {e}"))?;
     let calls: Vec<Value> = (report.calls.iter().zip(&seconds))
-        .map(|(c, s)| {
+        .map(|(c, (s, cpu))| {
             json!({
                 "seq": c.env.seq,
                 "past": c.env.past,
                 "seconds": s,
+                "cpu_seconds": cpu,
                 "dealt_bits": 8 * c.offline_bytes,
                 "estimated_bits": estimate(&program, c.env).2,
                 "streamed_bytes": c.streamed,

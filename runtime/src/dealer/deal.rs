@@ -21,7 +21,7 @@ use super::{
 };
 use crate::protocols::block_matmul::{self, block_shapes};
 use crate::protocols::shuffle::{self, check_rows};
-use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, gmw, square, xor};
+use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, fixed_mask, gmw, square, xor};
 
 /// Where a recording dealer writes each party's materialised bytes.
 type Sinks = [Box<dyn Write + Send>; 2];
@@ -36,6 +36,10 @@ pub struct SessionDealer {
     common: ChaCha12Rng,
     common_seed: PartySeed,
     masks: HashMap<NodeId, FixedMask>,
+    /// Bytes of fixed masks the dealer may keep expanded; the rest is re-derived per call.
+    mask_budget: u64,
+    /// Bytes of fixed masks kept expanded.
+    mask_kept: u64,
     perms: HashMap<u32, ShufflePerm>,
     sinks: Option<Sinks>,
     written: [u64; 2],
@@ -67,6 +71,8 @@ impl SessionDealer {
             common: ChaCha12Rng::from_seed(common_seed),
             common_seed,
             masks: HashMap::new(),
+            mask_budget: u64::MAX,
+            mask_kept: 0,
             perms: HashMap::new(),
             sinks: None,
             written: [0; 2],
@@ -79,6 +85,20 @@ impl SessionDealer {
         let mut seed = [0; 32];
         ChaCha12Rng::seed_from_u64(master).fill_bytes(&mut seed);
         SessionDealer::new(seed)
+    }
+
+    /// Keeps at most `bytes` of fixed operands' masks expanded (8 bytes per element), in
+    /// setup order; the masks beyond are re-derived from the party seeds at each call that
+    /// uses them (16 bytes of ChaCha output per element). The material is the same either
+    /// way; this trades the dealer's resident memory for its time per call.
+    pub fn with_mask_budget(mut self, bytes: u64) -> SessionDealer {
+        self.mask_budget = bytes;
+        self
+    }
+
+    /// Bytes of fixed masks kept expanded so far.
+    pub fn mask_bytes_kept(&self) -> u64 {
+        self.mask_kept
     }
 
     /// Also writes each party's materialised bytes to `sinks[p]`.
@@ -177,7 +197,12 @@ impl Deal for SessionDealer {
         w: NodeId,
         shape: &[usize],
     ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
-        let (mask, m) = self.dealer.fixed_mask(shape);
+        let bytes = 8 * shape.iter().product::<usize>() as u64;
+        let keep = self.mask_kept.saturating_add(bytes) <= self.mask_budget;
+        if keep {
+            self.mask_kept += bytes;
+        }
+        let (mask, m) = fixed_mask::deal_mask(&self.dealer, w, shape, keep);
         self.masks.insert(w, mask);
         Ok(both(m))
     }

@@ -33,8 +33,10 @@ use super::MaterialError;
 use super::PartySeed;
 use super::replay::PartyReplay;
 
-/// The material format this release writes and reads.
-pub const MATERIAL_VERSION: u32 = 1;
+/// The material format this release writes and reads. Version 2: fixed operands' masks
+/// come from per-operand AES counter-mode keys ([`crate::protocols::fixed_mask`]), no
+/// longer from the party's main stream.
+pub const MATERIAL_VERSION: u32 = 2;
 
 const MAGIC: [u8; 8] = *b"cometmat";
 /// Offset of the body length in the header.

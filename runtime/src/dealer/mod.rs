@@ -50,12 +50,14 @@ pub mod wire;
 
 use std::fmt;
 
+use comet_ir::NodeId;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::protocols::material::DealerStreams;
 use crate::protocols::{
-    b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, gmw, shuffle, square, xor,
+    b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw, shuffle, square, xor,
 };
 
 pub use deal::{Deal, SessionDealer};
@@ -166,9 +168,14 @@ impl Dealer {
         square::deal(self, shape)
     }
 
-    /// The mask `B` of a fixed operand of `shape`, drawn once per session.
-    pub fn fixed_mask(&mut self, shape: &[usize]) -> (FixedMask, [FixedMaskMaterial; 2]) {
-        fixed::deal_mask(self, shape)
+    /// The mask `B` of fixed operand `w` of `shape`, drawn once per session (and kept
+    /// expanded by the dealer: [`SessionDealer::with_mask_budget`] limits that).
+    pub fn fixed_mask(
+        &mut self,
+        w: NodeId,
+        shape: &[usize],
+    ) -> (FixedMask, [FixedMaskMaterial; 2]) {
+        fixed_mask::deal_mask(self, w, shape, true)
     }
 
     /// Per-call material of `x ⊙ W` with `W` fixed under `mask`.
@@ -243,6 +250,10 @@ impl Dealer {
 impl DealerStreams for Dealer {
     fn stream(&mut self, party: u8) -> &mut ChaCha12Rng {
         &mut self.streams[usize::from(party)]
+    }
+
+    fn party_seed(&self, party: u8) -> PartySeed {
+        Dealer::party_seed(self, party)
     }
 
     fn fss_stream(&mut self) -> &mut ChaCha12Rng {

@@ -19,8 +19,9 @@ use super::{
     Product, ShuffleMaterial, SquareMaterial, TripleMaterial,
 };
 use crate::protocols::material::PartyStreams;
+use crate::protocols::shuffle;
 use crate::protocols::shuffle::{check_rows, draw_permutation};
-use crate::protocols::{b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, gmw, shuffle};
+use crate::protocols::{b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw};
 use crate::protocols::{square, xor};
 
 /// Party `party`'s half of a dealer session, replayed from its seeds and a body of
@@ -117,6 +118,10 @@ impl PartyStreams for PartyReplay {
         &mut self.stream
     }
 
+    fn party_seed(&self) -> PartySeed {
+        self.stream.get_seed()
+    }
+
     fn body_offset(&self) -> u64 {
         self.read
     }
@@ -161,7 +166,7 @@ impl Deal for PartyReplay {
         w: NodeId,
         shape: &[usize],
     ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
-        let m = fixed::replay_mask(self, shape);
+        let m = fixed_mask::replay_mask(self, w, shape);
         self.fixed_shapes.insert(w, shape.to_vec());
         Ok(self.mine(m))
     }

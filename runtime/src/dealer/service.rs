@@ -114,6 +114,10 @@ pub struct SessionReport {
     pub elapsed: Duration,
 }
 
+/// Bytes of fixed masks a session keeps expanded by default: with one item of material at
+/// a time, the dealer stays within 1 GiB whatever the model.
+pub const DEFAULT_MASK_BUDGET: u64 = 512 << 20;
+
 /// The dealer service, bound to its address and plan.
 pub struct DealerService {
     listener: TcpListener,
@@ -121,6 +125,7 @@ pub struct DealerService {
     plan_digest: [u8; 32],
     opts: TcpOptions,
     max_tokens: u64,
+    mask_budget: u64,
 }
 
 impl fmt::Debug for DealerService {
@@ -168,6 +173,7 @@ impl DealerService {
             plan_digest,
             opts: opts.clone(),
             max_tokens: DEFAULT_MAX_TOKENS,
+            mask_budget: DEFAULT_MASK_BUDGET,
         })
     }
 
@@ -175,6 +181,15 @@ impl DealerService {
     /// [`DEFAULT_MAX_TOKENS`]), so that no request makes the dealer draw absurd material.
     pub fn with_max_tokens(mut self, max_tokens: u64) -> DealerService {
         self.max_tokens = max_tokens;
+        self
+    }
+
+    /// Keeps at most `bytes` of the fixed operands' masks expanded per session (default
+    /// [`DEFAULT_MASK_BUDGET`]); the rest is re-derived at each call
+    /// ([`SessionDealer::with_mask_budget`]). It bounds the dealer's resident memory
+    /// whatever the model; a larger budget spends less time per call.
+    pub fn with_mask_budget(mut self, bytes: u64) -> DealerService {
+        self.mask_budget = bytes;
         self
     }
 
@@ -380,7 +395,7 @@ impl DealerService {
         calls: &mut Vec<CallReport>,
         on: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), DealerError> {
-        let dealer = SessionDealer::new(master);
+        let dealer = SessionDealer::new(master).with_mask_budget(self.mask_budget);
         for (p, c) in (0u8..).zip(conns.iter_mut()) {
             let grant = Grant {
                 plan_digest: self.plan_digest,

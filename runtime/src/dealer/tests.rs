@@ -7,6 +7,7 @@ use rand_chacha::ChaCha12Rng;
 
 use super::*;
 use crate::protocols::ring_ops;
+use comet_ir::NodeId;
 
 fn sum(a: &ArrayD<u64>, b: &ArrayD<u64>) -> ArrayD<u64> {
     ring_ops::add(a.view(), b.view())
@@ -35,10 +36,10 @@ fn triples_multiply_and_only_corrections_are_counted() {
 #[test]
 fn fixed_masks_are_free_and_calls_pay_the_correction() {
     let mut d = Dealer::from_u64(2);
-    let (mask, [b0, b1]) = d.fixed_mask(&[3, 4]);
+    let (mask, [b0, b1]) = d.fixed_mask(NodeId::from_index(0), &[3, 4]);
     assert_eq!(d.offline_bytes(), 0);
     let [m0, m1] = d.fixed_matmul(&mask, &[5, 3]);
-    let (a, b) = (sum(&m0.a, &m1.a), sum(&b0.b, &b1.b));
+    let (a, b) = (sum(&m0.a, &m1.a), sum(&b0.expand(), &b1.expand()));
     assert_eq!(
         sum(&m0.c, &m1.c),
         crate::ring::matmul_batched(a.view(), b.view()).unwrap()
@@ -126,7 +127,7 @@ fn shuffles_and_block_products_count_their_corrections() {
         400 + 8 * 3 * 3 * 4,
         "C is [seq, ff/block, d]"
     );
-    let (a, b) = (sum(&m0.a, &m1.a), sum(&b0.b, &b1.b));
+    let (a, b) = (sum(&m0.a, &m1.a), sum(&b0.expand(), &b1.expand()));
     let c = sum(&m0.c, &m1.c);
     for blk in 0..3 {
         let rows = blk * 2..blk * 2 + 2;
@@ -180,7 +181,7 @@ mod files {
         let w = NodeId::from_index(3);
         let mut out: Vec<Flat> = Vec::new();
         let m = d.fixed_mask(w, &[4, 3]).unwrap();
-        out.push(m.map(|m| m.map(|m| flat(&[&m.b]))));
+        out.push(m.map(|m| m.map(|m| flat(&[&m.expand()]))));
         let t = d.triple(Product::MatMul, &[2, 4], &[4, 5]).unwrap();
         out.push(t.map(|m| m.map(|m| flat(&[&m.a, &m.b, &m.c]))));
         let s = d.square(&[3]).unwrap();

@@ -280,7 +280,7 @@ pub fn deal(
 ) -> [BlockMatMulMaterial; 2] {
     let (a_shape, _) = block_shapes(mask.shape(), seq, block).expect("block shapes");
     let a = material::masks(d, &a_shape);
-    let [c0, c1] = material::correct(d, block_products(&material::sum(&a), &mask.b, block));
+    let [c0, c1] = material::correct(d, block_products(&material::sum(&a), &mask.dense(), block));
     let [a0, a1] = a;
     [(0, a0, c0), (1, a1, c1)].map(|(party, a, c)| BlockMatMulMaterial { party, block, a, c })
 }

@@ -13,6 +13,7 @@ use std::fmt;
 
 use ndarray::{ArrayD, IxDyn};
 
+pub use super::fixed_mask::{FixedMask, FixedMaskMaterial};
 use super::material::{self, DealerStreams, MaterialError, PartyStreams, Product};
 use super::{MessageError, PartyId, Share, check_len, check_party, ring_ops};
 use crate::ring::{self, PackedRhs};
@@ -121,11 +122,12 @@ pub fn setup_begin(party: PartyId, w: &Share, m: FixedMaskMaterial) -> SetupStat
         "material of party {} used by party {party}",
         m.party
     );
-    assert_eq!(w.shape(), m.b.shape(), "W and its mask have one shape");
-    let f = ring_ops::sub(w.0.view(), m.b.view())
+    assert_eq!(w.shape(), m.shape(), "W and its mask have one shape");
+    let b = m.expand();
+    let f = ring_ops::sub(w.0.view(), b.view())
         .as_standard_layout()
         .into_owned();
-    SetupState { party, b: m.b, f }
+    SetupState { party, b, f }
 }
 
 impl SetupState {
@@ -272,15 +274,6 @@ fn matmul(x: &ArrayD<u64>, w: &FixedOperand, which: usize) -> ArrayD<u64> {
         .expect("rows·n elements")
 }
 
-/// This party's share of the mask `B` of a fixed operand, opened as `W − B` once at setup.
-#[derive(Clone, PartialEq, Eq)]
-pub struct FixedMaskMaterial {
-    /// The party it belongs to.
-    pub party: PartyId,
-    /// Share of `B`.
-    pub b: ArrayD<u64>,
-}
-
 /// Per-call material of a product with a fixed operand: a fresh mask `a` of the varying
 /// operand and the share of `c = a ∘ B`.
 #[derive(Clone, PartialEq, Eq)]
@@ -293,54 +286,11 @@ pub struct FixedCallMaterial {
     pub c: ArrayD<u64>,
 }
 
-/// The dealer's record of a fixed operand's mask `B` (both shares added up), needed to
-/// issue the per-call corrections `c = a ∘ B`. Never leaves the dealer.
-pub struct FixedMask {
-    pub(crate) b: ArrayD<u64>,
-}
-
-impl FixedMask {
-    /// The fixed operand's shape.
-    pub fn shape(&self) -> &[usize] {
-        self.b.shape()
-    }
-}
-
-impl fmt::Debug for FixedMask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FixedMask([..] shape {:?})", self.shape())
-    }
-}
-
-impl fmt::Debug for FixedMaskMaterial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        material::redact(f, "FixedMaskMaterial", self.party, &[("b", self.b.shape())])
-    }
-}
-
 impl fmt::Debug for FixedCallMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shapes = [("a", self.a.shape()), ("c", self.c.shape())];
         material::redact(f, "FixedCallMaterial", self.party, &shapes)
     }
-}
-
-/// Deals the mask `B` of a fixed operand of `shape`, once per session: both shares from
-/// the party streams, nothing materialised.
-pub fn deal_mask(
-    d: &mut dyn DealerStreams,
-    shape: &[usize],
-) -> (FixedMask, [FixedMaskMaterial; 2]) {
-    let b = material::masks(d, shape);
-    let mask = FixedMask {
-        b: material::sum(&b),
-    };
-    let [b0, b1] = b;
-    let m = [
-        FixedMaskMaterial { party: 0, b: b0 },
-        FixedMaskMaterial { party: 1, b: b1 },
-    ];
-    (mask, m)
 }
 
 /// Deals the per-call material of `x ∘ W` with `W` fixed under `mask`: the masks of `x`,
@@ -355,7 +305,7 @@ pub fn deal_call(
     x: &[usize],
 ) -> [FixedCallMaterial; 2] {
     let a = material::masks(d, x);
-    let [c0, c1] = material::correct(d, kind.apply(&material::sum(&a), &mask.b));
+    let [c0, c1] = material::correct(d, mask.product(kind, &material::sum(&a)));
     let [a0, a1] = a;
     [
         FixedCallMaterial {
@@ -374,15 +324,6 @@ pub fn deal_call(
 /// What a party's material body carries of a call: party 1's `c`.
 pub fn call_body(m: &[FixedCallMaterial; 2]) -> [Vec<u8>; 2] {
     material::correction_body(&m[1].c)
-}
-
-/// One party's share of the mask of a fixed operand of `shape`, as [`deal_mask`] drew it.
-pub fn replay_mask(r: &mut dyn PartyStreams, shape: &[usize]) -> FixedMaskMaterial {
-    let b = material::own_mask(r, shape);
-    FixedMaskMaterial {
-        party: r.party(),
-        b,
-    }
 }
 
 /// One party's per-call material of `x ∘ W` (`W` shaped `w`), as [`deal_call`] drew it.

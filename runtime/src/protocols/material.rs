@@ -50,6 +50,9 @@ pub trait DealerStreams {
     /// Party `party`'s stream.
     fn stream(&mut self, party: PartyId) -> &mut ChaCha12Rng;
 
+    /// Party `party`'s seed (its other streams, such as the fixed masks', derive from it).
+    fn party_seed(&self, party: PartyId) -> [u8; 32];
+
     /// The stream the FSS keys are drawn from.
     fn fss_stream(&mut self) -> &mut ChaCha12Rng;
 
@@ -67,6 +70,9 @@ pub trait PartyStreams {
 
     /// Its stream.
     fn stream(&mut self) -> &mut ChaCha12Rng;
+
+    /// Its seed (its other streams, such as the fixed masks', derive from it).
+    fn party_seed(&self) -> [u8; 32];
 
     /// Body bytes read so far.
     fn body_offset(&self) -> u64;

@@ -62,6 +62,7 @@ pub mod dispatch;
 pub mod drelu;
 pub mod driver;
 pub mod fixed;
+pub mod fixed_mask;
 pub mod gmw;
 pub mod local;
 pub mod material;

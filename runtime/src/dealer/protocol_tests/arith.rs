@@ -3,6 +3,7 @@
 //! round counts against the cost model are checked in the workspace's
 //! `tests/protocol_costs.rs` (the compiler is not a dependency of this crate).
 
+use comet_ir::NodeId;
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -244,7 +245,7 @@ fn run_fixed(
     matmul: bool,
 ) -> Vec<ArrayD<u64>> {
     let mut r = rng(99);
-    let (mask, [b0, b1]) = d.fixed_mask(w.shape());
+    let (mask, [b0, b1]) = d.fixed_mask(NodeId::from_index(0), w.shape());
     let (w0, w1) = split(w, &mut r);
     let mut calls: [Vec<_>; 2] = [Vec::new(), Vec::new()];
     for x in xs {

@@ -1,5 +1,6 @@
 //! The block-sparse product by a fixed operand, with dealt material.
 
+use comet_ir::NodeId;
 use ndarray::{Array2, ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -28,7 +29,7 @@ fn run(
 ) -> (ArrayD<u64>, [u64; 2]) {
     let mut r = ChaCha12Rng::seed_from_u64(7);
     let mut d = Dealer::from_u64(7);
-    let (fm, [b0, b1]) = d.fixed_mask(w.shape());
+    let (fm, [b0, b1]) = d.fixed_mask(NodeId::from_index(0), w.shape());
     let [m0, m1] = d.block_matmul(&fm, h.shape()[0], BLOCK);
     let ((h0, h1), (w0, w1)) = (split(h, &mut r), split(w, &mut r));
     let party = |p: PartyId, b, w: Share, h: Share, m| {
@@ -104,7 +105,7 @@ fn an_all_zero_mask_gives_zeros_and_sends_nothing() {
 #[test]
 fn a_wrong_sized_message_is_an_error_and_state_is_redacted() {
     let mut d = Dealer::from_u64(44);
-    let (fm, [b0, _]) = d.fixed_mask(&[6, 2]);
+    let (fm, [b0, _]) = d.fixed_mask(NodeId::from_index(0), &[6, 2]);
     let [m0, _] = d.block_matmul(&fm, 2, BLOCK);
     let zeros = |shape: &[usize]| Share(ArrayD::zeros(IxDyn(shape)));
     let (st, _) = fixed::setup_start(0, &zeros(&[6, 2]), b0);
