@@ -197,6 +197,9 @@ pub fn evaluate<B: Backend>(
 /// A slot and its new contents.
 type CacheWrite<T> = (u32, ArrayD<T>);
 
+/// What a successful walk leaves: the result, and the cache writes to apply.
+type Outcome<T> = (Evaluation<T>, Vec<CacheWrite<T>>);
+
 /// The state of one call.
 struct Walk<'a, 'h, B: Backend> {
     backend: &'a B,
@@ -235,7 +238,7 @@ impl<'a, 'h, B: Backend> Walk<'a, 'h, B> {
     }
 
     /// Every node in order; the result and the cache writes to apply.
-    fn run(mut self) -> Result<(Evaluation<B::Elem>, Vec<CacheWrite<B::Elem>>), ExecError> {
+    fn run(mut self) -> Result<Outcome<B::Elem>, ExecError> {
         for i in 0..self.layout.len() {
             self.step(i as Pos)?;
         }
