@@ -102,3 +102,32 @@ impl Layout {
         uses
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comet_ir::{Dim, Domain, Elem, Graph, Op, Party, Scope, ValueType};
+
+    #[test]
+    fn an_operand_read_twice_counts_twice_and_sinks_have_no_readers() {
+        let mut g = Graph::new();
+        let ty = ValueType::new(Elem::Fixed { scale: 16 }, vec![Dim::SEQ], Domain::Public);
+        let s = Scope::default();
+        let x = g.add(Op::Weight { name: "w".into() }, &[], ty.clone(), s.clone());
+        let y = g.add(Op::Add, &[x, x], ty.clone(), s.clone());
+        let out = Op::Output {
+            name: "y".into(),
+            party: Party::Client,
+        };
+        g.add(out, &[y], ty, s);
+        let mut program = Program {
+            graph: g,
+            ..Program::default()
+        };
+        let layout = Layout::new(&program).unwrap();
+        assert_eq!(layout.operands(1), [0, 0]);
+        assert_eq!(layout.read_counts(), [2, 1, 0]);
+        program.graph = Graph::new();
+        assert!(Layout::new(&program).unwrap().is_empty());
+    }
+}

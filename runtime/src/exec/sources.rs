@@ -120,7 +120,9 @@ pub fn cache_read<'a, T>(
         CacheError::Empty { .. } => fail(format!(
             "empty, but past = {past}: run the earlier calls (prefill) with this cache first"
         )),
-        hole => fail(hole.to_string()),
+        CacheError::Hole { head, position, .. } => fail(format!(
+            "head {head}, position {position} is not valid (a hole that was not refilled)"
+        )),
     })?;
     if x.shape() != expected {
         let held = x.shape();
