@@ -8,8 +8,8 @@
 //! shares: a call's layout, the KV cache with validity, the checks of inputs, weights and
 //! cache reads, their errors, and the plaintext backends' walker ([`exec`]); the two-party
 //! execution plan of a call, its walker and sessions, in one process or one party per
-//! process ([`interp`]); channels that count
-//! rounds and payload bytes, in memory and over TCP ([`transport`]). Beside them: the f64
+//! process ([`interp`]); channels that count rounds and payload bytes, in memory and over
+//! TCP ([`transport`]). Beside them: the f64
 //! and fixed-point plaintext backends of [`exec`] ([`plain`], [`fixed`]), the references
 //! every two-party run is compared against; weights from safetensors checkpoints, whole or
 //! memory-mapped ([`weights`]); the sparsity predictors ([`sparsity`]); the tokenizer. The

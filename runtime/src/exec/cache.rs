@@ -2,10 +2,9 @@
 //! backend's elements (`f64` in the reference interpreter, ring elements in the
 //! fixed-point backend, this party's shares in a two-party run), and which
 //! `(head, position)` entries are valid. A write makes every entry of the slot valid;
-//! [`Cache::invalidate`] marks one entry as a hole (a
-//! skipped head, an evicted position: COMET.md §4, the refill issue); reading a slot with
-//! a hole through [`Cache::read`] is an error naming the slot, head and position, never a
-//! silent use of stale values.
+//! [`Cache::invalidate`] marks one entry as a hole (a skipped head, an evicted position:
+//! COMET.md §4, the refill issue); reading a slot with a hole through [`Cache::read`] is an
+//! error naming the slot, head and position, never a silent use of stale values.
 
 use ndarray::{Array2, ArrayD};
 use std::collections::BTreeMap;
