@@ -250,6 +250,31 @@ pub fn rope_rotations(
     })
 }
 
+/// Scores `[.., queries, keys]` with `hide` applied to key `j` of query `i` when
+/// `j > off + i`, `off` being the number of keys before the first query (`past` for
+/// `[.., seq, past + seq]` scores, 0 for `[.., seq, seq]`): the causal mask of every
+/// backend, which says what hiding a score means on its elements.
+pub fn mask_future<T: Element>(x: &ArrayViewD<T>, hide: impl Fn(T) -> T) -> Moved<T> {
+    let r = x.ndim();
+    if r < 2 || x.shape()[r - 1] < x.shape()[r - 2] {
+        return Err(format!(
+            "`causal_mask` needs scores [.., queries, keys] with at least as many keys as \
+             queries, got {:?}",
+            x.shape()
+        ));
+    }
+    let (s, t) = (x.shape()[r - 2], x.shape()[r - 1]);
+    let off = t - s;
+    let batch = x.len() / (s * t).max(1);
+    let mut out = reshape_to(x, &[batch, s, t]);
+    for (ix, v) in out.indexed_iter_mut() {
+        if ix[2] > off + ix[1] {
+            *v = hide(*v);
+        }
+    }
+    Ok(reshape_to(&out.view(), x.shape()))
+}
+
 /// `x` with axis `axis` padded with zeros to whole blocks of `block`: the plaintext
 /// meaning of `block_permute` (the permutation is secret and consistent within a sparse
 /// FFN, so it does not change any result: plaintext backends use the identity).

@@ -38,41 +38,42 @@
 //!   the f64 interpreter, on ring elements.
 //!
 //! Composite functions (`softmax`, element-wise functions, norms) are errors: the backend
-//! runs plans after `expand` and `insert-conversions` only. Every result is checked against
-//! its node's declared shape; bad inputs, weights and cache contents are errors that name
-//! the node, never panics. `cache_write`s take effect when the call succeeds.
+//! runs plans after `expand` and `insert-conversions` only. The backend is one of the
+//! execution core's ([`crate::exec`]), which walks the program, checks every result
+//! against its node's declared shape, reports bad inputs, weights and cache contents as
+//! errors that name the node (never panics) and applies `cache_write`s when the call
+//! succeeds; the KV cache ([`Cache`]) is the core's, with validity, and is also each
+//! party's in two-party runs. This module keeps the ops' semantics on ring elements.
 
 mod arith;
-mod cache;
-mod error;
 mod position;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{Cache, CacheError};
-pub use error::FixedError;
+pub use crate::exec::CacheError;
 pub use position::MASK_OFFSET;
 
+use crate::exec::{self, Backend, Call, OpNode, Value};
 use crate::movement;
-use crate::plain::At;
 use crate::ring::{Ring, decode, encode};
-use comet_ir::{DimEnv, Elem, Node, NodeId, Op, Program, Stage};
-use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use comet_ir::{DimEnv, Elem, Node, Op, Program, Stage};
+use ndarray::{ArrayD, ArrayViewD};
 use std::collections::HashMap;
-use std::rc::Rc;
+
+/// The KV cache of ring values: the fixed-point backend's, and each party's shares in a
+/// two-party run ([`exec::Cache`], with validity).
+pub type Cache = exec::Cache<Ring>;
+
+/// Why a program could not be evaluated in fixed point (the execution core's
+/// [`exec::ExecError`]).
+pub type FixedError = exec::ExecError;
+
+/// The outputs of a call, decoded at their scale, and, when traced, every node's ring
+/// value; read those with [`decode_value`] and the node's element kind.
+pub type Evaluation = exec::Evaluation<Ring>;
 
 /// What an op function returns: its value, or what is wrong with its operands.
 type OpResult = Result<ArrayD<Ring>, String>;
-
-/// The outputs of a call and, when traced, every node's value.
-#[derive(Debug, Clone, Default)]
-pub struct Evaluation {
-    /// Outputs by name, decoded at their scale.
-    pub outputs: HashMap<String, ArrayD<f64>>,
-    /// Every node's ring value (empty unless traced); read it with [`decode_value`] and
-    /// the node's element kind.
-    pub values: HashMap<NodeId, ArrayD<Ring>>,
-}
 
 /// Evaluates the protocol-stage `program` at `env` in fixed point; outputs are decoded.
 ///
@@ -87,7 +88,8 @@ pub fn eval(
     env: DimEnv,
     cache: &mut Cache,
 ) -> Result<HashMap<String, ArrayD<f64>>, FixedError> {
-    run(program, inputs, weights, env, cache, false).map(|e| e.outputs)
+    let call = Call::new(program, inputs, weights, env);
+    run(call, cache).map(|e| e.outputs)
 }
 
 /// Like [`eval`], and also returns every node's ring value (to find where precision goes).
@@ -98,7 +100,8 @@ pub fn eval_with_trace(
     env: DimEnv,
     cache: &mut Cache,
 ) -> Result<Evaluation, FixedError> {
-    run(program, inputs, weights, env, cache, true)
+    let call = Call::new(program, inputs, weights, env).traced();
+    run(call, cache)
 }
 
 /// The real numbers a ring tensor of element kind `elem` stands for: fixed point decoded
@@ -110,297 +113,83 @@ pub fn decode_value(elem: Elem, x: &ArrayD<Ring>) -> ArrayD<f64> {
     }
 }
 
-fn run(
-    program: &Program,
-    inputs: &HashMap<String, ArrayD<f64>>,
-    weights: &HashMap<String, ArrayD<f64>>,
-    env: DimEnv,
-    cache: &mut Cache,
-    trace: bool,
-) -> Result<Evaluation, FixedError> {
+/// Checks the program's stage and `frac`, then runs the call on the execution core.
+fn run(call: Call<'_>, cache: &mut Cache) -> Result<Evaluation, FixedError> {
+    let program = call.program;
     if program.stage != Stage::Protocol {
-        return Err(FixedError::NotProtocol {
-            stage: program.stage,
-        });
+        let stage = program.stage;
+        return Err(FixedError::NotProtocol { stage });
     }
     let frac = program.info.format.frac;
     if frac >= 64 {
         return Err(FixedError::Frac { frac });
     }
-    let sources = Sources {
-        inputs,
-        weights,
-        cache: &*cache,
-    };
-    let (result, writes) = Run::new(program, sources, env, trace).execute()?;
-    for (slot, value) in writes {
-        cache.set(slot, value);
-    }
-    Ok(result)
+    exec::evaluate(&FixedPoint { frac }, call, cache, None)
 }
 
-/// A slot and its new contents.
-type CacheWrite = (u32, ArrayD<Ring>);
-
-/// What a call reads besides its program.
-struct Sources<'a> {
-    inputs: &'a HashMap<String, ArrayD<f64>>,
-    weights: &'a HashMap<String, ArrayD<f64>>,
-    cache: &'a Cache,
-}
-
-/// A node's value, shared by the identity ops that pass it on.
-type Value = Rc<ArrayD<Ring>>;
-
-/// One call of a program.
-struct Run<'a> {
-    program: &'a Program,
-    sources: Sources<'a>,
-    env: DimEnv,
+/// Fixed point in Z_2^64 as a backend of the execution core (the op semantics are in
+/// the module docs).
+struct FixedPoint {
+    /// The plan's fractional bits.
     frac: u32,
-    /// Live values, dropped after their last use.
-    values: HashMap<NodeId, Value>,
-    /// Uses left per live value.
-    uses_left: HashMap<NodeId, usize>,
-    writes: Vec<CacheWrite>,
-    result: Evaluation,
-    trace: bool,
 }
 
-impl<'a> Run<'a> {
-    fn new(program: &'a Program, sources: Sources<'a>, env: DimEnv, trace: bool) -> Self {
-        Run {
-            program,
-            sources,
-            env,
-            frac: program.info.format.frac,
-            values: HashMap::new(),
-            uses_left: HashMap::new(),
-            writes: Vec::new(),
-            result: Evaluation::default(),
-            trace,
-        }
+impl Backend for FixedPoint {
+    type Elem = Ring;
+
+    fn input<'a>(&self, node: &Node, x: &'a ArrayD<f64>) -> Result<Value<'a, Ring>, String> {
+        encode_input(x, node.ty.elem).map(Value::new)
     }
 
-    fn execute(mut self) -> Result<(Evaluation, Vec<CacheWrite>), FixedError> {
-        self.check_input_names()?;
-        let order = self
-            .program
-            .graph
-            .topo_order()
-            .map_err(|e| FixedError::Cycle(e.0))?;
-        for id in order {
-            self.step(id)?;
-        }
-        Ok((self.result, self.writes))
+    fn weight<'a>(&self, node: &Node, w: &'a ArrayD<f64>) -> Value<'a, Ring> {
+        Value::new(encode_weight(w, node.ty.elem, self.frac))
     }
 
-    fn check_input_names(&self) -> Result<(), FixedError> {
-        let mut given: Vec<&String> = self.sources.inputs.keys().collect();
-        given.sort();
-        match given
-            .into_iter()
-            .find(|n| self.program.info.input(n).is_none())
-        {
-            None => Ok(()),
-            Some(name) => Err(FixedError::UnknownInput {
-                name: name.clone(),
-                declared: (self.program.info.inputs.iter())
-                    .map(|i| format!("`{}`", i.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
+    fn positions(&self, offset: i64, env: DimEnv) -> ArrayD<Ring> {
+        position::positions(offset, env)
     }
 
-    /// Computes one node, checks its shape, records sinks and frees dead operands.
-    fn step(&mut self, id: NodeId) -> Result<(), FixedError> {
-        let node = self.program.graph.node(id);
-        let operands = self.program.graph.operands(id);
-        let value = self.compute(id, node, &operands)?;
-        let expected = self.dims(&node.ty.shape);
-        if value.shape() != expected.as_slice() {
-            let actual = value.shape().to_vec();
-            let at = at_of(id, node);
-            return Err(FixedError::Shape {
-                at,
-                expected,
-                actual,
-            });
-        }
-        self.record(id, node, &value);
-        for o in &operands {
-            self.release(*o);
-        }
-        let users = self.program.graph.users(id).len();
-        if users > 0 {
-            self.uses_left.insert(id, users);
-            self.values.insert(id, value);
-        }
-        Ok(())
+    fn passes_through(&self, op: &Op) -> bool {
+        matches!(
+            op,
+            Op::Share { .. } | Op::Reveal { .. } | Op::Output { .. } | Op::CacheWrite { .. }
+        )
     }
 
-    fn record(&mut self, id: NodeId, node: &Node, value: &Value) {
-        match &node.op {
-            Op::Output { name, .. } => {
-                let decoded = decode_value(node.ty.elem, value);
-                self.result.outputs.insert(name.clone(), decoded);
-            }
-            Op::CacheWrite { slot } => self.writes.push((*slot, (**value).clone())),
-            _ => {}
+    fn op(
+        &self,
+        node: &OpNode<'_>,
+        x: &[ArrayViewD<'_, Ring>],
+    ) -> Result<ArrayD<Ring>, FixedError> {
+        let op = &node.node.op;
+        if op.is_composite() {
+            let (at, op) = (node.at(), op.name());
+            return Err(FixedError::Composite { at, op });
         }
-        if self.trace {
-            self.result.values.insert(id, (**value).clone());
-        }
-    }
-
-    fn release(&mut self, id: NodeId) {
-        if let Some(n) = self.uses_left.get_mut(&id) {
-            *n -= 1;
-            if *n == 0 {
-                self.uses_left.remove(&id);
-                self.values.remove(&id);
-            }
-        }
-    }
-
-    fn dims(&self, shape: &[comet_ir::Dim]) -> Vec<usize> {
-        shape.iter().map(|d| d.eval(self.env) as usize).collect()
-    }
-
-    fn compute(&self, id: NodeId, node: &Node, operands: &[NodeId]) -> Result<Value, FixedError> {
-        let at = || at_of(id, node);
-        let fail = |message: String| FixedError::Op { at: at(), message };
-        if !node.op.arity().accepts(operands.len()) {
-            let n = operands.len();
-            return Err(fail(format!("takes {} operands, got {n}", node.op.arity())));
-        }
-        let args = (operands.iter())
-            .map(|o| self.values.get(o).ok_or(*o))
-            .collect::<Result<Vec<&Value>, NodeId>>()
-            .map_err(|o| fail(format!("operand {o} has no value (it is a sink)")))?;
-        match &node.op {
-            Op::Input { name, .. } => self.input(name, node),
-            Op::Weight { name } => self.weight(name, node),
-            Op::CacheRead { slot } => self.cache_read(*slot, node, at),
-            Op::Positions { offset } => Ok(Rc::new(position::positions(*offset, self.env))),
-            Op::Share { .. } | Op::Reveal { .. } | Op::Output { .. } | Op::CacheWrite { .. } => {
-                Ok(args[0].clone())
-            }
-            op if op.is_composite() => Err(FixedError::Composite {
-                at: at(),
-                op: op.name(),
-            }),
-            op => {
-                let scale = operand_scale(self.program, operands);
-                let views: Vec<ArrayViewD<Ring>> = args.iter().map(|v| v.view()).collect();
-                let ctx = OpCtx {
-                    env: self.env,
-                    frac: self.frac,
-                    scale,
-                };
-                apply(op, &views, ctx).map(Rc::new).map_err(fail)
-            }
-        }
-    }
-
-    fn input(&self, name: &str, node: &Node) -> Result<Value, FixedError> {
-        let expected = self.dims(&node.ty.shape);
-        let Some(x) = self.sources.inputs.get(name) else {
-            return Err(FixedError::MissingInput {
-                name: name.into(),
-                expected,
-            });
+        let scale = node.operand(0).and_then(|n| match n.ty.elem {
+            Elem::Fixed { scale } => Some(scale),
+            _ => None,
+        });
+        let ctx = OpCtx {
+            env: node.env,
+            frac: self.frac,
+            scale,
         };
-        if x.shape() != expected.as_slice() {
-            return Err(FixedError::InputShape {
-                name: name.into(),
-                expected,
-                actual: x.shape().to_vec(),
-                seq: self.env.seq,
-                past: self.env.past,
-            });
-        }
-        encode_input(x, node.ty.elem)
-            .map(Rc::new)
-            .map_err(|message| FixedError::InputValue {
-                name: name.into(),
-                message,
-            })
+        apply(op, x, ctx).map_err(|m| node.fail(m))
     }
 
-    fn weight(&self, name: &str, node: &Node) -> Result<Value, FixedError> {
-        let Some(w) = self.sources.weights.get(name) else {
-            let info = self.program.info.weight(name);
-            let tensor = info.map_or(name, |i| i.tensor.as_str()).to_string();
-            return Err(FixedError::MissingWeight {
-                name: name.into(),
-                tensor,
-            });
-        };
-        let expected = self.dims(&node.ty.shape);
-        if w.shape() != expected.as_slice() {
-            let actual = w.shape().to_vec();
-            return Err(FixedError::WeightShape {
-                name: name.into(),
-                expected,
-                actual,
-            });
-        }
-        let scale = match node.ty.elem {
-            Elem::Fixed { scale } if scale < 64 => scale,
-            _ => self.frac,
-        };
-        Ok(Rc::new(crate::ring::encode_tensor(w, scale)))
-    }
-
-    /// `[h, past, k]` from the cache; empty at `past = 0` (a new sequence).
-    fn cache_read(&self, slot: u32, node: &Node, at: impl Fn() -> At) -> Result<Value, FixedError> {
-        let expected = self.dims(&node.ty.shape);
-        let fail = |message: String| FixedError::Cache {
-            at: at(),
-            slot,
-            message,
-        };
-        if self.env.past == 0 {
-            return Ok(Rc::new(ArrayD::zeros(IxDyn(&expected))));
-        }
-        let past = self.env.past;
-        let x = match self.sources.cache.read(slot) {
-            Ok(x) => x,
-            Err(CacheError::Empty { .. }) => {
-                return Err(fail(format!(
-                    "empty, but past = {past}: run the earlier calls (prefill) with this cache first"
-                )));
-            }
-            Err(hole) => return Err(fail(hole.to_string())),
-        };
-        if x.shape() != expected.as_slice() {
-            return Err(fail(format!(
-                "holds {:?}, but past = {past} needs {expected:?}",
-                x.shape()
-            )));
-        }
-        Ok(Rc::new(x.clone()))
+    fn output(&self, node: &Node, x: &ArrayD<Ring>) -> ArrayD<f64> {
+        decode_value(node.ty.elem, x)
     }
 }
 
-/// Names a node in error messages (as the f64 interpreter does).
-fn at_of(id: NodeId, node: &Node) -> At {
-    At {
-        node: id,
-        op: node.op.name(),
-        scope: node.scope.path.clone(),
-    }
-}
-
-/// The fixed-point scale of the first operand, if it has one.
-fn operand_scale(program: &Program, operands: &[NodeId]) -> Option<u32> {
-    let first = operands.first()?;
-    match program.graph.node(*first).ty.elem {
-        Elem::Fixed { scale } => Some(scale),
-        _ => None,
-    }
+/// A weight's encoding at its declared scale (the plan's `frac` if it has none that fits).
+pub(crate) fn encode_weight(w: &ArrayD<f64>, elem: Elem, frac: u32) -> ArrayD<Ring> {
+    let scale = match elem {
+        Elem::Fixed { scale } if scale < 64 => scale,
+        _ => frac,
+    };
+    crate::ring::encode_tensor(w, scale)
 }
 
 /// An input as ring elements: fixed point encoded at its scale, ids and bits as integers.

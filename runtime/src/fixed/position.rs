@@ -5,7 +5,7 @@ use comet_ir::{DimEnv, RopeStyle};
 use ndarray::{Array1, Array3, ArrayD, ArrayViewD, Axis};
 
 use super::OpResult;
-use crate::movement::reshape_to;
+use crate::movement;
 use crate::ring::{Ring, encode};
 
 /// Added, in real units, to the score of every hidden key by `causal_mask`.
@@ -59,28 +59,9 @@ fn rotate(x: &mut Array3<Ring>, t: usize, (p, q): (usize, usize), (cos, sin): (R
     }
 }
 
-/// Adds [`MASK_OFFSET`] encoded at `scale` to the score of key `j` for query `i` when
-/// `j > off + i`, `off` being the number of keys before the first query.
+/// Adds [`MASK_OFFSET`] encoded at `scale` to the score of every hidden key
+/// ([`movement::mask_future`]).
 pub(super) fn causal_mask(x: &ArrayViewD<Ring>, scale: u32) -> OpResult {
-    let r = x.ndim();
-    if r < 2 || x.shape()[r - 1] < x.shape()[r - 2] {
-        return Err(format!(
-            "`causal_mask` needs scores [.., queries, keys] with at least as many keys as \
-             queries, got {:?}",
-            x.shape()
-        ));
-    }
-    let (s, t) = (x.shape()[r - 2], x.shape()[r - 1]);
-    let off = t - s;
-    let batch = x.len() / (s * t).max(1);
     let mask = encode(MASK_OFFSET, scale);
-    let mut out: Array3<Ring> = reshape_to(x, &[batch, s, t])
-        .into_dimensionality()
-        .expect("rank 3");
-    for ((_, i, j), v) in out.indexed_iter_mut() {
-        if j > off + i {
-            *v = v.wrapping_add(mask);
-        }
-    }
-    Ok(reshape_to(&out.into_dyn().view(), x.shape()))
+    movement::mask_future(x, |v| v.wrapping_add(mask))
 }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::ring::decode_tensor;
 use comet_ir::{Dim, Domain, InputInfo, ModelInfo, Party, RopeStyle, Scope, UnaryFn, ValueType};
+use ndarray::IxDyn;
 
 const FRAC: u32 = 16;
 

@@ -13,6 +13,7 @@ use super::InterpError;
 use super::material::shape_of;
 use super::party::Run;
 use super::plan::Pos;
+use crate::exec::{At, ExecError, sources};
 use crate::fixed::{self, decode_value};
 use crate::protocols::{Share, share};
 use crate::ring::{self, Ring};
@@ -80,9 +81,7 @@ impl Run<'_> {
             op if self.holds(dom) => self.apply(i, op, shared(dom))?,
             _ => return Ok(None),
         };
-        if v.shape() != shape.as_slice() {
-            return Err(self.fail(i, format!("computed {:?}, declared {shape:?}", v.shape())));
-        }
+        ExecError::check_shape(v.shape(), &shape, || At::of(id, node))?;
         Ok(Some(Share(v)))
     }
 
@@ -126,6 +125,7 @@ impl Run<'_> {
         fixed::apply_op(op, &views, self.env, self.frac, scale).map_err(|m| self.fail(i, m))
     }
 
+    /// An input's encoding at its provider, checked as every backend checks it.
     fn input(
         &self,
         i: Pos,
@@ -136,13 +136,12 @@ impl Run<'_> {
         if party.index() != usize::from(self.party) {
             return Ok(None);
         }
-        let x = (self.sources.inputs.get(name))
-            .ok_or_else(|| self.fail(i, format!("missing input `{name}`")))?;
-        if x.shape() != shape {
-            return Err(self.fail(i, format!("input `{name}`: shape {:?}", x.shape())));
-        }
+        let x = sources::input(&self.sources.inputs, name, shape.to_vec(), self.env)?;
         let elem = self.program.graph.node(self.plan.id(i)).ty.elem;
-        let v = fixed::encode_source(x, elem).map_err(|m| self.fail(i, m))?;
+        let v = fixed::encode_source(x, elem).map_err(|message| {
+            let name = name.into();
+            ExecError::InputValue { name, message }
+        })?;
         Ok(Some(Share(v)))
     }
 
@@ -159,17 +158,11 @@ impl Run<'_> {
         if owner.index() != usize::from(self.party) {
             return Ok(None);
         }
-        let scale = match program.graph.node(self.plan.id(i)).ty.elem {
-            Elem::Fixed { scale } if scale < 64 => scale,
-            _ => self.frac,
-        };
         let loaded = self.load_weight(i, name)?;
-        let w = loaded.as_ref().or(self.sources.weights.get(name));
-        let w = w.ok_or_else(|| self.fail(i, format!("missing weight `{name}`")))?;
-        if w.shape() != shape {
-            return Err(self.fail(i, format!("weight `{name}`: shape {:?}", w.shape())));
-        }
-        let v = Share(ring::encode_tensor(w, scale));
+        let found = loaded.as_ref().or(self.sources.weights.get(name));
+        let w = sources::weight(program, name, found, shape.to_vec())?;
+        let elem = program.graph.node(self.plan.id(i)).ty.elem;
+        let v = Share(fixed::encode_weight(w, elem, self.frac));
         let droppable = self.droppable.get_mut(name);
         match (droppable, loaded) {
             (Some(left), _) => {
@@ -198,15 +191,16 @@ impl Run<'_> {
         }
     }
 
+    /// This party's cache shares, checked as every backend checks a cache read.
     fn cache_read(&self, i: Pos, slot: u32, shape: &[usize]) -> Result<ArrayD<Ring>, InterpError> {
-        if self.env.past == 0 {
-            return Ok(ArrayD::zeros(IxDyn(shape)));
-        }
-        let c = (self.cache.read(slot)).map_err(|e| self.fail(i, e.to_string()))?;
-        if c.shape() != shape {
-            return Err(self.fail(i, format!("cache holds {:?}", c.shape())));
-        }
-        Ok(c.clone())
+        let id = self.plan.id(i);
+        let at = || At::of(id, self.program.graph.node(id));
+        Ok(
+            match sources::cache_read(self.cache, slot, shape, self.env, at)? {
+                Some(c) => c.clone(),
+                None => ArrayD::zeros(IxDyn(shape)),
+            },
+        )
     }
 
     fn share(&self, i: Pos, from: Party, shape: &[usize]) -> Result<ArrayD<Ring>, InterpError> {

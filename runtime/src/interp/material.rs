@@ -255,9 +255,9 @@ pub(crate) fn deal_call_items<D: Deal + ?Sized>(
 
 /// The seeds of every `share` node, in canonical order.
 fn share_seeds<D: Deal + ?Sized>(plan: &ExecPlan, deal: &mut D) -> Vec<(NodeId, InputSeed)> {
-    (0..plan.order.len())
+    (0..plan.len())
         .filter(|&i| plan.protocol(i as Pos) == Protocol::Share)
-        .map(|i| (plan.order[i], deal.share_seed()))
+        .map(|i| (plan.id(i as Pos), deal.share_seed()))
         .collect()
 }
 
@@ -268,7 +268,7 @@ fn shuffles<D: Deal + ?Sized>(
     deal: &mut D,
 ) -> Result<[Vec<(NodeId, ShuffleMaterial)>; 2], MaterialError> {
     let mut out = [Vec::new(), Vec::new()];
-    for &id in &plan.order {
+    for &id in plan.order() {
         if let Op::BlockPermute { perm, .. } = program.graph.node(id).op {
             let (rows, k) = shuffle_view(program, id);
             for (p, m) in deal.shuffle(perm, rows, k)?.into_iter().enumerate() {
@@ -309,8 +309,7 @@ pub(crate) fn fixed_operand_of(
 
 /// The evaluated shape of node `id`.
 pub(crate) fn shape_of(program: &Program, id: NodeId, env: DimEnv) -> Vec<usize> {
-    let node = program.graph.node(id);
-    node.ty.shape.iter().map(|d| d.eval(env) as usize).collect()
+    crate::exec::sources::dims(&program.graph.node(id).ty.shape, env)
 }
 
 /// What dealing the material of the communicating node at `i` needs to know of it.

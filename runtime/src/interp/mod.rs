@@ -40,10 +40,11 @@ mod start;
 
 use std::collections::HashMap;
 
-use comet_ir::{DimEnv, NodeId, Program};
+use comet_ir::{DimEnv, Program};
 use ndarray::ArrayD;
 
 use crate::dealer::MaterialError;
+use crate::exec::{At, ExecError};
 use crate::protocols::MessageError;
 use crate::protocols::driver::RoundError;
 use crate::transport::ChannelError;
@@ -81,15 +82,16 @@ pub enum InterpError {
     #[error("the interpreter runs protocol-stage plans with rounds analysed: {0}")]
     NotAPlan(String),
     /// A node could not be computed.
-    #[error("{node} (`{op}`): {message}")]
+    #[error("{at}: {message}")]
     Node {
         /// The node.
-        node: NodeId,
-        /// Its op.
-        op: &'static str,
+        at: At,
         /// What went wrong.
         message: String,
     },
+    /// An input, weight or cache read failed the execution core's checks.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
     /// A round failed.
     #[error(transparent)]
     Round(#[from] RoundError),

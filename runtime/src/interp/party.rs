@@ -1,7 +1,9 @@
 //! One party's run of one call: the walker over the call's [`ExecPlan`]. Before each round
 //! it computes the local nodes of that round's epoch, then starts (or steps) the
 //! communicating nodes active in the round, packs their messages into one buffer, makes
-//! one exchange, and finishes them. Values are dropped after their last reader.
+//! one exchange, and finishes them. Values are dropped after their last reader (the
+//! layout's read counts). The KV cache, the checks of inputs, weights and cache reads and
+//! their errors are the execution core's ([`crate::exec`]), as in the plaintext backends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use ndarray::ArrayD;
 use super::material::PartyMaterial;
 use super::plan::{ExecPlan, Pos};
 use super::{InterpError, RunOptions};
+use crate::exec::{At, sources};
 use crate::fixed::Cache;
 use crate::protocols::dispatch::Pending;
 use crate::protocols::fixed::FixedOperand;
@@ -276,7 +279,7 @@ impl<'a> Run<'a> {
         state: &'a mut PartyState,
         options: RunOptions,
     ) -> Run<'a> {
-        let n = plan.order.len();
+        let n = plan.len();
         let mut values = vec![Slot::Empty; n];
         for (id, v) in &state.permuted {
             values[plan.pos(*id) as usize] = Slot::Held(v.clone());
@@ -318,6 +321,7 @@ impl<'a> Run<'a> {
     /// first call, then every round with the local nodes of its epoch before it.
     fn walk<C: Channel + ?Sized>(&mut self, ch: &mut C, set_up: bool) -> Result<(), InterpError> {
         let plan = self.plan;
+        sources::check_input_names(self.program, self.sources.inputs.keys())?;
         if set_up {
             for (i, only) in self.set_up_only.iter().enumerate() {
                 if *only && matches!(self.values[i], Slot::Empty) {
@@ -356,7 +360,7 @@ impl<'a> Run<'a> {
             self.options.report(self.party, event);
         }
         self.compute_locals(plan.locals(plan.total_rounds))?;
-        if let Some(i) = (0..plan.order.len()).find(|&i| matches!(self.values[i], Slot::Empty)) {
+        if let Some(i) = (0..plan.len()).find(|&i| matches!(self.values[i], Slot::Empty)) {
             return Err(self.fail(
                 i as Pos,
                 "never computed: its operands were not ready".into(),
@@ -404,11 +408,8 @@ impl<'a> Run<'a> {
 
     pub(super) fn fail(&self, i: Pos, message: String) -> InterpError {
         let id = self.plan.id(i);
-        InterpError::Node {
-            node: id,
-            op: self.program.graph.node(id).op.name(),
-            message,
-        }
+        let at = At::of(id, self.program.graph.node(id));
+        InterpError::Node { at, message }
     }
 
     /// This party's value of the node at `i`, if it holds one.
@@ -432,7 +433,7 @@ fn droppable_weights(program: &Program, plan: &ExecPlan) -> HashMap<String, usiz
     let only = set_up_only(plan);
     let mut all: HashMap<String, usize> = HashMap::new();
     let mut needed = std::collections::HashSet::new();
-    for (i, &id) in plan.order.iter().enumerate() {
+    for (i, &id) in plan.order().iter().enumerate() {
         if let comet_ir::Op::Weight { name } = &program.graph.node(id).op {
             *all.entry(name.clone()).or_default() += 1;
             if !only[i] {
@@ -449,7 +450,7 @@ fn droppable_weights(program: &Program, plan: &ExecPlan) -> HashMap<String, usiz
 /// values. The session's first call computes them during its setup, one fixed operand at
 /// a time; later calls not at all (re-encoding them would cost a copy of the model).
 fn set_up_only(plan: &ExecPlan) -> Vec<bool> {
-    let n = plan.order.len();
+    let n = plan.len();
     let mut only = vec![false; n];
     let mut users: Vec<Vec<Pos>> = vec![Vec::new(); n];
     for u in 0..n {

@@ -1,8 +1,9 @@
 //! The execution plan of one call: everything the walker needs, computed once per call
 //! from the plan's annotations, so that no round scans the graph.
 //!
-//! Nodes are numbered by their position in the canonical (topological) order; per node the
-//! plan keeps its operand positions, its protocol and own rounds **as the cost pass
+//! It builds on the call's structural [`Layout`] (nodes numbered by their position in the
+//! canonical order, operand positions, read counts: [`crate::exec`]); per node it adds its
+//! protocol and own rounds **as the cost pass
 //! annotated them** (`analyses.costs`, never re-derived), and its start round
 //! (`analyses.rounds`). From those it derives when each value becomes available
 //! ([`ExecPlan::epoch`]): a communicating node's value after its last round, a local
@@ -11,28 +12,22 @@
 //! round `r` ([`ExecPlan::round`]), with no search.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 
 use comet_ir::protocol::{Protocol, fixed_values};
 use comet_ir::sparse::{Masked, masked_nodes};
-use comet_ir::{Comparison, DimEnv, NodeId, Program, Stage};
+use comet_ir::{Comparison, DimEnv, Program, Stage};
 
 use super::InterpError;
+pub(crate) use crate::exec::Pos;
+use crate::exec::{At, Layout};
 
-/// A node's position in the canonical order.
-pub(crate) type Pos = u32;
-
-/// The schedule of one call at a concrete `env`, with dense per-node tables.
+/// The schedule of one call at a concrete `env`: the program's [`Layout`] (which it
+/// dereferences to) and dense per-node tables of protocols and rounds.
 #[derive(Debug, Clone)]
 pub struct ExecPlan {
-    /// Nodes in canonical (topological) order.
-    pub order: Vec<NodeId>,
-    /// Node index → position in `order`.
-    pos: HashMap<NodeId, Pos>,
-    /// Per position: operand positions, in operand order.
-    operands: Vec<Vec<Pos>>,
-    /// Per position: the extra values a node reads besides its operands (the block mask of
-    /// a node in a sparse FFN's masked region).
-    extra_reads: Vec<Option<Pos>>,
+    /// The structural layout; a node in a masked region also reads its block mask.
+    layout: Layout,
     /// The nodes of sparse FFNs' masked regions, by position.
     masked: HashMap<Pos, Masked>,
     /// Per position: the protocol that computes it (from the cost annotations).
@@ -82,15 +77,9 @@ impl ExecPlan {
         let Some(costs) = &program.analyses.costs else {
             return Err(InterpError::NotAPlan("no `costs` analysis".into()));
         };
-        let order =
-            (program.graph.topo_order()).map_err(|e| InterpError::NotAPlan(e.to_string()))?;
-        let pos: HashMap<NodeId, Pos> = (order.iter().enumerate())
-            .map(|(i, &id)| (id, i as Pos))
-            .collect();
-        let n = order.len();
+        let layout = Layout::new(program).map_err(|e| InterpError::NotAPlan(e.to_string()))?;
+        let n = layout.len();
         let mut plan = ExecPlan {
-            operands: Vec::with_capacity(n),
-            extra_reads: vec![None; n],
             masked: HashMap::new(),
             protocol: Vec::with_capacity(n),
             start: vec![0; n],
@@ -105,21 +94,18 @@ impl ExecPlan {
             total_rounds: 0,
             fixed: vec![false; n],
             fixed_operand: vec![None; n],
-            order,
-            pos,
+            layout,
         };
         let fixed = fixed_values(program);
-        for (i, &id) in plan.order.iter().enumerate() {
+        for i in 0..n {
+            let id = plan.id(i as Pos);
             let cost = (costs.get(id))
                 .ok_or_else(|| InterpError::NotAPlan(format!("{id} has no cost annotation")))?;
-            let ops = program.graph.operands(id);
-            plan.operands
-                .push(ops.iter().map(|x| plan.pos[x]).collect());
             plan.protocol.push(cost.protocol);
             plan.fixed[i] = fixed.contains(&id);
             if cost.protocol.has_fixed_operand() {
                 let w = super::material::fixed_operand_of(program, id, &fixed);
-                plan.fixed_operand[i] = Some(plan.pos[&w]);
+                plan.fixed_operand[i] = Some(plan.pos(w));
             }
             if cost.protocol.communicates() {
                 plan.own[i] = cost.rounds.eval(env).max(0) as u64;
@@ -133,8 +119,8 @@ impl ExecPlan {
             }
         }
         for (id, m) in masked_nodes(program) {
-            let i = plan.pos[&id];
-            plan.extra_reads[i as usize] = Some(plan.pos[&m.mask]);
+            let i = plan.pos(id);
+            plan.layout.add_read(i, plan.pos(m.mask));
             plan.masked.insert(i, m);
         }
         plan.derive_epochs(program)?;
@@ -143,7 +129,7 @@ impl ExecPlan {
 
     /// Availability epochs, the per-round lists and the start order.
     fn derive_epochs(&mut self, program: &Program) -> Result<(), InterpError> {
-        let n = self.order.len();
+        let n = self.len();
         for i in 0..n {
             let ready = (self.reads(i as Pos))
                 .map(|x| self.epoch[x as usize])
@@ -153,9 +139,9 @@ impl ExecPlan {
                 || self.reads(i as Pos).any(|x| self.after_shuffle[x as usize]);
             if self.communicating(i as Pos) {
                 if ready > self.start[i] {
+                    let id = self.id(i as Pos);
                     return Err(InterpError::Node {
-                        node: self.order[i],
-                        op: program.graph.node(self.order[i]).op.name(),
+                        at: At::of(id, program.graph.node(id)),
                         message: format!(
                             "scheduled in round {}, operands ready in round {ready}",
                             self.start[i]
@@ -191,26 +177,6 @@ impl ExecPlan {
     /// rows of one element has no rounds and is local).
     pub(crate) fn communicating(&self, i: Pos) -> bool {
         self.protocol[i as usize].communicates() && self.own[i as usize] > 0
-    }
-
-    /// The position of node `id`.
-    pub(crate) fn pos(&self, id: NodeId) -> Pos {
-        self.pos[&id]
-    }
-
-    /// The node at position `i`.
-    pub(crate) fn id(&self, i: Pos) -> NodeId {
-        self.order[i as usize]
-    }
-
-    /// The operand positions of the node at `i`.
-    pub(crate) fn operands(&self, i: Pos) -> &[Pos] {
-        &self.operands[i as usize]
-    }
-
-    /// Every value the node at `i` reads: its operands and its block mask, if any.
-    pub(crate) fn reads(&self, i: Pos) -> impl Iterator<Item = Pos> + '_ {
-        (self.operands[i as usize].iter().copied()).chain(self.extra_reads[i as usize])
     }
 
     /// The protocol of the node at `i`.
@@ -265,19 +231,16 @@ impl ExecPlan {
         &self.setup_order
     }
 
-    /// Per position, how many nodes read it (operands and block masks).
-    pub(crate) fn read_counts(&self) -> Vec<u32> {
-        let mut uses = vec![0u32; self.order.len()];
-        for i in 0..self.order.len() {
-            for x in self.reads(i as Pos) {
-                uses[x as usize] += 1;
-            }
-        }
-        uses
-    }
-
     /// Whether the node at `i` is a `block_permute` node.
     pub(crate) fn is_shuffle(&self, i: Pos) -> bool {
         self.protocol[i as usize] == Protocol::Shuffle
+    }
+}
+
+impl Deref for ExecPlan {
+    type Target = Layout;
+
+    fn deref(&self) -> &Layout {
+        &self.layout
     }
 }

@@ -4,7 +4,7 @@ use comet_ir::{DimEnv, RopeStyle};
 use ndarray::{Array1, Array3, ArrayD, ArrayViewD, Axis};
 
 use super::OpResult;
-use crate::movement::reshape_to;
+use crate::movement;
 
 /// Added to the score of every hidden key by `causal_mask`.
 ///
@@ -46,28 +46,7 @@ fn rotate(x: &mut Array3<f64>, t: usize, (p, q): (usize, usize), angle: f64) {
     }
 }
 
-/// Adds [`MASK_OFFSET`] to the score of key `j` for query `i` when `j > off + i`, where
-/// `off` is the number of keys before the first query (`past` for `[.., seq, past + seq]`
-/// scores, 0 for `[.., seq, seq]`).
+/// Adds [`MASK_OFFSET`] to the score of every hidden key ([`movement::mask_future`]).
 pub(super) fn causal_mask(x: &ArrayViewD<f64>) -> OpResult {
-    let r = x.ndim();
-    if r < 2 || x.shape()[r - 1] < x.shape()[r - 2] {
-        return Err(format!(
-            "`causal_mask` needs scores [.., queries, keys] with at least as many keys as \
-             queries, got {:?}",
-            x.shape()
-        ));
-    }
-    let (s, t) = (x.shape()[r - 2], x.shape()[r - 1]);
-    let off = t - s;
-    let batch = x.len() / (s * t).max(1);
-    let mut out: Array3<f64> = reshape_to(x, &[batch, s, t])
-        .into_dimensionality()
-        .expect("rank 3");
-    for ((_, i, j), v) in out.indexed_iter_mut() {
-        if j > off + i {
-            *v += MASK_OFFSET;
-        }
-    }
-    Ok(reshape_to(&out.into_dyn().view(), x.shape()))
+    movement::mask_future(x, |v| v + MASK_OFFSET)
 }

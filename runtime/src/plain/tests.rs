@@ -539,6 +539,22 @@ fn reports_cache_misuse() {
 }
 
 #[test]
+fn a_hole_in_the_cache_is_reported() {
+    let p = tiny_program();
+    let w = named("w", ramp(&[2, 3]));
+    let mut cache = Cache::new();
+    let prefill = DimEnv { seq: 2, past: 0 };
+    eval(&p, &named("x", ramp(&[2, 2])), &w, prefill, &mut cache).unwrap();
+    assert!(cache.invalidate(7, 0, 1));
+    let x = named("x", ramp(&[1, 2]));
+    assert_eq!(
+        error(&p, &x, &w, DimEnv { seq: 1, past: 2 }, &mut cache),
+        "%5 (cache_read): cache slot 7: head 0, position 1 is not valid (a hole that was \
+         not refilled)"
+    );
+}
+
+#[test]
 fn a_value_that_contradicts_its_type_is_reported() {
     let mut p = tiny_program();
     let y = p

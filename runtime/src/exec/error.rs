@@ -1,12 +1,46 @@
-//! Errors of the fixed-point plaintext backend, naming the node, input, weight or slot.
+//! The one error type of a call's execution, naming the node, input, weight or cache slot
+//! where the call failed.
 
-use crate::plain::At;
-use comet_ir::{NodeId, Stage};
+use comet_ir::{Node, NodeId, Stage};
+use std::fmt;
 
-/// Why a program could not be evaluated in fixed point.
+/// Names a node in error messages: `%31 (matmul in decoder.0/attention)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    /// The node.
+    pub node: NodeId,
+    /// Its op's name.
+    pub op: &'static str,
+    /// Its block path (empty at top level).
+    pub scope: String,
+}
+
+impl At {
+    /// The place of node `id`.
+    pub fn of(id: NodeId, node: &Node) -> At {
+        At {
+            node: id,
+            op: node.op.name(),
+            scope: node.scope.path.clone(),
+        }
+    }
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scope.as_str() {
+            "" => write!(f, "{} ({})", self.node, self.op),
+            s => write!(f, "{} ({} in {s})", self.node, self.op),
+        }
+    }
+}
+
+/// Why a call could not be executed: the same errors, with the same messages, from every
+/// backend (the plaintext ones as `PlainError`/`FixedError`, the parties inside
+/// `InterpError`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FixedError {
-    /// The program still has implicit truncations and composite functions.
+pub enum ExecError {
+    /// The program still has implicit truncations and composite functions (fixed point).
     #[error(
         "the fixed-point backend runs protocol-stage plans, got a {stage:?}-stage program: \
          compile it with the full pipeline"
@@ -15,7 +49,7 @@ pub enum FixedError {
         /// The program's stage.
         stage: Stage,
     },
-    /// The plan's fractional bits do not fit the 64-bit ring.
+    /// The plan's fractional bits do not fit the 64-bit ring (fixed point).
     #[error("the plan's frac = {frac} does not fit Z_2^64 (needs frac < 64)")]
     Frac {
         /// The plan's fractional bits.
@@ -92,7 +126,7 @@ pub enum FixedError {
         /// What is wrong.
         message: String,
     },
-    /// A composite function reached the backend: it only runs protocol primitives.
+    /// A composite function reached a backend that only runs protocol primitives.
     #[error("{at}: composite `{op}` has no fixed-point semantics here: expand first")]
     Composite {
         /// The node.
@@ -108,7 +142,8 @@ pub enum FixedError {
         /// What is wrong.
         message: String,
     },
-    /// A value's shape disagrees with its node's declared type.
+    /// A value's shape disagrees with its node's declared type: a bug in the program or
+    /// in a backend.
     #[error("{at}: computed shape {actual:?}, but its type says {expected:?}")]
     Shape {
         /// The node.
@@ -118,4 +153,26 @@ pub enum FixedError {
         /// The computed shape.
         actual: Vec<usize>,
     },
+}
+
+impl ExecError {
+    /// Checks the shape of a value computed at `at` against its node's declared shape at
+    /// the call's sizes.
+    ///
+    /// # Errors
+    /// [`ExecError::Shape`] if they differ.
+    pub fn check_shape(
+        actual: &[usize],
+        expected: &[usize],
+        at: impl FnOnce() -> At,
+    ) -> Result<(), ExecError> {
+        if actual == expected {
+            return Ok(());
+        }
+        Err(ExecError::Shape {
+            at: at(),
+            expected: expected.to_vec(),
+            actual: actual.to_vec(),
+        })
+    }
 }

@@ -1,11 +1,10 @@
-//! The KV cache of the fixed-point backend and of each party in two-party runs: ring values
-//! (a party's shares), one `[h, positions, k]` tensor per slot, with the validity of every
-//! (head, position) entry tracked.
-//!
-//! A write makes every entry of the slot valid. [`Cache::invalidate`] marks one entry as a
-//! hole (a skipped head, an evicted position: COMET.md §4, the refill issue); reading a slot
-//! with a hole through [`Cache::read`] is an error naming the slot, head and position, never
-//! a silent use of stale shares.
+//! The KV cache of every backend: one `[h, positions, k]` tensor per slot, of the
+//! backend's elements (`f64` in the reference interpreter, ring elements in the
+//! fixed-point backend, this party's shares in a two-party run), and which
+//! `(head, position)` entries are valid. A write makes every entry of the slot valid;
+//! [`Cache::invalidate`] marks one entry as a hole (a skipped head, an evicted position:
+//! COMET.md §4, the refill issue); reading a slot with a hole through [`Cache::read`] is an
+//! error naming the slot, head and position, never a silent use of stale values.
 
 use ndarray::{Array2, ArrayD};
 use std::collections::BTreeMap;
@@ -33,22 +32,39 @@ pub enum CacheError {
     },
 }
 
-/// One `[h, positions, k]` tensor of ring elements per slot (fixed point at the plan's
-/// `frac`), and which `(head, position)` entries are valid.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Cache {
-    slots: BTreeMap<u32, ArrayD<u64>>,
+/// One `[h, positions, k]` tensor of `T` per slot, and which `(head, position)` entries
+/// are valid.
+#[derive(Clone, PartialEq)]
+pub struct Cache<T> {
+    slots: BTreeMap<u32, ArrayD<T>>,
     valid: BTreeMap<u32, Array2<bool>>,
 }
 
-impl Cache {
+impl<T> Default for Cache<T> {
+    fn default() -> Self {
+        Cache {
+            slots: BTreeMap::new(),
+            valid: BTreeMap::new(),
+        }
+    }
+}
+
+/// The slots and their shapes: a party's cache holds shares, which never reach a log.
+impl<T> std::fmt::Debug for Cache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shapes = self.slots.iter().map(|(s, x)| (s, x.shape()));
+        f.debug_map().entries(shapes).finish()
+    }
+}
+
+impl<T> Cache<T> {
     /// An empty cache (for a new sequence).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The contents of `slot`, if it was written, whatever their validity.
-    pub fn get(&self, slot: u32) -> Option<&ArrayD<u64>> {
+    pub fn get(&self, slot: u32) -> Option<&ArrayD<T>> {
         self.slots.get(&slot)
     }
 
@@ -56,7 +72,7 @@ impl Cache {
     ///
     /// # Errors
     /// [`CacheError::Empty`] or the first [`CacheError::Hole`].
-    pub fn read(&self, slot: u32) -> Result<&ArrayD<u64>, CacheError> {
+    pub fn read(&self, slot: u32) -> Result<&ArrayD<T>, CacheError> {
         let x = self.slots.get(&slot).ok_or(CacheError::Empty { slot })?;
         if let Some(v) = self.valid.get(&slot)
             && let Some(((head, position), _)) = v.indexed_iter().find(|(_, ok)| !**ok)
@@ -71,7 +87,7 @@ impl Cache {
     }
 
     /// Replaces the contents of `slot`; every entry becomes valid.
-    pub fn set(&mut self, slot: u32, value: ArrayD<u64>) {
+    pub fn set(&mut self, slot: u32, value: ArrayD<T>) {
         let (h, t) = match value.shape() {
             [h, t, ..] => (*h, *t),
             [t] => (1, *t),
@@ -126,7 +142,7 @@ mod tests {
 
     #[test]
     fn writes_are_valid_and_holes_are_named() {
-        let mut c = Cache::new();
+        let mut c = Cache::<u64>::new();
         assert_eq!(c.read(3), Err(CacheError::Empty { slot: 3 }));
         c.set(3, ArrayD::zeros(IxDyn(&[2, 5, 4])));
         assert!(c.read(3).is_ok());

@@ -1,0 +1,134 @@
+//! What a call reads besides its program — the caller's inputs and weights and the KV
+//! cache — and the checks every backend makes on them: input names, input and weight
+//! shapes at the call's [`DimEnv`], and what a `cache_read` finds.
+
+use std::collections::HashMap;
+
+use comet_ir::{Dim, DimEnv, Program};
+use ndarray::ArrayD;
+
+use super::{At, Cache, CacheError, ExecError};
+
+/// Real-valued tensors by name (inputs, or weights by qualified weight name).
+pub type Tensors = HashMap<String, ArrayD<f64>>;
+
+/// A shape's sizes at `env`.
+pub fn dims(shape: &[Dim], env: DimEnv) -> Vec<usize> {
+    shape.iter().map(|d| d.eval(env) as usize).collect()
+}
+
+/// Checks that every name in `given` is a declared input of `program` (the first unknown
+/// name in sorted order is reported).
+///
+/// # Errors
+/// [`ExecError::UnknownInput`], listing the declared inputs.
+pub fn check_input_names<'n>(
+    program: &Program,
+    given: impl Iterator<Item = &'n String>,
+) -> Result<(), ExecError> {
+    let info = &program.info;
+    let mut unknown: Vec<&String> = given.filter(|n| info.input(n).is_none()).collect();
+    unknown.sort();
+    match unknown.first() {
+        None => Ok(()),
+        Some(name) => Err(ExecError::UnknownInput {
+            name: (*name).clone(),
+            declared: (info.inputs.iter())
+                .map(|i| format!("`{}`", i.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Input `name` from `inputs`, checked against its `expected` shape at `env`.
+///
+/// # Errors
+/// [`ExecError::MissingInput`] or [`ExecError::InputShape`].
+pub fn input<'a>(
+    inputs: &'a Tensors,
+    name: &str,
+    expected: Vec<usize>,
+    env: DimEnv,
+) -> Result<&'a ArrayD<f64>, ExecError> {
+    let Some(x) = inputs.get(name) else {
+        let name = name.into();
+        return Err(ExecError::MissingInput { name, expected });
+    };
+    if x.shape() != expected.as_slice() {
+        return Err(ExecError::InputShape {
+            name: name.into(),
+            expected,
+            actual: x.shape().to_vec(),
+            seq: env.seq,
+            past: env.past,
+        });
+    }
+    Ok(x)
+}
+
+/// Weight `name` as found (`w`), checked against its `expected` shape.
+///
+/// # Errors
+/// [`ExecError::MissingWeight`] (naming its checkpoint tensor) or
+/// [`ExecError::WeightShape`].
+pub fn weight<'a>(
+    program: &Program,
+    name: &str,
+    w: Option<&'a ArrayD<f64>>,
+    expected: Vec<usize>,
+) -> Result<&'a ArrayD<f64>, ExecError> {
+    let Some(w) = w else {
+        let info = program.info.weight(name);
+        let tensor = info.map_or(name, |i| i.tensor.as_str()).to_string();
+        let name = name.into();
+        return Err(ExecError::MissingWeight { name, tensor });
+    };
+    if w.shape() != expected.as_slice() {
+        return Err(ExecError::WeightShape {
+            name: name.into(),
+            expected,
+            actual: w.shape().to_vec(),
+        });
+    }
+    Ok(w)
+}
+
+/// What `cache_read { slot }` (at `at`) reads: `None` at `past = 0` (a new sequence: the
+/// value is `[h, 0, k]` zeros, whatever the cache holds), else the slot's valid contents
+/// of the `expected` shape `[h, past, k]`.
+///
+/// # Errors
+/// [`ExecError::Cache`] if the slot is empty, has a hole, or has another length.
+pub fn cache_read<'a, T>(
+    cache: &'a Cache<T>,
+    slot: u32,
+    expected: &[usize],
+    env: DimEnv,
+    at: impl Fn() -> At,
+) -> Result<Option<&'a ArrayD<T>>, ExecError> {
+    let past = env.past;
+    if past == 0 {
+        return Ok(None);
+    }
+    let fail = |message: String| ExecError::Cache {
+        at: at(),
+        slot,
+        message,
+    };
+    let x = cache.read(slot).map_err(|e| match e {
+        CacheError::Empty { .. } => fail(format!(
+            "empty, but past = {past}: run the earlier calls (prefill) with this cache first"
+        )),
+        CacheError::Hole { head, position, .. } => fail(format!(
+            "head {head}, position {position} is not valid (a hole that was not refilled)"
+        )),
+    })?;
+    if x.shape() != expected {
+        let held = x.shape();
+        return Err(fail(format!(
+            "holds {held:?}, but past = {past} needs {expected:?}"
+        )));
+    }
+    Ok(Some(x))
+}
