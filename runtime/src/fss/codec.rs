@@ -8,6 +8,22 @@ pub(crate) const fn control_bytes(n_bits: u32) -> usize {
     (2 * n_bits as usize).div_ceil(8)
 }
 
+/// Packs the two level-indexed bit sets as bit 2i = left bit i, bit 2i + 1 = right bit i.
+pub(crate) fn interleave([left, right]: [u64; 2]) -> u128 {
+    (0..64).fold(0, |acc, i| {
+        acc | (u128::from((left >> i) & 1) << (2 * i))
+            | (u128::from((right >> i) & 1) << (2 * i + 1))
+    })
+}
+
+/// Inverse of [`interleave`].
+pub(crate) fn deinterleave(packed: u128) -> [u64; 2] {
+    (0..64).fold([0, 0], |[l, r], i| {
+        let bit = |k: u32| ((packed >> k) & 1) as u64;
+        [l | (bit(2 * i) << i), r | (bit(2 * i + 1) << i)]
+    })
+}
+
 /// A cursor over a serialized key; every read fails cleanly on a short input.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],

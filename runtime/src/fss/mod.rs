@@ -32,12 +32,16 @@
 //! Secrets (seeds, masks, correction words) never appear in `Debug` output.
 
 pub mod dcf;
+pub mod dcf_bit;
+pub mod dpf;
 pub mod drelu;
 pub mod prg;
 
 mod codec;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dpf;
 
 pub use dcf::{CorrectionWords, DcfKey};
 pub use drelu::{
@@ -68,6 +72,9 @@ pub enum FssError {
     /// The input bit width is outside 1..=64.
     #[error("FSS key: input width must be 1..=64 bits, got {0}")]
     Width(u32),
+    /// The output group width ℓ is outside 1..=64 bits.
+    #[error("FSS key: output width must be 1..=64 bits, got {0}")]
+    OutputWidth(u32),
     /// A field has bits set that the construction always leaves clear.
     #[error("FSS key: malformed {0}")]
     Malformed(&'static str),
