@@ -97,3 +97,46 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 }
+
+/// Bytes of a gate batch's header: party (1), input width (1), gate count (8 LE), the
+/// party's 32-byte ChaCha12 seed.
+pub(crate) const BATCH_HEADER_BYTES: usize = 1 + 1 + 8 + 32;
+
+/// The header of a serialized gate batch whose masks and root seeds expand from a seed.
+pub(crate) struct BatchHeader {
+    pub party: u8,
+    pub width: u32,
+    pub count: usize,
+    pub seed: [u8; 32],
+}
+
+impl BatchHeader {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[self.party, self.width as u8]);
+        out.extend_from_slice(&(self.count as u64).to_le_bytes());
+        out.extend_from_slice(&self.seed);
+    }
+
+    /// Reads the header and checks the total length against `element_bytes(party, width)`
+    /// per gate, which rejects widths the gate does not support.
+    pub(crate) fn read(
+        r: &mut Reader<'_>,
+        element_bytes: impl Fn(u8, u32) -> Result<usize, FssError>,
+    ) -> Result<BatchHeader, FssError> {
+        let party = r.party()?;
+        let width = u32::from(r.u8()?);
+        let count = r.u64()?;
+        let per = element_bytes(party, width)?;
+        let expected = usize::try_from(count)
+            .ok()
+            .and_then(|n| n.checked_mul(per)?.checked_add(BATCH_HEADER_BYTES));
+        r.expect_total(expected.unwrap_or(usize::MAX))?;
+        let seed = r.array::<32>()?;
+        Ok(BatchHeader {
+            party,
+            width,
+            count: count as usize,
+            seed,
+        })
+    }
+}

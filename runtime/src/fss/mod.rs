@@ -35,6 +35,8 @@ pub mod dcf;
 pub mod dcf_bit;
 pub mod dpf;
 pub mod drelu;
+pub mod drelu_bit;
+pub mod lut;
 pub mod prg;
 
 mod codec;
@@ -42,6 +44,8 @@ mod codec;
 mod tests;
 #[cfg(test)]
 mod tests_dpf;
+#[cfg(test)]
+mod tests_gates;
 
 pub use dcf::{CorrectionWords, DcfKey};
 pub use drelu::{
