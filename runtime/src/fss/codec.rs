@@ -100,7 +100,7 @@ impl<'a> Reader<'a> {
 
 /// Bytes of a gate batch's header: party (1), input width (1), gate count (8 LE), the
 /// party's 32-byte ChaCha12 seed.
-pub(crate) const BATCH_HEADER_BYTES: usize = 1 + 1 + 8 + 32;
+pub const BATCH_HEADER_BYTES: usize = 1 + 1 + 8 + 32;
 
 /// The header of a serialized gate batch whose masks and root seeds expand from a seed.
 pub(crate) struct BatchHeader {

@@ -46,8 +46,8 @@
 //! Z_2^64; [`super::drelu_bit`] converts it with one more opened bit.
 //!
 //! ## Cost
-//! Eval: two AES blocks per tree level (both children) plus one leaf block, n − 7 + … ≈
-//! 2(n − 7) + 1 blocks per point, against 2n for [`super::dcf`].
+//! Eval: two AES blocks per tree level (both children) plus one leaf block, 2(n − ν) + 1
+//! blocks per point, against 2n for [`super::dcf`]. Online use: see [`super::drelu_bit`].
 
 use std::fmt;
 

@@ -31,7 +31,7 @@
 //! ## Sizes
 //! Key per gate: party 0 receives the DCF's correction words, party 1 those plus 8 bytes:
 //! [`DreluBitKey::element_bytes`] = [`DcfBitKey::correction_bytes`](m − 1) + 8·b, i.e.
-//! ≈ (m − 8)(λ + 2) + λ bits (+ 64 for party 1), for m ≥ 8; plus [`BATCH_HEADER_BYTES`]
+//! ≈ (m − 8)(λ + 2) + λ bits (+ 64 for party 1), for m ≥ 8; plus [`super::BATCH_HEADER_BYTES`]
 //! per batch. Online: **2 rounds**, m + 1 bits per party and gate (2m + 2 in total).
 //!
 //! | m  | party 0 B | party 1 B | today's [`super::drelu`] (1 round, m = 64) | 1-round alternative: [`super::dcf`] on m − 1 bits |

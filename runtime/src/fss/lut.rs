@@ -29,7 +29,7 @@
 //! [`LutKey::element_bytes`] = 16(n − ν) + ⌈2(n − ν)/8⌉ + ⌈2^ν/8⌉ + 8 bytes with ν =
 //! min(n, 7), i.e. ≈ DPF(n) + 64 bits (SIGMA's DPF(n) + n + 2ℓ across both parties with ℓ
 //! = 64; the mask shares come from the seeds) — n = 8: 41 B, n = 13: 122 B; plus
-//! [`BATCH_HEADER_BYTES`] per batch. Online: **2 rounds**, n + 64 bits per party and gate
+//! [`super::BATCH_HEADER_BYTES`] per batch. Online: **2 rounds**, n + 64 bits per party and gate
 //! (2n + 128 in total). Local work: EvalAll (≈ 3·2^(n−7) AES blocks) and 2^n table reads.
 
 use std::fmt;

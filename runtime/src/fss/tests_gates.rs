@@ -154,7 +154,15 @@ fn gate_key_sizes_follow_the_formulas() {
         assert_eq!(key.to_bytes().len(), LutKey::byte_len(13, 3));
     }
     // m-bit DReLU: the (m − 1)-bit 1-bit DCF, plus 8 bytes for party 1.
-    let table = [(64, 926), (32, 406), (24, 276), (16, 146)];
+    let table = [
+        (64, 926),
+        (33, 423),
+        (32, 406),
+        (25, 293),
+        (24, 276),
+        (17, 163),
+        (16, 146),
+    ];
     for (m, bytes) in table {
         assert_eq!(DreluBitKey::element_bytes(0, m), bytes, "m={m}");
         assert_eq!(DreluBitKey::element_bytes(1, m), bytes + 8, "m={m}");
