@@ -253,3 +253,32 @@ fn gate_debug_output_is_redacted() {
         "LutKey { party: 0, n_bits: 5, gates: 1, .. }"
     );
 }
+
+/// Throughput figures (run with `cargo test --release -p comet-runtime
+/// fss::tests_gates::gate_throughput -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing; run in release with --nocapture"]
+fn gate_throughput() {
+    use std::time::Instant;
+    let count = 20_000;
+    let mut r = rng(18);
+    let xs: Vec<u64> = (0..count).map(|_| r.next_u64()).collect();
+    let start = Instant::now();
+    let keys = drelu_bit_offline(64, count, &mut r);
+    let offline = count as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    drelu_bit_reveal_message(0, &keys.0, &xs);
+    let eval = count as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "DReLU m=64 (1-bit DCF): offline {offline:.0} elem/s, eval {eval:.0} elem/s per party"
+    );
+    let lut_count = 2_000;
+    let table: Vec<u64> = (0..1u64 << 13).collect();
+    let start = Instant::now();
+    let keys = lut_offline(13, lut_count, &mut r);
+    let offline = lut_count as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    lut_reveal_message(0, &keys.0, &table, &xs[..lut_count]);
+    let eval = lut_count as f64 / start.elapsed().as_secs_f64();
+    println!("LUT n=13: offline {offline:.0} elem/s, eval {eval:.0} elem/s per party");
+}
