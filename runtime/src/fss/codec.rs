@@ -8,6 +8,22 @@ pub(crate) const fn control_bytes(n_bits: u32) -> usize {
     (2 * n_bits as usize).div_ceil(8)
 }
 
+/// Packs the two level-indexed bit sets as bit 2i = left bit i, bit 2i + 1 = right bit i.
+pub(crate) fn interleave([left, right]: [u64; 2]) -> u128 {
+    (0..64).fold(0, |acc, i| {
+        acc | (u128::from((left >> i) & 1) << (2 * i))
+            | (u128::from((right >> i) & 1) << (2 * i + 1))
+    })
+}
+
+/// Inverse of [`interleave`].
+pub(crate) fn deinterleave(packed: u128) -> [u64; 2] {
+    (0..64).fold([0, 0], |[l, r], i| {
+        let bit = |k: u32| ((packed >> k) & 1) as u64;
+        [l | (bit(2 * i) << i), r | (bit(2 * i + 1) << i)]
+    })
+}
+
 /// A cursor over a serialized key; every read fails cleanly on a short input.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
@@ -79,5 +95,48 @@ impl<'a> Reader<'a> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
+    }
+}
+
+/// Bytes of a gate batch's header: party (1), input width (1), gate count (8 LE), the
+/// party's 32-byte ChaCha12 seed.
+pub const BATCH_HEADER_BYTES: usize = 1 + 1 + 8 + 32;
+
+/// The header of a serialized gate batch whose masks and root seeds expand from a seed.
+pub(crate) struct BatchHeader {
+    pub party: u8,
+    pub width: u32,
+    pub count: usize,
+    pub seed: [u8; 32],
+}
+
+impl BatchHeader {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[self.party, self.width as u8]);
+        out.extend_from_slice(&(self.count as u64).to_le_bytes());
+        out.extend_from_slice(&self.seed);
+    }
+
+    /// Reads the header and checks the total length against `element_bytes(party, width)`
+    /// per gate, which rejects widths the gate does not support.
+    pub(crate) fn read(
+        r: &mut Reader<'_>,
+        element_bytes: impl Fn(u8, u32) -> Result<usize, FssError>,
+    ) -> Result<BatchHeader, FssError> {
+        let party = r.party()?;
+        let width = u32::from(r.u8()?);
+        let count = r.u64()?;
+        let per = element_bytes(party, width)?;
+        let expected = usize::try_from(count)
+            .ok()
+            .and_then(|n| n.checked_mul(per)?.checked_add(BATCH_HEADER_BYTES));
+        r.expect_total(expected.unwrap_or(usize::MAX))?;
+        let seed = r.array::<32>()?;
+        Ok(BatchHeader {
+            party,
+            width,
+            count: count as usize,
+            seed,
+        })
     }
 }

@@ -37,7 +37,7 @@ use std::fmt;
 
 use rand::CryptoRng;
 
-use super::codec::{Reader, control_bytes};
+use super::codec::{Reader, control_bytes, deinterleave, interleave};
 use super::prg::{Prg, Seed, TWEAK_VALUES, clear_control, control_bit, convert, split_values};
 use super::{FssError, check_party, low_mask};
 
@@ -463,22 +463,6 @@ impl DcfKey {
         let cw = CorrectionWords::read(n_bits, &mut r)?;
         Ok(DcfKey { party, seed, cw })
     }
-}
-
-/// Packs the two level-indexed bit sets as bit 2i = left bit i, bit 2i + 1 = right bit i.
-fn interleave([left, right]: [u64; 2]) -> u128 {
-    (0..64).fold(0, |acc, i| {
-        acc | (Seed::from((left >> i) & 1) << (2 * i))
-            | (Seed::from((right >> i) & 1) << (2 * i + 1))
-    })
-}
-
-/// Inverse of [`interleave`].
-fn deinterleave(packed: u128) -> [u64; 2] {
-    (0..64).fold([0, 0], |[l, r], i| {
-        let bit = |k: u32| ((packed >> k) & 1) as u64;
-        [l | (bit(2 * i) << i), r | (bit(2 * i + 1) << i)]
-    })
 }
 
 impl fmt::Debug for CorrectionWords {

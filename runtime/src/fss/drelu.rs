@@ -179,7 +179,7 @@ pub(crate) fn drelu_offline_with_masks(masks: [Vec<u64>; 2], seed: u64) -> (Drel
     )
 }
 
-fn random_party_seed<R: CryptoRng + ?Sized>(rng: &mut R) -> PartySeed {
+pub(crate) fn random_party_seed<R: CryptoRng + ?Sized>(rng: &mut R) -> PartySeed {
     let mut seed = [0; 32];
     rng.fill_bytes(&mut seed);
     seed

@@ -1,4 +1,4 @@
-//! # Function secret sharing: DCF and the one-round DReLU gate
+//! # Function secret sharing: DPF, DCF, comparison and lookup-table gates
 //!
 //! This module holds the dealer-assisted comparison protocols of the runtime (PROTOCOLS.md,
 //! row "DReLU / comparison with a public threshold, FSS (DCF)"):
@@ -12,7 +12,15 @@
 //!   "Function Secret Sharing: Improvements and Extensions" (CCS 2016);
 //! - [`drelu`]: the sign gate of BCG+21 (also SIGMA, Gupta et al. 2023): the parties open
 //!   x + r in one round and each evaluates one DCF key on the low 63 bits, which yields
-//!   **arithmetic** shares in Z_2^64 of the bit [x ≥ 0].
+//!   **arithmetic** shares in Z_2^64 of the bit [x ≥ 0];
+//! - [`dpf`]: the distributed point function of BGI16 with early termination, output in
+//!   Z_2^ℓ (ℓ ≤ 64) or an XOR-shared bit, with full-domain evaluation (EvalAll);
+//! - [`dcf_bit`]: a comparison \[x < α\] with an XOR-shared 1-bit output, read off a 1-bit
+//!   DPF key (SIGMA, Gupta et al., ePrint 2023/1269);
+//! - [`drelu_bit`]: DReLU on an m-bit value from the 1-bit DCF, arithmetic output by one
+//!   more opened bit (two rounds);
+//! - [`lut`]: a public-table lookup T\[x\] on an n-bit secret from a 1-bit DPF (SIGMA,
+//!   Pika), arithmetic output in Z_2^64 (two rounds).
 //!
 //! ## Threat model
 //! Semi-honest P0 and P1 plus a dealer that knows every mask and key (ARCHITECTURE.md). A
@@ -29,21 +37,61 @@
 //! per batch. PROTOCOLS.md's l(λ+2)+l = 8384 bits omits the per-level l-bit value
 //! correction that an arithmetic (Z_2^64) output needs; see [`drelu`] for the comparison.
 //!
+//! The SIGMA-class primitives, with λ = 128, ν the early-terminated levels and sizes in
+//! bytes of correction words (what the dealer sends; root seeds and masks expand from the
+//! per-party seed):
+//!
+//! | primitive | bytes per key / gate and party | ≈ bits | online bits per party, rounds |
+//! |---|---|---|---|
+//! | [`dpf::DpfCorrections::byte_len`], n-bit input, ℓ-bit output, ν = min(n, 7 − ⌈log2 ℓ⌉) | 16(n − ν) + ⌈2(n − ν)/8⌉ + ⌈2^ν·ℓ/8⌉ | (n − ν)(λ + 2) + 2^ν·ℓ | — |
+//! | [`dcf_bit::DcfBitKey::correction_bytes`], n ≥ 7 | 16(n − 7) + ⌈2(n − 7)/8⌉ + 16 | (n − 7)(λ + 2) + λ | — |
+//! | [`drelu_bit::DreluBitKey::element_bytes`], m-bit input | dcf_bit(m − 1) + 8·b (party b) | (m − 8)(λ + 2) + λ (+ 64 for P1) | m + 1, 2 rounds |
+//! | [`lut::LutKey::element_bytes`], n-bit input | 16(n − 7) + ⌈2(n − 7)/8⌉ + 16 + 8 (n ≥ 7) | DPF(n, ℓ = 1) + 64 | n + 64, 2 rounds |
+//!
+//! Measured (the tests assert these), bytes per element and party:
+//!
+//! | width w | [`dcf`] on n = w (today) | [`dcf_bit`] on n = w | [`drelu_bit`] on m = w + 1, P0 / P1 |
+//! |---|---|---|---|
+//! | 63 | 1536 (= today's DReLU, m = 64) | 926 | 926 / 934 |
+//! | 32 | 784 | 423 | 423 / 431 (m = 33) |
+//! | 24 | 590 | 293 | 293 / 301 (m = 25) |
+//! | 16 | 396 | 163 | 163 / 171 (m = 17) |
+//!
+//! Lookup tables: n = 8: 41 bytes, n = 13: 122 bytes per gate and party.
+//! Every batch of [`drelu_bit`] or [`lut`] gates adds [`BATCH_HEADER_BYTES`] = 42 bytes
+//! (party, width, count, seed).
+//!
 //! Secrets (seeds, masks, correction words) never appear in `Debug` output.
 
 pub mod dcf;
+pub mod dcf_bit;
+pub mod dpf;
 pub mod drelu;
+pub mod drelu_bit;
+pub mod lut;
 pub mod prg;
 
 mod codec;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dpf;
+#[cfg(test)]
+mod tests_gates;
 
+pub use codec::BATCH_HEADER_BYTES;
 pub use dcf::{CorrectionWords, DcfKey};
+pub use dcf_bit::DcfBitKey;
+pub use dpf::{DpfKey, DpfShape};
 pub use drelu::{
     DRELU_KEY_BYTES_PER_ELEMENT, DreluKey, drelu_finish, drelu_offline, drelu_online_message,
     ge_threshold_online_message, open_masked,
 };
+pub use drelu_bit::{
+    DreluBitKey, drelu_bit_finish, drelu_bit_offline, drelu_bit_online_message,
+    drelu_bit_reveal_message,
+};
+pub use lut::{LutKey, lut_finish, lut_offline, lut_online_message, lut_reveal_message};
 
 /// Security parameter: bits of a PRG seed (one of them is the control bit, see [`prg`]).
 pub const LAMBDA_BITS: u32 = 128;
@@ -68,6 +116,9 @@ pub enum FssError {
     /// The input bit width is outside 1..=64.
     #[error("FSS key: input width must be 1..=64 bits, got {0}")]
     Width(u32),
+    /// The output group width ℓ is outside 1..=64 bits.
+    #[error("FSS key: output width must be 1..=64 bits, got {0}")]
+    OutputWidth(u32),
     /// A field has bits set that the construction always leaves clear.
     #[error("FSS key: malformed {0}")]
     Malformed(&'static str),

@@ -13,7 +13,7 @@ fn rng(seed: u64) -> ChaCha12Rng {
     ChaCha12Rng::seed_from_u64(seed)
 }
 
-fn fixed_config(cases: u32) -> Config {
+pub(super) fn fixed_config(cases: u32) -> Config {
     Config {
         cases,
         rng_seed: RngSeed::Fixed(0xC0FFEE),
