@@ -42,6 +42,8 @@ pub struct SessionDealer {
     mask_kept: u64,
     perms: HashMap<u32, ShufflePerm>,
     sinks: Option<Sinks>,
+    /// Whether the material is only recorded (files, the service), not handed out.
+    streaming: bool,
     written: [u64; 2],
     error: Option<std::io::Error>,
 }
@@ -75,6 +77,7 @@ impl SessionDealer {
             mask_kept: 0,
             perms: HashMap::new(),
             sinks: None,
+            streaming: false,
             written: [0; 2],
             error: None,
         }
@@ -104,6 +107,14 @@ impl SessionDealer {
     /// Also writes each party's materialised bytes to `sinks[p]`.
     pub fn recording(mut self, sinks: Sinks) -> SessionDealer {
         self.sinks = Some(sinks);
+        self
+    }
+
+    /// Hands out no material that can be large (DReLU keys): it is only recorded, batch
+    /// by batch as it is drawn, so the dealer holds one batch at a time. For a dealer that
+    /// writes files or streams to parties, never for one whose material is used in process.
+    pub fn streaming(mut self) -> SessionDealer {
+        self.streaming = true;
         self
     }
 
@@ -144,14 +155,13 @@ impl SessionDealer {
     }
 
     fn record(&mut self, party: usize, bytes: &[u8]) {
-        if let Some(sinks) = &mut self.sinks
-            && self.error.is_none()
-        {
-            match sinks[party].write_all(bytes) {
-                Ok(()) => self.written[party] += bytes.len() as u64,
-                Err(e) => self.error = Some(e),
-            }
-        }
+        record_to(
+            &mut self.sinks,
+            &mut self.written,
+            &mut self.error,
+            party,
+            bytes,
+        );
     }
 
     /// Writes each party's body bytes of one instance (`body` of the protocol).
@@ -162,6 +172,24 @@ impl SessionDealer {
                     self.record(p, bytes);
                 }
             }
+        }
+    }
+}
+
+/// Writes `bytes` to `party`'s sink, if recording and no write failed yet.
+fn record_to(
+    sinks: &mut Option<Sinks>,
+    written: &mut [u64; 2],
+    error: &mut Option<std::io::Error>,
+    party: usize,
+    bytes: &[u8],
+) {
+    if let Some(sinks) = sinks
+        && error.is_none()
+    {
+        match sinks[party].write_all(bytes) {
+            Ok(()) => written[party] += bytes.len() as u64,
+            Err(e) => *error = Some(e),
         }
     }
 }
@@ -224,9 +252,16 @@ impl Deal for SessionDealer {
     }
 
     fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError> {
-        let m = self.dealer.drelu(n);
-        self.record_body(&m, drelu::body);
-        Ok(both(m))
+        let (sinks, written, error) = (&mut self.sinks, &mut self.written, &mut self.error);
+        let mut sink = |bodies: [Vec<u8>; 2]| {
+            for (p, bytes) in bodies.iter().enumerate() {
+                record_to(sinks, written, error, p, bytes);
+            }
+        };
+        match drelu::deal_batches(&mut self.dealer, n, !self.streaming, &mut sink) {
+            Some(m) => Ok(both(m)),
+            None => Ok([None, None]),
+        }
     }
 
     fn bit_triples(

@@ -395,7 +395,9 @@ impl DealerService {
         calls: &mut Vec<CallReport>,
         on: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), DealerError> {
-        let dealer = SessionDealer::new(master).with_mask_budget(self.mask_budget);
+        let dealer = (SessionDealer::new(master))
+            .with_mask_budget(self.mask_budget)
+            .streaming();
         for (p, c) in (0u8..).zip(conns.iter_mut()) {
             let grant = Grant {
                 plan_digest: self.plan_digest,

@@ -354,3 +354,62 @@ mod files {
         assert!(e.contains("ends at body byte"), "{e}");
     }
 }
+
+/// A sink that keeps what is written, for a test to read back.
+#[derive(Clone, Default)]
+struct Kept(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Kept {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_large_drelu_is_dealt_and_replayed_in_batches_and_a_streaming_dealer_keeps_none() {
+    use crate::protocols::drelu::DRELU_BATCH;
+    let n = 2 * DRELU_BATCH + 3;
+    let deal = |streaming: bool| {
+        let sinks = [Kept::default(), Kept::default()];
+        let boxed = sinks
+            .clone()
+            .map(|s| Box::new(s) as Box<dyn std::io::Write + Send>);
+        let mut d = SessionDealer::from_u64(11).recording(boxed);
+        if streaming {
+            d = d.streaming();
+        }
+        let m = d.drelu(n).unwrap();
+        (
+            m,
+            sinks.map(|s| s.0.lock().unwrap().clone()),
+            d.header_bytes(),
+        )
+    };
+    let (kept, bodies, headers) = deal(false);
+    let (none, streamed, _) = deal(true);
+    assert!(
+        none.iter().all(Option::is_none),
+        "a streaming dealer hands out no keys"
+    );
+    assert_eq!(bodies, streamed, "and records the same bytes");
+    assert_eq!(
+        headers,
+        2 * 3 * 41,
+        "three batches per party, a header each"
+    );
+    for p in 0..2u8 {
+        let seed = SessionDealer::from_u64(11).party_seed(p);
+        let body = Box::new(std::io::Cursor::new(bodies[usize::from(p)].clone()));
+        let mut r = PartyReplay::new(p, seed, [0; 32], body);
+        let [a, b] = r.drelu(n).unwrap();
+        let mine = a.or(b).unwrap();
+        assert_eq!(Some(&mine), kept[usize::from(p)].as_ref(), "party {p}");
+        assert_eq!(mine.key.len(), n);
+        assert!(!r.has_leftover().unwrap(), "party {p} read every batch");
+    }
+}

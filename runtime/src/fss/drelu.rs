@@ -271,6 +271,31 @@ impl DreluKey {
         }
     }
 
+    /// The batches `parts` of `party` as one key, gates in order. Like a gathered key, a
+    /// concatenation of several batches (or of none) has no seed and cannot be serialized;
+    /// one batch stays as it is.
+    ///
+    /// # Panics
+    /// If a part belongs to another party.
+    pub fn concat(party: u8, mut parts: Vec<DreluKey>) -> DreluKey {
+        if parts.len() == 1 && parts[0].party == party {
+            return parts.pop().expect("one batch");
+        }
+        let n = parts.iter().map(DreluKey::len).sum();
+        let mut key = DreluKey {
+            party,
+            seed: None,
+            masks: Vec::with_capacity(n),
+            dcf: Vec::with_capacity(n),
+        };
+        for part in parts {
+            assert_eq!(part.party, party, "batches of one party");
+            key.masks.extend(part.masks);
+            key.dcf.extend(part.dcf);
+        }
+        key
+    }
+
     /// Serializes what the dealer sends: party (1 byte), gate count (8 bytes LE), seed
     /// (32 bytes), then each gate's correction words ([`DRELU_KEY_BYTES_PER_ELEMENT`]).
     ///

@@ -416,7 +416,7 @@ pub fn deal_to_files(
     progress: impl FnMut(usize, u64),
 ) -> Result<DealtFiles, InterpError> {
     use crate::dealer::{MaterialError, MaterialHeader, file, plan_digest};
-    let dealer = SessionDealer::new(master);
+    let dealer = SessionDealer::new(master).streaming();
     let digest = plan_digest(program);
     let paths = [0, 1].map(|p| dir.join(format!("party{p}.mat")));
     let mut sinks: Vec<Box<dyn std::io::Write + Send>> = Vec::new();

@@ -92,25 +92,72 @@ impl DreluMaterial {
     }
 }
 
-/// Deals DCF keys for `n` gates from the FSS stream ([`fss::drelu_offline`]); counts the
-/// correction words and the key headers.
+/// Gates per batch of keys: a node's keys are dealt, sent and read in batches of at most
+/// this many gates (25 MB per party at 1536 bytes per gate), so that a dealer that streams
+/// them never holds more than one batch, whatever the node's size.
+pub const DRELU_BATCH: usize = 1 << 14;
+
+/// The batch sizes of `n` gates.
+fn batches(n: usize) -> impl Iterator<Item = usize> {
+    (0..n.div_ceil(DRELU_BATCH)).map(move |b| DRELU_BATCH.min(n - b * DRELU_BATCH))
+}
+
+/// Deals DCF keys for `n` gates from the FSS stream ([`fss::drelu_offline`]), batch by
+/// batch; counts the correction words and the key headers.
 pub fn deal(d: &mut dyn DealerStreams, n: usize) -> [DreluMaterial; 2] {
-    let (k0, k1) = fss::drelu_offline(n, d.fss_stream());
-    d.count_offline(2 * (n * fss::DRELU_KEY_BYTES_PER_ELEMENT) as u64);
-    d.count_headers(2 * DRELU_KEY_HEADER_BYTES as u64);
-    [DreluMaterial { key: k0 }, DreluMaterial { key: k1 }]
+    deal_batches(d, n, true, &mut |_| {}).expect("kept")
 }
 
-/// What each party's material body carries: its serialized keys.
-pub fn body(m: &[DreluMaterial; 2]) -> [Vec<u8>; 2] {
-    [m[0].key.to_bytes(), m[1].key.to_bytes()]
+/// [`deal`], handing each batch's body bytes (what each party's material carries, its
+/// serialized keys) to `sink` as soon as the batch is drawn, and keeping the keys only
+/// when `keep` (else `None`: a dealer that only streams holds one batch at a time).
+pub fn deal_batches(
+    d: &mut dyn DealerStreams,
+    n: usize,
+    keep: bool,
+    sink: &mut dyn FnMut([Vec<u8>; 2]),
+) -> Option<[DreluMaterial; 2]> {
+    let mut kept = [Vec::new(), Vec::new()];
+    for len in batches(n) {
+        let (k0, k1) = fss::drelu_offline(len, d.fss_stream());
+        d.count_offline(2 * (len * fss::DRELU_KEY_BYTES_PER_ELEMENT) as u64);
+        d.count_headers(2 * DRELU_KEY_HEADER_BYTES as u64);
+        sink([k0.to_bytes(), k1.to_bytes()]);
+        if keep {
+            kept[0].push(k0);
+            kept[1].push(k1);
+        }
+    }
+    let [k0, k1] = kept;
+    keep.then(|| {
+        [
+            DreluMaterial {
+                key: DreluKey::concat(0, k0),
+            },
+            DreluMaterial {
+                key: DreluKey::concat(1, k1),
+            },
+        ]
+    })
 }
 
-/// One party's keys for `n` gates, read from its body (header checked against `n`).
+/// One party's keys for `n` gates, read from its body batch by batch (each header checked
+/// against its batch).
 ///
 /// # Errors
 /// If the body ends, or holds keys of another party or count.
 pub fn replay(r: &mut dyn PartyStreams, n: usize) -> Result<DreluMaterial, MaterialError> {
+    let mut parts = Vec::new();
+    for len in batches(n) {
+        parts.push(replay_batch(r, len)?);
+    }
+    Ok(DreluMaterial {
+        key: DreluKey::concat(r.party(), parts),
+    })
+}
+
+/// One batch of `n` gates from the body.
+fn replay_batch(r: &mut dyn PartyStreams, n: usize) -> Result<DreluKey, MaterialError> {
     let (at, party) = (r.body_offset(), r.party());
     let mut bytes = r.body(DRELU_KEY_HEADER_BYTES)?;
     let count = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
@@ -123,7 +170,6 @@ pub fn replay(r: &mut dyn PartyStreams, n: usize) -> Result<DreluMaterial, Mater
     }
     r.count_headers(DRELU_KEY_HEADER_BYTES as u64);
     bytes.extend(r.body(DreluKey::byte_len(n) - DRELU_KEY_HEADER_BYTES)?);
-    let key = DreluKey::from_bytes(&bytes)
-        .map_err(|e| MaterialError::Corrupt(format!("DReLU key at body byte {at}: {e}")))?;
-    Ok(DreluMaterial { key })
+    DreluKey::from_bytes(&bytes)
+        .map_err(|e| MaterialError::Corrupt(format!("DReLU key at body byte {at}: {e}")))
 }

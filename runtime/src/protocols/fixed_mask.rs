@@ -35,7 +35,7 @@ pub const MASK_STREAMS: u64 = 1 << 32;
 const CHUNK_BYTES: usize = 8 << 20;
 
 /// Counter blocks encrypted per batch.
-const BATCH_BLOCKS: usize = 256;
+const BATCH_BLOCKS: usize = 1024;
 
 /// The AES-128 key of one share of one fixed operand's mask.
 #[derive(Clone, PartialEq, Eq)]
@@ -229,6 +229,7 @@ fn draw_from(key: &MaskKey, from: usize, n: usize) -> Vec<u64> {
 fn add_from(key: &MaskKey, from: usize, out: &mut [u64]) {
     let cipher = Aes128Enc::new(&Array::from(key.0));
     let mut blocks = vec![Array::from([0u8; 16]); BATCH_BLOCKS];
+    let mut words = vec![0u64; 2 * BATCH_BLOCKS];
     let mut i = from;
     let mut rest = out;
     while !rest.is_empty() {
@@ -238,14 +239,16 @@ fn add_from(key: &MaskKey, from: usize, out: &mut [u64]) {
             *b = Array::from(((first + j) as u128).to_le_bytes());
         }
         cipher.encrypt_blocks(&mut blocks[..count]);
-        let words = blocks[..count].iter().flat_map(|b| {
-            let (lo, hi) = b.split_at(8);
-            [lo, hi].map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes")))
-        });
-        let take = (2 * (first + count) - i).min(rest.len());
+        for (w, b) in words.chunks_exact_mut(2).zip(&blocks[..count]) {
+            let b: &[u8; 16] = b.as_ref();
+            w[0] = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+            w[1] = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+        }
+        let skip = i - 2 * first;
+        let take = (2 * count - skip).min(rest.len());
         let (now, later) = rest.split_at_mut(take);
-        for (x, y) in now.iter_mut().zip(words.skip(i - 2 * first)) {
-            *x = x.wrapping_add(y);
+        for (x, y) in now.iter_mut().zip(&words[skip..skip + take]) {
+            *x = x.wrapping_add(*y);
         }
         i += take;
         rest = later;
