@@ -19,6 +19,7 @@ mod model;
 mod render;
 mod scenario;
 
+use comet_runtime::dealer::service::DEFAULT_MASK_BUDGET;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
@@ -77,6 +78,10 @@ pub struct RuntimeArgs {
     /// Seed of the random weights, KV cache, matrices and dealer.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// MiB of the weights' masks the dealer service keeps expanded (as `comet dealer
+    /// --mask-cache`; the rest is re-derived at every call).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MASK_BUDGET >> 20)]
+    pub(crate) mask_cache: u64,
     /// Run one part in this process and print its figures as one JSON line (the
     /// benchmark runs each part this way, in a child process of its own).
     #[arg(long, value_enum, value_name = "PART")]
@@ -211,6 +216,7 @@ fn child(args: &RuntimeArgs, part: Part) -> Result<Command, String> {
     c.args(["--prefill", &args.prefill().to_string()]);
     c.args(["--steps", &args.steps().to_string()]);
     c.args(["--reps", &args.reps().to_string()]);
+    c.args(["--mask-cache", &args.mask_cache.to_string()]);
     if args.quick {
         c.arg("--quick");
     }

@@ -304,7 +304,7 @@ fn dealer_rows(o: &mut String, d: &Value) {
             "TCP, dealer service",
             &call_name(k, c),
             &ms(f(&c["seconds"])),
-            "",
+            &cpu_cell(&c["cpu_seconds"]),
             "-",
             "-",
             &bytes(u(&c["dealt_bits"])),
@@ -315,6 +315,11 @@ fn dealer_rows(o: &mut String, d: &Value) {
         ];
         row(o, cells);
     }
+}
+
+/// A CPU time in seconds, or nothing where the report has none.
+fn cpu_cell(v: &Value) -> String {
+    v.as_f64().map_or_else(String::new, |s| format!("{s:.2} s"))
 }
 
 fn goals(o: &mut String, r: &Value) {

@@ -154,7 +154,8 @@ fn announce(addr: SocketAddr) -> Result<(), String> {
 pub fn dealer(args: &RuntimeArgs) -> Result<Value, String> {
     let program = model::compile(args)?;
     let service = DealerService::bind("127.0.0.1:0", plan_digest(&program), &tcp_options())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_mask_budget(args.mask_cache.saturating_mul(1 << 20));
     announce(service.local_addr())?;
     let n = args.calls().len();
     let mut last = Instant::now();
@@ -194,7 +195,12 @@ pub fn dealer(args: &RuntimeArgs) -> Result<Value, String> {
             })
         })
         .collect();
-    Ok(json!({ "calls": calls, "peak_bytes": mem::peak(), "cpu_seconds": mem::cpu_seconds() }))
+    Ok(json!({
+        "calls": calls,
+        "peak_bytes": mem::peak(),
+        "cpu_seconds": mem::cpu_seconds(),
+        "mask_cache_bytes": args.mask_cache.saturating_mul(1 << 20),
+    }))
 }
 
 /// Party `p` over loopback TCP with its material from the dealer service at `dealer`:
