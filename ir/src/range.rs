@@ -88,7 +88,12 @@ impl Interval {
     /// `{a · b}` (with `0 · ∞` read as 0: a factor that is exactly zero).
     pub fn mul(self, o: Interval) -> Interval {
         let p = |a: f64, b: f64| if a == 0.0 || b == 0.0 { 0.0 } else { a * b };
-        let c = [p(self.lo, o.lo), p(self.lo, o.hi), p(self.hi, o.lo), p(self.hi, o.hi)];
+        let c = [
+            p(self.lo, o.lo),
+            p(self.lo, o.hi),
+            p(self.hi, o.lo),
+            p(self.hi, o.hi),
+        ];
         let lo = c.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Interval::new(lo, hi)
@@ -102,7 +107,11 @@ impl Interval {
     /// `{a²}`: exact, unlike `mul(self, self)`, which forgets that both factors are equal.
     pub fn square(self) -> Interval {
         let (a, b) = (self.lo * self.lo, self.hi * self.hi);
-        let lo = if self.lo <= 0.0 && self.hi >= 0.0 { 0.0 } else { a.min(b) };
+        let lo = if self.lo <= 0.0 && self.hi >= 0.0 {
+            0.0
+        } else {
+            a.min(b)
+        };
         Interval::new(lo, a.max(b))
     }
 }
@@ -171,7 +180,10 @@ mod tests {
         assert_eq!(a.magnitude(), 3.0);
         assert_eq!(a.meet(b), Interval::new(1.0, 3.0));
         assert_eq!(a.meet(Interval::new(5.0, 6.0)), a);
-        assert_eq!(Interval::point(0.0).mul(Interval::UNBOUNDED), Interval::point(0.0));
+        assert_eq!(
+            Interval::point(0.0).mul(Interval::UNBOUNDED),
+            Interval::point(0.0)
+        );
     }
 
     #[test]

@@ -125,7 +125,11 @@ impl<'a> Builder<'a> {
     }
 
     fn fact(&mut self, x: NodeId) -> &mut Declared {
-        let table = self.p.analyses.declared.get_or_insert_with(Default::default);
+        let table = self
+            .p
+            .analyses
+            .declared
+            .get_or_insert_with(Default::default);
         if table.get(x).is_none() {
             table.insert(x, Declared::default());
         }

@@ -154,7 +154,11 @@ impl Rebuild<'_> {
         let Some(d) = self.old.analyses.declared.as_ref().and_then(|t| t.get(old)) else {
             return;
         };
-        let table = self.new.analyses.declared.get_or_insert_with(Default::default);
+        let table = self
+            .new
+            .analyses
+            .declared
+            .get_or_insert_with(Default::default);
         table.insert(new, d.clone());
         if matches!(self.new.graph.node(new).op, Op::Trunc { .. }) {
             let product = self.new.graph.operands(new)[0];

@@ -31,7 +31,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-pub use report::{RangeReport, TruncationRisk, Violation, range_report};
+pub use report::{AT_RISK, RangeReport, TruncationRisk, Violation, WORST, range_report};
 
 use comet_ir::{DimEnv, Interval, NodeId, Op, Program, SideTable};
 use std::collections::BTreeMap;

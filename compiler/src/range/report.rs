@@ -10,6 +10,10 @@ use std::collections::HashMap;
 /// How many truncations [`RangeReport::worst`] lists.
 pub const WORST: usize = 5;
 
+/// The per-element failure probability above which a local truncation is *at risk*:
+/// 2^−40.
+pub const AT_RISK: f64 = 9.094947017729282e-13;
+
 /// One local truncation of a call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TruncationRisk {
@@ -63,7 +67,13 @@ pub struct RangeReport {
     /// Union bound on the probability that some truncation of the call fails, capped at 1
     /// (1 as well when an assumption is violated).
     pub total_failure: f64,
-    /// The truncations with the largest totals (at most [`WORST`]), largest first.
+    /// Truncations whose per-element failure probability exceeds [`AT_RISK`]: where a
+    /// faithful (FSS) truncation would be needed.
+    pub at_risk: u64,
+    /// The first of those in plan order: where the bounds first break down.
+    pub first_at_risk: Option<TruncationRisk>,
+    /// The truncations with the largest totals (at most [`WORST`]), largest first (ties:
+    /// larger bound first, then plan order).
     pub worst: Vec<TruncationRisk>,
     /// Recipes whose assumed input range is not implied by the bounds.
     pub violations: Vec<Violation>,
@@ -80,10 +90,17 @@ pub fn range_report(p: &Program, env: DimEnv, opts: &RangeOptions) -> RangeRepor
         .collect();
     let violations = violations(p, &r, &names);
     let sum: f64 = risks.iter().map(|t| t.total).sum();
-    let total_failure = if violations.is_empty() { sum.min(1.0) } else { 1.0 };
+    let total_failure = if violations.is_empty() {
+        sum.min(1.0)
+    } else {
+        1.0
+    };
     let unbounded = risks.iter().filter(|t| t.bound.is_none()).count() as u64;
     let truncations = risks.len() as u64;
-    risks.sort_by(|a, b| b.total.total_cmp(&a.total).then(a.node.cmp(&b.node)));
+    let at_risk = risks.iter().filter(|t| t.per_element > AT_RISK).count() as u64;
+    let first_at_risk = risks.iter().find(|t| t.per_element > AT_RISK).cloned();
+    let bound = |t: &TruncationRisk| t.bound.unwrap_or(f64::INFINITY);
+    risks.sort_by(|a, b| (b.total.total_cmp(&a.total)).then(bound(b).total_cmp(&bound(a))));
     risks.truncate(WORST);
     RangeReport {
         seq: env.seq,
@@ -92,6 +109,8 @@ pub fn range_report(p: &Program, env: DimEnv, opts: &RangeOptions) -> RangeRepor
         truncations,
         unbounded,
         total_failure,
+        at_risk,
+        first_at_risk,
         worst: risks,
         violations,
         unmodelled: r
@@ -112,10 +131,11 @@ fn plan_numbering(p: &Program) -> HashMap<NodeId, String> {
         .collect()
 }
 
-/// The local truncations, in node order.
+/// The local truncations, in plan order.
 fn truncations(p: &Program) -> impl Iterator<Item = NodeId> + '_ {
-    p.graph
-        .ids()
+    let order = p.canonical_order().expect("a verified program is acyclic");
+    order
+        .into_iter()
         .filter(|id| matches!(p.graph.node(*id).op, Op::Trunc { .. }))
 }
 

@@ -36,7 +36,12 @@ fn elementwise_ops_by_hand() {
     let shifted = add(&mut p, Op::AddConst { value: 20.0 }, &[k], fx(32, c(4))); // [8, 32]
     let prod = add(&mut p, Op::Mul, &[shifted, a], fx(48, c(4))); // [-64, 64]
     let sq = add(&mut p, Op::Square, &[a], fx(32, c(4))); // [0, 4]
-    let bit = add(&mut p, Op::Drelu, &[a], ValueType::new(Elem::Bit, c(4), Domain::Arith));
+    let bit = add(
+        &mut p,
+        Op::Drelu,
+        &[a],
+        ValueType::new(Elem::Bit, c(4), Domain::Arith),
+    );
     let sel = add(&mut p, Op::Select, &[bit, shifted], fx(32, c(4))); // [0, 32]
     let rs = add(&mut p, Op::RowSum, &[sq], fx(32, c(1))); // 4 · [0, 4] = [0, 16]
     let t = add(&mut p, Op::Trunc { bits: 16 }, &[prod], fx(32, c(4))); // [-64, 64]
@@ -53,7 +58,12 @@ fn elementwise_ops_by_hand() {
         (t, (-64.0, 64.0)),
     ];
     for (id, (lo, hi)) in want {
-        assert_eq!(r.of(id), Interval::new(lo, hi), "{}", p.graph.node(id).op.name());
+        assert_eq!(
+            r.of(id),
+            Interval::new(lo, hi),
+            "{}",
+            p.graph.node(id).op.name()
+        );
     }
     assert!(r.unmodelled.is_empty());
 }
@@ -64,18 +74,43 @@ fn matmul_sums_k_products_and_one_hot_picks_one_row() {
     // x [seq, 8] in [-3, 3] (a weight slice stands in), w [8, 5] in [-3, 3]
     let x = weight(&mut p, vec![Dim::SEQ, Dim::constant(8)]);
     let w = weight(&mut p, vec![Dim::constant(8), Dim::constant(5)]);
-    let y = add(&mut p, Op::MatMul, &[x, w], fx(32, vec![Dim::SEQ, Dim::constant(5)]));
+    let y = add(
+        &mut p,
+        Op::MatMul,
+        &[x, w],
+        fx(32, vec![Dim::SEQ, Dim::constant(5)]),
+    );
     // one_hot(ids) · table [100, 5]: one row of the table, not 100 of them
     let ids = add(
         &mut p,
-        Op::Input { name: "ids".into(), party: Party::Client },
+        Op::Input {
+            name: "ids".into(),
+            party: Party::Client,
+        },
         &[],
         ValueType::new(Elem::Index, vec![Dim::SEQ], Domain::Private(Party::Client)),
     );
-    let hot = add(&mut p, Op::OneHot { depth: 100 }, &[ids], fx(0, vec![Dim::SEQ, Dim::constant(100)]));
-    let shared = add(&mut p, Op::Share { from: Party::Client }, &[hot], fx(0, vec![Dim::SEQ, Dim::constant(100)]));
+    let hot = add(
+        &mut p,
+        Op::OneHot { depth: 100 },
+        &[ids],
+        fx(0, vec![Dim::SEQ, Dim::constant(100)]),
+    );
+    let shared = add(
+        &mut p,
+        Op::Share {
+            from: Party::Client,
+        },
+        &[hot],
+        fx(0, vec![Dim::SEQ, Dim::constant(100)]),
+    );
     let table = weight(&mut p, vec![Dim::constant(100), Dim::constant(5)]);
-    let e = add(&mut p, Op::MatMul, &[shared, table], fx(16, vec![Dim::SEQ, Dim::constant(5)]));
+    let e = add(
+        &mut p,
+        Op::MatMul,
+        &[shared, table],
+        fx(16, vec![Dim::SEQ, Dim::constant(5)]),
+    );
     let r = analyse(&p, env(4, 0), &opts(3.0));
     // 8 products in [-9, 9]
     assert_eq!(r.of(y), Interval::symmetric(72.0));
@@ -89,8 +124,18 @@ fn causal_mask_makes_masked_scores_large_and_their_truncation_is_reported() {
     let keys = Dim::PAST + Dim::SEQ;
     let s = weight(&mut p, vec![Dim::SEQ, keys]); // scores in [-4, 4]
     let masked = add(&mut p, Op::CausalMask, &[s], fx(16, vec![Dim::SEQ, keys]));
-    let scaled = add(&mut p, Op::MulConst { value: 0.125 }, &[masked], fx(32, vec![Dim::SEQ, keys]));
-    let t = add(&mut p, Op::Trunc { bits: 16 }, &[scaled], fx(16, vec![Dim::SEQ, keys]));
+    let scaled = add(
+        &mut p,
+        Op::MulConst { value: 0.125 },
+        &[masked],
+        fx(32, vec![Dim::SEQ, keys]),
+    );
+    let t = add(
+        &mut p,
+        Op::Trunc { bits: 16 },
+        &[scaled],
+        fx(16, vec![Dim::SEQ, keys]),
+    );
     let e = env(128, 0);
     let r = analyse(&p, e, &opts(4.0));
     // [-4 - 2^20, 4], then / 8
@@ -115,7 +160,14 @@ fn unmodelled_op_is_unbounded_and_listed() {
     let mut p = Program::default();
     let c = vec![Dim::constant(4)];
     let x = weight(&mut p, c.clone());
-    let y = add(&mut p, Op::Unary { func: comet_ir::UnaryFn::Tanh }, &[x], fx(16, c.clone()));
+    let y = add(
+        &mut p,
+        Op::Unary {
+            func: comet_ir::UnaryFn::Tanh,
+        },
+        &[x],
+        fx(16, c.clone()),
+    );
     let z = add(&mut p, Op::MulConst { value: 0.5 }, &[y], fx(32, c.clone()));
     let t = add(&mut p, Op::Trunc { bits: 16 }, &[z], fx(16, c));
     let r = analyse(&p, env(1, 0), &opts(1.0));
@@ -136,7 +188,12 @@ fn cache_reads_are_bounded_by_what_is_written() {
     let all = vec![Dim::constant(1), Dim::PAST + Dim::SEQ, Dim::constant(2)];
     let read = add(&mut p, Op::CacheRead { slot: 0 }, &[], fx(16, shape));
     let k = weight(&mut p, new_shape);
-    let cat = add(&mut p, Op::Concat { axis: 1 }, &[read, k], fx(16, all.clone()));
+    let cat = add(
+        &mut p,
+        Op::Concat { axis: 1 },
+        &[read, k],
+        fx(16, all.clone()),
+    );
     add(&mut p, Op::CacheWrite { slot: 0 }, &[cat], fx(16, all));
     let r = analyse(&p, env(1, 5), &opts(7.0));
     assert_eq!(r.of(read), Interval::symmetric(7.0));
@@ -158,7 +215,9 @@ fn examples_have_reports() {
     for path in ["gpt2", "opt-1.3b", "llama2-7b", "glassllm"] {
         let file = format!("{}/../examples/{path}.model", env!("CARGO_MANIFEST_DIR"));
         let src = std::fs::read_to_string(&file).unwrap();
-        let p = crate::compile(&src, &file, &Default::default()).unwrap().program;
+        let p = crate::compile(&src, &file, &Default::default())
+            .unwrap()
+            .program;
         let rep = range_report(&p, env(128, 0), &RangeOptions::default());
         assert!(rep.truncations > 0);
         assert!(rep.unmodelled.is_empty(), "{path}: {:?}", rep.unmodelled);

@@ -90,7 +90,14 @@ const SLACK: f64 = 1e-3;
 /// `−x·y` lies in [−xy_max, 0], the correction `2 − x·y` in [0, 2], and every iterate in
 /// [0, y_max], `y_max` = max(y0, 1/x) over the input range (each step has
 /// `1 − x·y' = (1 − x·y)² ≥ 0`, so `y' ≤ 1/x`).
-fn declare_newton_reciprocal(b: &mut Builder, minus_xy: NodeId, corr: NodeId, y: NodeId, xy_max: f64, y_max: f64) {
+fn declare_newton_reciprocal(
+    b: &mut Builder,
+    minus_xy: NodeId,
+    corr: NodeId,
+    y: NodeId,
+    xy_max: f64,
+    y_max: f64,
+) {
     b.declare(minus_xy, -xy_max - SLACK, SLACK);
     b.declare(corr, -SLACK, 2.0 + SLACK);
     b.declare(y, 0.0, y_max + SLACK);
@@ -188,7 +195,12 @@ pub const RSQRT_HIGH: [f64; 6] = [100.0, 400.0, 1600.0, 6400.0, 25600.0, 102400.
 pub(super) fn rsqrt(b: &mut Builder, x: NodeId) -> NodeId {
     let (core_lo, core_hi) = (0.1, 150.0);
     let x_min = core_lo / 4f64.powi(RSQRT_LOW.len() as i32);
-    b.assume(x, "rsqrt", x_min, core_hi * 4f64.powi(RSQRT_HIGH.len() as i32));
+    b.assume(
+        x,
+        "rsqrt",
+        x_min,
+        core_hi * 4f64.powi(RSQRT_HIGH.len() as i32),
+    );
     let neg_x = b.neg(x);
     let low: Vec<NodeId> = RSQRT_LOW
         .iter()
