@@ -71,22 +71,22 @@ impl Interval {
     }
 
     /// `{a + b}`.
-    pub fn add(self, o: Interval) -> Interval {
+    pub fn plus(self, o: Interval) -> Interval {
         Interval::new(self.lo + o.lo, self.hi + o.hi)
     }
 
     /// `{−a}`.
-    pub fn neg(self) -> Interval {
+    pub fn negated(self) -> Interval {
         Interval::new(-self.hi, -self.lo)
     }
 
     /// `{a − b}`.
-    pub fn sub(self, o: Interval) -> Interval {
-        self.add(o.neg())
+    pub fn minus(self, o: Interval) -> Interval {
+        self.plus(o.negated())
     }
 
     /// `{a · b}` (with `0 · ∞` read as 0: a factor that is exactly zero).
-    pub fn mul(self, o: Interval) -> Interval {
+    pub fn times(self, o: Interval) -> Interval {
         let p = |a: f64, b: f64| if a == 0.0 || b == 0.0 { 0.0 } else { a * b };
         let c = [
             p(self.lo, o.lo),
@@ -101,7 +101,7 @@ impl Interval {
 
     /// `{a · c}` for a constant `c`.
     pub fn scale(self, c: f64) -> Interval {
-        self.mul(Interval::point(c))
+        self.times(Interval::point(c))
     }
 
     /// `{a²}`: exact, unlike `mul(self, self)`, which forgets that both factors are equal.
@@ -171,9 +171,9 @@ mod tests {
     fn arithmetic_by_hand() {
         let a = Interval::new(-2.0, 3.0);
         let b = Interval::new(1.0, 4.0);
-        assert_eq!(a.add(b), Interval::new(-1.0, 7.0));
-        assert_eq!(a.sub(b), Interval::new(-6.0, 2.0));
-        assert_eq!(a.mul(b), Interval::new(-8.0, 12.0));
+        assert_eq!(a.plus(b), Interval::new(-1.0, 7.0));
+        assert_eq!(a.minus(b), Interval::new(-6.0, 2.0));
+        assert_eq!(a.times(b), Interval::new(-8.0, 12.0));
         assert_eq!(a.square(), Interval::new(0.0, 9.0));
         assert_eq!(b.square(), Interval::new(1.0, 16.0));
         assert_eq!(a.scale(-0.5), Interval::new(-1.5, 1.0));
@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(a.meet(b), Interval::new(1.0, 3.0));
         assert_eq!(a.meet(Interval::new(5.0, 6.0)), a);
         assert_eq!(
-            Interval::point(0.0).mul(Interval::UNBOUNDED),
+            Interval::point(0.0).times(Interval::UNBOUNDED),
             Interval::point(0.0)
         );
     }

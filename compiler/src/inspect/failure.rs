@@ -49,7 +49,7 @@ fn notes(out: &mut String, t: &RangeReport) {
             t.violations.len(),
             v.node,
             v.recipe,
-            v.scope,
+            place(&v.scope),
             interval(v.range.lo, v.range.hi),
             interval(v.assumed.lo, v.assumed.hi)
         );
@@ -81,6 +81,10 @@ fn risk(t: &TruncationRisk) -> String {
         units::count(t.elements),
         probability(t.total)
     )
+}
+
+fn place(scope: &str) -> &str {
+    if scope.is_empty() { "top level" } else { scope }
 }
 
 /// `1`, `0`, or `2^-18.3`.

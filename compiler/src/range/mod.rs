@@ -180,7 +180,7 @@ fn cache_writes(
 /// and it is 1 when `X ≥ 2^(ring−1)`, where the value itself no longer fits the ring.
 pub fn failure_per_element(bound: f64, scale: u32, ring: u32) -> f64 {
     let x = bound * 2f64.powi(scale as i32);
-    if !(x < 2f64.powi(ring as i32 - 1)) {
+    if x.is_nan() || x >= 2f64.powi(ring as i32 - 1) {
         return 1.0;
     }
     x / 2f64.powi(ring as i32)

@@ -38,13 +38,13 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::Input { .. } => Interval::UNBOUNDED,
         Op::Positions { offset } => Interval::new(*offset as f64, f64::INFINITY),
         Op::CacheRead { .. } => unreachable!("cache reads are set by the caller"),
-        Op::Add => xs[0].add(xs[1]),
-        Op::Sub => xs[0].sub(xs[1]),
-        Op::Mul => xs[0].mul(xs[1]),
+        Op::Add => xs[0].plus(xs[1]),
+        Op::Sub => xs[0].minus(xs[1]),
+        Op::Mul => xs[0].times(xs[1]),
         Op::Square => xs[0].square(),
-        Op::Neg => xs[0].neg(),
+        Op::Neg => xs[0].negated(),
         Op::MulConst { value } => xs[0].scale(*value),
-        Op::AddConst { value } => xs[0].add(Interval::point(*value)),
+        Op::AddConst { value } => xs[0].plus(Interval::point(*value)),
         Op::MatMul => matmul(c, xs[0], xs[1]),
         Op::BlockMatMul { .. } => matmul(c, xs[0], xs[1]).hull(Interval::point(0.0)),
         Op::Embed => xs[1],
@@ -52,7 +52,7 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::Select | Op::ApplyMask { .. } => xs[xs.len() - 1].hull(Interval::point(0.0)),
         Op::RowSum => xs[0].scale(c.last_len(0)),
         Op::RowMax => xs[0],
-        Op::CausalMask => xs[0].hull(xs[0].add(Interval::point(CAUSAL_MASK_OFFSET))),
+        Op::CausalMask => xs[0].hull(xs[0].plus(Interval::point(CAUSAL_MASK_OFFSET))),
         Op::Rope { .. } => rope(xs[0]),
         Op::Concat { .. } => xs.iter().copied().reduce(Interval::hull)?,
         Op::BlockPermute { .. } => xs[0].hull(Interval::point(0.0)),
@@ -81,7 +81,7 @@ fn matmul(c: &Ctx, a: Interval, b: Interval) -> Interval {
     if is_one_hot(c.p, left) {
         return b.hull(Interval::point(0.0));
     }
-    a.mul(b).scale(c.last_len(0))
+    a.times(b).scale(c.last_len(0))
 }
 
 /// Whether `x` is a `one_hot`, possibly shared.
