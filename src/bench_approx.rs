@@ -325,6 +325,7 @@ pub fn bench(args: &BenchApproxArgs) -> Result<Bench, String> {
             generate: PROJECTED_TOKENS,
             net: args.net.clone(),
             compute_rate: inspect::DEFAULT_COMPUTE_RATE,
+            weight_bound: comet_compiler::range::DEFAULT_WEIGHT_BOUND,
         },
         quick: args.quick,
     };

@@ -131,6 +131,10 @@ struct InspectArgs {
     /// Assumed ring multiplications per second and party, for the compute estimate.
     #[arg(long, value_name = "OPS_PER_S", default_value_t = inspect::DEFAULT_COMPUTE_RATE)]
     compute_rate: f64,
+    /// Declared bound on |w| for every weight entry, from which the truncation failure
+    /// bound per call is derived (the runtime can check a checkpoint against it).
+    #[arg(long, value_name = "W", default_value_t = comet_compiler::range::DEFAULT_WEIGHT_BOUND)]
+    weight_bound: f64,
     /// Print one JSON object with every figure (stable field names) instead of tables.
     #[arg(long)]
     json: bool,
@@ -322,6 +326,7 @@ fn run_inspect(args: &InspectArgs) -> Result<(), Failure> {
         generate: args.generate,
         net: args.net.clone(),
         compute_rate: args.compute_rate,
+        weight_bound: args.weight_bound,
     };
     let this = inspect_plan(&args.plan, &opts)?;
     let text = match &args.compare {

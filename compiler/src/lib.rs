@@ -7,5 +7,6 @@ pub mod driver;
 pub mod front;
 pub mod inspect;
 pub mod passes;
+pub mod range;
 
 pub use driver::{CompileError, Compiled, Options, compile};

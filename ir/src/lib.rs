@@ -34,6 +34,7 @@ pub mod poly;
 pub mod print;
 pub mod program;
 pub mod protocol;
+pub mod range;
 pub mod side;
 pub mod sparse;
 pub mod types;
@@ -47,6 +48,7 @@ pub use program::{
     Analyses, Comparison, DimInfo, FixedFormat, InputInfo, ModelInfo, OutputInfo, Program,
     ProtocolOptions, SparseFfnInfo, SparsityOptions, WeightInfo,
 };
+pub use range::{Declared, Interval};
 pub use side::SideTable;
 pub use types::{Domain, Elem, Party, ValueType};
 pub use verify::{VerifyError, verify};

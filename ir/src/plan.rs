@@ -10,6 +10,7 @@ use crate::graph::{Graph, NodeId, Scope};
 use crate::op::{Op, Stage};
 use crate::poly::MaxPoly;
 use crate::program::{Analyses, ModelInfo, Program, ProtocolOptions};
+use crate::range::Declared;
 use crate::side::SideTable;
 use crate::types::ValueType;
 use crate::verify::{VerifyError, verify};
@@ -63,6 +64,9 @@ pub struct PlanNode {
     /// What it costs, once costed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<NodeCost>,
+    /// The range a recipe guarantees or assumes of it ([`crate::range`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared: Option<Declared>,
 }
 
 fn is_default_scope(s: &Scope) -> bool {
@@ -107,6 +111,7 @@ pub fn to_plan(p: &Program) -> Result<PlanFile, PlanError> {
         .collect();
     let rounds = p.analyses.rounds.as_ref();
     let costs = p.analyses.costs.as_ref();
+    let declared = p.analyses.declared.as_ref();
     let nodes = order
         .iter()
         .map(|id| {
@@ -119,6 +124,7 @@ pub fn to_plan(p: &Program) -> Result<PlanFile, PlanError> {
                 scope: n.scope.clone(),
                 round: rounds.and_then(|r| r.get(*id).cloned()),
                 cost: costs.and_then(|c| c.get(*id).cloned()),
+                declared: declared.and_then(|d| d.get(*id).cloned()),
             }
         })
         .collect();
@@ -144,6 +150,7 @@ pub fn from_plan(f: PlanFile) -> Result<Program, PlanError> {
     let mut ids = Vec::with_capacity(f.nodes.len());
     let mut rounds = SideTable::new();
     let mut costs = SideTable::new();
+    let mut declared = SideTable::new();
     for n in f.nodes {
         let node_err = |msg: String| PlanError::Node { id: n.id, msg };
         if n.id as usize != ids.len() {
@@ -170,11 +177,15 @@ pub fn from_plan(f: PlanFile) -> Result<Program, PlanError> {
         if let Some(c) = n.cost {
             costs.insert(id, c);
         }
+        if let Some(d) = n.declared {
+            declared.insert(id, d);
+        }
         ids.push(id);
     }
     let analyses = Analyses {
         rounds: (!rounds.is_empty()).then_some(rounds),
         costs: (!costs.is_empty()).then_some(costs),
+        declared: (!declared.is_empty()).then_some(declared),
     };
     let p = Program {
         info: f.model,

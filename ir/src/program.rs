@@ -123,6 +123,9 @@ pub struct Analyses {
     pub rounds: Option<SideTable<crate::poly::MaxPoly>>,
     /// What each node costs (pass `cost`).
     pub costs: Option<SideTable<crate::cost::NodeCost>>,
+    /// Ranges that recipes guarantee or assume (pass `expand`, carried through
+    /// `insert-conversions`), read by the range analysis ([`crate::range`]).
+    pub declared: Option<SideTable<crate::range::Declared>>,
 }
 
 /// Which protocol computes comparisons (DReLU), and so `relu`, `max` and `select` inputs.

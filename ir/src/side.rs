@@ -33,6 +33,11 @@ impl<T> SideTable<T> {
         self.map.get(&id)
     }
 
+    /// The fact recorded for `id`, to change it.
+    pub fn get_mut(&mut self, id: NodeId) -> Option<&mut T> {
+        self.map.get_mut(&id)
+    }
+
     /// All facts in node order.
     pub fn iter(&self) -> impl Iterator<Item = (NodeId, &T)> {
         self.map.iter().map(|(k, v)| (*k, v))

@@ -38,6 +38,11 @@
 //! and the last decode step, from the plan's shapes and cost annotations, and bytes per
 //! model parameter.
 //!
+//! **Truncation failure** ([`crate::range`]): per call, a union bound on the probability
+//! that a local truncation fails, from the range analysis with weights declared within
+//! `±weight_bound`; the first truncation at risk and the worst ones; recipe inputs outside
+//! their assumed range and unmodelled ops, which void the bound.
+//!
 //! **Speed.** [`report`] compiles every node's polynomials once into flat terms over a
 //! shared monomial table; each call then costs one pass over the nodes with no allocation
 //! or formatting per node (see `eval`), and only the prefill and the last decode step are
@@ -47,6 +52,7 @@
 //! [`NodeCost::protocol`]: comet_ir::cost::NodeCost::protocol
 
 mod eval;
+mod failure;
 pub mod leakage;
 pub mod memory;
 pub mod net;

@@ -301,6 +301,7 @@ pub fn render(r: &Report) -> String {
     out.push('\n');
     totals_table(&mut out, r);
     memory_table(&mut out, r);
+    super::failure::failure_section(&mut out, r);
     call_tables(&mut out, &r.prefill, "prefill");
     if let Some(d) = &r.last_decode {
         call_tables(&mut out, d, "last decode step");

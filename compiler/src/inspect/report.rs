@@ -4,6 +4,7 @@ use super::InspectError;
 use super::eval::{Grouping, NodeEval, Prepared, Sums, call_sums, group_sums};
 use super::memory::{CallFigures, MemoryReport, project};
 use super::net::NetProfile;
+use crate::range::{RangeOptions, RangeReport, range_report};
 use comet_ir::{Comparison, DimEnv, Program};
 use serde::Serialize;
 use serde::ser::SerializeStruct;
@@ -20,6 +21,8 @@ pub struct InspectOptions {
     pub net: NetProfile,
     /// Ring multiplications per second and party, for the compute estimate.
     pub compute_rate: f64,
+    /// The declared bound on every weight entry, for the truncation failure bound.
+    pub weight_bound: f64,
 }
 
 /// Default compute rate: 10^9 ring multiplications per second and party (an assumption
@@ -33,6 +36,7 @@ impl Default for InspectOptions {
             generate: 1,
             net: NetProfile::lan(),
             compute_rate: DEFAULT_COMPUTE_RATE,
+            weight_bound: crate::range::DEFAULT_WEIGHT_BOUND,
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct CallReport {
     pub by_op_kind: Vec<Row>,
     /// Per protocol, by online bits descending, then name.
     pub by_protocol: Vec<Row>,
+    /// The failure bound of the call's local truncations ([`crate::range`]).
+    pub truncation: RangeReport,
 }
 
 /// The options a report was made with.
@@ -237,7 +243,7 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
         past: 0,
     };
     prep.eval(env, plan, &mut vals)?;
-    let prefill = call_report(&prep, env, &vals, opts);
+    let prefill = call_report(p, &prep, env, &vals, opts);
     let prefill_figures = call_figures(env, &vals);
     let mut decode = Amounts::default();
     let mut last_decode = None;
@@ -250,7 +256,7 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
         prep.eval(env, plan, &mut vals)?;
         decode = decode.plus(Amounts::of(call_sums(&vals)));
         if j == generate - 1 {
-            last_decode = Some(call_report(&prep, env, &vals, opts));
+            last_decode = Some(call_report(p, &prep, env, &vals, opts));
             decode_figures = Some(call_figures(env, &vals));
         }
     }
@@ -297,6 +303,9 @@ fn check_options(opts: &InspectOptions) -> Result<(), InspectError> {
     if opts.generate == 0 {
         return bad("--generate must be at least 1 (the prefill yields the first token)");
     }
+    if !(opts.weight_bound.is_finite() && opts.weight_bound > 0.0) {
+        return bad("the weight bound must be a positive number");
+    }
     if !(opts.compute_rate.is_finite() && opts.compute_rate > 0.0) {
         return bad("the compute rate must be a positive number of ring multiplications/s");
     }
@@ -312,6 +321,7 @@ fn totals(calls: u64, amounts: Amounts, opts: &InspectOptions) -> Totals {
 }
 
 fn call_report(
+    p: &Program,
     prep: &Prepared,
     env: DimEnv,
     vals: &[NodeEval],
@@ -331,6 +341,13 @@ fn call_report(
         by_layer: rows(&prep.layers, vals, total),
         by_op_kind,
         by_protocol,
+        truncation: range_report(p, env, &range_options(opts)),
+    }
+}
+
+fn range_options(opts: &InspectOptions) -> RangeOptions {
+    RangeOptions {
+        weight_bound: opts.weight_bound,
     }
 }
 

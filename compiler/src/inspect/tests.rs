@@ -119,6 +119,7 @@ fn opts(prompt: u64, generate: u64, net: &str) -> InspectOptions {
         generate,
         net: net.parse().unwrap(),
         compute_rate: DEFAULT_COMPUTE_RATE,
+        weight_bound: crate::range::DEFAULT_WEIGHT_BOUND,
     }
 }
 

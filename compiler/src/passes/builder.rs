@@ -4,7 +4,7 @@
 //! [`comet_ir::infer::infer`], never from the pass, and the composite's scope
 //! ([`composite_scope`]), so cost tables charge the replacement to the op it implements.
 
-use comet_ir::{NodeId, Op, Program, Scope, UnaryFn, ValueType};
+use comet_ir::{Declared, Interval, NodeId, Op, Program, Scope, UnaryFn, ValueType};
 
 /// The scope of the nodes that replace composite `id`: its block path and layer, and as
 /// `origin` the composite's op name, or the composite's own origin if it already had one
@@ -109,6 +109,31 @@ impl<'a> Builder<'a> {
 
     pub(crate) fn causal_mask(&mut self, x: NodeId) -> NodeId {
         self.emit(Op::CausalMask, &[x])
+    }
+
+    /// Records that the recipe guarantees `x`'s real value to lie in `[lo, hi]` (while its
+    /// input lies in the range it assumes): read by the range analysis.
+    pub(crate) fn declare(&mut self, x: NodeId, lo: f64, hi: f64) {
+        self.fact(x).range = Some(Interval::new(lo, hi));
+    }
+
+    /// Records that `recipe` assumes its input `x` to lie in `[lo, hi]`.
+    pub(crate) fn assume(&mut self, x: NodeId, recipe: &str, lo: f64, hi: f64) {
+        let f = self.fact(x);
+        f.assumes = Some(Interval::new(lo, hi));
+        f.recipe = recipe.to_string();
+    }
+
+    fn fact(&mut self, x: NodeId) -> &mut Declared {
+        let table = self
+            .p
+            .analyses
+            .declared
+            .get_or_insert_with(Default::default);
+        if table.get(x).is_none() {
+            table.insert(x, Declared::default());
+        }
+        table.get_mut(x).expect("inserted above")
     }
 
     /// A composite element-wise function, left for `expand`.

@@ -42,6 +42,7 @@ pub fn run(p: &mut Program) {
     for id in order {
         let new = r.convert(id);
         r.map.insert(id, new);
+        r.carry_declared(id, new);
     }
     *p = r.new;
 }
@@ -144,6 +145,25 @@ impl Rebuild<'_> {
         let hot = self.add(Op::OneHot { depth }, &[ids], scope);
         let xs = self.share_operands(&[hot, table], scope, false);
         self.add(Op::MatMul, &xs, scope)
+    }
+
+    /// Carries the declared range of `old` to `new`, and to the product under `new` when
+    /// `new` is its truncation (the same real value: the truncation's input is where a
+    /// large value would make it fail).
+    fn carry_declared(&mut self, old: NodeId, new: NodeId) {
+        let Some(d) = self.old.analyses.declared.as_ref().and_then(|t| t.get(old)) else {
+            return;
+        };
+        let table = self
+            .new
+            .analyses
+            .declared
+            .get_or_insert_with(Default::default);
+        table.insert(new, d.clone());
+        if matches!(self.new.graph.node(new).op, Op::Trunc { .. }) {
+            let product = self.new.graph.operands(new)[0];
+            table.insert(product, d.clone());
+        }
     }
 
     /// Truncates a product back to the plan's scale.

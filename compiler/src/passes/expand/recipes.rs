@@ -60,15 +60,47 @@ const GELU_CUBIC: f64 = 0.044_715;
 /// `(1 + x/2^n)^(2^n)`), with the clip below −14 of PUMA/SPU and Bolt. Absolute error on
 /// [−14, 0] ≤ 1.06e-3 (at x ≈ −2); below −14 it is e^x < 8.4e-7. Positive inputs are not
 /// clipped: the relative error grows with x (1.9e-3 at x = 1).
+///
+/// Declared ranges (on the elements that reach the output: the squarings of inputs below
+/// −14 are discarded by the mux, whatever they hold): `x/2^8` in [−14/2^8, 0], the
+/// squarings in [0, 1], the result in [0, 1]; each with a little slack for rounding.
 pub(super) fn exp(b: &mut Builder, x: NodeId) -> NodeId {
+    b.assume(x, "exp", f64::NEG_INFINITY, 0.0);
     let shifted = b.add_const(x, -EXP_CLIP);
     let in_range = b.drelu(shifted);
-    let scaled = b.mul_const(x, 1.0 / f64::from(1u32 << EXP_SQUARINGS));
+    let step = 1.0 / f64::from(1u32 << EXP_SQUARINGS);
+    let scaled = b.mul_const(x, step);
+    b.declare(scaled, EXP_CLIP * step - SLACK, SLACK);
     let mut t = b.add_const(scaled, 1.0);
     for _ in 0..EXP_SQUARINGS {
         t = b.square(t);
+        b.declare(t, 0.0, 1.0 + SLACK);
     }
-    b.select(in_range, t)
+    let y = b.select(in_range, t);
+    b.declare(y, 0.0, 1.0 + SLACK);
+    y
+}
+
+/// Slack added to declared ranges for fixed-point rounding (a few units in the last place
+/// at 16 fractional bits, with a wide margin).
+const SLACK: f64 = 1e-3;
+
+/// The declared ranges of a Newton reciprocal's step `y ← y·(2 − x·y)` while it
+/// converges (`0 < x·y0 < 2`): `x·y ≤ xy_max` (at most 1 after the first step), so
+/// `−x·y` lies in [−xy_max, 0], the correction `2 − x·y` in [0, 2], and every iterate in
+/// [0, y_max], `y_max` = max(y0, 1/x) over the input range (each step has
+/// `1 − x·y' = (1 − x·y)² ≥ 0`, so `y' ≤ 1/x`).
+fn declare_newton_reciprocal(
+    b: &mut Builder,
+    minus_xy: NodeId,
+    corr: NodeId,
+    y: NodeId,
+    xy_max: f64,
+    y_max: f64,
+) {
+    b.declare(minus_xy, -xy_max - SLACK, SLACK);
+    b.declare(corr, -SLACK, 2.0 + SLACK);
+    b.declare(y, 0.0, y_max + SLACK);
 }
 
 /// `1/x` for `x` in [1, 660]: initial guess `3·e^(1−2x) + 0.003` ([`exp`] of an input
@@ -79,7 +111,13 @@ pub(super) fn exp(b: &mut Builder, x: NodeId) -> NodeId {
 /// above x ≈ 7.5 the exp term is clipped to 0 and `y0 = 0.003`, which bounds the range by
 /// 2/0.003 ≈ 666.7 (not 2^10). Relative error on [1, 660] ≤ 3.7e-8 (worst near x = 5,
 /// where `x·y0` is smallest).
+///
+/// Assumed range (checked by the range analysis): [0.99, 660], so that a softmax's row
+/// sum, whose exact lower end 1 rounds by a unit in the last place, stays inside; at 0.99
+/// the guess is 1.13 and `x·y0` = 1.12. Declared: the Newton steps
+/// (`declare_newton_reciprocal`) with `x·y ≤ 1.99` (at x = 660) and `y ≤ 1.13`.
 pub(super) fn reciprocal(b: &mut Builder, x: NodeId) -> NodeId {
+    b.assume(x, "reciprocal", 0.99, 660.0);
     let minus_2x = b.mul_const(x, -2.0);
     let arg = b.add_const(minus_2x, 1.0);
     let e = exp(b, arg);
@@ -90,6 +128,7 @@ pub(super) fn reciprocal(b: &mut Builder, x: NodeId) -> NodeId {
         let minus_xy = b.mul(minus_x, y);
         let correction = b.add_const(minus_xy, 2.0);
         y = b.mul(y, correction);
+        declare_newton_reciprocal(b, minus_xy, correction, y, 1.99, 1.13);
     }
     y
 }
@@ -104,7 +143,10 @@ const UNIT_RECIPROCAL_STEPS: u32 = 3;
 /// Source: the classic Newton–Raphson division initial estimate `48/17 − 32/17·d` for
 /// `d` in [1/2, 1] (here with `d = x/2`). Replaces the generic [`reciprocal`] (an exp for
 /// the guess and 10 steps: 29 rounds) by 6 rounds where the range is known.
+///
+/// Assumed range [1, 2]; declared: the Newton steps with `x·y ≤ 18/17` and `y ≤ 1`.
 fn reciprocal_unit(b: &mut Builder, x: NodeId) -> NodeId {
+    b.assume(x, "reciprocal (sigmoid)", 1.0 - SLACK, 2.0 + SLACK);
     let slope = b.mul_const(x, -8.0 / 17.0);
     let mut y = b.add_const(slope, 24.0 / 17.0);
     let minus_x = b.neg(x);
@@ -112,6 +154,7 @@ fn reciprocal_unit(b: &mut Builder, x: NodeId) -> NodeId {
         let minus_xy = b.mul(minus_x, y);
         let correction = b.add_const(minus_xy, 2.0);
         y = b.mul(y, correction);
+        declare_newton_reciprocal(b, minus_xy, correction, y, 18.0 / 17.0, 1.0);
     }
     y
 }
@@ -144,7 +187,20 @@ pub const RSQRT_HIGH: [f64; 6] = [100.0, 400.0, 1600.0, 6400.0, 25600.0, 102400.
 /// a local approximation), written with comparisons against public powers of 4. Needed on
 /// real models: glassllm-en's first RMSNorm sees `mean(x²)` ≈ 0.005, where the bare
 /// CrypTen iteration (range [0.1, 150]) returns a useless value.
+///
+/// Assumed range (checked by the range analysis): [0.1/4^8, 150·4^6], the core's range
+/// scaled by the largest factors the reduction applies (it contains the documented
+/// [2^−16, 4·10^5], and a norm's `eps` = 10^−5 on a row of zeros). Declared: the reduced
+/// input in the core's [0.1, 150], the result in [0, 1.005/sqrt(0.1/4^8)].
 pub(super) fn rsqrt(b: &mut Builder, x: NodeId) -> NodeId {
+    let (core_lo, core_hi) = (0.1, 150.0);
+    let x_min = core_lo / 4f64.powi(RSQRT_LOW.len() as i32);
+    b.assume(
+        x,
+        "rsqrt",
+        x_min,
+        core_hi * 4f64.powi(RSQRT_HIGH.len() as i32),
+    );
     let neg_x = b.neg(x);
     let low: Vec<NodeId> = RSQRT_LOW
         .iter()
@@ -165,8 +221,11 @@ pub(super) fn rsqrt(b: &mut Builder, x: NodeId) -> NodeId {
     let scale_in = power_factor(b, &low, &high, 4.0);
     let scale_out = power_factor(b, &low, &high, 2.0);
     let reduced = b.mul(x, scale_in);
+    b.declare(reduced, core_lo, core_hi);
     let y = rsqrt_core(b, reduced);
-    b.mul(y, scale_out)
+    let out = b.mul(y, scale_out);
+    b.declare(out, 0.0, 1.005 / x_min.sqrt());
+    out
 }
 
 /// `base^m` for `m = Σ up − Σ down` over monotone 0/1 values: `1 + Σ_j up_j·(base−1)·base^j
@@ -207,8 +266,22 @@ fn rsqrt_core(b: &mut Builder, x: NodeId) -> NodeId {
         let t = b.mul(minus_half_x, y2);
         let correction = b.add_const(t, 1.5);
         y = b.mul(y, correction);
+        declare_newton_rsqrt(b, [y2, t, correction, y]);
     }
     y
+}
+
+/// The declared ranges of an rsqrt Newton step `y ← y·(1.5 − x/2·y²)` on x in [0.1, 150]
+/// while it converges (`x·y0² < 3`): each step keeps `y' ≤ 1/sqrt(x)` (the maximum of
+/// `y·(3 − x·y²)/2` over y), so every iterate lies in [0, max(y0, 1/sqrt(0.1))] =
+/// [0, 3.17] (the guess is at most 2.4), `x·y² ≤ 3`, `−x/2·y²` in [−1.5, 0] and the
+/// correction in [0, 1.5].
+fn declare_newton_rsqrt(b: &mut Builder, [y2, t, corr, y]: [NodeId; 4]) {
+    let y_max = 3.17;
+    b.declare(y2, 0.0, y_max * y_max + SLACK);
+    b.declare(t, -1.5 - SLACK, SLACK);
+    b.declare(corr, -SLACK, 1.5 + SLACK);
+    b.declare(y, 0.0, y_max + SLACK);
 }
 
 /// `σ(x) = 1/(1 + e^−x)` for any `x`: with `b = [x ≥ 0]`, `r = 1/(1 + e^−|x|)` (so [`exp`]
@@ -222,6 +295,7 @@ pub(super) fn sigmoid(b: &mut Builder, x: NodeId) -> NodeId {
     let pos_part = b.select(nonneg, x);
     let twice_pos = b.mul_const(pos_part, 2.0);
     let minus_abs = b.sub(x, twice_pos);
+    b.declare(minus_abs, f64::NEG_INFINITY, 0.0);
     let e = exp(b, minus_abs);
     let denom = b.add_const(e, 1.0);
     let r = reciprocal_unit(b, denom);
@@ -229,7 +303,9 @@ pub(super) fn sigmoid(b: &mut Builder, x: NodeId) -> NodeId {
     let flip = b.add_const(two_r, -1.0);
     let chosen = b.select(nonneg, flip);
     let diff = b.sub(chosen, r);
-    b.add_const(diff, 1.0)
+    let y = b.add_const(diff, 1.0);
+    b.declare(y, -0.01, 1.01);
+    y
 }
 
 /// `tanh(x) = 2·σ(2x) − 1` for any `x`.
@@ -289,10 +365,14 @@ pub(super) fn relu(b: &mut Builder, x: NodeId) -> NodeId {
 pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     let m = b.row_max(s);
     let shifted = b.sub(s, m);
+    b.declare(shifted, f64::NEG_INFINITY, 0.0);
     let e = exp(b, shifted);
     let z = b.row_sum(e);
+    b.declare(z, 1.0 - SLACK, f64::INFINITY);
     let r = reciprocal(b, z);
-    b.mul(e, r)
+    let y = b.mul(e, r);
+    b.declare(y, 0.0, 1.0 + 0.01);
+    y
 }
 
 /// LayerNorm over the last axis of width `d`: `μ = row_sum(x)/d`, `c = x − μ`,
@@ -307,6 +387,7 @@ pub(super) fn layer_norm(b: &mut Builder, x: NodeId, g: NodeId, bias: NodeId, ep
     let c = b.sub(x, mean);
     let r = inverse_rms(b, c, inv_d, eps);
     let normed = b.mul(c, r);
+    declare_normed(b, normed, inv_d);
     let scaled = b.mul(normed, g);
     b.add(scaled, bias)
 }
@@ -320,7 +401,16 @@ pub(super) fn rms_norm(b: &mut Builder, x: NodeId, g: NodeId, eps: f64) -> NodeI
     let inv_d = 1.0 / b.last_width(x) as f64;
     let r = inverse_rms(b, x, inv_d, eps);
     let normed = b.mul(x, r);
+    declare_normed(b, normed, inv_d);
     b.mul(normed, g)
+}
+
+/// A normalised row `x_i / sqrt(mean(x²) + eps)` lies within `±sqrt(d)` (one entry can
+/// hold the whole row's energy), times rsqrt's relative error (< 5e-3): declared
+/// `±1.01·sqrt(d)`.
+fn declare_normed(b: &mut Builder, normed: NodeId, inv_d: f64) {
+    let bound = 1.01 / inv_d.sqrt();
+    b.declare(normed, -bound, bound);
 }
 
 /// `rsqrt(row_sum(x²)·inv_d + eps)`: one value per row, shared by both norms.

@@ -1,0 +1,187 @@
+//! Range analysis: a bound on the real value of every node of a protocol-stage program,
+//! and from it the probability that a call's local truncations fail (issue 12, item 4).
+//!
+//! **Bounds.** Intervals of reals ([`Interval`]), propagated in topological order by
+//! each op's transfer function (`ops.rs`): sums add, products multiply, a matmul is `k`
+//! products, a row sum `n` terms (`k` and `n` evaluated at the call's [`DimEnv`]), a mux
+//! or block mask adds 0, data movement and truncation keep the operand's range,
+//! `causal_mask` adds [`CAUSAL_MASK_OFFSET`](comet_ir::range::CAUSAL_MASK_OFFSET) on the
+//! hidden keys, RoPE multiplies the magnitude by `sqrt(2)`, a one-hot row times a table
+//! gives one entry of the table. Sources: a weight is within `±weight_bound`
+//! ([`RangeOptions`]; the runtime can check a checkpoint against it at setup), an index
+//! is an index, a fixed-point input is unbounded, and a cache read is bounded by what the
+//! plan writes to its slot (a fixed point over the calls, below). Where a recipe of
+//! `expand` declares a range ([`comet_ir::range::Declared`]), the propagated interval is
+//! intersected with it: interval arithmetic alone cannot see that a Newton iterate
+//! converges or that a normalised row is normalised. An op the analysis does not model
+//! is unbounded and listed ([`RangeReport::unmodelled`]), never treated as safe.
+//!
+//! **Assumptions.** A declared range holds only while its recipe's input lies in the range
+//! the recipe assumes; every assumption is checked against the propagated bound and a
+//! violated one is listed ([`RangeReport::violations`]). A plan with a violation has no
+//! failure bound: its total is reported as 1.
+//!
+//! **Failure probability** ([`failure_per_element`]): see there. The total per call is a
+//! union bound: Σ over the call's truncations of (elements × per-element bound), capped
+//! at 1.
+
+mod ops;
+mod report;
+
+#[cfg(test)]
+mod tests;
+
+pub use report::{AT_RISK, RangeReport, TruncationRisk, Violation, WORST, range_report};
+
+use comet_ir::{DimEnv, Interval, NodeId, Op, Program, SideTable};
+use std::collections::BTreeMap;
+
+/// The bound every weight is declared to satisfy when nothing else is said: `|w| ≤ 64`.
+/// Conservative for the checkpoints at hand (GPT-2's largest entries are LayerNorm gains
+/// below 50); the runtime can check a checkpoint against it at setup.
+pub const DEFAULT_WEIGHT_BOUND: f64 = 64.0;
+
+/// The declared bounds the analysis starts from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeOptions {
+    /// `|w|` of every weight entry is at most this.
+    pub weight_bound: f64,
+}
+
+impl Default for RangeOptions {
+    fn default() -> Self {
+        RangeOptions {
+            weight_bound: DEFAULT_WEIGHT_BOUND,
+        }
+    }
+}
+
+/// The range of every node in one call, and the nodes the analysis does not model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranges {
+    /// Each node's range.
+    pub values: SideTable<Interval>,
+    /// Nodes whose op has no transfer function (their range is unbounded).
+    pub unmodelled: Vec<NodeId>,
+}
+
+impl Ranges {
+    /// The range of `id` (unbounded if unknown).
+    pub fn of(&self, id: NodeId) -> Interval {
+        self.values.get(id).copied().unwrap_or(Interval::UNBOUNDED)
+    }
+}
+
+/// How many times the cache's fixed point is iterated before its slots count as
+/// unbounded.
+const CACHE_ITERATIONS: usize = 4;
+
+/// The range of every node of `p` in the call `env`.
+///
+/// Cache slots start at the range of an empty cache (0) and are widened to what the plan
+/// writes to them until nothing changes; a slot still growing after a few rounds is
+/// unbounded.
+pub fn analyse(p: &Program, env: DimEnv, opts: &RangeOptions) -> Ranges {
+    let mut slots: BTreeMap<u32, Interval> = BTreeMap::new();
+    for _ in 0..CACHE_ITERATIONS {
+        let r = propagate(p, env, opts, &slots);
+        let written = cache_writes(p, &r, &slots);
+        if written == slots {
+            return r;
+        }
+        slots = written;
+    }
+    let unbounded = slots.keys().map(|s| (*s, Interval::UNBOUNDED)).collect();
+    propagate(p, env, opts, &unbounded)
+}
+
+/// One pass in topological order with the cache slots' ranges fixed.
+fn propagate(
+    p: &Program,
+    env: DimEnv,
+    opts: &RangeOptions,
+    slots: &BTreeMap<u32, Interval>,
+) -> Ranges {
+    let mut r = Ranges {
+        values: SideTable::new(),
+        unmodelled: Vec::new(),
+    };
+    let order = p.graph.topo_order().expect("a verified program is acyclic");
+    for id in order {
+        let v = node_range(p, id, env, opts, slots, &mut r);
+        r.values.insert(id, v);
+    }
+    r
+}
+
+/// The range of one node: its transfer function, intersected with its declared range.
+fn node_range(
+    p: &Program,
+    id: NodeId,
+    env: DimEnv,
+    opts: &RangeOptions,
+    slots: &BTreeMap<u32, Interval>,
+    r: &mut Ranges,
+) -> Interval {
+    let v = if let Op::CacheRead { slot } = p.graph.node(id).op {
+        slots.get(&slot).copied().unwrap_or(Interval::point(0.0))
+    } else {
+        let xs: Vec<Interval> = p.graph.operands(id).iter().map(|x| r.of(*x)).collect();
+        let c = ops::Ctx {
+            p,
+            id,
+            xs: &xs,
+            env,
+            opts,
+        };
+        ops::transfer(&c).unwrap_or_else(|| {
+            r.unmodelled.push(id);
+            Interval::UNBOUNDED
+        })
+    };
+    match declared_range(p, id) {
+        Some(d) => v.meet(d),
+        None => v,
+    }
+}
+
+/// The range a recipe declares for `id`, if any.
+fn declared_range(p: &Program, id: NodeId) -> Option<Interval> {
+    p.analyses.declared.as_ref()?.get(id)?.range
+}
+
+/// Each slot's range: the hull of its old range and of everything written to it.
+fn cache_writes(
+    p: &Program,
+    r: &Ranges,
+    slots: &BTreeMap<u32, Interval>,
+) -> BTreeMap<u32, Interval> {
+    let mut out = slots.clone();
+    for id in p.graph.ids() {
+        if let Op::CacheWrite { slot } = p.graph.node(id).op {
+            let v = r.of(p.graph.operands(id)[0]);
+            let e = out.entry(slot).or_insert(v);
+            *e = e.hull(v);
+        }
+    }
+    out
+}
+
+/// An upper bound on the probability that SecureML's local truncation of one element
+/// fails, for a value of magnitude at most `bound` (real units) held at `scale`
+/// fractional bits in the ring `Z_2^ring`.
+///
+/// With `X = bound · 2^scale` ring units: the runtime (`runtime/src/ring/trunc.rs`) has
+/// party 0 shift its share `x0` read as a signed integer and party 1 shift `x1 = x − x0`
+/// negated; the result is off by about `2^(ring − bits)` exactly when `x − x0` leaves the
+/// signed range `[−2^(ring−1), 2^(ring−1))`, i.e. when `x0`, uniform over the ring, falls
+/// within `|x|` of the signed boundary: `|x| / 2^ring` of its values. So the failure
+/// probability is at most `X / 2^ring` (SecureML's `2^(bits(x)+1−ring)` rounds it up),
+/// and it is 1 when `X ≥ 2^(ring−1)`, where the value itself no longer fits the ring.
+pub fn failure_per_element(bound: f64, scale: u32, ring: u32) -> f64 {
+    let x = bound * 2f64.powi(scale as i32);
+    if x.is_nan() || x >= 2f64.powi(ring as i32 - 1) {
+        return 1.0;
+    }
+    x / 2f64.powi(ring as i32)
+}

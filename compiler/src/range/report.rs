@@ -1,0 +1,201 @@
+//! The failure report of one call: every local truncation's bound and failure
+//! probability, their union bound, and what makes the bound unreliable.
+
+use super::{RangeOptions, Ranges, analyse, failure_per_element};
+use comet_ir::dim::numel;
+use comet_ir::{DimEnv, Elem, Interval, NodeId, Op, Program};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// How many truncations [`RangeReport::worst`] lists.
+pub const WORST: usize = 5;
+
+/// The per-element failure probability above which a local truncation is *at risk*:
+/// 2^−40.
+pub const AT_RISK: f64 = 9.094947017729282e-13;
+
+/// One local truncation of a call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TruncationRisk {
+    /// The truncation node, numbered as in the plan (`%12`).
+    pub node: String,
+    /// The op kind it serves (the scope's origin, else the truncated op's name).
+    pub op_kind: String,
+    /// Block path and layer (`decoder.3/attention`).
+    pub scope: String,
+    /// `|x|` bound of the truncated value in real units; `None`: unbounded.
+    pub bound: Option<f64>,
+    /// Its fractional bits before the truncation.
+    pub scale: u32,
+    /// Elements truncated in the call.
+    pub elements: u64,
+    /// Failure probability per element.
+    pub per_element: f64,
+    /// `elements × per_element`, capped at 1.
+    pub total: f64,
+}
+
+/// A recipe whose input may leave the range it assumes: its declared ranges, and so the
+/// failure bound, do not hold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    /// The recipe's input node, numbered as in the plan.
+    pub node: String,
+    /// The recipe.
+    pub recipe: String,
+    /// Block path and layer.
+    pub scope: String,
+    /// The input's propagated range.
+    pub range: Interval,
+    /// The range the recipe assumes.
+    pub assumed: Interval,
+}
+
+/// The truncation failure bound of one call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RangeReport {
+    /// Tokens processed.
+    pub seq: u64,
+    /// Tokens cached before the call.
+    pub past: u64,
+    /// The declared weight bound.
+    pub weight_bound: f64,
+    /// Local truncations in the plan.
+    pub truncations: u64,
+    /// Truncations of an unbounded value (each may fail with probability 1).
+    pub unbounded: u64,
+    /// Union bound on the probability that some truncation of the call fails, capped at 1
+    /// (1 as well when an assumption is violated).
+    pub total_failure: f64,
+    /// Truncations whose per-element failure probability exceeds [`AT_RISK`]: where a
+    /// faithful (FSS) truncation would be needed.
+    pub at_risk: u64,
+    /// The first of those in plan order: where the bounds first break down.
+    pub first_at_risk: Option<TruncationRisk>,
+    /// The truncations with the largest totals (at most [`WORST`]), largest first (ties:
+    /// larger bound first, then plan order).
+    pub worst: Vec<TruncationRisk>,
+    /// Recipes whose assumed input range is not implied by the bounds.
+    pub violations: Vec<Violation>,
+    /// Nodes (`%n (op)`) whose op the analysis does not model.
+    pub unmodelled: Vec<String>,
+}
+
+/// Analyses `p` for the call `env` and bounds its truncations' failure probability.
+pub fn range_report(p: &Program, env: DimEnv, opts: &RangeOptions) -> RangeReport {
+    let r = analyse(p, env, opts);
+    let names = plan_numbering(p);
+    let mut risks: Vec<TruncationRisk> = truncations(p)
+        .map(|t| risk(p, &r, env, t, &names))
+        .collect();
+    let violations = violations(p, &r, &names);
+    let sum: f64 = risks.iter().map(|t| t.total).sum();
+    let total_failure = if violations.is_empty() {
+        sum.min(1.0)
+    } else {
+        1.0
+    };
+    let unbounded = risks.iter().filter(|t| t.bound.is_none()).count() as u64;
+    let truncations = risks.len() as u64;
+    let at_risk = risks.iter().filter(|t| t.per_element > AT_RISK).count() as u64;
+    let first_at_risk = risks.iter().find(|t| t.per_element > AT_RISK).cloned();
+    let bound = |t: &TruncationRisk| t.bound.unwrap_or(f64::INFINITY);
+    risks.sort_by(|a, b| (b.total.total_cmp(&a.total)).then(bound(b).total_cmp(&bound(a))));
+    risks.truncate(WORST);
+    RangeReport {
+        seq: env.seq,
+        past: env.past,
+        weight_bound: opts.weight_bound,
+        truncations,
+        unbounded,
+        total_failure,
+        at_risk,
+        first_at_risk,
+        worst: risks,
+        violations,
+        unmodelled: r
+            .unmodelled
+            .iter()
+            .map(|id| format!("{} ({})", names[id], p.graph.node(*id).op.name()))
+            .collect(),
+    }
+}
+
+/// Every node's name in the plan's canonical numbering (`%12`).
+fn plan_numbering(p: &Program) -> HashMap<NodeId, String> {
+    let order = p.canonical_order().expect("a verified program is acyclic");
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, format!("%{i}")))
+        .collect()
+}
+
+/// The local truncations, in plan order.
+fn truncations(p: &Program) -> impl Iterator<Item = NodeId> + '_ {
+    let order = p.canonical_order().expect("a verified program is acyclic");
+    order
+        .into_iter()
+        .filter(|id| matches!(p.graph.node(*id).op, Op::Trunc { .. }))
+}
+
+fn risk(
+    p: &Program,
+    r: &Ranges,
+    env: DimEnv,
+    t: NodeId,
+    names: &HashMap<NodeId, String>,
+) -> TruncationRisk {
+    let x = p.graph.operands(t)[0];
+    let xn = p.graph.node(x);
+    let scale = match xn.ty.elem {
+        Elem::Fixed { scale } => scale,
+        _ => 0,
+    };
+    let bound = r.of(x).magnitude();
+    let per_element = failure_per_element(bound, scale, p.info.format.ring);
+    let elements = numel(&xn.ty.shape, env);
+    let node = p.graph.node(t);
+    TruncationRisk {
+        node: names[&t].clone(),
+        op_kind: if node.scope.origin.is_empty() {
+            xn.op.name().to_string()
+        } else {
+            node.scope.origin.clone()
+        },
+        scope: scope_name(&node.scope),
+        bound: bound.is_finite().then_some(bound),
+        scale,
+        elements,
+        per_element,
+        total: (elements as f64 * per_element).min(1.0),
+    }
+}
+
+fn scope_name(s: &comet_ir::Scope) -> String {
+    match s.layer {
+        Some(l) if !s.path.contains(&l.to_string()) => format!("{} (layer {l})", s.path),
+        _ => s.path.clone(),
+    }
+}
+
+/// The recipe inputs whose propagated range leaves the range the recipe assumes.
+fn violations(p: &Program, r: &Ranges, names: &HashMap<NodeId, String>) -> Vec<Violation> {
+    let Some(table) = p.analyses.declared.as_ref() else {
+        return Vec::new();
+    };
+    table
+        .iter()
+        .filter_map(|(id, d)| {
+            let assumed = d.assumes?;
+            let range = r.of(id);
+            (!range.within(assumed)).then(|| Violation {
+                node: names[&id].clone(),
+                recipe: d.recipe.clone(),
+                scope: scope_name(&p.graph.node(id).scope),
+                range,
+                assumed,
+            })
+        })
+        .collect()
+}
