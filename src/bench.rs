@@ -19,8 +19,8 @@ mod model;
 mod render;
 mod scenario;
 
-use comet_runtime::dealer::service::DEFAULT_MASK_BUDGET;
 use clap::{Args, Subcommand, ValueEnum};
+use comet_runtime::dealer::service::DEFAULT_MASK_BUDGET;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

@@ -136,9 +136,26 @@ fn client(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
 
 #[test]
 fn three_processes_give_the_reference_tokens_and_the_estimated_costs() {
+    reference_session(&[]);
+}
+
+/// With a mask cache of 1 MiB the dealer keeps the first fixed operands' masks and
+/// re-derives the others (8 MiB in all) at every call: the parties see the same material.
+#[test]
+fn a_dealer_that_re_derives_masks_gives_the_same_session() {
+    reference_session(&["--mask-cache", "1"]);
+}
+
+/// Three greedy tokens of the reference prompt through the dealer service (run with
+/// `dealer_args`): the reference tokens, and every call's costs as estimated.
+fn reference_session(dealer_args: &[&str]) {
     let plan = glassllm_plan();
     let (dealer_addr, peer) = (free_port(), free_port());
-    let d = dealer(&plan, &dealer_addr, &["--sessions", "1"]);
+    let d = dealer(
+        &plan,
+        &dealer_addr,
+        &[&["--sessions", "1"], dealer_args].concat(),
+    );
     let s = server(&plan, &peer, &dealer_addr, &["--generate", "3"]);
     let c = client(
         &plan,
