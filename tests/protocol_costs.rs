@@ -282,7 +282,7 @@ fn drelu_fss_and_mux() {
     let [k0, k1] = d.drelu(20);
     let (p0, p1) = both([(k0, x0.clone()), (k1, x1.clone())], |p, ch, (k, x)| {
         let (st, msg) = drelu::start(p, &x, k);
-        drelu::finish(st, &round(ch, &msg).unwrap()).unwrap()
+        drelu::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
     });
     assert_eq!(
         reconstruct(&p0.output, &p1.output),
