@@ -9,7 +9,7 @@
 //! `B = B_0 + B_1` for every call's correction `A ∘ B`, can re-derive any row of it at any
 //! time. So the dealer keeps `B` expanded only while its mask budget allows
 //! ([`FixedMask`]); beyond it, each call re-expands `B` in chunks of rows
-//! ([`FixedMask::product`]), trading ChaCha output (16 bytes per element and call) for
+//! (`FixedMask::product`), trading ChaCha output (16 bytes per element and call) for
 //! resident memory (8 bytes per element for the session). Either way the parties receive
 //! the same bytes.
 
