@@ -4,7 +4,7 @@
 //! Online bits are both parties' payload bytes × 8; rounds are per party (both count the
 //! same); offline bits are the dealer's correction bytes × 8.
 
-use comet_compiler::cost::cost_of;
+use comet_compiler::cost::{cost_at_width, cost_of, dcf_key_bits};
 use comet_ir::NodeId;
 use comet_ir::protocol::Protocol;
 use comet_ir::{Dim, DimEnv, Domain, Elem, ValueType};
@@ -282,7 +282,7 @@ fn drelu_fss_and_mux() {
     let [k0, k1] = d.drelu(20);
     let (p0, p1) = both([(k0, x0.clone()), (k1, x1.clone())], |p, ch, (k, x)| {
         let (st, msg) = drelu::start(p, &x, k);
-        drelu::finish(st, &round(ch, &msg).unwrap()).unwrap()
+        drelu::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
     });
     assert_eq!(
         reconstruct(&p0.output, &p1.output),
@@ -305,6 +305,125 @@ fn drelu_fss_and_mux() {
     assert_eq!(reconstruct(&q0.output, &q1.output), relu);
     let est = estimate(Protocol::Mux, &[4, 5], &[&[4, 5], &[4, 5]], &[false, false]);
     assert_eq!(measured(&q0, &q1, d.offline_bytes()), est);
+}
+
+/// The cost model's figures for a DReLU (or row maximum) at comparison width `bits`.
+fn estimate_at_width(protocol: Protocol, out: &[usize], x: &[usize], bits: u32) -> Figures {
+    let (out, xs) = (vt(out), [vt(x)]);
+    let c = cost_at_width(protocol, &out, &[&xs[0]], &[false], true, false, bits);
+    let env = DimEnv { seq: 0, past: 0 };
+    (
+        c.rounds.eval(env),
+        c.online_bits.eval(env),
+        c.offline_bits.eval(env),
+    )
+}
+
+/// Signed values spread over the `bits`-bit range [−2^(bits−1), 2^(bits−1)), its edges
+/// first.
+fn values_in_width(shape: &[usize], bits: u32, seed: u64) -> ArrayD<u64> {
+    let half = 1i128 << (bits - 1);
+    let edges = [-half, -1, 0, half - 1, 1 - half, 1];
+    let mut i = 0;
+    values(shape, seed).mapv(|v| {
+        i += 1;
+        let x = edges
+            .get(i - 1)
+            .copied()
+            .unwrap_or_else(|| i128::from(v as i64).rem_euclid(2 * half) - half);
+        x as i64 as u64
+    })
+}
+
+#[test]
+fn drelu_fss_at_a_reduced_width_sends_m_bits_per_element() {
+    for (bits, seed) in [(20u32, 30u64), (64, 31)] {
+        let mut d = Dealer::from_u64(seed);
+        let x = values_in_width(&[4, 6], bits, seed);
+        let (x0, x1) = (
+            share_own_input(&x, &[7; 32]),
+            share_peer_input(&[4, 6], &[7; 32]),
+        );
+        let [k0, k1] = d.drelu_bits(24, bits);
+        let (p0, p1) = both([(k0, x0), (k1, x1)], |p, ch, (k, x)| {
+            let (st, msg) = drelu::start(p, &x, k);
+            drelu::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+        });
+        assert_eq!(
+            reconstruct(&p0.output, &p1.output),
+            x.mapv(|v| u64::from(v as i64 >= 0)),
+            "m = {bits}"
+        );
+        let est = estimate_at_width(Protocol::DreluFss, &[4, 6], &[4, 6], bits);
+        let m = i128::from(bits);
+        let key = i128::from(dcf_key_bits(i64::from(bits)));
+        assert_eq!(
+            est,
+            (1, 2 * m * 24, 2 * 24 * key),
+            "the formula, m = {bits}"
+        );
+        assert_eq!(measured(&p0, &p1, d.offline_bytes()), est, "m = {bits}");
+        assert_eq!(p0.stats.online.payload_bytes_sent, 3 * u64::from(bits));
+    }
+    let full = estimate(Protocol::DreluFss, &[4, 6], &[&[4, 6]], &[false]);
+    assert_eq!(
+        full,
+        estimate_at_width(Protocol::DreluFss, &[4, 6], &[4, 6], 64)
+    );
+}
+
+#[test]
+fn key_bits_per_width_follow_the_formula() {
+    for (m, bytes) in [
+        (64, 1536),
+        (48, 1148),
+        (40, 954),
+        (32, 760),
+        (24, 566),
+        (16, 372),
+    ] {
+        assert_eq!(dcf_key_bits(m), 8 * bytes, "m = {m}");
+        assert_eq!(
+            bytes as usize,
+            comet_runtime::fss::DreluKey::element_bytes(m as u32)
+        );
+    }
+    assert_eq!(dcf_key_bits(64), comet_compiler::cost::DCF_KEY_BITS);
+}
+
+#[test]
+fn row_max_at_a_reduced_width() {
+    // values of 23 signed bits: the pairs' differences fit 24
+    let (bits, t) = (24u32, 8usize);
+    let mut d = Dealer::from_u64(32);
+    let x = values_in_width(&[3, t], bits - 1, 32);
+    let x0 = share_own_input(&x, &[32; 32]);
+    let x1 = share_peer_input(&[3, t], &[32; 32]);
+    let (rows, mut k) = (3, t);
+    let mut levels = [Vec::new(), Vec::new()];
+    while k > 1 {
+        let pairs = [rows, k / 2];
+        let [k0, k1] = d.drelu_bits(rows * (k / 2), bits);
+        let [m0, m1] = d.mux(&pairs, &pairs);
+        levels[0].push(row_max::LevelMaterial::Fss(k0, m0));
+        levels[1].push(row_max::LevelMaterial::Fss(k1, m1));
+        k = k.div_ceil(2);
+    }
+    let [l0, l1] = levels;
+    let (p0, p1) = both([(l0, x0), (l1, x1)], |p, ch, (l, x)| {
+        run_steps(ch, row_max::start(p, &x, l), |s, peer| {
+            row_max::step(s, peer).unwrap()
+        })
+    });
+    let max = x.map_axis(ndarray::Axis(1), |r| {
+        r.iter().map(|&v| v as i64).max().unwrap() as u64
+    });
+    assert_eq!(
+        reconstruct(&p0.output, &p1.output),
+        max.insert_axis(ndarray::Axis(1))
+    );
+    let est = estimate_at_width(Protocol::RowMaxTree, &[3, 1], &[3, t], bits);
+    assert_eq!(measured(&p0, &p1, d.offline_bytes()), est);
 }
 
 /// Runs a multi-round protocol to its end: `start` gives the first state and message,

@@ -57,6 +57,24 @@ pub struct Node {
     pub ty: ValueType,
     /// Where it came from.
     pub scope: Scope,
+    /// For a comparison (`drelu`; `row_max`, whose pairwise differences are compared): a
+    /// signed bit width m (2..=64) that its compared values are known to fit,
+    /// −2^(m−1) ≤ x < 2^(m−1), so that the protocol may work mod 2^m. `None` (every node
+    /// as built) is the whole 64-bit ring. A pass that knows value ranges sets it; passes
+    /// that rebuild nodes through [`Graph::add`] drop it, so it is set late.
+    pub cmp_width: Option<u8>,
+}
+
+impl Node {
+    /// The width its comparisons work at: [`Node::cmp_width`], or 64 when unset.
+    pub fn comparison_bits(&self) -> u32 {
+        self.cmp_width.map_or(64, u32::from)
+    }
+}
+
+/// Whether `op` may carry a [`Node::cmp_width`].
+pub fn takes_cmp_width(op: &Op) -> bool {
+    matches!(op, Op::Drelu | Op::RowMax)
 }
 
 /// A dataflow DAG of [`Node`]s. See the module docs.
@@ -78,7 +96,12 @@ impl Graph {
 
     /// Adds a node whose operands are `inputs`, in order.
     pub fn add(&mut self, op: Op, inputs: &[NodeId], ty: ValueType, scope: Scope) -> NodeId {
-        let n = self.g.add_node(Node { op, ty, scope });
+        let n = self.g.add_node(Node {
+            op,
+            ty,
+            scope,
+            cmp_width: None,
+        });
         for (i, x) in inputs.iter().enumerate() {
             self.g.add_edge(x.0, n, i as u32);
         }

@@ -58,6 +58,9 @@ pub struct PlanNode {
     /// Origin.
     #[serde(default, skip_serializing_if = "is_default_scope")]
     pub scope: Scope,
+    /// A comparison's signed width ([`crate::graph::Node::cmp_width`]); absent = 64 bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmp_width: Option<u8>,
     /// The round it starts in, once scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<MaxPoly>,
@@ -122,6 +125,7 @@ pub fn to_plan(p: &Program) -> Result<PlanFile, PlanError> {
                 inputs: p.graph.operands(*id).iter().map(|x| numbering[x]).collect(),
                 ty: n.ty.clone(),
                 scope: n.scope.clone(),
+                cmp_width: n.cmp_width,
                 round: rounds.and_then(|r| r.get(*id).cloned()),
                 cost: costs.and_then(|c| c.get(*id).cloned()),
                 declared: declared.and_then(|d| d.get(*id).cloned()),
@@ -171,6 +175,7 @@ pub fn from_plan(f: PlanFile) -> Result<Program, PlanError> {
                 ))
             })?;
         let id = graph.add(n.op, &operands, n.ty, n.scope);
+        graph.node_mut(id).cmp_width = n.cmp_width;
         if let Some(r) = n.round {
             rounds.insert(id, r);
         }

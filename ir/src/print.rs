@@ -93,7 +93,11 @@ fn node_doc<'a>(p: &'a Program, id: NodeId, numbering: &HashMap<NodeId, usize>) 
     if !operands.is_empty() {
         doc = doc.append(RcDoc::text("(").append(args.nest(4)).append(")").group());
     }
-    doc = doc.append(attrs_doc(node.op.attrs()));
+    let mut attrs = node.op.attrs();
+    if let Some(w) = node.cmp_width {
+        attrs.push(("width", w.to_string()));
+    }
+    doc = doc.append(attrs_doc(attrs));
     doc = doc.append(RcDoc::text(format!(" : {}", node.ty)));
     if let Some(c) = p.analyses.costs.as_ref().and_then(|t| t.get(id)) {
         doc = doc.append(RcDoc::text(format!(" [{}]", c.protocol)));

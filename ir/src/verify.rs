@@ -65,6 +65,7 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
     }
     if c.problems.is_empty() {
         c.sources();
+        c.widths();
         c.types();
         c.cache();
         c.outputs();
@@ -173,6 +174,23 @@ impl Checker<'_> {
             scale: self.p.info.format.frac,
         };
         Ok(ValueType::new(elem, shape, Domain::Private(w.party)))
+    }
+
+    /// Comparison widths only on comparisons, and within 2..=64 bits.
+    fn widths(&mut self) {
+        let g = &self.p.graph;
+        for id in g.ids() {
+            let node = g.node(id);
+            let Some(w) = node.cmp_width else { continue };
+            if !crate::graph::takes_cmp_width(&node.op) {
+                self.fail(
+                    id,
+                    format!("has a comparison width ({w} bits) but compares nothing"),
+                );
+            } else if !(2..=64).contains(&w) {
+                self.fail(id, format!("comparison width {w} is outside 2..=64 bits"));
+            }
+        }
     }
 
     fn types(&mut self) {

@@ -321,3 +321,45 @@ fn composites_are_rejected_in_the_protocol_stage() {
         problems(&p).contains("composite `softmax` must be expanded before `insert-conversions`")
     );
 }
+
+/// `small()` with a DReLU of the product (a dead end, as comparisons are checked alone).
+fn small_with_drelu() -> (Program, NodeId) {
+    let (mut p, [_, _, y, _]) = small();
+    let ty = ValueType::new(Elem::Bit, vec![Dim::SEQ, c(2)], Domain::Bool);
+    let d = p.graph.add(Op::Drelu, &[y], ty, Scope::default());
+    (p, d)
+}
+
+#[test]
+fn comparison_widths_round_trip_and_old_plans_read_as_64_bits() {
+    let (mut p, d) = small_with_drelu();
+    verify(&p).expect("valid");
+    let old = write_plan_json(&p).unwrap();
+    assert!(!old.contains("cmp_width"), "absent widths are not written");
+    assert_eq!(
+        read_plan_json(&old)
+            .unwrap()
+            .graph
+            .node(d)
+            .comparison_bits(),
+        64
+    );
+    p.graph.node_mut(d).cmp_width = Some(40);
+    let json = write_plan_json(&p).unwrap();
+    assert!(json.contains("\"cmp_width\": 40"), "{json}");
+    let back = read_plan_json(&json).unwrap();
+    assert_eq!(print::print_plan(&back), print::print_plan(&p));
+    assert!(print::print_graph(&back).contains("drelu(%2) {width = 40}"));
+}
+
+#[test]
+fn comparison_widths_are_checked() {
+    let (mut p, d) = small_with_drelu();
+    p.graph.node_mut(d).cmp_width = Some(1);
+    assert!(problems(&p).contains("comparison width 1 is outside 2..=64 bits"));
+    p.graph.node_mut(d).cmp_width = Some(65);
+    assert!(problems(&p).contains("comparison width 65 is outside"));
+    let (mut p, [_, _, y, _]) = small();
+    p.graph.node_mut(y).cmp_width = Some(32);
+    assert!(problems(&p).contains("has a comparison width (32 bits) but compares nothing"));
+}

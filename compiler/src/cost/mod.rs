@@ -26,8 +26,19 @@ pub const LAMBDA: i64 = 128;
 /// (8 bytes): 1,536 bytes. The party's root seed and mask share are expanded from its PRG
 /// seed, so they are not sent. PROTOCOLS.md's `l(λ+2)+l` = 8,384 bits is the size of a
 /// DCF with a 1-bit payload, whose XOR-shared output would need a conversion round; the
-/// runtime's `comet_runtime::fss::DRELU_KEY_BYTES_PER_ELEMENT` is this figure.
+/// runtime's `comet_runtime::fss::DRELU_KEY_BYTES_PER_ELEMENT` is this figure; it is
+/// [`dcf_key_bits`] at m = 64.
 pub const DCF_KEY_BITS: i64 = 8 * (24 * (RING_BITS - 1) + 16 + 8);
+
+/// DReLU key bits per element and party at comparison width `m` (2..=64; the node's
+/// `cmp_width`): the correction words of a DCF on the low `m − 1` bits of `x + r mod 2^m`,
+/// still with a Z_2^64 payload: 8·(24(m−1) + ⌈2(m−1)/8⌉ + 8) bits
+/// (`comet_runtime::fss::DreluKey::element_bytes`). 12,288 at m = 64 ([`DCF_KEY_BITS`]),
+/// 9,184 at m = 48, 7,632 at m = 40, 6,080 at m = 32, 4,528 at m = 24, 2,976 at m = 16.
+pub const fn dcf_key_bits(m: i64) -> i64 {
+    let n = m - 1;
+    8 * (24 * n + (2 * n + 7) / 8 + 8)
+}
 /// GMW DReLU (`comet_runtime::protocols::gmw`): the sign of `x0 + x1` from a carry circuit
 /// on the parties' 64-bit shares (SPU `msb_a2b`, CrypTen `_ltz`). `msb = x0[63] ⊕ x1[63] ⊕
 /// c63`; the propagate bits `x0 ⊕ x1` are XOR-shared for free, so only ANDs cost rounds:
@@ -91,7 +102,8 @@ impl<'a> CostModel<'a> {
             .collect();
         let fss = self.p.options.comparison == Comparison::Fss;
         let is_matmul = matches!(g.node(id).op, comet_ir::Op::MatMul);
-        let mut dense = cost_of(protocol, out, &xs, &fixed, fss, is_matmul);
+        let bits = g.node(id).comparison_bits();
+        let mut dense = cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits);
         if let (comet_ir::Op::BlockMatMul { ffn, .. }, Some(b)) =
             (&g.node(id).op, dense.per_block.as_mut())
         {
@@ -104,7 +116,7 @@ impl<'a> CostModel<'a> {
                     |t: &ValueType| t.with_shape(vec![comet_ir::Dim::constant(m.block as i64)]);
                 let xs1: Vec<ValueType> = xs.iter().map(|t| one(t)).collect();
                 let xs1: Vec<&ValueType> = xs1.iter().collect();
-                let pair = cost_of(protocol, &one(out), &xs1, &fixed, fss, is_matmul);
+                let pair = cost_at_width(protocol, &one(out), &xs1, &fixed, fss, is_matmul, bits);
                 per_block(dense, m.ffn, &pair)
             }
             _ => dense,
@@ -151,7 +163,8 @@ fn cost(protocol: Protocol, rounds: i64, online: Poly, offline: Poly, ops: Poly)
 /// The cost of `protocol` producing `out` from operands `xs` (`fixed[i]`: operand `i` is
 /// the same in every call; `fss`: comparisons use FSS, else GMW, whose bits are XOR-shared,
 /// which changes the select's protocol and the row max's comparisons;
-/// `matmul`: the node is a matrix product, which matters for local work).
+/// `matmul`: the node is a matrix product, which matters for local work). Comparisons work
+/// on the whole 64-bit ring; [`cost_at_width`] takes a node's comparison width.
 pub fn cost_of(
     protocol: Protocol,
     out: &ValueType,
@@ -160,7 +173,23 @@ pub fn cost_of(
     fss: bool,
     matmul: bool,
 ) -> NodeCost {
+    cost_at_width(protocol, out, xs, fixed, fss, matmul, RING_BITS as u32)
+}
+
+/// [`cost_of`] for a node whose FSS comparisons (DReLU, the row maximum's levels) work at
+/// the signed width `cmp_bits` (2..=64, the node's `cmp_width`); GMW comparisons and every
+/// other protocol do not depend on it.
+pub fn cost_at_width(
+    protocol: Protocol,
+    out: &ValueType,
+    xs: &[&ValueType],
+    fixed: &[bool],
+    fss: bool,
+    matmul: bool,
+    cmp_bits: u32,
+) -> NodeCost {
     let zero = Poly::zero;
+    let m = i64::from(cmp_bits);
     match protocol {
         Protocol::Local | Protocol::Share => {
             let ops = if matmul {
@@ -209,10 +238,10 @@ pub fn cost_of(
         ),
         Protocol::BeaverMatMul => matmul_cost(protocol, out, xs, false),
         Protocol::FixedMatMul => matmul_cost(protocol, out, xs, true),
-        Protocol::DreluFss => drelu_cost(protocol, &numel(xs[0]), true),
-        Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false),
+        Protocol::DreluFss => drelu_cost(protocol, &numel(xs[0]), true, m),
+        Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false, m),
         Protocol::Mux => mux_cost(&numel(xs[0]), &numel(xs[1]), &numel(out), fss),
-        Protocol::RowMaxTree => row_max_cost(xs[0], fss),
+        Protocol::RowMaxTree => row_max_cost(xs[0], fss, m),
         // open the bit masked by a daBit's boolean half, a byte per bit and party: 2·8·n;
         // dealer: the daBit's arithmetic half, l·n
         Protocol::B2A => cost(
@@ -290,16 +319,20 @@ fn block_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
     c
 }
 
-/// DReLU on `n` elements. FSS: each party sends its share of `x + r`, 2l·n online, and
-/// receives a DCF key per element from the dealer. GMW: the carry circuit of
-/// [`GMW_DRELU_BYTES_PER_ROUND`], its output XOR-shared.
-fn drelu_cost(protocol: Protocol, n: &Poly, fss: bool) -> NodeCost {
+/// DReLU on `n` elements. FSS at width `m` (64: the ring): each party sends its share of
+/// `x + r mod 2^m`, m bits per element, 2m·n online (the runtime packs a message of n
+/// elements in ⌈n·m/8⌉ bytes, so this is exact when n·m is a multiple of 8, as at m = 64,
+/// and otherwise short by the last byte's padding, under 8 bits per message and party),
+/// and receives a DCF key per element from the dealer, 2n·[`dcf_key_bits`]\(m); 1 round.
+/// GMW: the carry circuit of [`GMW_DRELU_BYTES_PER_ROUND`] on the whole ring, its output
+/// XOR-shared.
+fn drelu_cost(protocol: Protocol, n: &Poly, fss: bool, m: i64) -> NodeCost {
     if fss {
         cost(
             protocol,
             1,
-            l(2).mul(n),
-            n.scale(2 * DCF_KEY_BITS),
+            n.scale(2 * m),
+            n.scale(2 * dcf_key_bits(m)),
             n.clone(),
         )
     } else {
@@ -312,12 +345,12 @@ fn drelu_cost(protocol: Protocol, n: &Poly, fss: bool) -> NodeCost {
 /// Max over rows of length `t` by a tournament: `t − 1` comparisons per row, each a DReLU
 /// of a difference and a select (`mux_cost`, bit and difference of one shape);
 /// `⌈log2 t⌉` levels, each DReLU (1 round with FSS, [`GMW_DRELU_ROUNDS`] with GMW) then
-/// select.
-pub fn row_max_cost(x: &ValueType, fss: bool) -> NodeCost {
+/// select. FSS comparisons work at width `m` (the differences' signed width; 64: the ring).
+pub fn row_max_cost(x: &ValueType, fss: bool, m: i64) -> NodeCost {
     let t = *x.shape.last().expect("row_max has a last axis");
     let rows = Poly::numel(&x.shape[..x.shape.len() - 1]);
     let pairs = rows.mul(&Poly::dim(t).sub(&Poly::constant(1)));
-    let drelu = drelu_cost(Protocol::DreluFss, &pairs, fss);
+    let drelu = drelu_cost(Protocol::DreluFss, &pairs, fss, m);
     let mux = mux_cost(&pairs, &pairs, &pairs, fss);
     let levels = Poly::log2(t);
     let per_level = drelu.rounds.add(&mux.rounds);

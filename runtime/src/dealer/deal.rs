@@ -251,14 +251,14 @@ impl Deal for SessionDealer {
         Ok(both(m))
     }
 
-    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError> {
+    fn drelu(&mut self, n: usize, bits: u32) -> Result<Pair<DreluMaterial>, MaterialError> {
         let (sinks, written, error) = (&mut self.sinks, &mut self.written, &mut self.error);
         let mut sink = |bodies: [Vec<u8>; 2]| {
             for (p, bytes) in bodies.iter().enumerate() {
                 record_to(sinks, written, error, p, bytes);
             }
         };
-        match drelu::deal_batches(&mut self.dealer, n, !self.streaming, &mut sink) {
+        match drelu::deal_batches(&mut self.dealer, n, bits, !self.streaming, &mut sink) {
             Some(m) => Ok(both(m)),
             None => Ok([None, None]),
         }

@@ -35,8 +35,9 @@ use super::replay::PartyReplay;
 
 /// The material format this release writes and reads. Version 2: fixed operands' masks
 /// come from per-operand AES counter-mode keys ([`crate::protocols::fixed_mask`]), no
-/// longer from the party's main stream.
-pub const MATERIAL_VERSION: u32 = 2;
+/// longer from the party's main stream. Version 3: a DReLU key batch's header carries the
+/// comparison width m after the party byte ([`crate::fss::DreluKey::to_bytes`]).
+pub const MATERIAL_VERSION: u32 = 3;
 
 const MAGIC: [u8; 8] = *b"cometmat";
 /// Offset of the body length in the header.

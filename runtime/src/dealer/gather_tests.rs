@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::dealer::Dealer;
-use crate::protocols::driver::{round, run_two_party};
+use crate::protocols::driver::{round, round_bytes, run_two_party};
 use crate::protocols::material::take;
 use crate::protocols::share::{reconstruct, split};
 use crate::protocols::{PartyId, Share, drelu, mux, square};
@@ -112,7 +112,7 @@ fn gathered_drelu_matches_the_dense_drelu_at_those_positions() {
     let [k0, k1] = d.drelu(x.len());
     let f = |p, ch: &mut MemChannel, (k, x): (_, Share)| {
         let (st, msg) = drelu::start(p, &x, k);
-        drelu::finish(st, &round(ch, &msg).unwrap()).unwrap()
+        drelu::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
     };
     let sparse = open(
         [

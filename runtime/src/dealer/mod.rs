@@ -188,10 +188,19 @@ impl Dealer {
         fixed::deal_call(self, mask, Product::MatMul, x)
     }
 
-    /// DCF keys for `n` DReLU gates ([`crate::fss::drelu_offline`]); counts the correction
-    /// words.
+    /// DCF keys for `n` full-ring DReLU gates ([`crate::fss::drelu_offline`]); counts the
+    /// correction words.
     pub fn drelu(&mut self, n: usize) -> [DreluMaterial; 2] {
-        drelu::deal(self, n)
+        drelu::deal(self, n, crate::fss::RING_BITS)
+    }
+
+    /// DCF keys for `n` DReLU gates on `bits`-bit signed inputs
+    /// ([`crate::fss::drelu_offline_bits`]); counts the correction words.
+    ///
+    /// # Panics
+    /// If `bits` is not in 2..=64.
+    pub fn drelu_bits(&mut self, n: usize, bits: u32) -> [DreluMaterial; 2] {
+        drelu::deal(self, n, bits)
     }
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's

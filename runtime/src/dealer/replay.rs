@@ -182,8 +182,8 @@ impl Deal for PartyReplay {
         Ok(self.mine(m))
     }
 
-    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError> {
-        let m = drelu::replay(self, n)?;
+    fn drelu(&mut self, n: usize, bits: u32) -> Result<Pair<DreluMaterial>, MaterialError> {
+        let m = drelu::replay(self, n, bits)?;
         Ok(self.mine(m))
     }
 

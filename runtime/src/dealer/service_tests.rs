@@ -36,7 +36,7 @@ fn deal(env: DimEnv, d: &mut SessionDealer, _set_up: bool) -> Result<(u64, u64),
     let n = sizes(env);
     d.triple(Product::Elementwise, &[n], &[n])
         .map_err(|e| e.to_string())?;
-    d.drelu(3).map_err(|e| e.to_string())?;
+    d.drelu(3, 64).map_err(|e| e.to_string())?;
     Ok((d.offline_bytes() - before, 0))
 }
 
@@ -81,7 +81,7 @@ fn party(addr: String, p: u8, calls: Vec<DimEnv>) -> Result<Vec<Triple>, DealerE
         let t = replay.triple(Product::Elementwise, &[n], &[n]);
         let t = t.map_err(|e| DealerError::Protocol(e.to_string()))?;
         replay
-            .drelu(3)
+            .drelu(3, 64)
             .map_err(|e| DealerError::Protocol(e.to_string()))?;
         let [a, b] = t;
         let m = a.or(b).expect("this party's share");

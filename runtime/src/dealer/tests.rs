@@ -52,7 +52,7 @@ fn drelu_counts_key_bytes_and_headers_apart() {
     let mut d = Dealer::from_u64(3);
     let [k0, k1] = d.drelu(7);
     assert_eq!(d.offline_bytes(), 2 * 7 * 1536);
-    assert_eq!(d.header_bytes(), 2 * 41);
+    assert_eq!(d.header_bytes(), 2 * 42, "party, width, count, seed");
     assert_eq!((k0.key.party(), k1.key.party(), k0.key.len()), (0, 1, 7));
     assert!(!format!("{k0:?}").contains("seed"));
 }
@@ -188,9 +188,11 @@ mod files {
         out.push(s.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
         let f = d.fixed_call(w, Product::MatMul, &[2, 4]).unwrap();
         out.push(f.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
-        let k = d.drelu(5).unwrap();
         let bytes = |m: DreluMaterial| m.key.to_bytes().into_iter().map(u64::from).collect();
-        out.push(k.map(|m| m.map(bytes)));
+        for bits in [64, 20] {
+            let k = d.drelu(5, bits).unwrap();
+            out.push(k.map(|m| m.map(bytes)));
+        }
         let seed = d.share_seed().map(u64::from).to_vec();
         out.push([Some(seed.clone()), Some(seed)]);
         let e = d.triple(Product::Elementwise, &[2, 3], &[3]).unwrap();
@@ -249,6 +251,11 @@ mod files {
     }
 
     fn deal_to(dir: &Path, digest: [u8; 32]) -> Vec<Flat> {
+        deal_with(dir, digest, drive)
+    }
+
+    /// A session dealt by `f` into `party0.mat` and `party1.mat` under `dir`.
+    fn deal_with(dir: &Path, digest: [u8; 32], f: fn(&mut dyn Deal) -> Vec<Flat>) -> Vec<Flat> {
         let calls = vec![DimEnv { seq: 2, past: 0 }];
         let dealer = SessionDealer::from_u64(9);
         let paths = [dir.join("party0.mat"), dir.join("party1.mat")];
@@ -265,7 +272,7 @@ mod files {
                 as Box<dyn std::io::Write + Send>
         });
         let mut dealer = dealer.recording(sinks);
-        let full = drive(&mut dealer);
+        let full = f(&mut dealer);
         dealer.finish().unwrap();
         for p in &paths {
             file::seal(p).unwrap();
@@ -344,13 +351,31 @@ mod files {
     }
 
     #[test]
+    fn a_replay_of_drelu_keys_of_another_width_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        deal_with(dir.path(), [1; 32], |d| {
+            d.drelu(4, 20).unwrap();
+            vec![]
+        });
+        let p0 = dir.path().join("party0.mat");
+        let (_, mut replay) = file::open(&p0, 0, &[1; 32]).unwrap();
+        let e = replay.drelu(4, 40).unwrap_err();
+        assert!(matches!(e, MaterialError::Corrupt(_)), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("expected the 40-bit DReLU keys of party 0 for 4 gates, found 20-bit keys"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_replay_that_runs_out_says_so() {
         let dir = tempfile::tempdir().unwrap();
         deal_to(dir.path(), [1; 32]);
         let p1 = dir.path().join("party1.mat");
         let (_, mut replay) = file::open(&p1, 1, &[1; 32]).unwrap();
         drive(&mut replay);
-        let e = replay.drelu(3).unwrap_err().to_string();
+        let e = replay.drelu(3, 64).unwrap_err().to_string();
         assert!(e.contains("ends at body byte"), "{e}");
     }
 }
@@ -383,7 +408,7 @@ fn a_large_drelu_is_dealt_and_replayed_in_batches_and_a_streaming_dealer_keeps_n
         if streaming {
             d = d.streaming();
         }
-        let m = d.drelu(n).unwrap();
+        let m = d.drelu(n, 64).unwrap();
         (
             m,
             sinks.map(|s| s.0.lock().unwrap().clone()),
@@ -399,14 +424,14 @@ fn a_large_drelu_is_dealt_and_replayed_in_batches_and_a_streaming_dealer_keeps_n
     assert_eq!(bodies, streamed, "and records the same bytes");
     assert_eq!(
         headers,
-        2 * 3 * 41,
+        2 * 3 * 42,
         "three batches per party, a header each"
     );
     for p in 0..2u8 {
         let seed = SessionDealer::from_u64(11).party_seed(p);
         let body = Box::new(std::io::Cursor::new(bodies[usize::from(p)].clone()));
         let mut r = PartyReplay::new(p, seed, [0; 32], body);
-        let [a, b] = r.drelu(n).unwrap();
+        let [a, b] = r.drelu(n, 64).unwrap();
         let mine = a.or(b).unwrap();
         assert_eq!(Some(&mine), kept[usize::from(p)].as_ref(), "party {p}");
         assert_eq!(mine.key.len(), n);

@@ -10,9 +10,10 @@
 //!   Sharing for Mixed-Mode and Fixed-Point Secure Computation" (Eurocrypt 2021, ePrint
 //!   2020/1392; "BCG+21" below), which refines the DPF tree of Boyle, Gilboa, Ishai,
 //!   "Function Secret Sharing: Improvements and Extensions" (CCS 2016);
-//! - [`drelu`]: the sign gate of BCG+21 (also SIGMA, Gupta et al. 2023): the parties open
-//!   x + r in one round and each evaluates one DCF key on the low 63 bits, which yields
-//!   **arithmetic** shares in Z_2^64 of the bit [x ≥ 0];
+//! - [`drelu`]: the sign gate of BCG+21 (also SIGMA, Gupta et al. 2023) on an m-bit signed
+//!   value (2 ≤ m ≤ 64, m = 64 the whole ring): the parties open x + r mod 2^m in one round
+//!   and each evaluates one DCF key on the low m − 1 bits, which yields **arithmetic**
+//!   shares in Z_2^64 of the bit [x ≥ 0];
 //! - [`dpf`]: the distributed point function of BGI16 with early termination, output in
 //!   Z_2^ℓ (ℓ ≤ 64) or an XOR-shared bit, with full-domain evaluation (EvalAll);
 //! - [`dcf_bit`]: a comparison \[x < α\] with an XOR-shared 1-bit output, read off a 1-bit
@@ -31,10 +32,12 @@
 //! With λ = 128 seed bits and l = 64 output bits, an n-bit DCF key carries per level a seed
 //! correction (λ bits), a value correction (l bits) and two control bits, plus one final
 //! value correction: [`dcf::CorrectionWords::byte_len`] = 24n + ⌈2n/8⌉ + 8 bytes, shared by
-//! both parties. A DReLU element uses a 63-bit DCF whose root seed and mask share are
-//! expanded from a per-party seed, so the dealer sends [`DRELU_KEY_BYTES_PER_ELEMENT`] =
-//! 1536 bytes (12288 bits) per element to each party, plus [`drelu::DRELU_KEY_HEADER_BYTES`]
-//! per batch. PROTOCOLS.md's l(λ+2)+l = 8384 bits omits the per-level l-bit value
+//! both parties. A DReLU element of width m uses an (m−1)-bit DCF whose root seed and mask
+//! share are expanded from a per-party seed, so the dealer sends
+//! [`DreluKey::element_bytes`]\(m) = 24(m−1) + ⌈2(m−1)/8⌉ + 8 bytes per element to each
+//! party ([`DRELU_KEY_BYTES_PER_ELEMENT`] = 1536 bytes = 12288 bits at m = 64), plus
+//! [`drelu::DRELU_KEY_HEADER_BYTES`] = 42 per batch; online each party sends m bits per
+//! element, packed (⌈n·m/8⌉ bytes for n elements). PROTOCOLS.md's l(λ+2)+l = 8384 bits omits the per-level l-bit value
 //! correction that an arithmetic (Z_2^64) output needs; see [`drelu`] for the comparison.
 //!
 //! The SIGMA-class primitives, with λ = 128, ν the early-terminated levels and sizes in
@@ -50,12 +53,23 @@
 //!
 //! Measured (the tests assert these), bytes per element and party:
 //!
-//! | width w | [`dcf`] on n = w (today) | [`dcf_bit`] on n = w | [`drelu_bit`] on m = w + 1, P0 / P1 |
+//! | width w | [`dcf`] on n = w (= [`drelu`] on m = w + 1) | [`dcf_bit`] on n = w | [`drelu_bit`] on m = w + 1, P0 / P1 |
 //! |---|---|---|---|
-//! | 63 | 1536 (= today's DReLU, m = 64) | 926 | 926 / 934 |
-//! | 32 | 784 | 423 | 423 / 431 (m = 33) |
-//! | 24 | 590 | 293 | 293 / 301 (m = 25) |
-//! | 16 | 396 | 163 | 163 / 171 (m = 17) |
+//! | 63 | 1536 (m = 64) | 926 | 926 / 934 |
+//! | 32 | 784 (m = 33) | 423 | 423 / 431 (m = 33) |
+//! | 24 | 590 (m = 25) | 293 | 293 / 301 (m = 25) |
+//! | 16 | 396 (m = 17) | 163 | 163 / 171 (m = 17) |
+//!
+//! The one-round [`drelu`] per width m (the tests assert these):
+//!
+//! | m | key bytes per element and party | online bits per element (both parties) |
+//! |---|---|---|
+//! | 64 | 1536 | 128 |
+//! | 48 | 1148 | 96 |
+//! | 40 | 954 | 80 |
+//! | 32 | 760 | 64 |
+//! | 24 | 566 | 48 |
+//! | 16 | 372 | 32 |
 //!
 //! Lookup tables: n = 8: 41 bytes, n = 13: 122 bytes per gate and party.
 //! Every batch of [`drelu_bit`] or [`lut`] gates adds [`BATCH_HEADER_BYTES`] = 42 bytes
@@ -77,6 +91,8 @@ mod tests;
 #[cfg(test)]
 mod tests_dpf;
 #[cfg(test)]
+mod tests_drelu_bits;
+#[cfg(test)]
 mod tests_gates;
 
 pub use codec::BATCH_HEADER_BYTES;
@@ -84,8 +100,8 @@ pub use dcf::{CorrectionWords, DcfKey};
 pub use dcf_bit::DcfBitKey;
 pub use dpf::{DpfKey, DpfShape};
 pub use drelu::{
-    DRELU_KEY_BYTES_PER_ELEMENT, DreluKey, drelu_finish, drelu_offline, drelu_online_message,
-    ge_threshold_online_message, open_masked,
+    DRELU_KEY_BYTES_PER_ELEMENT, DreluKey, drelu_finish, drelu_offline, drelu_offline_bits,
+    drelu_online_message, ge_threshold_online_message, open_masked,
 };
 pub use drelu_bit::{
     DreluBitKey, drelu_bit_finish, drelu_bit_offline, drelu_bit_online_message,

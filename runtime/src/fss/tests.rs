@@ -239,7 +239,10 @@ fn debug_output_is_redacted() {
         "CorrectionWords { n_bits: 8, .. }"
     );
     let (_, d1) = drelu_offline(3, &mut rng(12));
-    assert_eq!(format!("{d1:?}"), "DreluKey { party: 1, gates: 3, .. }");
+    assert_eq!(
+        format!("{d1:?}"),
+        "DreluKey { party: 1, bits: 64, gates: 3, .. }"
+    );
 }
 
 /// Runs the whole DReLU protocol on plaintext inputs and opens the output shares.
@@ -355,7 +358,7 @@ fn drelu_key_bytes_round_trip() {
 fn drelu_from_bytes_rejects_bad_lengths() {
     let (k0, _) = drelu_offline(2, &mut rng(19));
     let mut bytes = k0.to_bytes();
-    bytes[1] = 3;
+    bytes[2] = 3;
     let err = DreluKey::from_bytes(&bytes).unwrap_err();
     assert_eq!(
         err,
@@ -364,7 +367,7 @@ fn drelu_from_bytes_rejects_bad_lengths() {
             actual: bytes.len()
         }
     );
-    bytes[1..9].copy_from_slice(&u64::MAX.to_le_bytes());
+    bytes[2..10].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(
         DreluKey::from_bytes(&bytes),
         Err(FssError::Length { .. })

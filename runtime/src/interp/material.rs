@@ -326,5 +326,6 @@ fn node_spec<'p>(program: &'p Program, plan: &ExecPlan, env: DimEnv, i: Pos) -> 
             .collect(),
         operands,
         fixed: plan.fixed_operand(i).map(|w| plan.id(w)),
+        bits: program.graph.node(id).comparison_bits(),
     }
 }

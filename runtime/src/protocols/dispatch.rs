@@ -57,6 +57,8 @@ pub struct NodeSpec<'a> {
     pub shapes: Vec<Vec<usize>>,
     /// The fixed operand of a product with one.
     pub fixed: Option<NodeId>,
+    /// The signed width its comparisons work at (DReLU, row maximum; 64 = the ring).
+    pub bits: u32,
 }
 
 /// Deals the material of the node `n`, per party (none for a protocol that needs none).
@@ -84,10 +86,10 @@ pub fn deal<D: Deal + ?Sized>(
             let k = usize::from(xs[1] == w);
             wrap(deal.fixed_call(w, kind, &s[1 - k])?, NodeMaterial::Fixed)
         }
-        Protocol::DreluFss => wrap(deal.drelu(count(0))?, NodeMaterial::Drelu),
+        Protocol::DreluFss => wrap(deal.drelu(count(0), n.bits)?, NodeMaterial::Drelu),
         Protocol::DreluGmw => wrap(deal.gmw_drelu(count(0))?, NodeMaterial::GmwDrelu),
         Protocol::B2A => wrap(deal.b2a(count(0))?, NodeMaterial::B2a),
-        Protocol::RowMaxTree => deal_row_max(deal, &s[0], n.gmw)?,
+        Protocol::RowMaxTree => deal_row_max(deal, &s[0], n.gmw, n.bits)?,
         Protocol::BlockFixedMatMul => {
             let Op::BlockMatMul { block, .. } = *n.op else {
                 unreachable!("block_fixed_matmul computes block_matmul nodes")
@@ -103,12 +105,13 @@ fn wrap<T>(m: Pair<T>, f: impl Fn(T) -> NodeMaterial) -> Pair<NodeMaterial> {
     m.map(|m| m.map(&f))
 }
 
-/// Per level of a row maximum over `x`: the comparison of the pairs (DReLU keys, or GMW
-/// triples), then the select's material.
+/// Per level of a row maximum over `x`: the comparison of the pairs (DReLU keys of width
+/// `bits`, or GMW triples), then the select's material.
 fn deal_row_max<D: Deal + ?Sized>(
     deal: &mut D,
     x: &[usize],
     gmw: bool,
+    bits: u32,
 ) -> Result<Pair<NodeMaterial>, MaterialError> {
     let rows: usize = x[..x.len() - 1].iter().product();
     let mut k = x[x.len() - 1];
@@ -120,7 +123,7 @@ fn deal_row_max<D: Deal + ?Sized>(
             let m = deal.bit_mux(&pairs, &pairs)?;
             zip_pair(d, m, LevelMaterial::Gmw)
         } else {
-            let d = deal.drelu(rows * (k / 2))?;
+            let d = deal.drelu(rows * (k / 2), bits)?;
             let t = deal.triple(Product::Elementwise, &pairs, &pairs)?;
             zip_pair(d, t, LevelMaterial::Fss)
         };
@@ -294,7 +297,8 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             arith(Pending::Fixed, started)
         }
         (Protocol::DreluFss, NodeMaterial::Drelu(m)) => {
-            arith(Pending::Drelu, drelu::start(p, n.share(0)?, m))
+            let (st, msg) = drelu::start(p, n.share(0)?, m);
+            (Pending::Drelu(st), msg)
         }
         (Protocol::DreluGmw, NodeMaterial::GmwDrelu(m)) => {
             let (st, msg) = gmw::start(p, n.share(0)?, m);
@@ -340,7 +344,8 @@ pub fn start_gathered(
 ) -> Result<(Pending, Vec<u8>), String> {
     Ok(match (protocol, m) {
         (Protocol::DreluFss, NodeMaterial::Drelu(t)) => {
-            arith(Pending::Drelu, drelu::start(party, &xs[0], t.gather(idx)))
+            let (st, msg) = drelu::start(party, &xs[0], t.gather(idx));
+            (Pending::Drelu(st), msg)
         }
         (Protocol::Mux, NodeMaterial::Triple(t)) => arith(
             Pending::Beaver,
@@ -370,7 +375,7 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
     Ok(match st {
         Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack(peer)?)?),
         Pending::Square(s) => value(square::finish(s, &unpack(peer)?)?),
-        Pending::Drelu(s) => value(drelu::finish(s, &unpack(peer)?)?),
+        Pending::Drelu(s) => value(drelu::finish(s, peer)?),
         Pending::Fixed(s) => value(fixed::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
         Pending::Reveal(s) => Finished::Value(reveal::finish(s, &unpack(peer)?)?),
         Pending::BitMux(s) => value(bit_mux::finish(s, peer)?),

@@ -1,11 +1,16 @@
-//! DReLU, `[x ≥ 0]`, by function secret sharing ([`crate::fss`], BCG+21): 1 round, each
-//! party sends its share of `x + r` (2l·n bits); the dealer's DCF keys are the offline
-//! cost. The output is an **arithmetic** 0/1 share, ready for [`super::mux`].
+//! DReLU, `[x ≥ 0]`, by function secret sharing ([`crate::fss`], BCG+21) on a width m
+//! (2 ≤ m ≤ 64; exact while the signed x fits m bits, m = 64 the whole ring): 1 round,
+//! each party sends its share of `x + r mod 2^m` packed at m bits per element
+//! ([`pack_bits`], ⌈n·m/8⌉ bytes: 2m·n bits in all when n·m is a multiple of 8); the
+//! dealer's DCF keys ([`DreluKey::element_bytes`] = 24(m−1) + ⌈2(m−1)/8⌉ + 8 bytes per
+//! element and party) are the offline cost. The output is an **arithmetic** 0/1 share,
+//! ready for [`super::mux`]. The width travels with the keys: [`deal`] and [`replay`] take
+//! it from the plan, [`start`] and [`finish`] read it off the key.
 
 use std::fmt;
 
 use super::material::{DealerStreams, MaterialError, PartyStreams};
-use super::{MessageError, PartyId, Share, check_len, check_party, ring_ops};
+use super::{MessageError, PartyId, Share, check_party, pack_bits, ring_ops, unpack_bits};
 use crate::fss::{self, DreluKey, drelu::DRELU_KEY_HEADER_BYTES};
 
 /// Between [`start`] and [`finish`].
@@ -25,41 +30,42 @@ impl fmt::Debug for State {
     }
 }
 
-/// Starts `[x ≥ 0]` element-wise: the message is `x_p + r_p`.
+/// Starts `[x ≥ 0]` element-wise: the message is `x_p + r_p mod 2^m`, packed.
 ///
 /// # Panics
 /// If the key belongs to another party or covers another number of gates.
-pub fn start(party: PartyId, x: &Share, m: DreluMaterial) -> (State, Vec<u64>) {
+pub fn start(party: PartyId, x: &Share, m: DreluMaterial) -> (State, Vec<u8>) {
     start_ge(party, x, 0, m)
 }
 
 /// Starts `[x ≥ t]` for a public ring threshold `t` (DReLU of `x − t`; exact while `x − t`
-/// does not wrap).
+/// fits the key's width m in signed bits).
 ///
 /// # Panics
 /// As [`start`].
-pub fn start_ge(party: PartyId, x: &Share, t: u64, m: DreluMaterial) -> (State, Vec<u64>) {
+pub fn start_ge(party: PartyId, x: &Share, t: u64, m: DreluMaterial) -> (State, Vec<u8>) {
     check_party(party);
     let mine = fss::ge_threshold_online_message(party, &m.key, &x.to_flat(), t);
+    let msg = pack_bits(&mine, m.key.bits());
     let shape = x.shape().to_vec();
     (
         State {
             party,
             m,
             shape,
-            mine: mine.clone(),
+            mine,
         },
-        mine,
+        msg,
     )
 }
 
 /// This party's arithmetic share of the bits.
 ///
 /// # Errors
-/// If the peer's message has the wrong length.
-pub fn finish(state: State, peer: &[u64]) -> Result<Share, MessageError> {
-    check_len(peer, state.mine.len())?;
-    let x_hat = fss::open_masked(&state.mine, peer);
+/// If the peer's message has the wrong length (or nonzero padding).
+pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
+    let peer = unpack_bits(peer, state.mine.len(), state.m.key.bits())?;
+    let x_hat = fss::open_masked(&state.mine, &peer);
     let bits = fss::drelu_finish(state.party, &state.m.key, &x_hat);
     Ok(Share(ring_ops::from_flat(&state.shape, &bits)))
 }
@@ -93,7 +99,7 @@ impl DreluMaterial {
 }
 
 /// Gates per batch of keys: a node's keys are dealt, sent and read in batches of at most
-/// this many gates (25 MB per party at 1536 bytes per gate), so that a dealer that streams
+/// this many gates (25 MB per party at 1536 bytes per gate, m = 64), so that a dealer that streams
 /// them never holds more than one batch, whatever the node's size.
 pub const DRELU_BATCH: usize = 1 << 14;
 
@@ -102,10 +108,14 @@ fn batches(n: usize) -> impl Iterator<Item = usize> {
     (0..n.div_ceil(DRELU_BATCH)).map(move |b| DRELU_BATCH.min(n - b * DRELU_BATCH))
 }
 
-/// Deals DCF keys for `n` gates from the FSS stream ([`fss::drelu_offline`]), batch by
-/// batch; counts the correction words and the key headers.
-pub fn deal(d: &mut dyn DealerStreams, n: usize) -> [DreluMaterial; 2] {
-    deal_batches(d, n, true, &mut |_| {}).expect("kept")
+/// Deals DCF keys for `n` gates of width `bits` from the FSS stream
+/// ([`fss::drelu_offline_bits`]), batch by batch; counts the correction words and the key
+/// headers.
+///
+/// # Panics
+/// If `bits` is not in 2..=64.
+pub fn deal(d: &mut dyn DealerStreams, n: usize, bits: u32) -> [DreluMaterial; 2] {
+    deal_batches(d, n, bits, true, &mut |_| {}).expect("kept")
 }
 
 /// [`deal`], handing each batch's body bytes (what each party's material carries, its
@@ -114,13 +124,14 @@ pub fn deal(d: &mut dyn DealerStreams, n: usize) -> [DreluMaterial; 2] {
 pub fn deal_batches(
     d: &mut dyn DealerStreams,
     n: usize,
+    bits: u32,
     keep: bool,
     sink: &mut dyn FnMut([Vec<u8>; 2]),
 ) -> Option<[DreluMaterial; 2]> {
     let mut kept = [Vec::new(), Vec::new()];
     for len in batches(n) {
-        let (k0, k1) = fss::drelu_offline(len, d.fss_stream());
-        d.count_offline(2 * (len * fss::DRELU_KEY_BYTES_PER_ELEMENT) as u64);
+        let (k0, k1) = fss::drelu_offline_bits(len, bits, d.fss_stream());
+        d.count_offline(2 * (len * DreluKey::element_bytes(bits)) as u64);
         d.count_headers(2 * DRELU_KEY_HEADER_BYTES as u64);
         sink([k0.to_bytes(), k1.to_bytes()]);
         if keep {
@@ -132,44 +143,50 @@ pub fn deal_batches(
     keep.then(|| {
         [
             DreluMaterial {
-                key: DreluKey::concat(0, k0),
+                key: DreluKey::concat(0, bits, k0),
             },
             DreluMaterial {
-                key: DreluKey::concat(1, k1),
+                key: DreluKey::concat(1, bits, k1),
             },
         ]
     })
 }
 
-/// One party's keys for `n` gates, read from its body batch by batch (each header checked
-/// against its batch).
+/// One party's keys for `n` gates of width `bits`, read from its body batch by batch (each
+/// header checked against its batch).
 ///
 /// # Errors
-/// If the body ends, or holds keys of another party or count.
-pub fn replay(r: &mut dyn PartyStreams, n: usize) -> Result<DreluMaterial, MaterialError> {
+/// If the body ends, or holds keys of another party, width or count.
+pub fn replay(
+    r: &mut dyn PartyStreams,
+    n: usize,
+    bits: u32,
+) -> Result<DreluMaterial, MaterialError> {
     let mut parts = Vec::new();
     for len in batches(n) {
-        parts.push(replay_batch(r, len)?);
+        parts.push(replay_batch(r, len, bits)?);
     }
     Ok(DreluMaterial {
-        key: DreluKey::concat(r.party(), parts),
+        key: DreluKey::concat(r.party(), bits, parts),
     })
 }
 
-/// One batch of `n` gates from the body.
-fn replay_batch(r: &mut dyn PartyStreams, n: usize) -> Result<DreluKey, MaterialError> {
+/// One batch of `n` gates of width `bits` from the body.
+fn replay_batch(r: &mut dyn PartyStreams, n: usize, bits: u32) -> Result<DreluKey, MaterialError> {
     let (at, party) = (r.body_offset(), r.party());
     let mut bytes = r.body(DRELU_KEY_HEADER_BYTES)?;
-    let count = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
-    if bytes[0] != party || count != n as u64 {
+    let width = u32::from(bytes[1]);
+    let count = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
+    if bytes[0] != party || width != bits || count != n as u64 {
         return Err(MaterialError::Corrupt(format!(
-            "at body byte {at}: expected the DReLU keys of party {party} for {n} gates, found \
-             party {} and {count} gates: the file does not follow the plan",
+            "at body byte {at}: expected the {bits}-bit DReLU keys of party {party} for {n} \
+             gates, found {width}-bit keys of party {} for {count} gates: the file does not \
+             follow the plan",
             bytes[0]
         )));
     }
     r.count_headers(DRELU_KEY_HEADER_BYTES as u64);
-    bytes.extend(r.body(DreluKey::byte_len(n) - DRELU_KEY_HEADER_BYTES)?);
+    bytes.extend(r.body(DreluKey::byte_len_bits(n, bits) - DRELU_KEY_HEADER_BYTES)?);
     DreluKey::from_bytes(&bytes)
         .map_err(|e| MaterialError::Corrupt(format!("DReLU key at body byte {at}: {e}")))
 }

@@ -128,11 +128,11 @@ pub trait Deal {
         x: &[usize],
     ) -> Result<Pair<FixedCallMaterial>, MaterialError>;
 
-    /// DReLU keys for `n` gates.
+    /// DReLU keys for `n` gates on `bits`-bit signed inputs (2..=64).
     ///
     /// # Errors
     /// As [`Deal::triple`].
-    fn drelu(&mut self, n: usize) -> Result<Pair<DreluMaterial>, MaterialError>;
+    fn drelu(&mut self, n: usize, bits: u32) -> Result<Pair<DreluMaterial>, MaterialError>;
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
     ///

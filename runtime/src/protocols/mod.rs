@@ -76,7 +76,9 @@ pub mod xor;
 
 pub(crate) use crate::ring::message::check_len;
 pub(crate) use crate::ring::share::check_party;
-pub use crate::ring::{MessageError, PartyId, Share, XorShare, pack, unpack};
+pub use crate::ring::{
+    MessageError, PartyId, Share, XorShare, pack, pack_bits, packed_len, unpack, unpack_bits,
+};
 pub(crate) use crate::ring::{bits, ops as ring_ops};
 
 /// What a multi-round protocol does after a round: send the next message, or stop with

@@ -110,7 +110,7 @@ pub fn step(mut st: State, peer: &[u8]) -> Result<Step<State, Share>, MessageErr
     let diff = || Share(st.diff.clone().into_dyn());
     let msg = match phase {
         Phase::CompareFss(s, m) => {
-            let bits = drelu::finish(s, &unpack(peer)?)?;
+            let bits = drelu::finish(s, peer)?;
             let (s, msg) = beaver_mul::start(st.party, &bits, &diff(), m);
             st.phase = Some(Phase::SelectFss(s));
             pack(&msg)
@@ -153,7 +153,7 @@ fn compare(st: &mut State) -> Vec<u8> {
         LevelMaterial::Fss(d, t) => {
             let (s, msg) = drelu::start(st.party, &diff, d);
             st.phase = Some(Phase::CompareFss(s, t));
-            pack(&msg)
+            msg
         }
         LevelMaterial::Gmw(d, m) => {
             let (s, msg) = gmw::start(st.party, &diff, d);

@@ -33,7 +33,7 @@ mod trunc;
 
 pub use fixed::{DEFAULT_FRAC, decode, decode_tensor, encode, encode_tensor};
 pub use matmul::{PackedRhs, ShapeMismatch, matmul, matmul_batched, matmul_packed};
-pub use message::{MessageError, pack, unpack};
+pub use message::{MessageError, pack, pack_bits, packed_len, unpack, unpack_bits};
 pub use share::{PartyId, Share, XorShare};
 pub use trunc::trunc_share;
 

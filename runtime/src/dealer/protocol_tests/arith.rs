@@ -10,7 +10,7 @@ use rand_chacha::ChaCha12Rng;
 
 use super::both;
 use crate::dealer::Dealer;
-use crate::protocols::driver::{PartyRun, round, setup_round};
+use crate::protocols::driver::{PartyRun, round, round_bytes, setup_round};
 use crate::protocols::share::{reconstruct, share_own_input, share_peer_input, split};
 use crate::protocols::*;
 use crate::ring::{decode, encode};
@@ -314,7 +314,7 @@ fn run_drelu(d: &mut Dealer, x: &ArrayD<u64>, r: &mut ChaCha12Rng) -> ArrayD<u64
     let (x0, x1) = split(x, r);
     open(both([(k0, x0), (k1, x1)], |p, ch, (k, x)| {
         let (st, msg) = drelu::start(p, &x, k);
-        drelu::finish(st, &round(ch, &msg).unwrap()).unwrap()
+        drelu::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
     }))
 }
 
