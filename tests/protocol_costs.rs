@@ -409,7 +409,20 @@ fn row_max_at_a_reduced_width() {
         levels[1].push(row_max::LevelMaterial::Fss(k1, m1));
         k = k.div_ceil(2);
     }
+    let (p0, p1) = run_row_max(levels, [x0, x1], &x);
+    let est = estimate_at_width(Protocol::RowMaxTree, &[3, 1], &[3, t], bits);
+    assert_eq!(measured(&p0, &p1, d.offline_bytes()), est);
+}
+
+/// Runs `row_max` on the shares `xs` of `x` with each party's `levels`, and checks that
+/// the parties' outputs add up to each row's signed maximum.
+fn run_row_max(
+    levels: [Vec<row_max::LevelMaterial>; 2],
+    xs: [Share; 2],
+    x: &ArrayD<u64>,
+) -> (PartyRun<Share>, PartyRun<Share>) {
     let [l0, l1] = levels;
+    let [x0, x1] = xs;
     let (p0, p1) = both([(l0, x0), (l1, x1)], |p, ch, (l, x)| {
         run_steps(ch, row_max::start(p, &x, l), |s, peer| {
             row_max::step(s, peer).unwrap()
@@ -422,8 +435,7 @@ fn row_max_at_a_reduced_width() {
         reconstruct(&p0.output, &p1.output),
         max.insert_axis(ndarray::Axis(1))
     );
-    let est = estimate_at_width(Protocol::RowMaxTree, &[3, 1], &[3, t], bits);
-    assert_eq!(measured(&p0, &p1, d.offline_bytes()), est);
+    (p0, p1)
 }
 
 /// Runs a multi-round protocol to its end: `start` gives the first state and message,
@@ -528,19 +540,7 @@ fn row_max_with_fss_or_gmw_comparisons() {
                 levels[1].push(b);
                 k = k.div_ceil(2);
             }
-            let [l0, l1] = levels;
-            let (p0, p1) = both([(l0, x0), (l1, x1)], |p, ch, (l, x)| {
-                run_steps(ch, row_max::start(p, &x, l), |s, peer| {
-                    row_max::step(s, peer).unwrap()
-                })
-            });
-            let max = x.map_axis(ndarray::Axis(1), |r| {
-                r.iter().map(|&v| v as i64).max().unwrap() as u64
-            });
-            assert_eq!(
-                reconstruct(&p0.output, &p1.output),
-                max.insert_axis(ndarray::Axis(1))
-            );
+            let (p0, p1) = run_row_max(levels, [x0, x1], &x);
             let est = estimate_with(Protocol::RowMaxTree, &[3, 1], &[&[3, t]], &[false], fss);
             assert_eq!(
                 measured(&p0, &p1, d.offline_bytes()),

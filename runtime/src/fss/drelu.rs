@@ -49,7 +49,7 @@ use rand_chacha::ChaCha12Rng;
 use super::codec::{BATCH_HEADER_BYTES, BatchHeader, Reader};
 use super::dcf::{self, Comparison, CorrectionWords, DcfKey, keygen_from_roots, random_root};
 use super::prg::Seed;
-use super::{FssError, RING_BITS, check_party, low_mask};
+use super::{FssError, RING_BITS, check_batch, low_mask};
 
 /// Input width of the DCF inside the full-ring (m = 64) DReLU: the low 63 bits of x̂.
 pub const DRELU_DCF_BITS: u32 = RING_BITS - 1;
@@ -306,13 +306,7 @@ impl DreluKey {
     }
 
     fn check(&self, party: u8, len: usize) {
-        check_party(party);
-        assert_eq!(
-            self.party, party,
-            "DReLU key of party {} used by party {party}",
-            self.party
-        );
-        assert_eq!(self.len(), len, "one value per DReLU gate");
+        check_batch("DReLU", self.party, party, self.len(), len);
     }
 
     /// The keys of gates `idx`, in that order: a batch of `idx.len()` gates, e.g. the

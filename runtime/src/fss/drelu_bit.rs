@@ -55,7 +55,7 @@ use super::dcf::random_root;
 use super::dcf_bit::{self, DcfBitKey};
 use super::drelu::{PartySeed, random_party_seed};
 use super::prg::Seed;
-use super::{FssError, check_party, low_mask};
+use super::{FssError, check_batch, low_mask};
 
 /// One party's key material for a batch of m-bit DReLU gates.
 #[derive(Clone, PartialEq, Eq)]
@@ -229,13 +229,7 @@ impl DreluBitKey {
     }
 
     fn check(&self, party: u8, len: usize) {
-        check_party(party);
-        assert_eq!(
-            self.party, party,
-            "DReLU key of party {} used by party {party}",
-            self.party
-        );
-        assert_eq!(self.len(), len, "one value per DReLU gate");
+        check_batch("DReLU", self.party, party, self.len(), len);
     }
 
     /// Serializes: the batch header (party, m, gate count, seed), then per gate the DCF's

@@ -42,7 +42,7 @@ use super::dcf::random_root;
 use super::dpf::{self, DpfCorrections, DpfKey, DpfShape};
 use super::drelu::{PartySeed, random_party_seed};
 use super::prg::Seed;
-use super::{FssError, check_party, low_mask};
+use super::{FssError, check_batch, low_mask};
 
 /// The widest table input supported: 2^20 entries.
 pub const LUT_MAX_BITS: u32 = 20;
@@ -262,13 +262,7 @@ impl LutKey {
     }
 
     fn check(&self, party: u8, len: usize) {
-        check_party(party);
-        assert_eq!(
-            self.party, party,
-            "LUT key of party {} used by party {party}",
-            self.party
-        );
-        assert_eq!(self.len(), len, "one value per LUT gate");
+        check_batch("LUT", self.party, party, self.len(), len);
     }
 
     /// The 64-bit share the dealer sent for gate i.

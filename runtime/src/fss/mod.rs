@@ -145,6 +145,17 @@ fn check_party(party: u8) {
     assert!(party <= 1, "party must be 0 or 1, got {party}");
 }
 
+/// Panics unless a batch of `what` keys of party `owner` with `len` gates is used by
+/// `party` on `expected` values.
+fn check_batch(what: &str, owner: u8, party: u8, len: usize, expected: usize) {
+    check_party(party);
+    assert_eq!(
+        owner, party,
+        "{what} key of party {owner} used by party {party}"
+    );
+    assert_eq!(len, expected, "one value per {what} gate");
+}
+
 /// The low `n_bits` bits set (n_bits in 1..=64).
 fn low_mask(n_bits: u32) -> u64 {
     u64::MAX >> (64 - n_bits)
