@@ -252,13 +252,15 @@ impl Deal for SessionDealer {
     }
 
     fn drelu(&mut self, n: usize, bits: u32) -> Result<Pair<DreluMaterial>, MaterialError> {
+        let recording = self.sinks.is_some();
         let (sinks, written, error) = (&mut self.sinks, &mut self.written, &mut self.error);
         let mut sink = |bodies: [Vec<u8>; 2]| {
             for (p, bytes) in bodies.iter().enumerate() {
                 record_to(sinks, written, error, p, bytes);
             }
         };
-        match drelu::deal_batches(&mut self.dealer, n, bits, !self.streaming, &mut sink) {
+        let sink = recording.then_some(&mut sink as &mut dyn FnMut([Vec<u8>; 2]));
+        match drelu::deal_batches(&mut self.dealer, n, bits, !self.streaming, sink) {
             Some(m) => Ok(both(m)),
             None => Ok([None, None]),
         }

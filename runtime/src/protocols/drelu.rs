@@ -115,25 +115,27 @@ fn batches(n: usize) -> impl Iterator<Item = usize> {
 /// # Panics
 /// If `bits` is not in 2..=64.
 pub fn deal(d: &mut dyn DealerStreams, n: usize, bits: u32) -> [DreluMaterial; 2] {
-    deal_batches(d, n, bits, true, &mut |_| {}).expect("kept")
+    deal_batches(d, n, bits, true, None).expect("kept")
 }
 
 /// [`deal`], handing each batch's body bytes (what each party's material carries, its
-/// serialized keys) to `sink` as soon as the batch is drawn, and keeping the keys only
+/// serialized keys) to `sink`, if any, as soon as the batch is drawn, and keeping the keys only
 /// when `keep` (else `None`: a dealer that only streams holds one batch at a time).
 pub fn deal_batches(
     d: &mut dyn DealerStreams,
     n: usize,
     bits: u32,
     keep: bool,
-    sink: &mut dyn FnMut([Vec<u8>; 2]),
+    mut sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
 ) -> Option<[DreluMaterial; 2]> {
     let mut kept = [Vec::new(), Vec::new()];
     for len in batches(n) {
         let (k0, k1) = fss::drelu_offline_bits(len, bits, d.fss_stream());
         d.count_offline(2 * (len * DreluKey::element_bytes(bits)) as u64);
         d.count_headers(2 * DRELU_KEY_HEADER_BYTES as u64);
-        sink([k0.to_bytes(), k1.to_bytes()]);
+        if let Some(sink) = sink.as_mut() {
+            sink([k0.to_bytes(), k1.to_bytes()]);
+        }
         if keep {
             kept[0].push(k0);
             kept[1].push(k1);
