@@ -224,6 +224,77 @@ pub fn eval_all(party: u8, key: &DpfKey) -> Vec<u64> {
     out
 }
 
+/// Full-domain evaluation of a 1-bit DPF (ℓ = 1) into packed bits: bit x mod 64 of word
+/// x / 64 is this party's share at x, for every x in 0..2^n; the ⌈2^n/64⌉ words are
+/// written over `out` (bits at and above 2^n are 0). Bit-identical to [`eval_all`].
+///
+/// # Panics
+/// If `party` is not the key's party, ℓ ≠ 1 or n > 32.
+pub fn eval_all_bits(party: u8, key: &DpfKey, out: &mut Vec<u64>) {
+    eval_all_bits_with(party, key, &mut FullDomainScratch::default(), out);
+}
+
+/// Reusable buffers of [`eval_all_bits_with`]: the nodes of one tree level and their
+/// blocks, so that evaluating a batch of keys allocates nothing per key.
+#[derive(Default)]
+pub(crate) struct FullDomainScratch {
+    nodes: Vec<Node>,
+    blocks: Vec<Seed>,
+}
+
+/// [`eval_all_bits`] with caller-held scratch buffers.
+///
+/// The tree is expanded level by level in place (children 2i, 2i + 1 overwrite parent i,
+/// from the right), the 2^(n−ν) leaf blocks are hashed in one pipelined call, and each
+/// leaf g ⊕ t·CW (2^ν = 128 slots when n ≥ 7) is stored as two little-endian words.
+pub(crate) fn eval_all_bits_with(
+    party: u8,
+    key: &DpfKey,
+    scratch: &mut FullDomainScratch,
+    out: &mut Vec<u64>,
+) {
+    key.check(party);
+    let shape = key.cw.shape;
+    assert_eq!(
+        shape.out_bits, 1,
+        "packed evaluation of an ℓ = {} DPF",
+        shape.out_bits
+    );
+    assert!(
+        shape.n_bits <= 32,
+        "full-domain evaluation of a {}-bit DPF",
+        shape.n_bits
+    );
+    let FullDomainScratch { nodes, blocks } = scratch;
+    nodes.clear();
+    nodes.push(key.root(party));
+    for level in 0..shape.tree_levels() as usize {
+        blocks.clear();
+        blocks.extend(nodes.iter().flat_map(|n| [n.seed, n.seed ^ 1]));
+        Prg::fixed().hash_in_place(blocks);
+        let width = nodes.len();
+        nodes.resize(2 * width, nodes[0]);
+        for i in (0..width).rev() {
+            let parent = nodes[i];
+            nodes[2 * i + 1] = key.cw.step(level, parent, blocks[2 * i + 1], true);
+            nodes[2 * i] = key.cw.step(level, parent, blocks[2 * i], false);
+        }
+    }
+    blocks.clear();
+    blocks.extend(nodes.iter().map(|n| n.seed ^ TWEAK_VALUES));
+    Prg::fixed().hash_in_place(blocks);
+    out.clear();
+    let slot_mask = u128::MAX >> (128 - shape.slots());
+    for (node, leaf) in nodes.iter().zip(blocks.iter()) {
+        let fix = if node.control { key.cw.output } else { 0 };
+        let bits = (leaf ^ fix) & slot_mask;
+        out.push(bits as u64);
+        if shape.slots() > 64 {
+            out.push((bits >> 64) as u64);
+        }
+    }
+}
+
 /// Every leaf node at depth n − ν, left to right, with its hashed block H(s ⊕ 2).
 fn expand_all(party: u8, key: &DpfKey) -> Vec<(Node, Seed)> {
     let mut nodes = vec![key.root(party)];

@@ -30,7 +30,9 @@
 //! min(n, 7), i.e. ≈ DPF(n) + 64 bits (SIGMA's DPF(n) + n + 2ℓ across both parties with ℓ
 //! = 64; the mask shares come from the seeds) — n = 8: 41 B, n = 13: 122 B; plus
 //! [`super::BATCH_HEADER_BYTES`] per batch. Online: **2 rounds**, n + 64 bits per party and gate
-//! (2n + 128 in total). Local work: EvalAll (≈ 3·2^(n−7) AES blocks) and 2^n table reads.
+//! (2n + 128 in total). Local work per gate: EvalAll into packed bits
+//! ([`dpf::eval_all_bits`], ≈ 3·2^(n−7) AES blocks) and one table read per set bit (≈ 2^(n−1))
+//! from T ‖ T, built once per batch; see [`lut_reveal_message`].
 
 use std::fmt;
 
@@ -39,7 +41,7 @@ use rand_chacha::ChaCha12Rng;
 
 use super::codec::{BATCH_HEADER_BYTES, BatchHeader, Reader};
 use super::dcf::random_root;
-use super::dpf::{self, DpfCorrections, DpfKey, DpfShape};
+use super::dpf::{self, DpfCorrections, DpfKey, DpfShape, FullDomainScratch};
 use super::drelu::{PartySeed, random_party_seed};
 use super::prg::Seed;
 use super::{FssError, check_batch, low_mask};
@@ -112,21 +114,58 @@ pub fn lut_reveal_message(party: u8, key: &LutKey, table: &[u64], x_hat: &[u64])
         "a table of 2^{} entries",
         key.n_bits
     );
+    let doubled: Vec<u64> = table.iter().chain(table).copied().collect();
+    let mut scratch = FullDomainScratch::default();
+    let mut bits = Vec::with_capacity(table.len().div_ceil(64));
     (0..x_hat.len())
-        .map(|i| rotated_dot(party, &key.dpf[i], table, x_hat[i]).wrapping_add(key.out_masks[i]))
+        .map(|i| {
+            dpf::eval_all_bits_with(party, &key.dpf[i], &mut scratch, &mut bits);
+            let z = rotated_dot(&bits, &doubled, x_hat[i]);
+            let z = if party == 1 { z.wrapping_neg() } else { z };
+            z.wrapping_add(key.out_masks[i])
+        })
         .collect()
 }
 
-/// z_b = (−1)^b·Σ_j u_b(j)·T\[(x̂ − j) mod 2^n\].
-fn rotated_dot(party: u8, key: &DpfKey, table: &[u64], x_hat: u64) -> u64 {
+/// Σ_j u(j)·T\[(x̂ − j) mod 2^n\] for the packed bits u (bit j mod 64 of word j / 64) and
+/// `doubled` = T ‖ T (2·2^n entries).
+///
+/// With N = 2^n, T\[(x̂ − j) mod N\] = doubled\[x̂ mod N + N − j\] and the index stays in
+/// 1..2N for every j < N, so the sum walks the set bits of each word (about N/2 of them)
+/// with one table read each, and no reduction mod N.
+fn rotated_dot(bits: &[u64], doubled: &[u64], x_hat: u64) -> u64 {
+    let n = doubled.len() / 2;
+    let top = (x_hat as usize & (n - 1)) + n;
+    let mut z = 0u64;
+    for (k, &word) in bits.iter().enumerate() {
+        let base = top - 64 * k;
+        let mut w = word;
+        while w != 0 {
+            z = z.wrapping_add(doubled[base - w.trailing_zeros() as usize]);
+            w &= w - 1;
+        }
+    }
+    z
+}
+
+/// The previous evaluation, kept as a reference for tests and timing: EvalAll into one
+/// `u64` per point, then 2^n table reads. Returns this party's y_b.
+#[cfg(test)]
+pub(super) fn reveal_reference(party: u8, key: &LutKey, table: &[u64], x_hat: &[u64]) -> Vec<u64> {
+    key.check(party, x_hat.len());
     let mask = table.len() - 1;
-    let u = dpf::eval_all(party, key);
-    let z = (0..table.len())
-        .filter(|&j| u[j] == 1)
-        .fold(0u64, |acc, j| {
-            acc.wrapping_add(table[(x_hat as usize).wrapping_sub(j) & mask])
-        });
-    if party == 1 { z.wrapping_neg() } else { z }
+    (0..x_hat.len())
+        .map(|i| {
+            let u = dpf::eval_all(party, &key.dpf[i]);
+            let z = (0..table.len())
+                .filter(|&j| u[j] == 1)
+                .fold(0u64, |acc, j| {
+                    acc.wrapping_add(table[(x_hat[i] as usize).wrapping_sub(j) & mask])
+                });
+            let z = if party == 1 { z.wrapping_neg() } else { z };
+            z.wrapping_add(key.out_masks[i])
+        })
+        .collect()
 }
 
 /// This party's arithmetic share in Z_2^64 of T\[x\] per gate: S_b·y − P_b with y the sum

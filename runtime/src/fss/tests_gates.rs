@@ -9,7 +9,9 @@ use super::drelu_bit::{
     DreluBitKey, drelu_bit_finish, drelu_bit_offline, drelu_bit_online_message,
     drelu_bit_reveal_message,
 };
-use super::lut::{LutKey, lut_finish, lut_offline, lut_online_message, lut_reveal_message};
+use super::lut::{
+    LutKey, lut_finish, lut_offline, lut_online_message, lut_reveal_message, reveal_reference,
+};
 use super::tests::fixed_config;
 use super::{FssError, low_mask};
 
@@ -91,6 +93,22 @@ proptest! {
         let keys = lut_offline(n_bits, xs.len(), &mut r);
         let want: Vec<u64> = xs.iter().map(|&x| table[(x & low_mask(n_bits)) as usize]).collect();
         prop_assert_eq!(run_lut(&keys, &table, &xs, seed ^ 2), want);
+    }
+}
+
+proptest! {
+    #![proptest_config(fixed_config(48))]
+    #[test]
+    fn lut_reveal_matches_the_reference(n_bits in 1u32..=14, xs in proptest::collection::vec(any::<u64>(), 1..4), seed: u64) {
+        let mut r = rng(seed);
+        let table: Vec<u64> = (0..1usize << n_bits).map(|_| r.next_u64()).collect();
+        let keys = lut_offline(n_bits, xs.len(), &mut r);
+        for (party, key) in [(0, &keys.0), (1, &keys.1)] {
+            prop_assert_eq!(
+                lut_reveal_message(party, key, &table, &xs),
+                reveal_reference(party, key, &table, &xs)
+            );
+        }
     }
 }
 
@@ -281,4 +299,32 @@ fn gate_throughput() {
     lut_reveal_message(0, &keys.0, &table, &xs[..lut_count]);
     let eval = lut_count as f64 / start.elapsed().as_secs_f64();
     println!("LUT n=13: offline {offline:.0} elem/s, eval {eval:.0} elem/s per party");
+}
+
+/// LUT round-2 throughput before (EvalAll into one `u64` per point, 2^n table reads) and
+/// after (packed EvalAll, set-bit walk of the doubled table), batch 4096 (run with `cargo
+/// test --release -p comet-runtime fss::tests_gates::lut_throughput -- --ignored
+/// --nocapture`).
+#[test]
+#[ignore = "timing; run in release with --nocapture"]
+fn lut_throughput() {
+    use std::time::Instant;
+    let count = 4096;
+    let mut r = rng(19);
+    for n_bits in [8, 13] {
+        let table: Vec<u64> = (0..1usize << n_bits).map(|_| r.next_u64()).collect();
+        let xs: Vec<u64> = (0..count).map(|_| r.next_u64()).collect();
+        let keys = lut_offline(n_bits, count, &mut r);
+        let start = Instant::now();
+        let before = reveal_reference(0, &keys.0, &table, &xs);
+        let before_rate = count as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let after = lut_reveal_message(0, &keys.0, &table, &xs);
+        let after_rate = count as f64 / start.elapsed().as_secs_f64();
+        assert_eq!(before, after);
+        println!(
+            "LUT n={n_bits} batch {count}: before {before_rate:.0} elem/s, after {after_rate:.0} elem/s per party ({:.1}x)",
+            after_rate / before_rate
+        );
+    }
 }
