@@ -31,8 +31,9 @@
 //! = 64; the mask shares come from the seeds) — n = 8: 41 B, n = 13: 122 B; plus
 //! [`super::BATCH_HEADER_BYTES`] per batch. Online: **2 rounds**, n + 64 bits per party and gate
 //! (2n + 128 in total). Local work per gate: EvalAll into packed bits
-//! ([`dpf::eval_all_bits`], ≈ 3·2^(n−7) AES blocks) and one table read per set bit (≈ 2^(n−1))
-//! from T ‖ T, built once per batch; see [`lut_reveal_message`].
+//! ([`dpf::eval_all_bits`], ≈ 3·2^(n−7) AES blocks), a rotation of those bits by x̂ and
+//! 2^n/4 branch-free reads of per-nibble subset sums of the reversed table (4·2^n words,
+//! built once per batch); see [`lut_reveal_message`].
 
 use std::fmt;
 
@@ -114,38 +115,71 @@ pub fn lut_reveal_message(party: u8, key: &LutKey, table: &[u64], x_hat: &[u64])
         "a table of 2^{} entries",
         key.n_bits
     );
-    let doubled: Vec<u64> = table.iter().chain(table).copied().collect();
+    let nibbles = nibble_sums(table);
     let mut scratch = FullDomainScratch::default();
     let mut bits = Vec::with_capacity(table.len().div_ceil(64));
     (0..x_hat.len())
         .map(|i| {
             dpf::eval_all_bits_with(party, &key.dpf[i], &mut scratch, &mut bits);
-            let z = rotated_dot(&bits, &doubled, x_hat[i]);
+            let z = rotated_dot(&bits, &nibbles, table, x_hat[i]);
             let z = if party == 1 { z.wrapping_neg() } else { z };
             z.wrapping_add(key.out_masks[i])
         })
         .collect()
 }
 
-/// Σ_j u(j)·T\[(x̂ − j) mod 2^n\] for the packed bits u (bit j mod 64 of word j / 64) and
-/// `doubled` = T ‖ T (2·2^n entries).
-///
-/// With N = 2^n, T\[(x̂ − j) mod N\] = doubled\[x̂ mod N + N − j\] and the index stays in
-/// 1..2N for every j < N, so the sum walks the set bits of each word (about N/2 of them)
-/// with one table read each, and no reduction mod N.
-fn rotated_dot(bits: &[u64], doubled: &[u64], x_hat: u64) -> u64 {
-    let n = doubled.len() / 2;
-    let top = (x_hat as usize & (n - 1)) + n;
-    let mut z = 0u64;
-    for (k, &word) in bits.iter().enumerate() {
-        let base = top - 64 * k;
-        let mut w = word;
-        while w != 0 {
-            z = z.wrapping_add(doubled[base - w.trailing_zeros() as usize]);
-            w &= w - 1;
+/// Subset sums of the reversed table R\[m\] = T\[−m mod N\] (N = 2^n ≥ 64) per aligned
+/// nibble: entry 16q + s is Σ_{i < 4, bit i of s set} R\[4q + i\] (4N entries, built once
+/// per batch with one addition each). Empty for N < 64.
+fn nibble_sums(table: &[u64]) -> Vec<u64> {
+    let n = table.len();
+    if n < 64 {
+        return Vec::new();
+    }
+    let mut sums = vec![0u64; 4 * n];
+    for (q, group) in sums.chunks_exact_mut(16).enumerate() {
+        for s in 1..16usize {
+            let i = s.trailing_zeros() as usize;
+            let r = table[(n - (4 * q + i)) & (n - 1)];
+            group[s] = group[s & (s - 1)].wrapping_add(r);
         }
     }
-    z
+    sums
+}
+
+/// Σ_j u(j)·T\[(x̂ − j) mod N\] for the packed bits u (bit j mod 64 of word j / 64).
+///
+/// With R\[m\] = T\[−m mod N\] the sum is Σ_m v(m)·R\[m\] for v(m) = u((m + x̂) mod N): the
+/// bit vector rotated by x̂ (a word shift and a bit shift), read four bits at a time
+/// against [`nibble_sums`], i.e. N/4 branch-free table reads per gate. Tables under 64
+/// entries are summed bit by bit.
+fn rotated_dot(bits: &[u64], nibbles: &[u64], table: &[u64], x_hat: u64) -> u64 {
+    let n = table.len();
+    let shift = x_hat as usize & (n - 1);
+    if n < 64 {
+        return (0..n)
+            .filter(|j| (bits[0] >> j) & 1 == 1)
+            .fold(0u64, |z, j| {
+                z.wrapping_add(table[(shift + n - j) & (n - 1)])
+            });
+    }
+    let words = n / 64;
+    let (q, r) = (shift / 64, (shift % 64) as u32);
+    let mut acc = [0u64; 4];
+    for (k, group) in nibbles.chunks_exact(256).enumerate() {
+        let lo = bits[(k + q) & (words - 1)];
+        let hi = bits[(k + q + 1) & (words - 1)];
+        let v = if r == 0 {
+            lo
+        } else {
+            (lo >> r) | (hi << (64 - r))
+        };
+        for (c, sums) in group.chunks_exact(16).enumerate() {
+            let a = &mut acc[c % 4];
+            *a = a.wrapping_add(sums[((v >> (4 * c)) & 15) as usize]);
+        }
+    }
+    acc.iter().fold(0u64, |z, a| z.wrapping_add(*a))
 }
 
 /// The previous evaluation, kept as a reference for tests and timing: EvalAll into one

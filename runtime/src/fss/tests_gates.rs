@@ -302,7 +302,7 @@ fn gate_throughput() {
 }
 
 /// LUT round-2 throughput before (EvalAll into one `u64` per point, 2^n table reads) and
-/// after (packed EvalAll, set-bit walk of the doubled table), batch 4096 (run with `cargo
+/// after (packed EvalAll, bits rotated by x̂ against nibble subset sums), batch 4096 (run with `cargo
 /// test --release -p comet-runtime fss::tests_gates::lut_throughput -- --ignored
 /// --nocapture`).
 #[test]
