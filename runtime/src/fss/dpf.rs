@@ -209,19 +209,24 @@ pub fn eval_batch(party: u8, keys: &[DpfKey], xs: &[u64]) -> Vec<u64> {
 /// # Panics
 /// If `party` is not the key's party or n > 32 (the output would not fit in memory).
 pub fn eval_all(party: u8, key: &DpfKey) -> Vec<u64> {
-    key.check(party);
-    let shape = key.cw.shape;
-    assert!(
-        shape.n_bits <= 32,
-        "full-domain evaluation of a {}-bit DPF",
-        shape.n_bits
-    );
-    let leaves = expand_all(party, key);
-    let mut out = Vec::with_capacity(1 << shape.n_bits);
-    for (node, leaf) in leaves {
-        out.extend((0..shape.slots()).map(|j| key.cw.leaf_slot(party, node, leaf, j)));
-    }
+    let mut out = Vec::new();
+    eval_all_with(party, key, &mut FullDomainScratch::default(), &mut out);
     out
+}
+
+/// [`eval_all`] into `out` (overwritten, 2^n values) with caller-held scratch buffers.
+pub(crate) fn eval_all_with(
+    party: u8,
+    key: &DpfKey,
+    scratch: &mut FullDomainScratch,
+    out: &mut Vec<u64>,
+) {
+    expand_leaves(party, key, scratch);
+    let cw = &key.cw;
+    out.clear();
+    for (node, leaf) in scratch.nodes.iter().zip(&scratch.blocks) {
+        out.extend((0..cw.shape.slots()).map(|j| cw.leaf_slot(party, *node, *leaf, j)));
+    }
 }
 
 /// Full-domain evaluation of a 1-bit DPF (ℓ = 1) into packed bits: bit x mod 64 of word
@@ -234,7 +239,7 @@ pub fn eval_all_bits(party: u8, key: &DpfKey, out: &mut Vec<u64>) {
     eval_all_bits_with(party, key, &mut FullDomainScratch::default(), out);
 }
 
-/// Reusable buffers of [`eval_all_bits_with`]: the nodes of one tree level and their
+/// Reusable buffers of [`eval_all_with`] and [`eval_all_bits_with`]: the nodes of one tree level and their
 /// blocks, so that evaluating a batch of keys allocates nothing per key.
 #[derive(Default)]
 pub(crate) struct FullDomainScratch {
@@ -242,24 +247,43 @@ pub(crate) struct FullDomainScratch {
     blocks: Vec<Seed>,
 }
 
-/// [`eval_all_bits`] with caller-held scratch buffers.
-///
-/// The tree is expanded level by level in place (children 2i, 2i + 1 overwrite parent i,
-/// from the right), the 2^(n−ν) leaf blocks are hashed in one pipelined call, and each
-/// leaf g ⊕ t·CW (2^ν = 128 slots when n ≥ 7) is stored as two little-endian words.
+/// [`eval_all_bits`] with caller-held scratch buffers: each leaf g ⊕ t·CW (2^ν = 128
+/// slots when n ≥ 7) is stored as two little-endian words.
 pub(crate) fn eval_all_bits_with(
     party: u8,
     key: &DpfKey,
     scratch: &mut FullDomainScratch,
     out: &mut Vec<u64>,
 ) {
-    key.check(party);
     let shape = key.cw.shape;
     assert_eq!(
         shape.out_bits, 1,
         "packed evaluation of an ℓ = {} DPF",
         shape.out_bits
     );
+    expand_leaves(party, key, scratch);
+    let FullDomainScratch { nodes, blocks } = scratch;
+    out.clear();
+    let slot_mask = u128::MAX >> (128 - shape.slots());
+    for (node, leaf) in nodes.iter().zip(blocks.iter()) {
+        let fix = if node.control { key.cw.output } else { 0 };
+        let bits = (leaf ^ fix) & slot_mask;
+        out.push(bits as u64);
+        if shape.slots() > 64 {
+            out.push((bits >> 64) as u64);
+        }
+    }
+}
+
+/// Fills `scratch` with every leaf node at depth n − ν, left to right (`nodes`), and its
+/// hashed block H(s ⊕ 2) (`blocks`). The tree is expanded level by level in place:
+/// children 2i, 2i + 1 overwrite parent i, from the right.
+///
+/// # Panics
+/// If `party` is not the key's party or n > 32.
+fn expand_leaves(party: u8, key: &DpfKey, scratch: &mut FullDomainScratch) {
+    key.check(party);
+    let shape = key.cw.shape;
     assert!(
         shape.n_bits <= 32,
         "full-domain evaluation of a {}-bit DPF",
@@ -283,33 +307,6 @@ pub(crate) fn eval_all_bits_with(
     blocks.clear();
     blocks.extend(nodes.iter().map(|n| n.seed ^ TWEAK_VALUES));
     Prg::fixed().hash_in_place(blocks);
-    out.clear();
-    let slot_mask = u128::MAX >> (128 - shape.slots());
-    for (node, leaf) in nodes.iter().zip(blocks.iter()) {
-        let fix = if node.control { key.cw.output } else { 0 };
-        let bits = (leaf ^ fix) & slot_mask;
-        out.push(bits as u64);
-        if shape.slots() > 64 {
-            out.push((bits >> 64) as u64);
-        }
-    }
-}
-
-/// Every leaf node at depth n − ν, left to right, with its hashed block H(s ⊕ 2).
-fn expand_all(party: u8, key: &DpfKey) -> Vec<(Node, Seed)> {
-    let mut nodes = vec![key.root(party)];
-    for level in 0..key.cw.shape.tree_levels() as usize {
-        let mut blocks: Vec<Seed> = nodes.iter().flat_map(|n| [n.seed, n.seed ^ 1]).collect();
-        Prg::fixed().hash_in_place(&mut blocks);
-        nodes = nodes
-            .iter()
-            .zip(blocks.chunks(2))
-            .flat_map(|(n, ch)| [0, 1].map(|side| key.cw.step(level, *n, ch[side], side == 1)))
-            .collect();
-    }
-    let mut leaves: Vec<Seed> = nodes.iter().map(|n| n.seed ^ TWEAK_VALUES).collect();
-    Prg::fixed().hash_in_place(&mut leaves);
-    nodes.into_iter().zip(leaves).collect()
 }
 
 /// Where one evaluation path ends, as the batch walker reports it.
