@@ -224,8 +224,20 @@ pub(crate) fn eval_all_with(
     expand_leaves(party, key, scratch);
     let cw = &key.cw;
     out.clear();
-    for (node, leaf) in scratch.nodes.iter().zip(&scratch.blocks) {
-        out.extend((0..cw.shape.slots()).map(|j| cw.leaf_slot(party, *node, *leaf, j)));
+    let leaves = scratch.nodes.iter().zip(&scratch.blocks);
+    if cw.shape.out_bits == 64 {
+        // Two whole 64-bit slots per leaf (ν = 1): leaf_slot without shifts and masks.
+        for (node, leaf) in leaves {
+            let fix = if node.control { cw.output } else { 0 };
+            for half in [0, 64] {
+                let y = ((leaf >> half) as u64).wrapping_add((fix >> half) as u64);
+                out.push(if party == 1 { y.wrapping_neg() } else { y });
+            }
+        }
+    } else {
+        for (node, leaf) in leaves {
+            out.extend((0..cw.shape.slots()).map(|j| cw.leaf_slot(party, *node, *leaf, j)));
+        }
     }
 }
 
