@@ -24,7 +24,7 @@
 //! 16(n − 1) + ⌈2(n − 1)/8⌉ + 16 bytes, [`super::dpf::DpfCorrections::byte_len`] with ℓ =
 //! 64) and sums Σ_j d_b(j)·T\[x̂ − j\] directly: one round and 64 online bits fewer per
 //! party, for larger keys (n = 13: 211 B against 122 B) and 3·2^(n−1) AES blocks of
-//! EvalAll per gate against ≈ 3·2^(n−7) here (measured about 40× slower at n = 13).
+//! EvalAll per gate against ≈ 3·2^(n−7) here (measured about 30× slower at n = 13).
 //!
 //! ## Sizes
 //! Key per gate and party: the DPF's correction words plus one 64-bit correction,
