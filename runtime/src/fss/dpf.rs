@@ -209,6 +209,91 @@ pub fn eval_batch(party: u8, keys: &[DpfKey], xs: &[u64]) -> Vec<u64> {
 /// # Panics
 /// If `party` is not the key's party or n > 32 (the output would not fit in memory).
 pub fn eval_all(party: u8, key: &DpfKey) -> Vec<u64> {
+    let mut out = Vec::new();
+    eval_all_with(party, key, &mut FullDomainScratch::default(), &mut out);
+    out
+}
+
+/// [`eval_all`] into `out` (overwritten, 2^n values) with caller-held scratch buffers.
+pub(crate) fn eval_all_with(
+    party: u8,
+    key: &DpfKey,
+    scratch: &mut FullDomainScratch,
+    out: &mut Vec<u64>,
+) {
+    expand_leaves(party, key, scratch);
+    let cw = &key.cw;
+    out.clear();
+    let leaves = scratch.nodes.iter().zip(&scratch.blocks);
+    if cw.shape.out_bits == 64 {
+        // Two whole 64-bit slots per leaf (ν = 1): leaf_slot without shifts and masks.
+        for (node, leaf) in leaves {
+            let fix = if node.control { cw.output } else { 0 };
+            for half in [0, 64] {
+                let y = ((leaf >> half) as u64).wrapping_add((fix >> half) as u64);
+                out.push(if party == 1 { y.wrapping_neg() } else { y });
+            }
+        }
+    } else {
+        for (node, leaf) in leaves {
+            out.extend((0..cw.shape.slots()).map(|j| cw.leaf_slot(party, *node, *leaf, j)));
+        }
+    }
+}
+
+/// Full-domain evaluation of a 1-bit DPF (ℓ = 1) into packed bits: bit x mod 64 of word
+/// x / 64 is this party's share at x, for every x in 0..2^n; the ⌈2^n/64⌉ words are
+/// written over `out` (bits at and above 2^n are 0). Bit-identical to [`eval_all`].
+///
+/// # Panics
+/// If `party` is not the key's party, ℓ ≠ 1 or n > 32.
+pub fn eval_all_bits(party: u8, key: &DpfKey, out: &mut Vec<u64>) {
+    eval_all_bits_with(party, key, &mut FullDomainScratch::default(), out);
+}
+
+/// Reusable buffers of [`eval_all_with`] and [`eval_all_bits_with`]: the nodes of one tree level and their
+/// blocks, so that evaluating a batch of keys allocates nothing per key.
+#[derive(Default)]
+pub(crate) struct FullDomainScratch {
+    nodes: Vec<Node>,
+    blocks: Vec<Seed>,
+}
+
+/// [`eval_all_bits`] with caller-held scratch buffers: each leaf g ⊕ t·CW (2^ν = 128
+/// slots when n ≥ 7) is stored as two little-endian words.
+pub(crate) fn eval_all_bits_with(
+    party: u8,
+    key: &DpfKey,
+    scratch: &mut FullDomainScratch,
+    out: &mut Vec<u64>,
+) {
+    let shape = key.cw.shape;
+    assert_eq!(
+        shape.out_bits, 1,
+        "packed evaluation of an ℓ = {} DPF",
+        shape.out_bits
+    );
+    expand_leaves(party, key, scratch);
+    let FullDomainScratch { nodes, blocks } = scratch;
+    out.clear();
+    let slot_mask = u128::MAX >> (128 - shape.slots());
+    for (node, leaf) in nodes.iter().zip(blocks.iter()) {
+        let fix = if node.control { key.cw.output } else { 0 };
+        let bits = (leaf ^ fix) & slot_mask;
+        out.push(bits as u64);
+        if shape.slots() > 64 {
+            out.push((bits >> 64) as u64);
+        }
+    }
+}
+
+/// Fills `scratch` with every leaf node at depth n − ν, left to right (`nodes`), and its
+/// hashed block H(s ⊕ 2) (`blocks`). The tree is expanded level by level in place:
+/// children 2i, 2i + 1 overwrite parent i, from the right.
+///
+/// # Panics
+/// If `party` is not the key's party or n > 32.
+fn expand_leaves(party: u8, key: &DpfKey, scratch: &mut FullDomainScratch) {
     key.check(party);
     let shape = key.cw.shape;
     assert!(
@@ -216,29 +301,24 @@ pub fn eval_all(party: u8, key: &DpfKey) -> Vec<u64> {
         "full-domain evaluation of a {}-bit DPF",
         shape.n_bits
     );
-    let leaves = expand_all(party, key);
-    let mut out = Vec::with_capacity(1 << shape.n_bits);
-    for (node, leaf) in leaves {
-        out.extend((0..shape.slots()).map(|j| key.cw.leaf_slot(party, node, leaf, j)));
+    let FullDomainScratch { nodes, blocks } = scratch;
+    nodes.clear();
+    nodes.push(key.root(party));
+    for level in 0..shape.tree_levels() as usize {
+        blocks.clear();
+        blocks.extend(nodes.iter().flat_map(|n| [n.seed, n.seed ^ 1]));
+        Prg::fixed().hash_in_place(blocks);
+        let width = nodes.len();
+        nodes.resize(2 * width, nodes[0]);
+        for i in (0..width).rev() {
+            let parent = nodes[i];
+            nodes[2 * i + 1] = key.cw.step(level, parent, blocks[2 * i + 1], true);
+            nodes[2 * i] = key.cw.step(level, parent, blocks[2 * i], false);
+        }
     }
-    out
-}
-
-/// Every leaf node at depth n − ν, left to right, with its hashed block H(s ⊕ 2).
-fn expand_all(party: u8, key: &DpfKey) -> Vec<(Node, Seed)> {
-    let mut nodes = vec![key.root(party)];
-    for level in 0..key.cw.shape.tree_levels() as usize {
-        let mut blocks: Vec<Seed> = nodes.iter().flat_map(|n| [n.seed, n.seed ^ 1]).collect();
-        Prg::fixed().hash_in_place(&mut blocks);
-        nodes = nodes
-            .iter()
-            .zip(blocks.chunks(2))
-            .flat_map(|(n, ch)| [0, 1].map(|side| key.cw.step(level, *n, ch[side], side == 1)))
-            .collect();
-    }
-    let mut leaves: Vec<Seed> = nodes.iter().map(|n| n.seed ^ TWEAK_VALUES).collect();
-    Prg::fixed().hash_in_place(&mut leaves);
-    nodes.into_iter().zip(leaves).collect()
+    blocks.clear();
+    blocks.extend(nodes.iter().map(|n| n.seed ^ TWEAK_VALUES));
+    Prg::fixed().hash_in_place(blocks);
 }
 
 /// Where one evaluation path ends, as the batch walker reports it.

@@ -65,6 +65,38 @@ fn dpf_exhaustive_small_domains() {
     }
 }
 
+#[test]
+fn packed_full_domain_matches_eval_all() {
+    let mut r = rng(30);
+    let mut bits = vec![u64::MAX; 3];
+    for n in 1..=14 {
+        for alpha in [0, low_mask(n), r.next_u64()] {
+            let keys = dpf::keygen(alpha, shape(n, 1), 1, &mut r);
+            for (party, key) in [(0, &keys.0), (1, &keys.1)] {
+                let all = dpf::eval_all(party, key);
+                dpf::eval_all_bits(party, key, &mut bits);
+                assert_eq!(bits.len(), (1usize << n).div_ceil(64), "n={n}");
+                for (w, word) in bits.iter().enumerate() {
+                    let want = (0..64)
+                        .filter(|i| all.get(64 * w + i) == Some(&1))
+                        .fold(0u64, |acc, i| acc | 1 << i);
+                    assert_eq!(*word, want, "n={n} party={party} word={w}");
+                }
+                let opened = dpf::eval_all(1 - party, if party == 0 { &keys.1 } else { &keys.0 });
+                let ones = (0..all.len()).filter(|&x| all[x] != opened[x]).count();
+                assert_eq!(ones, 1, "n={n}");
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "packed evaluation")]
+fn packed_full_domain_needs_one_bit_outputs() {
+    let keys = dpf::keygen(3, shape(5, 2), 1, &mut rng(31));
+    dpf::eval_all_bits(0, &keys.0, &mut Vec::new());
+}
+
 proptest! {
     #![proptest_config(fixed_config(256))]
     #[test]

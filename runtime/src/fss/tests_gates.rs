@@ -9,7 +9,10 @@ use super::drelu_bit::{
     DreluBitKey, drelu_bit_finish, drelu_bit_offline, drelu_bit_online_message,
     drelu_bit_reveal_message,
 };
-use super::lut::{LutKey, lut_finish, lut_offline, lut_online_message, lut_reveal_message};
+use super::lut::{
+    LutKey, LutOneRoundKey, lut_finish, lut_offline, lut_online_message, lut_reveal_message,
+    lut1_finish, lut1_offline, lut1_online_message, reveal_reference,
+};
 use super::tests::fixed_config;
 use super::{FssError, low_mask};
 
@@ -92,6 +95,120 @@ proptest! {
         let want: Vec<u64> = xs.iter().map(|&x| table[(x & low_mask(n_bits)) as usize]).collect();
         prop_assert_eq!(run_lut(&keys, &table, &xs, seed ^ 2), want);
     }
+}
+
+proptest! {
+    #![proptest_config(fixed_config(48))]
+    #[test]
+    fn lut_reveal_matches_the_reference(n_bits in 1u32..=14, xs in proptest::collection::vec(any::<u64>(), 1..4), seed: u64) {
+        let mut r = rng(seed);
+        let table: Vec<u64> = (0..1usize << n_bits).map(|_| r.next_u64()).collect();
+        let keys = lut_offline(n_bits, xs.len(), &mut r);
+        for (party, key) in [(0, &keys.0), (1, &keys.1)] {
+            prop_assert_eq!(
+                lut_reveal_message(party, key, &table, &xs),
+                reveal_reference(party, key, &table, &xs)
+            );
+        }
+    }
+}
+
+/// Runs the one-round table lookup and opens the output.
+fn run_lut1(
+    keys: &(LutOneRoundKey, LutOneRoundKey),
+    table: &[u64],
+    xs: &[u64],
+    seed: u64,
+) -> Vec<u64> {
+    let [x0, x1] = share(xs, seed);
+    let m = [
+        lut1_online_message(0, &keys.0, &x0),
+        lut1_online_message(1, &keys.1, &x1),
+    ];
+    let x_hat = add(&m[0], &m[1]);
+    add(
+        &lut1_finish(0, &keys.0, table, &x_hat),
+        &lut1_finish(1, &keys.1, table, &x_hat),
+    )
+}
+
+proptest! {
+    #![proptest_config(fixed_config(48))]
+    #[test]
+    fn lut1_random(n_bits in 1u32..=10, xs in proptest::collection::vec(any::<u64>(), 1..6), seed: u64) {
+        let mut r = rng(seed);
+        let table: Vec<u64> = (0..1usize << n_bits).map(|_| r.next_u64()).collect();
+        let keys = lut1_offline(n_bits, xs.len(), &mut r);
+        let want: Vec<u64> = xs.iter().map(|&x| table[(x & low_mask(n_bits)) as usize]).collect();
+        prop_assert_eq!(run_lut1(&keys, &table, &xs, seed ^ 3), want);
+    }
+}
+
+#[test]
+fn lut1_every_input_of_small_tables_and_13_bits() {
+    for n_bits in [1, 2, 6, 7, 8] {
+        let size = 1u64 << n_bits;
+        let mut r = rng(40 + u64::from(n_bits));
+        let mut table: Vec<u64> = (0..size).map(|_| r.next_u64()).collect();
+        table[0] = 0;
+        table[size as usize - 1] = u64::MAX;
+        let xs: Vec<u64> = (0..size).chain([size, u64::MAX]).collect();
+        let keys = lut1_offline(n_bits, xs.len(), &mut r);
+        let want: Vec<u64> = xs.iter().map(|&x| table[(x % size) as usize]).collect();
+        assert_eq!(run_lut1(&keys, &table, &xs, 3), want, "n={n_bits}");
+    }
+    let table: Vec<u64> = (0..1u64 << 13).map(|j| j * j + 7).collect();
+    let xs = [0, 1, 4095, 4096, 8190, 8191];
+    let keys = lut1_offline(13, xs.len(), &mut rng(41));
+    let want: Vec<u64> = xs.iter().map(|&x| x * x + 7).collect();
+    assert_eq!(run_lut1(&keys, &table, &xs, 5), want);
+}
+
+#[test]
+fn lut1_keys_sizes_round_trip_and_redaction() {
+    // DPF(n, ℓ = 64): ν = 1, 16(n − 1) + ⌈2(n − 1)/8⌉ + 16.
+    for n in 1..=20u32 {
+        let d = (n - 1) as usize;
+        let want = 16 * d + (2 * d).div_ceil(8) + 16;
+        assert_eq!(LutOneRoundKey::element_bytes(n), want, "n={n}");
+    }
+    assert_eq!(
+        (
+            LutOneRoundKey::element_bytes(8),
+            LutOneRoundKey::element_bytes(13)
+        ),
+        (130, 211)
+    );
+    let (k0, k1) = lut1_offline(9, 4, &mut rng(42));
+    for key in [&k0, &k1] {
+        let bytes = key.to_bytes();
+        assert_eq!(bytes.len(), BATCH_HEADER_BYTES + 4 * 146);
+        assert_eq!(bytes.len(), LutOneRoundKey::byte_len(9, 4));
+        assert_eq!(&LutOneRoundKey::from_bytes(&bytes).unwrap(), key);
+        assert!(matches!(
+            LutOneRoundKey::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(FssError::Length { .. })
+        ));
+    }
+    let table: Vec<u64> = (0..512).map(|j| 3 * j).collect();
+    let parsed = (k0, LutOneRoundKey::from_bytes(&k1.to_bytes()).unwrap());
+    assert_eq!(
+        run_lut1(&parsed, &table, &[0, 511, 512, 100], 11),
+        vec![0, 1533, 0, 300]
+    );
+    let mut bad = parsed.0.to_bytes();
+    bad[1] = 21;
+    assert_eq!(LutOneRoundKey::from_bytes(&bad), Err(FssError::Width(21)));
+    let empty = lut1_offline(4, 0, &mut rng(43));
+    assert!(empty.0.is_empty());
+    assert_eq!(
+        LutOneRoundKey::from_bytes(&empty.1.to_bytes()).unwrap(),
+        empty.1
+    );
+    assert_eq!(
+        format!("{:?}", parsed.1),
+        "LutOneRoundKey { party: 1, n_bits: 9, gates: 4, .. }"
+    );
 }
 
 /// Runs both rounds of the table lookup and opens the output.
@@ -281,4 +398,37 @@ fn gate_throughput() {
     lut_reveal_message(0, &keys.0, &table, &xs[..lut_count]);
     let eval = lut_count as f64 / start.elapsed().as_secs_f64();
     println!("LUT n=13: offline {offline:.0} elem/s, eval {eval:.0} elem/s per party");
+}
+
+/// LUT round-2 throughput before (EvalAll into one `u64` per point, 2^n table reads) and
+/// after (packed EvalAll, bits rotated by x̂ against nibble subset sums), batch 4096 (run with `cargo
+/// test --release -p comet-runtime fss::tests_gates::lut_throughput -- --ignored
+/// --nocapture`).
+#[test]
+#[ignore = "timing; run in release with --nocapture"]
+fn lut_throughput() {
+    use std::time::Instant;
+    let count = 4096;
+    let mut r = rng(19);
+    for n_bits in [8, 13] {
+        let table: Vec<u64> = (0..1usize << n_bits).map(|_| r.next_u64()).collect();
+        let xs: Vec<u64> = (0..count).map(|_| r.next_u64()).collect();
+        let keys = lut_offline(n_bits, count, &mut r);
+        let start = Instant::now();
+        let before = reveal_reference(0, &keys.0, &table, &xs);
+        let before_rate = count as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let after = lut_reveal_message(0, &keys.0, &table, &xs);
+        let after_rate = count as f64 / start.elapsed().as_secs_f64();
+        assert_eq!(before, after);
+        println!(
+            "LUT n={n_bits} batch {count}: before {before_rate:.0} elem/s, after {after_rate:.0} elem/s per party ({:.1}x)",
+            after_rate / before_rate
+        );
+        let keys = lut1_offline(n_bits, count, &mut r);
+        let start = Instant::now();
+        lut1_finish(0, &keys.0, &table, &xs);
+        let one_round = count as f64 / start.elapsed().as_secs_f64();
+        println!("one-round LUT n={n_bits} batch {count}: {one_round:.0} elem/s per party");
+    }
 }
