@@ -21,7 +21,8 @@
 //! - [`drelu_bit`]: DReLU on an m-bit value from the 1-bit DCF, arithmetic output by one
 //!   more opened bit (two rounds);
 //! - [`lut`]: a public-table lookup T\[x\] on an n-bit secret from a 1-bit DPF (SIGMA,
-//!   Pika), arithmetic output in Z_2^64 (two rounds).
+//!   Pika), arithmetic output in Z_2^64 (two rounds); [`lut::one_round`]: the same from a
+//!   DPF with payload 1 in Z_2^64 (one round, larger keys, about 35× the AES work).
 //!
 //! ## Threat model
 //! Semi-honest P0 and P1 plus a dealer that knows every mask and key (ARCHITECTURE.md). A
@@ -50,6 +51,7 @@
 //! | [`dcf_bit::DcfBitKey::correction_bytes`], n ≥ 7 | 16(n − 7) + ⌈2(n − 7)/8⌉ + 16 | (n − 7)(λ + 2) + λ | — |
 //! | [`drelu_bit::DreluBitKey::element_bytes`], m-bit input | dcf_bit(m − 1) + 8·b (party b) | (m − 8)(λ + 2) + λ (+ 64 for P1) | m + 1, 2 rounds |
 //! | [`lut::LutKey::element_bytes`], n-bit input | 16(n − 7) + ⌈2(n − 7)/8⌉ + 16 + 8 (n ≥ 7) | DPF(n, ℓ = 1) + 64 | n + 64, 2 rounds |
+//! | [`lut::one_round`], n-bit input (ν = 1) | 16(n − 1) + ⌈2(n − 1)/8⌉ + 16 | DPF(n, ℓ = 64) | n, 1 round |
 //!
 //! Measured (the tests assert these), bytes per element and party:
 //!
