@@ -49,7 +49,7 @@ use rand_chacha::ChaCha12Rng;
 use super::codec::{BATCH_HEADER_BYTES, BatchHeader, Reader};
 use super::dcf::{self, Comparison, CorrectionWords, DcfKey, keygen_from_roots, random_root};
 use super::prg::Seed;
-use super::{FssError, RING_BITS, check_batch, low_mask};
+use super::{FssError, RING_BITS, check_batch, low_mask, masked_message};
 
 /// Input width of the DCF inside the full-ring (m = 64) DReLU: the low 63 bits of x̂.
 pub const DRELU_DCF_BITS: u32 = RING_BITS - 1;
@@ -127,12 +127,7 @@ pub fn ge_threshold_online_message(
 ) -> Vec<u64> {
     key.check(party, x_share.len());
     let shift = if party == 0 { threshold } else { 0 };
-    let mask = low_mask(key.bits);
-    x_share
-        .iter()
-        .zip(&key.masks)
-        .map(|(x, r)| x.wrapping_sub(shift).wrapping_add(*r) & mask)
-        .collect()
+    masked_message(x_share, &key.masks, shift, key.bits)
 }
 
 /// Both messages added up: the opened x̂ = x + r that [`drelu_finish`] takes (the sum in

@@ -55,7 +55,7 @@ use super::dcf::random_root;
 use super::dcf_bit::{self, DcfBitKey};
 use super::drelu::{PartySeed, random_party_seed};
 use super::prg::Seed;
-use super::{FssError, check_batch, low_mask};
+use super::{FssError, check_batch, low_mask, masked_message};
 
 /// One party's key material for a batch of m-bit DReLU gates.
 #[derive(Clone, PartialEq, Eq)]
@@ -98,12 +98,7 @@ pub fn drelu_bit_offline<R: CryptoRng + ?Sized>(
 /// If `party` is not the key's party or `x_share` does not have one entry per gate.
 pub fn drelu_bit_online_message(party: u8, key: &DreluBitKey, x_share: &[u64]) -> Vec<u64> {
     key.check(party, x_share.len());
-    let m = low_mask(key.m_bits);
-    x_share
-        .iter()
-        .zip(&key.masks)
-        .map(|(x, r)| x.wrapping_add(*r) & m)
-        .collect()
+    masked_message(x_share, &key.masks, 0, key.m_bits)
 }
 
 /// Round 2: this party's bit e_b per gate, from x̂ = the sum of both round-1 messages (read

@@ -47,7 +47,7 @@ use super::dcf::random_root;
 use super::dpf::{self, DpfCorrections, DpfKey, DpfShape, FullDomainScratch};
 use super::drelu::{PartySeed, random_party_seed};
 use super::prg::Seed;
-use super::{FssError, check_batch, low_mask};
+use super::{FssError, check_batch, low_mask, masked_message};
 
 pub mod one_round;
 
@@ -99,12 +99,7 @@ pub fn lut_offline<R: CryptoRng + ?Sized>(
 /// If `party` is not the key's party or `x_share` does not have one entry per gate.
 pub fn lut_online_message(party: u8, key: &LutKey, x_share: &[u64]) -> Vec<u64> {
     key.check(party, x_share.len());
-    let m = low_mask(key.n_bits);
-    x_share
-        .iter()
-        .zip(&key.masks)
-        .map(|(x, r)| x.wrapping_add(*r) & m)
-        .collect()
+    masked_message(x_share, &key.masks, 0, key.n_bits)
 }
 
 /// Round 2: this party's y_b = z_b + M_b per gate, from x̂ = the sum of both round-1

@@ -158,6 +158,15 @@ fn check_batch(what: &str, owner: u8, party: u8, len: usize, expected: usize) {
     assert_eq!(len, expected, "one value per {what} gate");
 }
 
+/// The masked opening every FSS gate starts with: `(x_b − shift + r_b) mod 2^n_bits` per
+/// element (`shift` a public offset, party 0's to subtract; 0 otherwise).
+fn masked_message(x_share: &[u64], masks: &[u64], shift: u64, n_bits: u32) -> Vec<u64> {
+    let m = low_mask(n_bits);
+    (x_share.iter().zip(masks))
+        .map(|(x, r)| x.wrapping_sub(shift).wrapping_add(*r) & m)
+        .collect()
+}
+
 /// The low `n_bits` bits set (n_bits in 1..=64).
 fn low_mask(n_bits: u32) -> u64 {
     u64::MAX >> (64 - n_bits)

@@ -36,7 +36,7 @@ use super::super::dcf::random_root;
 use super::super::dpf::{self, DpfCorrections, DpfKey, DpfShape, FullDomainScratch};
 use super::super::drelu::{PartySeed, random_party_seed};
 use super::super::prg::Seed;
-use super::super::{FssError, check_batch, low_mask};
+use super::super::{FssError, check_batch, low_mask, masked_message};
 use super::LUT_MAX_BITS;
 
 /// The DPF output width: the payload lives in Z_2^64.
@@ -83,12 +83,7 @@ pub fn lut1_offline<R: CryptoRng + ?Sized>(
 /// If `party` is not the key's party or `x_share` does not have one entry per gate.
 pub fn lut1_online_message(party: u8, key: &LutOneRoundKey, x_share: &[u64]) -> Vec<u64> {
     key.check(party, x_share.len());
-    let m = low_mask(key.n_bits);
-    x_share
-        .iter()
-        .zip(&key.masks)
-        .map(|(x, r)| x.wrapping_add(*r) & m)
-        .collect()
+    masked_message(x_share, &key.masks, 0, key.n_bits)
 }
 
 /// This party's arithmetic share in Z_2^64 of T\[x\] per gate, from x̂ = the sum of both
