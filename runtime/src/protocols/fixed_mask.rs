@@ -25,7 +25,6 @@ use rand_chacha::ChaCha12Rng;
 
 use super::PartyId;
 use super::material::{self, DealerStreams, PartyStreams, Product};
-use super::ring_ops;
 use crate::ring;
 
 /// Stream numbers `MASK_STREAMS + w` (`w` the operand's node index) hold the fixed masks.
@@ -159,7 +158,7 @@ impl FixedMask {
             let b = ArrayView2::from_shape((r1 - r0, n), &b).expect("rows of B");
             let part = a2.slice(ndarray::s![.., r0..r1]).into_dyn();
             let p = ring::matmul_batched(part, b.into_dyn()).expect("matmul shapes");
-            z = ring_ops::add(z.view(), p.view());
+            z.zip_mut_with(&p, |x, y| *x = x.wrapping_add(*y));
         }
         let mut shape = lead.to_vec();
         shape.push(n);
@@ -258,6 +257,7 @@ fn add_from(key: &MaskKey, from: usize, out: &mut [u64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocols::ring_ops;
 
     fn seeds() -> [[u8; 32]; 2] {
         [[7; 32], [9; 32]]
