@@ -10,9 +10,11 @@
 //! architecture also runs as two parties over loopback TCP, once with material files and
 //! once with the dealer service streaming each call.
 
-use comet_compiler::passes::schedule::total_rounds;
+mod common;
+
 use comet_ir::{Comparison, DimEnv, Elem, Op, Program};
 use comet_runtime::{fixed, interp};
+use common::estimate;
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -104,16 +106,6 @@ fn inputs(p: &Program, env: DimEnv, seed: u64) -> HashMap<String, ArrayD<f64>> {
             (i.name.clone(), v)
         })
         .collect()
-}
-
-fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
-    let costs = p.analyses.costs.as_ref().expect("costs");
-    let (mut on, mut off) = (0i128, 0i128);
-    for (_, c) in costs.iter() {
-        on += c.online_bits.eval(env);
-        off += c.offline_bits.eval(env);
-    }
-    (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
 
 fn check(name: &str, comparison: Comparison) {

@@ -11,8 +11,11 @@
 //! (32 fractional bits), that is under 2^36 < 2^39 as a ring value. The exponential's
 //! clipping threshold is a constant of a few tens, also well inside.
 
+mod common;
+
 use comet_ir::{Comparison, DimEnv, Op, Program};
 use comet_runtime::interp;
+use common::estimate;
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
@@ -80,18 +83,6 @@ fn inputs(env: DimEnv, seed: u64) -> HashMap<String, ArrayD<f64>> {
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
     let v = ArrayD::from_shape_simple_fn(IxDyn(&[env.seq as usize, 8]), || uniform(&mut rng, 0.5));
     HashMap::from([("x".to_string(), v)])
-}
-
-/// The plan's estimate for a call: (online bits, rounds, dealer bits).
-fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
-    let costs = p.analyses.costs.as_ref().expect("costs");
-    let (mut on, mut off) = (0i128, 0i128);
-    for (_, c) in costs.iter() {
-        on += c.online_bits.eval(env);
-        off += c.offline_bits.eval(env);
-    }
-    let rounds = comet_compiler::passes::schedule::total_rounds(p).eval(env);
-    (on as u64, rounds as u64, off as u64)
 }
 
 #[test]

@@ -5,9 +5,9 @@
 
 mod common;
 
-use comet_compiler::passes::schedule::total_rounds;
 use comet_ir::{Comparison, DimEnv, Program};
 use comet_runtime::{fixed, interp};
+use common::estimate;
 use common::reference::{Caller, env as call_env, numbers, reference, run_case, tokens};
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
@@ -77,17 +77,6 @@ fn weights() -> HashMap<String, ArrayD<f64>> {
         ),
         ("g".to_string(), tensor(&[8], |i| 0.5 + 0.05 * i[0] as f64)),
     ])
-}
-
-/// The plan's estimate at `env`: online bits, rounds, offline bits.
-fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
-    let costs = p.analyses.costs.as_ref().expect("costs");
-    let (mut on, mut off) = (0i128, 0i128);
-    for (_, c) in costs.iter() {
-        on += c.online_bits.eval(env);
-        off += c.offline_bits.eval(env);
-    }
-    (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
 
 const ULP: f64 = 1.0 / 65536.0;

@@ -4,6 +4,8 @@
 pub mod process;
 pub mod reference;
 
+use comet_compiler::passes::schedule::total_rounds;
+use comet_ir::{DimEnv, Program};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -29,4 +31,16 @@ pub fn stderr(o: &Output) -> String {
 /// A path in cargo's per-test temporary folder.
 pub fn temp_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+/// The plan's estimate for a call at `env`, every node counted densely: (online bits,
+/// rounds, dealer bits).
+pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
+    let costs = p.analyses.costs.as_ref().expect("costs");
+    let (mut on, mut off) = (0i128, 0i128);
+    for (_, c) in costs.iter() {
+        on += c.online_bits.eval(env);
+        off += c.offline_bits.eval(env);
+    }
+    (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
