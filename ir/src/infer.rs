@@ -93,6 +93,7 @@ fn shape_rule(op: &Op, xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
             expect_elem("b2a", xs[0], Elem::Bit)?;
             Ok(xs[0].with_elem(Elem::Fixed { scale: ctx.frac }))
         }
+        Op::Lut { bits, frac, .. } => lut(xs[0], *bits, *frac, ctx),
         Op::OneHot { depth } => one_hot(xs[0], *depth),
         Op::Trunc { bits } => trunc(xs[0], *bits),
         Op::BlockPermute { block, axis, .. } => block_permute(xs[0], *block, *axis, ctx),
@@ -165,6 +166,22 @@ fn fixed_scale(what: &str, x: &ValueType, ctx: Ctx) -> Result<u32> {
         Elem::Fixed { scale } if ctx.protocol() || scale == ctx.frac => Ok(scale),
         _ => expect_elem(what, x, Elem::Fixed { scale: ctx.frac }).map(|_| ctx.frac),
     }
+}
+
+/// A table lookup: a fixed-point input with at least the index's fractional bits, an
+/// index of 1 to [`crate::table::MAX_TABLE_BITS`] bits; the result at the plan's scale.
+fn lut(x: &ValueType, bits: u32, frac: u32, ctx: Ctx) -> Result<ValueType> {
+    let max = crate::table::MAX_TABLE_BITS;
+    if !(1..=max).contains(&bits) {
+        return err(format!("`lut` needs 1 to {max} index bits, got {bits}"));
+    }
+    let scale = fixed_scale("lut", x, ctx)?;
+    if frac > scale {
+        return err(format!(
+            "`lut` reads {frac} fractional bits of an input that has {scale}"
+        ));
+    }
+    Ok(x.with_elem(Elem::Fixed { scale: ctx.frac }))
 }
 
 /// Both operands fixed with one scale (sums).

@@ -25,6 +25,7 @@
 pub mod approx;
 pub mod cost;
 pub mod dim;
+pub mod erf;
 pub mod ffn;
 pub mod graph;
 pub mod infer;
@@ -37,6 +38,7 @@ pub mod protocol;
 pub mod range;
 pub mod side;
 pub mod sparse;
+pub mod table;
 pub mod types;
 pub mod verify;
 
@@ -50,5 +52,6 @@ pub use program::{
 };
 pub use range::{Declared, Interval};
 pub use side::SideTable;
+pub use table::TableFn;
 pub use types::{Domain, Elem, Party, ValueType};
 pub use verify::{VerifyError, verify};

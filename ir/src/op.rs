@@ -7,6 +7,7 @@
 //! explicit), and composite functions (`softmax`, `gelu`, norms) are single nodes until
 //! `expand` lowers them to protocol primitives.
 
+use crate::table::TableFn;
 use crate::types::Party;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -221,6 +222,17 @@ pub enum Op {
     Select,
     /// A bit as the fixed-point number 0 or 1 (B2A with dealer daBits).
     B2A,
+    /// A public function read from a table of `2^bits` entries
+    /// ([`crate::table`]): the input cut to `frac` fractional bits, read as a signed
+    /// `bits`-bit index (wrapping), gives `func` at that point, at the plan's scale.
+    Lut {
+        /// The function the table holds.
+        func: TableFn,
+        /// Index bits n (1..=[`crate::table::MAX_TABLE_BITS`]).
+        bits: u32,
+        /// Fractional bits q of the index (at most the input's scale).
+        frac: u32,
+    },
     // ---- block sparsity, inserted by `sparsify` (COMET.md §1–3) ----
     /// Pads axis `axis` to whole blocks of `block` entries (zeros at the end) and permutes
     /// the blocks by the session's secret permutation number `perm`, which neither party
@@ -354,6 +366,7 @@ impl Op {
             Op::Drelu => "drelu",
             Op::Select => "select",
             Op::B2A => "b2a",
+            Op::Lut { .. } => "lut",
             Op::OneHot { .. } => "one_hot",
             Op::Share { .. } => "share",
             Op::Trunc { .. } => "trunc",
@@ -425,6 +438,11 @@ impl Op {
             Op::OneHot { depth } => vec![("depth", depth.to_string())],
             Op::Share { from } => vec![("from", from.to_string())],
             Op::Trunc { bits } => vec![("bits", bits.to_string())],
+            Op::Lut { func, bits, frac } => vec![
+                ("func", func.name().into()),
+                ("bits", bits.to_string()),
+                ("frac", frac.to_string()),
+            ],
             Op::BlockPermute { perm, block, axis } => vec![
                 ("perm", perm.to_string()),
                 ("block", block.to_string()),

@@ -51,6 +51,8 @@ pub enum Protocol {
     /// block mask: only the active blocks of the left operand are opened, and the dealer
     /// sends one correction per (token, block).
     BlockFixedMatMul,
+    /// A public table read at a shared index by FSS (a DPF over the index, 2 rounds).
+    Lut,
     /// The oblivious block permutation of a fixed operand: two one-way messages once per
     /// session, at setup, with dealer permutation correlations; nothing per call.
     Shuffle,
@@ -76,6 +78,7 @@ impl Protocol {
             Protocol::Open => "open",
             Protocol::BlockFixedMatMul => "block_fixed_matmul",
             Protocol::Shuffle => "shuffle",
+            Protocol::Lut => "lut",
         }
     }
 
@@ -137,6 +140,7 @@ fn protocol_local(op: &Op) -> Option<bool> {
         | Op::Select
         | Op::RowMax
         | Op::B2A
+        | Op::Lut { .. }
         | Op::Reveal { .. }
         | Op::Open
         | Op::BlockMatMul { .. }
@@ -176,6 +180,7 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
             Comparison::Gmw => Protocol::DreluGmw,
         },
         Op::Select if both_shared() => Protocol::Mux,
+        Op::Lut { .. } if shared(dom(0)) => Protocol::Lut,
         Op::RowMax if shared(dom(0)) => Protocol::RowMaxTree,
         // FSS comparisons already give arithmetic shares of their bits: nothing to convert
         Op::B2A if shared(dom(0)) && p.options.comparison == Comparison::Gmw => Protocol::B2A,

@@ -102,7 +102,10 @@ impl<'a> CostModel<'a> {
             .collect();
         let fss = self.p.options.comparison == Comparison::Fss;
         let is_matmul = matches!(g.node(id).op, comet_ir::Op::MatMul);
-        let bits = g.node(id).comparison_bits();
+        let bits = match g.node(id).op {
+            comet_ir::Op::Lut { bits, .. } => bits,
+            _ => g.node(id).comparison_bits(),
+        };
         let mut dense = cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits);
         if let (comet_ir::Op::BlockMatMul { ffn, .. }, Some(b)) =
             (&g.node(id).op, dense.per_block.as_mut())
@@ -177,8 +180,9 @@ pub fn cost_of(
 }
 
 /// [`cost_of`] for a node whose FSS comparisons (DReLU, the row maximum's levels) work at
-/// the signed width `cmp_bits` (2..=64, the node's `cmp_width`); GMW comparisons and every
-/// other protocol do not depend on it.
+/// the signed width `cmp_bits` (2..=64, the node's `cmp_width`), or, for a table lookup,
+/// with `cmp_bits` index bits; GMW comparisons and every other protocol do not depend on
+/// it.
 pub fn cost_at_width(
     protocol: Protocol,
     out: &ValueType,
@@ -242,6 +246,7 @@ pub fn cost_at_width(
         Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false, m),
         Protocol::Mux => mux_cost(&numel(xs[0]), &numel(xs[1]), &numel(out), fss),
         Protocol::RowMaxTree => row_max_cost(xs[0], fss, m),
+        Protocol::Lut => lut_cost(&numel(xs[0]), m),
         // open the bit masked by a daBit's boolean half, a byte per bit and party: 2·8·n;
         // dealer: the daBit's arithmetic half, l·n
         Protocol::B2A => cost(
@@ -340,6 +345,34 @@ fn drelu_cost(protocol: Protocol, n: &Poly, fss: bool, m: i64) -> NodeCost {
         let offline = n.scale(GMW_DRELU_OFFLINE_BITS);
         cost(protocol, GMW_DRELU_ROUNDS, online, offline, n.scale(64))
     }
+}
+
+/// Key bytes per table lookup and party on `n`-bit indices
+/// (`comet_runtime::fss::LutKey::element_bytes`): a DPF with early termination at
+/// ν = min(n, 7) levels from the leaves, 1-bit outputs, 16(n − ν) + ⌈2(n − ν)/8⌉ bytes of
+/// seed and control-bit corrections and ⌈2^ν/8⌉ bytes of leaf correction, plus the
+/// 64-bit correction that removes the DPF's sign (party 0: a share of the sign, party 1:
+/// of the sign times the output mask). The index mask, the DPF's root seed and the output
+/// mask come from the party's seed. 41 bytes at n = 8, 106 at n = 12, 122 at n = 13.
+pub const fn lut_key_bytes(n: i64) -> i64 {
+    let nu = if n < 7 { n } else { 7 };
+    let levels = n - nu;
+    16 * levels + (2 * levels + 7) / 8 + ((1 << nu) + 7) / 8 + 8
+}
+
+/// A table lookup on `count` elements with `n`-bit indices, 2 rounds: each party sends its
+/// share of the masked index `x + r mod 2^n` (n bits per element, packed: exact when
+/// count·n is a multiple of 8), then its masked share of the sign-carrying table sum (64
+/// bits): 2·count·(n + 64) online. Dealer: [`lut_key_bytes`] per element and party. Local
+/// work: the DPF's full-domain evaluation and 2^n/4 table reads per element.
+fn lut_cost(count: &Poly, n: i64) -> NodeCost {
+    cost(
+        Protocol::Lut,
+        2,
+        count.scale(2 * (n + RING_BITS)),
+        count.scale(2 * 8 * lut_key_bytes(n)),
+        count.scale((1 << n) / 4),
+    )
 }
 
 /// Max over rows of length `t` by a tournament: `t − 1` comparisons per row, each a DReLU

@@ -50,6 +50,10 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::Embed => xs[1],
         Op::OneHot { .. } | Op::Drelu | Op::B2A => Interval::new(0.0, 1.0),
         Op::Select | Op::ApplyMask { .. } => xs[xs.len() - 1].hull(Interval::point(0.0)),
+        Op::Lut { func, bits, frac } => {
+            let (lo, hi) = comet_ir::table::value_range(*func, *bits, *frac);
+            Interval::new(lo, hi)
+        }
         Op::RowSum => xs[0].scale(c.last_len(0)),
         Op::RowMax => xs[0],
         Op::CausalMask => xs[0].hull(xs[0].plus(Interval::point(CAUSAL_MASK_OFFSET))),

@@ -1,6 +1,7 @@
 //! Ring arithmetic: wrapping sums and products, truncation, comparisons, reductions.
 
 use comet_ir::infer::is_integer_constant;
+use comet_ir::table;
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
 use super::OpResult;
@@ -40,6 +41,24 @@ pub(super) fn trunc(x: &ArrayViewD<Ring>, bits: u32) -> OpResult {
 /// The bit `x ≥ 0` of the signed value, as the ring integer 0 or 1.
 pub(super) fn drelu(x: &ArrayViewD<Ring>) -> ArrayD<Ring> {
     x.mapv(|v| Ring::from(v as i64 >= 0))
+}
+
+/// A table lookup (`comet_ir::table`): the entry at `⌊x·2^q⌋ mod 2^n` of the input at
+/// `scale`, at `out_scale`.
+pub(super) fn lut(
+    x: &ArrayViewD<Ring>,
+    (func, bits, frac): (comet_ir::TableFn, u32, u32),
+    scale: u32,
+    out_scale: u32,
+) -> OpResult {
+    if frac > scale || !(1..=table::MAX_TABLE_BITS).contains(&bits) {
+        return Err(format!(
+            "`lut` reads {frac} fractional bits at {bits} index bits of an input at scale \
+             {scale}"
+        ));
+    }
+    let t = table::entries(func, bits, frac, out_scale);
+    Ok(x.mapv(|v| t[table::index_fixed(v, scale, frac, bits)]))
 }
 
 /// A 0/1 bit as the fixed-point 0 or 1 at `frac` fractional bits.

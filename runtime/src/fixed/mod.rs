@@ -256,6 +256,9 @@ fn apply(op: &Op, x: &[ArrayViewD<Ring>], ctx: OpCtx) -> OpResult {
         Op::Trunc { bits } => arith::trunc(&x[0], *bits),
         Op::Drelu => Ok(arith::drelu(&x[0])),
         Op::B2A => Ok(arith::b2a(&x[0], ctx.frac)),
+        Op::Lut { func, bits, frac } => {
+            arith::lut(&x[0], (*func, *bits, *frac), ctx.scale("lut")?, ctx.frac)
+        }
         Op::Select => arith::select(&x[0], &x[1]),
         Op::RowSum => arith::reduce_row("row_sum", &x[0], 0, Ring::wrapping_add),
         Op::RowMax => arith::reduce_row("row_max", &x[0], i64::MIN as Ring, arith::signed_max),

@@ -26,7 +26,6 @@
 //! call succeeds, so a failed call leaves the cache as it was. This module keeps the ops'
 //! semantics on real numbers.
 
-mod erf;
 mod linalg;
 mod nonlinear;
 mod position;
@@ -34,7 +33,7 @@ mod position;
 mod tests;
 
 pub use crate::exec::{At, Hook};
-pub use erf::{erf, erfc};
+pub use comet_ir::erf::{erf, erfc};
 pub use nonlinear::{exact, gelu_tanh};
 pub use position::MASK_OFFSET;
 
@@ -167,6 +166,10 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
         Op::AddConst { value } => Ok(x[0].mapv(|v| v + value)),
         Op::Square => Ok(x[0].mapv(|v| v * v)),
         Op::Drelu => Ok(x[0].mapv(|v| if v >= 0.0 { 1.0 } else { 0.0 })),
+        Op::Lut { func, bits, frac } => Ok(x[0].mapv(|v| {
+            let i = comet_ir::table::index_f64(v, *frac, *bits);
+            comet_ir::table::value(*func, i, *bits, *frac)
+        })),
         Op::Unary { func } => Ok(x[0].mapv(|v| exact(*func, v))),
         Op::Slice { start, end } => movement::slice(&x[0], *start, *end),
         Op::Row { index } => movement::row(&x[0], *index),

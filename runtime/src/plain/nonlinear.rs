@@ -4,8 +4,8 @@ use comet_ir::UnaryFn;
 use ndarray::{ArrayD, ArrayView1, ArrayViewD, ArrayViewMut1, Ix1, Zip};
 
 use super::OpResult;
-use super::erf::erf;
 use crate::movement::last_axis;
+use comet_ir::erf::erf;
 
 /// The exact value of an element-wise function: the yardstick of every approximation.
 ///
