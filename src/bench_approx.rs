@@ -55,12 +55,12 @@ const SUBSTITUTES_NOTE: &str = "pcf and mpcformer are substitutes that need a mo
 /// Arguments of `comet bench approx`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchApproxArgs {
-    /// Profiles to measure, comma-separated (exact, pcf, puma, bolt, bumblebee, mpcformer).
+    /// Profiles to measure, comma-separated (exact, pcf, puma, bolt, bumblebee, mpcformer, lut).
     #[arg(
         long,
         value_name = "LIST",
         value_delimiter = ',',
-        default_value = "exact,pcf,puma,bolt,bumblebee,mpcformer"
+        default_value = "exact,pcf,puma,bolt,bumblebee,mpcformer,lut"
     )]
     pub profiles: Vec<ApproxProfile>,
     /// Print one JSON object with every figure instead of tables.

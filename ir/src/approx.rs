@@ -31,17 +31,21 @@ pub enum ApproxProfile {
     Bumblebee,
     /// MPCFormer: `Quad` GeLU and `2Quad` softmax (for distilled models).
     Mpcformer,
+    /// SIGMA-style FSS lookup tables: GeLU/SiLU as ReLU minus a tabulated gap, softmax's
+    /// exponential from a table.
+    Lut,
 }
 
 impl ApproxProfile {
     /// Every profile, in a fixed order.
-    pub const ALL: [ApproxProfile; 6] = [
+    pub const ALL: [ApproxProfile; 7] = [
         ApproxProfile::Exact,
         ApproxProfile::Pcf,
         ApproxProfile::Puma,
         ApproxProfile::Bolt,
         ApproxProfile::Bumblebee,
         ApproxProfile::Mpcformer,
+        ApproxProfile::Lut,
     ];
 
     /// The name `--approx` takes.
@@ -53,6 +57,7 @@ impl ApproxProfile {
             ApproxProfile::Bolt => "bolt",
             ApproxProfile::Bumblebee => "bumblebee",
             ApproxProfile::Mpcformer => "mpcformer",
+            ApproxProfile::Lut => "lut",
         }
     }
 

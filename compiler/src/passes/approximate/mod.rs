@@ -19,6 +19,7 @@
 //! node carries it.
 
 mod activation;
+pub mod lookup;
 mod norm;
 mod piecewise;
 pub mod samples;

@@ -9,7 +9,7 @@
 //! approximations (`pcf`, `mpcformer`) declare their error all the same: it is what a model
 //! that was not fine-tuned or distilled for them loses.
 
-use super::{activation, norm, softmax};
+use super::{activation, lookup, norm, softmax};
 use crate::passes::builder::Builder;
 use comet_ir::NodeId;
 use comet_ir::{ApproxKind, ApproxProfile};
@@ -224,6 +224,43 @@ pub const REWRITES: &[Rewrite] = &[
         max_abs_error: 0.680,
         formula: Formula::Row(softmax::two_quad_f64),
         build: |b, xs| softmax::two_quad(b, xs[0]),
+    },
+    Rewrite {
+        name: "lut.gelu",
+        profile: ApproxProfile::Lut,
+        op: "gelu",
+        form: "relu(x) - gap(x) * [-4 + 1/256 <= x < 4], gap = relu - gelu from a 2^11 table \
+               at 1/256",
+        range: "any x (measured on [-10, 10]; beyond the table the gap is below 1.3e-4)",
+        domain: (-10.0, 10.0),
+        max_abs_error: 0.0020,
+        formula: Formula::Elementwise(lookup::gelu_f64),
+        build: |b, xs| lookup::gelu(b, xs[0]),
+    },
+    Rewrite {
+        name: "lut.silu",
+        profile: ApproxProfile::Lut,
+        op: "silu",
+        form: "relu(x) - gap(x) * [-16 + 1/256 <= x < 16], gap = relu - silu from a 2^13 \
+               table at 1/256",
+        range: "any x (measured on [-20, 20]; beyond the table the gap is below 1.8e-6)",
+        domain: (-20.0, 20.0),
+        max_abs_error: 0.0020,
+        formula: Formula::Elementwise(lookup::silu_f64),
+        build: |b, xs| lookup::silu(b, xs[0]),
+    },
+    Rewrite {
+        name: "lut.softmax",
+        profile: ApproxProfile::Lut,
+        op: "softmax",
+        form: "e = exp(s - max) from a 2^13 table at 1/256, 0 below -16; \
+               e * reciprocal(row_sum(e))",
+        range: "scores in [-8, 8], rows of 1 to 64 keys; any scores compute (the max is \
+                subtracted), rows of up to 660 keys (the reciprocal's range)",
+        domain: (-8.0, 8.0),
+        max_abs_error: 0.0010,
+        formula: Formula::Row(lookup::softmax_f64),
+        build: |b, xs| lookup::softmax(b, xs[0]),
     },
 ];
 
