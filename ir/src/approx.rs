@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_accepted() {
-        let profiles = "exact, pcf, puma, bolt, bumblebee, mpcformer";
+        let profiles = "exact, pcf, puma, bolt, bumblebee, mpcformer, lut";
         assert_eq!(
             parse("fast").unwrap_err(),
             format!("unknown approximation profile `fast`: expected one of {profiles}")

@@ -88,6 +88,8 @@ fn shape_rule(op: &Op, xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
         Op::RmsNorm { .. } => norm("rms_norm", xs[0], &xs[1..], ctx),
         Op::RowSum | Op::RowMax => reduce_row(op.name(), xs[0], ctx),
         Op::Drelu => fixed_scale("drelu", xs[0], ctx).map(|_| xs[0].with_elem(Elem::Bit)),
+        Op::Compare { thresholds } => compare(xs[0], thresholds, ctx),
+        Op::Pick { index } => pick(xs[0], *index),
         Op::Select => select(xs[0], xs[1], ctx),
         Op::B2A => {
             expect_elem("b2a", xs[0], Elem::Bit)?;
@@ -117,7 +119,7 @@ fn dom_rule(op: &Op, xs: &[&ValueType], joint: Domain) -> Result<Domain> {
                 "`share` from the {from} needs a value private to it, got a {d} value"
             )),
         },
-        Op::Drelu if joint == Domain::Arith => Ok(Domain::Bool),
+        Op::Drelu | Op::Compare { .. } if joint == Domain::Arith => Ok(Domain::Bool),
         Op::B2A if joint == Domain::Bool => Ok(Domain::Arith),
         Op::Open => Ok(Domain::Public),
         Op::BlockPermute { .. } => Ok(Domain::Arith),
@@ -370,6 +372,30 @@ fn slice(x: &ValueType, start: u64, end: u64) -> Result<ValueType> {
     }
     let mut shape = x.shape.clone();
     *shape.last_mut().expect("rank checked") = Dim::constant((end - start) as i64);
+    Ok(x.with_shape(shape))
+}
+
+/// Bits of one or more finite thresholds, on a new last axis.
+fn compare(x: &ValueType, thresholds: &[f64], ctx: Ctx) -> Result<ValueType> {
+    fixed_scale("compare", x, ctx)?;
+    if thresholds.is_empty() || thresholds.iter().any(|t| !t.is_finite()) {
+        return err(format!(
+            "`compare` needs one or more finite thresholds, got {thresholds:?}"
+        ));
+    }
+    let mut shape = x.shape.clone();
+    shape.push(Dim::constant(thresholds.len() as i64));
+    Ok(x.with_shape(shape).with_elem(Elem::Bit))
+}
+
+/// One entry of the last axis, dropped.
+fn pick(x: &ValueType, index: u64) -> Result<ValueType> {
+    let n = last_const("pick", x)?;
+    if index >= n {
+        return err(format!("`pick` of entry {index} from a last axis of {n}"));
+    }
+    let mut shape = x.shape.clone();
+    shape.pop();
     Ok(x.with_shape(shape))
 }
 

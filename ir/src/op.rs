@@ -218,6 +218,18 @@ pub enum Op {
     RowMax,
     /// The bit `x ≥ 0` (DReLU).
     Drelu,
+    /// The bits `x ≥ t` for each public threshold `t`, stacked on a new last axis:
+    /// `[..]` → `[.., k]`. With FSS comparisons one mask and one DCF key per element serve
+    /// every threshold (the key is evaluated at `x + r − t`), so this costs one DReLU.
+    Compare {
+        /// The thresholds, in real units.
+        thresholds: Vec<f64>,
+    },
+    /// Entry `index` of the last axis, which is dropped: `[.., k]` → `[..]`.
+    Pick {
+        /// The entry.
+        index: u64,
+    },
     /// `b · x` for a bit `b`: `x` where the bit is set, else 0 (mux with zero).
     Select,
     /// A bit as the fixed-point number 0 or 1 (B2A with dealer daBits).
@@ -364,6 +376,8 @@ impl Op {
             Op::RowSum => "row_sum",
             Op::RowMax => "row_max",
             Op::Drelu => "drelu",
+            Op::Compare { .. } => "compare",
+            Op::Pick { .. } => "pick",
             Op::Select => "select",
             Op::B2A => "b2a",
             Op::Lut { .. } => "lut",
@@ -429,7 +443,11 @@ impl Op {
             Op::Slice { start, end } => {
                 vec![("start", start.to_string()), ("end", end.to_string())]
             }
-            Op::Row { index } => vec![("index", index.to_string())],
+            Op::Row { index } | Op::Pick { index } => vec![("index", index.to_string())],
+            Op::Compare { thresholds } => {
+                let ts: Vec<String> = thresholds.iter().map(|t| num(*t)).collect();
+                vec![("thresholds", format!("[{}]", ts.join(", ")))]
+            }
             Op::Concat { axis } => vec![("axis", axis.to_string())],
             Op::SplitHeads { heads } => vec![("heads", heads.to_string())],
             Op::RepeatKv { groups } => vec![("groups", groups.to_string())],

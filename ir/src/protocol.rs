@@ -137,6 +137,7 @@ fn protocol_local(op: &Op) -> Option<bool> {
         | Op::Square
         | Op::MatMul
         | Op::Drelu
+        | Op::Compare { .. }
         | Op::Select
         | Op::RowMax
         | Op::B2A
@@ -175,7 +176,7 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
         Op::Square if shared(dom(0)) => Protocol::Square,
         Op::MatMul if both_shared() && fixed.contains(&xs[1]) => Protocol::FixedMatMul,
         Op::MatMul if both_shared() => Protocol::BeaverMatMul,
-        Op::Drelu if shared(dom(0)) => match p.options.comparison {
+        Op::Drelu | Op::Compare { .. } if shared(dom(0)) => match p.options.comparison {
             Comparison::Fss => Protocol::DreluFss,
             Comparison::Gmw => Protocol::DreluGmw,
         },

@@ -181,6 +181,15 @@ impl Checker<'_> {
         let g = &self.p.graph;
         for id in g.ids() {
             let node = g.node(id);
+            let several = matches!(&node.op, Op::Compare { thresholds } if thresholds.len() > 1);
+            if several && self.p.options.comparison == crate::program::Comparison::Gmw {
+                self.fail(
+                    id,
+                    "compares with several thresholds, which needs FSS comparisons (one \
+                     DCF key for all); GMW plans compare each threshold with a `drelu`"
+                        .to_string(),
+                );
+            }
             let Some(w) = node.cmp_width else { continue };
             if !crate::graph::takes_cmp_width(&node.op) {
                 self.fail(

@@ -128,6 +128,33 @@ pub fn slice<T: Element>(x: &ArrayViewD<T>, start: u64, end: u64) -> Moved<T> {
     Ok(v.as_standard_layout().into_owned())
 }
 
+/// Entry `index` of the last axis, which is dropped: `[.., k]` → `[..]`.
+pub fn pick<T: Element>(x: &ArrayViewD<T>, index: u64) -> Moved<T> {
+    let axis = last_axis("pick", x)?;
+    let n = x.len_of(axis) as u64;
+    if index >= n {
+        return Err(format!("`pick` of entry {index} from a last axis of {n}"));
+    }
+    Ok(x.index_axis(axis, index as usize).to_owned())
+}
+
+/// `cmp(x, t)` for every element `x` and threshold `t`, on a new last axis:
+/// `[..]` → `[.., k]`.
+pub fn compare<T: Element, U: Copy>(
+    x: &ArrayViewD<T>,
+    thresholds: &[U],
+    cmp: impl Fn(T, U) -> T,
+) -> ArrayD<T> {
+    let mut shape = x.shape().to_vec();
+    shape.push(thresholds.len());
+    let flat: Vec<T> = x
+        .iter()
+        .flat_map(|&v| thresholds.iter().map(move |&t| (v, t)))
+        .map(|(v, t)| cmp(v, t))
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(&shape), flat).expect("one entry per element and threshold")
+}
+
 /// Row `index` of a `[s, d]` matrix, as `[1, d]`.
 pub fn row<T: Element>(x: &ArrayViewD<T>, index: u64) -> Moved<T> {
     if x.ndim() != 2 {

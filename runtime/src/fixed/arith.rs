@@ -61,6 +61,11 @@ pub(super) fn lut(
     Ok(x.mapv(|v| t[table::index_fixed(v, scale, frac, bits)]))
 }
 
+/// Real thresholds as ring elements at `scale` (`[x ≥ t]` is `DReLU(x − t)` in the ring).
+pub(crate) fn thresholds(ts: &[f64], scale: u32) -> Vec<Ring> {
+    ts.iter().map(|t| encode(*t, scale)).collect()
+}
+
 /// A 0/1 bit as the fixed-point 0 or 1 at `frac` fractional bits.
 pub(super) fn b2a(x: &ArrayViewD<Ring>, frac: u32) -> ArrayD<Ring> {
     let one = 1u64 << frac;

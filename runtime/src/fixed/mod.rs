@@ -255,6 +255,13 @@ fn apply(op: &Op, x: &[ArrayViewD<Ring>], ctx: OpCtx) -> OpResult {
         Op::AddConst { value } => Ok(arith::add_const(&x[0], *value, ctx.scale("add_const")?)),
         Op::Trunc { bits } => arith::trunc(&x[0], *bits),
         Op::Drelu => Ok(arith::drelu(&x[0])),
+        Op::Compare { thresholds } => {
+            let ts = arith::thresholds(thresholds, ctx.scale("compare")?);
+            Ok(movement::compare(&x[0], &ts, |v, t| {
+                Ring::from(v.wrapping_sub(t) as i64 >= 0)
+            }))
+        }
+        Op::Pick { index } => movement::pick(&x[0], *index),
         Op::B2A => Ok(arith::b2a(&x[0], ctx.frac)),
         Op::Lut { func, bits, frac } => {
             arith::lut(&x[0], (*func, *bits, *frac), ctx.scale("lut")?, ctx.frac)

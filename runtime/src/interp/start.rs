@@ -184,14 +184,19 @@ impl Node for At<'_, '_> {
     }
 
     fn scale(&self) -> u32 {
-        match self
-            .run
-            .program
-            .graph
-            .node(self.run.plan.id(self.pos))
-            .ty
-            .elem
-        {
+        self.scale_of(self.run.plan.id(self.pos))
+    }
+
+    fn operand_scale(&self, k: usize) -> u32 {
+        let pos = self.run.plan.operands(self.pos)[k];
+        self.scale_of(self.run.plan.id(pos))
+    }
+}
+
+impl At<'_, '_> {
+    /// The fixed-point scale of node `id` (the plan's for bits and indices).
+    fn scale_of(&self, id: comet_ir::NodeId) -> u32 {
+        match self.run.program.graph.node(id).ty.elem {
             Elem::Fixed { scale } => scale,
             _ => self.run.frac,
         }

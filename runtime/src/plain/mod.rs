@@ -166,6 +166,10 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
         Op::AddConst { value } => Ok(x[0].mapv(|v| v + value)),
         Op::Square => Ok(x[0].mapv(|v| v * v)),
         Op::Drelu => Ok(x[0].mapv(|v| if v >= 0.0 { 1.0 } else { 0.0 })),
+        Op::Compare { thresholds } => Ok(movement::compare(&x[0], thresholds, |v, t| {
+            f64::from(u8::from(v >= t))
+        })),
+        Op::Pick { index } => movement::pick(&x[0], *index),
         Op::Lut { func, bits, frac } => Ok(x[0].mapv(|v| {
             let i = comet_ir::table::index_f64(v, *frac, *bits);
             comet_ir::table::value(*func, i, *bits, *frac)

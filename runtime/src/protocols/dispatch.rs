@@ -228,6 +228,9 @@ pub trait Node {
 
     /// The fixed-point scale of the node's value.
     fn scale(&self) -> u32;
+
+    /// The fixed-point scale of operand `k`.
+    fn operand_scale(&self, k: usize) -> u32;
 }
 
 /// This party's XOR share of bits at operand `k`.
@@ -375,7 +378,15 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
     Ok(match st {
         Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack(peer)?)?),
         Pending::Square(s) => value(square::finish(s, &unpack(peer)?)?),
-        Pending::Drelu(s) => value(drelu::finish(s, peer)?),
+        Pending::Drelu(s) => match n.op() {
+            Op::Compare { thresholds } => {
+                let ts: Vec<u64> = (thresholds.iter())
+                    .map(|t| crate::ring::encode(*t, n.operand_scale(0)))
+                    .collect();
+                value(drelu::finish_at(s, peer, &ts)?)
+            }
+            _ => value(drelu::finish(s, peer)?),
+        },
         Pending::Fixed(s) => value(fixed::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
         Pending::Reveal(s) => Finished::Value(reveal::finish(s, &unpack(peer)?)?),
         Pending::BitMux(s) => value(bit_mux::finish(s, peer)?),

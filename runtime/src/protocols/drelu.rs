@@ -70,6 +70,31 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
     Ok(Share(ring_ops::from_flat(&state.shape, &bits)))
 }
 
+/// This party's arithmetic shares of `[x ≥ t]` for every public ring threshold `t` of
+/// `thresholds`, on a new last axis, from the one opening of `x + r` that [`start`] began:
+/// the key's DCF is evaluated at `x + r − t` for each (`[x ≥ t]` is `DReLU(x − t)`, whose
+/// masked value is `x + r − t`), so the thresholds share the mask, the key and the round.
+///
+/// # Errors
+/// If the peer's message has the wrong length (or nonzero padding).
+pub fn finish_at(state: State, peer: &[u8], thresholds: &[u64]) -> Result<Share, MessageError> {
+    let peer = unpack_bits(peer, state.mine.len(), state.m.key.bits())?;
+    let x_hat = fss::open_masked(&state.mine, &peer);
+    let per_threshold: Vec<Vec<u64>> = (thresholds.iter())
+        .map(|t| {
+            let shifted: Vec<u64> = x_hat.iter().map(|v| v.wrapping_sub(*t)).collect();
+            fss::drelu_finish(state.party, &state.m.key, &shifted)
+        })
+        .collect();
+    let k = thresholds.len();
+    let flat: Vec<u64> = (0..x_hat.len() * k)
+        .map(|i| per_threshold[i % k][i / k])
+        .collect();
+    let mut shape = state.shape.clone();
+    shape.push(k);
+    Ok(Share(ring_ops::from_flat(&shape, &flat)))
+}
+
 /// DReLU keys for [`drelu`](self).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DreluMaterial {

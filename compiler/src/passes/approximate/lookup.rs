@@ -4,9 +4,9 @@
 //! - **GeLU, SiLU**: `f(x) = relu(x) − g(x)` where the gap `g(x) = |x|·Φ(−|x|)` (GeLU) or
 //!   `|x|·σ(−|x|)` (SiLU) is even, at most 0.17 / 0.28, and negligible beyond a cut `T`.
 //!   The gap is read from a table indexed by `x` itself (signed, `q` fractional bits), so
-//!   no `|x|` is computed first; the table is kept where `x` lies in `[−T + 2^−q, T)`
-//!   (two comparisons, which share the round of the sign's), and 0 elsewhere, where the
-//!   index wraps. Rounds: the comparisons (1) beside the table (2), then one mux and one
+//!   no `|x|` is computed first; the table is kept where `x` lies in `[−T + 2^−q, T)`,
+//!   and 0 elsewhere, where the index wraps. The sign and the two ends are one `compare`
+//!   of `x` with three thresholds: one DCF key evaluated at three points, as SIGMA does. Rounds: the comparisons (1) beside the table (2), then one mux and one
 //!   product: 3, against the exact recipe's 21 (GeLU).
 //! - **Softmax**: the row maximum is subtracted (`d ≤ 0`), `e^d` is read from a table on
 //!   `[−T, 0]` and kept where `d ≥ −T + 2^−q` (one comparison beside the table, one mux),
@@ -20,7 +20,7 @@
 
 use crate::passes::builder::Builder;
 use comet_ir::table::{self, TableFn, half_range, low_end};
-use comet_ir::{NodeId, Op, UnaryFn};
+use comet_ir::{Comparison, NodeId, Op, UnaryFn};
 
 /// A table: function, index bits n and fractional bits q.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,19 +64,38 @@ fn lookup(b: &mut Builder, x: NodeId, t: Table) -> NodeId {
     )
 }
 
-/// `[x ≥ c]` as a fixed-point 0 or 1.
-fn at_least(b: &mut Builder, x: NodeId, c: f64) -> NodeId {
-    let shifted = b.add_const(x, -c);
-    let bit = b.drelu(shifted);
-    b.b2a(bit)
+/// The bits `[x ≥ c]` for each of `cs`: with FSS comparisons one `compare` (one mask, one
+/// DCF key, one opening for all), with GMW one `drelu` of `x − c` each.
+fn at_least(b: &mut Builder, x: NodeId, cs: &[f64]) -> Vec<NodeId> {
+    if b.program().options.comparison == Comparison::Gmw {
+        return (cs.iter())
+            .map(|&c| match c {
+                0.0 => b.drelu(x),
+                c => {
+                    let shifted = b.add_const(x, -c);
+                    b.drelu(shifted)
+                }
+            })
+            .collect();
+    }
+    let bits = b.emit(
+        Op::Compare {
+            thresholds: cs.to_vec(),
+        },
+        &[x],
+    );
+    (0..cs.len() as u64)
+        .map(|index| b.emit(Op::Pick { index }, &[bits]))
+        .collect()
 }
 
 /// `relu(x) − g(x)·[−T + 2^−q ≤ x < T]` with the gap `g` read from table `t`.
 fn activation(b: &mut Builder, x: NodeId, t: Table) -> NodeId {
-    let sign = b.drelu(x);
-    let relu = b.select(sign, x);
-    let above_low = at_least(b, x, low_end(t.bits, t.frac));
-    let above_high = at_least(b, x, half_range(t.bits, t.frac));
+    let ends = [0.0, low_end(t.bits, t.frac), half_range(t.bits, t.frac)];
+    let bits = at_least(b, x, &ends);
+    let relu = b.select(bits[0], x);
+    let above_low = b.b2a(bits[1]);
+    let above_high = b.b2a(bits[2]);
     let inside = b.sub(above_low, above_high);
     let gap = lookup(b, x, t);
     let kept = b.mul(inside, gap);
