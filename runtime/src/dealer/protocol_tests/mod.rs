@@ -5,6 +5,7 @@
 mod arith;
 mod block_matmul;
 mod boolean;
+mod lut;
 mod shuffle;
 
 use crate::protocols::PartyId;
