@@ -16,12 +16,12 @@ pub use crate::protocols::material::Deal;
 
 use super::{
     B2aMaterial, BitMuxMaterial, BitTripleMaterial, BlockMatMulMaterial, Dealer, DreluMaterial,
-    FixedCallMaterial, FixedMask, FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair,
-    PartySeed, Product, ShuffleMaterial, ShufflePerm, SquareMaterial, TripleMaterial,
+    FixedCallMaterial, FixedMask, FixedMaskMaterial, GmwDreluMaterial, LutMaterial, MaterialError,
+    Pair, PartySeed, Product, ShuffleMaterial, ShufflePerm, SquareMaterial, TripleMaterial,
 };
 use crate::protocols::block_matmul::{self, block_shapes};
 use crate::protocols::shuffle::{self, check_rows};
-use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, fixed_mask, gmw, square, xor};
+use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, fixed_mask, gmw, lut, square, xor};
 
 /// Where a recording dealer writes each party's materialised bytes.
 type Sinks = [Box<dyn Write + Send>; 2];
@@ -176,6 +176,32 @@ impl SessionDealer {
     }
 }
 
+/// A batch sink of a protocol's batched dealing: each batch's body bytes, per party.
+type BatchSink<'a> = Option<&'a mut dyn FnMut([Vec<u8>; 2])>;
+
+impl SessionDealer {
+    /// Runs a protocol's batched dealing, `deal(dealer, keep, sink)`, which draws batch
+    /// after batch and hands each batch's bodies to the sink: this dealer's sinks when
+    /// recording; the material is kept unless the dealer only streams.
+    fn batched<T>(
+        &mut self,
+        deal: impl FnOnce(&mut Dealer, bool, BatchSink<'_>) -> Option<[T; 2]>,
+    ) -> Pair<T> {
+        let recording = self.sinks.is_some();
+        let (sinks, written, error) = (&mut self.sinks, &mut self.written, &mut self.error);
+        let mut sink = |bodies: [Vec<u8>; 2]| {
+            for (p, bytes) in bodies.iter().enumerate() {
+                record_to(sinks, written, error, p, bytes);
+            }
+        };
+        let sink = recording.then_some(&mut sink as &mut dyn FnMut([Vec<u8>; 2]));
+        match deal(&mut self.dealer, !self.streaming, sink) {
+            Some(m) => both(m),
+            None => [None, None],
+        }
+    }
+}
+
 /// Writes `bytes` to `party`'s sink, if recording and no write failed yet.
 fn record_to(
     sinks: &mut Option<Sinks>,
@@ -252,18 +278,12 @@ impl Deal for SessionDealer {
     }
 
     fn drelu(&mut self, n: usize, bits: u32) -> Result<Pair<DreluMaterial>, MaterialError> {
-        let recording = self.sinks.is_some();
-        let (sinks, written, error) = (&mut self.sinks, &mut self.written, &mut self.error);
-        let mut sink = |bodies: [Vec<u8>; 2]| {
-            for (p, bytes) in bodies.iter().enumerate() {
-                record_to(sinks, written, error, p, bytes);
-            }
-        };
-        let sink = recording.then_some(&mut sink as &mut dyn FnMut([Vec<u8>; 2]));
-        match drelu::deal_batches(&mut self.dealer, n, bits, !self.streaming, sink) {
-            Some(m) => Ok(both(m)),
-            None => Ok([None, None]),
-        }
+        Ok(self.batched(|d, keep, sink| drelu::deal_batches(d, n, bits, keep, sink)))
+    }
+
+    fn lut(&mut self, n: usize, bits: u32) -> Result<Pair<LutMaterial>, MaterialError> {
+        lut::check_width(bits)?;
+        Ok(self.batched(|d, keep, sink| lut::deal_batches(d, n, bits, keep, sink)))
     }
 
     fn bit_triples(

@@ -16,7 +16,7 @@
 //! | 32 | SHA-256 of the body |
 //! | 4 | number of calls `n` |
 //! | 16·n | per call: `seq`, `past` (u64 each) |
-//! | … | body: the party's corrections (party 1's product corrections, the permuter's shuffle corrections) and DReLU keys, in generation order |
+//! | … | body: the party's corrections (party 1's product corrections, the permuter's shuffle corrections), DReLU keys and lookup-table keys, in generation order |
 //!
 //! A file is checked whole (magic, version, party, plan, length, body hash) before any
 //! communication, and marked used (a `.used` file beside it, created exclusively) before
@@ -36,8 +36,10 @@ use super::replay::PartyReplay;
 /// The material format this release writes and reads. Version 2: fixed operands' masks
 /// come from per-operand AES counter-mode keys ([`crate::protocols::fixed_mask`]), no
 /// longer from the party's main stream. Version 3: a DReLU key batch's header carries the
-/// comparison width m after the party byte ([`crate::fss::DreluKey::to_bytes`]).
-pub const MATERIAL_VERSION: u32 = 3;
+/// comparison width m after the party byte ([`crate::fss::DreluKey::to_bytes`]). Version
+/// 4: table lookups' keys, batch by batch ([`crate::protocols::lut`],
+/// [`crate::fss::LutKey::to_bytes`]).
+pub const MATERIAL_VERSION: u32 = 4;
 
 const MAGIC: [u8; 8] = *b"cometmat";
 /// Offset of the body length in the header.

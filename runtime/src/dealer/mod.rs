@@ -57,7 +57,8 @@ use rand_chacha::ChaCha12Rng;
 
 use crate::protocols::material::DealerStreams;
 use crate::protocols::{
-    b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw, shuffle, square, xor,
+    b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw, lut, shuffle, square,
+    xor,
 };
 
 pub use deal::{Deal, SessionDealer};
@@ -74,6 +75,7 @@ pub use crate::protocols::block_matmul::BlockMatMulMaterial;
 pub use crate::protocols::drelu::DreluMaterial;
 pub use crate::protocols::fixed::{FixedCallMaterial, FixedMask, FixedMaskMaterial};
 pub use crate::protocols::gmw::{GmwDreluMaterial, GmwLevelMaterial};
+pub use crate::protocols::lut::LutMaterial;
 pub use crate::protocols::material::{MaterialError, Pair, Product};
 pub use crate::protocols::shuffle::{ShuffleMaterial, ShufflePerm, ShuffleStep};
 pub use crate::protocols::square::SquareMaterial;
@@ -201,6 +203,15 @@ impl Dealer {
     /// If `bits` is not in 2..=64.
     pub fn drelu_bits(&mut self, n: usize, bits: u32) -> [DreluMaterial; 2] {
         drelu::deal(self, n, bits)
+    }
+
+    /// Lookup-table keys for `n` lookups on `bits`-bit indices ([`crate::fss::lut_offline`]);
+    /// counts the keys' correction words.
+    ///
+    /// # Panics
+    /// If `bits` is not in 1..=20.
+    pub fn lut(&mut self, n: usize, bits: u32) -> [LutMaterial; 2] {
+        lut::deal(self, n, bits)
     }
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's

@@ -15,14 +15,14 @@ use rand_chacha::ChaCha12Rng;
 use super::deal::Deal;
 use super::{
     B2aMaterial, BitMuxMaterial, BitTripleMaterial, BlockMatMulMaterial, DreluMaterial,
-    FixedCallMaterial, FixedMaskMaterial, GmwDreluMaterial, MaterialError, Pair, PartySeed,
-    Product, ShuffleMaterial, SquareMaterial, TripleMaterial,
+    FixedCallMaterial, FixedMaskMaterial, GmwDreluMaterial, LutMaterial, MaterialError, Pair,
+    PartySeed, Product, ShuffleMaterial, SquareMaterial, TripleMaterial,
 };
 use crate::protocols::material::PartyStreams;
 use crate::protocols::shuffle;
 use crate::protocols::shuffle::{check_rows, draw_permutation};
 use crate::protocols::{b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw};
-use crate::protocols::{square, xor};
+use crate::protocols::{lut, square, xor};
 
 /// Party `party`'s half of a dealer session, replayed from its seeds and a body of
 /// materialised bytes.
@@ -184,6 +184,11 @@ impl Deal for PartyReplay {
 
     fn drelu(&mut self, n: usize, bits: u32) -> Result<Pair<DreluMaterial>, MaterialError> {
         let m = drelu::replay(self, n, bits)?;
+        Ok(self.mine(m))
+    }
+
+    fn lut(&mut self, n: usize, bits: u32) -> Result<Pair<LutMaterial>, MaterialError> {
+        let m = lut::replay(self, n, bits)?;
         Ok(self.mine(m))
     }
 

@@ -193,6 +193,11 @@ mod files {
             let k = d.drelu(5, bits).unwrap();
             out.push(k.map(|m| m.map(bytes)));
         }
+        let lut_bytes = |m: LutMaterial| m.to_bytes().into_iter().map(u64::from).collect();
+        for (count, bits) in [(5, 12), (3, 1)] {
+            let k = d.lut(count, bits).unwrap();
+            out.push(k.map(|m| m.map(lut_bytes)));
+        }
         let seed = d.share_seed().map(u64::from).to_vec();
         out.push([Some(seed.clone()), Some(seed)]);
         let e = d.triple(Product::Elementwise, &[2, 3], &[3]).unwrap();
@@ -382,7 +387,7 @@ mod files {
 
 /// A sink that keeps what is written, for a test to read back.
 #[derive(Clone, Default)]
-struct Kept(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub(super) struct Kept(pub(super) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Kept {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -39,7 +39,7 @@ use crate::transport::ChannelError;
 /// Marks a dealer-service hello, so that a foreign program on the port is told apart.
 const MAGIC: [u8; 8] = *b"comet-dl";
 /// The dealer-service protocol version of this release.
-pub const DEALER_VERSION: u32 = 3;
+pub const DEALER_VERSION: u32 = 4;
 /// Bytes of a party's hello.
 pub(crate) const HELLO_BYTES: usize = 8 + 4 + 1 + 32;
 /// Bytes of a call request after its kind byte.

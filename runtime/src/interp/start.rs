@@ -184,21 +184,20 @@ impl Node for At<'_, '_> {
     }
 
     fn scale(&self) -> u32 {
-        self.scale_of(self.run.plan.id(self.pos))
+        self.run.scale_at(self.pos)
     }
 
     fn operand_scale(&self, k: usize) -> u32 {
-        let pos = self.run.plan.operands(self.pos)[k];
-        self.scale_of(self.run.plan.id(pos))
+        self.run.scale_at(self.run.plan.operands(self.pos)[k])
     }
 }
 
-impl At<'_, '_> {
-    /// The fixed-point scale of node `id` (the plan's for bits and indices).
-    fn scale_of(&self, id: comet_ir::NodeId) -> u32 {
-        match self.run.program.graph.node(id).ty.elem {
+impl Run<'_> {
+    /// The fixed-point scale of the value at `i` (the plan's for a value of another kind).
+    fn scale_at(&self, i: Pos) -> u32 {
+        match self.program.graph.node(self.plan.id(i)).ty.elem {
             Elem::Fixed { scale } => scale,
-            _ => self.run.frac,
+            _ => self.frac,
         }
     }
 }

@@ -17,7 +17,7 @@ use super::material::{Deal, MaterialError, Pair, Product};
 use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
-    block_matmul, drelu, fixed, gmw, mux, pack, reveal, row_max, square, unpack,
+    block_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, square, unpack,
 };
 
 /// One node's material for one party.
@@ -40,6 +40,8 @@ pub enum NodeMaterial {
     RowMax(Vec<LevelMaterial>),
     /// Per-call material of a block-sparse product.
     BlockMatMul(block_matmul::BlockMatMulMaterial),
+    /// Lookup-table keys.
+    Lut(lut::LutMaterial),
 }
 
 /// What dealing a node's material needs to know of the node.
@@ -57,7 +59,8 @@ pub struct NodeSpec<'a> {
     pub shapes: Vec<Vec<usize>>,
     /// The fixed operand of a product with one.
     pub fixed: Option<NodeId>,
-    /// The signed width its comparisons work at (DReLU, row maximum; 64 = the ring).
+    /// The signed width its comparisons work at (DReLU, row maximum; 64 = the ring). A
+    /// table lookup's index width is its op's.
     pub bits: u32,
 }
 
@@ -90,6 +93,12 @@ pub fn deal<D: Deal + ?Sized>(
         Protocol::DreluGmw => wrap(deal.gmw_drelu(count(0))?, NodeMaterial::GmwDrelu),
         Protocol::B2A => wrap(deal.b2a(count(0))?, NodeMaterial::B2a),
         Protocol::RowMaxTree => deal_row_max(deal, &s[0], n.gmw, n.bits)?,
+        Protocol::Lut => {
+            let Op::Lut { bits, .. } = *n.op else {
+                unreachable!("the lut protocol computes lut nodes")
+            };
+            wrap(deal.lut(count(0), bits)?, NodeMaterial::Lut)
+        }
         Protocol::BlockFixedMatMul => {
             let Op::BlockMatMul { block, .. } = *n.op else {
                 unreachable!("block_fixed_matmul computes block_matmul nodes")
@@ -171,6 +180,8 @@ pub enum Pending {
     RowMax(Box<row_max::State>),
     /// A block-sparse product with its fixed operand.
     Block(block_matmul::State),
+    /// A table lookup between its rounds.
+    Lut(Box<lut::State>),
 }
 
 /// What a node's round ended with: its value, or its next state and message.
@@ -316,6 +327,7 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             (Pending::RowMax(Box::new(st)), msg)
         }
         (Protocol::BlockFixedMatMul, NodeMaterial::BlockMatMul(m)) => start_block(n, m)?,
+        (Protocol::Lut, NodeMaterial::Lut(m)) => start_lut(n, m)?,
         _ => return Err(bad()),
     })
 }
@@ -331,6 +343,25 @@ fn start_block<N: Node>(
     let mask = n.block_mask(2)?;
     let started = block_matmul::start(n.party(), h, mask.view(), block as usize, m);
     Ok(arith(Pending::Block, started))
+}
+
+/// Starts a table lookup: its table at the node's scale, its index read from operand 0 at
+/// the operand's scale.
+fn start_lut<N: Node>(n: &N, m: lut::LutMaterial) -> Result<(Pending, Vec<u8>), N::Error> {
+    let Op::Lut { func, bits, frac } = *n.op() else {
+        return Err(n.fail("dealer material of another protocol".into()));
+    };
+    let in_scale = n.operand_scale(0);
+    if frac > in_scale || bits + in_scale - frac > 64 || m.bits() != bits {
+        return Err(n.fail(format!(
+            "a {bits}-bit table index of {frac} fractional bits cannot be read from an \
+             input at scale {in_scale} with {}-bit keys",
+            m.bits()
+        )));
+    }
+    let table = lut::Table::new(func, bits, frac, n.scale());
+    let (st, msg) = lut::start(n.party(), n.share(0)?, in_scale, table, m);
+    Ok((Pending::Lut(Box::new(st)), msg))
 }
 
 /// Starts a node of a sparse FFN's masked region on its active entries `idx` only:
@@ -404,5 +435,9 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             Step::Done(max) => value(max),
         },
         Pending::Block(s) => value(block_matmul::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
+        Pending::Lut(s) => match lut::step(*s, peer)? {
+            Step::Next(s, msg) => Finished::Next(Box::new(Pending::Lut(Box::new(s))), msg),
+            Step::Done(v) => value(v),
+        },
     })
 }

@@ -33,6 +33,7 @@ use super::block_matmul::BlockMatMulMaterial;
 use super::drelu::DreluMaterial;
 use super::fixed::{FixedCallMaterial, FixedMaskMaterial};
 use super::gmw::GmwDreluMaterial;
+use super::lut::LutMaterial;
 use super::ring_ops;
 use super::shuffle::ShuffleMaterial;
 use super::square::SquareMaterial;
@@ -133,6 +134,12 @@ pub trait Deal {
     /// # Errors
     /// As [`Deal::triple`].
     fn drelu(&mut self, n: usize, bits: u32) -> Result<Pair<DreluMaterial>, MaterialError>;
+
+    /// Lookup-table keys for `n` lookups on `bits`-bit indices (1..=20).
+    ///
+    /// # Errors
+    /// If `bits` is out of range, or as [`Deal::triple`].
+    fn lut(&mut self, n: usize, bits: u32) -> Result<Pair<LutMaterial>, MaterialError>;
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
     ///

@@ -28,6 +28,7 @@
 //! | [`beaver_matmul`] | 1 | `X − A`, `Y − B` | as [`beaver_mul`]: `C = AB` correction |
 //! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | [`FixedMaskMaterial`](fixed::FixedMaskMaterial) (free), [`FixedCallMaterial`](fixed::FixedCallMaterial): `C = AB` correction |
 //! | [`drelu`] | 1 | `x + r` | [`DreluMaterial`](drelu::DreluMaterial): DCF keys ([`crate::fss`]) |
+//! | [`lut`] (table lookup) | 2 | `k + r mod 2^n` (n bits per element), then `y_b` (64 bits) | [`LutMaterial`](lut::LutMaterial): 1-bit DPF keys and a 64-bit correction ([`crate::fss::lut`]) |
 //! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | [`BitTripleMaterial`](xor::BitTripleMaterial): one correction bit per gate |
 //! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | [`GmwDreluMaterial`](gmw::GmwDreluMaterial): 181 correction bits (23 bytes) per element |
 //! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | [`B2aMaterial`](b2a::B2aMaterial): daBits, 64-bit correction per bit |
@@ -65,6 +66,7 @@ pub mod fixed;
 pub mod fixed_mask;
 pub mod gmw;
 pub mod local;
+pub mod lut;
 pub mod material;
 pub mod mux;
 pub mod reveal;

@@ -6,6 +6,7 @@ mod arith;
 mod block_matmul;
 mod boolean;
 mod compare;
+mod lut;
 mod shuffle;
 
 use crate::protocols::PartyId;
