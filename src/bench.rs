@@ -82,6 +82,10 @@ pub struct RuntimeArgs {
     /// --mask-cache`; the rest is re-derived at every call).
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MASK_BUDGET >> 20)]
     pub(crate) mask_cache: u64,
+    /// The approximation profiles of the plan, as `comet compile --approx` takes them
+    /// (default: exact).
+    #[arg(long, value_name = "PROFILES", default_value = "exact")]
+    pub(crate) approx: comet_ir::ApproxConfig,
     /// Run one part in this process and print its figures as one JSON line (the
     /// benchmark runs each part this way, in a child process of its own).
     #[arg(long, value_enum, value_name = "PART")]
@@ -217,6 +221,7 @@ fn child(args: &RuntimeArgs, part: Part) -> Result<Command, String> {
     c.args(["--steps", &args.steps().to_string()]);
     c.args(["--reps", &args.reps().to_string()]);
     c.args(["--mask-cache", &args.mask_cache.to_string()]);
+    c.args(["--approx", &args.approx.to_string()]);
     if args.quick {
         c.arg("--quick");
     }

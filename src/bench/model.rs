@@ -41,7 +41,7 @@ fn tiny_gpt2() -> Result<String, String> {
 }
 
 /// The plan of the benchmark's model: `--model`, else GPT-2 small (tiny with `--quick`),
-/// compiled with the default options (the verifier off, as `comet compile`).
+/// compiled with the default options and `--approx` (the verifier off, as `comet compile`).
 pub fn compile(args: &RuntimeArgs) -> Result<Program, String> {
     let (source, name) = match &args.model {
         Some(path) => (
@@ -54,6 +54,7 @@ pub fn compile(args: &RuntimeArgs) -> Result<Program, String> {
     };
     let opts = comet_compiler::Options {
         verify: false,
+        approx: args.approx,
         ..comet_compiler::Options::default()
     };
     let compiled = comet_compiler::compile(&source, &name, &opts).map_err(|e| e.to_string())?;
