@@ -4,7 +4,7 @@
 //! Online bits are both parties' payload bytes × 8; rounds are per party (both count the
 //! same); offline bits are the dealer's correction bytes × 8.
 
-use comet_compiler::cost::{cost_at_width, cost_of, dcf_key_bits};
+use comet_compiler::cost::{cost_at_width, cost_of, dcf_key_bits, lut_key_bytes};
 use comet_ir::NodeId;
 use comet_ir::protocol::Protocol;
 use comet_ir::{Dim, DimEnv, Domain, Elem, ValueType};
@@ -14,7 +14,7 @@ use comet_runtime::protocols::share::{reconstruct, share_own_input, share_peer_i
 use comet_runtime::protocols::xor::reconstruct_xor;
 use comet_runtime::protocols::{
     PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux, drelu, fixed, gmw,
-    local, mux, reveal, row_max, square,
+    local, lut, mux, reveal, row_max, square,
 };
 use comet_runtime::transport::MemChannel;
 use ndarray::{ArrayD, IxDyn};
@@ -389,6 +389,77 @@ fn key_bits_per_width_follow_the_formula() {
         );
     }
     assert_eq!(dcf_key_bits(64), comet_compiler::cost::DCF_KEY_BITS);
+}
+
+#[test]
+fn lut_key_bytes_are_the_runtimes() {
+    for n in 1..=comet_ir::table::MAX_TABLE_BITS {
+        assert_eq!(
+            lut_key_bytes(i64::from(n)) as usize,
+            comet_runtime::fss::LutKey::element_bytes(n),
+            "n = {n}"
+        );
+    }
+}
+
+/// Both rounds of a lookup of `func` at `bits`-bit indices of `frac` fractional bits from
+/// shares at scale 16 (entries at scale 16).
+fn run_lut(
+    p: PartyId,
+    ch: &mut MemChannel,
+    (x, m): (Share, lut::LutMaterial),
+    bits: u32,
+    frac: u32,
+) -> Share {
+    let table = lut::Table::new(comet_ir::TableFn::SiluGap, bits, frac, 16);
+    let (st, msg) = lut::start(p, &x, 16, table, m);
+    let Step::Next(st, msg) = lut::step(st, &round_bytes(ch, &msg).unwrap()).unwrap() else {
+        panic!("two rounds");
+    };
+    let Step::Done(y) = lut::step(st, &round_bytes(ch, &msg).unwrap()).unwrap() else {
+        panic!("two rounds");
+    };
+    y
+}
+
+#[test]
+fn lut_at_12_and_13_bits() {
+    for (bits, frac, seed) in [(12u32, 6u32, 33u64), (13, 8, 34)] {
+        let mut d = Dealer::from_u64(seed);
+        let x = values(&[4, 6], seed);
+        let (x0, x1) = (
+            share_own_input(&x, &[9; 32]),
+            share_peer_input(&[4, 6], &[9; 32]),
+        );
+        let [k0, k1] = d.lut(24, bits);
+        let (p0, p1) = both([(x0, k0), (x1, k1)], |p, ch, xk| {
+            run_lut(p, ch, xk, bits, frac)
+        });
+        let t = comet_ir::table::entries(comet_ir::TableFn::SiluGap, bits, frac, 16);
+        let y = reconstruct(&p0.output, &p1.output);
+        for (xi, yi) in x.iter().zip(&y) {
+            let k = comet_ir::table::index_fixed(*xi, 16, frac, bits);
+            let below = k.wrapping_sub(1) & ((1 << bits) - 1);
+            assert!(
+                *yi == t[k] || *yi == t[below],
+                "n = {bits}, x = {}",
+                *xi as i64
+            );
+        }
+        let est = estimate_at_width(Protocol::Lut, &[4, 6], &[4, 6], bits);
+        let (n, key) = (i128::from(bits), i128::from(lut_key_bytes(i64::from(bits))));
+        assert_eq!(
+            est,
+            (2, 2 * 24 * (n + 64), 2 * 24 * 8 * key),
+            "the formula, n = {bits}"
+        );
+        assert_eq!(measured(&p0, &p1, d.offline_bytes()), est, "n = {bits}");
+        eprintln!(
+            "lut n = {bits}: per element and party {} online bits, {} dealer bytes",
+            n + 64,
+            key
+        );
+    }
 }
 
 #[test]

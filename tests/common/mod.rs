@@ -3,6 +3,7 @@
 
 pub mod process;
 pub mod reference;
+pub mod tcp;
 
 use comet_compiler::passes::schedule::total_rounds;
 use comet_ir::{DimEnv, Program};
