@@ -450,13 +450,13 @@ fn lut_at_12_and_13_bits() {
         let (n, key) = (i128::from(bits), i128::from(lut_key_bytes(i64::from(bits))));
         assert_eq!(
             est,
-            (2, 2 * 24 * (n + 64), 2 * 24 * 8 * key),
+            (2, 2 * 24 * ((n + 7) / 8 * 8 + 64), 2 * 24 * 8 * key),
             "the formula, n = {bits}"
         );
         assert_eq!(measured(&p0, &p1, d.offline_bytes()), est, "n = {bits}");
         eprintln!(
             "lut n = {bits}: per element and party {} online bits, {} dealer bytes",
-            n + 64,
+            (n + 7) / 8 * 8 + 64,
             key
         );
     }

@@ -361,15 +361,15 @@ pub const fn lut_key_bytes(n: i64) -> i64 {
 }
 
 /// A table lookup on `count` elements with `n`-bit indices, 2 rounds: each party sends its
-/// share of the masked index `x + r mod 2^n` (n bits per element, packed: exact when
-/// count·n is a multiple of 8), then its masked share of the sign-carrying table sum (64
-/// bits): 2·count·(n + 64) online. Dealer: [`lut_key_bytes`] per element and party. Local
+/// share of the masked index `x + r mod 2^n` (in whole bytes per element, 8⌈n/8⌉ bits,
+/// `comet_runtime::protocols::lut::wire_bits`), then its masked share of the
+/// sign-carrying table sum (64 bits): 2·count·(8⌈n/8⌉ + 64) online. Dealer: [`lut_key_bytes`] per element and party. Local
 /// work: the DPF's full-domain evaluation and 2^n/4 table reads per element.
 fn lut_cost(count: &Poly, n: i64) -> NodeCost {
     cost(
         Protocol::Lut,
         2,
-        count.scale(2 * (n + RING_BITS)),
+        count.scale(2 * ((n + 7) / 8 * 8 + RING_BITS)),
         count.scale(2 * 8 * lut_key_bytes(n)),
         count.scale((1 << n) / 4),
     )

@@ -7,14 +7,17 @@
 //! modulo 2^n (n ≤ 64 − d) they share k or k − 1, which the table's midpoint sampling
 //! absorbs ([`comet_ir::table`]).
 //!
-//! 1. [`start`]: party b sends k_b + r_b mod 2^n packed at n bits per element
-//!    ([`pack_bits`], ⌈count·n/8⌉ bytes).
+//! 1. [`start`]: party b sends k_b + r_b mod 2^n in whole bytes per element
+//!    ([`wire_bits`]: 8·⌈n/8⌉ bits, [`pack_bits`]), so that the message's size is a
+//!    polynomial in the sizes and the estimate is exact for every count (packing at n bits
+//!    would save at most 7 bits per element and leave the estimate short by the last
+//!    byte's padding).
 //! 2. [`step`] (round 1 → 2): with k̂ = k + r mod 2^n open, party b sends y_b, 64 bits per
 //!    element ([`fss::lut_reveal_message`]).
 //! 3. [`step`] (end): the arithmetic share of T\[k\] ([`fss::lut_finish`]), at the scale
 //!    the table's entries were built at (the plan's).
 //!
-//! Online: 2·count·(n + 64) bits in all (exact when count·n is a multiple of 8). Offline:
+//! Online: 2·count·(8⌈n/8⌉ + 64) bits in all. Offline:
 //! [`LutKey::element_bytes`]`(n)` per element and party, plus a
 //! [`BATCH_HEADER_BYTES`]-byte header per batch of at most [`LUT_BATCH`] gates and party
 //! (counted apart, as the DReLU keys' headers).
@@ -29,6 +32,11 @@ use super::{
     unpack_bits,
 };
 use crate::fss::{self, BATCH_HEADER_BYTES, LutKey, lut::LUT_MAX_BITS};
+
+/// Bits per element of the masked index on the wire: n rounded up to whole bytes.
+pub const fn wire_bits(n: u32) -> u32 {
+    n.div_ceil(8) * 8
+}
 
 /// Gates per batch of keys: a node's keys are dealt, sent and read in batches of at most
 /// this many gates (≤ 3.9 MB per party at n = 20), so that a streaming dealer holds one
@@ -279,7 +287,7 @@ pub fn start(
     );
     let idx = index_share(&x.to_flat(), in_scale, table.frac);
     let mine = per_batch(&m, &idx, |k, part| fss::lut_online_message(party, k, part));
-    let msg = pack_bits(&mine, n);
+    let msg = pack_bits(&mine, wire_bits(n));
     let shape = x.shape().to_vec();
     let phase = Phase::Index(mine);
     let st = State {
@@ -300,7 +308,7 @@ pub fn start(
 pub fn step(mut st: State, peer: &[u8]) -> Result<Step<State, Share>, MessageError> {
     match st.phase {
         Phase::Index(mine) => {
-            let theirs = unpack_bits(peer, mine.len(), st.m.bits)?;
+            let theirs = unpack_bits(peer, mine.len(), wire_bits(st.m.bits))?;
             let x_hat = fss::open_masked(&mine, &theirs);
             let (party, table) = (st.party, st.table.entries());
             let y = per_batch(&st.m, &x_hat, |k, part| {
