@@ -17,10 +17,16 @@ fn compile(source: &str) -> Program {
 }
 
 fn compile_with(source: &str, comparison: Comparison) -> Program {
-    let opts = comet_compiler::Options {
-        comparison,
-        ..Default::default()
-    };
+    compile_opts(
+        source,
+        comet_compiler::Options {
+            comparison,
+            ..Default::default()
+        },
+    )
+}
+
+fn compile_opts(source: &str, opts: comet_compiler::Options) -> Program {
     comet_compiler::compile(source, "t.model", &opts)
         .unwrap_or_else(|e| panic!("{e}"))
         .program
@@ -216,7 +222,23 @@ fn gmw_softmax_odd_width() {
 /// dealer bits equal the plan's estimate for every call.
 #[test]
 fn glassllm_two_party_prefill_and_decode() {
-    glassllm_prefill_and_decode(Comparison::Fss);
+    glassllm_prefill_and_decode(options(Comparison::Fss, "exact"));
+}
+
+/// As [`glassllm_two_party_prefill_and_decode`], with the `lut` profile: the gaps of SiLU
+/// and the softmax's exponential read from FSS lookup tables, the sign and range ends by
+/// one several-threshold comparison.
+#[test]
+fn glassllm_two_party_with_lookup_tables() {
+    glassllm_prefill_and_decode(options(Comparison::Fss, "lut"));
+}
+
+fn options(comparison: Comparison, approx: &str) -> comet_compiler::Options {
+    comet_compiler::Options {
+        comparison,
+        approx: approx.parse().unwrap(),
+        ..Default::default()
+    }
 }
 
 /// As [`glassllm_two_party_prefill_and_decode`], with the plan compiled with
@@ -224,13 +246,14 @@ fn glassllm_two_party_prefill_and_decode() {
 /// reductions through B2A, the softmax maxima through selects on XOR bits).
 #[test]
 fn glassllm_two_party_with_gmw_comparisons() {
-    glassllm_prefill_and_decode(Comparison::Gmw);
+    glassllm_prefill_and_decode(options(Comparison::Gmw, "exact"));
 }
 
-fn glassllm_prefill_and_decode(comparison: Comparison) {
+fn glassllm_prefill_and_decode(opts: comet_compiler::Options) {
+    let comparison = opts.comparison;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(root.join("examples/glassllm.model")).unwrap();
-    let program = compile_with(&source, comparison);
+    let program = compile_opts(&source, opts);
     let weights = comet_runtime::weights::load(
         &root.join("../shared/models/glassllm-en/model.safetensors"),
         &program.info.weights,
@@ -343,9 +366,20 @@ impl Caller for TwoParty<'_> {
 /// tolerance of the reference (`tests/fixed.rs`).
 #[test]
 fn glassllm_two_party_reproduces_every_reference_case() {
+    every_reference_case(options(Comparison::Fss, "exact"));
+}
+
+/// As [`glassllm_two_party_reproduces_every_reference_case`] with the `lut` profile: the
+/// 48 reference tokens on secret shares, the logits within the same tolerance.
+#[test]
+fn glassllm_two_party_lut_reproduces_every_reference_case() {
+    every_reference_case(options(Comparison::Fss, "lut"));
+}
+
+fn every_reference_case(opts: comet_compiler::Options) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let source = std::fs::read_to_string(root.join("examples/glassllm.model")).unwrap();
-    let program = compile(&source);
+    let program = compile_opts(&source, opts);
     let weights = common::reference::load_weights(&program);
     let mut model = TwoParty {
         program: &program,
