@@ -130,6 +130,35 @@ pub fn fixed_values(p: &Program) -> HashSet<NodeId> {
     fixed
 }
 
+/// The party that may know the whole mask of fixed value `id` because it knows the value
+/// itself: the one party whose private values (weights, and public values) it derives from
+/// by local ops. `None` when none may — values of both parties, or a block-permuted
+/// operand, whose permutation neither party knows — and for a value that is not fixed.
+/// The runtime gives such an owner a one-sided mask (`B` = the owner's share, the other
+/// party's share 0), which hides the value from the other party as well as two shares do.
+pub fn mask_owner(p: &Program, id: NodeId) -> Option<Party> {
+    let mut owner = None;
+    let mut stack = vec![id];
+    let mut seen = HashSet::new();
+    while let Some(x) = stack.pop() {
+        if !seen.insert(x) {
+            continue;
+        }
+        let node = p.graph.node(x);
+        match (&node.op, node.ty.domain) {
+            (Op::BlockPermute { .. }, _) => return None,
+            (Op::Weight { .. }, Domain::Private(q)) => match owner {
+                Some(o) if o != q => return None,
+                _ => owner = Some(q),
+            },
+            (Op::Weight { .. }, Domain::Public) => {}
+            (op, _) if op.is_source() => return None,
+            _ => stack.extend(p.graph.operands(x)),
+        }
+    }
+    owner
+}
+
 /// `Some(true)` for ops that never communicate, whatever their operands.
 fn protocol_local(op: &Op) -> Option<bool> {
     match op {

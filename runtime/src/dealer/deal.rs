@@ -250,13 +250,14 @@ impl Deal for SessionDealer {
         &mut self,
         w: NodeId,
         shape: &[usize],
+        owner: Option<crate::ring::PartyId>,
     ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
         let bytes = 8 * shape.iter().product::<usize>() as u64;
         let keep = self.mask_kept.saturating_add(bytes) <= self.mask_budget;
         if keep {
             self.mask_kept += bytes;
         }
-        let (mask, m) = fixed_mask::deal_mask(&self.dealer, w, shape, keep);
+        let (mask, m) = fixed_mask::deal_mask(&self.dealer, w, shape, keep, owner);
         self.masks.insert(w, mask);
         Ok(both(m))
     }

@@ -177,7 +177,7 @@ impl Dealer {
         w: NodeId,
         shape: &[usize],
     ) -> (FixedMask, [FixedMaskMaterial; 2]) {
-        fixed_mask::deal_mask(self, w, shape, true)
+        fixed_mask::deal_mask(self, w, shape, true, None)
     }
 
     /// Per-call material of `x ⊙ W` with `W` fixed under `mask`.

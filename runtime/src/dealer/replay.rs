@@ -165,8 +165,9 @@ impl Deal for PartyReplay {
         &mut self,
         w: NodeId,
         shape: &[usize],
+        owner: Option<crate::ring::PartyId>,
     ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
-        let m = fixed_mask::replay_mask(self, w, shape);
+        let m = fixed_mask::replay_mask(self, w, shape, owner);
         self.fixed_shapes.insert(w, shape.to_vec());
         Ok(self.mine(m))
     }

@@ -112,7 +112,7 @@ fn party_masks_come_from_the_party_seed() {
 fn shuffles_and_block_products_count_their_corrections() {
     let mut d = SessionDealer::from_u64(6);
     let w = comet_ir::NodeId::from_index(1);
-    let [Some(b0), Some(b1)] = d.fixed_mask(w, &[6, 4]).unwrap() else {
+    let [Some(b0), Some(b1)] = d.fixed_mask(w, &[6, 4], None).unwrap() else {
         panic!("both halves")
     };
     d.shuffle(0, 5, 3).unwrap();
@@ -180,7 +180,7 @@ mod files {
     fn drive(d: &mut dyn Deal) -> Vec<Flat> {
         let w = NodeId::from_index(3);
         let mut out: Vec<Flat> = Vec::new();
-        let m = d.fixed_mask(w, &[4, 3]).unwrap();
+        let m = d.fixed_mask(w, &[4, 3], Some(0)).unwrap();
         out.push(m.map(|m| m.map(|m| flat(&[&m.expand()]))));
         let t = d.triple(Product::MatMul, &[2, 4], &[4, 5]).unwrap();
         out.push(t.map(|m| m.map(|m| flat(&[&m.a, &m.b, &m.c]))));

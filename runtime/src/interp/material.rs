@@ -212,8 +212,10 @@ impl<'a> DealOrder<'a> {
                 self.stage = Stage::Masks(k + 1);
                 let w = self.plan.id(self.plan.setup_order()[k]);
                 let shape = shape_of(self.program, w, DimEnv { seq: 1, past: 0 });
+                let owner = comet_ir::protocol::mask_owner(self.program, w)
+                    .map(|p| p.index() as crate::protocols::PartyId);
                 both(
-                    deal.fixed_mask(w, &shape)?
+                    deal.fixed_mask(w, &shape, owner)?
                         .map(|m| m.map(|m| Item::Mask(w, m))),
                 )
             }

@@ -155,13 +155,13 @@ pub(crate) fn finish_route(
 
 /// `x · F + e · B_p` with `x`, `e` zero-filled to `[seq, ff]`, by the packed operands.
 fn dense_product(state: &State, x: &[u64], e: &[u64], w: &FixedOperand) -> Array2<u64> {
-    let packed = |which| w.packed(which).expect("a matrix fixed operand is packed");
     let scatter = |v: &[u64]| scatter(v, &state.active, state.block, state.shape);
-    let xf = ring::matmul_packed(scatter(x).view(), packed(0));
-    add(
-        xf,
-        &ring::matmul_packed(scatter(e).view(), packed(1)).view(),
-    )
+    let f = w.packed(0).expect("a matrix fixed operand is packed");
+    let xf = ring::matmul_packed(scatter(x).view(), f);
+    match w.packed(1) {
+        Some(b) => add(xf, &ring::matmul_packed(scatter(e).view(), b).view()),
+        None => xf,
+    }
 }
 
 /// `Σ x_b · F_b + e_b · B_p,b`, one product per block on its active rows.

@@ -8,6 +8,8 @@
 //! fresh `A`, and `Z = C + E·B + A·F + E·F`, which party `p` evaluates as
 //! `C_p + E·B_p + (A_p + [p = 0]·E)·F`. The fixed operand is always the right one; an
 //! element-wise product commutes, so the caller swaps operands when the left one is fixed.
+//! A party whose share of a one-sided mask is 0 ([`FixedMaskMaterial::is_zero`]) keeps no
+//! `B_p` and drops the term `E·B_p`.
 
 use std::fmt;
 
@@ -21,7 +23,8 @@ use crate::ring::{self, PackedRhs};
 /// Between [`setup_start`] and [`setup_finish`].
 pub struct SetupState {
     party: PartyId,
-    b: ArrayD<u64>,
+    /// `B_p`, or `None` when it is 0.
+    b: Option<ArrayD<u64>>,
     f: ArrayD<u64>,
 }
 
@@ -29,19 +32,20 @@ impl fmt::Debug for SetupState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("fixed::SetupState")
             .field("party", &self.party)
-            .field("shape", &self.b.shape())
+            .field("shape", &self.f.shape())
             .finish_non_exhaustive()
     }
 }
 
-/// A fixed operand after setup: the public `W − B` and this party's `B_p`; a 2-D operand
-/// is kept only packed for matrix products (one copy of each, not two).
+/// A fixed operand after setup: the public `W − B` and this party's `B_p` (none when it
+/// is 0); a 2-D operand is kept only packed for matrix products (one copy of each, not
+/// two).
 pub struct FixedOperand {
     party: PartyId,
     shape: Vec<usize>,
     /// `(F, B_p)` of an operand that is not 2-D.
-    dense: Option<(ArrayD<u64>, ArrayD<u64>)>,
-    packed: Option<[PackedRhs; 2]>,
+    dense: Option<(ArrayD<u64>, Option<ArrayD<u64>>)>,
+    packed: Option<(PackedRhs, Option<PackedRhs>)>,
 }
 
 impl fmt::Debug for FixedOperand {
@@ -74,17 +78,32 @@ impl FixedOperand {
         self.party
     }
 
-    /// `F` (`which = 0`) or `B_p` (`which = 1`) packed, when the operand is a matrix.
-    pub(crate) fn packed(&self, which: usize) -> Option<&PackedRhs> {
-        self.packed.as_ref().map(|p| &p[which])
+    /// Whether this party holds a share `B_p` that is not 0.
+    pub(crate) fn has_mask_share(&self) -> bool {
+        match (&self.dense, &self.packed) {
+            (Some((_, b)), _) => b.is_some(),
+            (None, Some((_, b))) => b.is_some(),
+            (None, None) => unreachable!("a fixed operand is dense or packed"),
+        }
     }
 
-    /// `F` (`which = 0`) or `B_p` (`which = 1`), dense.
+    /// `F` (`which = 0`) or `B_p` (`which = 1`) packed, when the operand is a matrix
+    /// (`None` for a `B_p` that is 0).
+    pub(crate) fn packed(&self, which: usize) -> Option<&PackedRhs> {
+        let (f, b) = self.packed.as_ref()?;
+        if which == 0 { Some(f) } else { b.as_ref() }
+    }
+
+    /// `F` (`which = 0`) or `B_p` (`which = 1`, zeros when it is 0), dense.
     pub(crate) fn dense(&self, which: usize) -> std::borrow::Cow<'_, ArrayD<u64>> {
-        match (&self.dense, &self.packed) {
-            (Some((f, b)), _) => std::borrow::Cow::Borrowed(if which == 0 { f } else { b }),
-            (None, Some(p)) => std::borrow::Cow::Owned(p[which].to_dense().into_dyn()),
-            (None, None) => unreachable!("a fixed operand is dense or packed"),
+        use std::borrow::Cow;
+        match (&self.dense, &self.packed, which) {
+            (Some((f, _)), _, 0) => Cow::Borrowed(f),
+            (Some((_, Some(b))), _, _) => Cow::Borrowed(b),
+            (None, Some((f, _)), 0) => Cow::Owned(f.to_dense().into_dyn()),
+            (None, Some((_, Some(b))), _) => Cow::Owned(b.to_dense().into_dyn()),
+            (Some(_), _, _) | (None, Some(_), _) => Cow::Owned(ArrayD::zeros(IxDyn(&self.shape))),
+            (None, None, _) => unreachable!("a fixed operand is dense or packed"),
         }
     }
 }
@@ -123,11 +142,19 @@ pub fn setup_begin(party: PartyId, w: &Share, m: FixedMaskMaterial) -> SetupStat
         m.party
     );
     assert_eq!(w.shape(), m.shape(), "W and its mask have one shape");
+    if m.is_zero() {
+        let f = w.0.as_standard_layout().into_owned();
+        return SetupState { party, b: None, f };
+    }
     let b = m.expand();
     let f = ring_ops::sub(w.0.view(), b.view())
         .as_standard_layout()
         .into_owned();
-    SetupState { party, b, f }
+    SetupState {
+        party,
+        b: Some(b),
+        f,
+    }
 }
 
 impl SetupState {
@@ -160,7 +187,7 @@ pub fn setup_end(state: SetupState) -> FixedOperand {
     let SetupState { party, b, f } = state;
     let shape = f.shape().to_vec();
     let (dense, packed) = if f.ndim() == 2 {
-        let packed = [pack(&f), pack(&b)];
+        let packed = (pack(&f), b.as_ref().map(pack));
         (None, Some(packed))
     } else {
         (Some((f, b)), None)
@@ -246,23 +273,26 @@ pub fn finish(state: State, w: &FixedOperand, peer: &[u64]) -> Result<Share, Mes
     } else {
         m.a
     };
-    let (eb, af) = match kind {
-        Kind::Mul => (
-            ring_ops::mul(e.view(), w.dense(1).view()),
-            ring_ops::mul(a_plus.view(), w.dense(0).view()),
-        ),
-        Kind::MatMul => (matmul(&e, w, 1), matmul(&a_plus, w, 0)),
+    let af = match kind {
+        Kind::Mul => ring_ops::mul(a_plus.view(), w.dense(0).view()),
+        Kind::MatMul => matmul(&a_plus, w, 0),
     };
-    let z = ring_ops::add(m.c.view(), eb.view());
-    Ok(Share(ring_ops::add(z.view(), af.view())))
+    let mut z = ring_ops::add(m.c.view(), af.view());
+    if w.has_mask_share() {
+        let eb = match kind {
+            Kind::Mul => ring_ops::mul(e.view(), w.dense(1).view()),
+            Kind::MatMul => matmul(&e, w, 1),
+        };
+        z = ring_ops::add(z.view(), eb.view());
+    }
+    Ok(Share(z))
 }
 
 /// `x · F` (`which = 0`) or `x · B_p` (`which = 1`), packed when `W` is a matrix.
 fn matmul(x: &ArrayD<u64>, w: &FixedOperand, which: usize) -> ArrayD<u64> {
-    let Some(packed) = &w.packed else {
+    let Some(rhs) = w.packed(which) else {
         return ring::matmul_batched(x.view(), w.dense(which).view()).expect("matmul shapes");
     };
-    let rhs = &packed[which];
     let (k, n) = rhs.dim();
     let lead = &x.shape()[..x.ndim() - 1];
     let rows = lead.iter().product();

@@ -12,6 +12,15 @@
 //! (`FixedMask::product`), trading AES output (16 bytes per element and call) for
 //! resident memory (8 bytes per element for the session). Either way the parties receive
 //! the same bytes.
+//!
+//! **One-sided masks.** A fixed operand derived from one party's private values only (the
+//! server's weights) needs a mask that the *other* party cannot see, and nothing more: the
+//! owner knows `W` already, so it may know `B` too. Such a mask has a single share, the
+//! owner's (`B = B_owner`, the other party's share is 0: [`FixedMaskMaterial::is_zero`]),
+//! which the plan decides ([`comet_ir::protocol::mask_owner`]). The other party then keeps
+//! no `B_p` and skips `E·B_p` in every product, and the dealer derives one AES stream
+//! instead of two. An operand no single party may know — a block-permuted one, whose
+//! permutation is secret to both — keeps two shares.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -40,23 +49,36 @@ const BATCH_BLOCKS: usize = 1024;
 #[derive(Clone, PartialEq, Eq)]
 struct MaskKey([u8; 16]);
 
-/// This party's share `B_p` of the mask of a fixed operand: the stream it is drawn from.
+/// This party's share `B_p` of the mask of a fixed operand: the stream it is drawn from,
+/// or none for the non-owner of a one-sided mask (its share is 0).
 #[derive(Clone, PartialEq, Eq)]
 pub struct FixedMaskMaterial {
     /// The party it belongs to.
     pub party: PartyId,
     shape: Vec<usize>,
-    key: MaskKey,
+    key: Option<MaskKey>,
 }
 
 impl FixedMaskMaterial {
-    /// Party `party`'s share of the mask of operand `w`, shaped `shape`, from its `seed`.
-    pub fn new(party: PartyId, seed: [u8; 32], w: NodeId, shape: &[usize]) -> FixedMaskMaterial {
+    /// Party `party`'s share of the mask of operand `w`, shaped `shape`, from its `seed`;
+    /// 0 when `owner` names the other party (a one-sided mask).
+    pub fn new(
+        party: PartyId,
+        seed: [u8; 32],
+        w: NodeId,
+        shape: &[usize],
+        owner: Option<PartyId>,
+    ) -> FixedMaskMaterial {
         FixedMaskMaterial {
             party,
             shape: shape.to_vec(),
-            key: mask_key(seed, w),
+            key: holds(owner, party).then(|| mask_key(seed, w)),
         }
+    }
+
+    /// Whether this share is 0: the other party owns the operand and its whole mask.
+    pub fn is_zero(&self) -> bool {
+        self.key.is_none()
     }
 
     /// The fixed operand's shape.
@@ -64,10 +86,13 @@ impl FixedMaskMaterial {
         &self.shape
     }
 
-    /// `B_p`, expanded.
+    /// `B_p`, expanded (zeros for a zero share).
     pub fn expand(&self) -> ArrayD<u64> {
         let n = self.shape.iter().product();
-        let v = draw_from(&self.key, 0, n);
+        let mut v = vec![0; n];
+        if let Some(key) = &self.key {
+            add_from(key, 0, &mut v);
+        }
         ArrayD::from_shape_vec(IxDyn(&self.shape), v).expect("one value per element")
     }
 }
@@ -83,17 +108,33 @@ impl fmt::Debug for FixedMaskMaterial {
 /// from. Never leaves the dealer.
 pub struct FixedMask {
     shape: Vec<usize>,
-    keys: [MaskKey; 2],
+    /// The keys of the shares that are not 0: both, or the owner's.
+    keys: Vec<MaskKey>,
     kept: Option<ArrayD<u64>>,
 }
 
+/// Whether party `p` holds a share of a mask with owner `owner` (`None`: both do).
+fn holds(owner: Option<PartyId>, p: PartyId) -> bool {
+    owner.is_none_or(|o| o == p)
+}
+
 impl FixedMask {
-    /// The mask of operand `w` of `shape` under the party seeds `seeds`; expanded and kept
-    /// when `keep`.
-    pub fn new(seeds: [[u8; 32]; 2], w: NodeId, shape: &[usize], keep: bool) -> FixedMask {
+    /// The mask of operand `w` of `shape` under the party seeds `seeds`, one-sided when
+    /// `owner` is set; expanded and kept when `keep`.
+    pub fn new(
+        seeds: [[u8; 32]; 2],
+        w: NodeId,
+        shape: &[usize],
+        keep: bool,
+        owner: Option<PartyId>,
+    ) -> FixedMask {
+        let keys = (0..2u8)
+            .filter(|&p| holds(owner, p))
+            .map(|p| mask_key(seeds[usize::from(p)], w))
+            .collect();
         let mut mask = FixedMask {
             shape: shape.to_vec(),
-            keys: seeds.map(|s| mask_key(s, w)),
+            keys,
             kept: None,
         };
         if keep {
@@ -166,10 +207,12 @@ impl FixedMask {
             .expect("rows·n elements")
     }
 
-    /// Flat elements `from..to` of `B = B_0 + B_1`.
+    /// Flat elements `from..to` of `B`, the sum of the shares that are not 0.
     fn elements(&self, from: usize, to: usize) -> Vec<u64> {
-        let mut b = draw_from(&self.keys[0], from, to - from);
-        add_from(&self.keys[1], from, &mut b);
+        let mut b = vec![0; to - from];
+        for key in &self.keys {
+            add_from(key, from, &mut b);
+        }
         b
     }
 }
@@ -193,16 +236,22 @@ pub fn deal_mask(
     w: NodeId,
     shape: &[usize],
     keep: bool,
+    owner: Option<PartyId>,
 ) -> (FixedMask, [FixedMaskMaterial; 2]) {
     let seeds = [0, 1].map(|p| d.party_seed(p));
-    let mask = FixedMask::new(seeds, w, shape, keep);
-    let m = [0, 1].map(|p| FixedMaskMaterial::new(p, seeds[usize::from(p)], w, shape));
+    let mask = FixedMask::new(seeds, w, shape, keep, owner);
+    let m = [0, 1].map(|p| FixedMaskMaterial::new(p, seeds[usize::from(p)], w, shape, owner));
     (mask, m)
 }
 
 /// One party's share of the mask of fixed operand `w`, as [`deal_mask`] dealt it.
-pub fn replay_mask(r: &dyn PartyStreams, w: NodeId, shape: &[usize]) -> FixedMaskMaterial {
-    FixedMaskMaterial::new(r.party(), r.party_seed(), w, shape)
+pub fn replay_mask(
+    r: &dyn PartyStreams,
+    w: NodeId,
+    shape: &[usize],
+    owner: Option<PartyId>,
+) -> FixedMaskMaterial {
+    FixedMaskMaterial::new(r.party(), r.party_seed(), w, shape, owner)
 }
 
 /// The key of party `p`'s share of the mask of operand `w`: the first 16 bytes of its
@@ -213,13 +262,6 @@ fn mask_key(seed: [u8; 32], w: NodeId) -> MaskKey {
     let mut key = [0; 16];
     rng.fill_bytes(&mut key);
     MaskKey(key)
-}
-
-/// Elements `from..from + n` of the mask under `key` (see [`add_from`]).
-fn draw_from(key: &MaskKey, from: usize, n: usize) -> Vec<u64> {
-    let mut out = vec![0; n];
-    add_from(key, from, &mut out);
-    out
 }
 
 /// Adds elements `from..from + out.len()` of the mask under `key` to `out` (wrapping):
@@ -266,7 +308,7 @@ mod tests {
     #[test]
     fn a_share_is_aes_in_counter_mode_under_its_own_key() {
         let w = NodeId::from_index(5);
-        let m = FixedMaskMaterial::new(1, seeds()[1], w, &[3, 7]);
+        let m = FixedMaskMaterial::new(1, seeds()[1], w, &[3, 7], None);
         let cipher = Aes128Enc::new(&Array::from(mask_key(seeds()[1], w).0));
         let mut block = Array::from(3u128.to_le_bytes());
         cipher.encrypt_block(&mut block);
@@ -275,12 +317,12 @@ mod tests {
         assert_eq!(flat[7], u64::from_le_bytes(block[8..].try_into().unwrap()));
         for (from, n) in [(0, 21), (1, 20), (5, 1), (6, 0), (20, 1), (3, 15)] {
             assert_eq!(
-                draw_from(&m.key, from, n),
+                draw_from(m.key.as_ref().unwrap(), from, n),
                 flat[from..from + n],
                 "{from}+{n}"
             );
         }
-        let long = FixedMaskMaterial::new(0, seeds()[0], w, &[1201]).expand();
+        let long = FixedMaskMaterial::new(0, seeds()[0], w, &[1201], None).expand();
         let long = long.as_slice().unwrap();
         for (from, n) in [(1, 1200), (511, 690), (512, 2)] {
             assert_eq!(
@@ -288,7 +330,7 @@ mod tests {
                 long[from..from + n]
             );
         }
-        let other = FixedMaskMaterial::new(1, seeds()[1], NodeId::from_index(6), &[3, 7]);
+        let other = FixedMaskMaterial::new(1, seeds()[1], NodeId::from_index(6), &[3, 7], None);
         assert_ne!(
             other.expand(),
             m.expand(),
@@ -300,11 +342,11 @@ mod tests {
     fn the_dealers_mask_is_the_sum_of_the_shares_kept_or_not() {
         let w = NodeId::from_index(2);
         let [s0, s1] = seeds();
-        let b0 = FixedMaskMaterial::new(0, s0, w, &[40, 9]).expand();
-        let b1 = FixedMaskMaterial::new(1, s1, w, &[40, 9]).expand();
+        let b0 = FixedMaskMaterial::new(0, s0, w, &[40, 9], None).expand();
+        let b1 = FixedMaskMaterial::new(1, s1, w, &[40, 9], None).expand();
         let sum = ring_ops::add(b0.view(), b1.view());
-        let kept = FixedMask::new(seeds(), w, &[40, 9], true);
-        let lazy = FixedMask::new(seeds(), w, &[40, 9], false);
+        let kept = FixedMask::new(seeds(), w, &[40, 9], true, None);
+        let lazy = FixedMask::new(seeds(), w, &[40, 9], false, None);
         assert!(kept.is_kept() && !lazy.is_kept());
         assert_eq!(*kept.dense(), sum);
         assert_eq!(*lazy.dense(), sum);
@@ -316,8 +358,8 @@ mod tests {
         let w = NodeId::from_index(3);
         // 3000 rows of 700: a chunk is 1498 rows, so three chunks, the last one short
         let (k, n) = (3000, 700);
-        let kept = FixedMask::new(seeds(), w, &[k, n], true);
-        let lazy = FixedMask::new(seeds(), w, &[k, n], false);
+        let kept = FixedMask::new(seeds(), w, &[k, n], true, None);
+        let lazy = FixedMask::new(seeds(), w, &[k, n], false, None);
         let mut rng = ChaCha12Rng::seed_from_u64(1);
         let a = ArrayD::from_shape_simple_fn(IxDyn(&[2, 3, k]), || rng.next_u64());
         let want = kept.product(Product::MatMul, &a);
@@ -326,14 +368,47 @@ mod tests {
     }
 
     #[test]
+    fn a_one_sided_mask_is_the_owners_share() {
+        let w = NodeId::from_index(4);
+        let [s0, s1] = seeds();
+        let b0 = FixedMaskMaterial::new(0, s0, w, &[30, 5], Some(0));
+        let b1 = FixedMaskMaterial::new(1, s1, w, &[30, 5], Some(0));
+        assert!(!b0.is_zero() && b1.is_zero());
+        assert_eq!(b1.expand(), ArrayD::<u64>::zeros(IxDyn(&[30, 5])));
+        let two_sided = FixedMaskMaterial::new(0, s0, w, &[30, 5], None).expand();
+        assert_eq!(
+            b0.expand(),
+            two_sided,
+            "the owner's share is its usual stream"
+        );
+        for keep in [true, false] {
+            let mask = FixedMask::new(seeds(), w, &[30, 5], keep, Some(0));
+            assert_eq!(*mask.dense(), two_sided, "B = B_0");
+        }
+        let other = FixedMaskMaterial::new(1, s1, w, &[30, 5], Some(1)).expand();
+        assert_eq!(
+            *FixedMask::new(seeds(), w, &[30, 5], false, Some(1)).dense(),
+            other
+        );
+        assert_ne!(other, two_sided);
+    }
+
+    /// Elements `from..from + n` of the mask under `key`.
+    fn draw_from(key: &MaskKey, from: usize, n: usize) -> Vec<u64> {
+        let mut out = vec![0; n];
+        add_from(key, from, &mut out);
+        out
+    }
+
+    #[test]
     fn debug_shows_no_mask() {
-        let m = FixedMask::new(seeds(), NodeId::from_index(1), &[2, 2], true);
+        let m = FixedMask::new(seeds(), NodeId::from_index(1), &[2, 2], true, None);
         let s = format!("{m:?}");
         assert!(
             s.contains("shape [2, 2]") && s.contains("kept: true"),
             "{s}"
         );
-        let p = FixedMaskMaterial::new(0, seeds()[0], NodeId::from_index(1), &[2, 2]);
+        let p = FixedMaskMaterial::new(0, seeds()[0], NodeId::from_index(1), &[2, 2], None);
         assert!(!format!("{p:?}").contains("key"), "{p:?}");
     }
 }

@@ -108,7 +108,9 @@ pub trait Deal {
     /// As [`Deal::triple`].
     fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError>;
 
-    /// The once-per-session mask of fixed operand `w` (shaped `shape`).
+    /// The once-per-session mask of fixed operand `w` (shaped `shape`): one-sided, the
+    /// whole mask the share of `owner`, when the plan names an owner
+    /// ([`comet_ir::protocol::mask_owner`]).
     ///
     /// # Errors
     /// As [`Deal::triple`].
@@ -116,6 +118,7 @@ pub trait Deal {
         &mut self,
         w: NodeId,
         shape: &[usize],
+        owner: Option<PartyId>,
     ) -> Result<Pair<FixedMaskMaterial>, MaterialError>;
 
     /// Per-call material of `x ∘ W` for fixed operand `w`, masked earlier.
