@@ -12,10 +12,6 @@ use common::reference::{Caller, env as call_env, numbers, reference, run_case, t
 use ndarray::{ArrayD, IxDyn};
 use std::collections::HashMap;
 
-fn compile(source: &str) -> Program {
-    compile_with(source, Comparison::Fss)
-}
-
 fn compile_with(source: &str, comparison: Comparison) -> Program {
     compile_opts(
         source,
