@@ -18,12 +18,6 @@ mod report;
 mod run;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-/// mimalloc keeps freed pages for reuse: with the system allocator, the per-call buffers
-/// of a decode step (material batches, chunks of re-derived masks, messages) were fresh
-/// mappings, zeroed by the kernel on first touch.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use comet_compiler::inspect::{self, InspectOptions, NetProfile, Report};
 use comet_compiler::{CompileError, Options, compile};
 use comet_ir::{ApproxConfig, Comparison, Program};

@@ -6,7 +6,11 @@ use comet_ir::protocol::{fixed_values, mask_owner, protocol_of};
 use comet_ir::{Op, Party, Program};
 
 fn compile(args: &str) -> Program {
-    let source = std::fs::read_to_string("examples/glassllm.model").unwrap();
+    compile_model("glassllm", args)
+}
+
+fn compile_model(model: &str, args: &str) -> Program {
+    let source = std::fs::read_to_string(format!("examples/{model}.model")).unwrap();
     let mut opts = comet_compiler::Options::default();
     if let Some(block) = args.strip_prefix("sparse:") {
         opts.sparsity =
@@ -37,11 +41,13 @@ fn fixed_operands(p: &Program) -> Vec<(comet_ir::NodeId, bool)> {
 
 #[test]
 fn the_servers_weights_have_the_server_as_owner() {
-    let p = compile("");
-    let ops = fixed_operands(&p);
-    assert!(ops.len() > 10, "{} fixed operands", ops.len());
-    for (w, _) in ops {
-        assert_eq!(mask_owner(&p, w), Some(Party::Server), "{w:?}");
+    for model in ["glassllm", "gpt2", "llama2-7b"] {
+        let p = compile_model(model, "");
+        let ops = fixed_operands(&p);
+        assert!(ops.len() > 10, "{model}: {} fixed operands", ops.len());
+        for (w, _) in ops {
+            assert_eq!(mask_owner(&p, w), Some(Party::Server), "{model}: {w:?}");
+        }
     }
 }
 
