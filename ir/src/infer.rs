@@ -212,7 +212,7 @@ fn same_fixed(what: &str, x: &ValueType, ctx: Ctx) -> Result<ValueType> {
 
 /// Whether multiplying by `v` needs no rescaling (small integers are encoded at scale 0).
 pub fn is_integer_constant(v: f64) -> bool {
-    v.fract() == 0.0 && v.abs() < (1u64 << 20) as f64
+    v.fract() == 0.0 && v.abs() < (1u64 << 40) as f64
 }
 
 fn mul_const(x: &ValueType, v: f64, ctx: Ctx) -> Result<ValueType> {

@@ -34,11 +34,23 @@ pub enum TableFn {
     SiluGap,
     /// `e^min(x, 0)`: the exponential of a softmax row after its maximum is subtracted.
     ExpNeg,
+    /// `2^8/sqrt(x)` (0 for x ≤ 0): a norm's rsqrt on its input scaled into
+    /// `[4^8, 4^9)`, where it lies in (1/2, 1].
+    RsqrtScaled,
+    /// `2^12/x` (0 for x ≤ 0): a softmax's reciprocal on its row sum scaled into
+    /// `[2^12, 2^13)`, where it lies in (1/2, 1].
+    RecipScaled,
 }
 
 impl TableFn {
     /// Every function, in a fixed order.
-    pub const ALL: [TableFn; 3] = [TableFn::GeluGap, TableFn::SiluGap, TableFn::ExpNeg];
+    pub const ALL: [TableFn; 5] = [
+        TableFn::GeluGap,
+        TableFn::SiluGap,
+        TableFn::ExpNeg,
+        TableFn::RsqrtScaled,
+        TableFn::RecipScaled,
+    ];
 
     /// The name in the text form and the plan file.
     pub fn name(self) -> &'static str {
@@ -46,6 +58,8 @@ impl TableFn {
             TableFn::GeluGap => "gelu_gap",
             TableFn::SiluGap => "silu_gap",
             TableFn::ExpNeg => "exp_neg",
+            TableFn::RsqrtScaled => "rsqrt_scaled",
+            TableFn::RecipScaled => "recip_scaled",
         }
     }
 
@@ -56,6 +70,9 @@ impl TableFn {
             TableFn::GeluGap => 0.5 * a * erfc(a / std::f64::consts::SQRT_2),
             TableFn::SiluGap => a / (1.0 + a.exp()),
             TableFn::ExpNeg => x.min(0.0).exp(),
+            TableFn::RsqrtScaled if x > 0.0 => 256.0 / x.sqrt(),
+            TableFn::RecipScaled if x > 0.0 => 4096.0 / x,
+            TableFn::RsqrtScaled | TableFn::RecipScaled => 0.0,
         }
     }
 }

@@ -20,7 +20,7 @@
 
 use crate::passes::builder::Builder;
 use comet_ir::table::{self, TableFn, half_range, low_end};
-use comet_ir::{Comparison, NodeId, Op, UnaryFn};
+use comet_ir::{Comparison, NodeId, Op};
 
 /// A table: function, index bits n and fractional bits q.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,28 @@ pub const EXP: Table = Table {
     bits: 13,
     frac: 8,
 };
+
+/// The norms' rsqrt: `2^8/sqrt(x)` on `[4^8, 4^9)` read at whole units (2^19 entries; its
+/// slope there is below 7.7·10⁻⁶, so a unit step costs less than the output's precision).
+pub const RSQRT: Table = Table {
+    func: TableFn::RsqrtScaled,
+    bits: 19,
+    frac: 0,
+};
+/// The softmax's reciprocal: `2^12/x` on `[2^12, 2^13)` at 1/2 (2^15 entries, slope below
+/// 2.5·10⁻⁴).
+pub const RECIP: Table = Table {
+    func: TableFn::RecipScaled,
+    bits: 15,
+    frac: 1,
+};
+/// The rsqrt's range reduction: thresholds `4^j`, j = −[`RSQRT_J`]..=[`RSQRT_J`], so
+/// inputs in `[4^−9, 4^9)` are scaled by `4^(8 − a)` into `[4^8, 4^9)`.
+pub const RSQRT_J: i32 = 8;
+/// The reciprocal's range reduction: thresholds `2^(i+1)`, i < [`RECIP_A`], so row sums in
+/// `[1/2, 2^12)` (softmax rows of up to 4,096 keys) are scaled by `2^(12 − a)` into
+/// `[2^11, 2^13)`.
+pub const RECIP_A: i32 = 12;
 
 fn lookup(b: &mut Builder, x: NodeId, t: Table) -> NodeId {
     b.emit(
@@ -102,6 +124,96 @@ fn activation(b: &mut Builder, x: NodeId, t: Table) -> NodeId {
     b.sub(relu, kept)
 }
 
+/// `Σ_i bit_i·c_i + c0` over fixed-point 0/1 values (local).
+fn linear(b: &mut Builder, bits: &[NodeId], coef: impl Fn(usize) -> f64, c0: f64) -> NodeId {
+    let terms: Vec<NodeId> = (bits.iter().enumerate())
+        .map(|(i, &bit)| {
+            let one = b.b2a(bit);
+            b.mul_const(one, coef(i))
+        })
+        .collect();
+    let sum = (terms.into_iter())
+        .reduce(|acc, t| b.add(acc, t))
+        .expect("thresholds are non-empty");
+    b.add_const(sum, c0)
+}
+
+/// `1/sqrt(v)` for v in `[4^−9, 4^9)`. One comparison of v with the 17 powers `4^j`
+/// counts `L = a + 9` of them at most v (`4^a ≤ v < 4^(a+1)`); the factors are linear in
+/// the monotone bits, with integer coefficients (exact, no truncation):
+/// `F = 4^(8−a) = 4^17 − Σ_i c_i·3·4^(16−i)` and `G = 2^(8−a) = 2^17 − Σ_i c_i·2^(16−i)`.
+/// Then `v·F` lies in `[4^8, 4^9)`, the table gives `2^8/sqrt(v·F) = 2^8·2^(a−8)/sqrt(v)`,
+/// and `rsqrt(v) = table·G·2^−8`. Rounds: the comparison, `v·F`, the table (2), `·G`.
+pub(super) fn rsqrt(b: &mut Builder, v: NodeId) -> NodeId {
+    let j = RSQRT_J;
+    b.assume(v, "lut.rsqrt", 4f64.powi(-j - 1), 4f64.powi(j + 1));
+    let thresholds: Vec<f64> = (-j..=j).map(|e| 4f64.powi(e)).collect();
+    let bits = at_least(b, v, &thresholds);
+    let top = 2 * j;
+    let f = linear(
+        b,
+        &bits,
+        |i| -3.0 * 4f64.powi(top - i as i32),
+        4f64.powi(top + 1),
+    );
+    let g = linear(
+        b,
+        &bits,
+        |i| -(2f64.powi(top - i as i32)),
+        2f64.powi(top + 1),
+    );
+    let reduced = b.mul(v, f);
+    b.declare(reduced, 4f64.powi(j) - 1.0, 4f64.powi(j + 1));
+    let t = lookup(b, reduced, RSQRT);
+    let scaled = b.mul(t, g);
+    b.mul_const(scaled, 2f64.powi(-j))
+}
+
+/// `1/z` for a softmax row sum z in `[1/2, 2^12)`: with `c_i = [z ≥ 2^(i+1)]` (one
+/// comparison), `F = 2^(12−a) = 2^12 − Σ_i c_i·2^(11−i)` for `2^a ≤ z < 2^(a+1)`,
+/// `z·F` in `[2^11, 2^13)`, the table gives `2^12/(z·F)`, and `1/z = table·F·2^−12`.
+fn reciprocal(b: &mut Builder, z: NodeId) -> NodeId {
+    let a = RECIP_A;
+    b.assume(z, "lut.reciprocal", 0.5, 2f64.powi(a));
+    let thresholds: Vec<f64> = (1..=a).map(|e| 2f64.powi(e)).collect();
+    let bits = at_least(b, z, &thresholds);
+    let f = linear(b, &bits, |i| -(2f64.powi(a - 1 - i as i32)), 2f64.powi(a));
+    let reduced = b.mul(z, f);
+    b.declare(reduced, 2f64.powi(a - 1), 2f64.powi(a + 1));
+    let t = lookup(b, reduced, RECIP);
+    let scaled = b.mul(t, f);
+    b.mul_const(scaled, 2f64.powi(-a))
+}
+
+/// `rsqrt(row_sum(x²)/d + eps)`, one value per row.
+fn inverse_rms(b: &mut Builder, x: NodeId, eps: f64) -> NodeId {
+    let inv_d = 1.0 / b.last_width(x) as f64;
+    let sq = b.square(x);
+    let sum = b.row_sum(sq);
+    let mean = b.mul_const(sum, inv_d);
+    let v = b.add_const(mean, eps);
+    rsqrt(b, v)
+}
+
+/// `lut.layer_norm`: the exact recipe's form with the table rsqrt.
+pub(super) fn layer_norm(b: &mut Builder, x: NodeId, g: NodeId, bias: NodeId, eps: f64) -> NodeId {
+    let inv_d = 1.0 / b.last_width(x) as f64;
+    let sum = b.row_sum(x);
+    let mean = b.mul_const(sum, inv_d);
+    let c = b.sub(x, mean);
+    let r = inverse_rms(b, c, eps);
+    let normed = b.mul(c, r);
+    let scaled = b.mul(normed, g);
+    b.add(scaled, bias)
+}
+
+/// `lut.rms_norm`: the exact recipe's form with the table rsqrt.
+pub(super) fn rms_norm(b: &mut Builder, x: NodeId, g: NodeId, eps: f64) -> NodeId {
+    let r = inverse_rms(b, x, eps);
+    let normed = b.mul(x, r);
+    b.mul(normed, g)
+}
+
 /// `lut.gelu`.
 pub(super) fn gelu(b: &mut Builder, x: NodeId) -> NodeId {
     activation(b, x, GELU_GAP)
@@ -112,9 +224,9 @@ pub(super) fn silu(b: &mut Builder, x: NodeId) -> NodeId {
     activation(b, x, SILU_GAP)
 }
 
-/// `lut.softmax`: `e = exp-table(s − max)·[s − max ≥ −T + 2^−q]`, then
-/// `e · reciprocal(row_sum(e))`. The row sum lies in [1, n] (the maximum contributes
-/// `e^0` read at index −1 or −2: within 1/128 of 1).
+/// `lut.softmax`: `e = exp-table(s − max)·[s − max ≥ −T + 2^−q]`, then `e ·
+/// reciprocal(row_sum(e))` with the table reciprocal. The row sum lies in [1/2, n] (the
+/// maximum contributes `e^0` read at index −1 or −2: within 1/128 of 1).
 pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     let m = b.row_max(s);
     let d = b.sub(s, m);
@@ -123,7 +235,7 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     let e = lookup(b, d, EXP);
     let kept = b.select(inside, e);
     let z = b.row_sum(kept);
-    let r = b.unary(UnaryFn::Reciprocal, z);
+    let r = reciprocal(b, z);
     b.mul(kept, r)
 }
 
@@ -160,5 +272,43 @@ pub(super) fn softmax_f64(s: &[f64]) -> Vec<f64> {
         })
         .collect();
     let z: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / z).collect()
+    let r = reciprocal_f64(z);
+    e.into_iter().map(|v| v * r).collect()
+}
+
+/// How many of `thresholds` are at most `v`.
+fn count_at_most(v: f64, thresholds: impl Iterator<Item = f64>) -> i32 {
+    thresholds.filter(|t| v >= *t).count() as i32
+}
+
+/// [`rsqrt`] in f64.
+pub(super) fn rsqrt_f64(v: f64) -> f64 {
+    let j = RSQRT_J;
+    let a = count_at_most(v, (-j..=j).map(|e| 4f64.powi(e))) - j - 1;
+    read_f64(RSQRT, v * 4f64.powi(j - a)) * 2f64.powi(-a)
+}
+
+/// [`reciprocal`] in f64.
+fn reciprocal_f64(z: f64) -> f64 {
+    let a = count_at_most(z, (1..=RECIP_A).map(|e| 2f64.powi(e)));
+    let f = 2f64.powi(RECIP_A - a);
+    read_f64(RECIP, z * f) * f * 2f64.powi(-RECIP_A)
+}
+
+/// [`layer_norm`] in f64, with `g = 1`, `b = 0` and the epsilon of the accuracy rows.
+pub(super) fn layer_norm_f64(x: &[f64]) -> Vec<f64> {
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let c: Vec<f64> = x.iter().map(|v| v - mean).collect();
+    rms_f64(&c)
+}
+
+/// [`rms_norm`] in f64, with `g = 1` and the epsilon of the accuracy rows.
+pub(super) fn rms_norm_f64(x: &[f64]) -> Vec<f64> {
+    rms_f64(x)
+}
+
+fn rms_f64(x: &[f64]) -> Vec<f64> {
+    let v = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64 + super::samples::NORM_EPS;
+    let r = rsqrt_f64(v);
+    x.iter().map(|v| v * r).collect()
 }

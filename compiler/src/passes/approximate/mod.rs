@@ -94,7 +94,8 @@ fn chosen(op: &Op, config: ApproxConfig) -> Option<&'static Rewrite> {
 fn replace(p: &mut Program, id: NodeId, r: &Rewrite) {
     let scope = composite_scope(p, id);
     let xs = p.graph.operands(id);
-    let y = (r.build)(&mut Builder::new(p, scope), &xs);
+    let op = p.graph.node(id).op.clone();
+    let y = (r.build)(&mut Builder::new(p, scope), &xs, &op);
     p.graph.replace_uses(id, y);
     p.graph.remove(id);
     for x in xs {

@@ -11,6 +11,10 @@ use super::{
 
 /// Grid intervals over an element-wise rewrite's domain (a point every 5e-5 on [−10, 10]).
 pub const GRID_STEPS: usize = 400_000;
+
+/// The epsilon of the norm rows (BERT's LayerNorm uses 1e-12, LLaMA's RMSNorm 1e-6; the
+/// forms' errors hardly depend on it): the f64 formulas of forms that keep it use it.
+pub const NORM_EPS: f64 = 1e-5;
 /// The longest score row.
 pub const ROW_KEYS: usize = 64;
 /// The width of the norm rows.

@@ -11,11 +11,11 @@
 
 use super::{activation, lookup, norm, softmax};
 use crate::passes::builder::Builder;
-use comet_ir::NodeId;
 use comet_ir::{ApproxKind, ApproxProfile};
+use comet_ir::{NodeId, Op};
 
-/// Builds a form in place of a composite with operands `xs`; returns its result.
-pub(crate) type Build = fn(&mut Builder, &[NodeId]) -> NodeId;
+/// Builds a form in place of a composite `op` with operands `xs`; returns its result.
+pub(crate) type Build = fn(&mut Builder, &[NodeId], &Op) -> NodeId;
 
 /// A form in f64, for checks and reports.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,10 @@ pub struct Rewrite {
     pub domain: (f64, f64),
     /// Maximum absolute error against the exact function on `range`.
     pub max_abs_error: f64,
+    /// Whether the fixed-point backend's rounding, not the form, sets `max_abs_error`
+    /// (the table norms: their f64 error is 3× smaller): the bound must then be tight
+    /// against the fixed-point measurement instead of the f64 one.
+    pub limited_by_fixed_point: bool,
     /// The form in f64.
     pub formula: Formula,
     /// The form as primitives (and the composites `expand` still expands).
@@ -60,8 +64,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (a substitute: error 0.170 at x = -0.75)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.170,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::relu_f64),
-        build: |b, xs| activation::relu(b, xs[0]),
+        build: |b, xs, _| activation::relu(b, xs[0]),
     },
     Rewrite {
         name: "pcf.silu",
@@ -71,8 +76,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (a substitute: error 0.279 at x = -1.28)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.279,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::relu_f64),
-        build: |b, xs| activation::relu(b, xs[0]),
+        build: |b, xs, _| activation::relu(b, xs[0]),
     },
     Rewrite {
         name: "pcf.softmax",
@@ -84,8 +90,9 @@ pub const REWRITES: &[Rewrite] = &[
                 becomes 0)",
         domain: (-8.0, 8.0),
         max_abs_error: 1.0,
+        limited_by_fixed_point: false,
         formula: Formula::Row(softmax::relun1_f64),
-        build: |b, xs| softmax::relun1(b, xs[0]),
+        build: |b, xs, _| softmax::relun1(b, xs[0]),
     },
     Rewrite {
         name: "pcf.layer_norm",
@@ -96,8 +103,9 @@ pub const REWRITES: &[Rewrite] = &[
                 (a substitute: off by the factor sd)",
         domain: (-7.0, 7.0),
         max_abs_error: 3.0001,
+        limited_by_fixed_point: false,
         formula: Formula::Row(norm_f64::centered),
-        build: |b, xs| norm::affine_layer_norm(b, xs[0], xs[1], xs[2]),
+        build: |b, xs, _| norm::affine_layer_norm(b, xs[0], xs[1], xs[2]),
     },
     Rewrite {
         name: "pcf.rms_norm",
@@ -108,8 +116,9 @@ pub const REWRITES: &[Rewrite] = &[
                 (a substitute: off by the factor rms)",
         domain: (-7.0, 7.0),
         max_abs_error: 3.0001,
+        limited_by_fixed_point: false,
         formula: Formula::Row(norm_f64::identity),
-        build: |b, xs| norm::affine_rms_norm(b, xs[0], xs[1]),
+        build: |b, xs, _| norm::affine_rms_norm(b, xs[0], xs[1]),
     },
     Rewrite {
         name: "puma.gelu",
@@ -119,8 +128,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (measured on [-10, 10], worst at the breakpoint x = 3; beyond, 0 or x)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.0200,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::puma_gelu_f64),
-        build: |b, xs| activation::puma_gelu(b, xs[0]),
+        build: |b, xs, _| activation::puma_gelu(b, xs[0]),
     },
     Rewrite {
         name: "puma.silu",
@@ -130,8 +140,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (measured on [-10, 10], worst at the breakpoint x = 4; beyond, 0 or x)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.0720,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::puma_silu_f64),
-        build: |b, xs| activation::puma_silu(b, xs[0]),
+        build: |b, xs, _| activation::puma_silu(b, xs[0]),
     },
     Rewrite {
         name: "puma.softmax",
@@ -142,8 +153,9 @@ pub const REWRITES: &[Rewrite] = &[
                 subtracted), rows of up to 660 keys (the reciprocal's range)",
         domain: (-8.0, 8.0),
         max_abs_error: 0.0280,
+        limited_by_fixed_point: false,
         formula: Formula::Row(softmax::puma_f64),
-        build: |b, xs| softmax::taylor(b, xs[0], softmax::PUMA_EXP_SQUARINGS),
+        build: |b, xs, _| softmax::taylor(b, xs[0], softmax::PUMA_EXP_SQUARINGS),
     },
     Rewrite {
         name: "bolt.gelu",
@@ -153,8 +165,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (measured on [-10, 10], worst at the cut |x| = 2.7; beyond, 0 or x)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.0094,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::bolt_gelu_f64),
-        build: |b, xs| activation::bolt_gelu(b, xs[0], activation::BOLT_GELU_CUT),
+        build: |b, xs, _| activation::bolt_gelu(b, xs[0], activation::BOLT_GELU_CUT),
     },
     Rewrite {
         name: "bolt.softmax",
@@ -165,8 +178,9 @@ pub const REWRITES: &[Rewrite] = &[
                 subtracted), rows of up to 660 keys (the reciprocal's range)",
         domain: (-8.0, 8.0),
         max_abs_error: 0.0140,
+        limited_by_fixed_point: false,
         formula: Formula::Row(softmax::bolt_f64),
-        build: |b, xs| softmax::taylor(b, xs[0], softmax::BOLT_EXP_SQUARINGS),
+        build: |b, xs, _| softmax::taylor(b, xs[0], softmax::BOLT_EXP_SQUARINGS),
     },
     Rewrite {
         name: "bumblebee.gelu",
@@ -176,8 +190,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (measured on [-10, 10], worst at the cut |x| = 3; beyond, 0 or x)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.0053,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::bumblebee_gelu_f64),
-        build: |b, xs| activation::bolt_gelu(b, xs[0], activation::BUMBLEBEE_GELU_CUT),
+        build: |b, xs, _| activation::bolt_gelu(b, xs[0], activation::BUMBLEBEE_GELU_CUT),
     },
     Rewrite {
         name: "bumblebee.silu",
@@ -187,8 +202,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (measured on [-10, 10], worst at the cut x = -8; beyond, 0 or x)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.0099,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::bumblebee_silu_f64),
-        build: |b, xs| activation::bumblebee_silu(b, xs[0]),
+        build: |b, xs, _| activation::bumblebee_silu(b, xs[0]),
     },
     Rewrite {
         name: "bumblebee.softmax",
@@ -199,8 +215,9 @@ pub const REWRITES: &[Rewrite] = &[
                 subtracted), rows of up to 660 keys (the reciprocal's range)",
         domain: (-8.0, 8.0),
         max_abs_error: 0.0140,
+        limited_by_fixed_point: false,
         formula: Formula::Row(softmax::bolt_f64),
-        build: |b, xs| softmax::taylor(b, xs[0], softmax::BOLT_EXP_SQUARINGS),
+        build: |b, xs, _| softmax::taylor(b, xs[0], softmax::BOLT_EXP_SQUARINGS),
     },
     Rewrite {
         name: "mpcformer.gelu",
@@ -210,8 +227,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "x in [-4, 4] (a substitute for distilled models; it grows as x^2 outside)",
         domain: (-4.0, 4.0),
         max_abs_error: 0.251,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(activation::quad_f64),
-        build: |b, xs| activation::quad(b, xs[0]),
+        build: |b, xs, _| activation::quad(b, xs[0]),
     },
     Rewrite {
         name: "mpcformer.softmax",
@@ -222,8 +240,9 @@ pub const REWRITES: &[Rewrite] = &[
                 row_sum(((s + 5)/5)^2) <= 660 (a substitute for distilled models)",
         domain: (-8.0, 8.0),
         max_abs_error: 0.680,
+        limited_by_fixed_point: false,
         formula: Formula::Row(softmax::two_quad_f64),
-        build: |b, xs| softmax::two_quad(b, xs[0]),
+        build: |b, xs, _| softmax::two_quad(b, xs[0]),
     },
     Rewrite {
         name: "lut.gelu",
@@ -234,8 +253,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (measured on [-10, 10]; beyond the table the gap is below 1.3e-4)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.0020,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(lookup::gelu_f64),
-        build: |b, xs| lookup::gelu(b, xs[0]),
+        build: |b, xs, _| lookup::gelu(b, xs[0]),
     },
     Rewrite {
         name: "lut.silu",
@@ -246,8 +266,9 @@ pub const REWRITES: &[Rewrite] = &[
         range: "any x (measured on [-20, 20]; beyond the table the gap is below 1.8e-6)",
         domain: (-20.0, 20.0),
         max_abs_error: 0.0020,
+        limited_by_fixed_point: false,
         formula: Formula::Elementwise(lookup::silu_f64),
-        build: |b, xs| lookup::silu(b, xs[0]),
+        build: |b, xs, _| lookup::silu(b, xs[0]),
     },
     Rewrite {
         name: "lut.softmax",
@@ -259,10 +280,46 @@ pub const REWRITES: &[Rewrite] = &[
                 subtracted), rows of up to 660 keys (the reciprocal's range)",
         domain: (-8.0, 8.0),
         max_abs_error: 0.0010,
+        limited_by_fixed_point: false,
         formula: Formula::Row(lookup::softmax_f64),
-        build: |b, xs| lookup::softmax(b, xs[0]),
+        build: |b, xs, _| lookup::softmax(b, xs[0]),
+    },
+    Rewrite {
+        name: "lut.layer_norm",
+        profile: ApproxProfile::Lut,
+        op: "layer_norm",
+        form: "the exact form with rsqrt(v) = T(v*4^(8-a)) * 2^-a, 4^a <= v < 4^(a+1) by one \
+               comparison, T = 2^8/sqrt from a 2^19 table",
+        range: "rows with standard deviation in [0.5, 2] and |x - mean| <= 3 sd, |g| <= 1; \
+                any variance + eps in [4^-9, 4^9)",
+        domain: (-7.0, 7.0),
+        max_abs_error: 7.0e-5,
+        limited_by_fixed_point: true,
+        formula: Formula::Row(lookup::layer_norm_f64),
+        build: |b, xs, op| lookup::layer_norm(b, xs[0], xs[1], xs[2], eps_of(op)),
+    },
+    Rewrite {
+        name: "lut.rms_norm",
+        profile: ApproxProfile::Lut,
+        op: "rms_norm",
+        form: "the exact form with the table rsqrt of lut.layer_norm",
+        range: "rows with root mean square in [0.5, 2] and |x| <= 3 rms, |g| <= 1; any \
+                mean(x^2) + eps in [4^-9, 4^9)",
+        domain: (-7.0, 7.0),
+        max_abs_error: 6.5e-5,
+        limited_by_fixed_point: true,
+        formula: Formula::Row(lookup::rms_norm_f64),
+        build: |b, xs, op| lookup::rms_norm(b, xs[0], xs[1], eps_of(op)),
     },
 ];
+
+/// A norm's epsilon.
+fn eps_of(op: &Op) -> f64 {
+    match op {
+        Op::LayerNorm { eps } | Op::RmsNorm { eps } => *eps,
+        _ => unreachable!("norm rewrites replace norms"),
+    }
+}
 
 /// The rewrite of op `op` under `profile`, if the profile defines one.
 pub fn rewrite(profile: ApproxProfile, op: &str) -> Option<&'static Rewrite> {

@@ -42,9 +42,7 @@ pub fn softmax(s: &[f64]) -> Vec<f64> {
     e.into_iter().map(|v| v / z).collect()
 }
 
-/// The epsilon of the norms in the tests (BERT's LayerNorm uses 1e-12, LLaMA's RMSNorm
-/// 1e-6; the error of the affine substitutes hardly depends on it).
-pub const NORM_EPS: f64 = 1e-5;
+pub use crate::passes::approximate::samples::NORM_EPS;
 
 /// LayerNorm with `g = 1`, `b = 0`.
 pub fn layer_norm(x: &[f64]) -> Vec<f64> {
