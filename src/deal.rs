@@ -3,6 +3,7 @@
 //! and the calls of a generation with a prompt of `--prompt-len` tokens and `--generate`
 //! tokens. Each file carries its party's seeds and what cannot be derived from them; the
 //! dealer's randomness comes from the operating system, so no two sessions share material.
+//! The files are created with mode 0600 and never overwrite existing ones.
 
 use clap::Args;
 use comet_runtime::interp::deal_to_files;
@@ -20,7 +21,8 @@ use crate::run::load_plan;
 pub struct DealArgs {
     /// The plan file (JSON, from `comet compile -o`).
     plan: PathBuf,
-    /// The folder to write `party0.mat` and `party1.mat` to (created if missing).
+    /// The folder to write `party0.mat` and `party1.mat` to (created if missing, mode
+    /// 0700); existing files there are never overwritten.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Prompt length in tokens of the session's first call.
@@ -41,7 +43,12 @@ pub fn run(args: &DealArgs) -> Result<(), String> {
     if program.analyses.costs.is_none() || program.analyses.rounds.is_none() {
         return Err("the plan has no schedule or costs: compile it with `comet compile`".into());
     }
-    std::fs::create_dir_all(&args.out)
+    // the folder, if created, and the files are the user's only (0700, 0600)
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(&args.out)
         .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
     let calls = call_sizes(args.prompt_len, args.generate as usize);
     let mut os = rand::rng();

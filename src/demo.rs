@@ -62,7 +62,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         generate: Some(args.generate as usize),
         temperature: 0.0,
         sample_seed: 0,
-        seed: 1,
+        seed: None,
         json: args.json,
         quiet: args.json,
         party: None,

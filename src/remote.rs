@@ -2,15 +2,18 @@
 //!
 //! Party 0 (the server) provides the weights and listens or connects; party 1 (the
 //! client) provides the prompt, receives the logits and chooses the tokens. The material
-//! comes from a file of `comet deal` (`--material`: checked whole and marked used before
-//! the first call; the calls are the ones it was dealt for) or from the dealer service
+//! comes from a file of `comet deal` (`--material`: checked whole before connecting, and
+//! marked used after the handshake, before the first call, so that a failed connection
+//! leaves it unused; the calls are the ones it was dealt for) or from the dealer service
 //! (`--dealer ADDR`: each call is asked for and streamed as the party reaches it; the
 //! calls are the prompt's and `--generate`'s, party 0 being told the prompt length with
 //! `--prompt-len`). The handshake checks that both run the same plan with the two halves of
 //! one dealer session.
 
 use comet_ir::{DimEnv, Program};
-use comet_runtime::dealer::{DealerStream, MaterialHeader, PartyReplay, file, plan_digest};
+use comet_runtime::dealer::{
+    DealerStream, MaterialHeader, PartyReplay, UsedList, Verified, file, plan_digest,
+};
 use comet_runtime::interp::{Measured, Outputs, RemoteParty, RunOptions};
 
 use crate::progress::Bars;
@@ -24,17 +27,42 @@ use crate::run::{RunArgs, finish, open_checkpoint, prompt, tokenizer, with_predi
 
 /// Where this party's material comes from.
 enum Source {
-    /// A material file, with its header.
-    File(MaterialHeader),
+    /// A material file (marked used).
+    File,
     /// The dealer service.
     Dealer(DealerStream),
 }
 
-impl Source {
+/// The material source before the handshake: a file checked but not yet marked used, or
+/// the dealer's stream.
+enum Opened {
+    /// A checked material file and the list that will mark it used.
+    File(Box<(Verified, UsedList)>),
+    /// The dealer service's stream and the replay of its body.
+    Dealer(Box<(DealerStream, PartyReplay)>),
+}
+
+impl Opened {
     fn session(&self) -> [u8; 32] {
         match self {
-            Source::File(h) => h.session,
-            Source::Dealer(d) => d.session(),
+            Opened::File(f) => f.0.header().session,
+            Opened::Dealer(d) => d.0.session(),
+        }
+    }
+
+    /// After a successful handshake: marks a file used, and returns the source and the
+    /// replay of its material.
+    fn start(self) -> Result<(Source, PartyReplay), String> {
+        match self {
+            Opened::File(f) => {
+                let (v, used) = *f;
+                let (_, replay) = v.mark_used(&used).map_err(|e| e.to_string())?;
+                Ok((Source::File, replay))
+            }
+            Opened::Dealer(d) => {
+                let (stream, replay) = *d;
+                Ok((Source::Dealer(stream), replay))
+            }
         }
     }
 }
@@ -58,10 +86,12 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     };
     let opts = tcp_options(args)?;
     let prompt_len = client.as_ref().map(|(_, p)| p.len() as u64);
-    let (mut source, replay, calls) = open_material(args, party, digest, prompt_len, &opts)?;
+    let (opened, calls) = open_material(args, party, digest, prompt_len, &opts)?;
     let mut ch = connect(args, party, &opts)?;
-    let hello = Hello::new(party_of(party), digest, source.session());
+    let hello = Hello::new(party_of(party), digest, opened.session());
     ch.handshake(&hello).map_err(|e| e.to_string())?;
+    // only now is the material used: a failed connection or handshake leaves it unused
+    let (mut source, replay) = opened.start()?;
     eprintln!(
         "party {party}: connected to {}, same plan and dealer session; {} calls",
         ch.peer_addr(),
@@ -101,16 +131,16 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     finish(&tokens, tokenizer.as_ref(), &done, &info, args.json)
 }
 
-/// This party's material source, its replay and the session's calls: from the file
-/// (checked against the client's prompt and `--generate`), or from the dealer (the prompt
-/// length of the client, or `--prompt-len` for the server).
+/// This party's material source and the session's calls: from the file (checked whole
+/// and against the client's prompt and `--generate`, not yet marked used), or from the
+/// dealer (the prompt length of the client, or `--prompt-len` for the server).
 fn open_material(
     args: &RunArgs,
     party: u8,
     digest: [u8; 32],
     prompt_len: Option<u64>,
     opts: &TcpOptions,
-) -> Result<(Source, PartyReplay, Vec<DimEnv>), String> {
+) -> Result<(Opened, Vec<DimEnv>), String> {
     if let Some(addr) = &args.dealer {
         let n = args.generate.unwrap_or(8);
         let len = match (prompt_len, args.prompt_len) {
@@ -124,7 +154,10 @@ fn open_material(
         };
         let (stream, replay) = DealerStream::connect(addr, party, digest, opts)
             .map_err(|e| format!("party {party}: {e}"))?;
-        return Ok((Source::Dealer(stream), replay, call_sizes(len, n)));
+        return Ok((
+            Opened::Dealer(Box::new((stream, replay))),
+            call_sizes(len, n),
+        ));
     }
     let Some(path) = &args.material else {
         return Err(
@@ -133,12 +166,13 @@ fn open_material(
                 .into(),
         );
     };
-    let (header, replay) = file::open(path, party, &digest).map_err(|e| e.to_string())?;
+    let used = UsedList::for_user().map_err(|e| e.to_string())?;
+    let verified = file::open(path, party, &digest, &used).map_err(|e| e.to_string())?;
     if let Some(len) = prompt_len {
-        check_calls(&header, len, args.generate)?;
+        check_calls(verified.header(), len, args.generate)?;
     }
-    let calls = header.calls.clone();
-    Ok((Source::File(header), replay, calls))
+    let calls = verified.header().calls.clone();
+    Ok((Opened::File(Box::new((verified, used))), calls))
 }
 
 /// One call, its material asked for and ended with the dealer when it streams it.
@@ -165,7 +199,7 @@ fn check_leftover<C: Channel>(
     source: &Source,
     args: &RunArgs,
 ) -> Result<(), String> {
-    let (Source::File(_), Some(path)) = (source, &args.material) else {
+    let (Source::File, Some(path)) = (source, &args.material) else {
         return Ok(());
     };
     if session

@@ -63,9 +63,11 @@ pub struct RunArgs {
     /// Seed of the sampling stream (with `--temperature` > 0).
     #[arg(long, default_value_t = 0)]
     pub sample_seed: u64,
-    /// Seed of the in-process dealer's randomness.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of the in-process dealer's randomness, for reproducible tests only: without
+    /// it the dealer's master seed comes from the operating system (a known seed lets
+    /// anyone re-derive every mask of the session).
+    #[arg(long, visible_alias = "dealer-seed", value_name = "N")]
+    pub seed: Option<u64>,
     /// Print one JSON object (tokens, text, per-call measured and estimated figures).
     #[arg(long)]
     pub json: bool,
@@ -139,7 +141,11 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
         progress: bars.runtime(0),
         ..RunOptions::default()
     };
-    let mut session = InProcess::from_owned(program, weights, args.seed).with_options(options);
+    let mut session = match args.seed {
+        Some(seed) => InProcess::from_owned(program, weights, seed),
+        None => InProcess::from_master(program, weights, os_seed()?),
+    }
+    .with_options(options);
     if let Some(c) = checkpoint {
         session = session.with_checkpoint(c);
     }
@@ -155,6 +161,16 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok((tokens, calls, tokenizer, info))
+}
+
+/// A 32-byte seed from the operating system's randomness.
+pub fn os_seed() -> Result<[u8; 32], String> {
+    use rand::TryRng;
+    let mut seed = [0u8; 32];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| format!("the operating system's randomness failed: {e}"))?;
+    Ok(seed)
 }
 
 /// Prints the result.

@@ -42,10 +42,13 @@ fn party(
 ) -> Result<(Outputs, Measured), String> {
     let mut ch = ch;
     let digest = plan_digest(program);
-    let (header, replay) =
-        file::open(&dir.join(format!("party{p}.mat")), p, &digest).map_err(|e| e.to_string())?;
+    let used = file::UsedList::at(&dir.join("state")).map_err(|e| e.to_string())?;
+    let verified = file::open(&dir.join(format!("party{p}.mat")), p, &digest, &used)
+        .map_err(|e| e.to_string())?;
     let who = if p == 0 { Party::Server } else { Party::Client };
-    (ch.handshake(&Hello::new(who, digest, header.session))).map_err(|e| e.to_string())?;
+    let hello = Hello::new(who, digest, verified.header().session);
+    ch.handshake(&hello).map_err(|e| e.to_string())?;
+    let (header, replay) = verified.mark_used(&used).map_err(|e| e.to_string())?;
     let weights = if p == 0 {
         load_weights(program)
     } else {
@@ -119,4 +122,16 @@ fn unchunked_the_same_setup_is_refused_by_the_message_cap() {
     let [server, client] = run(64 << 20, "setup-unchunked");
     let errors = format!("{:?} {:?}", server.err(), client.err());
     assert!(errors.contains("maximum of 262144 bytes"), "{errors}");
+}
+
+/// Sizes whose shapes overflow (from a forged file, say) are an error before anything is
+/// allocated, never a wrapped size or a panic.
+#[test]
+fn call_sizes_that_overflow_are_an_error() {
+    let program = glassllm();
+    for seq in [1u64 << 62, u64::MAX] {
+        let e = comet_runtime::interp::ExecPlan::new(&program, comet_ir::DimEnv { seq, past: 0 })
+            .unwrap_err();
+        assert!(e.to_string().contains("the call's sizes do not fit"), "{e}");
+    }
 }

@@ -275,3 +275,171 @@ fn a_stalled_or_foreign_peer_is_an_error_within_the_timeout() {
         peer.join().unwrap();
     }
 }
+
+/// Whether `path` (party `p`'s material for `plan`) is still unused: it opens, checked
+/// whole, against the list the test's binaries mark (`COMET_STATE_DIR`).
+fn unused(plan: &Path, path: &Path, p: u8) -> Result<(), String> {
+    use comet_runtime::dealer::{UsedList, file, plan_digest};
+    let program = comet_runtime::load_plan(&std::fs::read_to_string(plan).unwrap()).unwrap();
+    let used = UsedList::at(&common::state_dir().join("used-material")).unwrap();
+    file::open(path, p, &plan_digest(&program), &used)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(unix)]
+#[test]
+fn comet_deal_writes_private_files_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-private", "2", "1");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the folder it created");
+    for f in ["party0.mat", "party1.mat"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    let before = std::fs::read(dir.join("party1.mat")).unwrap();
+    let out = comet(&[
+        "deal",
+        plan.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--prompt-len",
+        "2",
+        "--generate",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("party0.mat exists") && e.contains("never overwrites"),
+        "names the file: {e}"
+    );
+    assert_eq!(std::fs::read(dir.join("party1.mat")).unwrap(), before);
+}
+
+#[test]
+fn altered_headers_are_refused_quickly_and_leave_the_material_unused() {
+    const SEED_AT: usize = 8 + 4 + 1 + 2 * 32;
+    const SEQ_AT: usize = 8 + 4 + 1 + 4 * 32 + 8 + 4;
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-altered", "6", "2");
+    // a flipped seed byte (the client's file), a forged seq of 2^40 (the server's)
+    let genuine = [0, 1].map(|p| std::fs::read(dir.join(format!("party{p}.mat"))).unwrap());
+    let mut seed = genuine[1].clone();
+    seed[SEED_AT] ^= 1;
+    let mut seq = genuine[0].clone();
+    seq[SEQ_AT..SEQ_AT + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    for (p, bytes) in [(1u8, seed), (0, seq)] {
+        let path = dir.join(format!("altered{p}.mat"));
+        std::fs::write(&path, &bytes).unwrap();
+        let addr = free_port();
+        let child = if p == 0 {
+            server(&plan, &path, &addr, &[])
+        } else {
+            client(&plan, &path, &addr, &["--prompt-ids", PROMPT])
+        };
+        let start = Instant::now();
+        let out = wait(child, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(1), "party {p}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("SHA-256 does not match"),
+            "party {p}: {}",
+            stderr(&out)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(!comet_runtime::dealer::file::used_marker(&path).exists());
+    }
+    for p in [0, 1] {
+        let path = dir.join(format!("party{p}.mat"));
+        unused(&plan, &path, p).unwrap_or_else(|e| panic!("party {p}: {e}"));
+    }
+}
+
+#[test]
+fn a_forged_seq_with_its_digest_recomputed_fails_the_handshake() {
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-rehashed", "6", "2");
+    const SEQ_AT: usize = 8 + 4 + 1 + 4 * 32 + 8 + 4;
+    let mut bytes = std::fs::read(dir.join("party0.mat")).unwrap();
+    bytes[SEQ_AT..SEQ_AT + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let n = bytes.len() - 32;
+    let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes[..n]).into();
+    bytes[n..].copy_from_slice(&sha);
+    let forged = dir.join("forged0.mat");
+    std::fs::write(&forged, &bytes).unwrap();
+    let addr = free_port();
+    let s = server(&plan, &forged, &addr, &["--timeout", "20"]);
+    let c = client(
+        &plan,
+        &dir.join("party1.mat"),
+        &addr,
+        &["--prompt-ids", PROMPT, "--timeout", "20"],
+    );
+    let start = Instant::now();
+    let (c, s) = (
+        wait(c, Duration::from_secs(60)),
+        wait(s, Duration::from_secs(60)),
+    );
+    assert_eq!(s.status.code(), Some(1), "{}", stderr(&s));
+    assert_eq!(c.status.code(), Some(1), "{}", stderr(&c));
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(stderr(&s).contains("session"), "{}", stderr(&s));
+    unused(&plan, &dir.join("party1.mat"), 1).unwrap();
+    unused(&plan, &forged, 0).unwrap();
+}
+
+#[test]
+fn a_port_scan_or_a_failed_handshake_leaves_the_material_unused_and_a_copy_of_used_material_is_refused()
+ {
+    let plan = glassllm_plan();
+    let dir = deal(&plan, "two-process-scan", "6", "1");
+    let addr = free_port();
+    let s = server(&plan, &dir.join("party0.mat"), &addr, &["--timeout", "5"]);
+    // a scanner connects and leaves
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(scan) = TcpStream::connect(&addr) {
+            drop(scan);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = wait(s, Duration::from_secs(30));
+    assert_eq!(s.status.code(), Some(1), "{}", stderr(&s));
+    unused(&plan, &dir.join("party0.mat"), 0).unwrap();
+    // the same material then serves a real session, after which a copy is refused
+    let addr = free_port();
+    let s = server(&plan, &dir.join("party0.mat"), &addr, &[]);
+    let c = client(
+        &plan,
+        &dir.join("party1.mat"),
+        &addr,
+        &["--prompt-ids", PROMPT],
+    );
+    let (c, s) = (
+        wait(c, Duration::from_secs(300)),
+        wait(s, Duration::from_secs(60)),
+    );
+    assert!(c.status.success(), "client: {}", stderr(&c));
+    assert!(s.status.success(), "server: {}", stderr(&s));
+    let copy = temp_path("two-process-scan-copy.mat");
+    std::fs::copy(dir.join("party1.mat"), &copy).unwrap();
+    let again = client(&plan, &copy, &free_port(), &["--prompt-ids", PROMPT]);
+    let again = wait(again, Duration::from_secs(30));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already used"),
+        "{}",
+        stderr(&again)
+    );
+}

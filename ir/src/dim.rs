@@ -63,10 +63,31 @@ impl Dim {
         }
     }
 
-    /// The value for concrete `seq` and `past` (clamped at zero).
+    /// The value for concrete `seq` and `past` (clamped at zero), saturating instead of
+    /// wrapping when it does not fit in an `i64`: callers that take sizes from a file check
+    /// them first with [`Dim::try_eval`].
     pub fn eval(self, env: DimEnv) -> u64 {
-        let v = self.c + self.seq * env.seq as i64 + self.past * env.past as i64;
-        v.max(0) as u64
+        self.try_eval(env).unwrap_or(i64::MAX as u64)
+    }
+
+    /// The value for concrete `seq` and `past` (clamped at zero), computed with checked
+    /// arithmetic.
+    ///
+    /// # Errors
+    /// If a term or the sum does not fit in an `i64`.
+    pub fn try_eval(self, env: DimEnv) -> Result<u64, DimOverflow> {
+        let overflow = || DimOverflow { dim: self, env };
+        let term = |k: i64, n: u64| -> Option<i64> {
+            match k {
+                0 => Some(0),
+                k => k.checked_mul(i64::try_from(n).ok()?),
+            }
+        };
+        let v = term(self.seq, env.seq)
+            .and_then(|a| a.checked_add(term(self.past, env.past)?))
+            .and_then(|a| a.checked_add(self.c))
+            .ok_or_else(overflow)?;
+        Ok(v.max(0) as u64)
     }
 }
 
@@ -82,9 +103,35 @@ impl std::ops::Add for Dim {
     }
 }
 
-/// Number of elements of a shape for concrete symbols.
+/// A dimension that does not fit in an `i64` at a call's sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("dimension `{dim}` overflows at seq = {}, past = {}", .env.seq, .env.past)]
+pub struct DimOverflow {
+    /// The dimension.
+    pub dim: Dim,
+    /// The sizes.
+    pub env: DimEnv,
+}
+
+/// Number of elements of a shape for concrete symbols (saturating: see [`try_numel`]).
 pub fn numel(shape: &[Dim], env: DimEnv) -> u64 {
-    shape.iter().map(|d| d.eval(env)).product()
+    try_numel(shape, env).unwrap_or(u64::MAX)
+}
+
+/// Number of elements of a shape for concrete symbols, with checked arithmetic.
+///
+/// # Errors
+/// If a dimension or the product does not fit (the product in an `i64`).
+pub fn try_numel(shape: &[Dim], env: DimEnv) -> Result<u64, DimOverflow> {
+    let mut n: u64 = 1;
+    for d in shape {
+        let v = d.try_eval(env)?;
+        n = n
+            .checked_mul(v)
+            .filter(|&n| n <= i64::MAX as u64)
+            .ok_or(DimOverflow { dim: *d, env })?;
+    }
+    Ok(n)
 }
 
 /// Formats a shape as `[seq, 128]`.
@@ -202,5 +249,37 @@ mod tests {
         let env = DimEnv { seq: 5, past: 7 };
         assert_eq!((Dim::PAST + Dim::SEQ).eval(env), 12);
         assert_eq!(numel(&[Dim::SEQ, Dim::constant(4)], env), 20);
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_wrap() {
+        let huge = DimEnv {
+            seq: 1 << 62,
+            past: 0,
+        };
+        let e = Dim::SEQ.scale(4).try_eval(huge).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dimension `4*seq` overflows at seq = 4611686018427387904, past = 0"
+        );
+        assert_eq!(Dim::SEQ.scale(4).eval(huge), i64::MAX as u64, "saturates");
+        let beyond = DimEnv {
+            seq: u64::MAX,
+            past: 0,
+        };
+        assert!(Dim::SEQ.try_eval(beyond).is_err());
+        assert!(Dim::PAST.try_eval(beyond).is_ok(), "a zero coefficient");
+        let e = try_numel(
+            &[Dim::SEQ, Dim::constant(1 << 40)],
+            DimEnv {
+                seq: 1 << 40,
+                past: 0,
+            },
+        );
+        assert!(e.is_err());
+        assert_eq!(
+            try_numel(&[Dim::SEQ, Dim::constant(3)], DimEnv { seq: 5, past: 0 }),
+            Ok(15)
+        );
     }
 }

@@ -610,6 +610,12 @@ fn apply_mask(x: &ValueType, mask: &ValueType, block: u64, ctx: Ctx) -> Result<V
 }
 
 fn trunc(x: &ValueType, bits: u32) -> Result<ValueType> {
+    if bits >= 64 {
+        return err(format!(
+            "`trunc` by {bits} bits: shares live in the ring of 64-bit integers, so a \
+             truncation takes 1 to 63 bits"
+        ));
+    }
     match x.elem {
         Elem::Fixed { scale } if scale >= bits => Ok(x.with_elem(Elem::Fixed {
             scale: scale - bits,

@@ -280,6 +280,22 @@ fn protocol_stage_program_passes() {
 }
 
 #[test]
+fn a_truncation_of_64_bits_or_more_is_rejected() {
+    for bits in [64, 65, 1000] {
+        let (mut p, [_, _, m, tr, _]) = small_protocol();
+        let ty = p.graph.node(tr).ty.clone();
+        let big = p.graph.add(Op::Trunc { bits }, &[m], ty, Scope::default());
+        p.graph.replace_uses(tr, big);
+        p.graph.remove(tr);
+        let msg = problems(&p);
+        assert!(
+            msg.contains(&format!("`trunc` by {bits} bits: shares live in the ring")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
 fn protocol_stage_rejects_a_missing_truncation() {
     let (mut p, [_, _, m, tr, _]) = small_protocol();
     p.graph.replace_uses(tr, m);

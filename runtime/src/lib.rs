@@ -30,4 +30,7 @@ pub mod tokenizer;
 pub mod transport;
 pub mod weights;
 
+#[cfg(test)]
+mod redaction_tests;
+
 pub use comet_ir::plan::read_plan_json as load_plan;

@@ -10,10 +10,18 @@ use comet_ir::{DimEnv, Program};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The state directory (`COMET_STATE_DIR`: the list of used material) of the binaries
+/// this test process runs: in cargo's temporary folder, one per test process, never the
+/// user's home.
+pub fn state_dir() -> PathBuf {
+    temp_path(&format!("comet-state-{}", std::process::id()))
+}
+
 /// Runs `comet` with `args` from the workspace root.
 pub fn comet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_comet"))
         .args(args)
+        .env("COMET_STATE_DIR", state_dir())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs")

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{comet, stderr, temp_path};
+use super::{comet, state_dir, stderr, temp_path};
 
 /// `examples/glassllm.model` compiled with `--comparison comparison` to `file` in the
 /// tests' temporary folder.
@@ -34,6 +34,7 @@ pub fn free_port() -> String {
 pub fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_comet"))
         .args(args)
+        .env("COMET_STATE_DIR", state_dir())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

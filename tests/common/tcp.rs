@@ -98,7 +98,10 @@ pub fn tcp_session(
         }
         None => {
             let path = dir.join(format!("party{party}.mat"));
-            let (header, replay) = file::open(&path, party, &digest).unwrap();
+            // a fresh list per session (the tests deal with fixed seeds and nonces)
+            let used = file::UsedList::at(&dir.join("state")).unwrap();
+            let verified = file::open(&path, party, &digest, &used).unwrap();
+            let (header, replay) = verified.mark_used(&used).unwrap();
             (header.session, replay, None)
         }
     };

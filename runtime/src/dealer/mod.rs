@@ -62,7 +62,7 @@ use crate::protocols::{
 };
 
 pub use deal::{Deal, SessionDealer};
-pub use file::{MaterialHeader, plan_digest};
+pub use file::{MaterialHeader, UsedList, Verified, plan_digest};
 pub use replay::PartyReplay;
 pub use service::{CallReport, DealerService, SessionReport};
 pub use stream::DealerStream;

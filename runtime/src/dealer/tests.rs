@@ -291,7 +291,7 @@ mod files {
         let full = deal_to(dir.path(), [1; 32]);
         for p in 0..2u8 {
             let path = dir.path().join(format!("party{p}.mat"));
-            let (header, mut replay) = file::open(&path, p, &[1; 32]).unwrap();
+            let (header, mut replay) = open_fresh(&path, p, &[1; 32]);
             assert_eq!(header.calls, vec![DimEnv { seq: 2, past: 0 }]);
             assert_eq!(drive(&mut replay), half(&full, usize::from(p)), "party {p}");
             assert!(
@@ -311,7 +311,7 @@ mod files {
         let replayed: u64 = (0..2u8)
             .map(|p| {
                 let path = dir.path().join(format!("party{p}.mat"));
-                let (_, mut replay) = file::open(&path, p, &[1; 32]).unwrap();
+                let (_, mut replay) = open_fresh(&path, p, &[1; 32]);
                 drive(&mut replay);
                 replay.offline_bytes()
             })
@@ -319,40 +319,184 @@ mod files {
         assert_eq!(replayed, dealer.offline_bytes());
     }
 
+    /// Opens `path` as party `p` with a fresh list of used material, and marks it used.
+    fn open_fresh(path: &Path, p: u8, digest: &[u8; 32]) -> (MaterialHeader, PartyReplay) {
+        let state = tempfile::tempdir().unwrap();
+        let used = UsedList::at(state.path()).unwrap();
+        let verified = file::open(path, p, digest, &used).unwrap();
+        verified.mark_used(&used).unwrap()
+    }
+
     #[test]
     fn files_that_do_not_fit_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let used = UsedList::at(state.path()).unwrap();
         deal_to(dir.path(), [1; 32]);
         let p0 = dir.path().join("party0.mat");
         let p1 = dir.path().join("party1.mat");
         let err = |r: Result<_, MaterialError>| r.map(|_| ()).unwrap_err().to_string();
-        let e = err(file::open(&p0, 1, &[1; 32]));
+        let e = err(file::open(&p0, 1, &[1; 32], &used));
         assert!(
             e.contains("party 0's material") && e.contains("runs party 1"),
             "{e}"
         );
-        let e = err(file::open(&p0, 0, &[2; 32]));
+        let e = err(file::open(&p0, 0, &[2; 32], &used));
         assert!(e.contains("dealt for plan 0101"), "{e}");
-        assert!(file::open(&p0, 0, &[1; 32]).is_ok());
-        let e = err(file::open(&p0, 0, &[1; 32]));
+        let v = file::open(&p0, 0, &[1; 32], &used).unwrap();
+        // checked but not marked: it can be opened again until marked used
+        assert!(file::open(&p0, 0, &[1; 32], &used).is_ok());
+        v.mark_used(&used).unwrap();
+        let e = err(file::open(&p0, 0, &[1; 32], &used));
         assert!(e.contains("already used"), "{e}");
         // a flipped body byte, a cut file, a foreign file
         let mut bytes = std::fs::read(&p1).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&p1, &bytes).unwrap();
-        let e = err(file::open(&p1, 1, &[1; 32]));
+        let e = err(file::open(&p1, 1, &[1; 32], &used));
         assert!(e.contains("SHA-256 does not match"), "{e}");
         std::fs::write(&p1, &bytes[..last]).unwrap();
-        let e = err(file::open(&p1, 1, &[1; 32]));
+        let e = err(file::open(&p1, 1, &[1; 32], &used));
         assert!(e.contains("truncated"), "{e}");
         std::fs::write(&p1, b"{\"format\": \"comet-plan\"}").unwrap();
-        let e = err(file::open(&p1, 1, &[1; 32]));
+        let e = err(file::open(&p1, 1, &[1; 32], &used));
         assert!(e.contains("not a Comet material file"), "{e}");
         assert!(
             !file::used_marker(&p1).exists(),
             "refused files are not burned"
         );
+    }
+
+    /// Byte offsets in a material file's header (version 5).
+    const SEED_AT: usize = 8 + 4 + 1 + 2 * 32;
+    const SEQ_AT: usize = 8 + 4 + 1 + 4 * 32 + 8 + 4;
+
+    /// Recomputes a file's SHA-256 trailer after an edit (what a forger would do).
+    fn rehash(bytes: &mut [u8]) {
+        use sha2::Digest;
+        let n = bytes.len() - 32;
+        let sha: [u8; 32] = sha2::Sha256::digest(&bytes[..n]).into();
+        bytes[n..].copy_from_slice(&sha);
+    }
+
+    #[test]
+    fn a_flipped_seed_byte_in_the_header_is_refused_and_leaves_the_file_unused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let used = UsedList::at(state.path()).unwrap();
+        deal_to(dir.path(), [1; 32]);
+        let p1 = dir.path().join("party1.mat");
+        let mut bytes = std::fs::read(&p1).unwrap();
+        bytes[SEED_AT] ^= 1;
+        std::fs::write(&p1, &bytes).unwrap();
+        let e = file::open(&p1, 1, &[1; 32], &used).unwrap_err().to_string();
+        assert!(e.contains("SHA-256 does not match"), "{e}");
+        assert!(!file::used_marker(&p1).exists());
+        assert_eq!(
+            std::fs::read_dir(state.path()).unwrap().count(),
+            0,
+            "nothing used"
+        );
+    }
+
+    #[test]
+    fn a_forged_seq_is_refused_quickly_and_a_rehashed_one_changes_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let used = UsedList::at(state.path()).unwrap();
+        deal_to(dir.path(), [1; 32]);
+        let p0 = dir.path().join("party0.mat");
+        let genuine = file::open(&p0, 0, &[1; 32], &used)
+            .unwrap()
+            .header()
+            .session;
+        let mut bytes = std::fs::read(&p0).unwrap();
+        bytes[SEQ_AT..SEQ_AT + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        std::fs::write(&p0, &bytes).unwrap();
+        let start = std::time::Instant::now();
+        let e = file::open(&p0, 0, &[1; 32], &used).unwrap_err().to_string();
+        assert!(e.contains("SHA-256 does not match"), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // with its digest recomputed the file reads, but its session id is no longer its
+        // other half's: the peers' handshake refuses it before any call
+        rehash(&mut bytes);
+        std::fs::write(&p0, &bytes).unwrap();
+        let v = file::open(&p0, 0, &[1; 32], &used).unwrap();
+        assert_eq!(v.header().calls[0].seq, 1 << 40);
+        assert_ne!(v.header().session, genuine);
+        // sizes that overflow are refused outright
+        bytes[SEQ_AT..SEQ_AT + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        rehash(&mut bytes);
+        std::fs::write(&p0, &bytes).unwrap();
+        let e = file::open(&p0, 0, &[1; 32], &used).unwrap_err().to_string();
+        assert!(e.contains("not the sizes of a call"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(state.path()).unwrap().count(),
+            0,
+            "nothing used"
+        );
+    }
+
+    #[test]
+    fn a_copy_or_a_renamed_file_of_used_material_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let used = UsedList::at(state.path()).unwrap();
+        deal_to(dir.path(), [1; 32]);
+        let p0 = dir.path().join("party0.mat");
+        let copy = dir.path().join("copy.mat");
+        std::fs::copy(&p0, &copy).unwrap();
+        let v = file::open(&p0, 0, &[1; 32], &used).unwrap();
+        v.mark_used(&used).unwrap();
+        let e = file::open(&copy, 0, &[1; 32], &used)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already used"), "{e}");
+        let renamed = dir.path().join("renamed.mat");
+        std::fs::rename(&p0, &renamed).unwrap();
+        let e = file::open(&renamed, 0, &[1; 32], &used)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("already used"), "{e}");
+        // two processes that both checked the copy and the original: one claim wins
+        let state2 = tempfile::tempdir().unwrap();
+        let used2 = UsedList::at(state2.path()).unwrap();
+        let a = file::open(&renamed, 0, &[1; 32], &used2);
+        let b = file::open(&copy, 0, &[1; 32], &used2);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.mark_used(&used2).is_ok());
+        let e = b.mark_used(&used2).unwrap_err().to_string();
+        assert!(e.contains("already used"), "{e}");
+    }
+
+    #[test]
+    fn material_files_are_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        deal_to(dir.path(), [1; 32]);
+        let p0 = dir.path().join("party0.mat");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p0).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let before = std::fs::read(&p0).unwrap();
+        let h = MaterialHeader::new(0, [1; 32], [2; 32], vec![], [3; 32], [4; 32]);
+        let e = file::create(&p0, &h).unwrap_err().to_string();
+        assert!(
+            e.contains("exists") && e.contains("never overwrites"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&p0).unwrap(), before, "unchanged");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let state = dir.path().join("state/deep");
+            UsedList::at(&state).unwrap();
+            let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        }
     }
 
     #[test]
@@ -363,7 +507,7 @@ mod files {
             vec![]
         });
         let p0 = dir.path().join("party0.mat");
-        let (_, mut replay) = file::open(&p0, 0, &[1; 32]).unwrap();
+        let (_, mut replay) = open_fresh(&p0, 0, &[1; 32]);
         let e = replay.drelu(4, 40).unwrap_err();
         assert!(matches!(e, MaterialError::Corrupt(_)), "{e}");
         let e = e.to_string();
@@ -378,7 +522,7 @@ mod files {
         let dir = tempfile::tempdir().unwrap();
         deal_to(dir.path(), [1; 32]);
         let p1 = dir.path().join("party1.mat");
-        let (_, mut replay) = file::open(&p1, 1, &[1; 32]).unwrap();
+        let (_, mut replay) = open_fresh(&p1, 1, &[1; 32]);
         drive(&mut replay);
         let e = replay.drelu(3, 64).unwrap_err().to_string();
         assert!(e.contains("ends at body byte"), "{e}");

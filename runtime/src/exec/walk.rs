@@ -114,13 +114,24 @@ pub trait Hook<T = f64> {
 }
 
 /// The outputs of a call and, when traced, every node's value (for sinks, their
-/// operand's).
-#[derive(Debug, Clone)]
+/// operand's). `Debug` shows names and shapes, never values.
+#[derive(Clone)]
 pub struct Evaluation<T> {
     /// Outputs by name, as real numbers.
     pub outputs: HashMap<String, ArrayD<f64>>,
     /// Every node's value (empty unless traced).
     pub values: HashMap<NodeId, ArrayD<T>>,
+}
+
+impl<T> std::fmt::Debug for Evaluation<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut outputs: Vec<_> = self.outputs.iter().map(|(k, v)| (k, v.shape())).collect();
+        outputs.sort();
+        f.debug_struct("Evaluation")
+            .field("outputs", &outputs)
+            .field("values", &self.values.len())
+            .finish()
+    }
 }
 
 impl<T> Default for Evaluation<T> {

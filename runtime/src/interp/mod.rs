@@ -81,6 +81,9 @@ pub enum InterpError {
     /// The program is not a protocol-stage plan with schedule and costs.
     #[error("the interpreter runs protocol-stage plans with rounds analysed: {0}")]
     NotAPlan(String),
+    /// A call's sizes make a value too large to hold (its element count overflows).
+    #[error("the call's sizes do not fit: {0}")]
+    Sizes(String),
     /// A node could not be computed.
     #[error("{at}: {message}")]
     Node {

@@ -77,6 +77,20 @@ impl ExecPlan {
         let Some(costs) = &program.analyses.costs else {
             return Err(InterpError::NotAPlan("no `costs` analysis".into()));
         };
+        // sizes may come from a file: every value's bytes must fit before anything is
+        // allocated from them (shape arithmetic is checked, never wrapped)
+        for id in program.graph.ids() {
+            let elems = comet_ir::dim::try_numel(&program.graph.node(id).ty.shape, env)
+                .map_err(|e| InterpError::Sizes(format!("node {}: {e}", id.index())))?;
+            if elems > (isize::MAX as u64) / 8 {
+                return Err(InterpError::Sizes(format!(
+                    "node {} would hold {elems} elements at seq = {}, past = {}",
+                    id.index(),
+                    env.seq,
+                    env.past
+                )));
+            }
+        }
         let layout = Layout::new(program).map_err(|e| InterpError::NotAPlan(e.to_string()))?;
         let n = layout.len();
         let mut plan = ExecPlan {

@@ -96,12 +96,30 @@ impl<'a> InProcess<'a> {
         weights: HashMap<String, ArrayD<f64>>,
         seed: u64,
     ) -> InProcess<'a> {
+        InProcess::with_dealer(program, weights, SessionDealer::from_u64(seed))
+    }
+
+    /// [`InProcess::from_owned`] with the dealer's 32-byte `master` seed (from the
+    /// operating system for a real run: a seed of a few bits is a session anyone can deal).
+    pub fn from_master(
+        program: &'a Program,
+        weights: HashMap<String, ArrayD<f64>>,
+        master: crate::dealer::PartySeed,
+    ) -> InProcess<'a> {
+        InProcess::with_dealer(program, weights, SessionDealer::new(master))
+    }
+
+    fn with_dealer(
+        program: &'a Program,
+        weights: HashMap<String, ArrayD<f64>>,
+        dealer: SessionDealer,
+    ) -> InProcess<'a> {
         let none = HashMap::new();
         let client = PartyInputs::for_party(program, 1, &none, &weights);
         InProcess {
             program,
             sources: [PartyInputs::take_weights(program, 0, weights), client],
-            dealer: SessionDealer::from_u64(seed),
+            dealer,
             states: [PartyState::new(), PartyState::new()],
             set_up: false,
             options: RunOptions::default(),
@@ -401,12 +419,14 @@ pub struct DealtFiles {
 }
 
 /// Deals a session of `calls` into `dir/party0.mat` and `dir/party1.mat` (the format of
-/// [`crate::dealer::file`]) from the dealer's `master` seed, under session id `session`;
-/// `progress` as in [`deal_session`]. A marker left by an earlier file of the same name is
+/// [`crate::dealer::file`]) from the dealer's `master` seed, under session nonce `session`
+/// (the session id derives from it, [`crate::dealer::file::session_id`]); `progress` as in
+/// [`deal_session`]. The files are created new (mode 0600): an existing one is an error and
+/// is left as it was. A marker left by an earlier, removed file of the same name is
 /// removed: a freshly dealt file is unused.
 ///
 /// # Errors
-/// If a file cannot be written, or as [`deal_session`].
+/// If a file exists or cannot be written, or as [`deal_session`].
 pub fn deal_to_files(
     program: &Program,
     calls: &[DimEnv],
@@ -419,6 +439,9 @@ pub fn deal_to_files(
     let dealer = SessionDealer::new(master).streaming();
     let digest = plan_digest(program);
     let paths = [0, 1].map(|p| dir.join(format!("party{p}.mat")));
+    if let Some(existing) = paths.iter().find(|p| p.exists()) {
+        return Err(MaterialError::Exists(existing.clone()).into());
+    }
     let mut sinks: Vec<Box<dyn std::io::Write + Send>> = Vec::new();
     for (p, path) in (0u8..).zip(&paths) {
         let header = MaterialHeader::new(
@@ -429,7 +452,17 @@ pub fn deal_to_files(
             dealer.party_seed(p),
             dealer.common_seed(),
         );
-        sinks.push(Box::new(file::create(path, &header)?));
+        match file::create(path, &header) {
+            Ok(sink) => sinks.push(Box::new(sink)),
+            Err(e) => {
+                // created by this call a moment ago: remove it, leave the other as it was
+                if p == 1 {
+                    drop(sinks);
+                    let _ = std::fs::remove_file(&paths[0]);
+                }
+                return Err(e.into());
+            }
+        }
         let _ = std::fs::remove_file(file::used_marker(path));
     }
     let [s0, s1]: [_; 2] = sinks

@@ -250,14 +250,18 @@ pub enum MaterialError {
     /// The file belongs to another party, plan or session.
     #[error("material does not fit: {0}")]
     Mismatch(String),
-    /// The file was used before.
-    #[error("{path} was already used (marker {marker} exists): material is never used twice; deal a new session with `comet deal`", path = path.display(), marker = marker.display())]
+    /// The file was used before: this session's half (the file or a copy of it, under any
+    /// name) is in the list of used material, or its `.used` marker exists.
+    #[error("{path} was already used (marker {marker} exists): material is never used twice, under any name; deal a new session with `comet deal`", path = path.display(), marker = marker.display())]
     Used {
         /// The file.
         path: PathBuf,
         /// Its marker.
         marker: PathBuf,
     },
+    /// A material file to be written exists: material is never overwritten.
+    #[error("{} exists: `comet deal` never overwrites material (a party may be reading it); remove it or deal into another folder", .0.display())]
+    Exists(PathBuf),
     /// Operand shapes that do not combine.
     #[error("material for shapes that do not combine: {0}")]
     Shape(String),

@@ -166,13 +166,23 @@ impl<'a> TokenModel<'a> {
 }
 
 /// Every FFN's input `x` (`[tokens, d]`) and `hidden` (`[tokens, ff]`), tokens of all
-/// samples stacked.
-#[derive(Debug, Clone)]
+/// samples stacked. `Debug` shows the shapes only.
+#[derive(Clone)]
 pub struct Captured {
     /// Per FFN.
     pub x: Vec<Array2<f64>>,
     /// Per FFN.
     pub hidden: Vec<Array2<f64>>,
+}
+
+impl std::fmt::Debug for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shapes = |v: &[Array2<f64>]| v.iter().map(|a| a.dim()).collect::<Vec<_>>();
+        f.debug_struct("Captured")
+            .field("x", &shapes(&self.x))
+            .field("hidden", &shapes(&self.hidden))
+            .finish()
+    }
 }
 
 impl Captured {

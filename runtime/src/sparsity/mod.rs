@@ -190,8 +190,9 @@ impl Score {
     }
 }
 
-/// The predictor of one FFN. See the module docs.
-#[derive(Debug, Clone, PartialEq)]
+/// The predictor of one FFN. See the module docs. Its factors are the server's secret
+/// (low-rank factors of its weights): `Debug` shows their shapes only.
+#[derive(Clone, PartialEq)]
 pub struct FfnPredictor {
     /// `[d, r]`.
     pub p1: Array2<f64>,
@@ -203,6 +204,16 @@ pub struct FfnPredictor {
     pub threshold: f64,
     /// `τ`: the activity threshold on `|hidden|` the threshold was calibrated for.
     pub tau: f64,
+}
+
+impl std::fmt::Debug for FfnPredictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FfnPredictor")
+            .field("p1", &self.p1.shape())
+            .field("p2", &self.p2.shape())
+            .field("bias", &self.bias.shape())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FfnPredictor {

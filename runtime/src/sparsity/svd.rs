@@ -17,8 +17,9 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
-/// `A ≈ u · diag(s) · vt`, singular values in decreasing order.
-#[derive(Debug, Clone)]
+/// `A ≈ u · diag(s) · vt`, singular values in decreasing order. Of a weight: `Debug`
+/// shows the shapes only.
+#[derive(Clone)]
 pub struct Svd {
     /// Left singular vectors, m × r, orthonormal columns (zero for a zero value).
     pub u: Array2<f64>,
@@ -26,6 +27,16 @@ pub struct Svd {
     pub s: Array1<f64>,
     /// Right singular vectors, r × n, orthonormal rows (zero for a zero value).
     pub vt: Array2<f64>,
+}
+
+impl std::fmt::Debug for Svd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Svd")
+            .field("u", &self.u.shape())
+            .field("s", &self.s.shape())
+            .field("vt", &self.vt.shape())
+            .finish()
+    }
 }
 
 impl Svd {

@@ -280,7 +280,10 @@ mod material {
         dealer.finish().unwrap();
         for (p, path) in paths.iter().enumerate() {
             file::seal(path).unwrap();
-            let (_, mut r) = file::open(path, p as u8, &[5; 32]).unwrap();
+            let state = tempfile::tempdir().unwrap();
+            let used = file::UsedList::at(state.path()).unwrap();
+            let v = file::open(path, p as u8, &[5; 32], &used).unwrap();
+            let (_, mut r) = v.mark_used(&used).unwrap();
             let mine = r.lut(9, 13).unwrap();
             assert_eq!(mine[p], dealt[p], "party {p}");
             assert!(mine[1 - p].is_none(), "a replay knows its own party only");
