@@ -83,8 +83,8 @@ pub struct RuntimeArgs {
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MASK_BUDGET >> 20)]
     pub(crate) mask_cache: u64,
     /// The approximation profiles of the plan, as `comet compile --approx` takes them
-    /// (default: exact).
-    #[arg(long, value_name = "PROFILES", default_value = "exact")]
+    /// (default: lut, as `comet compile`).
+    #[arg(long, value_name = "PROFILES", default_value = "lut")]
     pub(crate) approx: comet_ir::ApproxConfig,
     /// Run one part in this process and print its figures as one JSON line (the
     /// benchmark runs each part this way, in a child process of its own).

@@ -41,6 +41,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot read `{}`: {e}", model.display()))?;
     let opts = comet_compiler::Options {
         verify: false,
+        approx: comet_ir::ApproxConfig::uniform(comet_ir::ApproxProfile::Lut),
         ..Default::default()
     };
     let program = comet_compiler::compile(&source, &model.display().to_string(), &opts)

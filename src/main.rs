@@ -80,11 +80,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "fss")]
         comparison: ComparisonArg,
         /// MPC-friendly approximations (pass `approximate`; docs/approximations.md): a
-        /// profile for the whole model (`exact`, `pcf`, `puma`, `bolt`, `bumblebee`,
-        /// `mpcformer`), or `kind=profile` pairs for the kinds `gelu`, `silu`, `softmax`,
-        /// `norm` (`softmax=pcf,gelu=bolt`), or both (`puma,softmax=exact`). Kinds a
-        /// profile does not define stay exact.
-        #[arg(long, value_name = "PROFILES", default_value = "exact")]
+        /// profile for the whole model (`lut`, the default: FSS lookup tables; `exact`,
+        /// the precise baseline; `pcf`, `puma`, `bolt`, `bumblebee`, `mpcformer`), or
+        /// `kind=profile` pairs for the kinds `gelu`, `silu`, `softmax`, `norm`
+        /// (`softmax=pcf,gelu=bolt`), or both (`puma,softmax=exact`). Kinds a profile
+        /// does not define stay exact.
+        #[arg(long, value_name = "PROFILES", default_value = "lut")]
         approx: ApproxConfig,
         /// Block-sparse FFNs (pass `sparsify`; docs/sparsity.md): `off`, or `ffn` with
         /// optional `:block=B,rank=R,recall=T,density=D` (defaults 16, 32, 0.95, and
@@ -184,7 +185,20 @@ fn parse_sparsity(s: &str) -> Result<SparsityArg, String> {
 /// A user-facing failure, already worded.
 struct Failure(String);
 
+/// Output piped into a reader that stops early (`comet compile m.model | head`) ends the
+/// process quietly, as for any Unix tool, instead of a panic in `print!`: Rust's runtime
+/// ignores SIGPIPE, so this restores the default action.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default at start-up, before any thread
+    // exists, has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile {

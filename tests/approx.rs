@@ -40,13 +40,17 @@ fn plan_json(path: &PathBuf) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the plan is JSON")
 }
 
-/// `--approx exact` is the default: the plan's text and file are byte for byte the same.
+/// `--approx lut` is the command line's default: the plan's text and file are byte for byte
+/// the same; `--approx exact` (the library's default, the precise baseline) records no
+/// approximation.
 #[test]
-fn exact_is_the_default_and_changes_nothing() {
+fn lut_is_the_default_and_exact_changes_nothing() {
     let default = comet(&["compile", GLASSLLM]);
+    let lut = comet(&["compile", GLASSLLM, "--approx", "lut"]);
     let exact = comet(&["compile", GLASSLLM, "--approx", "exact"]);
-    assert!(default.status.success() && exact.status.success());
-    assert_eq!(stdout(&default), stdout(&exact));
+    assert!(default.status.success() && lut.status.success() && exact.status.success());
+    assert_eq!(stdout(&default), stdout(&lut));
+    assert!(stdout(&lut).contains("\napprox lut\n"));
     assert!(!stdout(&exact).contains("approx"));
     let plan = compile_plan(GLASSLLM, "exact");
     let json = plan_json(&plan);

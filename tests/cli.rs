@@ -262,3 +262,25 @@ fn run_needs_a_generating_plan() {
         stderr(&out)
     );
 }
+
+/// Output piped into a reader that stops early (`comet compile m.model | head -1`) ends the
+/// process quietly: no panic message, no abort.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comet"))
+        .args(["compile", "examples/gpt2.model"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // the read end is dropped here, with most of the plan's text unread
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}

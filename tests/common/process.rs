@@ -17,6 +17,8 @@ pub fn compiled_glassllm(file: &str, comparison: &str) -> PathBuf {
         "examples/glassllm.model",
         "--comparison",
         comparison,
+        "--approx",
+        "exact",
         "-o",
         plan.to_str().unwrap(),
     ]);
