@@ -10,7 +10,15 @@ use common::*;
 
 use serde_json::Value;
 
-const PROFILES: [&str; 7] = ["exact", "pcf", "puma", "bolt", "bumblebee", "mpcformer", "lut"];
+const PROFILES: [&str; 7] = [
+    "exact",
+    "pcf",
+    "puma",
+    "bolt",
+    "bumblebee",
+    "mpcformer",
+    "lut",
+];
 
 fn run_json(args: &[&str]) -> Value {
     let out = comet(args);

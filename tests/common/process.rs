@@ -17,8 +17,6 @@ pub fn compiled_glassllm(file: &str, comparison: &str) -> PathBuf {
         "examples/glassllm.model",
         "--comparison",
         comparison,
-        "--approx",
-        "exact",
         "-o",
         plan.to_str().unwrap(),
     ]);

@@ -358,6 +358,12 @@ impl Deal for SessionDealer {
         self.dealer.offline_bytes()
     }
 
+    fn failure(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|e| format!("writing the material failed: {e}"))
+    }
+
     fn item_done(&mut self) {
         if let Some(sinks) = &mut self.sinks
             && self.error.is_none()

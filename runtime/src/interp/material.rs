@@ -175,6 +175,10 @@ impl<'a> DealOrder<'a> {
         {
             self.stage = Stage::Nodes(0);
         }
+        if let Some(message) = deal.failure() {
+            let at = deal.offline_bytes();
+            return Err(MaterialError::Source { at, message });
+        }
         let before = deal.offline_bytes();
         let setup = matches!(self.stage, Stage::Shuffles | Stage::Masks(_));
         let item = self.step(deal)?;

@@ -214,6 +214,13 @@ pub trait Deal {
     /// what it buffered to its sinks, so that a streaming party never waits for bytes the
     /// dealer holds back.
     fn item_done(&mut self) {}
+
+    /// Why this source cannot go on, if it cannot: a recording dealer whose sink failed
+    /// (a party's stream stalled or closed), so that dealing stops at the next item
+    /// instead of drawing the rest of the call for nobody.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Material could not be dealt, read or matched with the plan.
