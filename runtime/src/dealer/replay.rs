@@ -28,6 +28,9 @@ use crate::protocols::{lut, square, xor};
 /// materialised bytes.
 pub struct PartyReplay {
     party: u8,
+    /// A hash of the common seed, which both halves of a session share: the secret of the
+    /// parties' channel key ([`crate::transport::ChannelKey::derive`]).
+    channel_secret: [u8; 32],
     stream: ChaCha12Rng,
     common: ChaCha12Rng,
     body: Box<dyn Read + Send>,
@@ -55,8 +58,16 @@ impl PartyReplay {
         common: PartySeed,
         body: Box<dyn Read + Send>,
     ) -> PartyReplay {
+        let channel_secret = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(b"comet channel secret v1\0");
+            h.update(common);
+            h.finalize().into()
+        };
         PartyReplay {
             party,
+            channel_secret,
             stream: ChaCha12Rng::from_seed(seed),
             common: ChaCha12Rng::from_seed(common),
             body,
@@ -70,6 +81,14 @@ impl PartyReplay {
     /// Bytes read from the body so far, DReLU key headers included.
     pub fn body_bytes_read(&self) -> u64 {
         self.read
+    }
+
+    /// The secret both halves of this session share and nobody else but the dealer holds,
+    /// from which the parties' channel key is derived ([`ChannelKey`]).
+    ///
+    /// [`ChannelKey`]: crate::transport::ChannelKey
+    pub fn channel_secret(&self) -> [u8; 32] {
+        self.channel_secret
     }
 
     /// The party replayed.
