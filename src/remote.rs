@@ -288,7 +288,7 @@ fn message_caps(program: &Program, env: DimEnv) -> (u64, u64) {
         None => Vec::new(),
         Some(s) => s.ffns.iter().map(|f| f.blocks * env.seq).collect(),
     };
-    let online_bits = estimate_at(program, env, &all).1;
+    let online_bits = estimate_at(program, env, &all).0;
     (setup, online_bits.div_ceil(8).max(1))
 }
 

@@ -208,3 +208,39 @@ fn a_party_index_used_twice_or_another_plan_is_refused() {
     first.join().unwrap().unwrap();
     assert!(!format!("{s1:?}").contains("seed"));
 }
+
+#[test]
+fn a_party_pinning_another_dealer_key_is_refused_on_both_sides() {
+    let service = DealerService::bind(
+        "127.0.0.1:0",
+        DIGEST,
+        &opts(),
+        DealerIdentity::Key(key().clone()),
+    )
+    .unwrap();
+    let addr = service.local_addr().to_string();
+    let (tx, rx) = mpsc::channel();
+    let h = thread::spawn(move || {
+        let mut on = |e: Event<'_>| {
+            if let Event::Refused { reason, .. } = e {
+                let _ = tx.send(reason.to_string());
+            }
+        };
+        // the service keeps waiting after refusing: it is given up with the test
+        let _ = service.serve_session(&mut deal, &mut on);
+    });
+    let other = DealerAuth::Pinned(DealerKeypair::generate().unwrap().public());
+    let start = std::time::Instant::now();
+    let err = DealerStream::connect(&addr, 0, DIGEST, &opts(), &other)
+        .unwrap_err()
+        .to_string();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(err.contains("not the one of the pinned key"), "{err}");
+    let refused = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(refused.contains("failed authentication"), "{refused}");
+    let plain = DealerStream::connect(&addr, 0, DIGEST, &opts(), &DealerAuth::InsecurePlaintext)
+        .unwrap_err()
+        .to_string();
+    assert!(plain.contains("requires an encrypted channel"), "{plain}");
+    drop(h);
+}

@@ -52,8 +52,8 @@ pub enum ChannelError {
     },
     /// An exchange did not complete within the overall deadline of one exchange.
     #[error(
-        "{during} did not complete within {limit:?} (the call timeout): the peer is too slow \
-         or trickles its bytes"
+        "{during} did not complete within {limit:?} (its deadline): the peer is too slow or \
+         trickles its bytes"
     )]
     CallTimeout {
         /// The deadline.

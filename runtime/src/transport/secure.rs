@@ -583,11 +583,16 @@ pub(crate) const FROM_PARTY: Service = Service {
 
 /// Reads exactly `buf.len()` bytes by `deadline`, however the peer trickles them.
 fn read_exact_by(stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+    // silence is a plain timeout (no message at all); bytes trickled too slowly, the deadline
+    let late = |got: usize| match got {
+        0 => io::Error::from(io::ErrorKind::TimedOut),
+        _ => deadline_passed(),
+    };
     let mut got = 0;
     while got < buf.len() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(deadline_passed());
+            return Err(late(got));
         }
         stream.set_read_timeout(Some(left))?;
         match (&*stream).read(&mut buf[got..]) {
@@ -600,7 +605,7 @@ fn read_exact_by(stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::R
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(deadline_passed());
+                return Err(late(got));
             }
             Err(e) => return Err(e),
         }

@@ -330,29 +330,35 @@ fn unusable_options_are_refused_up_front() {
 #[test]
 #[ignore = "measurement, not a check"]
 fn throughput_of_a_100_megabyte_exchange() {
-    let (mut a, mut b) = tcp_pair(&quick());
-    let big = 100 << 20;
-    let (ma, mb) = (message(0, 1, big), message(1, 1, big));
-    for _ in 0..3 {
+    let encrypted = Security::Psk(ChannelKey::from_bytes([1; 32]));
+    for (name, security) in [
+        ("plaintext", Security::InsecurePlaintext),
+        ("noise", encrypted),
+    ] {
+        let (mut a, mut b) = tcp_pair_with(&quick(), &security);
+        let big = 100 << 20;
+        let (ma, mb) = (message(0, 1, big), message(1, 1, big));
+        for _ in 0..3 {
+            let start = Instant::now();
+            both(|| a.exchange(&ma).unwrap(), || b.exchange(&mb).unwrap());
+            let s = start.elapsed().as_secs_f64();
+            println!(
+                "{name}: 100 MiB each way: {:.1} ms, {:.0} MiB/s per direction",
+                s * 1e3,
+                100.0 / s
+            );
+        }
+        let rounds = 2000;
         let start = Instant::now();
-        both(|| a.exchange(&ma).unwrap(), || b.exchange(&mb).unwrap());
-        let s = start.elapsed().as_secs_f64();
+        both(
+            || (0..rounds).for_each(|_| drop(a.exchange(&[0; 64]).unwrap())),
+            || (0..rounds).for_each(|_| drop(b.exchange(&[0; 64]).unwrap())),
+        );
         println!(
-            "100 MiB each way: {:.1} ms, {:.0} MiB/s per direction",
-            s * 1e3,
-            100.0 / s
+            "{name}: 64-byte rounds: {:.1} µs each",
+            start.elapsed().as_secs_f64() * 1e6 / rounds as f64
         );
     }
-    let rounds = 2000;
-    let start = Instant::now();
-    both(
-        || (0..rounds).for_each(|_| drop(a.exchange(&[0; 64]).unwrap())),
-        || (0..rounds).for_each(|_| drop(b.exchange(&[0; 64]).unwrap())),
-    );
-    println!(
-        "64-byte rounds: {:.1} µs each",
-        start.elapsed().as_secs_f64() * 1e6 / rounds as f64
-    );
 }
 
 #[test]
