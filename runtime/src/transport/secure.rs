@@ -865,3 +865,42 @@ fn respond(
     send_message(stream, &mut hs)?;
     Ok(hs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_appear_in_debug_output() {
+        let k = ChannelKey::from_bytes([0xab; 32]);
+        let s = format!("{k:?} {:?}", Security::Psk(k.clone()));
+        assert!(!s.contains("ab") && !s.contains("171"), "{s}");
+        let pair = DealerKeypair::generate().unwrap();
+        let private = hex(&pair.private);
+        let s = format!("{pair:?} {:?}", DealerIdentity::Key(pair.clone()));
+        assert!(!s.contains(&private[..16]), "{s}");
+        assert!(s.contains(&pair.public().to_string()), "{s}");
+    }
+
+    #[test]
+    fn a_key_file_is_private_never_overwritten_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dealer.key");
+        let pair = DealerKeypair::generate().unwrap();
+        pair.write_new(&path).unwrap();
+        assert!(pair.write_new(&path).is_err());
+        let back = DealerKeypair::read(&path).unwrap();
+        assert_eq!((back.private, back.public), (pair.private, pair.public));
+        let parsed = DealerPublicKey::parse(path.to_str().unwrap()).unwrap();
+        assert_eq!(parsed, pair.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = DealerKeypair::read(&path).unwrap_err();
+            assert!(e.contains("readable by others"), "{e}");
+        }
+    }
+}
