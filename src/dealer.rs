@@ -9,7 +9,7 @@ use comet_ir::Program;
 use comet_runtime::dealer::service::{DEFAULT_MASK_BUDGET, DEFAULT_MAX_TOKENS, Event};
 use comet_runtime::dealer::{CallReport, DealerService, SessionReport, plan_digest};
 use comet_runtime::interp::deal_call;
-use comet_runtime::transport::TcpOptions;
+use comet_runtime::transport::{DealerIdentity, DealerKeypair, TcpOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,9 +38,54 @@ pub struct DealerArgs {
     /// re-derived from the party seeds at every call (slower calls, bounded memory).
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MASK_BUDGET >> 20)]
     mask_cache: u64,
+    /// The dealer's static key file (Noise NK; the parties pin its public key with
+    /// `--dealer-key`). Created (mode 0600) with a fresh key if it does not exist.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "insecure_plaintext"
+    )]
+    key: Option<PathBuf>,
+    /// No encryption or authentication of the parties' connections: tests and debugging
+    /// only; the parties must say so too.
+    #[arg(long, conflicts_with = "key")]
+    insecure_plaintext: bool,
     /// Print errors only.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Arguments of `comet keygen`.
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// The key file to create (mode 0600, never overwritten); the public key also goes to
+    /// `FILE.pub` and to stdout.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// `comet keygen`: a dealer key pair.
+pub fn keygen(args: &KeygenArgs) -> Result<(), String> {
+    let k = DealerKeypair::generate()?;
+    k.write_new(&args.out)?;
+    let public = args.out.with_extension("pub");
+    std::fs::write(&public, format!("{}\n", k.public()))
+        .map_err(|e| format!("cannot write `{}`: {e}", public.display()))?;
+    println!("{}", k.public());
+    Ok(())
+}
+
+/// The dealer's identity: the key file read (or created), or plaintext.
+fn identity(args: &DealerArgs) -> Result<DealerIdentity, String> {
+    let Some(path) = &args.key else {
+        return Ok(DealerIdentity::InsecurePlaintext);
+    };
+    if !path.exists() {
+        let k = DealerKeypair::generate()?;
+        k.write_new(path)?;
+        eprintln!("dealer: created the key file {}", path.display());
+    }
+    DealerKeypair::read(path).map(DealerIdentity::Key)
 }
 
 /// Runs the command.
@@ -54,10 +99,20 @@ pub fn run(args: &DealerArgs) -> Result<(), String> {
         read_timeout: t,
         write_timeout: t,
         accept_timeout: t,
+        handshake_timeout: t.min(Duration::from_secs(10)),
         ..TcpOptions::default()
     };
     let digest = plan_digest(&program);
-    let service = DealerService::bind(args.listen.as_str(), digest, &opts)
+    let identity = identity(args)?;
+    match &identity {
+        DealerIdentity::Key(k) => eprintln!("dealer: public key {} (--dealer-key)", k.public()),
+        DealerIdentity::InsecurePlaintext => {
+            eprintln!(
+                "dealer: INSECURE PLAINTEXT: the parties' material crosses the network in clear"
+            )
+        }
+    }
+    let service = DealerService::bind(args.listen.as_str(), digest, &opts, identity)
         .map_err(|e| e.to_string())?
         .with_max_tokens(args.max_tokens)
         .with_mask_budget(args.mask_cache.saturating_mul(1 << 20));

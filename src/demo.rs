@@ -73,6 +73,9 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         dealer: None,
         prompt_len: None,
         timeout: 60.0,
+        call_timeout: 600.0,
+        dealer_key: None,
+        insecure_plaintext: false,
     };
     let (tokens, calls, tokenizer, info) = in_process(&program, &run_args)?;
     if !args.json {

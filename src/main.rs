@@ -46,6 +46,9 @@ enum Command {
     /// Run the dealer as a service: both parties connect (`comet run --party P --dealer
     /// ADDR`) and it streams each call's material to them as they reach it.
     Dealer(dealer::DealerArgs),
+    /// Create the dealer's key pair (`comet dealer --key FILE`; the parties pin the public
+    /// key it prints with `--dealer-key`).
+    Keygen(dealer::KeygenArgs),
     /// Benchmarks: `comet bench runtime` (share matmul against f64, a GPT-2-small decode
     /// step in process and over loopback TCP, peak memory) and `comet bench approx` (the
     /// approximation profiles' accuracy and cost).
@@ -226,6 +229,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Deal(args) => deal::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Dealer(args) => dealer::run(&args).map_err(|e| Failure(format!("error: {e}"))),
+        Command::Keygen(args) => dealer::keygen(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Bench(args) => bench::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Demo(args) => demo::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Calibrate(args) => {

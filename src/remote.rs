@@ -17,7 +17,10 @@ use comet_runtime::dealer::{
 use comet_runtime::interp::{Measured, Outputs, RemoteParty, RunOptions};
 
 use crate::progress::Bars;
-use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpOptions};
+use comet_runtime::transport::{
+    Channel, ChannelError, ChannelKey, DealerAuth, DealerPublicKey, Hello, Security, TcpChannel,
+    TcpListenerHandle, TcpOptions,
+};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -47,6 +50,14 @@ impl Opened {
         match self {
             Opened::File(f) => f.0.header().session,
             Opened::Dealer(d) => d.0.session(),
+        }
+    }
+
+    /// The secret the parties' channel key is derived from.
+    fn channel_secret(&self) -> [u8; 32] {
+        match self {
+            Opened::File(f) => f.0.channel_secret(),
+            Opened::Dealer(d) => d.1.channel_secret(),
         }
     }
 
@@ -87,14 +98,26 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     let opts = tcp_options(args)?;
     let prompt_len = client.as_ref().map(|(_, p)| p.len() as u64);
     let (opened, calls) = open_material(args, party, digest, prompt_len, &opts)?;
-    let mut ch = connect(args, party, &opts)?;
+    let security = match args.insecure_plaintext {
+        true => Security::InsecurePlaintext,
+        false => Security::Psk(ChannelKey::derive(
+            &opened.channel_secret(),
+            &digest,
+            &opened.session(),
+        )),
+    };
+    let mut ch = connect(args, party, &opts, &security)?;
     let hello = Hello::new(party_of(party), digest, opened.session());
     ch.handshake(&hello).map_err(|e| e.to_string())?;
     // only now is the material used: a failed connection or handshake leaves it unused
     let (mut source, replay) = opened.start()?;
     eprintln!(
-        "party {party}: connected to {}, same plan and dealer session; {} calls",
+        "party {party}: connected to {} ({}), same plan and dealer session; {} calls",
         ch.peer_addr(),
+        match ch.is_encrypted() {
+            true => "encrypted and authenticated by the session's key",
+            false => "INSECURE PLAINTEXT",
+        },
         calls.len()
     );
     let bars = Bars::new(args.quiet || args.json);
@@ -107,7 +130,11 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
         session = session.with_checkpoint(c);
     }
     let start = Instant::now();
-    let mut call = |inputs: &Outputs, env| call_with(&mut session, &mut source, inputs, env);
+    let mut call = |inputs: &Outputs, env| {
+        let (setup, round) = message_caps(program, env);
+        session.channel_mut().limit_messages(setup, round);
+        call_with(&mut session, &mut source, inputs, env)
+    };
     let (tokens, done, tokenizer) = match client {
         Some((tokenizer, prompt)) => {
             let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
@@ -152,7 +179,18 @@ fn open_material(
                     .into());
             }
         };
-        let (stream, replay) = DealerStream::connect(addr, party, digest, opts)
+        let auth = match (&args.dealer_key, args.insecure_plaintext) {
+            (_, true) => DealerAuth::InsecurePlaintext,
+            (Some(key), false) => DealerAuth::Pinned(DealerPublicKey::parse(key)?),
+            (None, false) => {
+                return Err(
+                    "--dealer needs the dealer's public key, --dealer-key HEX|FILE \
+                            (printed by `comet dealer --key FILE` and `comet keygen`)"
+                        .into(),
+                );
+            }
+        };
+        let (stream, replay) = DealerStream::connect(addr, party, digest, opts, &auth)
             .map_err(|e| format!("party {party}: {e}"))?;
         return Ok((
             Opened::Dealer(Box::new((stream, replay))),
@@ -278,13 +316,36 @@ fn check_calls(
     Ok(())
 }
 
-/// `--timeout` for every wait: on the peer, and on the dealer.
+/// The largest message the peer may send in a setup exchange and in a round of the call
+/// at `env`, from the plan: a setup exchange is one chunk of `W − B` (the shuffles of a
+/// sparse plan are not bounded below the general cap yet); no round carries more than the
+/// call's online bytes (the dense estimate: every block active).
+fn message_caps(program: &Program, env: DimEnv) -> (u64, u64) {
+    let chunk = RunOptions::default().chunk_bytes as u64;
+    let setup = match &program.options.sparsity {
+        None => chunk,
+        Some(_) => u64::MAX,
+    };
+    let all: Vec<u64> = match &program.options.sparsity {
+        None => Vec::new(),
+        Some(s) => s.ffns.iter().map(|f| f.blocks * env.seq).collect(),
+    };
+    let online_bits = estimate_at(program, env, &all).0;
+    (setup, online_bits.div_ceil(8).max(1))
+}
+
+/// `--timeout` for every wait: on the peer, and on the dealer; `--call-timeout` for a
+/// whole exchange.
 fn tcp_options(args: &RunArgs) -> Result<TcpOptions, String> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(format!(
-            "--timeout must be a positive number of seconds, not {}",
-            args.timeout
-        ));
+    for (flag, secs) in [
+        ("--timeout", args.timeout),
+        ("--call-timeout", args.call_timeout),
+    ] {
+        if !(secs.is_finite() && secs > 0.0) {
+            return Err(format!(
+                "{flag} must be a positive number of seconds, not {secs}"
+            ));
+        }
     }
     let t = Duration::from_secs_f64(args.timeout);
     Ok(TcpOptions {
@@ -293,17 +354,28 @@ fn tcp_options(args: &RunArgs) -> Result<TcpOptions, String> {
         connect_timeout: t,
         accept_timeout: t,
         connect_attempts: u32::MAX,
+        call_timeout: Duration::from_secs_f64(args.call_timeout),
+        handshake_timeout: t.min(Duration::from_secs(10)),
         ..TcpOptions::default()
     })
 }
 
-fn connect(args: &RunArgs, party: u8, opts: &TcpOptions) -> Result<TcpChannel, String> {
+fn connect(
+    args: &RunArgs,
+    party: u8,
+    opts: &TcpOptions,
+    security: &Security,
+) -> Result<TcpChannel, String> {
     match (args.listen, args.connect) {
         (Some(addr), _) => {
             eprintln!("party {party}: listening on {addr}");
-            TcpChannel::listen(addr, opts)
+            let (handle, _) = TcpListenerHandle::bind(addr).map_err(|e| e.to_string())?;
+            let mut refused = |peer, e: &ChannelError| {
+                eprintln!("party {party}: refused a connection from {peer}: {e}; still listening")
+            };
+            handle.accept_reporting(opts, security, &mut refused)
         }
-        (None, Some(addr)) => TcpChannel::connect(addr, opts),
+        (None, Some(addr)) => TcpChannel::connect(addr, opts, security),
         (None, None) => return Err("--party needs --listen ADDR or --connect ADDR".into()),
     }
     .map_err(|e| format!("party {party}: {e}"))

@@ -106,9 +106,21 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", requires = "dealer",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub prompt_len: Option<u64>,
-    /// Seconds to wait for the other party (connecting, accepting, each message).
+    /// Seconds to wait for the other party (connecting, accepting, each read).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub timeout: f64,
+    /// Seconds one exchange with the other party may take in all, however the peer
+    /// trickles its bytes (`--timeout` bounds each read).
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub call_timeout: f64,
+    /// The dealer's public key (64 hex digits, or a file of `comet keygen`): the dealer
+    /// must prove it holds the private half (Noise NK). Required with --dealer.
+    #[arg(long, value_name = "HEX|FILE", requires = "dealer")]
+    pub dealer_key: Option<String>,
+    /// No encryption or authentication of the channels (to the other party and to the
+    /// dealer): tests and debugging only; the other side must say so too.
+    #[arg(long, requires = "party")]
+    pub insecure_plaintext: bool,
 }
 
 /// Runs the command.

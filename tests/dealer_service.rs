@@ -11,7 +11,7 @@ mod common;
 
 use comet_ir::DimEnv;
 use comet_runtime::dealer::{DealerStream, plan_digest};
-use comet_runtime::transport::TcpOptions;
+use comet_runtime::transport::{DealerAuth, DealerKeypair, TcpOptions};
 use common::process::{
     assert_calls_match_estimate, compiled_glassllm, free_port, json, spawn, wait,
 };
@@ -26,6 +26,24 @@ use std::time::{Duration, Instant};
 
 const PROMPT: &str = "41,69,186,960,94,437";
 const WEIGHTS: &str = "models/glassllm-en/model.safetensors";
+
+/// The dealer's key of this test process: its file (for `comet dealer --key`) and the
+/// key pair (its public half for the parties' `--dealer-key`).
+fn dealer_key() -> &'static (PathBuf, DealerKeypair) {
+    static KEY: std::sync::OnceLock<(PathBuf, DealerKeypair)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let path = common::temp_path(&format!("dealer-{}.key", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let k = DealerKeypair::generate().unwrap();
+        k.write_new(&path).unwrap();
+        (path, k)
+    })
+}
+
+/// The parties' `--dealer-key HEX`.
+fn pinned() -> String {
+    dealer_key().1.public().to_string()
+}
 
 fn glassllm_plan() -> PathBuf {
     compiled_glassllm("dealer-service-glassllm.plan", "fss")
@@ -94,12 +112,21 @@ impl Watched {
 }
 
 fn dealer(plan: &Path, addr: &str, extra: &[&str]) -> Watched {
-    let base = ["dealer", plan.to_str().unwrap(), "--listen", addr];
+    let key = dealer_key().0.to_str().unwrap();
+    let base = [
+        "dealer",
+        plan.to_str().unwrap(),
+        "--listen",
+        addr,
+        "--key",
+        key,
+    ];
     Watched::new(spawn(&[&base[..], extra].concat()))
 }
 
 /// Party 0 listening on `peer`, material from the dealer at `dealer`.
 fn server(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
+    let key = pinned();
     let base = [
         "run",
         plan.to_str().unwrap(),
@@ -109,6 +136,8 @@ fn server(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
         peer,
         "--dealer",
         dealer,
+        "--dealer-key",
+        &key,
         "--prompt-len",
         "6",
         "--weights",
@@ -120,6 +149,7 @@ fn server(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
 
 /// Party 1 connecting to `peer`, material from the dealer at `dealer`.
 fn client(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
+    let key = pinned();
     let base = [
         "run",
         plan.to_str().unwrap(),
@@ -129,6 +159,8 @@ fn client(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
         peer,
         "--dealer",
         dealer,
+        "--dealer-key",
+        &key,
         "--json",
     ];
     spawn(&[&base[..], extra].concat())
@@ -382,7 +414,8 @@ fn parties_asking_for_different_calls_are_refused() {
     let ask = move |party: u8, call: u64, addr: String| {
         let opts = opts.clone();
         thread::spawn(move || {
-            let (mut s, _replay) = DealerStream::connect(&addr, party, digest, &opts)?;
+            let auth = DealerAuth::Pinned(dealer_key().1.public());
+            let (mut s, _replay) = DealerStream::connect(&addr, party, digest, &opts, &auth)?;
             let env = DimEnv { seq: 6, past: 0 };
             s.begin_call_at(call, env)?;
             s.end_call()

@@ -10,7 +10,9 @@ use comet_ir::Party;
 use comet_ir::Program;
 use comet_runtime::dealer::{file, plan_digest};
 use comet_runtime::interp::{InProcess, Measured, Outputs, RemoteParty, RunOptions, deal_to_files};
-use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpListenerHandle, TcpOptions};
+use comet_runtime::transport::{
+    Channel, Hello, Security, TcpChannel, TcpListenerHandle, TcpOptions,
+};
 use common::reference::{env, last_row, load_weights, tokens};
 use std::time::Duration;
 
@@ -81,11 +83,14 @@ fn run(chunk_bytes: usize, dir: &str) -> [Result<(Outputs, Measured), String>; 2
     std::thread::scope(|s| {
         let (program, dir, opts) = (&program, &dir, &opts);
         let server = s.spawn(move || {
-            let ch = listener.accept(opts).map_err(|e| e.to_string())?;
+            let ch = listener
+                .accept(opts, &Security::InsecurePlaintext)
+                .map_err(|e| e.to_string())?;
             party(program, 0, dir, ch, chunk_bytes)
         });
         let client = s.spawn(move || {
-            let ch = TcpChannel::connect(addr, opts).map_err(|e| e.to_string())?;
+            let ch = TcpChannel::connect(addr, opts, &Security::InsecurePlaintext)
+                .map_err(|e| e.to_string())?;
             party(program, 1, dir, ch, chunk_bytes)
         });
         [server.join().unwrap(), client.join().unwrap()]

@@ -235,7 +235,8 @@ fn a_stalled_or_foreign_peer_is_an_error_within_the_timeout() {
         (None, "no message from the peer for 2s"),
         (
             Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
-            "malformed frame from the peer",
+            // refused at the connection's clear preamble, before any frame
+            "the peer is not a comet party (its first bytes are \"http/1.1\")",
         ),
     ]
     .into_iter()

@@ -8,7 +8,10 @@
 use comet_ir::{DimEnv, Party, Program};
 use comet_runtime::dealer::{DealerService, DealerStream, plan_digest, service::Event};
 use comet_runtime::interp::{InProcess, Measured, PartyState, RemoteParty, deal_call};
-use comet_runtime::transport::{Channel, Hello, TcpChannel, TcpListenerHandle, TcpOptions};
+use comet_runtime::transport::{
+    Channel, ChannelKey, DealerAuth, DealerIdentity, Hello, Security, TcpChannel,
+    TcpListenerHandle, TcpOptions,
+};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Write;
@@ -153,7 +156,8 @@ fn announce(addr: SocketAddr) -> Result<(), String> {
 /// call's material to both parties as they reach it.
 pub fn dealer(args: &RuntimeArgs) -> Result<Value, String> {
     let program = model::compile(args)?;
-    let service = DealerService::bind("127.0.0.1:0", plan_digest(&program), &tcp_options())
+    let plain = DealerIdentity::InsecurePlaintext;
+    let service = DealerService::bind("127.0.0.1:0", plan_digest(&program), &tcp_options(), plain)
         .map_err(|e| e.to_string())?
         .with_mask_budget(args.mask_cache.saturating_mul(1 << 20));
     announce(service.local_addr())?;
@@ -225,11 +229,16 @@ pub fn party(
     let program = model::compile(args)?;
     let digest = plan_digest(&program);
     let (weights, params) = model::random_weights(&who, &program, args.seed, Some(usize::from(p)));
-    let (mut stream, replay) =
-        (DealerStream::connect(dealer, p, digest, &opts)).map_err(|e| format!("{who}: {e}"))?;
+    // the dealer's link is plaintext here (its key would have to travel from the dealer's
+    // process); the parties' channel is encrypted, as in `comet run`
+    let plain = DealerAuth::InsecurePlaintext;
+    let (mut stream, replay) = (DealerStream::connect(dealer, p, digest, &opts, &plain))
+        .map_err(|e| format!("{who}: {e}"))?;
+    let key = ChannelKey::derive(&replay.channel_secret(), &digest, &stream.session());
+    let security = Security::Psk(key);
     let mut ch = match (listener, connect) {
-        (Some(l), _) => l.accept(&opts),
-        (None, Some(addr)) => TcpChannel::connect(addr, &opts),
+        (Some(l), _) => l.accept(&opts, &security),
+        (None, Some(addr)) => TcpChannel::connect(addr, &opts, &security),
         (None, None) => return Err("party 1 needs --connect ADDR".into()),
     }
     .map_err(|e| format!("{who}: {e}"))?;

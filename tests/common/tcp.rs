@@ -75,14 +75,27 @@ pub fn tcp_session(
     inputs: Inputs,
 ) -> [PartyCalls; 2] {
     use comet_runtime::dealer::{DealerService, DealerStream, file, plan_digest};
-    use comet_runtime::transport::{TcpChannel, TcpListenerHandle, TcpOptions};
+    use comet_runtime::transport::{
+        ChannelKey, DealerAuth, DealerIdentity, DealerKeypair, Security, TcpChannel,
+        TcpListenerHandle, TcpOptions,
+    };
     let opts = TcpOptions::default();
+    let dealer_key = DealerKeypair::generate().unwrap();
+    let pinned = DealerAuth::Pinned(dealer_key.public());
     let digest = plan_digest(p);
     let dir =
         std::env::temp_dir().join(format!("comet-tcp-{}-{}", p.info.name, std::process::id()));
     let (listener, addr) = TcpListenerHandle::bind("127.0.0.1:0").unwrap();
     let service = match source {
-        Source::Dealer => Some(DealerService::bind("127.0.0.1:0", digest, &opts).unwrap()),
+        Source::Dealer => Some(
+            DealerService::bind(
+                "127.0.0.1:0",
+                digest,
+                &opts,
+                DealerIdentity::Key(dealer_key),
+            )
+            .unwrap(),
+        ),
         Source::Files => {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
@@ -93,7 +106,7 @@ pub fn tcp_session(
     let dealer_addr = service.as_ref().map(|s| s.local_addr().to_string());
     let open = |party: u8| match &dealer_addr {
         Some(a) => {
-            let (stream, replay) = DealerStream::connect(a, party, digest, &opts).unwrap();
+            let (stream, replay) = DealerStream::connect(a, party, digest, &opts, &pinned).unwrap();
             (stream.session(), replay, Some(stream))
         }
         None => {
@@ -118,12 +131,15 @@ pub fn tcp_session(
         let (open, opts) = (&open, &opts);
         let server = s.spawn(move || {
             let material = open(0);
-            let ch = listener.accept(opts).unwrap();
+            let key = ChannelKey::derive(&material.1.channel_secret(), &digest, &material.0);
+            let ch = listener.accept(opts, &Security::Psk(key)).unwrap();
+            assert!(ch.is_encrypted());
             tcp_party(p, 0, w, calls, ch, material, inputs)
         });
         let client = s.spawn(move || {
             let material = open(1);
-            let ch = TcpChannel::connect(addr, opts).unwrap();
+            let key = ChannelKey::derive(&material.1.channel_secret(), &digest, &material.0);
+            let ch = TcpChannel::connect(addr, opts, &Security::Psk(key)).unwrap();
             tcp_party(p, 1, w, calls, ch, material, inputs)
         });
         [server.join().unwrap(), client.join().unwrap()]

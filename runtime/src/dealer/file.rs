@@ -392,6 +392,13 @@ impl Verified {
         &self.header
     }
 
+    /// The secret the parties' channel key is derived from
+    /// ([`super::replay::channel_secret_of`] of the file's common seed): available before
+    /// the file is marked used, since the key is needed for the handshake.
+    pub fn channel_secret(&self) -> [u8; 32] {
+        super::replay::channel_secret_of(&self.header.common)
+    }
+
     /// Marks the material used in `used` (and beside the file) and returns its header and
     /// the replay of its material. Call it after the handshake with the peer succeeded and
     /// before the first call.

@@ -28,6 +28,9 @@ use crate::protocols::{lut, square, xor};
 /// materialised bytes.
 pub struct PartyReplay {
     party: u8,
+    /// A hash of the common seed, which both halves of a session share: the secret of the
+    /// parties' channel key ([`crate::transport::ChannelKey::derive`]).
+    channel_secret: [u8; 32],
     stream: ChaCha12Rng,
     common: ChaCha12Rng,
     body: Box<dyn Read + Send>,
@@ -47,6 +50,16 @@ impl std::fmt::Debug for PartyReplay {
     }
 }
 
+/// The secret the parties' channel key is derived from: a hash of the session's common
+/// seed, which both halves of a session hold and nobody else does.
+pub fn channel_secret_of(common: &PartySeed) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"comet channel secret v1\0");
+    h.update(common);
+    h.finalize().into()
+}
+
 impl PartyReplay {
     /// Replays party `party` from its stream seed, the common seed and `body`.
     pub fn new(
@@ -55,8 +68,10 @@ impl PartyReplay {
         common: PartySeed,
         body: Box<dyn Read + Send>,
     ) -> PartyReplay {
+        let channel_secret = channel_secret_of(&common);
         PartyReplay {
             party,
+            channel_secret,
             stream: ChaCha12Rng::from_seed(seed),
             common: ChaCha12Rng::from_seed(common),
             body,
@@ -70,6 +85,14 @@ impl PartyReplay {
     /// Bytes read from the body so far, DReLU key headers included.
     pub fn body_bytes_read(&self) -> u64 {
         self.read
+    }
+
+    /// The secret both halves of this session share and nobody else but the dealer holds,
+    /// from which the parties' channel key is derived ([`ChannelKey`]).
+    ///
+    /// [`ChannelKey`]: crate::transport::ChannelKey
+    pub fn channel_secret(&self) -> [u8; 32] {
+        self.channel_secret
     }
 
     /// The party replayed.

@@ -41,7 +41,10 @@ use super::wire::{
     self, CallRequest, DealerError, Grant, HELLO_BYTES, PartyHello, Side, hex, read_request,
 };
 use super::{PartySeed, SessionDealer};
-use crate::transport::TcpOptions;
+use crate::transport::secure::{
+    self, FROM_PARTY, Noise, Role, SecureReader, SecureWriter, SharedWriter,
+};
+use crate::transport::{DealerIdentity, TcpOptions};
 
 /// Body bytes the dealer collects per party before sending them as one chunk.
 pub const CHUNK_BYTES: usize = 64 << 10;
@@ -124,6 +127,7 @@ pub struct DealerService {
     addr: SocketAddr,
     plan_digest: [u8; 32],
     opts: TcpOptions,
+    identity: DealerIdentity,
     max_tokens: u64,
     mask_budget: u64,
 }
@@ -139,7 +143,8 @@ impl fmt::Debug for DealerService {
 
 /// One party's connection, once its hello was accepted.
 struct Conn {
-    stream: TcpStream,
+    reader: SecureReader<TcpStream>,
+    writer: SharedWriter,
     peer: SocketAddr,
     side: Side,
     /// Set when a write failed midway: nothing more may be written.
@@ -149,7 +154,9 @@ struct Conn {
 impl DealerService {
     /// Binds `addr` (port 0: the OS chooses) for the plan of digest `plan_digest`; every
     /// wait on a party is bounded by `opts` (`read_timeout`, `write_timeout`, and
-    /// `accept_timeout` for a party waiting for its partner).
+    /// `accept_timeout` for a party waiting for its partner; `handshake_timeout` for a new
+    /// connection's preamble, key exchange and hello). Each connection runs Noise `NK`
+    /// with `identity`'s key (or plaintext, if both sides say so).
     ///
     /// # Errors
     /// If the options are invalid or the address cannot be bound.
@@ -157,6 +164,7 @@ impl DealerService {
         addr: impl ToSocketAddrs,
         plan_digest: [u8; 32],
         opts: &TcpOptions,
+        identity: DealerIdentity,
     ) -> Result<DealerService, DealerError> {
         opts.validate()
             .map_err(|e| DealerError::Protocol(e.to_string()))?;
@@ -172,6 +180,7 @@ impl DealerService {
             addr,
             plan_digest,
             opts: opts.clone(),
+            identity,
             max_tokens: DEFAULT_MAX_TOKENS,
             mask_budget: DEFAULT_MASK_BUDGET,
         })
@@ -227,7 +236,7 @@ impl DealerService {
         };
         if let Err(e) = &outcome {
             for c in conns.iter_mut().filter(|c| !c.broken) {
-                let _ = wire::write_refused(&mut c.stream, &format!("session stopped: {e}"));
+                let _ = wire::write_refused(&mut c.writer, &format!("session stopped: {e}"));
             }
         }
         Ok(SessionReport {
@@ -284,7 +293,7 @@ impl DealerService {
                     1 - p,
                     self.opts.accept_timeout
                 );
-                let _ = wire::write_refused(&mut c.stream, &reason);
+                let _ = wire::write_refused(&mut c.writer, &reason);
                 on(Event::Refused {
                     peer: c.peer,
                     reason: &reason,
@@ -302,16 +311,28 @@ impl DealerService {
         slots: &[Option<Conn>; 2],
         on: &mut dyn FnMut(Event<'_>),
     ) -> Option<(u8, Conn)> {
-        let result = self.read_hello(&stream, peer);
+        let (mut reader, mut writer) = match self.secure(&stream, peer) {
+            Ok(halves) => halves,
+            Err(reason) => {
+                on(Event::Refused {
+                    peer,
+                    reason: &reason,
+                });
+                return None;
+            }
+        };
+        let result = self.read_hello(&mut reader, peer);
         let (reason, tell) = match result {
             Ok(hello) => match self.check_hello(&hello, slots) {
-                Ok(()) => return Some((hello.party, self.conn(stream, peer, hello.party))),
+                Ok(()) => {
+                    return Some((hello.party, self.conn(reader, writer, peer, hello.party)));
+                }
                 Err(reason) => (reason, true),
             },
             Err((reason, tell)) => (reason, tell),
         };
         if tell {
-            let _ = wire::write_refused(&mut &stream, &reason);
+            let _ = wire::write_refused(&mut writer, &reason);
         }
         on(Event::Refused {
             peer,
@@ -320,28 +341,48 @@ impl DealerService {
         None
     }
 
-    /// A hello read with its exact size within the read timeout; on failure the reason
-    /// and whether the peer speaks our protocol (and may be told).
-    fn read_hello(
+    /// The preamble and key exchange of a new connection, within the handshake timeout:
+    /// its reading and writing halves, or why it was refused.
+    fn secure(
         &self,
         stream: &TcpStream,
         peer: SocketAddr,
-    ) -> Result<PartyHello, (String, bool)> {
-        let setup = |e: io::Error| (format!("{peer}: {e}"), false);
+    ) -> Result<(SecureReader<TcpStream>, SharedWriter), String> {
+        let setup = |e: io::Error| format!("{peer}: {e}");
         stream.set_nonblocking(false).map_err(setup)?;
-        stream.set_nodelay(true).map_err(setup)?;
+        let noise = match &self.identity {
+            DealerIdentity::Key(k) => Noise::Holder(k),
+            DealerIdentity::InsecurePlaintext => Noise::Plaintext,
+        };
+        let limit = self.opts.handshake_timeout;
+        let keys = secure::establish(stream, Role::Responder, FROM_PARTY, noise, limit)
+            .map_err(|e| format!("{peer}: {}", e.into_channel(limit)))?;
         stream
-            .set_read_timeout(Some(self.opts.read_timeout))
+            .set_read_timeout(Some(
+                self.opts.handshake_timeout.min(self.opts.read_timeout),
+            ))
             .map_err(setup)?;
         stream
             .set_write_timeout(Some(self.opts.write_timeout))
             .map_err(setup)?;
+        let reader = SecureReader::new(stream.try_clone().map_err(setup)?, keys.clone());
+        let writer = SecureWriter::new(stream.try_clone().map_err(setup)?, keys);
+        Ok((reader, SharedWriter::new(writer)))
+    }
+
+    /// A hello read with its exact size within the handshake timeout; on failure the
+    /// reason and whether the peer speaks our protocol (and may be told).
+    fn read_hello(
+        &self,
+        reader: &mut SecureReader<TcpStream>,
+        peer: SocketAddr,
+    ) -> Result<PartyHello, (String, bool)> {
         let mut b = [0u8; HELLO_BYTES];
-        (&*stream).read_exact(&mut b).map_err(|e| {
+        reader.read_exact(&mut b).map_err(|e| {
             (
                 format!(
                     "no hello from {peer} within {:?}: {e}",
-                    self.opts.read_timeout
+                    self.opts.handshake_timeout.min(self.opts.read_timeout)
                 ),
                 false,
             )
@@ -372,9 +413,17 @@ impl DealerService {
         Ok(())
     }
 
-    fn conn(&self, stream: TcpStream, peer: SocketAddr, party: u8) -> Conn {
+    fn conn(
+        &self,
+        reader: SecureReader<TcpStream>,
+        writer: SharedWriter,
+        peer: SocketAddr,
+        party: u8,
+    ) -> Conn {
+        let _ = reader_stream(&reader).set_read_timeout(Some(self.opts.read_timeout));
         Conn {
-            stream,
+            reader,
+            writer,
             peer,
             side: Side {
                 who: format!("party {party}"),
@@ -405,7 +454,7 @@ impl DealerService {
                 seed: dealer.party_seed(p),
                 common: dealer.common_seed(),
             };
-            (wire::write_session(&mut c.stream, &grant))
+            (wire::write_session(&mut c.writer, &grant))
                 .map_err(|e| c.side.write_error(e, "granting the session"))?;
         }
         let sinks = clone_sinks(conns)?;
@@ -432,7 +481,7 @@ impl DealerService {
         let mut reqs = [None, None];
         for (p, c) in conns.iter_mut().enumerate() {
             let doing = format!("waiting for party {p}'s request for call {k}");
-            reqs[p] = read_request(&mut c.stream).map_err(|e| e.at(&c.side, &doing))?;
+            reqs[p] = read_request(&mut c.reader).map_err(|e| e.at(&c.side, &doing))?;
             if let Some(r) = &reqs[p] {
                 self.check_request(p, r, session, k)?;
             }
@@ -501,6 +550,11 @@ impl DealerService {
     }
 }
 
+/// The socket under a reader, to set its timeout.
+fn reader_stream(r: &SecureReader<TcpStream>) -> &TcpStream {
+    r.get_ref()
+}
+
 /// A fresh session id and master seed from the operating system.
 fn new_session() -> Result<([u8; 32], PartySeed), DealerError> {
     let (mut session, mut master) = ([0u8; 32], [0u8; 32]);
@@ -552,12 +606,8 @@ fn serve_call(
 
 fn clone_sinks(conns: &[Conn; 2]) -> Result<[ChunkSink; 2], DealerError> {
     let sink = |c: &Conn| -> Result<ChunkSink, DealerError> {
-        let stream = c.stream.try_clone().map_err(|e| DealerError::Io {
-            doing: format!("setting up {}'s stream", c.side.who),
-            source: e,
-        })?;
         Ok(ChunkSink(Arc::new(Mutex::new(Chunker {
-            stream,
+            stream: c.writer.clone(),
             side: c.side.clone(),
             buf: Vec::with_capacity(CHUNK_BYTES),
             call: 0,
@@ -574,7 +624,7 @@ fn clone_sinks(conns: &[Conn; 2]) -> Result<[ChunkSink; 2], DealerError> {
 struct ChunkSink(Arc<Mutex<Chunker>>);
 
 struct Chunker {
-    stream: TcpStream,
+    stream: SharedWriter,
     side: Side,
     buf: Vec<u8>,
     call: u64,

@@ -11,9 +11,20 @@ use comet_ir::DimEnv;
 use super::service::Event;
 use super::*;
 use crate::protocols::ring_ops;
-use crate::transport::TcpOptions;
+use crate::transport::{DealerAuth, DealerIdentity, DealerKeypair, TcpOptions};
 
 const DIGEST: [u8; 32] = [5; 32];
+
+/// The dealer's key pair of these tests.
+fn key() -> &'static DealerKeypair {
+    static KEY: std::sync::OnceLock<DealerKeypair> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| DealerKeypair::generate().unwrap())
+}
+
+/// A party's side: the dealer's public key pinned.
+fn pinned() -> DealerAuth {
+    DealerAuth::Pinned(key().public())
+}
 
 fn opts() -> TcpOptions {
     let t = Duration::from_secs(10);
@@ -50,7 +61,13 @@ fn serve(deal: DealFn) -> (String, thread::JoinHandle<SessionReport>) {
 
 /// As [`serve`], with a receiver of the parties that joined first.
 fn serve_watched(deal: DealFn) -> (String, thread::JoinHandle<SessionReport>, Receiver<u8>) {
-    let service = DealerService::bind("127.0.0.1:0", DIGEST, &opts()).unwrap();
+    let service = DealerService::bind(
+        "127.0.0.1:0",
+        DIGEST,
+        &opts(),
+        DealerIdentity::Key(key().clone()),
+    )
+    .unwrap();
     let addr = service.local_addr().to_string();
     let (tx, rx) = mpsc::channel();
     let h = thread::spawn(move || {
@@ -73,7 +90,7 @@ type Triple = (
 
 /// Party `p` runs `calls`, replaying each call's triple; its triples' shares.
 fn party(addr: String, p: u8, calls: Vec<DimEnv>) -> Result<Vec<Triple>, DealerError> {
-    let (mut stream, mut replay) = DealerStream::connect(&addr, p, DIGEST, &opts())?;
+    let (mut stream, mut replay) = DealerStream::connect(&addr, p, DIGEST, &opts(), &pinned())?;
     let mut out = Vec::new();
     for env in calls {
         stream.begin_call(env)?;
@@ -125,14 +142,14 @@ fn out_of_order(first: u64, second: u64) -> [String; 2] {
     let next = DimEnv { seq: 1, past: 2 };
     let a = addr.clone();
     let p0 = thread::spawn(move || -> Result<(), DealerError> {
-        let (mut s, _replay) = DealerStream::connect(&a, 0, DIGEST, &opts())?;
+        let (mut s, _replay) = DealerStream::connect(&a, 0, DIGEST, &opts(), &pinned())?;
         s.begin_call_at(first, env)?;
         s.end_call()?;
         s.begin_call_at(second, next)?;
         s.end_call().map(|_| ())
     });
     let p1 = (|| -> Result<(), DealerError> {
-        let (mut s, _replay) = DealerStream::connect(&addr, 1, DIGEST, &opts())?;
+        let (mut s, _replay) = DealerStream::connect(&addr, 1, DIGEST, &opts(), &pinned())?;
         for e in [env, next] {
             s.begin_call(e)?;
             s.end_call()?;
@@ -173,20 +190,57 @@ fn calls_out_of_order_or_repeated_are_refused_to_both_parties() {
 fn a_party_index_used_twice_or_another_plan_is_refused() {
     let (addr, _dealer, joined) = serve_watched(|_, _, _| Ok((0, 0)));
     let a = addr.clone();
-    let first = thread::spawn(move || DealerStream::connect(&a, 0, DIGEST, &opts()).map(|_| ()));
+    let first =
+        thread::spawn(move || DealerStream::connect(&a, 0, DIGEST, &opts(), &pinned()).map(|_| ()));
     assert_eq!(joined.recv_timeout(Duration::from_secs(10)), Ok(0));
-    let twice = DealerStream::connect(&addr, 0, DIGEST, &opts()).unwrap_err();
+    let twice = DealerStream::connect(&addr, 0, DIGEST, &opts(), &pinned()).unwrap_err();
     assert!(
         twice.to_string().contains("party 0 is already connected"),
         "{twice}"
     );
-    let other = DealerStream::connect(&addr, 1, [6; 32], &opts()).unwrap_err();
+    let other = DealerStream::connect(&addr, 1, [6; 32], &opts(), &pinned()).unwrap_err();
     assert!(
         other.to_string().contains("this dealer serves plan"),
         "{other}"
     );
     // the first party 0 is still paired with the next party 1
-    let (s1, _) = DealerStream::connect(&addr, 1, DIGEST, &opts()).unwrap();
+    let (s1, _) = DealerStream::connect(&addr, 1, DIGEST, &opts(), &pinned()).unwrap();
     first.join().unwrap().unwrap();
     assert!(!format!("{s1:?}").contains("seed"));
+}
+
+#[test]
+fn a_party_pinning_another_dealer_key_is_refused_on_both_sides() {
+    let service = DealerService::bind(
+        "127.0.0.1:0",
+        DIGEST,
+        &opts(),
+        DealerIdentity::Key(key().clone()),
+    )
+    .unwrap();
+    let addr = service.local_addr().to_string();
+    let (tx, rx) = mpsc::channel();
+    let h = thread::spawn(move || {
+        let mut on = |e: Event<'_>| {
+            if let Event::Refused { reason, .. } = e {
+                let _ = tx.send(reason.to_string());
+            }
+        };
+        // the service keeps waiting after refusing: it is given up with the test
+        let _ = service.serve_session(&mut deal, &mut on);
+    });
+    let other = DealerAuth::Pinned(DealerKeypair::generate().unwrap().public());
+    let start = std::time::Instant::now();
+    let err = DealerStream::connect(&addr, 0, DIGEST, &opts(), &other)
+        .unwrap_err()
+        .to_string();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(err.contains("not the one of the pinned key"), "{err}");
+    let refused = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(refused.contains("failed authentication"), "{refused}");
+    let plain = DealerStream::connect(&addr, 0, DIGEST, &opts(), &DealerAuth::InsecurePlaintext)
+        .unwrap_err()
+        .to_string();
+    assert!(plain.contains("requires an encrypted channel"), "{plain}");
+    drop(h);
 }

@@ -29,7 +29,10 @@ use super::PartyReplay;
 use super::wire::{
     CallRequest, DealerError, FromDealer, Grant, PartyHello, Side, hex, read_from_dealer,
 };
-use crate::transport::{TcpOptions, connect_stream};
+use crate::transport::secure::{
+    self, HandshakeError, Noise, Role, SecureReader, SecureWriter, TO_DEALER,
+};
+use crate::transport::{ChannelError, DealerAuth, TcpOptions, connect_stream};
 
 /// Read buffer of the material stream.
 const READ_BUFFER_BYTES: usize = 256 << 10;
@@ -37,7 +40,7 @@ const READ_BUFFER_BYTES: usize = 256 << 10;
 /// A party's connection to the dealer service, for one session.
 pub struct DealerStream {
     link: Arc<Mutex<Link>>,
-    writer: TcpStream,
+    writer: SecureWriter<TcpStream>,
     side: Side,
     session: [u8; 32],
     next_call: u64,
@@ -54,7 +57,7 @@ impl fmt::Debug for DealerStream {
 
 /// The reading half, shared by the [`DealerStream`] (call ends) and the replay's body.
 struct Link {
-    reader: BufReader<TcpStream>,
+    reader: SecureReader<BufReader<TcpStream>>,
     side: Side,
     /// The call whose material is being read.
     call: Option<u64>,
@@ -68,18 +71,21 @@ struct Link {
 
 impl DealerStream {
     /// Connects to the dealer at `addr` as party `party` running the plan of digest
-    /// `plan_digest`, and waits (at most `opts.accept_timeout`) for the dealer to pair this
-    /// party with the other one. Returns the stream and this party's [`PartyReplay`],
-    /// whose body is the session's material as the dealer streams it.
+    /// `plan_digest`, authenticates it by `auth` (Noise `NK` with its pinned public key, or
+    /// plaintext if both sides say so) and waits (at most `opts.accept_timeout`) for the
+    /// dealer to pair this party with the other one. Returns the stream and this party's
+    /// [`PartyReplay`], whose body is the session's material as the dealer streams it.
     ///
     /// # Errors
-    /// If the dealer cannot be reached, stalls, disconnects or refuses (another plan, the
-    /// party already connected, the other party never came), or serves another plan.
+    /// If the dealer cannot be reached, is not the dealer of the pinned key, stalls,
+    /// disconnects or refuses (another plan, the party already connected, the other party
+    /// never came), or serves another plan.
     pub fn connect(
         addr: &str,
         party: u8,
         plan_digest: [u8; 32],
         opts: &TcpOptions,
+        auth: &DealerAuth,
     ) -> Result<(DealerStream, PartyReplay), DealerError> {
         let unreachable = |source| DealerError::Unreachable {
             addr: addr.to_string(),
@@ -91,16 +97,34 @@ impl DealerStream {
             read_timeout: opts.read_timeout,
             write_timeout: opts.write_timeout,
         };
-        let grant = handshake(&stream, &side, party, plan_digest, opts)?;
         let io = |e| DealerError::Io {
             doing: "setting up the dealer connection".into(),
             source: e,
         };
+        let noise = match auth {
+            DealerAuth::Pinned(k) => Noise::Pinned(k),
+            DealerAuth::InsecurePlaintext => Noise::Plaintext,
+        };
+        let limit = opts.handshake_timeout;
+        let keys = secure::establish(&stream, Role::Initiator, TO_DEALER, noise, limit)
+            .map_err(|e| handshake_error(e, addr, limit))?;
+        let buffered = BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone().map_err(io)?);
+        let mut reader = SecureReader::new(buffered, keys.clone());
+        let mut writer = SecureWriter::new(stream.try_clone().map_err(io)?, keys);
+        let grant = handshake(
+            &stream,
+            &mut reader,
+            &mut writer,
+            &side,
+            party,
+            plan_digest,
+            opts,
+        )?;
         stream
             .set_read_timeout(Some(opts.read_timeout))
             .map_err(io)?;
         let link = Arc::new(Mutex::new(Link {
-            reader: BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone().map_err(io)?),
+            reader,
             side: side.clone(),
             call: None,
             left: 0,
@@ -111,7 +135,7 @@ impl DealerStream {
         let replay = PartyReplay::new(party, grant.seed, grant.common, body);
         let dealer = DealerStream {
             link,
-            writer: stream,
+            writer,
             side,
             session: grant.session,
             next_call: 0,
@@ -181,10 +205,27 @@ impl DealerStream {
     }
 }
 
+/// A failed preamble or key exchange with the dealer, worded.
+fn handshake_error(e: HandshakeError, addr: &str, limit: std::time::Duration) -> DealerError {
+    match e.into_channel(limit) {
+        ChannelError::KeyMismatch { what } => DealerError::Protocol(format!(
+            "the dealer at {addr} is not the one of the pinned key: {what}"
+        )),
+        ChannelError::Handshake { what } => DealerError::Protocol(format!(
+            "the dealer at {addr} refused the connection: {what}"
+        )),
+        other => DealerError::Protocol(format!(
+            "the connection to the dealer at {addr} failed before authentication: {other}"
+        )),
+    }
+}
+
 /// Sends this party's hello and reads the dealer's answer: the session's grant, for this
 /// plan.
 fn handshake(
     stream: &TcpStream,
+    r: &mut SecureReader<BufReader<TcpStream>>,
+    w: &mut SecureWriter<TcpStream>,
     side: &Side,
     party: u8,
     plan_digest: [u8; 32],
@@ -203,7 +244,6 @@ fn handshake(
         .set_read_timeout(Some(opts.accept_timeout))
         .map_err(io)?;
     let hello = PartyHello { party, plan_digest };
-    let mut w = stream;
     (w.write_all(&hello.encode()))
         .map_err(|e| side.write_error(e, "sending this party's hello"))?;
     let doing = format!("waiting for the dealer to pair party {party} with the other party");
@@ -211,8 +251,7 @@ fn handshake(
         read_timeout: opts.accept_timeout,
         ..side.clone()
     };
-    let mut r = stream;
-    let grant = match read_from_dealer(&mut r).map_err(|e| e.at(&waiting, &doing))? {
+    let grant = match read_from_dealer(r).map_err(|e| e.at(&waiting, &doing))? {
         FromDealer::Session(g) => g,
         FromDealer::Refused(reason) => return Err(DealerError::Refused(reason)),
         other => {

@@ -39,7 +39,7 @@ use crate::transport::ChannelError;
 /// Marks a dealer-service hello, so that a foreign program on the port is told apart.
 const MAGIC: [u8; 8] = *b"comet-dl";
 /// The dealer-service protocol version of this release.
-pub const DEALER_VERSION: u32 = 4;
+pub const DEALER_VERSION: u32 = 5;
 /// Bytes of a party's hello.
 pub(crate) const HELLO_BYTES: usize = 8 + 4 + 1 + 32;
 /// Bytes of a call request after its kind byte.
@@ -135,6 +135,12 @@ impl Side {
     ) -> DealerError {
         use io::ErrorKind::*;
         let (who, doing) = (self.who.clone(), doing.to_string());
+        if crate::transport::secure::is::<crate::transport::secure::AuthFailure>(&e) {
+            return DealerError::Protocol(format!(
+                "{who}'s data failed authentication while {doing}: altered on the way (a man \
+                 in the middle?) or sent under another key; nothing of it was used"
+            ));
+        }
         match e.kind() {
             WouldBlock | TimedOut => DealerError::Stalled {
                 who,

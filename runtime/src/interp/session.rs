@@ -298,6 +298,11 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
         &mut self.state
     }
 
+    /// The channel to the other party (to bound its messages by the plan, say).
+    pub fn channel_mut(&mut self) -> &mut C {
+        &mut self.ch
+    }
+
     /// The material replay (to check that no bytes are left at the end).
     pub fn replay_mut(&mut self) -> &mut PartyReplay {
         &mut self.replay

@@ -1,6 +1,7 @@
 //! Why a channel failed, worded so that the user knows what to check.
 
 use super::Phase;
+use super::secure::{AuthFailure, is};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +31,33 @@ pub enum ChannelError {
     SendTimeout {
         /// How long this party waited.
         waited: Duration,
+        /// Where this party was.
+        during: Phase,
+    },
+    /// The peer's data failed authentication: altered on the way or sent under another key.
+    #[error(
+        "data from the peer failed authentication in {during}: it was altered on the way (a \
+         man in the middle?) or sent under another key; nothing of it was used, and the run \
+         stops"
+    )]
+    Tampered {
+        /// Where this party was.
+        during: Phase,
+    },
+    /// The Noise handshake failed: the two sides do not hold matching keys.
+    #[error("the channel's keys do not match: {what}")]
+    KeyMismatch {
+        /// Who could not authenticate whom, and what to check.
+        what: String,
+    },
+    /// An exchange did not complete within the overall deadline of one exchange.
+    #[error(
+        "{during} did not complete within {limit:?} (its deadline): the peer is too slow or \
+         trickles its bytes"
+    )]
+    CallTimeout {
+        /// The deadline.
+        limit: Duration,
         /// Where this party was.
         during: Phase,
     },
@@ -74,12 +102,16 @@ pub enum ChannelError {
         source: io::Error,
     },
     /// Nobody connected to the listening party in time.
-    #[error("no party connected to {addr} within {waited:?}: was the other party started?")]
+    #[error(
+        "no party connected to {addr} within {waited:?}: was the other party started?{refused}"
+    )]
     NoPeer {
         /// The address listened on.
         addr: SocketAddr,
         /// How long it waited.
         waited: Duration,
+        /// The connections refused meanwhile (empty, or `; refused N connection(s)...`).
+        refused: String,
     },
     /// The options cannot work (a zero timeout, no attempts).
     #[error("invalid channel options: {what}")]
@@ -106,6 +138,9 @@ pub enum ChannelError {
 impl ChannelError {
     /// Classifies an error of a read from the peer, waiting at most `timeout`.
     pub(crate) fn from_read(e: io::Error, during: Phase, timeout: Duration) -> Self {
+        if is::<AuthFailure>(&e) {
+            return ChannelError::Tampered { during };
+        }
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ChannelError::Timeout {
                 waited: timeout,

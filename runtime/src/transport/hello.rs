@@ -6,6 +6,8 @@ use std::fmt;
 
 /// Marks a Comet handshake, so that a foreign program on the port is told apart.
 const MAGIC: [u8; 8] = *b"comet-2p";
+/// The same magic opens the connection's clear preamble.
+pub(crate) const MAGIC_2P: &[u8; 8] = &MAGIC;
 
 /// Bytes of an encoded [`Hello`]: magic, version, party, plan digest, session id.
 pub(crate) const HELLO_BYTES: usize = 8 + 4 + 1 + 32 + 32;

@@ -26,6 +26,7 @@ mod error;
 mod frame;
 mod hello;
 mod mem;
+pub mod secure;
 mod session;
 mod stats;
 mod tcp;
@@ -40,6 +41,9 @@ pub use error::ChannelError;
 pub use frame::{FRAME_HEADER_BYTES, Phase};
 pub use hello::Hello;
 pub use mem::{DEFAULT_RECV_TIMEOUT, MemChannel, mem_pair, mem_pair_with_timeout};
+pub use secure::{
+    ChannelKey, DealerAuth, DealerIdentity, DealerKeypair, DealerPublicKey, Security,
+};
 pub use stats::{ChannelStats, Traffic};
 pub(crate) use tcp::connect_stream;
 pub use tcp::{TcpChannel, TcpListenerHandle, TcpOptions};
@@ -68,6 +72,11 @@ pub trait Channel: Send {
     /// Zeroes the statistics. Round numbers in errors keep counting from the start.
     fn reset_stats(&mut self);
 
+    /// Bounds the messages the peer may send from now on (bytes of one setup exchange and
+    /// of one round), as derived from the plan; a larger one is
+    /// [`ChannelError::Malformed`] before it is read. In memory: nothing to bound.
+    fn limit_messages(&mut self, _setup_bytes: u64, _round_bytes: u64) {}
+
     /// The traffic since `before`, a snapshot taken earlier with [`Channel::stats`]: the
     /// cost of one phase (a decode step, say) without resetting the totals.
     fn stats_since(&self, before: &ChannelStats) -> ChannelStats {
@@ -94,5 +103,9 @@ impl<C: Channel + ?Sized> Channel for Box<C> {
 
     fn reset_stats(&mut self) {
         (**self).reset_stats()
+    }
+
+    fn limit_messages(&mut self, setup_bytes: u64, round_bytes: u64) {
+        (**self).limit_messages(setup_bytes, round_bytes)
     }
 }

@@ -13,6 +13,12 @@ pub(crate) trait Link: Send {
         u64::MAX
     }
 
+    /// Bytes on the wire for a message of `payload` bytes: its frames' headers included
+    /// (and, encrypted, its records' lengths and tags).
+    fn wire_bytes(&self, payload: usize) -> u64 {
+        super::frame::wire_bytes(payload, self.frame_bytes())
+    }
+
     /// Sends `msg` tagged with `phase` and, at the same time, receives the peer's next
     /// frame. Must not deadlock when both parties send large messages at once.
     fn swap(&mut self, phase: Phase, msg: &[u8]) -> Result<Received, ChannelError>;
@@ -48,8 +54,11 @@ impl<L: Link> Session<L> {
     pub(crate) fn exchange(&mut self, msg: &[u8]) -> Result<Vec<u8>, ChannelError> {
         let payload = self.swap(Phase::Round(self.rounds + 1), msg)?;
         self.rounds += 1;
-        let frame = self.link.frame_bytes();
-        self.stats.online.record(msg.len(), payload.len(), frame);
+        let wire = (
+            self.link.wire_bytes(msg.len()),
+            self.link.wire_bytes(payload.len()),
+        );
+        self.stats.online.record(msg.len(), payload.len(), wire);
         Ok(payload)
     }
 
@@ -57,8 +66,11 @@ impl<L: Link> Session<L> {
     pub(crate) fn exchange_setup(&mut self, msg: &[u8]) -> Result<Vec<u8>, ChannelError> {
         let payload = self.swap(Phase::Setup(self.setups + 1), msg)?;
         self.setups += 1;
-        let frame = self.link.frame_bytes();
-        self.stats.setup.record(msg.len(), payload.len(), frame);
+        let wire = (
+            self.link.wire_bytes(msg.len()),
+            self.link.wire_bytes(payload.len()),
+        );
+        self.stats.setup.record(msg.len(), payload.len(), wire);
         Ok(payload)
     }
 
@@ -73,6 +85,16 @@ impl<L: Link> Session<L> {
         let checked = peer.and_then(|peer| hello.check_peer(&peer).map(|()| peer));
         self.handshaken = true;
         self.fail_on_error(Phase::Handshake, checked)
+    }
+
+    /// The link.
+    pub(crate) fn link(&self) -> &L {
+        &self.link
+    }
+
+    /// The link, to configure it.
+    pub(crate) fn link_mut(&mut self) -> &mut L {
+        &mut self.link
     }
 
     /// The counters.

@@ -1,12 +1,12 @@
 //! Traffic counters: what the cost model's estimate is checked against.
 
-use super::frame::wire_bytes;
-
 /// The traffic of one kind of exchange, seen from one party.
 ///
 /// Payload bytes are the messages alone, the quantity the compiler's cost estimate
 /// predicts; wire bytes add the framing ([`FRAME_HEADER_BYTES`](super::FRAME_HEADER_BYTES)
-/// per message), the same for every transport.
+/// per frame) and, on an encrypted channel, each record's length and tag
+/// ([`RECORD_OVERHEAD_BYTES`](super::secure::RECORD_OVERHEAD_BYTES) per record of at most
+/// [`RECORD_PLAINTEXT_BYTES`](super::secure::RECORD_PLAINTEXT_BYTES) bytes of frames).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Exchanges made (both parties count the same).
@@ -22,14 +22,14 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// Adds one exchange that sent `sent` and received `received` payload bytes, each in
-    /// frames of at most `frame_bytes`.
-    pub(crate) fn record(&mut self, sent: usize, received: usize, frame_bytes: u64) {
+    /// Adds one exchange that sent `sent` and received `received` payload bytes, taking
+    /// `wire.0` and `wire.1` bytes on the wire.
+    pub(crate) fn record(&mut self, sent: usize, received: usize, wire: (u64, u64)) {
         self.rounds += 1;
         self.payload_bytes_sent += sent as u64;
         self.payload_bytes_received += received as u64;
-        self.wire_bytes_sent += wire_bytes(sent, frame_bytes);
-        self.wire_bytes_received += wire_bytes(received, frame_bytes);
+        self.wire_bytes_sent += wire.0;
+        self.wire_bytes_received += wire.1;
     }
 
     /// The traffic since the snapshot `before` (zero where `before` is larger, as after a

@@ -16,13 +16,17 @@
 
 use super::Phase;
 use super::frame::encode_frame_header;
+use super::secure::{Keys, deadline_passed, records, seal};
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// A frame handed back by the thread with the outcome of writing it.
 type Written = (Vec<u8>, io::Result<()>);
+/// A message's frames and, encrypted, the nonce of its first record.
+type Job = (Vec<u8>, u64);
 
 /// Frames up to this size, header included, are written on the caller's thread.
 pub(crate) const INLINE_FRAME_BYTES: usize = 16 << 10;
@@ -32,7 +36,7 @@ const SHRINK_SLACK_BYTES: usize = 1 << 20;
 
 /// The writer thread of one connection and the frame buffer it recycles.
 pub(crate) struct Writer {
-    jobs: Option<SyncSender<Vec<u8>>>,
+    jobs: Option<SyncSender<Job>>,
     done: Receiver<Written>,
     /// The last frame's buffer, reused so that large rounds do not reallocate.
     spare: Vec<u8>,
@@ -44,17 +48,28 @@ pub(crate) struct Writer {
     pending: bool,
     /// The largest frame's payload: longer messages are split.
     frame_bytes: u64,
+    /// The keys of an encrypted channel, and the next record's nonce.
+    keys: Option<Keys>,
+    nonce: u64,
+    /// The records of a small frame, sealed on the caller's thread.
+    sealed: Vec<u8>,
 }
 
 impl Writer {
     /// Starts the thread writing to `stream`.
-    pub(crate) fn spawn(stream: &TcpStream, frame_bytes: u64) -> io::Result<Self> {
-        let (jobs, job_rx) = sync_channel::<Vec<u8>>(1);
+    /// With `keys`, the frames are sealed into records (on the thread for large ones).
+    pub(crate) fn spawn(
+        stream: &TcpStream,
+        frame_bytes: u64,
+        keys: Option<Keys>,
+    ) -> io::Result<Self> {
+        let (jobs, job_rx) = sync_channel::<Job>(1);
         let (done_tx, done) = sync_channel::<Written>(1);
         let out = stream.try_clone()?;
+        let thread_keys = keys.clone();
         let thread = std::thread::Builder::new()
             .name("comet-tcp-writer".into())
-            .spawn(move || write_frames(out, job_rx, done_tx))?;
+            .spawn(move || write_frames(out, job_rx, done_tx, thread_keys))?;
         Ok(Writer {
             jobs: Some(jobs),
             done,
@@ -63,6 +78,9 @@ impl Writer {
             thread: Some(thread),
             pending: false,
             frame_bytes,
+            keys,
+            nonce: 0,
+            sealed: Vec::new(),
         })
     }
 
@@ -71,22 +89,47 @@ impl Writer {
     pub(crate) fn start(&mut self, phase: Phase, msg: &[u8]) -> io::Result<()> {
         let frame = self.frame_buffer(phase, msg);
         if frame.len() <= INLINE_FRAME_BYTES {
-            let written = self.socket.write_all(&frame);
+            let written = match &self.keys {
+                Some(keys) => {
+                    self.sealed.clear();
+                    seal(keys, &mut self.nonce, &frame, &mut self.sealed);
+                    self.socket.write_all(&self.sealed)
+                }
+                None => self.socket.write_all(&frame),
+            };
             self.spare = frame;
             return written;
         }
+        let nonce = self.nonce;
+        if self.keys.is_some() {
+            self.nonce += records(frame.len() as u64);
+        }
         let jobs = self.jobs.as_ref().expect("jobs live until drop");
-        jobs.send(frame).map_err(|_| writer_gone())?;
+        jobs.send((frame, nonce)).map_err(|_| writer_gone())?;
         self.pending = true;
         Ok(())
     }
 
-    /// Waits until the frame given to [`Writer::start`] is handed to the OS.
-    pub(crate) fn finish(&mut self) -> io::Result<()> {
+    /// Waits until the frame given to [`Writer::start`] is handed to the OS, at most until
+    /// `deadline` (then the socket is shut down: the peer took too long to read it).
+    pub(crate) fn finish(&mut self, deadline: Option<Instant>) -> io::Result<()> {
         if !std::mem::take(&mut self.pending) {
             return Ok(());
         }
-        let (buffer, result) = self.done.recv().map_err(|_| writer_gone())?;
+        let received = match deadline {
+            None => self.done.recv().map_err(|_| writer_gone()),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                self.done.recv_timeout(left).map_err(|e| match e {
+                    RecvTimeoutError::Timeout => {
+                        let _ = self.socket.shutdown(Shutdown::Both);
+                        deadline_passed()
+                    }
+                    RecvTimeoutError::Disconnected => writer_gone(),
+                })
+            }
+        };
+        let (buffer, result) = received?;
         self.spare = buffer;
         result
     }
@@ -125,11 +168,24 @@ impl Drop for Writer {
     }
 }
 
-/// The thread's loop: writes each frame, hands it back with the outcome, stops at the first
-/// error or when the channel is dropped.
-fn write_frames(mut out: TcpStream, jobs: Receiver<Vec<u8>>, done: SyncSender<Written>) {
-    for frame in jobs {
-        let result = out.write_all(&frame);
+/// The thread's loop: writes each frame (sealed into records with `keys`), hands it back
+/// with the outcome, stops at the first error or when the channel is dropped.
+fn write_frames(
+    mut out: TcpStream,
+    jobs: Receiver<Job>,
+    done: SyncSender<Written>,
+    keys: Option<Keys>,
+) {
+    let mut sealed = Vec::new();
+    for (frame, mut nonce) in jobs {
+        let result = match &keys {
+            Some(keys) => {
+                sealed.clear();
+                seal(keys, &mut nonce, &frame, &mut sealed);
+                out.write_all(&sealed)
+            }
+            None => out.write_all(&frame),
+        };
         let failed = result.is_err();
         if done.send((frame, result)).is_err() || failed {
             return;
