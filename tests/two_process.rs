@@ -374,7 +374,9 @@ fn a_forged_seq_with_its_digest_recomputed_fails_the_handshake() {
     let forged = dir.join("forged0.mat");
     std::fs::write(&forged, &bytes).unwrap();
     let addr = free_port();
-    let s = server(&plan, &forged, &addr, &["--timeout", "20"]);
+    // the server refuses the client's handshake (another session's key) and keeps
+    // listening for the right peer until its timeout
+    let s = server(&plan, &forged, &addr, &["--timeout", "8"]);
     let c = client(
         &plan,
         &dir.join("party1.mat"),
