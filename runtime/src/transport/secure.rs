@@ -18,7 +18,7 @@
 //!   ([`DealerKeypair`], `comet dealer --key FILE`) completes it.
 //!
 //! After the handshake every byte travels in **records**: a 2-byte little-endian length,
-//! then a Noise transport message (ChaCha20-Poly1305, ≤ 65,535 bytes, of which 16 are the
+//! then a Noise transport message (AES-256-GCM, ≤ 65,535 bytes, of which 16 are the
 //! tag), so [`RECORD_OVERHEAD_BYTES`] per at most [`RECORD_PLAINTEXT_BYTES`] of plaintext.
 //! Nonces count records in each direction; a record altered, dropped, replayed or
 //! reordered fails authentication ([`AuthFailure`]) and the connection stops.
@@ -37,9 +37,9 @@ use snow::{Builder, HandshakeState, StatelessTransportState};
 use super::{ChannelError, Phase};
 
 /// The Noise protocol between the two parties.
-pub const PARTY_NOISE: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+pub const PARTY_NOISE: &str = "Noise_NNpsk0_25519_AESGCM_BLAKE2s";
 /// The Noise protocol between a party and the dealer.
-pub const DEALER_NOISE: &str = "Noise_NK_25519_ChaChaPoly_BLAKE2s";
+pub const DEALER_NOISE: &str = "Noise_NK_25519_AESGCM_BLAKE2s";
 /// Bytes added to every record: its 2-byte length and the 16-byte AEAD tag.
 pub const RECORD_OVERHEAD_BYTES: u64 = 2 + 16;
 /// The most plaintext one record carries (a Noise message is at most 65,535 bytes).
