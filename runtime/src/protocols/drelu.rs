@@ -9,7 +9,10 @@
 
 use std::fmt;
 
-use super::material::{DealerStreams, MaterialError, PartyStreams};
+use super::material::{
+    DealerStreams, KeyBatch, MaterialError, PartyStreams, batch_sizes, deal_key_batches,
+    read_key_batch,
+};
 use super::{MessageError, PartyId, Share, check_party, pack_bits, ring_ops, unpack_bits};
 use crate::fss::{self, DreluKey, drelu::DRELU_KEY_HEADER_BYTES};
 
@@ -128,9 +131,16 @@ impl DreluMaterial {
 /// them never holds more than one batch, whatever the node's size.
 pub const DRELU_BATCH: usize = 1 << 14;
 
-/// The batch sizes of `n` gates.
-fn batches(n: usize) -> impl Iterator<Item = usize> {
-    (0..n.div_ceil(DRELU_BATCH)).map(move |b| DRELU_BATCH.min(n - b * DRELU_BATCH))
+/// How DReLU key batches of width `bits` travel.
+fn kind(bits: u32) -> KeyBatch<'static, DreluKey> {
+    KeyBatch {
+        what: "DReLU",
+        bits,
+        batch: DRELU_BATCH,
+        element_bytes: DreluKey::element_bytes(bits),
+        header_bytes: DRELU_KEY_HEADER_BYTES,
+        to_bytes: DreluKey::to_bytes,
+    }
 }
 
 /// Deals DCF keys for `n` gates of width `bits` from the FSS stream
@@ -151,32 +161,14 @@ pub fn deal_batches(
     n: usize,
     bits: u32,
     keep: bool,
-    mut sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
+    sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
 ) -> Option<[DreluMaterial; 2]> {
-    let mut kept = [Vec::new(), Vec::new()];
-    for len in batches(n) {
-        let (k0, k1) = fss::drelu_offline_bits(len, bits, d.fss_stream());
-        d.count_offline(2 * (len * DreluKey::element_bytes(bits)) as u64);
-        d.count_headers(2 * DRELU_KEY_HEADER_BYTES as u64);
-        if let Some(sink) = sink.as_mut() {
-            sink([k0.to_bytes(), k1.to_bytes()]);
-        }
-        if keep {
-            kept[0].push(k0);
-            kept[1].push(k1);
-        }
-    }
-    let [k0, k1] = kept;
-    keep.then(|| {
-        [
-            DreluMaterial {
-                key: DreluKey::concat(0, bits, k0),
-            },
-            DreluMaterial {
-                key: DreluKey::concat(1, bits, k1),
-            },
-        ]
-    })
+    let [k0, k1] = deal_key_batches(d, n, &kind(bits), keep, sink, |len, rng| {
+        fss::drelu_offline_bits(len, bits, rng)
+    })?;
+    Some([(0, k0), (1, k1)].map(|(party, keys)| DreluMaterial {
+        key: DreluKey::concat(party, bits, keys),
+    }))
 }
 
 /// One party's keys for `n` gates of width `bits`, read from its body batch by batch (each
@@ -190,7 +182,7 @@ pub fn replay(
     bits: u32,
 ) -> Result<DreluMaterial, MaterialError> {
     let mut parts = Vec::new();
-    for len in batches(n) {
+    for len in batch_sizes(n, DRELU_BATCH) {
         parts.push(replay_batch(r, len, bits)?);
     }
     Ok(DreluMaterial {
@@ -200,20 +192,9 @@ pub fn replay(
 
 /// One batch of `n` gates of width `bits` from the body.
 fn replay_batch(r: &mut dyn PartyStreams, n: usize, bits: u32) -> Result<DreluKey, MaterialError> {
-    let (at, party) = (r.body_offset(), r.party());
-    let mut bytes = r.body(DRELU_KEY_HEADER_BYTES)?;
-    let width = u32::from(bytes[1]);
-    let count = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
-    if bytes[0] != party || width != bits || count != n as u64 {
-        return Err(MaterialError::Corrupt(format!(
-            "at body byte {at}: expected the {bits}-bit DReLU keys of party {party} for {n} \
-             gates, found {width}-bit keys of party {} for {count} gates: the file does not \
-             follow the plan",
-            bytes[0]
-        )));
-    }
-    r.count_headers(DRELU_KEY_HEADER_BYTES as u64);
-    bytes.extend(r.body(DreluKey::byte_len_bits(n, bits) - DRELU_KEY_HEADER_BYTES)?);
+    let len = DreluKey::byte_len_bits(n, bits);
+    let follow = "the file does not follow the plan";
+    let (at, bytes) = read_key_batch(r, n, &kind(bits), len, follow)?;
     DreluKey::from_bytes(&bytes)
         .map_err(|e| MaterialError::Corrupt(format!("DReLU key at body byte {at}: {e}")))
 }

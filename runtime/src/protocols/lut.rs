@@ -26,7 +26,10 @@ use std::fmt;
 
 use comet_ir::TableFn;
 
-use super::material::{DealerStreams, MaterialError, PartyStreams};
+use super::material::{
+    DealerStreams, KeyBatch, MaterialError, PartyStreams, batch_sizes, deal_key_batches,
+    read_key_batch,
+};
 use super::{
     MessageError, PartyId, Share, Step, check_len, check_party, pack, pack_bits, ring_ops, unpack,
     unpack_bits,
@@ -43,9 +46,16 @@ pub const fn wire_bits(n: u32) -> u32 {
 /// batch at a time whatever the node's size.
 pub const LUT_BATCH: usize = 1 << 14;
 
-/// The batch sizes of `n` gates.
-fn batches(n: usize) -> impl Iterator<Item = usize> {
-    (0..n.div_ceil(LUT_BATCH)).map(move |b| LUT_BATCH.min(n - b * LUT_BATCH))
+/// How lookup-table key batches on `bits`-bit indices travel.
+fn kind(bits: u32) -> KeyBatch<'static, LutKey> {
+    KeyBatch {
+        what: "lookup-table",
+        bits,
+        batch: LUT_BATCH,
+        element_bytes: LutKey::element_bytes(bits),
+        header_bytes: BATCH_HEADER_BYTES,
+        to_bytes: LutKey::to_bytes,
+    }
 }
 
 /// One party's keys for the lookups of one node: a [`LutKey`] per batch.
@@ -126,23 +136,12 @@ pub fn deal_batches(
     n: usize,
     bits: u32,
     keep: bool,
-    mut sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
+    sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
 ) -> Option<[LutMaterial; 2]> {
-    let mut kept = [Vec::new(), Vec::new()];
-    for len in batches(n) {
-        let (k0, k1) = fss::lut_offline(bits, len, d.fss_stream());
-        d.count_offline(2 * (len * LutKey::element_bytes(bits)) as u64);
-        d.count_headers(2 * BATCH_HEADER_BYTES as u64);
-        if let Some(sink) = sink.as_mut() {
-            sink([k0.to_bytes(), k1.to_bytes()]);
-        }
-        if keep {
-            kept[0].push(k0);
-            kept[1].push(k1);
-        }
-    }
-    let [k0, k1] = kept;
-    keep.then(|| [(0, k0), (1, k1)].map(|(party, keys)| LutMaterial { party, bits, keys }))
+    let [k0, k1] = deal_key_batches(d, n, &kind(bits), keep, sink, |len, rng| {
+        fss::lut_offline(bits, len, rng)
+    })?;
+    Some([(0, k0), (1, k1)].map(|(party, keys)| LutMaterial { party, bits, keys }))
 }
 
 /// One party's keys for `n` lookups on `bits`-bit indices, read from its body batch by
@@ -152,7 +151,7 @@ pub fn deal_batches(
 /// If the body ends, or holds keys of another party, width or count, or damaged keys.
 pub fn replay(r: &mut dyn PartyStreams, n: usize, bits: u32) -> Result<LutMaterial, MaterialError> {
     check_width(bits)?;
-    let keys = batches(n)
+    let keys = batch_sizes(n, LUT_BATCH)
         .map(|len| replay_batch(r, len, bits))
         .collect::<Result<_, _>>()?;
     Ok(LutMaterial {
@@ -164,20 +163,8 @@ pub fn replay(r: &mut dyn PartyStreams, n: usize, bits: u32) -> Result<LutMateri
 
 /// One batch of `n` gates from the body: header (party, width, count, seed), then the keys.
 fn replay_batch(r: &mut dyn PartyStreams, n: usize, bits: u32) -> Result<LutKey, MaterialError> {
-    let (at, party) = (r.body_offset(), r.party());
-    let mut bytes = r.body(BATCH_HEADER_BYTES)?;
-    let width = u32::from(bytes[1]);
-    let count = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
-    if bytes[0] != party || width != bits || count != n as u64 {
-        return Err(MaterialError::Corrupt(format!(
-            "at body byte {at}: expected the {bits}-bit lookup-table keys of party {party} \
-             for {n} gates, found {width}-bit keys of party {} for {count} gates: the \
-             material does not follow the plan",
-            bytes[0]
-        )));
-    }
-    r.count_headers(BATCH_HEADER_BYTES as u64);
-    bytes.extend(r.body(LutKey::byte_len(bits, n) - BATCH_HEADER_BYTES)?);
+    let follow = "the material does not follow the plan";
+    let (at, bytes) = read_key_batch(r, n, &kind(bits), LutKey::byte_len(bits, n), follow)?;
     LutKey::from_bytes(&bytes)
         .map_err(|e| MaterialError::Corrupt(format!("lookup-table key at body byte {at}: {e}")))
 }

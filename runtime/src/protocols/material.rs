@@ -459,3 +459,82 @@ pub(crate) fn redact(
     }
     s.finish()
 }
+
+/// The batch sizes of `n` gates in batches of at most `batch`.
+pub(crate) fn batch_sizes(n: usize, batch: usize) -> impl Iterator<Item = usize> {
+    (0..n.div_ceil(batch)).map(move |b| batch.min(n - b * batch))
+}
+
+/// How a kind of FSS key batch is drawn, serialized and named: what [`deal_key_batches`]
+/// and [`read_key_batch`] need of a gate.
+pub(crate) struct KeyBatch<'a, K> {
+    /// The gate's name in errors (`DReLU`, `lookup-table`).
+    pub what: &'a str,
+    /// Its width in bits (header byte 1).
+    pub bits: u32,
+    /// Gates per batch.
+    pub batch: usize,
+    /// Correction bytes per gate and party (counted offline; the headers apart).
+    pub element_bytes: usize,
+    /// Header bytes per batch and party.
+    pub header_bytes: usize,
+    /// Serialized keys of one party.
+    pub to_bytes: fn(&K) -> Vec<u8>,
+}
+
+/// Deals `n` gates batch by batch with `draw(len, fss stream)`, counting each batch's
+/// correction bytes and headers, handing its bodies to `sink` as soon as it is drawn, and
+/// keeping the keys only when `keep` (a dealer that only streams holds one batch at a time).
+pub(crate) fn deal_key_batches<K>(
+    d: &mut dyn DealerStreams,
+    n: usize,
+    kind: &KeyBatch<'_, K>,
+    keep: bool,
+    mut sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
+    mut draw: impl FnMut(usize, &mut ChaCha12Rng) -> (K, K),
+) -> Option<[Vec<K>; 2]> {
+    let mut kept = [Vec::new(), Vec::new()];
+    for len in batch_sizes(n, kind.batch) {
+        let (k0, k1) = draw(len, d.fss_stream());
+        d.count_offline(2 * (len * kind.element_bytes) as u64);
+        d.count_headers(2 * kind.header_bytes as u64);
+        if let Some(sink) = sink.as_mut() {
+            sink([(kind.to_bytes)(&k0), (kind.to_bytes)(&k1)]);
+        }
+        if keep {
+            kept[0].push(k0);
+            kept[1].push(k1);
+        }
+    }
+    keep.then_some(kept)
+}
+
+/// One batch of `n` gates from the body: its header (party, width, count, seed) checked
+/// against this party and `kind`, then its `byte_len` bytes in all. Returns where it
+/// started and its bytes.
+///
+/// # Errors
+/// If the body ends, or the header names another party, width or count (`follow` ends the
+/// message).
+pub(crate) fn read_key_batch<K>(
+    r: &mut dyn PartyStreams,
+    n: usize,
+    kind: &KeyBatch<'_, K>,
+    byte_len: usize,
+    follow: &str,
+) -> Result<(u64, Vec<u8>), MaterialError> {
+    let (at, party, bits) = (r.body_offset(), r.party(), kind.bits);
+    let mut bytes = r.body(kind.header_bytes)?;
+    let width = u32::from(bytes[1]);
+    let count = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
+    if bytes[0] != party || width != bits || count != n as u64 {
+        return Err(MaterialError::Corrupt(format!(
+            "at body byte {at}: expected the {bits}-bit {} keys of party {party} for {n} \
+             gates, found {width}-bit keys of party {} for {count} gates: {follow}",
+            kind.what, bytes[0]
+        )));
+    }
+    r.count_headers(kind.header_bytes as u64);
+    bytes.extend(r.body(byte_len - kind.header_bytes)?);
+    Ok((at, bytes))
+}
