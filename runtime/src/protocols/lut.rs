@@ -22,7 +22,9 @@
 //! [`BATCH_HEADER_BYTES`]-byte header per batch of at most [`LUT_BATCH`] gates and party
 //! (counted apart, as the DReLU keys' headers).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use comet_ir::TableFn;
 
@@ -175,7 +177,7 @@ fn replay_batch(r: &mut dyn PartyStreams, n: usize, bits: u32) -> Result<LutKey,
 pub struct Table {
     bits: u32,
     frac: u32,
-    entries: Vec<u64>,
+    entries: Arc<Vec<u64>>,
 }
 
 impl fmt::Debug for Table {
@@ -189,12 +191,20 @@ impl fmt::Debug for Table {
 
 impl Table {
     /// `func` on `bits`-bit indices of `frac` fractional bits, entries at `scale`: 2^n
-    /// evaluations of `func`.
+    /// evaluations of `func` the first time in this process, shared afterwards (every
+    /// call of a session reads the same tables; the norms' has 2^19 entries).
     pub fn new(func: TableFn, bits: u32, frac: u32, scale: u32) -> Table {
+        type Built = HashMap<(TableFn, u32, u32, u32), Arc<Vec<u64>>>;
+        static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
+        let mut built = (BUILT.get_or_init(Default::default).lock())
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = built
+            .entry((func, bits, frac, scale))
+            .or_insert_with(|| Arc::new(comet_ir::table::entries(func, bits, frac, scale)));
         Table {
             bits,
             frac,
-            entries: comet_ir::table::entries(func, bits, frac, scale),
+            entries: Arc::clone(entries),
         }
     }
 
