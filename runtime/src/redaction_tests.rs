@@ -13,7 +13,7 @@ use crate::sparsity::calibrate::Captured;
 use crate::sparsity::svd::Svd;
 use crate::sparsity::{Activity, FfnPredictor, Predictor, Score};
 
-const F: f64 = 424_242.4375; // exact in binary, prints as 424242.4375
+const F: f64 = 424_242.437_5; // exact in binary, prints as 424242.4375
 const U: u64 = 0x1234_5678_9abc_def1;
 const SEED: [u8; 32] = [0xa7; 32];
 
