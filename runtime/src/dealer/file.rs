@@ -392,9 +392,8 @@ impl Verified {
         &self.header
     }
 
-    /// The secret the parties' channel key is derived from
-    /// ([`super::replay::channel_secret_of`] of the file's common seed): available before
-    /// the file is marked used, since the key is needed for the handshake.
+    /// The secret the parties' channel key is derived from (a hash of the file's common
+    /// seed): available before the file is marked used, since the key is needed for the handshake.
     pub fn channel_secret(&self) -> [u8; 32] {
         super::replay::channel_secret_of(&self.header.common)
     }
