@@ -2,9 +2,9 @@
 //! JSON object) with
 //! - the share matmul of the fixed-weight protocol, one party, against `ndarray`'s f64
 //!   `dot` of the same shape ([`matmul`]);
-//! - a session of GPT-2 small with random weights at its real shape and a KV cache of
-//!   `--past` tokens (128): a prefill of `--prefill` tokens (32) that carries the
-//!   once-per-session setup, then `--steps` decode steps (8); both parties and the dealer
+//! - a session of GPT-2 small with random weights at its real shape, from an empty KV
+//!   cache: a prefill of `--prefill` tokens (128) that carries the once-per-session
+//!   setup, then `--steps` decode steps (8); both parties and the dealer
 //!   in one process, and as three processes over loopback TCP (the dealer service and one
 //!   process per party) ([`scenario`]); per call: time, CPU, measured and estimated bytes
 //!   and rounds, the setup's time, and peak resident memory per process.
@@ -65,11 +65,9 @@ pub struct RuntimeArgs {
     /// --quick, the same at tiny sizes).
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
-    /// Tokens in the KV cache before the session's first call (default: 128; with
-    /// --quick, 8).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    past: Option<u64>,
-    /// Tokens of the session's first call, the prefill (default: 32; with --quick, 4).
+    /// Tokens of the session's first call, the prefill, into an empty KV cache (default:
+    /// 128; with --quick, 8). The cache is filled by the protocol itself, so that each
+    /// cached row is opened under its mask as in a real session (`cache_matmul`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     prefill: Option<u64>,
     /// Decode steps after the prefill (default: 8; with --quick, 2).
@@ -99,16 +97,12 @@ pub struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
-    fn past(&self) -> u64 {
-        self.past.unwrap_or(if self.quick { 8 } else { 128 })
-    }
-
     fn reps(&self) -> usize {
         self.reps.unwrap_or(if self.quick { 3 } else { 5 }) as usize
     }
 
     fn prefill(&self) -> u64 {
-        self.prefill.unwrap_or(if self.quick { 4 } else { 32 })
+        self.prefill.unwrap_or(if self.quick { 8 } else { 128 })
     }
 
     fn steps(&self) -> u64 {
@@ -117,7 +111,7 @@ impl RuntimeArgs {
 
     /// The session's calls.
     fn calls(&self) -> Vec<comet_ir::DimEnv> {
-        model::call_envs(self.past(), self.prefill(), self.steps())
+        model::call_envs(self.prefill(), self.steps())
     }
 
     fn dealer(&self) -> Result<&str, String> {
@@ -216,7 +210,6 @@ fn child(args: &RuntimeArgs, part: Part) -> Result<Command, String> {
     let mut c = Command::new(exe);
     c.args(["bench", "runtime", "--only", part.name()]);
     c.args(["--seed", &args.seed.to_string()]);
-    c.args(["--past", &args.past().to_string()]);
     c.args(["--prefill", &args.prefill().to_string()]);
     c.args(["--steps", &args.steps().to_string()]);
     c.args(["--reps", &args.reps().to_string()]);
@@ -359,7 +352,6 @@ fn run_all(args: &RuntimeArgs) -> Result<(), String> {
         "machine": machine,
         "model": model_name(args),
         "quick": args.quick,
-        "past": args.past(),
         "prefill": args.prefill(),
         "steps": args.steps(),
         "reps": args.reps(),

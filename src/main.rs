@@ -65,8 +65,8 @@ enum Command {
         /// Default: `json` with `-o`, `plan` on standard output.
         #[arg(long, value_enum)]
         emit: Option<Emit>,
-        /// Print the IR after this pass to standard error (passes: lower, approximate,
-        /// expand, insert-conversions, schedule, cost).
+        /// Print the IR after this pass to standard error (passes: lower, sparsify,
+        /// approximate, expand, insert-conversions, cache-openings, schedule, cost).
         #[arg(long, value_name = "PASS")]
         print_after: Option<String>,
         /// Write to this file instead of standard output.
@@ -97,6 +97,11 @@ enum Command {
         #[arg(long, value_name = "SPEC", default_value = "off",
               value_parser = parse_sparsity)]
         sparsity: SparsityArg,
+        /// Products with the KV cache: `cached` opens each cached key/value row once,
+        /// in the call that writes it (pass `cache-openings`); `reopened` opens the whole
+        /// cache again in every call's Beaver products (the baseline).
+        #[arg(long, value_enum, default_value = "cached")]
+        kv_openings: KvOpenings,
     },
     /// Pick each FFN's sparsity-predictor threshold on sample inputs to reach a target
     /// block recall, and report recall and sparsity per layer (docs/sparsity.md).
@@ -170,6 +175,13 @@ impl From<ComparisonArg> for Comparison {
     }
 }
 
+/// `--kv-openings`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KvOpenings {
+    Cached,
+    Reopened,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Emit {
     Ir,
@@ -214,6 +226,7 @@ fn main() -> ExitCode {
             comparison,
             approx,
             sparsity,
+            kv_openings,
         } => {
             let opts = Options {
                 verify: verify || cfg!(debug_assertions),
@@ -221,6 +234,7 @@ fn main() -> ExitCode {
                 comparison: comparison.into(),
                 approx,
                 sparsity: sparsity.0,
+                cache_openings: kv_openings == KvOpenings::Cached,
             };
             run_compile(&model, emit, output.as_deref(), &opts, timings)
         }

@@ -46,11 +46,11 @@ fn exact_calls(run: &Value, what: &str) -> Vec<u64> {
         assert!(c["seconds"].as_f64().unwrap() > 0.0);
         assert!(u(&c["peak_bytes"]) > 0, "{what}: peak memory measured");
         let (past, seq) = (u(&c["past"]), u(&c["seq"]));
-        let expected = if k == 0 { (8, 4) } else { (11 + k as u64, 1) };
+        let expected = if k == 0 { (0, 8) } else { (7 + k as u64, 1) };
         assert_eq!(
             (past, seq),
             expected,
-            "{what}: a prefill of 4 at 8, then decode steps"
+            "{what}: a prefill of 8 into an empty cache, then decode steps"
         );
         let setup = u(&m["setup_bits"]);
         assert_eq!(

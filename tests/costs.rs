@@ -11,9 +11,16 @@ use comet_ir::poly::Poly;
 use comet_ir::{Comparison, DimEnv, Program};
 
 fn plan(src: &str, comparison: Comparison) -> Program {
+    plan_with(src, comparison, true)
+}
+
+/// [`plan`], with the KV-cache products opening each cached row once (`cache_openings`,
+/// the default) or re-opening the whole cache in every call.
+fn plan_with(src: &str, comparison: Comparison, cache_openings: bool) -> Program {
     let opts = Options {
         verify: true,
         comparison,
+        cache_openings,
         ..Default::default()
     };
     match compile(src, "test.model", &opts) {
@@ -231,25 +238,31 @@ const ONE_HEAD: &str = "model m { dim seq, past; input x: fixed[seq, 4] from cli
 /// One head of width 4, a decode step (seq = 1) with 3 cached positions (t = 4 keys):
 /// - q, k, v projections: 3 fixed matmuls [1,4]·[4,4] in the same round: 3 × (512
 ///   online, 64·4 = 256 dealer).
-/// - scores q·kᵀ, both secret: [1,1,4]·[1,4,4]: opens 4 + 16 values, 2·64·20 = 2560
-///   online, 64·4 = 256 dealer, 1 round. Scale by 1/2 and the causal mask are local.
+/// - scores q·kᵀ with the cache (`cache_matmul`): [1,1,4]·[1,4,4]ᵀ opens q (4 values)
+///   and the one new key row (4): 2·64·8 = 1024 online (the 3 cached rows were opened
+///   when written), 64·4 = 256 dealer, 1 round. Re-opening the cache in a Beaver product
+///   instead opens 4 + 16 values: 2560. Scale by 1/2 and the causal mask are local.
 /// - softmax over t = 4 keys: row_max 2 levels (4 rounds; 3 pairs: 3·384 = 1152 online,
 ///   3·(2·DCF + 64) dealer); exp on 4 values (512 + 8·512 + 1024 = 5632 online;
 ///   4·2·DCF + 8·256 + 256 dealer; 9 rounds, 10 unmerged); the reciprocal of
 ///   one row sum (6528 online, 2·DCF + 1856 dealer, 29 rounds, 30 unmerged, as in
 ///   `one_softmax_row`); e·r opens 4 + 1: 640 online, 256 dealer, 1 round.
-/// - mix p·v, both secret: [1,1,4]·[1,4,4]: 2·64·(4 + 16) = 2560 online, 256 dealer.
+/// - mix p·v with the cache: [1,1,4]·[1,4,4] opens p (4) and the new value row (4):
+///   2·64·8 = 1024 online (Beaver, re-opened: 2·64·(4 + 16) = 2560), 256 dealer.
 /// - output projection, fixed: 512 online, 256 dealer. Reveal [1,4]: 256 online.
 #[test]
 fn one_attention_head_decode_step() {
-    let p = plan(ONE_HEAD, Comparison::Fss);
     let rounds = 1 + 1 + 4 + 9 + 29 + 1 + 1 + 1 + 1;
     let unmerged = 3 + 1 + 4 + 10 + 30 + 1 + 1 + 1 + 1;
-    let online = 3 * 512 + 2560 + 1152 + 5632 + 6528 + 640 + 2560 + 512 + 256;
     let offline =
         3 * 256 + 256 + 3 * (2 * DCF + 64) + (8 * DCF + 2304) + (2 * DCF + 1856) + 3 * 256;
-    assert_eq!(
-        totals(&p, DimEnv { seq: 1, past: 3 }),
-        (rounds, unmerged, online, offline)
-    );
+    for (cached, cache_products) in [(true, 1024 + 1024), (false, 2560 + 2560)] {
+        let p = plan_with(ONE_HEAD, Comparison::Fss, cached);
+        let online = 3 * 512 + 1152 + 5632 + 6528 + 640 + 512 + 256 + cache_products;
+        assert_eq!(
+            totals(&p, DimEnv { seq: 1, past: 3 }),
+            (rounds, unmerged, online, offline),
+            "cache openings: {cached}"
+        );
+    }
 }

@@ -305,16 +305,18 @@ fn glassllm_memory_by_hand() {
         ..base
     };
     let prefill = PhaseMemory {
-        // 8 cache slots (K and V of 4 layers) of [2 kv heads, 32, 32]
-        kv_cache_bytes: 8 * (2 * 32 * 32) * 8,
+        // 8 cache slots (K and V of 4 layers) of [2 kv heads, 32, 32], shares and the
+        // rows opened by `cache_matmul`
+        kv_cache_bytes: 2 * 8 * (2 * 32 * 32) * 8,
         // 3 × the largest value, the one-hot tokens and the logits [32, 1024]
         call_working_bytes: 3 * (32 * 1024) * 8,
         material_working_bytes: largest_node_bits(&program, DimEnv { seq: 32, past: 0 }) / 16,
         ..base
     };
     let decode = PhaseMemory {
-        kv_cache_bytes: 8 * (2 * 39 * 32) * 8,
-        // 3 × the largest value: K and V repeated to the 4 query heads, [4, 39, 32]
+        kv_cache_bytes: 2 * 8 * (2 * 39 * 32) * 8,
+        // 3 × the largest value: K and V as the cache products read them, repeated to the
+        // 4 query heads, [4, 39, 32]
         call_working_bytes: 3 * (4 * 39 * 32) * 8,
         material_working_bytes: largest_node_bits(&program, DimEnv { seq: 1, past: 38 }) / 16,
         ..base

@@ -7,7 +7,8 @@
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
-    PIPELINE, approximate, cost, expand, insert_conversions, lower, schedule, sparsify,
+    PIPELINE, approximate, cache_openings, cost, expand, insert_conversions, lower, schedule,
+    sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -29,6 +30,9 @@ pub struct Options {
     pub approx: ApproxConfig,
     /// Block-sparse FFNs (pass `sparsify`); `None`: dense.
     pub sparsity: Option<SparsityOptions>,
+    /// Products with the KV cache open each cached row once, when it is written (pass
+    /// `cache-openings`); `false`: every call re-opens the whole cache in Beaver products.
+    pub cache_openings: bool,
 }
 
 impl Default for Options {
@@ -39,6 +43,7 @@ impl Default for Options {
             comparison: Comparison::default(),
             approx: ApproxConfig::default(),
             sparsity: None,
+            cache_openings: true,
         }
     }
 }
@@ -101,10 +106,19 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         timings.push(("sparsify", start.elapsed()));
         printed = after_pass("sparsify", &program, opts)?.or(printed);
     }
-    let passes: [(&'static str, Pass); 5] = [
+    let skip: fn(&mut Program) = |_| {};
+    let passes: [(&'static str, Pass); 6] = [
         ("approximate", approximate::run),
         ("expand", expand::run),
         ("insert-conversions", insert_conversions::run),
+        (
+            "cache-openings",
+            if opts.cache_openings {
+                cache_openings::run
+            } else {
+                skip
+            },
+        ),
         ("schedule", schedule::run),
         ("cost", cost::run),
     ];

@@ -68,6 +68,9 @@ fn shape_rule(op: &Op, xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
         }
         Op::Embed => embed(xs[0], xs[1], ctx),
         Op::MatMul => matmul(xs[0], xs[1], ctx),
+        Op::CacheMatMul {
+            transpose, groups, ..
+        } => cache_matmul(xs, *transpose, *groups, ctx),
         Op::Transpose => transpose(xs[0]),
         Op::Add | Op::Sub => elementwise(op.name(), xs[0], xs[1], ctx, false),
         Op::Mul => elementwise(op.name(), xs[0], xs[1], ctx, true),
@@ -308,6 +311,28 @@ fn matmul(a: &ValueType, b: &ValueType, ctx: Ctx) -> Result<ValueType> {
     let mut shape = a.shape[..ra - 1].to_vec();
     shape.push(b.shape[rb - 1]);
     Ok(ValueType::new(fixed, shape, join(&[a, b])))
+}
+
+/// `x · view(c)` (see [`Op::CacheMatMul`]); `new` must be `c`'s last rows' shape.
+fn cache_matmul(xs: &[&ValueType], transpose: bool, groups: u64, ctx: Ctx) -> Result<ValueType> {
+    let (c, new) = (xs[1], xs[2]);
+    expect_rank("cache_matmul", c, 3)?;
+    if new.shape.len() != 3 || new.shape[0] != c.shape[0] || new.shape[2] != c.shape[2] {
+        return err(format!(
+            "`cache_matmul`: the new rows {} do not extend the cache operand {}",
+            shape_string(&new.shape),
+            shape_string(&c.shape)
+        ));
+    }
+    let mut view = if groups > 1 {
+        repeat_kv(c, groups)?
+    } else {
+        c.clone()
+    };
+    if transpose {
+        view = self::transpose(&view)?;
+    }
+    matmul(xs[0], &view, ctx)
 }
 
 fn transpose(x: &ValueType) -> Result<ValueType> {

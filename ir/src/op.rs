@@ -133,6 +133,19 @@ pub enum Op {
     Embed,
     /// `[.., m, k] · [k, n]` or batched `[b, m, k] · [b, k, n]`.
     MatMul,
+    /// A product with the KV cache whose cached rows were opened under fresh masks when
+    /// they were written (pass `cache-openings`): operands `x`, `c = concat(cache_read(slot),
+    /// new)` (`[h_kv, past + seq, k]`) and `new` (`[h_kv, seq, k]`); the value is
+    /// `x · view(c)` with `view` = [`Op::RepeatKv`] by `groups` (1: none), then, if
+    /// `transpose`, [`Op::Transpose`]. Each call opens only `x` and the `new` rows.
+    CacheMatMul {
+        /// The cache slot `c` extends.
+        slot: u32,
+        /// Whether the cache operand is transposed (`q · kᵀ`) or not (`p · v`).
+        transpose: bool,
+        /// Query heads per cached head (GQA); 1 without repetition.
+        groups: u64,
+    },
     /// Swaps the last two axes.
     Transpose,
     /// Element-wise sum with broadcasting.
@@ -353,6 +366,7 @@ impl Op {
             Op::Reveal { .. } => "reveal",
             Op::Embed => "embed",
             Op::MatMul => "matmul",
+            Op::CacheMatMul { .. } => "cache_matmul",
             Op::Transpose => "transpose",
             Op::Add => "add",
             Op::Sub => "sub",
@@ -406,7 +420,7 @@ impl Op {
             | Op::RmsNorm { .. }
             | Op::Select
             | Op::ApplyMask { .. } => Exactly(2),
-            Op::LayerNorm { .. } | Op::BlockMatMul { .. } => Exactly(3),
+            Op::LayerNorm { .. } | Op::BlockMatMul { .. } | Op::CacheMatMul { .. } => Exactly(3),
             Op::Concat { .. } => AtLeast(2),
             _ => Exactly(1),
         }
@@ -449,6 +463,15 @@ impl Op {
                 vec![("thresholds", format!("[{}]", ts.join(", ")))]
             }
             Op::Concat { axis } => vec![("axis", axis.to_string())],
+            Op::CacheMatMul {
+                slot,
+                transpose,
+                groups,
+            } => vec![
+                ("slot", slot.to_string()),
+                ("transpose", transpose.to_string()),
+                ("groups", groups.to_string()),
+            ],
             Op::SplitHeads { heads } => vec![("heads", heads.to_string())],
             Op::RepeatKv { groups } => vec![("groups", groups.to_string())],
             Op::Rope { base, style } => vec![("base", num(*base)), ("style", style.name().into())],

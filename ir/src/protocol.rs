@@ -34,6 +34,10 @@ pub enum Protocol {
     BeaverMatMul,
     /// Matrix product with a fixed shared right operand (`W − B` opened at setup).
     FixedMatMul,
+    /// Matrix product with the KV cache ([`Op::CacheMatMul`]): each cached row was opened
+    /// under a fresh mask when written, so a call opens only the left operand and the new
+    /// rows.
+    CacheMatMul,
     /// DReLU by function secret sharing (a DCF key per element).
     DreluFss,
     /// DReLU by GMW over a prefix adder.
@@ -70,6 +74,7 @@ impl Protocol {
             Protocol::Square => "square",
             Protocol::BeaverMatMul => "beaver_matmul",
             Protocol::FixedMatMul => "fixed_matmul",
+            Protocol::CacheMatMul => "cache_matmul",
             Protocol::DreluFss => "drelu_fss",
             Protocol::DreluGmw => "drelu_gmw",
             Protocol::Mux => "mux",
@@ -165,6 +170,7 @@ fn protocol_local(op: &Op) -> Option<bool> {
         Op::Mul
         | Op::Square
         | Op::MatMul
+        | Op::CacheMatMul { .. }
         | Op::Drelu
         | Op::Compare { .. }
         | Op::Select
@@ -205,6 +211,9 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
         Op::Square if shared(dom(0)) => Protocol::Square,
         Op::MatMul if both_shared() && fixed.contains(&xs[1]) => Protocol::FixedMatMul,
         Op::MatMul if both_shared() => Protocol::BeaverMatMul,
+        Op::CacheMatMul { .. } if xs.iter().all(|&x| shared(p.graph.node(x).ty.domain)) => {
+            Protocol::CacheMatMul
+        }
         Op::Drelu | Op::Compare { .. } if shared(dom(0)) => match p.options.comparison {
             Comparison::Fss => Protocol::DreluFss,
             Comparison::Gmw => Protocol::DreluGmw,

@@ -219,6 +219,21 @@ pub fn repeat_kv<T: Element>(x: &ArrayViewD<T>, groups: u64) -> Moved<T> {
     Ok(x.select(Axis(0), &heads))
 }
 
+/// The cache operand of [`comet_ir::Op::CacheMatMul`] as its product reads it: repeated
+/// per query group (`groups` > 1), then transposed if asked.
+pub fn cache_view<T: Element>(c: &ArrayViewD<T>, transpose: bool, groups: u64) -> Moved<T> {
+    let repeated = if groups > 1 {
+        repeat_kv(c, groups)?
+    } else {
+        c.to_owned()
+    };
+    if transpose {
+        self::transpose(&repeated.view())
+    } else {
+        Ok(repeated)
+    }
+}
+
 /// NumPy broadcasting over trailing axes: equal, or one side is 1.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());

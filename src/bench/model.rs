@@ -1,14 +1,14 @@
-//! The model of the decode-step benchmark: the compiled plan, random weights of the plan's
-//! shapes, and a KV cache filled directly with shares of small random values (a real
-//! prefill of 128 tokens would need tens of GiB of dealer material).
+//! The model of the runtime benchmark: the compiled plan, random weights of the plan's
+//! shapes, the session's calls (a prefill into an empty KV cache, then decode steps: the
+//! cache is filled by the protocol, each row opened once under its mask, as in a real
+//! session; the dealer service streams the prefill's material, no file is written).
 
-use comet_ir::{DimEnv, Domain, Elem, Op, Program};
-use comet_runtime::interp::{Outputs, PartyState};
-use comet_runtime::ring;
+use comet_ir::{DimEnv, Program};
+use comet_runtime::interp::Outputs;
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::RuntimeArgs;
@@ -125,66 +125,6 @@ pub fn random_weights(
     (out, params)
 }
 
-/// Both parties' KV-cache contents at `env`: per slot read by the plan, the two parties'
-/// values (additive shares of uniform reals in `[-0.5, 0.5)` encoded at the slot's scale;
-/// a private slot at its owner only).
-pub fn cache_contents(
-    program: &Program,
-    env: DimEnv,
-    seed: u64,
-) -> BTreeMap<u32, [Option<ArrayD<u64>>; 2]> {
-    let mut out = BTreeMap::new();
-    let mut r = rng(seed, 0x2000);
-    let frac = program.info.format.frac;
-    for id in program.graph.ids() {
-        let node = program.graph.node(id);
-        let Op::CacheRead { slot } = node.op else {
-            continue;
-        };
-        if out.contains_key(&slot) {
-            continue;
-        }
-        let shape: Vec<usize> = node.ty.shape.iter().map(|d| d.eval(env) as usize).collect();
-        let scale = match node.ty.elem {
-            Elem::Fixed { scale } if scale < 64 => scale,
-            _ => frac,
-        };
-        let plain = ArrayD::from_shape_simple_fn(IxDyn(&shape), || {
-            ring::encode(0.5 * uniform(&mut r), scale)
-        });
-        let parts = match node.ty.domain {
-            Domain::Arith | Domain::Bool => {
-                let s1 = ArrayD::from_shape_simple_fn(IxDyn(&shape), || r.next_u64());
-                let s0 = ndarray::Zip::from(&plain)
-                    .and(&s1)
-                    .map_collect(|&x, &s| x.wrapping_sub(s));
-                [Some(s0), Some(s1)]
-            }
-            Domain::Private(p) if p.index() == 0 => [Some(plain), None],
-            Domain::Private(_) => [None, Some(plain)],
-            Domain::Public => [Some(plain.clone()), Some(plain)],
-        };
-        out.insert(slot, parts);
-    }
-    out
-}
-
-/// Fills party `party`'s cache with its part of `contents`; returns the bytes it holds.
-pub fn fill_cache(
-    state: &mut PartyState,
-    party: usize,
-    contents: &BTreeMap<u32, [Option<ArrayD<u64>>; 2]>,
-) -> u64 {
-    let mut bytes = 0;
-    for (&slot, parts) in contents {
-        if let Some(v) = &parts[party] {
-            bytes += 8 * v.len() as u64;
-            state.cache.set(slot, v.clone());
-        }
-    }
-    bytes
-}
-
 /// The `tokens` input of a call of `seq` tokens (ids 1, 2, …).
 pub fn token_input(seq: u64) -> Outputs {
     let ids: Vec<f64> = (1..=seq).map(|t| t as f64).collect();
@@ -194,13 +134,16 @@ pub fn token_input(seq: u64) -> Outputs {
     )])
 }
 
-/// The calls of the benchmark's session: a prefill of `prefill` tokens after `past`
-/// cached ones (the session's first call, with the setup), then `steps` decode steps.
-pub fn call_envs(past: u64, prefill: u64, steps: u64) -> Vec<DimEnv> {
-    let first = DimEnv { seq: prefill, past };
+/// The calls of the benchmark's session: a prefill of `prefill` tokens into an empty
+/// cache (the session's first call, with the setup), then `steps` decode steps.
+pub fn call_envs(prefill: u64, steps: u64) -> Vec<DimEnv> {
+    let first = DimEnv {
+        seq: prefill,
+        past: 0,
+    };
     let decode = (0..steps).map(|k| DimEnv {
         seq: 1,
-        past: past + prefill + k,
+        past: prefill + k,
     });
     std::iter::once(first).chain(decode).collect()
 }

@@ -232,10 +232,9 @@ fn session_table(o: &mut String, r: &Value) {
     let (ip, tcp) = (&r["inprocess"], &r["tcp"]);
     let _ = writeln!(
         o,
-        "\nsession of {} with random weights: a KV cache of {} tokens, a prefill of {} tokens \
+        "\nsession of {} with random weights: a prefill of {} tokens into an empty KV cache \
          (with the once-per-session setup), then {} decode steps",
         r["model"].as_str().unwrap_or("?"),
-        u(&r["past"]),
         u(&r["prefill"]),
         u(&r["steps"])
     );

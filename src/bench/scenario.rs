@@ -1,9 +1,9 @@
 //! The session scenarios, each run in its own process so that each reports its own peak
 //! memory: both parties and the dealer in one process ([`in_process`]); and over loopback
 //! TCP, the dealer service ([`dealer`]) and each party in a process of its own
-//! ([`party`]), as three machines would run them. A session is a KV cache filled with
-//! `--past` positions, a prefill of `--prefill` tokens (with the once-per-session setup),
-//! then `--steps` decode steps.
+//! ([`party`]), as three machines would run them. A session is a prefill of `--prefill`
+//! tokens into an empty KV cache (with the once-per-session setup), then `--steps` decode
+//! steps.
 
 use comet_ir::{DimEnv, Party, Program};
 use comet_runtime::dealer::{DealerService, DealerStream, plan_digest, service::Event};
@@ -98,12 +98,6 @@ pub fn in_process(args: &RuntimeArgs) -> Result<Value, String> {
     let envs = args.calls();
     let (weights, params) = model::random_weights("in process", &program, args.seed, None);
     let mut session = InProcess::from_owned(&program, weights, args.seed);
-    let contents = model::cache_contents(&program, DimEnv { seq: 1, ..envs[0] }, args.seed);
-    let mut cache_bytes = 0;
-    for (p, state) in session.states_mut().iter_mut().enumerate() {
-        cache_bytes += model::fill_cache(state, p, &contents);
-    }
-    drop(contents);
     let before_calls = mem::peak();
     let mut calls = Vec::new();
     for (k, &env) in envs.iter().enumerate() {
@@ -126,7 +120,6 @@ pub fn in_process(args: &RuntimeArgs) -> Result<Value, String> {
         "model": program.info.name,
         "params": params,
         "fixed_elements": session.states()[0].fixed_elements(),
-        "cache_bytes": cache_bytes,
         "peak_bytes_before_calls": before_calls,
         "rss_after_calls": mem::rss(),
         "calls": calls,
@@ -246,9 +239,6 @@ pub fn party(
     (ch.handshake(&Hello::new(party, digest, stream.session()))).map_err(|e| e.to_string())?;
     let mut session = RemoteParty::from_owned(&program, weights, replay, ch);
     let envs = args.calls();
-    let contents = model::cache_contents(&program, DimEnv { seq: 1, ..envs[0] }, args.seed);
-    let cache_bytes = model::fill_cache(session.state_mut(), usize::from(p), &contents);
-    drop(contents);
     let before_calls = mem::peak();
     let mut calls = Vec::new();
     for (k, &env) in envs.iter().enumerate() {
@@ -273,7 +263,6 @@ pub fn party(
         "party": p,
         "params": params,
         "fixed_elements": session.state().fixed_elements(),
-        "cache_bytes": cache_bytes,
         "peak_bytes_before_calls": before_calls,
         "rss_after_calls": mem::rss(),
         "calls": calls,

@@ -242,6 +242,7 @@ pub fn cost_at_width(
         ),
         Protocol::BeaverMatMul => matmul_cost(protocol, out, xs, false),
         Protocol::FixedMatMul => matmul_cost(protocol, out, xs, true),
+        Protocol::CacheMatMul => cache_matmul_cost(out, xs),
         Protocol::DreluFss => drelu_cost(protocol, &numel(xs[0]), true, m),
         Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false, m),
         Protocol::Mux => mux_cost(&numel(xs[0]), &numel(xs[1]), &numel(out), fss),
@@ -295,6 +296,25 @@ fn matmul_cost(protocol: Protocol, out: &ValueType, xs: &[&ValueType], fixed: bo
     let products = numel(out).mul(&k);
     let ops = products.scale(if fixed { 2 } else { 3 });
     cost(protocol, 1, l(2).mul(&opened), l(1).mul(&numel(out)), ops)
+}
+
+/// `cache_matmul(x, c, new)`, 1 round: both open `X − A` (2l·|X|) and the new cache rows
+/// under their fresh masks (2l·|new|); the rows cached by earlier calls were opened when
+/// they were written, so nothing of them is sent again. The dealer sends the correction
+/// of `C = A·view(B)`, l·|Z|, as for a Beaver product. Each party computes two products
+/// of the output's size times the inner dimension (`E·view(B_p)` and `X_p·view(F)`).
+fn cache_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
+    let (x, new) = (xs[0], xs[2]);
+    let k = Poly::dim(x.shape[x.shape.len() - 1]);
+    let opened = numel(x).add(&numel(new));
+    let ops = numel(out).mul(&k).scale(2);
+    cost(
+        Protocol::CacheMatMul,
+        1,
+        l(2).mul(&opened),
+        l(1).mul(&numel(out)),
+        ops,
+    )
 }
 
 /// `block_matmul(x [seq, n], W [n, d], mask [seq, n/B])`, 1 round: per active (token,

@@ -64,7 +64,8 @@ pub struct PhaseMemory {
     pub fixed_operands_bytes: u64,
     /// The party's weights held as `f64`.
     pub weights_bytes: u64,
-    /// The KV cache's shares.
+    /// The KV cache's shares, and the opened rows of the slots that `cache_matmul`
+    /// products read (as many elements again: both parties keep them).
     pub kv_cache_bytes: u64,
     /// The fixed operand being set up and one exchange (setup only).
     pub setup_working_bytes: u64,
@@ -312,14 +313,26 @@ fn setup_phase(base: PhaseMemory, all_weights_bytes: u64, largest_elements: u64)
 /// The parts of a call that are the same for both parties: the KV cache and the working
 /// sets at the call's shape.
 fn call_parts(p: &Program, facts: &PlanFacts, c: CallFigures) -> PhaseMemory {
+    let opened: std::collections::HashSet<u32> = (p.graph.ids())
+        .filter_map(|id| match p.graph.node(id).op {
+            Op::CacheMatMul { slot, .. } => Some(slot),
+            _ => None,
+        })
+        .collect();
     let mut kv_elements = 0;
     let mut largest_value = 0;
     for id in p.graph.ids() {
-        if matches!(p.graph.node(id).op, Op::CacheWrite { .. }) {
-            kv_elements += elements(p, id, c.env);
+        if let Op::CacheWrite { slot } = p.graph.node(id).op {
+            let copies = if opened.contains(&slot) { 2 } else { 1 };
+            kv_elements += copies * elements(p, id, c.env);
         }
         if !facts.set_up_only.contains(&id) {
             largest_value = largest_value.max(elements(p, id, c.env));
+        }
+        // a cache product reads its cache operand repeated per query group
+        if let Op::CacheMatMul { groups, .. } = p.graph.node(id).op {
+            let cache = p.graph.operands(id)[1];
+            largest_value = largest_value.max(groups * elements(p, cache, c.env));
         }
     }
     PhaseMemory {

@@ -4,6 +4,7 @@
 
 pub mod approximate;
 mod builder;
+pub mod cache_openings;
 pub mod cost;
 pub mod expand;
 pub mod insert_conversions;
@@ -18,6 +19,7 @@ pub const PIPELINE: &[&str] = &[
     "approximate",
     "expand",
     "insert-conversions",
+    "cache-openings",
     "schedule",
     "cost",
 ];

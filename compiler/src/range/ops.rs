@@ -45,7 +45,7 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::Neg => xs[0].negated(),
         Op::MulConst { value } => xs[0].scale(*value),
         Op::AddConst { value } => xs[0].plus(Interval::point(*value)),
-        Op::MatMul => matmul(c, xs[0], xs[1]),
+        Op::MatMul | Op::CacheMatMul { .. } => matmul(c, xs[0], xs[1]),
         Op::BlockMatMul { .. } => matmul(c, xs[0], xs[1]).hull(Interval::point(0.0)),
         Op::Embed => xs[1],
         Op::OneHot { .. } | Op::Drelu | Op::Compare { .. } | Op::B2A => Interval::new(0.0, 1.0),

@@ -20,6 +20,7 @@ use super::{
     Pair, PartySeed, Product, ShuffleMaterial, ShufflePerm, SquareMaterial, TripleMaterial,
 };
 use crate::protocols::block_matmul::{self, block_shapes};
+use crate::protocols::cache_matmul::{self, CacheMatMulMaterial, CacheProduct, KvMasks};
 use crate::protocols::shuffle::{self, check_rows};
 use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, fixed_mask, gmw, lut, square, xor};
 
@@ -41,6 +42,8 @@ pub struct SessionDealer {
     /// Bytes of fixed masks kept expanded.
     mask_kept: u64,
     perms: HashMap<u32, ShufflePerm>,
+    /// The masks of the KV-cache rows opened so far.
+    kv: KvMasks,
     sinks: Option<Sinks>,
     /// Whether the material is only recorded (files, the service), not handed out.
     streaming: bool,
@@ -76,6 +79,7 @@ impl SessionDealer {
             mask_budget: u64::MAX,
             mask_kept: 0,
             perms: HashMap::new(),
+            kv: KvMasks::default(),
             sinks: None,
             streaming: false,
             written: [0; 2],
@@ -237,6 +241,18 @@ impl Deal for SessionDealer {
             Product::MatMul => self.dealer.beaver_matmul(x, y),
         };
         self.record_body(&m, beaver_mul::body);
+        Ok(both(m))
+    }
+
+    fn cache_matmul(
+        &mut self,
+        op: CacheProduct,
+        x: &[usize],
+        c: &[usize],
+        new: &[usize],
+    ) -> Result<Pair<CacheMatMulMaterial>, MaterialError> {
+        let m = cache_matmul::deal(&mut self.dealer, &mut self.kv, op, x, c, new)?;
+        self.record_body(&m, cache_matmul::body);
         Ok(both(m))
     }
 

@@ -179,6 +179,20 @@ impl Deal for PartyReplay {
         Ok(self.mine(m))
     }
 
+    fn cache_matmul(
+        &mut self,
+        op: crate::protocols::cache_matmul::CacheProduct,
+        x: &[usize],
+        c: &[usize],
+        new: &[usize],
+    ) -> Result<Pair<crate::protocols::cache_matmul::CacheMatMulMaterial>, MaterialError> {
+        use crate::protocols::cache_matmul;
+        let view = cache_matmul::view_shape(op, c)?;
+        let out = Product::MatMul.shape(x, &view)?;
+        let m = cache_matmul::replay(self, x, new, &out)?;
+        Ok(self.mine(m))
+    }
+
     fn square(&mut self, shape: &[usize]) -> Result<Pair<SquareMaterial>, MaterialError> {
         let m = square::replay(self, shape)?;
         Ok(self.mine(m))

@@ -245,6 +245,12 @@ fn apply(op: &Op, x: &[ArrayViewD<Ring>], ctx: OpCtx) -> OpResult {
     match op {
         Op::Embed => movement::embed(&x[0], &x[1]),
         Op::MatMul => arith::matmul(&x[0], &x[1]),
+        Op::CacheMatMul {
+            transpose, groups, ..
+        } => arith::matmul(
+            &x[0],
+            &movement::cache_view(&x[1], *transpose, *groups)?.view(),
+        ),
         Op::Transpose => movement::transpose(&x[0]),
         Op::Add => movement::binary("add", &x[0], &x[1], Ring::wrapping_add),
         Op::Sub => movement::binary("sub", &x[0], &x[1], Ring::wrapping_sub),

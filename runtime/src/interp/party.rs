@@ -101,6 +101,8 @@ impl PartyInputs {
 pub struct PartyState {
     /// The KV-cache shares.
     pub cache: Cache,
+    /// The KV-cache rows opened under their masks (`cache_matmul`): public to both parties.
+    pub opened: Cache,
     pub(super) fixed: HashMap<NodeId, FixedOperand>,
     /// Shares of the obliviously permuted weights (`block_permute`), from the setup.
     pub(super) permuted: HashMap<NodeId, Arc<Share>>,
@@ -171,6 +173,10 @@ pub(super) struct Run<'a> {
     /// (with how many `weight` nodes still read it).
     pub droppable: HashMap<String, usize>,
     pub cache: &'a Cache,
+    /// The cache rows opened by earlier calls, per slot.
+    pub opened: &'a Cache,
+    /// The opened rows of the slots this call's cache products extended.
+    pub opened_writes: Vec<(u32, ArrayD<Ring>)>,
     pub material: PartyMaterial<'a>,
     /// The seeds of the call's `share` nodes.
     pub seeds: HashMap<NodeId, crate::protocols::share::InputSeed>,
@@ -226,6 +232,7 @@ pub fn run_party<C: Channel + ?Sized>(
     let Done {
         outputs,
         writes,
+        opened_writes,
         fixed_operands,
         permuted,
         active,
@@ -241,6 +248,9 @@ pub fn run_party<C: Channel + ?Sized>(
     for (slot, v) in writes {
         state.cache.set(slot, v);
     }
+    for (slot, f) in opened_writes {
+        state.opened.set(slot, f);
+    }
     Ok(outputs)
 }
 
@@ -248,6 +258,7 @@ pub fn run_party<C: Channel + ?Sized>(
 struct Done {
     outputs: HashMap<String, ArrayD<f64>>,
     writes: Vec<(u32, ArrayD<Ring>)>,
+    opened_writes: Vec<(u32, ArrayD<Ring>)>,
     fixed_operands: HashMap<NodeId, FixedOperand>,
     permuted: HashMap<NodeId, Arc<Share>>,
     active: Vec<u64>,
@@ -259,6 +270,7 @@ impl From<Run<'_>> for Done {
         Done {
             outputs: run.outputs,
             writes: run.writes,
+            opened_writes: run.opened_writes,
             fixed_operands: run.fixed_operands,
             permuted: run.permuted,
             active: run.active,
@@ -296,6 +308,8 @@ impl<'a> Run<'a> {
             sources,
             droppable: droppable_weights(program, plan),
             cache: &state.cache,
+            opened: &state.opened,
+            opened_writes: Vec::new(),
             material: material.0,
             seeds: HashMap::new(),
             options,

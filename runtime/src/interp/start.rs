@@ -76,6 +76,15 @@ impl Run<'_> {
                 Finished::Next(st, next) => {
                     self.in_flight.insert(i, (*st, next));
                 }
+                Finished::Opened {
+                    value,
+                    slot,
+                    opened,
+                } => {
+                    let share = std::sync::Arc::new(Share(value));
+                    self.values[i as usize] = super::party::Slot::Held(share);
+                    self.opened_writes.push((slot, opened));
+                }
             }
         }
         if at != peer.len() {
@@ -181,6 +190,10 @@ impl Node for At<'_, '_> {
         let w = self.run.fixed_pos(self.pos);
         (w.and_then(|w| self.run.fixed_operands.get(&self.run.plan.id(w))))
             .ok_or_else(|| self.fail("fixed operand was not set up".into()))
+    }
+
+    fn opened_rows(&self, slot: u32) -> Option<&ArrayD<u64>> {
+        self.run.opened.get(slot)
     }
 
     fn scale(&self) -> u32 {

@@ -149,6 +149,12 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
     match op {
         Op::Embed => movement::embed(&x[0], &x[1]),
         Op::MatMul => linalg::matmul(&x[0], &x[1]),
+        Op::CacheMatMul {
+            transpose, groups, ..
+        } => linalg::matmul(
+            &x[0],
+            &movement::cache_view(&x[1], *transpose, *groups)?.view(),
+        ),
         Op::Transpose => movement::transpose(&x[0]),
         Op::Add => movement::binary("add", &x[0], &x[1], |a, b| a + b),
         Op::Sub => movement::binary("sub", &x[0], &x[1], |a, b| a - b),

@@ -17,7 +17,7 @@ use super::material::{Deal, MaterialError, Pair, Product};
 use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
-    block_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, square, unpack,
+    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, square, unpack,
 };
 
 /// One node's material for one party.
@@ -42,6 +42,8 @@ pub enum NodeMaterial {
     BlockMatMul(block_matmul::BlockMatMulMaterial),
     /// Lookup-table keys.
     Lut(lut::LutMaterial),
+    /// Per-call material of a product with the KV cache.
+    Cache(cache_matmul::CacheMatMulMaterial),
 }
 
 /// What dealing a node's material needs to know of the node.
@@ -79,6 +81,15 @@ pub fn deal<D: Deal + ?Sized>(
         _ => Product::Elementwise,
     };
     Ok(match n.protocol {
+        Protocol::CacheMatMul => {
+            let op = cache_product(n.op).ok_or_else(|| {
+                MaterialError::Shape("cache_matmul computes cache_matmul nodes".into())
+            })?;
+            wrap(
+                deal.cache_matmul(op, &s[0], &s[1], &s[2])?,
+                NodeMaterial::Cache,
+            )
+        }
         Protocol::Mux if n.gmw => wrap(deal.bit_mux(&s[0], &s[1])?, NodeMaterial::BitMux),
         Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
             wrap(deal.triple(kind, &s[0], &s[1])?, NodeMaterial::Triple)
@@ -108,6 +119,22 @@ pub fn deal<D: Deal + ?Sized>(
         }
         _ => [None, None],
     })
+}
+
+/// The product a `cache_matmul` node computes.
+fn cache_product(op: &Op) -> Option<cache_matmul::CacheProduct> {
+    match *op {
+        Op::CacheMatMul {
+            slot,
+            transpose,
+            groups,
+        } => Some(cache_matmul::CacheProduct {
+            slot,
+            transpose,
+            groups,
+        }),
+        _ => None,
+    }
 }
 
 fn wrap<T>(m: Pair<T>, f: impl Fn(T) -> NodeMaterial) -> Pair<NodeMaterial> {
@@ -182,6 +209,8 @@ pub enum Pending {
     Block(block_matmul::State),
     /// A table lookup between its rounds.
     Lut(Box<lut::State>),
+    /// A product with the KV cache.
+    Cache(Box<cache_matmul::State>),
 }
 
 /// What a node's round ended with: its value, or its next state and message.
@@ -190,6 +219,16 @@ pub enum Finished {
     Value(Option<ArrayD<u64>>),
     /// The next round's state and message.
     Next(Box<Pending>, Vec<u8>),
+    /// The value of a product with the KV cache, and the cache slot's opened rows after
+    /// the call (for the party to keep for later calls).
+    Opened {
+        /// This party's share of the product.
+        value: ArrayD<u64>,
+        /// The cache slot.
+        slot: u32,
+        /// The slot's opened rows `[h, past + seq, k]`.
+        opened: ArrayD<u64>,
+    },
 }
 
 /// A communicating node as the interpreter holds it: its op and protocol, and this party's
@@ -236,6 +275,9 @@ pub trait Node {
     /// # Errors
     /// If it was not set up.
     fn fixed_operand(&self) -> Result<&FixedOperand, Self::Error>;
+
+    /// The rows of cache `slot` opened by earlier calls, if it was written.
+    fn opened_rows(&self, slot: u32) -> Option<&ArrayD<u64>>;
 
     /// The fixed-point scale of the node's value.
     fn scale(&self) -> u32;
@@ -328,6 +370,7 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
         }
         (Protocol::BlockFixedMatMul, NodeMaterial::BlockMatMul(m)) => start_block(n, m)?,
         (Protocol::Lut, NodeMaterial::Lut(m)) => start_lut(n, m)?,
+        (Protocol::CacheMatMul, NodeMaterial::Cache(m)) => start_cache(n, m)?,
         _ => return Err(bad()),
     })
 }
@@ -343,6 +386,18 @@ fn start_block<N: Node>(
     let mask = n.block_mask(2)?;
     let started = block_matmul::start(n.party(), h, mask.view(), block as usize, m);
     Ok(arith(Pending::Block, started))
+}
+
+/// Starts a product with the KV cache, with the slot's rows opened by earlier calls.
+fn start_cache<N: Node>(
+    n: &N,
+    m: cache_matmul::CacheMatMulMaterial,
+) -> Result<(Pending, Vec<u8>), N::Error> {
+    let op = cache_product(n.op()).ok_or_else(|| n.fail("not a cache product".into()))?;
+    let xs = [n.share(0)?, n.share(1)?, n.share(2)?];
+    let started = cache_matmul::start(n.party(), op, xs, n.opened_rows(op.slot), m);
+    let (st, msg) = started.map_err(|e| n.fail(e))?;
+    Ok((Pending::Cache(Box::new(st)), pack(&msg)))
 }
 
 /// Starts a table lookup: its table at the node's scale, its index read from operand 0 at
@@ -435,6 +490,15 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             Step::Done(max) => value(max),
         },
         Pending::Block(s) => value(block_matmul::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
+        Pending::Cache(s) => {
+            let slot = s.slot();
+            let (z, opened) = cache_matmul::finish(*s, &unpack(peer)?)?;
+            Finished::Opened {
+                value: z.0,
+                slot,
+                opened,
+            }
+        }
         Pending::Lut(s) => match lut::step(*s, peer)? {
             Step::Next(s, msg) => Finished::Next(Box::new(Pending::Lut(Box::new(s))), msg),
             Step::Done(v) => value(v),

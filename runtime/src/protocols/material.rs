@@ -102,6 +102,19 @@ pub trait Deal {
         y: &[usize],
     ) -> Result<Pair<TripleMaterial>, MaterialError>;
 
+    /// Material of one call of a product with the KV cache ([`super::cache_matmul`]):
+    /// `x`, the cache operand `c` and its `new` rows are the operands' shapes.
+    ///
+    /// # Errors
+    /// If the shapes do not combine, or the dealer does not know the cached rows' masks.
+    fn cache_matmul(
+        &mut self,
+        op: super::cache_matmul::CacheProduct,
+        x: &[usize],
+        c: &[usize],
+        new: &[usize],
+    ) -> Result<Pair<super::cache_matmul::CacheMatMulMaterial>, MaterialError>;
+
     /// `(a, a²)` of `shape`.
     ///
     /// # Errors
