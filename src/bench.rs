@@ -45,6 +45,9 @@ enum What {
     /// Dense against block-sparse FFNs in two-party runs: a synthetic OPT-style ReLU
     /// model with realistic sparsity, and the shipped model's agreement-vs-sparsity curve.
     Sparsity(crate::bench_sparsity::BenchSparsityArgs),
+    /// Decode steps with the KV cache's rows opened once against re-opened every call, on
+    /// the shipped model at several context lengths (bytes, rounds, time, tokens).
+    Kv(crate::bench_kv::BenchKvArgs),
 }
 
 /// Arguments of `comet bench runtime`.
@@ -155,6 +158,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         What::Runtime(a) => a,
         What::Approx(a) => return crate::bench_approx::run(a),
         What::Sparsity(a) => return crate::bench_sparsity::run(a),
+        What::Kv(a) => return crate::bench_kv::run(a),
     };
     match args.only {
         Some(part) => {

@@ -76,3 +76,34 @@ fn a_decode_step_does_not_reopen_the_cache() {
         assert_eq!(saved, 24 * 128 * 768 * i128::from(past), "past {past}");
     }
 }
+
+/// `comet bench kv --quick`: decode steps on the shipped model with the cache's rows
+/// opened once and re-opened, in two-party runs: measured = estimated in every call, the
+/// cached plan sends less per step at every context, and the tokens agree.
+#[test]
+fn bench_kv_measures_both_plans() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_comet"))
+        .args(["bench", "kv", "--quick", "--json"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "contexts 4 and 8, cached and reopened");
+    for pair in rows.chunks(2) {
+        let (c, r) = (&pair[0], &pair[1]);
+        assert_eq!(c["kv_openings"], "cached");
+        assert_eq!(r["kv_openings"], "reopened");
+        for row in pair {
+            assert_eq!(row["measured_is_estimate"], true, "{row}");
+        }
+        let online = |x: &serde_json::Value| x["online_bits_per_step"].as_u64().unwrap();
+        assert!(online(c) < online(r), "{c} against {r}");
+        assert_eq!(c["rounds_per_step"], r["rounds_per_step"], "same rounds");
+        assert_eq!(r["tokens_equal_to_cached"], true, "{r}");
+    }
+}
