@@ -30,8 +30,9 @@ use crate::report::{RunInfo, json, print_summary};
 pub struct RunArgs {
     /// The plan file (JSON, from `comet compile -o`).
     pub plan: PathBuf,
-    /// The safetensors checkpoint with the weights this party provides (in one process:
-    /// all of them). Not needed by a client that provides no weights.
+    /// The checkpoint with the weights this party provides (in one process: all of them):
+    /// a safetensors file, a shard index (`model.safetensors.index.json`) or a Hugging
+    /// Face folder holding either. Not needed by a client that provides no weights.
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// A sparse plan's predictor file (`comet calibrate --score sum --out FILE`): the
@@ -50,7 +51,8 @@ pub struct RunArgs {
     /// beside the weights).
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
-    /// The tokenizer (`tokenizer.json` of the shipped model's format).
+    /// The tokenizer: a Hugging Face `tokenizer.json` (byte-level BPE and the others the
+    /// `tokenizers` crate reads) or the shipped model's character BPE.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
     /// Tokens to generate (in two processes: as many as the material was dealt for; with
@@ -310,10 +312,12 @@ pub fn with_predictor(
     }
 }
 
-/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the weights, if present.
+/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the weights (in the folder,
+/// when the weights are a folder), if present.
 pub fn tokenizer(args: &RunArgs) -> Result<Option<Tokenizer>, String> {
     let path = match (&args.tokenizer, &args.weights) {
         (Some(t), _) => Some(t.clone()),
+        (None, Some(w)) if w.is_dir() => Some(w.join("tokenizer.json")).filter(|t| t.exists()),
         (None, Some(w)) => Some(w.with_file_name("tokenizer.json")).filter(|t| t.exists()),
         (None, None) => None,
     };
