@@ -139,7 +139,7 @@ impl Tokenizer {
 
     /// Builds a tokenizer from the text of a `tokenizer.json`: a Hugging Face file (an
     /// object with `model`), or the shipped model's character BPE (an object with
-    /// `alphabet` and `merges`, see [`CharBpe`]'s rules in the module documentation).
+    /// `alphabet` and `merges`, its rules are in the module documentation).
     pub fn from_json(text: &str) -> Result<Tokenizer, TokenizerError> {
         Self::parse(text, "tokenizer JSON")
     }
@@ -241,7 +241,7 @@ impl CharBpe {
             return Err(format(format!(
                 "expected a JSON object: a Hugging Face tokenizer (with `model`) or a \
                  character BPE (with `alphabet` and `merges`), found {}",
-                kind(&json)
+                kind(json)
             )));
         };
         let array = |key: &str, expected: &str| match object.get(key) {

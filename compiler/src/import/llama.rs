@@ -26,7 +26,7 @@ pub(super) fn generate(
     let heads = c.int("num_attention_heads")?;
     let kv_heads = c.int_opt("num_key_value_heads")?.unwrap_or(heads);
     let hd = c.head_dim(d, heads, "num_attention_heads")?;
-    if heads % kv_heads != 0 {
+    if !heads.is_multiple_of(kv_heads) {
         return Err(c.unsupported(
             "num_key_value_heads",
             &format!("grouped-query attention needs it to divide num_attention_heads ({heads})"),

@@ -488,7 +488,7 @@ impl Config<'_> {
 
     /// `heads` that divides `d`: the head dimension, or an error naming `heads_field`.
     fn head_dim(&self, d: u64, heads: u64, heads_field: &str) -> Result<u64, ImportError> {
-        if d % heads == 0 {
+        if d.is_multiple_of(heads) {
             Ok(d / heads)
         } else {
             Err(self.unsupported(
