@@ -575,6 +575,95 @@ fn hugging_face_folders_import_compile_and_generate_text() {
     );
 }
 
+/// The sharded folder's plan as two processes over loopback TCP with dealt material: the
+/// server reads the weights from the folder, the client encodes `--prompt` text with the
+/// folder's tokenizer and prints text; the server sees no tokens. The first token is that
+/// of the run in one process (`in_process`; its f64 reference's lead is 0.6, far above the
+/// fixed-point error, while later tokens of random weights may be near ties that the
+/// sessions' independent randomness breaks differently), and each call costs the estimate.
+fn two_processes(
+    plan: &Path,
+    dir: &Path,
+    tmp: &Path,
+    prompt_len: usize,
+    in_process: &[u64],
+    tokenizer: &tokenizers::Tokenizer,
+) {
+    use common::process::{assert_calls_match_estimate, free_port, json as json_of, spawn, wait};
+    use std::time::Duration;
+    let mat = tmp.join("material");
+    let (plan_s, dir_s, mat_s) = (
+        plan.to_str().unwrap(),
+        dir.to_str().unwrap(),
+        mat.to_str().unwrap(),
+    );
+    let generate = GENERATE.to_string();
+    let out = comet(&[
+        "deal",
+        plan_s,
+        "--out",
+        mat_s,
+        "--prompt-len",
+        &prompt_len.to_string(),
+        "--generate",
+        &generate,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let addr = free_port();
+    let (m0, m1) = (mat.join("party0.mat"), mat.join("party1.mat"));
+    let s = spawn(&[
+        "run",
+        plan_s,
+        "--party",
+        "0",
+        "--listen",
+        &addr,
+        "--weights",
+        dir_s,
+        "--material",
+        m0.to_str().unwrap(),
+        "--json",
+    ]);
+    let tok = dir.join("tokenizer.json");
+    let c = spawn(&[
+        "run",
+        plan_s,
+        "--party",
+        "1",
+        "--connect",
+        &addr,
+        "--material",
+        m1.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+        "--json",
+    ]);
+    let (c, s) = (
+        wait(c, Duration::from_secs(300)),
+        wait(s, Duration::from_secs(60)),
+    );
+    assert!(c.status.success(), "client: {}", stderr(&c));
+    assert!(s.status.success(), "server: {}", stderr(&s));
+    let (cj, sj) = (json_of(&c), json_of(&s));
+    let tokens: Vec<u64> = (cj["tokens"].as_array().unwrap().iter())
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), GENERATE);
+    assert_eq!(
+        tokens[0], in_process[0],
+        "two processes and one: the same first token"
+    );
+    let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
+    assert_eq!(
+        cj["text"].as_str(),
+        Some(tokenizer.decode(&ids, true).unwrap().as_str())
+    );
+    assert_eq!(sj["tokens"], json!([]), "the server sees no tokens");
+    assert_calls_match_estimate(&cj, &sj, GENERATE);
+}
+
 /// BERT (an encoder with a pooled output, so no text to generate): imported from a folder
 /// with the recent transformers names, compiled, and its weights load from the folder.
 #[test]
