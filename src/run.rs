@@ -147,7 +147,7 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), None)?;
     let weights = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
     let tokenizer = tokenizer(args)?;
-    let prompt = prompt(args, tokenizer.as_ref())?;
+    let prompt = prompt(args, tokenizer.as_ref(), program)?;
     let n = args.generate.unwrap_or(8);
     let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
     let bars = Bars::new(args.quiet || args.json);
@@ -325,8 +325,23 @@ pub fn tokenizer(args: &RunArgs) -> Result<Option<Tokenizer>, String> {
         .transpose()
 }
 
-/// The prompt's token ids, from `--prompt-ids` or `--prompt` (encoded).
-pub fn prompt(args: &RunArgs, tokenizer: Option<&Tokenizer>) -> Result<Vec<u64>, String> {
+/// The vocabulary of a plan that generates: the last axis of its `logits` output.
+fn vocab(p: &Program) -> Option<u64> {
+    let g = &p.graph;
+    g.ids()
+        .map(|id| g.node(id))
+        .find(|n| matches!(&n.op, comet_ir::Op::Output { name, .. } if name == "logits"))
+        .and_then(|n| n.ty.shape.last().and_then(|d| d.as_const()))
+        .and_then(|v| u64::try_from(v).ok())
+}
+
+/// The prompt's token ids, from `--prompt-ids` or `--prompt` (encoded), each below the
+/// plan's vocabulary.
+pub fn prompt(
+    args: &RunArgs,
+    tokenizer: Option<&Tokenizer>,
+    program: &Program,
+) -> Result<Vec<u64>, String> {
     let ids = match (&args.prompt_ids, &args.prompt) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => {
@@ -339,6 +354,21 @@ pub fn prompt(args: &RunArgs, tokenizer: Option<&Tokenizer>) -> Result<Vec<u64>,
     };
     if ids.is_empty() {
         return Err("the prompt is empty".into());
+    }
+    if let Some(v) = vocab(program)
+        && let Some((i, id)) = ids.iter().enumerate().find(|&(_, &id)| id >= v)
+    {
+        let source = match (&args.prompt_ids, tokenizer) {
+            (None, Some(t)) => format!(
+                " (the tokenizer, of {} tokens, does not match the model)",
+                t.vocab_size()
+            ),
+            _ => String::new(),
+        };
+        return Err(format!(
+            "prompt token {i} is id {id}, not below the vocabulary of `{}` ({v} tokens){source}",
+            program.info.name
+        ));
     }
     Ok(ids)
 }

@@ -730,6 +730,36 @@ fn import_errors_are_clear() {
         "{m}"
     );
 
+    // A tokenizer larger than the model's vocabulary: the prompt is refused before any
+    // party starts.
+    let dir = folder(tmp.path(), "small-vocab", &llama_config("llama", 50, true));
+    write_checkpoint(&dir, &llama_tensors(50, true, false), Dtype::F32, 1, 4);
+    std::fs::write(dir.join("tokenizer.json"), train_tokenizer(CORPUS, 300)).unwrap();
+    let (model, plan) = (
+        tmp.path().join("small.model"),
+        tmp.path().join("small.plan"),
+    );
+    let (model_s, plan_s) = (model.to_str().unwrap(), plan.to_str().unwrap());
+    assert!(
+        comet(&["import", dir.to_str().unwrap(), "-o", model_s])
+            .status
+            .success()
+    );
+    assert!(comet(&["compile", model_s, "-o", plan_s]).status.success());
+    let m = fail(&[
+        "run",
+        plan_s,
+        "--weights",
+        dir.to_str().unwrap(),
+        "--prompt",
+        PROMPT,
+    ]);
+    assert!(
+        m.contains("not below the vocabulary of `small_vocab` (50 tokens) (the tokenizer, of"),
+        "{m}"
+    );
+    assert!(m.contains("does not match the model"), "{m}");
+
     // The output file is never overwritten.
     let dir = folder(tmp.path(), "ok", &llama_config("llama", 50, true));
     let out = tmp.path().join("ok.model");
