@@ -63,7 +63,9 @@ pub(super) fn generate(
     match model_type {
         "mistral" => c.absent(
             "sliding_window",
-            "sliding-window attention is not supported (Comet attends to the whole cache)",
+            "sliding-window attention is not supported (Comet attends to the whole cache); \
+             while prompt and generation together stay within the window it equals full \
+             attention, so a copy of config.json with `\"sliding_window\": null` imports",
         )?,
         "qwen2" => c.require_bool(
             "use_sliding_window",
