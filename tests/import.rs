@@ -568,6 +568,9 @@ fn hugging_face_folders_import_compile_and_generate_text() {
             "{}: {text:?} (tokens {tokens:?}, reference margin {margin:.3})",
             f.name
         );
+        if k == 0 {
+            two_processes(&plan, &dir, tmp.path(), prompt.len(), &tokens, &tokenizer);
+        }
     }
     assert!(
         compared >= 3,
@@ -662,6 +665,7 @@ fn two_processes(
     );
     assert_eq!(sj["tokens"], json!([]), "the server sees no tokens");
     assert_calls_match_estimate(&cj, &sj, GENERATE);
+    eprintln!("two processes: {} (tokens {tokens:?})", cj["text"]);
 }
 
 /// BERT (an encoder with a pooled output, so no text to generate): imported from a folder
