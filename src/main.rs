@@ -13,6 +13,7 @@ mod deal;
 mod dealer;
 mod demo;
 mod generate;
+mod import;
 mod progress;
 mod remote;
 mod report;
@@ -58,6 +59,9 @@ enum Command {
     /// secret shares, and print its text beside the reference, with measured and
     /// estimated costs.
     Demo(demo::DemoArgs),
+    /// Write a `.model` file from a Hugging Face checkpoint folder (`config.json` of a
+    /// llama, mistral, qwen2, gpt2, opt or bert model, and its safetensors).
+    Import(import::ImportArgs),
     /// Compile a `.model` file to a protocol plan.
     Compile {
         /// The `.model` file.
@@ -241,6 +245,7 @@ fn main() -> ExitCode {
         }
         Command::Show { plan, emit } => run_show(&plan, emit),
         Command::Inspect(args) => run_inspect(&args),
+        Command::Import(args) => import::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Run(args) => run::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Deal(args) => deal::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Dealer(args) => dealer::run(&args).map_err(|e| Failure(format!("error: {e}"))),

@@ -90,7 +90,7 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     };
     let client = if party == 1 {
         let t = tokenizer(args)?;
-        let p = prompt(args, t.as_ref())?;
+        let p = prompt(args, t.as_ref(), program)?;
         Some((t, p))
     } else {
         None

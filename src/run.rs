@@ -30,8 +30,9 @@ use crate::report::{RunInfo, json, print_summary};
 pub struct RunArgs {
     /// The plan file (JSON, from `comet compile -o`).
     pub plan: PathBuf,
-    /// The safetensors checkpoint with the weights this party provides (in one process:
-    /// all of them). Not needed by a client that provides no weights.
+    /// The checkpoint with the weights this party provides (in one process: all of them):
+    /// a safetensors file, a shard index (`model.safetensors.index.json`) or a Hugging
+    /// Face folder holding either. Not needed by a client that provides no weights.
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// A sparse plan's predictor file (`comet calibrate --score sum --out FILE`): the
@@ -50,7 +51,8 @@ pub struct RunArgs {
     /// beside the weights).
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
-    /// The tokenizer (`tokenizer.json` of the shipped model's format).
+    /// The tokenizer: a Hugging Face `tokenizer.json` (byte-level BPE and the others the
+    /// `tokenizers` crate reads) or the shipped model's character BPE.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
     /// Tokens to generate (in two processes: as many as the material was dealt for; with
@@ -145,7 +147,7 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), None)?;
     let weights = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
     let tokenizer = tokenizer(args)?;
-    let prompt = prompt(args, tokenizer.as_ref())?;
+    let prompt = prompt(args, tokenizer.as_ref(), program)?;
     let n = args.generate.unwrap_or(8);
     let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
     let bars = Bars::new(args.quiet || args.json);
@@ -310,10 +312,12 @@ pub fn with_predictor(
     }
 }
 
-/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the weights, if present.
+/// The tokenizer: `--tokenizer`, else `tokenizer.json` beside the weights (in the folder,
+/// when the weights are a folder), if present.
 pub fn tokenizer(args: &RunArgs) -> Result<Option<Tokenizer>, String> {
     let path = match (&args.tokenizer, &args.weights) {
         (Some(t), _) => Some(t.clone()),
+        (None, Some(w)) if w.is_dir() => Some(w.join("tokenizer.json")).filter(|t| t.exists()),
         (None, Some(w)) => Some(w.with_file_name("tokenizer.json")).filter(|t| t.exists()),
         (None, None) => None,
     };
@@ -321,8 +325,23 @@ pub fn tokenizer(args: &RunArgs) -> Result<Option<Tokenizer>, String> {
         .transpose()
 }
 
-/// The prompt's token ids, from `--prompt-ids` or `--prompt` (encoded).
-pub fn prompt(args: &RunArgs, tokenizer: Option<&Tokenizer>) -> Result<Vec<u64>, String> {
+/// The vocabulary of a plan that generates: the last axis of its `logits` output.
+fn vocab(p: &Program) -> Option<u64> {
+    let g = &p.graph;
+    g.ids()
+        .map(|id| g.node(id))
+        .find(|n| matches!(&n.op, comet_ir::Op::Output { name, .. } if name == "logits"))
+        .and_then(|n| n.ty.shape.last().and_then(|d| d.as_const()))
+        .and_then(|v| u64::try_from(v).ok())
+}
+
+/// The prompt's token ids, from `--prompt-ids` or `--prompt` (encoded), each below the
+/// plan's vocabulary.
+pub fn prompt(
+    args: &RunArgs,
+    tokenizer: Option<&Tokenizer>,
+    program: &Program,
+) -> Result<Vec<u64>, String> {
     let ids = match (&args.prompt_ids, &args.prompt) {
         (Some(ids), _) => ids.clone(),
         (None, Some(text)) => {
@@ -335,6 +354,21 @@ pub fn prompt(args: &RunArgs, tokenizer: Option<&Tokenizer>) -> Result<Vec<u64>,
     };
     if ids.is_empty() {
         return Err("the prompt is empty".into());
+    }
+    if let Some(v) = vocab(program)
+        && let Some((i, id)) = ids.iter().enumerate().find(|&(_, &id)| id >= v)
+    {
+        let source = match (&args.prompt_ids, tokenizer) {
+            (None, Some(t)) => format!(
+                " (the tokenizer, of {} tokens, does not match the model)",
+                t.vocab_size()
+            ),
+            _ => String::new(),
+        };
+        return Err(format!(
+            "prompt token {i} is id {id}, not below the vocabulary of `{}` ({v} tokens){source}",
+            program.info.name
+        ));
     }
     Ok(ids)
 }

@@ -5,6 +5,7 @@ pub mod cost;
 pub mod diag;
 pub mod driver;
 pub mod front;
+pub mod import;
 pub mod inspect;
 pub mod passes;
 pub mod range;

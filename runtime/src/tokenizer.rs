@@ -1,6 +1,15 @@
-//! The character BPE tokenizer of the shipped model (`models/glassllm-en/tokenizer.json`).
+//! Tokenizers: Hugging Face `tokenizer.json` files, and the character BPE of the shipped
+//! model (`models/glassllm-en/tokenizer.json`).
 //!
-//! It follows the original (`glassllm` 0.1.0, `tokenizer.py`) exactly:
+//! [`Tokenizer::from_file`] tells them apart by the JSON: a Hugging Face file is an object
+//! with a `model` (BPE, byte-level or not, WordPiece, Unigram, WordLevel), read by the
+//! `tokenizers` crate (its pure-Rust regex engine, no training, no downloads). Encoding
+//! applies the file's normalizer, pre-tokenizer, model and post-processor, so special
+//! tokens the post-processor adds (LLaMA's `<s>`, BERT's `[CLS]` … `[SEP]`) are added, as
+//! transformers' `tokenizer(text)` does; GPT-2's byte-level BPE adds none. Decoding skips
+//! special tokens. Chat templates are not applied.
+//!
+//! The shipped model's character BPE follows the original (`glassllm` 0.1.0, `tokenizer.py`) exactly:
 //!
 //! - **Vocabulary.** Ids 0–3 are `<pad> <unk> <bos> <eos>`, then one id per `alphabet`
 //!   entry, then one per `merges` entry (the token being the two parts joined).
@@ -23,6 +32,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use unicode_normalization::UnicodeNormalization;
 
 /// The special tokens, ids 0–3 in this order.
@@ -62,6 +72,12 @@ pub enum TokenizerError {
         /// What was found and what was expected.
         message: String,
     },
+    /// A Hugging Face tokenizer failed on a text or ids.
+    #[error("the tokenizer failed: {message}")]
+    Encode {
+        /// The `tokenizers` crate's message.
+        message: String,
+    },
     /// A token id is not below the vocabulary size.
     #[error("token id {id} is out of range: the vocabulary has {vocab_size} tokens")]
     IdOutOfRange {
@@ -84,17 +100,31 @@ struct Merge {
 /// A symbol of a chunk during merging: a token id, or a character outside the vocabulary.
 type Symbol = Option<u64>;
 
-/// The tokenizer: vocabulary, merge ranks, and the id of `<unk>`.
-#[derive(Debug, Clone)]
+/// A tokenizer: a Hugging Face `tokenizer.json`, or the shipped model's character BPE.
+#[derive(Clone)]
 pub struct Tokenizer {
-    /// Token strings by id (`▁` for spaces).
-    vocab: Vec<String>,
-    /// Id of each token string (the last id, when a string occurs twice, as in the original).
-    ids: HashMap<String, u64>,
-    /// Merge rules by the ids of their two parts.
-    merges: HashMap<(u64, u64), Merge>,
-    /// The id unknown characters become.
-    unk: u64,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    /// The shipped model's character BPE.
+    Char(CharBpe),
+    /// A Hugging Face tokenizer.
+    HuggingFace(Box<tokenizers::Tokenizer>),
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Char(_) => "character BPE",
+            Kind::HuggingFace(_) => "Hugging Face",
+        };
+        f.debug_struct("Tokenizer")
+            .field("kind", &kind)
+            .field("vocab_size", &self.vocab_size())
+            .finish()
+    }
 }
 
 impl Tokenizer {
@@ -107,29 +137,111 @@ impl Tokenizer {
         Self::parse(&text, &format!("tokenizer file `{}`", path.display()))
     }
 
-    /// Builds a tokenizer from the text of a `tokenizer.json`: an object with `alphabet`,
-    /// an array of one-character strings, and `merges`, an array of `[left, right]` pairs
-    /// of token strings (alphabet characters or earlier merges). Other keys (`version`) are
-    /// ignored, as the original does.
+    /// Builds a tokenizer from the text of a `tokenizer.json`: a Hugging Face file (an
+    /// object with `model`), or the shipped model's character BPE (an object with
+    /// `alphabet` and `merges`, its rules are in the module documentation).
     pub fn from_json(text: &str) -> Result<Tokenizer, TokenizerError> {
         Self::parse(text, "tokenizer JSON")
     }
 
-    /// [`Tokenizer::from_json`], with `origin` naming the text in errors.
     fn parse(text: &str, origin: &str) -> Result<Tokenizer, TokenizerError> {
-        let format = |message: String| TokenizerError::Format {
-            origin: origin.to_string(),
-            message,
-        };
         let json: serde_json::Value =
             serde_json::from_str(text).map_err(|source| TokenizerError::Json {
                 origin: origin.to_string(),
                 source,
             })?;
+        let kind = if json.get("model").is_some() {
+            let hf = tokenizers::Tokenizer::from_str(text).map_err(|e| TokenizerError::Format {
+                origin: origin.to_string(),
+                message: format!("not a Hugging Face tokenizer the `tokenizers` crate reads: {e}"),
+            })?;
+            Kind::HuggingFace(Box::new(hf))
+        } else {
+            Kind::Char(CharBpe::parse(&json, origin)?)
+        };
+        Ok(Tokenizer { kind })
+    }
+
+    /// The number of token ids (for a Hugging Face tokenizer, with its added tokens).
+    pub fn vocab_size(&self) -> usize {
+        match &self.kind {
+            Kind::Char(c) => c.vocab.len(),
+            Kind::HuggingFace(t) => t.get_vocab_size(true),
+        }
+    }
+
+    /// Encodes `text` into token ids (see the module documentation for each kind).
+    ///
+    /// # Errors
+    /// A Hugging Face tokenizer that fails on the text.
+    pub fn encode(&self, text: &str) -> Result<Vec<u64>, TokenizerError> {
+        match &self.kind {
+            Kind::Char(c) => Ok(c.encode(text)),
+            Kind::HuggingFace(t) => {
+                let encoding = t.encode(text, true).map_err(|e| TokenizerError::Encode {
+                    message: e.to_string(),
+                })?;
+                Ok(encoding.get_ids().iter().map(|&i| u64::from(i)).collect())
+            }
+        }
+    }
+
+    /// Decodes token ids into text, skipping special tokens. Fails on an id not below
+    /// [`Tokenizer::vocab_size`].
+    pub fn decode(&self, ids: &[u64]) -> Result<String, TokenizerError> {
+        let vocab_size = self.vocab_size();
+        if let Some(&id) = ids.iter().find(|&&id| id >= vocab_size as u64) {
+            return Err(TokenizerError::IdOutOfRange { id, vocab_size });
+        }
+        match &self.kind {
+            Kind::Char(c) => Ok(c.decode(ids)),
+            Kind::HuggingFace(t) => {
+                let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+                t.decode(&ids, true).map_err(|e| TokenizerError::Encode {
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The character BPE, for tests.
+    #[cfg(test)]
+    fn char_bpe(&self) -> &CharBpe {
+        match &self.kind {
+            Kind::Char(c) => c,
+            Kind::HuggingFace(_) => panic!("a Hugging Face tokenizer"),
+        }
+    }
+}
+
+/// The shipped model's character BPE: vocabulary, merge ranks, and the id of `<unk>`.
+#[derive(Debug, Clone)]
+struct CharBpe {
+    /// Token strings by id (`▁` for spaces).
+    vocab: Vec<String>,
+    /// Id of each token string (the last id, when a string occurs twice, as in the original).
+    ids: HashMap<String, u64>,
+    /// Merge rules by the ids of their two parts.
+    merges: HashMap<(u64, u64), Merge>,
+    /// The id unknown characters become.
+    unk: u64,
+}
+
+impl CharBpe {
+    /// The character BPE from its JSON: an object with `alphabet`, an array of
+    /// one-character strings, and `merges`, an array of `[left, right]` pairs of token
+    /// strings (alphabet characters or earlier merges). Other keys (`version`) are ignored,
+    /// as the original does. `origin` names the text in errors.
+    fn parse(json: &serde_json::Value, origin: &str) -> Result<CharBpe, TokenizerError> {
+        let format = |message: String| TokenizerError::Format {
+            origin: origin.to_string(),
+            message,
+        };
         let Some(object) = json.as_object() else {
             return Err(format(format!(
-                "expected a JSON object with `alphabet` and `merges`, found {}",
-                kind(&json)
+                "expected a JSON object: a Hugging Face tokenizer (with `model`) or a \
+                 character BPE (with `alphabet` and `merges`), found {}",
+                kind(json)
             )));
         };
         let array = |key: &str, expected: &str| match object.get(key) {
@@ -191,7 +303,7 @@ impl Tokenizer {
             merge_rules.insert(key, Merge { rank, merged });
         }
         let unk = ids[UNK];
-        Ok(Tokenizer {
+        Ok(CharBpe {
             vocab,
             ids,
             merges: merge_rules,
@@ -199,17 +311,9 @@ impl Tokenizer {
         })
     }
 
-    /// The number of tokens: 4 specials, the alphabet and the merges.
-    pub fn vocab_size(&self) -> usize {
-        self.vocab.len()
-    }
-
     /// Encodes `text` (after NFC normalisation) into token ids, without `<bos>` or
     /// `<eos>`. Characters outside the alphabet become `<unk>`.
-    ///
-    /// # Errors
-    /// None today; the `Result` leaves room for limits on the input.
-    pub fn encode(&self, text: &str) -> Result<Vec<u64>, TokenizerError> {
+    fn encode(&self, text: &str) -> Vec<u64> {
         let chars: Vec<char> = text
             .nfc()
             .map(|c| if c == ' ' { SPACE } else { c })
@@ -219,7 +323,7 @@ impl Tokenizer {
             let symbols = self.merge_chunk(chunk);
             out.extend(symbols.into_iter().map(|s| s.unwrap_or(self.unk)));
         }
-        Ok(out)
+        out
     }
 
     /// Merges one chunk: repeatedly the adjacent pair of lowest rank, all its occurrences
@@ -255,26 +359,19 @@ impl Tokenizer {
         symbols
     }
 
-    /// Decodes token ids into text: `<pad>`, `<bos>` and `<eos>` are skipped, `<unk>` is
-    /// written `⁇`, and `▁` becomes a space. Fails on an id not below
-    /// [`Tokenizer::vocab_size`].
-    pub fn decode(&self, ids: &[u64]) -> Result<String, TokenizerError> {
+    /// Decodes token ids (each below the vocabulary size) into text: `<pad>`, `<bos>` and
+    /// `<eos>` are skipped, `<unk>` is written `⁇`, and `▁` becomes a space.
+    fn decode(&self, ids: &[u64]) -> String {
         let mut text = String::new();
         for &id in ids {
-            let token = usize::try_from(id)
-                .ok()
-                .and_then(|i| self.vocab.get(i))
-                .ok_or(TokenizerError::IdOutOfRange {
-                    id,
-                    vocab_size: self.vocab.len(),
-                })?;
+            let token = &self.vocab[id as usize];
             if token == UNK {
                 text.push_str(UNK_TEXT);
             } else if !SPECIALS.contains(&token.as_str()) {
                 text.push_str(token);
             }
         }
-        Ok(text.replace(SPACE, " "))
+        text.replace(SPACE, " ")
     }
 }
 

@@ -1,4 +1,5 @@
-//! Loading a program's weights from a safetensors checkpoint.
+//! Loading a program's weights from a safetensors checkpoint: one file, or the shards of a
+//! Hugging Face index (`model.safetensors.index.json`; see [`Checkpoint::open`]).
 //!
 //! For each [`WeightInfo`] the checkpoint tensor `tensor` is read (F32, F16, BF16 or F64),
 //! checked against [`WeightInfo::stored_shape`], transposed when the model declares it
@@ -59,6 +60,36 @@ pub enum WeightError {
         /// A suggestion (empty, or starting with `; `).
         hint: String,
     },
+    /// A shard index (`model.safetensors.index.json`) is malformed.
+    #[error("shard index `{index}`: {message}")]
+    Index {
+        /// The index file.
+        index: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A shard the index names does not exist.
+    #[error(
+        "shard `{shard}` is missing: index `{index}` places tensor `{tensor}` in it (download \
+         every shard the index lists)"
+    )]
+    MissingShard {
+        /// The shard's path.
+        shard: PathBuf,
+        /// The index file.
+        index: PathBuf,
+        /// A tensor it should hold.
+        tensor: String,
+    },
+    /// A folder given as the checkpoint holds neither an index nor `model.safetensors`.
+    #[error(
+        "`{dir}` holds no checkpoint: expected `model.safetensors.index.json` (sharded) or \
+         `model.safetensors` in it"
+    )]
+    NoCheckpoint {
+        /// The folder.
+        dir: PathBuf,
+    },
     /// The tensor does not hold floating-point numbers.
     #[error(
         "tensor `{tensor}` (weight `{weight}`) has dtype {dtype}: only F32, F16, BF16 and F64 \
@@ -77,13 +108,15 @@ pub enum WeightError {
 /// Weights by qualified name.
 pub type Weights = HashMap<String, ArrayD<f64>>;
 
-/// Reads the safetensors file at `path` and returns `weights` by qualified name.
+/// Reads the checkpoint at `path` (a safetensors file, a shard index or a folder: see
+/// [`Checkpoint::open`]) and returns `weights` by qualified name, converting one tensor at
+/// a time from the mapped files.
 pub fn load(path: &Path, weights: &[WeightInfo]) -> Result<Weights, WeightError> {
-    let bytes = std::fs::read(path).map_err(|source| WeightError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&bytes, &format!("`{}`", path.display()), weights)
+    let checkpoint = Checkpoint::open(path, weights)?;
+    weights
+        .iter()
+        .map(|w| Ok((w.name.clone(), checkpoint.load(&w.name)?)))
+        .collect()
 }
 
 /// Like [`load`], from the bytes of a safetensors file.
@@ -205,4 +238,4 @@ mod mapped;
 #[cfg(test)]
 mod tests;
 
-pub use mapped::Checkpoint;
+pub use mapped::{Checkpoint, INDEX_FILE, SINGLE_FILE};

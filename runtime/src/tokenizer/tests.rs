@@ -173,7 +173,7 @@ fn decode_rejects_ids_out_of_range() {
     assert!(tok.decode(&[u64::MAX]).is_err());
     assert_eq!(
         tok.decode(&[1023]).unwrap(),
-        tok.vocab[1023].replace('▁', " ")
+        tok.char_bpe().vocab[1023].replace('▁', " ")
     );
 }
 
@@ -229,4 +229,88 @@ fn wrong_shapes_say_what_was_expected() {
         let message = err.to_string();
         assert!(message.contains(expected), "{json}: {message}");
     }
+}
+
+/// A byte-level BPE `tokenizer.json` of GPT-2's form: the 256 byte symbols (sorted), then
+/// one token per merge, then `<|endoftext|>` as a special added token. Returns the JSON
+/// and the vocabulary in id order.
+fn byte_level(merges: &[(&str, &str)]) -> (String, Vec<String>) {
+    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+        .into_iter()
+        .collect();
+    alphabet.sort();
+    let mut vocab: Vec<String> = alphabet.iter().map(|c| c.to_string()).collect();
+    vocab.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
+    let entries: Vec<String> = (vocab.iter().enumerate())
+        .map(|(i, t)| format!("{}: {i}", serde_json::Value::from(t.as_str())))
+        .collect();
+    let merges: Vec<String> = merges.iter().map(|(a, b)| format!("\"{a} {b}\"")).collect();
+    let eot = vocab.len();
+    vocab.push("<|endoftext|>".into());
+    let json = format!(
+        r#"{{"version": "1.0", "truncation": null, "padding": null,
+  "added_tokens": [{{"id": {eot}, "content": "<|endoftext|>", "single_word": false,
+    "lstrip": false, "rstrip": false, "normalized": false, "special": true}}],
+  "normalizer": null,
+  "pre_tokenizer": {{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}},
+  "post_processor": {{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}},
+  "decoder": {{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}},
+  "model": {{"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+    "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+    "vocab": {{{}}}, "merges": [{}]}}}}"#,
+        entries.join(", "),
+        merges.join(", ")
+    );
+    (json, vocab)
+}
+
+#[test]
+fn hugging_face_byte_level_bpe_encodes_decodes_and_skips_specials() {
+    let (json, vocab) = byte_level(&[("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("t", "he")]);
+    let id = |t: &str| vocab.iter().position(|v| v == t).unwrap() as u64;
+    let tok = Tokenizer::from_json(&json).unwrap();
+    assert_eq!(tok.vocab_size(), 256 + 4 + 1);
+    assert!(format!("{tok:?}").contains("Hugging Face"));
+    // GPT-2's pre-tokenizer splits "the the" into "the" and " the" (space as Ġ); "Ġt" + "he"
+    // ranks before "t" + "he", and "h e" first of all.
+    assert_eq!(tok.encode(" the").unwrap(), [id("Ġthe")]);
+    assert_eq!(tok.encode("the the").unwrap(), [id("the"), id("Ġthe")]);
+    assert_eq!(tok.encode("hex").unwrap(), [id("he"), id("x")]);
+    // Every byte has a symbol: any text round-trips.
+    for text in ["the the", "Héllo, wörld! 😀\n\ttabs  and  spaces ", ""] {
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(tok.decode(&ids).unwrap(), text, "{ids:?}");
+    }
+    // "é" is two bytes, two symbols.
+    assert_eq!(tok.encode("é").unwrap().len(), 2);
+    // Special tokens are skipped when decoding; ids past the vocabulary are errors.
+    let eot = id("<|endoftext|>");
+    assert_eq!(tok.decode(&[id("Ġthe"), eot]).unwrap(), " the");
+    let err = tok.decode(&[id("he"), eot + 1]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TokenizerError::IdOutOfRange {
+                vocab_size: 261,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_malformed_hugging_face_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(
+        &path,
+        r#"{"model": {"type": "BPE", "vocab": 3, "merges": []}}"#,
+    )
+    .unwrap();
+    let err = Tokenizer::from_file(&path).unwrap_err();
+    assert!(matches!(err, TokenizerError::Format { .. }), "{err:?}");
+    let m = err.to_string();
+    assert!(m.contains("tokenizer.json"), "{m}");
+    assert!(m.contains("not a Hugging Face tokenizer"), "{m}");
 }

@@ -170,3 +170,125 @@ fn reads_files_and_reports_missing_ones() {
         "{m}"
     );
 }
+
+/// A sharded checkpoint in a folder: `a` (F32) and `b` (BF16) in shard 1, `c` (F16,
+/// transposed) in shard 2, and an index listing them and `d` in a shard never written.
+fn sharded() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let bf16: Vec<u8> = VALUES
+        .iter()
+        .flat_map(|&x| half::bf16::from_f64(x).to_le_bytes())
+        .collect();
+    let f16: Vec<u8> = VALUES
+        .iter()
+        .flat_map(|&x| half::f16::from_f64(x).to_le_bytes())
+        .collect();
+    let one = safetensors_bytes(&[
+        ("a", "F32", vec![2, 3], f32_bytes(&VALUES)),
+        ("b", "BF16", vec![6], bf16),
+    ]);
+    let two = safetensors_bytes(&[("c", "F16", vec![3, 2], f16)]);
+    std::fs::write(dir.path().join("model-00001-of-00003.safetensors"), one).unwrap();
+    std::fs::write(dir.path().join("model-00002-of-00003.safetensors"), two).unwrap();
+    let index = r#"{"metadata": {"total_size": 36}, "weight_map": {
+        "a": "model-00001-of-00003.safetensors", "b": "model-00001-of-00003.safetensors",
+        "c": "model-00002-of-00003.safetensors", "d": "model-00003-of-00003.safetensors",
+        "e": "model-00002-of-00003.safetensors"}}"#;
+    std::fs::write(dir.path().join(INDEX_FILE), index).unwrap();
+    dir
+}
+
+#[test]
+fn sharded_checkpoints_load_through_their_index() {
+    let dir = sharded();
+    let infos = [
+        info("wa", "a", &[2, 3], false),
+        info("wb", "b", &[6], false),
+        info("wc", "c", &[2, 3], true),
+    ];
+    // The folder and the index itself name the same checkpoint; the absent shard holds
+    // no weight asked for, so it is never opened.
+    for path in [dir.path().to_path_buf(), dir.path().join(INDEX_FILE)] {
+        let c = Checkpoint::open(&path, &infos).unwrap();
+        assert_eq!(c.shards(), 2);
+        assert_eq!(
+            c.load("wa").unwrap().iter().copied().collect::<Vec<_>>(),
+            VALUES
+        );
+        assert_eq!(
+            c.load("wb").unwrap().iter().copied().collect::<Vec<_>>(),
+            VALUES
+        );
+        let wc = c.load("wc").unwrap();
+        assert_eq!(wc.shape(), &[2, 3]);
+        // Stored [3, 2] row-major, read transposed: element (i, j) is stored (j, i).
+        assert_eq!(wc[[0, 1]], VALUES[2]);
+        assert_eq!(wc[[1, 0]], VALUES[1]);
+        let all = load(&path, &infos).unwrap();
+        assert_eq!(all.len(), 3);
+    }
+}
+
+#[test]
+fn sharded_errors_name_the_shard_the_index_and_the_tensor() {
+    let dir = sharded();
+    let err = |infos: &[WeightInfo]| Checkpoint::open(dir.path(), infos).unwrap_err().to_string();
+    let index = dir.path().join(INDEX_FILE);
+    let m = err(&[info("wd", "d", &[6], false)]);
+    assert_eq!(
+        m,
+        format!(
+            "shard `{}` is missing: index `{}` places tensor `d` in it (download every shard \
+             the index lists)",
+            dir.path()
+                .join("model-00003-of-00003.safetensors")
+                .display(),
+            index.display()
+        )
+    );
+    let m = err(&[info("wz", "model.a", &[2, 3], false)]);
+    assert!(
+        m.starts_with(&format!(
+            "weight `wz` needs tensor `model.a`, which the checkpoint does not have (index `{}`)",
+            index.display()
+        )),
+        "{m}"
+    );
+    assert!(m.contains("add `rename \"model.\" => \"\";`"), "{m}");
+    // Listed in a shard that does not hold it.
+    let m = err(&[info("we", "e", &[6], false)]);
+    assert!(m.contains("places it in shard"), "{m}");
+    assert!(m.contains("which does not hold it"), "{m}");
+    assert!(m.contains("model-00002-of-00003.safetensors"), "{m}");
+    // The wrong shape, found in its shard.
+    let m = err(&[info("wb", "b", &[3], false)]);
+    assert!(m.contains("tensor `b` (weight `wb`) has shape [6]"), "{m}");
+
+    std::fs::write(&index, r#"{"metadata": {}}"#).unwrap();
+    let m = err(&[info("wa", "a", &[2, 3], false)]);
+    assert!(m.contains("`weight_map` is missing"), "{m}");
+    std::fs::write(&index, "{").unwrap();
+    assert!(err(&[]).contains("not JSON"));
+    std::fs::write(&index, r#"{"weight_map": {"a": "../x.safetensors"}}"#).unwrap();
+    let m = err(&[info("wa", "a", &[2, 3], false)]);
+    assert!(
+        m.contains("expected a file name in the index's folder"),
+        "{m}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let m = Checkpoint::open(empty.path(), &[]).unwrap_err().to_string();
+    assert!(
+        m.contains("holds no checkpoint: expected `model.safetensors.index.json`"),
+        "{m}"
+    );
+    // A folder with a single file.
+    let single = tempfile::tempdir().unwrap();
+    std::fs::write(
+        single.path().join(SINGLE_FILE),
+        safetensors_bytes(&[("t", "F32", vec![6], f32_bytes(&VALUES))]),
+    )
+    .unwrap();
+    let w = load(single.path(), &[info("w", "t", &[6], false)]).unwrap();
+    assert_eq!(w["w"].len(), 6);
+}
