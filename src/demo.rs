@@ -76,6 +76,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         call_timeout: 600.0,
         dealer_key: None,
         insecure_plaintext: false,
+        accept_leakage: Default::default(),
     };
     let (tokens, calls, tokenizer, info) = in_process(&program, &run_args)?;
     if !args.json {

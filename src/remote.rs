@@ -81,6 +81,18 @@ impl Opened {
 /// Runs this process's party.
 pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     let party = args.party.expect("checked by the caller");
+    if party == 1 {
+        // before anything else: no file read, no connection, no material used
+        let accepted = comet_ir::exposure::check_client(program, args.accept_leakage)
+            .map_err(|e| format!("party 1: {e}"))?;
+        if accepted.masks > 0 {
+            eprintln!(
+                "party 1: the plan opens {} permuted block masks of sparse FFNs to the server, \
+                 {} bits per token in all (--accept-leakage {})",
+                accepted.masks, accepted.bits_per_token, args.accept_leakage
+            );
+        }
+    }
     let digest = plan_digest(program);
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), Some(usize::from(party)))
         .map_err(|e| format!("party {party}: {e}"))?;

@@ -121,6 +121,13 @@ pub struct RunArgs {
     /// dealer): tests and debugging only; the other side must say so too.
     #[arg(long, requires = "party")]
     pub insecure_plaintext: bool,
+    /// Party 1 (the client): what it accepts the plan to open of its input to the server:
+    /// `none` (default; dense plans), `sparse-masks` (the permuted block masks of sparse
+    /// FFNs, `comet inspect --leakage`) or `sparse-masks:BITS` (at most BITS mask bits per
+    /// token in all). Derived from the plan's graph; a plan opening more is refused before
+    /// anything is sent or any material used.
+    #[arg(long, value_name = "none|sparse-masks[:BITS]", default_value = "none")]
+    pub accept_leakage: comet_ir::exposure::AcceptLeakage,
 }
 
 /// Runs the command.
