@@ -18,8 +18,8 @@ use comet_runtime::interp::{Measured, Outputs, RemoteParty, RunOptions};
 
 use crate::progress::Bars;
 use comet_runtime::transport::{
-    Channel, ChannelError, ChannelKey, DealerAuth, DealerPublicKey, Hello, Security, TcpChannel,
-    TcpListenerHandle, TcpOptions,
+    Channel, ChannelError, ChannelKey, DealerAuth, DealerKeypair, DealerPublicKey, Hello, Security,
+    TcpChannel, TcpListenerHandle, TcpOptions,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -193,7 +193,16 @@ fn open_material(
         };
         let auth = match (&args.dealer_key, args.insecure_plaintext) {
             (_, true) => DealerAuth::InsecurePlaintext,
-            (Some(key), false) => DealerAuth::Pinned(DealerPublicKey::parse(key)?),
+            (Some(key), false) => {
+                let dealer = DealerPublicKey::parse(key)?;
+                match &args.key {
+                    Some(path) => DealerAuth::Mutual {
+                        dealer,
+                        own: DealerKeypair::read(path).map_err(|e| format!("--key: {e}"))?,
+                    },
+                    None => DealerAuth::Pinned(dealer),
+                }
+            }
             (None, false) => {
                 return Err(
                     "--dealer needs the dealer's public key, --dealer-key HEX|FILE \

@@ -117,6 +117,11 @@ pub struct RunArgs {
     /// must prove it holds the private half (Noise NK). Required with --dealer.
     #[arg(long, value_name = "HEX|FILE", requires = "dealer")]
     pub dealer_key: Option<String>,
+    /// With --dealer: this party's key file (`comet keygen --out FILE`), whose public half
+    /// the dealer pins (`comet dealer --party-key P=FILE.pub`): the party proves it holds
+    /// it (Noise KK). Required by a dealer that pins party keys.
+    #[arg(long, value_name = "FILE", requires = "dealer_key")]
+    pub key: Option<PathBuf>,
     /// No encryption or authentication of the channels (to the other party and to the
     /// dealer): tests and debugging only; the other side must say so too.
     #[arg(long, requires = "party")]
