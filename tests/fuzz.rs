@@ -416,11 +416,11 @@ fn total_elements(p: &Program, env: DimEnv) -> Option<u64> {
 /// The memory bound of a run: 2^18 elements over all nodes and weights.
 const MAX_ELEMENTS: u64 = 1 << 18;
 
+/// Arrays by name (weights, inputs).
+type Arrays = HashMap<String, ArrayD<f64>>;
+
 /// Deterministic weights of the declared shapes, and inputs at `env` (token ids 0..4).
-fn sources(
-    p: &Program,
-    env: DimEnv,
-) -> Option<(HashMap<String, ArrayD<f64>>, HashMap<String, ArrayD<f64>>)> {
+fn sources(p: &Program, env: DimEnv) -> Option<(Arrays, Arrays)> {
     let mut weights = HashMap::new();
     for w in &p.info.weights {
         let shape: Vec<usize> = w.shape.iter().map(|d| *d as usize).collect();
@@ -560,8 +560,8 @@ fn replay_of(
 fn two_party<C: Channel + 'static>(
     program: &Program,
     replays: [PartyReplay; 2],
-    weights: &HashMap<String, ArrayD<f64>>,
-    inputs: &HashMap<String, ArrayD<f64>>,
+    weights: &Arrays,
+    inputs: &Arrays,
     env: DimEnv,
     wrap: impl FnOnce(MemChannel) -> C,
 ) -> Result<(), String> {

@@ -1061,6 +1061,40 @@ mod tests {
         let s = format!("{pair:?} {:?}", DealerIdentity::Key(pair.clone()));
         assert!(!s.contains(&private[..16]), "{s}");
         assert!(s.contains(&pair.public().to_string()), "{s}");
+        // a party's key pair, at the dealer (pinned public halves) and at the party
+        let party = DealerKeypair::generate().unwrap();
+        let party_private = hex(&party.private);
+        let pinning = DealerIdentity::Pinning {
+            key: pair.clone(),
+            parties: vec![PartyKey {
+                party: 1,
+                key: party.public(),
+            }],
+        };
+        let mutual = DealerAuth::Mutual {
+            dealer: pair.public(),
+            own: party.clone(),
+        };
+        let s = format!("{pinning:?} {mutual:?}");
+        assert!(
+            !s.contains(&private[..16]) && !s.contains(&party_private[..16]),
+            "{s}"
+        );
+        assert!(s.contains(&party.public().to_string()), "{s}");
+    }
+
+    #[test]
+    fn party_keys_parse_with_their_index() {
+        let k = DealerKeypair::generate().unwrap().public();
+        let p = PartyKey::parse(&format!("1={k}")).unwrap();
+        assert_eq!((p.party, p.key), (1, k));
+        for bad in [format!("{k}"), format!("2={k}"), "0=zz".to_string()] {
+            let e = PartyKey::parse(&bad).unwrap_err();
+            assert!(
+                e.contains("party") || e.contains("neither 64 hex digits"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]
