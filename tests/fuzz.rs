@@ -940,3 +940,17 @@ fn sparsity_options_that_disagree_with_the_predictor_are_an_error() {
         "{e}"
     );
 }
+
+/// A `repeat` over millions of layers made the compiler inline them all (the fuzzer's
+/// `.model` surface grew to 17 GiB): now an error at the range.
+#[test]
+fn a_repeat_over_too_many_layers_is_an_error() {
+    let source = read("tiny.model").replace("n_layers = 1", "n_layers = 99999999");
+    let ast = comet_compiler::front::parse::parse_model(&source).unwrap();
+    let e = comet_compiler::passes::lower::lower(&ast).unwrap_err();
+    let text = format!("{e:?}");
+    assert!(
+        text.contains("repeats the block 99999999 times; at most 4096"),
+        "{text}"
+    );
+}
