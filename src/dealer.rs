@@ -1,4 +1,5 @@
-//! `comet dealer --listen ADDR PLAN`: the dealer as a service. Both parties of a session
+//! `comet dealer --listen ADDR PLAN`: the dealer as a service, serving only the parties
+//! whose keys it pins (`--party-key`; `--any-party`: whoever connects). Both parties of a session
 //! connect to it (`comet run --party P --dealer ADDR`); it deals each call's material as
 //! they reach the call and streams each party's half into its socket
 //! (`comet_runtime::dealer::service`), session after session. Progress and a summary per
