@@ -23,7 +23,7 @@
 //! between processes.
 
 mod error;
-mod frame;
+pub(crate) mod frame;
 mod hello;
 mod mem;
 pub mod secure;
