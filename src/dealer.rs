@@ -1,4 +1,5 @@
-//! `comet dealer --listen ADDR PLAN`: the dealer as a service. Both parties of a session
+//! `comet dealer --listen ADDR PLAN`: the dealer as a service, serving only the parties
+//! whose keys it pins (`--party-key`; `--any-party`: whoever connects). Both parties of a session
 //! connect to it (`comet run --party P --dealer ADDR`); it deals each call's material as
 //! they reach the call and streams each party's half into its socket
 //! (`comet_runtime::dealer::service`), session after session. Progress and a summary per
@@ -9,7 +10,7 @@ use comet_ir::Program;
 use comet_runtime::dealer::service::{DEFAULT_MASK_BUDGET, DEFAULT_MAX_TOKENS, Event};
 use comet_runtime::dealer::{CallReport, DealerService, SessionReport, plan_digest};
 use comet_runtime::interp::deal_call;
-use comet_runtime::transport::{DealerIdentity, DealerKeypair, TcpOptions};
+use comet_runtime::transport::{DealerIdentity, DealerKeypair, PartyKey, TcpOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,9 +47,20 @@ pub struct DealerArgs {
         required_unless_present = "insecure_plaintext"
     )]
     key: Option<PathBuf>,
+    /// A party's public key (`P=HEX|FILE`: party index 0 or 1, then 64 hex digits or the
+    /// `.pub` file of `comet keygen`), repeatable: only the holders of the pinned keys are
+    /// served, each as the party index its key is pinned for (Noise KK; the party runs with
+    /// `--key FILE`). Required for both parties unless --any-party.
+    #[arg(long, value_name = "P=KEY", value_parser = PartyKey::parse)]
+    party_key: Vec<PartyKey>,
+    /// Serve whoever connects (Noise NK: the dealer is authenticated, the parties are not):
+    /// anyone who reaches the port can take a party's slot. Only on a network that only the
+    /// parties can reach.
+    #[arg(long, conflicts_with = "party_key")]
+    any_party: bool,
     /// No encryption or authentication of the parties' connections: tests and debugging
     /// only; the parties must say so too.
-    #[arg(long, conflicts_with = "key")]
+    #[arg(long, conflicts_with_all = ["key", "party_key"])]
     insecure_plaintext: bool,
     /// Print errors only.
     #[arg(long)]
@@ -64,7 +76,7 @@ pub struct KeygenArgs {
     out: PathBuf,
 }
 
-/// `comet keygen`: a dealer key pair.
+/// `comet keygen`: a static key pair (the dealer's, or a party's for `comet run --key`).
 pub fn keygen(args: &KeygenArgs) -> Result<(), String> {
     let k = DealerKeypair::generate()?;
     k.write_new(&args.out)?;
@@ -85,7 +97,23 @@ fn identity(args: &DealerArgs) -> Result<DealerIdentity, String> {
         k.write_new(path)?;
         eprintln!("dealer: created the key file {}", path.display());
     }
-    DealerKeypair::read(path).map(DealerIdentity::Key)
+    let key = DealerKeypair::read(path)?;
+    if args.any_party {
+        return Ok(DealerIdentity::Key(key));
+    }
+    for p in [0u8, 1] {
+        if !args.party_key.iter().any(|k| k.party == p) {
+            return Err(format!(
+                "the dealer serves only parties whose keys it pins, and none is pinned for party \
+                 {p}: pass --party-key {p}=KEY (its `comet keygen` public key), or --any-party \
+                 to serve whoever connects"
+            ));
+        }
+    }
+    Ok(DealerIdentity::Pinning {
+        key,
+        parties: args.party_key.clone(),
+    })
 }
 
 /// Runs the command.
@@ -105,7 +133,15 @@ pub fn run(args: &DealerArgs) -> Result<(), String> {
     let digest = plan_digest(&program);
     let identity = identity(args)?;
     match &identity {
-        DealerIdentity::Key(k) => eprintln!("dealer: public key {} (--dealer-key)", k.public()),
+        DealerIdentity::Key(k) => eprintln!(
+            "dealer: public key {} (--dealer-key); serving ANY PARTY that connects (--any-party)",
+            k.public()
+        ),
+        DealerIdentity::Pinning { key, parties } => eprintln!(
+            "dealer: public key {} (--dealer-key); serving only the {} pinned party keys",
+            key.public(),
+            parties.len()
+        ),
         DealerIdentity::InsecurePlaintext => {
             eprintln!(
                 "dealer: INSECURE PLAINTEXT: the parties' material crosses the network in clear"

@@ -75,7 +75,9 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         timeout: 60.0,
         call_timeout: 600.0,
         dealer_key: None,
+        key: None,
         insecure_plaintext: false,
+        accept_leakage: Default::default(),
     };
     let (tokens, calls, tokenizer, info) = in_process(&program, &run_args)?;
     if !args.json {

@@ -48,8 +48,9 @@ enum Command {
     /// Run the dealer as a service: both parties connect (`comet run --party P --dealer
     /// ADDR`) and it streams each call's material to them as they reach it.
     Dealer(dealer::DealerArgs),
-    /// Create the dealer's key pair (`comet dealer --key FILE`; the parties pin the public
-    /// key it prints with `--dealer-key`).
+    /// Create a static key pair: the dealer's (`comet dealer --key FILE`; the parties pin
+    /// the public key it prints with `--dealer-key`) or a party's (`comet run --key FILE`;
+    /// the dealer pins it with `--party-key P=FILE.pub`).
     Keygen(dealer::KeygenArgs),
     /// Benchmarks: `comet bench runtime` (share matmul against f64, a GPT-2-small decode
     /// step in process and over loopback TCP, peak memory) and `comet bench approx` (the

@@ -18,8 +18,8 @@ use comet_runtime::interp::{Measured, Outputs, RemoteParty, RunOptions};
 
 use crate::progress::Bars;
 use comet_runtime::transport::{
-    Channel, ChannelError, ChannelKey, DealerAuth, DealerPublicKey, Hello, Security, TcpChannel,
-    TcpListenerHandle, TcpOptions,
+    Channel, ChannelError, ChannelKey, DealerAuth, DealerKeypair, DealerPublicKey, Hello, Security,
+    TcpChannel, TcpListenerHandle, TcpOptions,
 };
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -81,6 +81,18 @@ impl Opened {
 /// Runs this process's party.
 pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     let party = args.party.expect("checked by the caller");
+    if party == 1 {
+        // before anything else: no file read, no connection, no material used
+        let accepted = comet_ir::exposure::check_client(program, args.accept_leakage)
+            .map_err(|e| format!("party 1: {e}"))?;
+        if accepted.masks > 0 {
+            eprintln!(
+                "party 1: the plan opens {} permuted block masks of sparse FFNs to the server, \
+                 {} bits per token in all (--accept-leakage {})",
+                accepted.masks, accepted.bits_per_token, args.accept_leakage
+            );
+        }
+    }
     let digest = plan_digest(program);
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), Some(usize::from(party)))
         .map_err(|e| format!("party {party}: {e}"))?;
@@ -181,7 +193,16 @@ fn open_material(
         };
         let auth = match (&args.dealer_key, args.insecure_plaintext) {
             (_, true) => DealerAuth::InsecurePlaintext,
-            (Some(key), false) => DealerAuth::Pinned(DealerPublicKey::parse(key)?),
+            (Some(key), false) => {
+                let dealer = DealerPublicKey::parse(key)?;
+                match &args.key {
+                    Some(path) => DealerAuth::Mutual {
+                        dealer,
+                        own: DealerKeypair::read(path).map_err(|e| format!("--key: {e}"))?,
+                    },
+                    None => DealerAuth::Pinned(dealer),
+                }
+            }
             (None, false) => {
                 return Err(
                     "--dealer needs the dealer's public key, --dealer-key HEX|FILE \

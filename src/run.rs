@@ -119,10 +119,22 @@ pub struct RunArgs {
     /// must prove it holds the private half (Noise NK). Required with --dealer.
     #[arg(long, value_name = "HEX|FILE", requires = "dealer")]
     pub dealer_key: Option<String>,
+    /// With --dealer: this party's key file (`comet keygen --out FILE`), whose public half
+    /// the dealer pins (`comet dealer --party-key P=FILE.pub`): the party proves it holds
+    /// it (Noise KK). Required by a dealer that pins party keys.
+    #[arg(long, value_name = "FILE", requires = "dealer_key")]
+    pub key: Option<PathBuf>,
     /// No encryption or authentication of the channels (to the other party and to the
     /// dealer): tests and debugging only; the other side must say so too.
     #[arg(long, requires = "party")]
     pub insecure_plaintext: bool,
+    /// Party 1 (the client): what it accepts the plan to open of its input to the server:
+    /// `none` (default; dense plans), `sparse-masks` (the permuted block masks of sparse
+    /// FFNs, `comet inspect --leakage`) or `sparse-masks:BITS` (at most BITS mask bits per
+    /// token in all). Derived from the plan's graph; a plan opening more is refused before
+    /// anything is sent or any material used.
+    #[arg(long, value_name = "none|sparse-masks[:BITS]", default_value = "none")]
+    pub accept_leakage: comet_ir::exposure::AcceptLeakage,
 }
 
 /// Runs the command.

@@ -40,6 +40,26 @@ fn dealer_key() -> &'static (PathBuf, DealerKeypair) {
     })
 }
 
+/// The parties' key files of this test process (`comet run --key`, pinned at the dealer
+/// with `--party-key P=FILE.pub`): party 0's and party 1's path and key pair.
+fn party_keys() -> &'static [(PathBuf, DealerKeypair); 2] {
+    static KEYS: std::sync::OnceLock<[(PathBuf, DealerKeypair); 2]> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        [0, 1].map(|p| {
+            let path = common::temp_path(&format!("party{p}-{}.key", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let k = DealerKeypair::generate().unwrap();
+            k.write_new(&path).unwrap();
+            (path, k)
+        })
+    })
+}
+
+/// The dealer's `--party-key P=HEX` for both parties.
+fn pinned_parties() -> [String; 2] {
+    [0, 1].map(|p| format!("{p}={}", party_keys()[p].1.public()))
+}
+
 /// The parties' `--dealer-key HEX`.
 fn pinned() -> String {
     dealer_key().1.public().to_string()
@@ -113,6 +133,7 @@ impl Watched {
 
 fn dealer(plan: &Path, addr: &str, extra: &[&str]) -> Watched {
     let key = dealer_key().0.to_str().unwrap();
+    let [k0, k1] = pinned_parties();
     let base = [
         "dealer",
         plan.to_str().unwrap(),
@@ -120,6 +141,10 @@ fn dealer(plan: &Path, addr: &str, extra: &[&str]) -> Watched {
         addr,
         "--key",
         key,
+        "--party-key",
+        &k0,
+        "--party-key",
+        &k1,
     ];
     Watched::new(spawn(&[&base[..], extra].concat()))
 }
@@ -138,6 +163,8 @@ fn server(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
         dealer,
         "--dealer-key",
         &key,
+        "--key",
+        party_keys()[0].0.to_str().unwrap(),
         "--prompt-len",
         "6",
         "--weights",
@@ -161,6 +188,8 @@ fn client(plan: &Path, peer: &str, dealer: &str, extra: &[&str]) -> Child {
         dealer,
         "--dealer-key",
         &key,
+        "--key",
+        party_keys()[1].0.to_str().unwrap(),
         "--json",
     ];
     spawn(&[&base[..], extra].concat())
@@ -414,7 +443,10 @@ fn parties_asking_for_different_calls_are_refused() {
     let ask = move |party: u8, call: u64, addr: String| {
         let opts = opts.clone();
         thread::spawn(move || {
-            let auth = DealerAuth::Pinned(dealer_key().1.public());
+            let auth = DealerAuth::Mutual {
+                dealer: dealer_key().1.public(),
+                own: party_keys()[usize::from(party)].1.clone(),
+            };
             let (mut s, _replay) = DealerStream::connect(&addr, party, digest, &opts, &auth)?;
             let env = DimEnv { seq: 6, past: 0 };
             s.begin_call_at(call, env)?;
@@ -433,4 +465,112 @@ fn parties_asking_for_different_calls_are_refused() {
     }
     let (status, err) = d.finish(Duration::from_secs(30));
     assert_eq!(status, Some(1), "{err}");
+}
+
+/// A dealer serves only the parties whose keys it pins: a party with another key is
+/// refused at the key exchange (exit 1, a clear error on both sides) and the dealer deals
+/// nothing; a dealer pinning no key for a party does not start without --any-party.
+#[test]
+fn an_unknown_party_is_refused_by_the_dealer() {
+    let plan = glassllm_plan();
+    let dealer_addr = free_port();
+    let d = dealer(&plan, &dealer_addr, &["--sessions", "1"]);
+    let intruder = common::temp_path(&format!("intruder-{}.key", std::process::id()));
+    let _ = std::fs::remove_file(&intruder);
+    DealerKeypair::generate()
+        .unwrap()
+        .write_new(&intruder)
+        .unwrap();
+    let key = pinned();
+    for p in ["0", "1"] {
+        let mut args = vec![
+            "run",
+            plan.to_str().unwrap(),
+            "--party",
+            p,
+            "--dealer",
+            &dealer_addr,
+            "--dealer-key",
+            &key,
+            "--key",
+            intruder.to_str().unwrap(),
+            "--generate",
+            "1",
+            "--timeout",
+            "10",
+        ];
+        match p {
+            "0" => args.extend([
+                "--listen",
+                "127.0.0.1:0",
+                "--prompt-len",
+                "6",
+                "--weights",
+                WEIGHTS,
+            ]),
+            _ => args.extend(["--connect", "127.0.0.1:9", "--prompt-ids", PROMPT]),
+        }
+        let started = Instant::now();
+        let out = wait(spawn(&args), Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("does it pin this party's key (--party-key)"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+        d.wait_for(
+            "none of the party keys this dealer pins",
+            Duration::from_secs(10),
+        );
+    }
+    // and without a key of its own (Noise NK)
+    let out = wait(
+        spawn(&[
+            "run",
+            plan.to_str().unwrap(),
+            "--party",
+            "1",
+            "--dealer",
+            &dealer_addr,
+            "--dealer-key",
+            &key,
+            "--connect",
+            "127.0.0.1:9",
+            "--prompt-ids",
+            PROMPT,
+            "--generate",
+            "1",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the dealer authenticates the parties"),
+        "{}",
+        stderr(&out)
+    );
+    let err = d.stderr();
+    assert!(
+        !err.contains("joined from") && !err.contains(": party 0 at"),
+        "nothing was dealt: {err}"
+    );
+    d.kill();
+
+    let out = common::comet(&[
+        "dealer",
+        plan.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        dealer_key().0.to_str().unwrap(),
+        "--party-key",
+        &pinned_parties()[0],
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("none is pinned for party 1: pass --party-key 1=KEY"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -446,3 +446,105 @@ fn a_port_scan_or_a_failed_handshake_leaves_the_material_unused_and_a_copy_of_us
         stderr(&again)
     );
 }
+
+/// The client's reveal policy: a plan with an extra `reveal` of the client's values to the
+/// server (material dealt for that very plan) is refused by `comet run --party 1` before it
+/// connects or uses its material; a sparse plan needs `--accept-leakage sparse-masks`.
+#[test]
+fn the_client_refuses_a_plan_that_reveals_its_input_to_the_server() {
+    let original =
+        comet_runtime::load_plan(&std::fs::read_to_string(glassllm_plan()).unwrap()).unwrap();
+    let edited = common::with_extra_reveal_to_server(original);
+    let plan = temp_path("two-process-extra-reveal.plan");
+    std::fs::write(&plan, comet_ir::plan::write_plan_json(&edited).unwrap()).unwrap();
+    let dir = deal(&plan, "two-process-extra-reveal", "6", "1");
+    let material = dir.join("party1.mat");
+    // nobody listens: the client must stop before connecting
+    let addr = free_port();
+    for accept in ["none", "sparse-masks"] {
+        let started = Instant::now();
+        let out = wait(
+            client(
+                &plan,
+                &material,
+                &addr,
+                &[
+                    "--prompt-ids",
+                    PROMPT,
+                    "--generate",
+                    "1",
+                    "--accept-leakage",
+                    accept,
+                ],
+            ),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "party 1: the plan opens more of the client's input to the server than \
+                 --accept-leakage {accept} allows"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "reveal [seq, 1024] reveals a value computed from the client's input to the server"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("connect"), "refused before connecting: {err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    unused(&plan, &material, 1).expect("the refused run left the material unused");
+
+    // a sparse plan: refused without the flag, accepted (then fails to connect) with it
+    let sparse = temp_path("two-process-sparse-policy.plan");
+    let out = comet(&[
+        "compile",
+        "examples/glassllm.model",
+        "--sparsity",
+        "ffn:block=16",
+        "-o",
+        sparse.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = deal(&sparse, "two-process-sparse-policy", "6", "1");
+    let material = dir.join("party1.mat");
+    let run = |extra: &[&str]| {
+        let args = [
+            &["--prompt-ids", PROMPT, "--generate", "1", "--timeout", "1"][..],
+            extra,
+        ]
+        .concat();
+        wait(
+            client(&sparse, &material, &addr, &args),
+            Duration::from_secs(60),
+        )
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pass --accept-leakage sparse-masks (here 88 bits per token)"),
+        "{err}"
+    );
+    let out = run(&["--accept-leakage", "sparse-masks:80"]);
+    assert!(
+        stderr(&out).contains("88 bits per token in all, more than 80"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["--accept-leakage", "sparse-masks"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "opens 4 permuted block masks of sparse FFNs to the server, 88 bits per token"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("refuses"), "{err}");
+    unused(&sparse, &material, 1).expect("no connection: the material stays unused");
+}

@@ -203,9 +203,16 @@ fn same_scale(what: &str, a: &ValueType, b: &ValueType, ctx: Ctx) -> Result<Elem
 /// The scale of a product: kept in the semantic stage, summed in the protocol stage.
 fn product_scale(what: &str, a: &ValueType, b: &ValueType, ctx: Ctx) -> Result<Elem> {
     let (sa, sb) = (fixed_scale(what, a, ctx)?, fixed_scale(what, b, ctx)?);
-    Ok(Elem::Fixed {
-        scale: if ctx.protocol() { sa + sb } else { ctx.frac },
-    })
+    if !ctx.protocol() {
+        return Ok(Elem::Fixed { scale: ctx.frac });
+    }
+    match sa.checked_add(sb) {
+        Some(scale) if scale <= 64 => Ok(Elem::Fixed { scale }),
+        _ => err(format!(
+            "`{what}` of fx{sa} and fx{sb} has more than 64 fractional bits, more than a \
+             64-bit ring holds: truncate first"
+        )),
+    }
 }
 
 fn same_fixed(what: &str, x: &ValueType, ctx: Ctx) -> Result<ValueType> {
@@ -600,8 +607,23 @@ fn block_permute(x: &ValueType, block: u64, axis: u32, ctx: Ctx) -> Result<Value
         ));
     }
     let n = const_dim("block_permute", x.shape[axis])?;
+    // a block wider than the axis would pad it with more zeros than it has entries (and
+    // the padded width is allocated at setup): refused, as `sparsify` never emits one
+    if block > n {
+        return err(format!(
+            "`block_permute` block {block} is wider than its axis {axis} ({n} entries)"
+        ));
+    }
+    let padded = (n.div_ceil(block))
+        .checked_mul(block)
+        .filter(|p| i64::try_from(*p).is_ok())
+        .ok_or_else(|| {
+            TypeError(format!(
+                "`block_permute` of {n} entries in blocks of {block} overflows"
+            ))
+        })?;
     let mut shape = x.shape.clone();
-    shape[axis] = Dim::constant((n.div_ceil(block) * block) as i64);
+    shape[axis] = Dim::constant(padded as i64);
     Ok(x.with_shape(shape))
 }
 

@@ -26,6 +26,7 @@ pub mod approx;
 pub mod cost;
 pub mod dim;
 pub mod erf;
+pub mod exposure;
 pub mod ffn;
 pub mod graph;
 pub mod infer;

@@ -31,6 +31,8 @@ pub mod transport;
 pub mod weights;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod redaction_tests;
 
 pub use comet_ir::plan::read_plan_json as load_plan;

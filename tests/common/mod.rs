@@ -53,3 +53,35 @@ pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
     }
     (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
+
+/// `p` with one more node, as a hand-edited plan file would have it: a copy of the
+/// `reveal` of the output `logits` to the client, revealing the same shared logits to the
+/// server instead (same round and cost, so the plan stays consistent).
+pub fn with_extra_reveal_to_server(mut p: Program) -> Program {
+    use comet_ir::{Op, Party};
+    let g = &p.graph;
+    let reveal = g
+        .ids()
+        .find(|&id| matches!(g.node(id).op, Op::Reveal { to: Party::Client }))
+        .expect("the plan reveals its logits to the client");
+    let operand = g.operands(reveal)[0];
+    let node = g.node(reveal).clone();
+    let extra = p.graph.add(
+        Op::Reveal { to: Party::Server },
+        &[operand],
+        comet_ir::ValueType {
+            domain: comet_ir::Domain::Private(Party::Server),
+            ..node.ty.clone()
+        },
+        node.scope.clone(),
+    );
+    let a = &mut p.analyses;
+    if let Some(r) = a.rounds.as_mut().and_then(|r| r.get(reveal).cloned()) {
+        a.rounds.as_mut().unwrap().insert(extra, r);
+    }
+    if let Some(c) = a.costs.as_mut().and_then(|c| c.get(reveal).cloned()) {
+        a.costs.as_mut().unwrap().insert(extra, c);
+    }
+    comet_ir::verify(&p).expect("the edited plan is consistent");
+    p
+}

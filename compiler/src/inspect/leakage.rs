@@ -21,6 +21,7 @@
 //! either party, as for all dealt material.
 
 use comet_ir::dim::shape_string;
+use comet_ir::exposure::{AcceptLeakage, least_acceptance, mask_of, mask_permutations};
 use comet_ir::{NodeId, Op, Party, Program};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -47,6 +48,9 @@ pub struct LeakageReport {
     pub trust: Vec<String>,
     /// What every plan makes public: the symbolic lengths (shapes are public).
     pub public: String,
+    /// Whether `comet run --party 1` runs the plan, and with which `--accept-leakage`
+    /// (`comet_ir::exposure`: the client's reveal policy, from the same graph).
+    pub client: String,
 }
 
 /// The nodes that open a value.
@@ -226,7 +230,7 @@ pub fn leakage(program: &Program, plan_name: &str) -> LeakageReport {
                         block,
                         ff: info.map(|f| f.ff),
                         padded: blocks * block,
-                        permutations: permutations(program, id).into_iter().collect(),
+                        permutations: mask_permutations(program, id).into_iter().collect(),
                     });
                 }
                 None => opened
@@ -269,43 +273,27 @@ pub fn leakage(program: &Program, plan_name: &str) -> LeakageReport {
         totals,
         trust,
         public,
+        client: client_policy(program),
     }
 }
 
-/// The sparse FFN and block size whose mask `open` is: the `ffn` of an `apply_mask` or
-/// `block_matmul` that reads it as its mask.
-fn mask_of(p: &Program, open: NodeId) -> Option<(u32, u64)> {
-    let g = &p.graph;
-    g.users(open).into_iter().find_map(|u| {
-        let xs = g.operands(u);
-        match g.node(u).op {
-            Op::ApplyMask { ffn, block } if xs.get(1) == Some(&open) => Some((ffn, block)),
-            Op::BlockMatMul { ffn, block } if xs.get(2) == Some(&open) => Some((ffn, block)),
-            _ => None,
+/// The client's reveal policy on `program`, in one sentence.
+fn client_policy(program: &Program) -> String {
+    match least_acceptance(program) {
+        Some(AcceptLeakage::Nothing) => {
+            "`comet run --party 1` runs this plan as it is (it opens nothing of the client's \
+             input to the server)"
+                .to_string()
         }
-    })
-}
-
-/// The permutations the mask `open` is in: the `block_permute`s reached by walking back
-/// from it through the nodes of its own scope (the predictor: same layer, same origin).
-fn permutations(p: &Program, open: NodeId) -> BTreeSet<u32> {
-    let g = &p.graph;
-    let scope = &g.node(open).scope;
-    let mut perms = BTreeSet::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = g.operands(open);
-    while let Some(x) = stack.pop() {
-        if !seen.insert(x) {
-            continue;
-        }
-        let node = g.node(x);
-        if let Op::BlockPermute { perm, .. } = node.op {
-            perms.insert(perm);
-        } else if node.scope.layer == scope.layer && node.scope.origin == scope.origin {
-            stack.extend(g.operands(x));
-        }
+        Some(a) => format!(
+            "`comet run --party 1` runs this plan only with `--accept-leakage sparse-masks` \
+             (or `{a}`: the masks' bits per token)"
+        ),
+        None => "`comet run --party 1` refuses this plan whatever --accept-leakage says: it \
+                 opens values of the client's input to the server that are no permuted block \
+                 mask"
+            .to_string(),
     }
-    perms
 }
 
 fn other(p: &Program, id: NodeId, node: String, to: String) -> OpenedValue {
@@ -468,6 +456,7 @@ pub fn render_leakage(r: &LeakageReport) -> String {
         r.plan, r.model
     );
     para(&mut out, "Verdict:", &format!("the plan {}.", r.verdict));
+    para(&mut out, "Client:", &format!("{}.", r.client));
     let _ = writeln!(
         out,
         "\nNodes that open a value (everything else stays secret-shared or private):"

@@ -44,7 +44,7 @@ use super::{PartySeed, SessionDealer};
 use crate::transport::secure::{
     self, FROM_PARTY, Noise, Role, SecureReader, SecureWriter, SharedWriter,
 };
-use crate::transport::{DealerIdentity, TcpOptions};
+use crate::transport::{DealerIdentity, PartyKey, TcpOptions};
 
 /// Body bytes the dealer collects per party before sending them as one chunk.
 pub const CHUNK_BYTES: usize = 64 << 10;
@@ -156,7 +156,9 @@ impl DealerService {
     /// wait on a party is bounded by `opts` (`read_timeout`, `write_timeout`, and
     /// `accept_timeout` for a party waiting for its partner; `handshake_timeout` for a new
     /// connection's preamble, key exchange and hello). Each connection runs Noise `NK`
-    /// with `identity`'s key (or plaintext, if both sides say so).
+    /// with `identity`'s key, or `KK` when it pins the parties' keys (then a party whose
+    /// key is not pinned, or that asks for another index than its key's, is refused before
+    /// anything is dealt), or plaintext if both sides say so.
     ///
     /// # Errors
     /// If the options are invalid or the address cannot be bound.
@@ -311,7 +313,7 @@ impl DealerService {
         slots: &[Option<Conn>; 2],
         on: &mut dyn FnMut(Event<'_>),
     ) -> Option<(u8, Conn)> {
-        let (mut reader, mut writer) = match self.secure(&stream, peer) {
+        let (mut reader, mut writer, pinned) = match self.secure(&stream, peer) {
             Ok(halves) => halves,
             Err(reason) => {
                 on(Event::Refused {
@@ -323,7 +325,7 @@ impl DealerService {
         };
         let result = self.read_hello(&mut reader, peer);
         let (reason, tell) = match result {
-            Ok(hello) => match self.check_hello(&hello, slots) {
+            Ok(hello) => match self.check_hello(&hello, pinned, slots) {
                 Ok(()) => {
                     return Some((hello.party, self.conn(reader, writer, peer, hello.party)));
                 }
@@ -342,21 +344,35 @@ impl DealerService {
     }
 
     /// The preamble and key exchange of a new connection, within the handshake timeout:
-    /// its reading and writing halves, or why it was refused.
+    /// its reading and writing halves and, when the dealer pins the parties' keys, the
+    /// pinned key it proved; or why it was refused.
     fn secure(
         &self,
         stream: &TcpStream,
         peer: SocketAddr,
-    ) -> Result<(SecureReader<TcpStream>, SharedWriter), String> {
+    ) -> Result<(SecureReader<TcpStream>, SharedWriter, Option<PartyKey>), String> {
         let setup = |e: io::Error| format!("{peer}: {e}");
         stream.set_nonblocking(false).map_err(setup)?;
+        let keys: Vec<_>;
         let noise = match &self.identity {
             DealerIdentity::Key(k) => Noise::Holder(k),
+            DealerIdentity::Pinning { key, parties } => {
+                keys = parties.iter().map(|p| p.key).collect();
+                Noise::HolderPinning {
+                    own: key,
+                    peers: &keys,
+                }
+            }
             DealerIdentity::InsecurePlaintext => Noise::Plaintext,
         };
         let limit = self.opts.handshake_timeout;
-        let keys = secure::establish(stream, Role::Responder, FROM_PARTY, noise, limit)
+        let done = secure::establish_identified(stream, Role::Responder, FROM_PARTY, noise, limit)
             .map_err(|e| format!("{peer}: {}", e.into_channel(limit)))?;
+        let pinned = match (&self.identity, done.peer) {
+            (DealerIdentity::Pinning { parties, .. }, Some(i)) => parties.get(i).copied(),
+            _ => None,
+        };
+        let keys = done.keys;
         stream
             .set_read_timeout(Some(
                 self.opts.handshake_timeout.min(self.opts.read_timeout),
@@ -367,7 +383,7 @@ impl DealerService {
             .map_err(setup)?;
         let reader = SecureReader::new(stream.try_clone().map_err(setup)?, keys.clone());
         let writer = SecureWriter::new(stream.try_clone().map_err(setup)?, keys);
-        Ok((reader, SharedWriter::new(writer)))
+        Ok((reader, SharedWriter::new(writer), pinned))
     }
 
     /// A hello read with its exact size within the handshake timeout; on failure the
@@ -390,8 +406,27 @@ impl DealerService {
         PartyHello::decode(&b).map_err(|what| (format!("{peer}: {what}"), true))
     }
 
-    /// Whether a party with `hello` may join the waiting slots.
-    fn check_hello(&self, hello: &PartyHello, slots: &[Option<Conn>; 2]) -> Result<(), String> {
+    /// Whether a party with `hello`, which proved the pinned key `pinned` (if the dealer
+    /// pins keys), may join the waiting slots.
+    fn check_hello(
+        &self,
+        hello: &PartyHello,
+        pinned: Option<PartyKey>,
+        slots: &[Option<Conn>; 2],
+    ) -> Result<(), String> {
+        match (&self.identity, pinned) {
+            (DealerIdentity::Pinning { .. }, Some(k)) if k.party != hello.party => {
+                return Err(format!(
+                    "the key {} is pinned for party {}, and its holder asked for party {}'s \
+                     slot: each party connects as the index its key is pinned for",
+                    k.key, k.party, hello.party
+                ));
+            }
+            (DealerIdentity::Pinning { .. }, None) => {
+                return Err("no pinned party key was proved".to_string());
+            }
+            _ => {}
+        }
         if hello.plan_digest != self.plan_digest {
             return Err(format!(
                 "this dealer serves plan {}, and party {} runs plan {}: start the dealer with \

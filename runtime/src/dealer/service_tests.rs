@@ -90,7 +90,17 @@ type Triple = (
 
 /// Party `p` runs `calls`, replaying each call's triple; its triples' shares.
 fn party(addr: String, p: u8, calls: Vec<DimEnv>) -> Result<Vec<Triple>, DealerError> {
-    let (mut stream, mut replay) = DealerStream::connect(&addr, p, DIGEST, &opts(), &pinned())?;
+    party_as(addr, p, calls, &pinned())
+}
+
+/// As [`party`], authenticated by `auth`.
+fn party_as(
+    addr: String,
+    p: u8,
+    calls: Vec<DimEnv>,
+    auth: &DealerAuth,
+) -> Result<Vec<Triple>, DealerError> {
+    let (mut stream, mut replay) = DealerStream::connect(&addr, p, DIGEST, &opts(), auth)?;
     let mut out = Vec::new();
     for env in calls {
         stream.begin_call(env)?;
@@ -243,4 +253,131 @@ fn a_party_pinning_another_dealer_key_is_refused_on_both_sides() {
         .to_string();
     assert!(plain.contains("requires an encrypted channel"), "{plain}");
     drop(h);
+}
+
+/// The parties' key pairs of the mutual-authentication tests: party 0's, party 1's.
+fn party_keys() -> &'static [DealerKeypair; 2] {
+    static KEYS: std::sync::OnceLock<[DealerKeypair; 2]> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| [0, 1].map(|_| DealerKeypair::generate().unwrap()))
+}
+
+fn mutual(own: &DealerKeypair) -> DealerAuth {
+    DealerAuth::Mutual {
+        dealer: key().public(),
+        own: own.clone(),
+    }
+}
+
+/// A dealer pinning both parties' keys, serving one session with [`deal`]; the refusals
+/// it reports come on the receiver.
+fn serve_pinning() -> (String, thread::JoinHandle<SessionReport>, Receiver<String>) {
+    let [k0, k1] = party_keys();
+    let parties = vec![
+        crate::transport::PartyKey {
+            party: 0,
+            key: k0.public(),
+        },
+        crate::transport::PartyKey {
+            party: 1,
+            key: k1.public(),
+        },
+    ];
+    let identity = DealerIdentity::Pinning {
+        key: key().clone(),
+        parties,
+    };
+    let service = DealerService::bind("127.0.0.1:0", DIGEST, &opts(), identity).unwrap();
+    let addr = service.local_addr().to_string();
+    let (tx, rx) = mpsc::channel();
+    let h = thread::spawn(move || {
+        let mut on = |e: Event<'_>| {
+            if let Event::Refused { reason, .. } = e {
+                let _ = tx.send(reason.to_string());
+            }
+        };
+        service.serve_session(&mut deal, &mut on).unwrap()
+    });
+    (addr, h, rx)
+}
+
+#[test]
+fn a_dealer_pinning_party_keys_refuses_unknown_parties_and_deals_nothing_to_them() {
+    let (addr, dealer, refused) = serve_pinning();
+    let env = DimEnv { seq: 3, past: 0 };
+    let intruder = DealerKeypair::generate().unwrap();
+    let [k0, k1] = party_keys();
+
+    // an unknown key, for either slot: refused at the key exchange, before its hello
+    for p in [0, 1] {
+        let start = std::time::Instant::now();
+        let err = DealerStream::connect(&addr, p, DIGEST, &opts(), &mutual(&intruder))
+            .unwrap_err()
+            .to_string();
+        assert!(start.elapsed() < Duration::from_secs(3));
+        assert!(err.contains("does it pin this party's key"), "{err}");
+        let why = refused.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(
+            why.contains("none of the party keys this dealer pins"),
+            "{why}"
+        );
+        assert!(why.contains("nothing is dealt to it"), "{why}");
+    }
+    // party 1's key asking for party 0's slot
+    let err = DealerStream::connect(&addr, 0, DIGEST, &opts(), &mutual(k1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is pinned for party 1, and its holder asked for party 0"),
+        "{err}"
+    );
+    assert!(
+        refused
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .contains("pinned for party 1")
+    );
+    // a party without a key of its own (Noise NK): told to bring one, on both sides
+    let err = DealerStream::connect(&addr, 0, DIGEST, &opts(), &pinned())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the dealer authenticates the parties"),
+        "{err}"
+    );
+    let why = refused.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        why.contains("accepts only the parties whose keys it pins"),
+        "{why}"
+    );
+
+    // the slots are still free: the real parties pair, and the session has their calls only
+    let calls = vec![env];
+    let (a, c) = (addr.clone(), calls.clone());
+    let p0 = thread::spawn(move || party_as(a, 0, c, &mutual(&party_keys()[0])));
+    let t1 = party_as(addr, 1, calls, &mutual(k1)).unwrap();
+    let t0 = p0.join().unwrap().unwrap();
+    let report = dealer.join().unwrap();
+    report.outcome.unwrap();
+    assert_eq!(report.calls.len(), 1);
+    let ((a0, b0, c0), (a1, b1, c1)) = (&t0[0], &t1[0]);
+    let a = ring_ops::add(a0.view(), a1.view());
+    let b = ring_ops::add(b0.view(), b1.view());
+    assert_eq!(
+        ring_ops::add(c0.view(), c1.view()),
+        ring_ops::mul(a.view(), b.view())
+    );
+    let _ = k0;
+    assert!(
+        refused.try_recv().is_err(),
+        "the real parties were not refused"
+    );
+}
+
+#[test]
+fn a_party_with_a_key_at_a_dealer_that_pins_none_is_told_so() {
+    let (addr, _dealer) = serve(deal);
+    let err = DealerStream::connect(&addr, 0, DIGEST, &opts(), &mutual(&party_keys()[0]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the dealer pins no party keys"), "{err}");
 }

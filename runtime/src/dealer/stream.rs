@@ -103,6 +103,7 @@ impl DealerStream {
         };
         let noise = match auth {
             DealerAuth::Pinned(k) => Noise::Pinned(k),
+            DealerAuth::Mutual { dealer, own } => Noise::Mutual { own, dealer },
             DealerAuth::InsecurePlaintext => Noise::Plaintext,
         };
         let limit = opts.handshake_timeout;

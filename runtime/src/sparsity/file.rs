@@ -169,10 +169,15 @@ impl Predictor {
             )));
         }
         let block = number("block")?;
-        if block == 0 || ffns.iter().any(|f| block as u64 > f.ff) {
+        if block == 0 {
+            return Err(err(
+                "block size 0 (metadata `block`): a block has at least one neuron".into(),
+            ));
+        }
+        if let Some(f) = ffns.iter().find(|f| block as u64 > f.ff) {
             return Err(err(format!(
                 "block size {block} (metadata `block`) does not fit FFNs of width {}",
-                ffns[0].ff
+                f.ff
             )));
         }
         let score = match get("score") {

@@ -57,7 +57,16 @@ pub fn plan_weights(path: &Path, program: &Program) -> Result<Weights, SparsityE
             )));
         }
         let (w, c) = fold(&f.p1, &f.p2, &f.bias, f.threshold, s.block as usize);
-        debug_assert_eq!(c.len() as u64, info.blocks);
+        if c.len() as u64 != info.blocks {
+            return Err(SparsityError::Options(format!(
+                "the plan's sparse FFN {k} has {} blocks, and {} neurons in blocks of {} make \
+                 {}: the plan's sparsity options are inconsistent",
+                info.blocks,
+                info.ff,
+                s.block,
+                c.len()
+            )));
+        }
         let [wn, cn] = predictor_weights(k);
         out.insert(wn, w.into_dyn());
         out.insert(cn, c.into_dyn());

@@ -23,7 +23,7 @@
 //! between processes.
 
 mod error;
-mod frame;
+pub(crate) mod frame;
 mod hello;
 mod mem;
 pub mod secure;
@@ -42,7 +42,7 @@ pub use frame::{FRAME_HEADER_BYTES, Phase};
 pub use hello::Hello;
 pub use mem::{DEFAULT_RECV_TIMEOUT, MemChannel, mem_pair, mem_pair_with_timeout};
 pub use secure::{
-    ChannelKey, DealerAuth, DealerIdentity, DealerKeypair, DealerPublicKey, Security,
+    ChannelKey, DealerAuth, DealerIdentity, DealerKeypair, DealerPublicKey, PartyKey, Security,
 };
 pub use stats::{ChannelStats, Traffic};
 pub(crate) use tcp::connect_stream;

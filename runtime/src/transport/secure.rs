@@ -15,7 +15,14 @@
 //!   halves complete it: both parties authenticate each other, and nobody else reads them;
 //! - to the dealer, [`DEALER_NOISE`] (`NK`): the party pins the dealer's static public key
 //!   ([`DealerPublicKey`], `--dealer-key`), so only the holder of the dealer's private key
-//!   ([`DealerKeypair`], `comet dealer --key FILE`) completes it.
+//!   ([`DealerKeypair`], `comet dealer --key FILE`) completes it;
+//! - to a dealer that authenticates the parties, [`DEALER_MUTUAL_NOISE`] (`KK`): each
+//!   party also has a static key pair (`comet keygen`, `comet run --key FILE`) whose public
+//!   half the dealer pins per party index ([`PartyKey`], `comet dealer --party-key P=KEY`).
+//!   The dealer tries the first message against each pinned key (a wrong key fails its
+//!   tag), so it learns which pinned party connected; a key it does not pin fails them all
+//!   and the connection is refused before its hello is read. The preamble's mode (2) says
+//!   which pattern runs, so neither side can be talked down to `NK`.
 //!
 //! After the handshake every byte travels in **records**: a 2-byte little-endian length,
 //! then a Noise transport message (AES-256-GCM, ≤ 65,535 bytes, of which 16 are the
@@ -40,12 +47,14 @@ use super::{ChannelError, Phase};
 pub const PARTY_NOISE: &str = "Noise_NNpsk0_25519_AESGCM_BLAKE2s";
 /// The Noise protocol between a party and the dealer.
 pub const DEALER_NOISE: &str = "Noise_NK_25519_AESGCM_BLAKE2s";
+/// The Noise protocol between a party and a dealer that pins the parties' keys.
+pub const DEALER_MUTUAL_NOISE: &str = "Noise_KK_25519_AESGCM_BLAKE2s";
 /// Bytes added to every record: its 2-byte length and the 16-byte AEAD tag.
 pub const RECORD_OVERHEAD_BYTES: u64 = 2 + 16;
 /// The most plaintext one record carries (a Noise message is at most 65,535 bytes).
 pub const RECORD_PLAINTEXT_BYTES: usize = 65535 - 16;
 /// Bytes of each of the two handshake messages: an ephemeral key (32) and the tag of an
-/// empty payload (16).
+/// empty payload (16), in each of the three patterns.
 pub const HANDSHAKE_MESSAGE_BYTES: usize = 48;
 /// Bytes of the clear preamble.
 pub(crate) const PREAMBLE_BYTES: usize = 16;
@@ -210,7 +219,7 @@ impl DealerKeypair {
     /// Reads a key file of [`DealerKeypair::write_new`]; refuses one that others may read
     /// (Unix).
     pub fn read(path: &Path) -> Result<DealerKeypair, String> {
-        let fail = |what: String| format!("dealer key file `{}`: {what}", path.display());
+        let fail = |what: String| format!("key file `{}`: {what}", path.display());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -236,11 +245,48 @@ impl DealerKeypair {
     }
 }
 
+/// A party's public key as the dealer pins it: the party index it may take, and the key
+/// (`comet dealer --party-key P=HEX|FILE`; the same format as the dealer's keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartyKey {
+    /// The party index (0: server, 1: client) the holder of this key may connect as.
+    pub party: u8,
+    /// The public key.
+    pub key: DealerPublicKey,
+}
+
+impl PartyKey {
+    /// `P=HEX|FILE` (`P` 0 or 1; the key as [`DealerPublicKey::parse`] reads it).
+    pub fn parse(text: &str) -> Result<PartyKey, String> {
+        let expected = "expected P=KEY: the party index (0 or 1) and its public key (64 hex \
+                        digits or a file of `comet keygen`)";
+        let Some((p, key)) = text.split_once('=') else {
+            return Err(format!("--party-key `{text}`: {expected}"));
+        };
+        let party = match p.trim() {
+            "0" => 0,
+            "1" => 1,
+            other => return Err(format!("--party-key: party `{other}`: {expected}")),
+        };
+        let key = DealerPublicKey::parse(key.trim())?;
+        Ok(PartyKey { party, key })
+    }
+}
+
 /// The dealer's side of its connections.
 #[derive(Debug, Clone)]
 pub enum DealerIdentity {
-    /// Noise `NK` with this static key.
+    /// Noise `NK` with this static key: the dealer is authenticated, any party is accepted
+    /// (`comet dealer --any-party`).
     Key(DealerKeypair),
+    /// Noise `KK` with this static key: only the parties whose keys are pinned are accepted,
+    /// each as its own index.
+    Pinning {
+        /// The dealer's key pair.
+        key: DealerKeypair,
+        /// The parties' pinned public keys.
+        parties: Vec<PartyKey>,
+    },
     /// Plaintext (`--insecure-plaintext`, on the parties too).
     InsecurePlaintext,
 }
@@ -250,6 +296,14 @@ pub enum DealerIdentity {
 pub enum DealerAuth {
     /// Noise `NK`: the dealer must hold the private half of this key.
     Pinned(DealerPublicKey),
+    /// Noise `KK`: the dealer must hold the private half of `dealer`, and this party proves
+    /// it holds `own`, whose public half the dealer pins (`comet run --key FILE`).
+    Mutual {
+        /// The dealer's public key.
+        dealer: DealerPublicKey,
+        /// This party's key pair.
+        own: DealerKeypair,
+    },
     /// Plaintext (`--insecure-plaintext`, on the dealer too).
     InsecurePlaintext,
 }
@@ -667,15 +721,38 @@ pub(crate) enum Noise<'a> {
     Pinned(&'a DealerPublicKey),
     /// `NK`, the responder holding the key.
     Holder(&'a DealerKeypair),
+    /// `KK`, the initiator holding `own` and pinning `dealer`.
+    Mutual {
+        /// The initiator's key pair.
+        own: &'a DealerKeypair,
+        /// The responder's pinned key.
+        dealer: &'a DealerPublicKey,
+    },
+    /// `KK`, the responder holding `own` and accepting any of `peers`.
+    HolderPinning {
+        /// The responder's key pair.
+        own: &'a DealerKeypair,
+        /// The initiators' pinned keys.
+        peers: &'a [DealerPublicKey],
+    },
 }
 
 impl Noise<'_> {
     fn mode(&self) -> u32 {
         match self {
             Noise::Plaintext => 0,
+            Noise::Mutual { .. } | Noise::HolderPinning { .. } => 2,
             _ => 1,
         }
     }
+}
+
+/// What [`establish_identified`] established.
+pub(crate) struct Established {
+    /// The records' keys, `None` in plaintext.
+    pub keys: Option<Keys>,
+    /// With [`Noise::HolderPinning`]: the index in `peers` of the key the initiator proved.
+    pub peer: Option<usize>,
 }
 
 /// Swaps preambles and runs the handshake on `stream`, all within `timeout`; the keys of
@@ -687,6 +764,17 @@ pub(crate) fn establish(
     noise: Noise<'_>,
     timeout: Duration,
 ) -> Result<Option<Keys>, HandshakeError> {
+    establish_identified(stream, role, service, noise, timeout).map(|e| e.keys)
+}
+
+/// As [`establish`], also telling which pinned initiator key was proved.
+pub(crate) fn establish_identified(
+    stream: &TcpStream,
+    role: Role,
+    service: Service,
+    noise: Noise<'_>,
+    timeout: Duration,
+) -> Result<Established, HandshakeError> {
     let deadline = Instant::now() + timeout;
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(timeout))?;
@@ -702,30 +790,65 @@ pub(crate) fn establish(
     };
     prologue.extend_from_slice(first);
     prologue.extend_from_slice(second);
-    let (pattern, hs) = match noise {
-        Noise::Plaintext => return Ok(None),
-        Noise::Psk(k) => (PARTY_NOISE, builder(PARTY_NOISE).psk(0, &k.0)),
-        Noise::Pinned(k) => (DEALER_NOISE, builder(DEALER_NOISE).remote_public_key(&k.0)),
-        Noise::Holder(k) => (
-            DEALER_NOISE,
-            builder(DEALER_NOISE).local_private_key(&k.private),
-        ),
+    let build = |pattern: &str, hs: Result<Builder<'_>, snow::Error>| {
+        hs.and_then(|b| b.prologue(&prologue))
+            .and_then(|b| match role {
+                Role::Initiator => b.build_initiator(),
+                Role::Responder => b.build_responder(),
+            })
+            .map_err(|e| HandshakeError::Refused(format!("cannot start {pattern}: {e}")))
     };
-    let hs = hs
-        .and_then(|b| b.prologue(&prologue))
-        .and_then(|b| match role {
-            Role::Initiator => b.build_initiator(),
-            Role::Responder => b.build_responder(),
-        })
-        .map_err(|e| HandshakeError::Refused(format!("cannot start {pattern}: {e}")))?;
-    let hs = match role {
-        Role::Initiator => initiate(stream, hs, service, deadline)?,
-        Role::Responder => respond(stream, hs, service, deadline)?,
+    let mutual = || builder(DEALER_MUTUAL_NOISE);
+    let (hs, peer) = match noise {
+        Noise::Plaintext => {
+            return Ok(Established {
+                keys: None,
+                peer: None,
+            });
+        }
+        Noise::HolderPinning { own, peers } => {
+            let candidates = (peers.iter())
+                .map(|k| {
+                    let b = mutual()
+                        .local_private_key(&own.private)
+                        .and_then(|b| b.remote_public_key(&k.0));
+                    build(DEALER_MUTUAL_NOISE, b)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (hs, i) = respond_any(stream, candidates, service, deadline)?;
+            (hs, Some(i))
+        }
+        noise => {
+            let (pattern, b) = match noise {
+                Noise::Psk(k) => (PARTY_NOISE, builder(PARTY_NOISE).psk(0, &k.0)),
+                Noise::Pinned(k) => (DEALER_NOISE, builder(DEALER_NOISE).remote_public_key(&k.0)),
+                Noise::Holder(k) => (
+                    DEALER_NOISE,
+                    builder(DEALER_NOISE).local_private_key(&k.private),
+                ),
+                Noise::Mutual { own, dealer } => (
+                    DEALER_MUTUAL_NOISE,
+                    mutual()
+                        .local_private_key(&own.private)
+                        .and_then(|b| b.remote_public_key(&dealer.0)),
+                ),
+                Noise::Plaintext | Noise::HolderPinning { .. } => unreachable!("matched above"),
+            };
+            let hs = build(pattern, b)?;
+            let hs = match role {
+                Role::Initiator => initiate(stream, hs, service, deadline)?,
+                Role::Responder => respond(stream, hs, service, deadline)?,
+            };
+            (hs, None)
+        }
     };
     let keys = hs
         .into_stateless_transport_mode()
         .map_err(|e| HandshakeError::Refused(format!("the handshake did not complete: {e}")))?;
-    Ok(Some(Arc::new(keys)))
+    Ok(Established {
+        keys: Some(Arc::new(keys)),
+        peer,
+    })
 }
 
 fn check_preamble(
@@ -763,6 +886,32 @@ fn check_preamble(
             "this side runs without encryption ({flag}) and {peer} requires an encrypted \
              channel: give {flag} to both sides or to neither"
         ))),
+        _ if theirs[12..] == [2, 0, 0, 0] && ours[12..] == [1, 0, 0, 0] => {
+            Err(HandshakeError::Refused(match peer {
+                "the dealer" => "the dealer authenticates the parties \
+                    (it pins their keys with --party-key): give this party its key, --key FILE \
+                    (of `comet keygen`), and pin its public half at the dealer"
+                    .to_string(),
+                _ => format!(
+                    "{peer} authenticates with a party key (--key), and this dealer pins no \
+                     party keys (it runs with --any-party): pin the party's public key at the \
+                     dealer with --party-key P=KEY, or run the party without --key"
+                ),
+            }))
+        }
+        _ if theirs[12..] == [1, 0, 0, 0] && ours[12..] == [2, 0, 0, 0] => {
+            Err(HandshakeError::Refused(match peer {
+                "the dealer" => "this party authenticates with its key (--key), and the dealer \
+                    pins no party keys (it runs with --any-party): pin this party's public key \
+                    at the dealer with --party-key P=KEY, or run without --key"
+                    .to_string(),
+                _ => format!(
+                    "{peer} does not authenticate with a key of its own, and this dealer \
+                     accepts only the parties whose keys it pins (--party-key): give the party \
+                     --key FILE (of `comet keygen`) and pin its public half here"
+                ),
+            }))
+        }
         _ if theirs[12..] != ours[12..] => Err(HandshakeError::Refused(format!(
             "{peer} asks for an unknown channel mode"
         ))),
@@ -819,7 +968,9 @@ fn initiate(
             "{} {what}: {}",
             service.peer,
             match service.magic {
-                b"comet-dl" => "is this the dealer whose public key --dealer-key gives?",
+                b"comet-dl" =>
+                    "is this the dealer whose public key --dealer-key gives, and \
+                    does it pin this party's key (--party-key) for this party index?",
                 _ =>
                     "both parties must hold the two halves of the same dealt session (material \
                       files or dealer session)",
@@ -833,6 +984,36 @@ fn initiate(
     hs.read_message(&msg, &mut payload)
         .map_err(|_| mismatch("answered with a key exchange that failed authentication"))?;
     Ok(hs)
+}
+
+/// The responder of `KK` against several pinned initiator keys: the first message is tried
+/// against each candidate state (one per key); the one that authenticates it answers.
+fn respond_any(
+    stream: &TcpStream,
+    candidates: Vec<HandshakeState>,
+    service: Service,
+    deadline: Instant,
+) -> Result<(HandshakeState, usize), HandshakeError> {
+    let Some(msg) = read_message(stream, service, deadline)? else {
+        return Err(HandshakeError::Refused(format!(
+            "{} sent an empty handshake message",
+            service.peer
+        )));
+    };
+    let mut payload = [0u8; HANDSHAKE_MESSAGE_BYTES];
+    for (i, mut hs) in candidates.into_iter().enumerate() {
+        if hs.read_message(&msg, &mut payload).is_ok() {
+            send_message(stream, &mut hs)?;
+            return Ok((hs, i));
+        }
+    }
+    let _ = (&*stream).write_all(&KEY_ALERT);
+    Err(HandshakeError::KeyMismatch(format!(
+        "{}'s key exchange failed authentication: its key is none of the party keys this \
+         dealer pins (--party-key), or it pins another dealer public key, or the message was \
+         altered; nothing is dealt to it",
+        service.peer
+    )))
 }
 
 fn respond(
@@ -880,6 +1061,40 @@ mod tests {
         let s = format!("{pair:?} {:?}", DealerIdentity::Key(pair.clone()));
         assert!(!s.contains(&private[..16]), "{s}");
         assert!(s.contains(&pair.public().to_string()), "{s}");
+        // a party's key pair, at the dealer (pinned public halves) and at the party
+        let party = DealerKeypair::generate().unwrap();
+        let party_private = hex(&party.private);
+        let pinning = DealerIdentity::Pinning {
+            key: pair.clone(),
+            parties: vec![PartyKey {
+                party: 1,
+                key: party.public(),
+            }],
+        };
+        let mutual = DealerAuth::Mutual {
+            dealer: pair.public(),
+            own: party.clone(),
+        };
+        let s = format!("{pinning:?} {mutual:?}");
+        assert!(
+            !s.contains(&private[..16]) && !s.contains(&party_private[..16]),
+            "{s}"
+        );
+        assert!(s.contains(&party.public().to_string()), "{s}");
+    }
+
+    #[test]
+    fn party_keys_parse_with_their_index() {
+        let k = DealerKeypair::generate().unwrap().public();
+        let p = PartyKey::parse(&format!("1={k}")).unwrap();
+        assert_eq!((p.party, p.key), (1, k));
+        for bad in [format!("{k}"), format!("2={k}"), "0=zz".to_string()] {
+            let e = PartyKey::parse(&bad).unwrap_err();
+            assert!(
+                e.contains("party") || e.contains("neither 64 hex digits"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,10 @@ use crate::front::ast::{self, BinOp, Expr, ExprKind, Span};
 use comet_ir::{Dim, NodeId, Op, Scope};
 use std::collections::HashMap;
 
+/// The most repetitions of a block one `repeat` inlines (the largest shipped model has 32
+/// layers): a model cannot make the compiler build an unbounded graph.
+pub const MAX_REPEAT: i64 = 4096;
+
 impl<'a> Lowerer<'a> {
     pub(super) fn expr(&mut self, e: &Expr) -> Result<Value, Diagnostic> {
         match &e.kind {
@@ -412,6 +416,7 @@ impl<'a> Lowerer<'a> {
         self.bind(&w.name, Value::Tensor(def.node))
     }
 
+    /// `repeat block[a..b](…)`, inlined `b − a` times (at most [`MAX_REPEAT`]).
     fn repeat(&mut self, r: &ast::Repeat, span: Span) -> Result<Value, Diagnostic> {
         let b = self.block(&r.block)?;
         if b.index.is_none() {
@@ -430,6 +435,17 @@ impl<'a> Lowerer<'a> {
                 "empty range",
                 r.start.span.to(r.end.span),
                 format!("`{start}..{end}` repeats nothing: expected start < end"),
+            ));
+        }
+        if end - start > MAX_REPEAT {
+            return Err(Diagnostic::new(
+                "too many repetitions",
+                r.start.span.to(r.end.span),
+                format!(
+                    "`{start}..{end}` repeats the block {} times; at most {MAX_REPEAT} (each \
+                     repetition is inlined into the graph)",
+                    end - start
+                ),
             ));
         }
         if r.args.is_empty() {
