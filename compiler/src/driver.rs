@@ -7,7 +7,8 @@
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
-    PIPELINE, approximate, cost, expand, insert_conversions, lower, schedule, sparsify,
+    PIPELINE, approximate, cost, expand, fuse_selects, insert_conversions, lower, schedule,
+    sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -101,10 +102,11 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         timings.push(("sparsify", start.elapsed()));
         printed = after_pass("sparsify", &program, opts)?.or(printed);
     }
-    let passes: [(&'static str, Pass); 5] = [
+    let passes: [(&'static str, Pass); 6] = [
         ("approximate", approximate::run),
         ("expand", expand::run),
         ("insert-conversions", insert_conversions::run),
+        ("fuse-selects", fuse_selects::run),
         ("schedule", schedule::run),
         ("cost", cost::run),
     ];

@@ -74,7 +74,10 @@ impl Node {
 
 /// Whether `op` may carry a [`Node::cmp_width`].
 pub fn takes_cmp_width(op: &Op) -> bool {
-    matches!(op, Op::Drelu | Op::Compare { .. } | Op::RowMax)
+    matches!(
+        op,
+        Op::Drelu | Op::Compare { .. } | Op::RowMax | Op::SignSelect
+    )
 }
 
 /// A dataflow DAG of [`Node`]s. See the module docs.

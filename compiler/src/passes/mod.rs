@@ -6,6 +6,7 @@ pub mod approximate;
 mod builder;
 pub mod cost;
 pub mod expand;
+pub mod fuse_selects;
 pub mod insert_conversions;
 pub mod lower;
 pub mod schedule;
@@ -18,6 +19,7 @@ pub const PIPELINE: &[&str] = &[
     "approximate",
     "expand",
     "insert-conversions",
+    "fuse-selects",
     "schedule",
     "cost",
 ];

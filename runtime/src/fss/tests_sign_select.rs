@@ -129,8 +129,14 @@ fn key_sizes() {
     assert_eq!(SignSelectKey::element_bytes(0, 17), 163);
     for (m, same, n) in [(64, true, 5), (64, false, 3), (17, false, 4)] {
         let (k0, k1) = sign_select::sign_select_offline(m, same, n, &mut rng(1));
-        assert_eq!(k0.to_bytes().len(), BATCH_HEADER_BYTES + n * SignSelectKey::element_bytes(0, m));
-        assert_eq!(k1.to_bytes().len(), BATCH_HEADER_BYTES + n * SignSelectKey::element_bytes(1, m));
+        assert_eq!(
+            k0.to_bytes().len(),
+            BATCH_HEADER_BYTES + n * SignSelectKey::element_bytes(0, m)
+        );
+        assert_eq!(
+            k1.to_bytes().len(),
+            BATCH_HEADER_BYTES + n * SignSelectKey::element_bytes(1, m)
+        );
         assert_eq!(SignSelectKey::byte_len(1, m, n), k1.to_bytes().len());
     }
 }
