@@ -13,13 +13,39 @@
 //! SiLU: sign and both ends of the table from one key) is left alone: splitting the sign
 //! off it would add a key per element (about 1,868 bytes) to save 126 online bits.
 //!
-//! When y is not x and y is ready later than x, the fused gate starts when y is ready,
-//! where the DReLU would have run alongside y's producer: one round more on that path
-//! (the `lut` profile's softmax mask, one per layer), for 1,212 fewer key bytes and 126
-//! fewer online bits per element.
+//! When y is not x, the fused gate starts when both are ready, where the DReLU would have
+//! started with x alone and run beside y's producer: so a pair is fused only when y
+//! finishes no later than x (by the ASAP schedule of the plan before the pass, compared
+//! term by term), which keeps every path's rounds. That leaves out, for example, the
+//! `exact` profile's clipped exp (y after 8 squarings) and the `lut` profile's softmax
+//! mask (y a 2-round table lookup of x's input): fusing those would save 1,212 key bytes
+//! and 126 online bits per element at the price of one round each.
 
+use crate::cost::CostModel;
+use crate::passes::schedule;
+use comet_ir::poly::MaxPoly;
 use comet_ir::sparse::masked_nodes;
 use comet_ir::{Comparison, NodeId, Op, Program};
+use std::collections::HashMap;
+
+/// The round in which each node's value is ready (start + its own rounds), by the ASAP
+/// schedule of the plan as it is.
+fn ready(p: &mut Program) -> HashMap<NodeId, MaxPoly> {
+    schedule::run(p);
+    let start = p.analyses.rounds.take().expect("scheduled");
+    let model = CostModel::new(p);
+    (p.graph.ids())
+        .map(|id| {
+            let s = start.get(id).cloned().unwrap_or_default();
+            (id, s.plus(&model.node(id).rounds))
+        })
+        .collect()
+}
+
+/// Whether `a ≤ b` for every size: each term of `a` is dominated by a term of `b`.
+fn no_later(a: &MaxPoly, b: &MaxPoly) -> bool {
+    (a.terms().iter()).all(|t| b.terms().iter().any(|u| u.dominates(t)))
+}
 
 /// Runs the pass.
 pub fn run(p: &mut Program) {
@@ -27,6 +53,7 @@ pub fn run(p: &mut Program) {
         return;
     }
     let masked = masked_nodes(p);
+    let ready = ready(p);
     let g = &p.graph;
     let order = g.topo_order().expect("the verifier rejected cycles");
     let pairs: Vec<(NodeId, NodeId, Vec<NodeId>)> = (order.into_iter())
@@ -40,6 +67,8 @@ pub fn run(p: &mut Program) {
                 && g.node(bit).ty.shape == g.node(s).ty.shape
                 && g.node(y).ty.shape == g.node(s).ty.shape;
             let x = g.operands(bit)[0];
+            let in_time = x == y || no_later(&ready[&y], &ready[&x]);
+            let fusible = fusible && in_time;
             let operands = if x == y { vec![x] } else { vec![x, y] };
             fusible.then_some((s, bit, operands))
         })
