@@ -408,6 +408,35 @@ impl fmt::Display for MaxPoly {
 mod tests {
     use super::*;
 
+    #[test]
+    fn packed_messages_count_their_padding() {
+        let seq = Dim {
+            seq: 1,
+            past: 0,
+            c: 0,
+        };
+        let env = |seq| DimEnv { seq, past: 0 };
+        // 12·seq values of one bit: ⌈12·seq/8⌉ bytes
+        let p = Poly::packed(1, &[Dim::constant(12), seq], false);
+        assert_eq!(p.eval(env(1)), 2);
+        assert_eq!(p.eval(env(2)), 3);
+        assert_eq!(p.eval(env(128)), 192);
+        // constant shapes fold: ⌈15·20/8⌉ = 38
+        assert_eq!(
+            Poly::packed(20, &[Dim::constant(3), Dim::constant(5)], false).as_constant(),
+            Some(38)
+        );
+        // a max tree over rows of t = 5 for 3 rows: levels of 2, 1, 1 pairs per row,
+        // ⌈6/8⌉ + ⌈3/8⌉ + ⌈3/8⌉ = 3 bytes; over t = seq with 12 rows
+        let tree = Poly::packed(1, &[Dim::constant(3), Dim::constant(5)], true);
+        assert_eq!(tree.as_constant(), Some(3));
+        let t = Poly::packed(1, &[Dim::constant(12), seq], true);
+        // t = 4: 2·12 = 24 → 3, 1·12 → 2
+        assert_eq!(t.eval(env(4)), 5);
+        assert!(t.to_string().starts_with("packed_tree1["), "{t}");
+    }
+
+
     fn env(seq: u64, past: u64) -> DimEnv {
         DimEnv { seq, past }
     }

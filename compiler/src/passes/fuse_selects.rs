@@ -93,3 +93,80 @@ pub fn run(p: &mut Program) {
         p.graph.remove(id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{Options, compile};
+    use comet_ir::{Domain, Elem};
+
+    const RELU: &str = "model m { dim seq, past; input x: fixed[seq, 4] from client;
+        weight w: [4, 3]; output y = relu(matmul(x, w)) to client; }";
+
+    fn plan(comparison: Comparison) -> Program {
+        let opts = Options {
+            comparison,
+            ..Options::default()
+        };
+        compile(RELU, "t.model", &opts).unwrap().program
+    }
+
+    fn count(p: &Program, f: impl Fn(&Op) -> bool) -> usize {
+        p.graph.ids().filter(|&id| f(&p.graph.node(id).op)).count()
+    }
+
+    #[test]
+    fn relu_becomes_one_sign_select_with_fss_only() {
+        let p = plan(Comparison::Fss);
+        let fused: Vec<NodeId> = (p.graph.ids())
+            .filter(|&id| matches!(p.graph.node(id).op, Op::SignSelect))
+            .collect();
+        assert_eq!(fused.len(), 1);
+        assert_eq!(p.graph.operands(fused[0]).len(), 1, "y is x");
+        assert_eq!(count(&p, |op| matches!(op, Op::Drelu | Op::Select)), 0);
+        let gmw = plan(Comparison::Gmw);
+        assert_eq!(count(&gmw, |op| matches!(op, Op::SignSelect)), 0);
+        assert_eq!(count(&gmw, |op| matches!(op, Op::Drelu)), 1);
+    }
+
+    /// `select(drelu(x), y)` for a y ready with x (fused, two operands) and for a y one
+    /// Beaver round later (left alone), and a drelu with a second user (left alone).
+    #[test]
+    fn y_is_fused_only_when_ready_with_x() {
+        let mut p = plan(Comparison::Gmw);
+        p.options.comparison = Comparison::Fss;
+        let x = (p.graph.ids())
+            .find(|&id| matches!(p.graph.node(id).op, Op::Drelu))
+            .map(|id| p.graph.operands(id)[0])
+            .unwrap();
+        let (ty, scope) = (p.graph.node(x).ty.clone(), p.graph.node(x).scope.clone());
+        let bit_ty = ty.with_elem(Elem::Bit).in_domain(Domain::Bool);
+        let select = |p: &mut Program, y: NodeId, extra_user: bool| {
+            let bit = p.graph.add(Op::Drelu, &[x], bit_ty.clone(), scope.clone());
+            let s = p.graph.add(Op::Select, &[bit, y], ty.clone(), scope.clone());
+            if extra_user {
+                p.graph.add(Op::Select, &[bit, x], ty.clone(), scope.clone());
+            }
+            s
+        };
+        let early = p
+            .graph
+            .add(Op::AddConst { value: 1.0 }, &[x], ty.clone(), scope.clone());
+        let late = (p.graph).add(Op::Mul, &[x, x], ty.clone(), scope.clone());
+        select(&mut p, early, false);
+        select(&mut p, late, false);
+        select(&mut p, early, true);
+        run(&mut p);
+        let fused: Vec<Vec<NodeId>> = (p.graph.ids())
+            .filter(|&id| matches!(p.graph.node(id).op, Op::SignSelect))
+            .map(|id| p.graph.operands(id))
+            .collect();
+        assert!(fused.contains(&vec![x]), "the plan's relu");
+        assert!(fused.contains(&vec![x, early]), "y ready with x");
+        assert_eq!(fused.len(), 2, "{fused:?}");
+        // the late y's pair and the shared bit's pairs stay
+        assert_eq!(count(&p, |op| matches!(op, Op::Drelu)), 2);
+        assert_eq!(count(&p, |op| matches!(op, Op::Select)), 3);
+        assert!(p.analyses.rounds.is_none(), "the pass leaves no stale schedule");
+    }
+}
