@@ -436,7 +436,6 @@ mod tests {
         assert!(t.to_string().starts_with("packed_tree1["), "{t}");
     }
 
-
     fn env(seq: u64, past: u64) -> DimEnv {
         DimEnv { seq, past }
     }

@@ -420,7 +420,7 @@ fn sign_select_cost(x: &ValueType, same: bool, m: i64) -> NodeCost {
 }
 
 /// Max over rows of length `t` by a tournament: `t − 1` comparisons per row over
-/// `⌈log2 t⌉` levels. With FSS each level is one [`sign_select_cost`] gate per pair, y = x =
+/// `⌈log2 t⌉` levels. With FSS each level is one `sign_select` gate per pair, y = x =
 /// the difference (`max = b + (a − b)·[a − b ≥ 0]`), 2 rounds: per pair and party 64 bits
 /// of `x + r`, and per level and party the level's bits e packed eight to a byte,
 /// Σ_levels ⌈rows·⌊k/2⌋/8⌉ bytes ([`Poly::packed`] with `tree`); dealer

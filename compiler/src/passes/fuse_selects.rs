@@ -143,9 +143,12 @@ mod tests {
         let bit_ty = ty.with_elem(Elem::Bit).in_domain(Domain::Bool);
         let select = |p: &mut Program, y: NodeId, extra_user: bool| {
             let bit = p.graph.add(Op::Drelu, &[x], bit_ty.clone(), scope.clone());
-            let s = p.graph.add(Op::Select, &[bit, y], ty.clone(), scope.clone());
+            let s = p
+                .graph
+                .add(Op::Select, &[bit, y], ty.clone(), scope.clone());
             if extra_user {
-                p.graph.add(Op::Select, &[bit, x], ty.clone(), scope.clone());
+                p.graph
+                    .add(Op::Select, &[bit, x], ty.clone(), scope.clone());
             }
             s
         };
@@ -167,6 +170,9 @@ mod tests {
         // the late y's pair and the shared bit's pairs stay
         assert_eq!(count(&p, |op| matches!(op, Op::Drelu)), 2);
         assert_eq!(count(&p, |op| matches!(op, Op::Select)), 3);
-        assert!(p.analyses.rounds.is_none(), "the pass leaves no stale schedule");
+        assert!(
+            p.analyses.rounds.is_none(),
+            "the pass leaves no stale schedule"
+        );
     }
 }

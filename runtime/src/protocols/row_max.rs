@@ -24,6 +24,8 @@ pub fn rounds_per_level(gmw: bool) -> u64 {
 }
 
 /// One level's material for `rows · ⌊k/2⌋` pairs.
+// a node holds ⌈log2 t⌉ of these, so the GMW variant's inline size does not matter
+#[allow(clippy::large_enum_variant)]
 pub enum LevelMaterial {
     /// The sign-select keys (y = x).
     Fss(SignSelectMaterial),
