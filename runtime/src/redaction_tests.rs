@@ -107,7 +107,10 @@ fn debug_never_shows_a_secret() {
     let [k0, k1] = dealer.sign_select(3, 64, false);
     let words: Vec<u64> = [k0.to_bytes(), k1.to_bytes()]
         .iter()
-        .flat_map(|b| b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())))
+        .flat_map(|b| {
+            b.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        })
         .filter(|v| *v > 1 << 20)
         .collect();
     assert!(!words.is_empty());
