@@ -182,6 +182,21 @@ impl Graph {
         self.g.add_edge(from.0, to.0, pos);
     }
 
+    /// Replaces the operands of `id` by `inputs`, in order (for passes that rewrite a node
+    /// in place, keeping its index; the verifier checks the result).
+    pub fn set_operands(&mut self, id: NodeId, inputs: &[NodeId]) {
+        let old: Vec<petgraph::stable_graph::EdgeIndex<u32>> = (self.g)
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        for (i, x) in inputs.iter().enumerate() {
+            self.g.add_edge(x.0, id.0, i as u32);
+        }
+    }
+
     /// Makes every user of `old` use `new` instead.
     pub fn replace_uses(&mut self, old: NodeId, new: NodeId) {
         let uses: Vec<(petgraph::stable_graph::EdgeIndex<u32>, NodeIndex<u32>, u32)> = self

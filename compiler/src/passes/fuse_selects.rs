@@ -73,24 +73,15 @@ pub fn run(p: &mut Program) {
             fusible.then_some((s, bit, operands))
         })
         .collect();
-    // every fused node is added before any node is removed, so that none takes the index
-    // (and a side table's entry) of a removed one
-    let mut removed = Vec::new();
+    // the select becomes the fused node in place (its index, scope, type and declared
+    // range kept, so the plan's order and text stay put); its drelu goes
     for (s, bit, operands) in pairs {
-        let (ty, scope) = (p.graph.node(s).ty.clone(), p.graph.node(s).scope.clone());
         let width = p.graph.node(bit).cmp_width;
-        let fused = p.graph.add(Op::SignSelect, &operands, ty, scope);
-        p.graph.node_mut(fused).cmp_width = width;
-        if let Some(declared) = p.analyses.declared.as_mut()
-            && let Some(d) = declared.get(s).cloned()
-        {
-            declared.insert(fused, d);
-        }
-        p.graph.replace_uses(s, fused);
-        removed.extend([s, bit]);
-    }
-    for id in removed {
-        p.graph.remove(id);
+        let node = p.graph.node_mut(s);
+        node.op = Op::SignSelect;
+        node.cmp_width = width;
+        p.graph.set_operands(s, &operands);
+        p.graph.remove(bit);
     }
 }
 
