@@ -4,8 +4,9 @@
 //! in this process. For each context length: the cache is filled by a prefill in chunks
 //! (each chunk one call, as a chunked prefill would run), then `--steps` greedy decode
 //! steps; per step the measured online bytes, rounds and dealer bytes (each checked
-//! against the plan's estimate), the wall time, and the tokens, compared between the two
-//! plans.
+//! against the plan's estimate), the wall time, and the greedy tokens and the last
+//! prefill call's logits, compared between the two plans (the same fixed-point
+//! computation up to the local truncations, which differ with the shares).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,7 @@ pub fn run(args: &BenchKvArgs) -> Result<(), String> {
     let mut rows = Vec::new();
     for &past in &pasts {
         let mut tokens: Vec<Vec<u64>> = Vec::new();
+        let mut logits: Vec<Vec<f64>> = Vec::new();
         // the baseline first: the first session of the process also builds the lookup
         // tables, which the later one finds ready
         for cached in [false, true] {
@@ -84,11 +86,18 @@ pub fn run(args: &BenchKvArgs) -> Result<(), String> {
                 run.seconds
             );
             tokens.push(run.tokens.clone());
+            logits.push(run.logits.clone());
             rows.push(run.to_json(past, cached));
         }
         let same = tokens[0] == tokens[1];
+        // the last prefill call's logits: both plans saw the same tokens there
+        let vocab = logits[0].len() / (steps as usize + 1);
+        let diff = (logits[0].iter().zip(&logits[1]))
+            .take(vocab)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
         if let Some(Value::Object(last)) = rows.last_mut() {
             last.insert("tokens_equal_to_reopened".into(), json!(same));
+            last.insert("max_logits_diff_to_reopened".into(), json!(diff));
         }
     }
     let report = json!({ "model": "glassllm", "chunk": chunk, "steps": steps, "rows": rows });
@@ -131,6 +140,8 @@ struct DecodeRun {
     seconds: f64,
     measured_is_estimate: bool,
     tokens: Vec<u64>,
+    /// The last-position logits of the last prefill call and of each decode step.
+    logits: Vec<f64>,
 }
 
 impl DecodeRun {
@@ -162,34 +173,40 @@ fn decode_after(
     let prompt: Vec<u64> = (0..past).map(|i| (i * 37 + 11) % vocab).collect();
     let mut session = InProcess::new(program, weights, seed);
     let mut exact = true;
-    let mut call =
-        |ids: &[u64], env: DimEnv| -> Result<(u64, comet_runtime::interp::Measured, f64), String> {
-            let start = Instant::now();
-            let (out, m) = (session.call(&token_input(ids), env))
-                .map_err(|e| format!("seq {}, past {}: {e}", env.seq, env.past))?;
-            let seconds = start.elapsed().as_secs_f64();
-            exact &= (m.online_bits, m.rounds, m.offline_bits)
-                == crate::generate::estimate(program, env);
-            Ok((argmax_last(&out)?, m, seconds))
-        };
+    let mut call = |ids: &[u64],
+                    env: DimEnv|
+     -> Result<(u64, Vec<f64>, comet_runtime::interp::Measured, f64), String> {
+        let start = Instant::now();
+        let (out, m) = (session.call(&token_input(ids), env))
+            .map_err(|e| format!("seq {}, past {}: {e}", env.seq, env.past))?;
+        let seconds = start.elapsed().as_secs_f64();
+        exact &=
+            (m.online_bits, m.rounds, m.offline_bits) == crate::generate::estimate(program, env);
+        let row = last_row(&out)?;
+        Ok((argmax(&row), row, m, seconds))
+    };
     let mut next = 0;
+    let mut prefill_row = Vec::new();
     for (k, ids) in prompt.chunks(chunk as usize).enumerate() {
         let env = DimEnv {
             seq: ids.len() as u64,
             past: k as u64 * chunk,
         };
-        next = call(ids, env)?.0;
+        let (t, row, ..) = call(ids, env)?;
+        (next, prefill_row) = (t, row);
     }
     let (mut online, mut rounds, mut offline, mut seconds) = (0, 0, 0, 0.0);
     let mut tokens = Vec::new();
+    let mut logits = prefill_row;
     for s in 0..steps {
         tokens.push(next);
         let env = DimEnv {
             seq: 1,
             past: past + s,
         };
-        let (t, m, secs) = call(&[next], env)?;
+        let (t, row, m, secs) = call(&[next], env)?;
         next = t;
+        logits.extend(row);
         online += m.online_bits;
         rounds += m.rounds;
         offline += m.offline_bits;
@@ -203,6 +220,7 @@ fn decode_after(
         seconds: seconds / steps as f64,
         measured_is_estimate: exact,
         tokens,
+        logits,
     })
 }
 
@@ -220,12 +238,20 @@ fn token_input(ids: &[u64]) -> HashMap<String, ArrayD<f64>> {
     HashMap::from([("tokens".to_string(), v)])
 }
 
-/// The greedy token of the last position's logits.
-fn argmax_last(out: &HashMap<String, ArrayD<f64>>) -> Result<u64, String> {
+/// The last position's logits.
+fn last_row(out: &HashMap<String, ArrayD<f64>>) -> Result<Vec<f64>, String> {
     let logits = out
         .get("logits")
         .ok_or("the model has no `logits` output")?;
-    let row = logits.index_axis(Axis(0), logits.shape()[0] - 1);
+    Ok(logits
+        .index_axis(Axis(0), logits.shape()[0] - 1)
+        .iter()
+        .copied()
+        .collect())
+}
+
+/// The greedy token: the largest logit (the first on ties).
+fn argmax(row: &[f64]) -> u64 {
     let best =
         (row.iter().enumerate()).fold(
             (0, f64::NEG_INFINITY),
@@ -233,7 +259,7 @@ fn argmax_last(out: &HashMap<String, ArrayD<f64>>) -> Result<u64, String> {
                 if v > b.1 { (i, v) } else { b }
             },
         );
-    Ok(best.0 as u64)
+    best.0 as u64
 }
 
 fn render(r: &Value) -> String {
@@ -253,8 +279,15 @@ fn render(r: &Value) -> String {
     );
     for row in r["rows"].as_array().into_iter().flatten() {
         let bits = |k: &str| units::bits_as_bytes(row[k].as_u64().unwrap_or(0));
-        let equal = match row.get("tokens_equal_to_reopened") {
-            Some(Value::Bool(b)) => if *b { "yes" } else { "NO" }.to_string(),
+        let equal = match (
+            row.get("tokens_equal_to_reopened"),
+            row.get("max_logits_diff_to_reopened"),
+        ) {
+            (Some(Value::Bool(b)), Some(d)) => format!(
+                "{} (logits max |Δ| {:.1e})",
+                if *b { "yes" } else { "no" },
+                d.as_f64().unwrap_or(f64::NAN)
+            ),
             _ => String::new(),
         };
         let _ = writeln!(

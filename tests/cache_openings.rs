@@ -79,7 +79,7 @@ fn a_decode_step_does_not_reopen_the_cache() {
 
 /// `comet bench kv --quick`: decode steps on the shipped model with the cache's rows
 /// opened once and re-opened, in two-party runs: measured = estimated in every call, the
-/// cached plan sends less per step at every context, and the tokens agree.
+/// cached plan sends less per step at every context, and the logits agree.
 #[test]
 fn bench_kv_measures_both_plans() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_comet"))
@@ -104,6 +104,11 @@ fn bench_kv_measures_both_plans() {
         let online = |x: &serde_json::Value| x["online_bits_per_step"].as_u64().unwrap();
         assert!(online(c) < online(r), "{c} against {r}");
         assert_eq!(c["rounds_per_step"], r["rounds_per_step"], "same rounds");
-        assert_eq!(c["tokens_equal_to_reopened"], true, "{c}");
+        // both are the fixed-point computation up to the local truncations, which differ
+        // with the shares: each run is within the 0.05 drift that examples_two_party.rs
+        // allows from the fixed-point backend, so the two within 0.1 of each other on the
+        // prefill's logits (their greedy tokens may still differ at a near tie)
+        let diff = c["max_logits_diff_to_reopened"].as_f64().unwrap();
+        assert!(diff < 0.1, "{c}");
     }
 }

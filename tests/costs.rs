@@ -46,6 +46,9 @@ fn totals(p: &Program, env: DimEnv) -> (i128, i128, i128, i128) {
 }
 
 const DCF: i128 = 12288;
+/// Sign-select key bytes per element, both parties: a 1-bit DCF on 63 bits each (16·56 +
+/// 14 + 16 = 926 bytes), and party 1's corrections of ρ and ρ·s (16 bytes).
+const SIGN_SELECT: i128 = 2 * (16 * 56 + 14 + 16) + 16;
 
 const MATMUL: &str =
     "model m { dim seq, past; input x: fixed[seq, 4] from client; weight w: [4, 3];
@@ -101,17 +104,27 @@ fn relu_layer() {
     let p = plan(RELU_LAYER, Comparison::Fss);
     let s = 5i128;
     // fixed matmul: 1 round, 2·64·4s = 512s online, 64·3s = 192s dealer.
-    // relu = drelu then mux on n = 3s elements:
-    //   drelu (FSS): 1 round, 2·64·n = 384s online, 2·DCF·n dealer (keys for both parties);
-    //   mux: 1 round, 4·64·n = 768s online, 64·n = 192s dealer.
+    // relu = select(drelu(x), x), fused (pass fuse-selects) into one sign select on
+    // n = 3s = 15 elements: 2 rounds; each party sends x + r (8n bytes), then the bits e
+    // packed eight to a byte (⌈15/8⌉ = 2 bytes): 2·8·(120 + 2) = 1952 online; dealer
+    // SIGN_SELECT = 926 + 942 bytes per element.
     // reveal to the client: 1 round, 64·3s = 192s.
     let expected = (
         4,
         4,
-        (512 + 384 + 768 + 192) * s,
-        (192 + 2 * DCF * 3 + 192) * s,
+        (512 + 192) * s + 1952,
+        192 * s + 8 * SIGN_SELECT * 3 * s,
     );
     assert_eq!(totals(&p, DimEnv { seq: 5, past: 0 }), expected);
+}
+
+#[test]
+fn sign_select_key_size_is_what_the_runtime_sends() {
+    assert_eq!(
+        comet_compiler::cost::sign_select_key_bytes(64) as i128,
+        SIGN_SELECT
+    );
+    assert_eq!(SIGN_SELECT, 1868);
 }
 
 #[test]
@@ -169,8 +182,10 @@ const SOFTMAX_ROW: &str =
 
 /// One row of 8 scores (seq = 1), through the `exact` recipes:
 /// - fixed matmul [1,4]·[4,8]: 1 round, 2·64·4 = 512 online, 64·8 = 512 dealer.
-/// - row_max over t = 8: ⌈log2 8⌉ = 3 levels of (DReLU, mux): 6 rounds; t − 1 = 7 pairs:
-///   online 7·(2·64 + 4·64) = 2688; dealer 7·(2·DCF + 64).
+/// - row_max over t = 8: ⌈log2 8⌉ = 3 levels of one sign select each: 6 rounds; t − 1 = 7
+///   pairs, each party opening 64 bits per pair and per level its bits e in whole bytes
+///   (4, 2, 1 pairs: 3 bytes): online 2·(7·64 + 3·8) = 944; dealer 7·8·SIGN_SELECT.
+/// - the exp's clip stays DReLU then mux: its y (the squarings) is ready long after x.
 /// - exp on 8 values: DReLU(d + 14) (1024 online, 8·2·DCF dealer) beside the
 ///   first of 8 squarings (each 2·64·8 = 1024 online, 64·8 = 512 dealer), then the
 ///   clip's mux (4·64·8 = 2048, 512): 9 rounds (10 unmerged); online 1024 + 8192 + 2048
@@ -187,8 +202,9 @@ fn one_softmax_row() {
     let p = plan(SOFTMAX_ROW, Comparison::Fss);
     let rounds = 1 + 6 + 9 + (9 + 20) + 1 + 1;
     let unmerged = 1 + 6 + 10 + (10 + 20) + 1 + 1;
-    let online = 512 + 2688 + 11264 + 1408 + 5120 + 1152 + 512;
-    let offline = 512 + 7 * (2 * DCF + 64) + (16 * DCF + 4096 + 512) + (2 * DCF + 576) + 1280 + 512;
+    let online = 512 + 944 + 11264 + 1408 + 5120 + 1152 + 512;
+    let offline =
+        512 + 7 * 8 * SIGN_SELECT + (16 * DCF + 4096 + 512) + (2 * DCF + 576) + 1280 + 512;
     assert_eq!(
         totals(&p, DimEnv { seq: 1, past: 0 }),
         (rounds, unmerged, online, offline)
@@ -242,8 +258,9 @@ const ONE_HEAD: &str = "model m { dim seq, past; input x: fixed[seq, 4] from cli
 ///   and the one new key row (4): 2·64·8 = 1024 online (the 3 cached rows were opened
 ///   when written), 64·4 = 256 dealer, 1 round. Re-opening the cache in a Beaver product
 ///   instead opens 4 + 16 values: 2560. Scale by 1/2 and the causal mask are local.
-/// - softmax over t = 4 keys: row_max 2 levels (4 rounds; 3 pairs: 3·384 = 1152 online,
-///   3·(2·DCF + 64) dealer); exp on 4 values (512 + 8·512 + 1024 = 5632 online;
+/// - softmax over t = 4 keys: row_max 2 levels of sign selects (4 rounds; 3 pairs, 2 + 1
+///   per level: 2·(3·64 + 2·8) = 416 online, 3·8·SIGN_SELECT dealer); exp on 4 values
+///   (512 + 8·512 + 1024 = 5632 online;
 ///   4·2·DCF + 8·256 + 256 dealer; 9 rounds, 10 unmerged); the reciprocal of
 ///   one row sum (6528 online, 2·DCF + 1856 dealer, 29 rounds, 30 unmerged, as in
 ///   `one_softmax_row`); e·r opens 4 + 1: 640 online, 256 dealer, 1 round.
@@ -255,10 +272,10 @@ fn one_attention_head_decode_step() {
     let rounds = 1 + 1 + 4 + 9 + 29 + 1 + 1 + 1 + 1;
     let unmerged = 3 + 1 + 4 + 10 + 30 + 1 + 1 + 1 + 1;
     let offline =
-        3 * 256 + 256 + 3 * (2 * DCF + 64) + (8 * DCF + 2304) + (2 * DCF + 1856) + 3 * 256;
+        3 * 256 + 256 + 3 * 8 * SIGN_SELECT + (8 * DCF + 2304) + (2 * DCF + 1856) + 3 * 256;
     for (cached, cache_products) in [(true, 1024 + 1024), (false, 2560 + 2560)] {
         let p = plan_with(ONE_HEAD, Comparison::Fss, cached);
-        let online = 3 * 512 + 1152 + 5632 + 6528 + 640 + 512 + 256 + cache_products;
+        let online = 3 * 512 + 416 + 5632 + 6528 + 640 + 512 + 256 + cache_products;
         assert_eq!(
             totals(&p, DimEnv { seq: 1, past: 3 }),
             (rounds, unmerged, online, offline),

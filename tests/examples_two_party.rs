@@ -63,12 +63,20 @@ fn shrink(source: &str) -> String {
 }
 
 fn compile(name: &str, comparison: Comparison) -> Program {
+    compile_approx(name, comparison, None)
+}
+
+/// [`compile`] with an approximation config (`--approx`), else the default.
+fn compile_approx(name: &str, comparison: Comparison, approx: Option<&str>) -> Program {
     let path = format!("{}/examples/{name}.model", env!("CARGO_MANIFEST_DIR"));
     let source = shrink(&std::fs::read_to_string(&path).unwrap());
-    let opts = comet_compiler::Options {
+    let mut opts = comet_compiler::Options {
         comparison,
         ..Default::default()
     };
+    if let Some(a) = approx {
+        opts.approx = a.parse().unwrap();
+    }
     comet_compiler::compile(&source, &path, &opts)
         .unwrap_or_else(|e| panic!("{name}: {e}\n{source}"))
         .program
@@ -110,7 +118,10 @@ fn inputs(p: &Program, env: DimEnv, seed: u64) -> HashMap<String, ArrayD<f64>> {
 }
 
 fn check(name: &str, comparison: Comparison) {
-    let p = compile(name, comparison);
+    check_plan(name, comparison, compile(name, comparison));
+}
+
+fn check_plan(name: &str, comparison: Comparison, p: Program) {
     let w = weights(&p, 1);
     let has_cache = p
         .graph
@@ -159,6 +170,20 @@ fn check(name: &str, comparison: Comparison) {
             "{name} call {k}: 2PC drifts {worst} from fixed point"
         );
     }
+}
+
+/// MPCFormer's 2Quad softmax masks its causal scores by `select(drelu(mask(q)), q)`: a
+/// select whose y (q) is ready with its x, fused into a two-operand `sign_select` (x + r
+/// and y + s opened in round 1); measured = estimated and the fixed-point result, as above.
+#[test]
+fn gpt2_architecture_with_a_two_operand_sign_select() {
+    let p = compile_approx("gpt2", Comparison::Fss, Some("softmax=mpcformer"));
+    let two = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, Op::SignSelect))
+        .filter(|&id| p.graph.operands(id).len() == 2)
+        .count();
+    assert!(two > 0, "a fused select with its own y");
+    check_plan("gpt2 (2Quad softmax)", Comparison::Fss, p);
 }
 
 #[test]

@@ -71,7 +71,10 @@ fn lut(
 /// scheduled and costed again.
 fn spliced() -> Program {
     let mut p = compile();
-    let h = p.graph.operands(only(&p, |op| matches!(op, Op::Drelu)))[0];
+    // relu(h) is one fused sign select (pass fuse-selects) reading h alone
+    let h = p
+        .graph
+        .operands(only(&p, |op| matches!(op, Op::SignSelect)))[0];
     let mm = only(&p, |op| matches!(op, Op::MatMul));
     let reveal = only(&p, |op| matches!(op, Op::Reveal { .. }));
     let relu = p.graph.operands(reveal)[0];

@@ -4,7 +4,9 @@
 //! Online bits are both parties' payload bytes × 8; rounds are per party (both count the
 //! same); offline bits are the dealer's correction bytes × 8.
 
-use comet_compiler::cost::{cost_at_width, cost_of, dcf_key_bits, lut_key_bytes};
+use comet_compiler::cost::{
+    cost_at_width, cost_of, dcf_bit_bytes, dcf_key_bits, lut_key_bytes, sign_select_key_bytes,
+};
 use comet_ir::NodeId;
 use comet_ir::protocol::Protocol;
 use comet_ir::{Dim, DimEnv, Domain, Elem, ValueType};
@@ -14,7 +16,7 @@ use comet_runtime::protocols::share::{reconstruct, share_own_input, share_peer_i
 use comet_runtime::protocols::xor::reconstruct_xor;
 use comet_runtime::protocols::{
     PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux, drelu, fixed, gmw,
-    local, lut, mux, reveal, row_max, square,
+    local, lut, mux, reveal, row_max, sign_select, square,
 };
 use comet_runtime::transport::MemChannel;
 use ndarray::{ArrayD, IxDyn};
@@ -473,11 +475,9 @@ fn row_max_at_a_reduced_width() {
     let (rows, mut k) = (3, t);
     let mut levels = [Vec::new(), Vec::new()];
     while k > 1 {
-        let pairs = [rows, k / 2];
-        let [k0, k1] = d.drelu_bits(rows * (k / 2), bits);
-        let [m0, m1] = d.mux(&pairs, &pairs);
-        levels[0].push(row_max::LevelMaterial::Fss(k0, m0));
-        levels[1].push(row_max::LevelMaterial::Fss(k1, m1));
+        let [k0, k1] = d.sign_select(rows * (k / 2), bits, true);
+        levels[0].push(row_max::LevelMaterial::Fss(k0));
+        levels[1].push(row_max::LevelMaterial::Fss(k1));
         k = k.div_ceil(2);
     }
     let (p0, p1) = run_row_max(levels, [x0, x1], &x);
@@ -594,10 +594,10 @@ fn row_max_with_fss_or_gmw_comparisons() {
             while k > 1 {
                 let pairs = [rows, k / 2];
                 let [a, b] = if fss {
-                    let ([k0, k1], [m0, m1]) = (d.drelu(rows * (k / 2)), d.mux(&pairs, &pairs));
+                    let [k0, k1] = d.sign_select(rows * (k / 2), 64, true);
                     [
-                        row_max::LevelMaterial::Fss(k0, m0),
-                        row_max::LevelMaterial::Fss(k1, m1),
+                        row_max::LevelMaterial::Fss(k0),
+                        row_max::LevelMaterial::Fss(k1),
                     ]
                 } else {
                     let [g0, g1] = d.gmw_drelu(rows * (k / 2));
@@ -619,5 +619,96 @@ fn row_max_with_fss_or_gmw_comparisons() {
                 "fss {fss}, t = {t}"
             );
         }
+    }
+}
+
+#[test]
+fn sign_select_key_bytes_are_the_runtimes() {
+    for m in 2..=64u32 {
+        let n = i64::from(m) - 1;
+        assert_eq!(
+            dcf_bit_bytes(n) as usize,
+            comet_runtime::fss::DcfBitKey::correction_bytes(m - 1),
+            "n = {n}"
+        );
+        let runtime = comet_runtime::fss::sign_select::SignSelectKey::element_bytes(0, m)
+            + comet_runtime::fss::sign_select::SignSelectKey::element_bytes(1, m);
+        assert_eq!(
+            sign_select_key_bytes(i64::from(m)) as usize,
+            runtime,
+            "m = {m}"
+        );
+    }
+    // 926 + 942 at m = 64 against DReLU + mux's 1,536 + 1,536 + 8
+    assert_eq!(sign_select_key_bytes(64), 1868);
+}
+
+/// `y·[x ≥ 0]` fused, y = x (ReLU) and y ≠ x, at 64 and 20 bits, on element counts that
+/// are and are not multiples of 8 (the packed bits' padding): measured = the cost model.
+#[test]
+fn sign_select_relu_and_select() {
+    for (shape, bits, same, seed) in [
+        ([4usize, 6usize], 64u32, true, 40u64),
+        ([3, 5], 64, true, 41),
+        ([3, 5], 64, false, 42),
+        ([3, 7], 20, false, 43),
+        ([2, 3], 20, true, 44),
+    ] {
+        let n: usize = shape.iter().product();
+        let mut d = Dealer::from_u64(seed);
+        let x = values_in_width(&shape, bits, seed);
+        let y = values(&shape, seed + 100);
+        let (x0, x1) = (
+            share_own_input(&x, &[7; 32]),
+            share_peer_input(&shape, &[7; 32]),
+        );
+        let (y0, y1) = (
+            share_own_input(&y, &[8; 32]),
+            share_peer_input(&shape, &[8; 32]),
+        );
+        let [k0, k1] = d.sign_select(n, bits, same);
+        let (p0, p1) = both([(x0, y0, k0), (x1, y1, k1)], |p, ch, (x, y, k)| {
+            let y = (!same).then_some(&y);
+            run_steps(ch, sign_select::start(p, &x, y, k), |s, peer| {
+                sign_select::step(s, peer).unwrap()
+            })
+        });
+        let sign = |v: u64| ((v << (64 - bits)) as i64) >= 0;
+        let want = if same {
+            x.mapv(|v| if sign(v) { v } else { 0 })
+        } else {
+            zip(&x, &y, |a, b| if sign(a) { b } else { 0 })
+        };
+        assert_eq!(
+            reconstruct(&p0.output, &p1.output),
+            want,
+            "{shape:?} m = {bits}"
+        );
+        let (out, xv) = (vt(&shape), vt(&shape));
+        let xs: Vec<&ValueType> = if same { vec![&xv] } else { vec![&xv, &xv] };
+        let c = cost_at_width(
+            Protocol::SignSelect,
+            &out,
+            &xs,
+            &[false, false],
+            true,
+            false,
+            bits,
+        );
+        let env = DimEnv { seq: 0, past: 0 };
+        let est = (
+            c.rounds.eval(env),
+            c.online_bits.eval(env),
+            c.offline_bits.eval(env),
+        );
+        assert_eq!(
+            measured(&p0, &p1, d.offline_bytes()),
+            est,
+            "{shape:?} m = {bits} same {same}"
+        );
+        // the formula by hand: per party ⌈n·w/8⌉ (+ 8n) + ⌈n/8⌉ bytes
+        let w = if same { 64 } else { bits as usize };
+        let per_party = (n * w).div_ceil(8) + if same { 0 } else { 8 * n } + n.div_ceil(8);
+        assert_eq!(est.1, 16 * per_party as i128);
     }
 }

@@ -7,8 +7,8 @@
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
-    PIPELINE, approximate, cache_openings, cost, expand, insert_conversions, lower, schedule,
-    sparsify,
+    PIPELINE, approximate, cache_openings, cost, expand, fuse_selects, insert_conversions, lower,
+    schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -107,10 +107,11 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         printed = after_pass("sparsify", &program, opts)?.or(printed);
     }
     let skip: fn(&mut Program) = |_| {};
-    let passes: [(&'static str, Pass); 6] = [
+    let passes: [(&'static str, Pass); 7] = [
         ("approximate", approximate::run),
         ("expand", expand::run),
         ("insert-conversions", insert_conversions::run),
+        ("fuse-selects", fuse_selects::run),
         (
             "cache-openings",
             if opts.cache_openings {

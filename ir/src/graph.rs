@@ -74,7 +74,10 @@ impl Node {
 
 /// Whether `op` may carry a [`Node::cmp_width`].
 pub fn takes_cmp_width(op: &Op) -> bool {
-    matches!(op, Op::Drelu | Op::Compare { .. } | Op::RowMax)
+    matches!(
+        op,
+        Op::Drelu | Op::Compare { .. } | Op::RowMax | Op::SignSelect
+    )
 }
 
 /// A dataflow DAG of [`Node`]s. See the module docs.
@@ -179,8 +182,9 @@ impl Graph {
         self.g.add_edge(from.0, to.0, pos);
     }
 
-    /// Replaces the operands of `id` by `operands`, in order.
-    pub fn set_operands(&mut self, id: NodeId, operands: &[NodeId]) {
+    /// Replaces the operands of `id` by `inputs`, in order (for passes that rewrite a node
+    /// in place, keeping its index; the verifier checks the result).
+    pub fn set_operands(&mut self, id: NodeId, inputs: &[NodeId]) {
         let old: Vec<petgraph::stable_graph::EdgeIndex<u32>> = (self.g)
             .edges_directed(id.0, Direction::Incoming)
             .map(|e| e.id())
@@ -188,7 +192,7 @@ impl Graph {
         for e in old {
             self.g.remove_edge(e);
         }
-        for (i, x) in operands.iter().enumerate() {
+        for (i, x) in inputs.iter().enumerate() {
             self.g.add_edge(x.0, id.0, i as u32);
         }
     }

@@ -94,6 +94,7 @@ fn shape_rule(op: &Op, xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
         Op::Compare { thresholds } => compare(xs[0], thresholds, ctx),
         Op::Pick { index } => pick(xs[0], *index),
         Op::Select => select(xs[0], xs[1], ctx),
+        Op::SignSelect => sign_select(xs, ctx),
         Op::B2A => {
             expect_elem("b2a", xs[0], Elem::Bit)?;
             Ok(xs[0].with_elem(Elem::Fixed { scale: ctx.frac }))
@@ -580,6 +581,27 @@ fn select(bit: &ValueType, x: &ValueType, ctx: Ctx) -> Result<ValueType> {
             shape_string(&x.shape)
         )),
     }
+}
+
+/// `sign_select(x)` or `sign_select(x, y)`: x fixed-point, y (x when absent) of x's shape.
+fn sign_select(xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
+    if xs.len() > 2 {
+        return err(format!(
+            "`sign_select` takes x, or x and y: got {} operands",
+            xs.len()
+        ));
+    }
+    fixed_scale("sign_select", xs[0], ctx)?;
+    let y = xs[xs.len() - 1];
+    fixed_scale("sign_select", y, ctx)?;
+    if y.shape != xs[0].shape {
+        return err(format!(
+            "`sign_select` x {} and y {} differ in shape",
+            shape_string(&xs[0].shape),
+            shape_string(&y.shape)
+        ));
+    }
+    Ok(y.clone())
 }
 
 fn one_hot(ids: &ValueType, depth: u64) -> Result<ValueType> {

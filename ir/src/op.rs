@@ -245,6 +245,9 @@ pub enum Op {
     },
     /// `b · x` for a bit `b`: `x` where the bit is set, else 0 (mux with zero).
     Select,
+    /// `y·[x ≥ 0]` fused (pass `fuse-selects`, FSS comparisons only): operands `[x]` (ReLU,
+    /// y is x) or `[x, y]` of one shape; `select(drelu(x), y)` without the bit as a value.
+    SignSelect,
     /// A bit as the fixed-point number 0 or 1 (B2A with dealer daBits).
     B2A,
     /// A public function read from a table of `2^bits` entries
@@ -393,6 +396,7 @@ impl Op {
             Op::Compare { .. } => "compare",
             Op::Pick { .. } => "pick",
             Op::Select => "select",
+            Op::SignSelect => "sign_select",
             Op::B2A => "b2a",
             Op::Lut { .. } => "lut",
             Op::OneHot { .. } => "one_hot",
@@ -422,6 +426,7 @@ impl Op {
             | Op::ApplyMask { .. } => Exactly(2),
             Op::LayerNorm { .. } | Op::BlockMatMul { .. } | Op::CacheMatMul { .. } => Exactly(3),
             Op::Concat { .. } => AtLeast(2),
+            Op::SignSelect => AtLeast(1),
             _ => Exactly(1),
         }
     }

@@ -22,15 +22,67 @@ pub enum Sym {
     Past,
     /// `⌈log2 d⌉` (0 when `d ≤ 1`).
     Log2(Dim),
+    /// The bytes of values packed bit after bit, padding included ([`Packed`]).
+    Packed(Packed),
 }
 
 impl Sym {
-    fn eval(self, env: DimEnv) -> i128 {
+    /// The symbol's value for concrete sizes.
+    pub fn value(self, env: DimEnv) -> i128 {
         match self {
             Sym::Seq => env.seq as i128,
             Sym::Past => env.past as i128,
             Sym::Log2(d) => ceil_log2(d.eval(env)) as i128,
+            Sym::Packed(p) => p.bytes(env),
         }
+    }
+
+    fn eval(self, env: DimEnv) -> i128 {
+        self.value(env)
+    }
+}
+
+/// A message of `Π dims` values of `bits` bits each, packed back to back with only its last
+/// byte padded: ⌈bits·Π dims / 8⌉ bytes. With `tree`, the last dim is the length t of the
+/// rows of a maximum tree over `Π` of the others: one message per level, of ⌊k/2⌋ values
+/// per row for k = t, ⌈t/2⌉, … down to 1, so Σ_levels ⌈bits·rows·⌊k/2⌋ / 8⌉ bytes. Neither
+/// is a polynomial in the sizes (padding), so the cost model names it as a symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Packed {
+    /// Bits per value (1..=64).
+    pub bits: u8,
+    /// Whether the values are a maximum tree's, level by level (the last dim its rows').
+    pub tree: bool,
+    /// The dims whose product counts the values (unused slots: the constant 1).
+    pub dims: [Dim; 4],
+}
+
+impl Packed {
+    /// The bytes for concrete sizes.
+    pub fn bytes(self, env: DimEnv) -> i128 {
+        let v: Vec<i128> = self.dims.iter().map(|d| d.eval(env) as i128).collect();
+        let bits = i128::from(self.bits);
+        if !self.tree {
+            return (bits * v.iter().product::<i128>() + 7) / 8;
+        }
+        let rows: i128 = v[..3].iter().product();
+        let (mut k, mut total) = (v[3], 0);
+        while k > 1 {
+            total += (bits * rows * (k / 2) + 7) / 8;
+            k = (k + 1) / 2;
+        }
+        total
+    }
+}
+
+impl fmt::Display for Packed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dims: Vec<String> = (self.dims.iter())
+            .filter(|d| d.as_const() != Some(1))
+            .map(|d| format!("({d})"))
+            .collect();
+        let what = if self.tree { "packed_tree" } else { "packed" };
+        write!(f, "{what}{}[{}]", self.bits, dims.join("*"))
     }
 }
 
@@ -49,6 +101,7 @@ impl fmt::Display for Sym {
             Sym::Seq => f.write_str("seq"),
             Sym::Past => f.write_str("past"),
             Sym::Log2(d) => write!(f, "log2({d})"),
+            Sym::Packed(p) => write!(f, "{p}"),
         }
     }
 }
@@ -127,6 +180,39 @@ impl Poly {
         match d.as_const() {
             Some(c) => Poly::constant(ceil_log2(c.max(0) as u64) as i64),
             None => Poly::sym(Sym::Log2(d)),
+        }
+    }
+
+    /// The bytes of `shape`'s values packed at `bits` bits each ([`Packed`]; `tree`: per
+    /// level of a maximum tree over the last axis), folded to a constant when the shape is.
+    ///
+    /// # Panics
+    /// If the shape has more than four non-constant dims, or is empty with `tree`.
+    pub fn packed(bits: u32, shape: &[Dim], tree: bool) -> Poly {
+        let one = Dim::constant(1);
+        let (lead, last) = match tree {
+            true => (&shape[..shape.len() - 1], Some(shape[shape.len() - 1])),
+            false => (shape, None),
+        };
+        let konst: i64 = lead.iter().filter_map(|d| d.as_const()).product();
+        let mut dims = vec![Dim::constant(konst)];
+        dims.extend(lead.iter().filter(|d| d.as_const().is_none()));
+        let slots = if tree { 3 } else { 4 };
+        assert!(
+            dims.len() <= slots,
+            "a packed message over {} dims",
+            dims.len()
+        );
+        dims.resize(slots, one);
+        dims.extend(last);
+        let p = Packed {
+            bits: bits as u8,
+            tree,
+            dims: dims.try_into().expect("four dims"),
+        };
+        match p.dims.iter().all(|d| d.as_const().is_some()) {
+            true => Poly::constant(p.bytes(DimEnv { seq: 0, past: 0 }) as i64),
+            false => Poly::sym(Sym::Packed(p)),
         }
     }
 
@@ -321,6 +407,34 @@ impl fmt::Display for MaxPoly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_messages_count_their_padding() {
+        let seq = Dim {
+            seq: 1,
+            past: 0,
+            c: 0,
+        };
+        let env = |seq| DimEnv { seq, past: 0 };
+        // 12·seq values of one bit: ⌈12·seq/8⌉ bytes
+        let p = Poly::packed(1, &[Dim::constant(12), seq], false);
+        assert_eq!(p.eval(env(1)), 2);
+        assert_eq!(p.eval(env(2)), 3);
+        assert_eq!(p.eval(env(128)), 192);
+        // constant shapes fold: ⌈15·20/8⌉ = 38
+        assert_eq!(
+            Poly::packed(20, &[Dim::constant(3), Dim::constant(5)], false).as_constant(),
+            Some(38)
+        );
+        // a max tree over rows of t = 5 for 3 rows: levels of 2, 1, 1 pairs per row,
+        // ⌈6/8⌉ + ⌈3/8⌉ + ⌈3/8⌉ = 3 bytes; over t = seq with 12 rows
+        let tree = Poly::packed(1, &[Dim::constant(3), Dim::constant(5)], true);
+        assert_eq!(tree.as_constant(), Some(3));
+        let t = Poly::packed(1, &[Dim::constant(12), seq], true);
+        // t = 4: 2·12 = 24 → 3, 1·12 → 2
+        assert_eq!(t.eval(env(4)), 5);
+        assert!(t.to_string().starts_with("packed_tree1["), "{t}");
+    }
 
     fn env(seq: u64, past: u64) -> DimEnv {
         DimEnv { seq, past }

@@ -57,6 +57,9 @@ pub enum Protocol {
     BlockFixedMatMul,
     /// A public table read at a shared index by FSS (a DPF over the index, 2 rounds).
     Lut,
+    /// `y·[x ≥ 0]` by one FSS gate (a 1-bit DCF; x + r and y + s opened, then a masked
+    /// bit: 2 rounds).
+    SignSelect,
     /// The oblivious block permutation of a fixed operand: two one-way messages once per
     /// session, at setup, with dealer permutation correlations; nothing per call.
     Shuffle,
@@ -84,6 +87,7 @@ impl Protocol {
             Protocol::BlockFixedMatMul => "block_fixed_matmul",
             Protocol::Shuffle => "shuffle",
             Protocol::Lut => "lut",
+            Protocol::SignSelect => "sign_select",
         }
     }
 
@@ -174,6 +178,7 @@ fn protocol_local(op: &Op) -> Option<bool> {
         | Op::Drelu
         | Op::Compare { .. }
         | Op::Select
+        | Op::SignSelect
         | Op::RowMax
         | Op::B2A
         | Op::Lut { .. }
@@ -219,6 +224,9 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
             Comparison::Gmw => Protocol::DreluGmw,
         },
         Op::Select if both_shared() => Protocol::Mux,
+        Op::SignSelect if xs.iter().all(|x| shared(p.graph.node(*x).ty.domain)) => {
+            Protocol::SignSelect
+        }
         Op::Lut { .. } if shared(dom(0)) => Protocol::Lut,
         Op::RowMax if shared(dom(0)) => Protocol::RowMaxTree,
         // FSS comparisons already give arithmetic shares of their bits: nothing to convert

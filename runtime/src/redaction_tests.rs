@@ -103,6 +103,19 @@ fn debug_never_shows_a_secret() {
     assert!(!values.is_empty());
     let text = format!("{dealer:?} {m0:?} {m1:?}");
     assert_redacted("Dealer and TripleMaterial", &text, &values);
+    // sign-select keys: none of their serialized words (seed, corrections) shows
+    let [k0, k1] = dealer.sign_select(3, 64, false);
+    let words: Vec<u64> = [k0.to_bytes(), k1.to_bytes()]
+        .iter()
+        .flat_map(|b| {
+            b.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        })
+        .filter(|v| *v > 1 << 20)
+        .collect();
+    assert!(!words.is_empty());
+    let text = format!("{k0:?} {k1:?}");
+    assert_redacted("SignSelectMaterial", &text, &words);
     let session = SessionDealer::new(SEED);
     let seeds: Vec<u64> = [session.party_seed(0), session.common_seed()]
         .iter()

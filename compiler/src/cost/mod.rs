@@ -39,6 +39,25 @@ pub const fn dcf_key_bits(m: i64) -> i64 {
     let n = m - 1;
     8 * (24 * n + (2 * n + 7) / 8 + 8)
 }
+/// Correction-word bytes of a 1-bit DCF on `n` bits with early termination at
+/// ν = min(n, 7) levels (`comet_runtime::fss::DcfBitKey::correction_bytes`): per tree level
+/// a λ-bit seed correction and two control bits, then the 2^ν-bit leaf block:
+/// 16(n − ν) + ⌈2(n − ν)/8⌉ + ⌈2^ν/8⌉. 926 at n = 63.
+pub const fn dcf_bit_bytes(n: i64) -> i64 {
+    let nu = if n < 7 { n } else { 7 };
+    let levels = n - nu;
+    16 * levels + (2 * levels + 7) / 8 + ((1 << nu) + 7) / 8
+}
+
+/// Sign-select key bytes per gate for **both** parties together at comparison width `m`
+/// (`comet_runtime::fss::sign_select::SignSelectKey::element_bytes`): each party the 1-bit
+/// DCF on the low m − 1 bits ([`dcf_bit_bytes`]), party 1 also its 8-byte corrections of ρ
+/// and ρ·s: 2·dcf_bit(m − 1) + 16. 1,868 at m = 64 (926 + 942), against 3,080 for DReLU +
+/// mux (1,536 + 1,536 + 8).
+pub const fn sign_select_key_bytes(m: i64) -> i64 {
+    2 * dcf_bit_bytes(m - 1) + 16
+}
+
 /// GMW DReLU (`comet_runtime::protocols::gmw`): the sign of `x0 + x1` from a carry circuit
 /// on the parties' 64-bit shares (SPU `msb_a2b`, CrypTen `_ltz`). `msb = x0[63] ⊕ x1[63] ⊕
 /// c63`; the propagate bits `x0 ⊕ x1` are XOR-shared for free, so only ANDs cost rounds:
@@ -248,6 +267,7 @@ pub fn cost_at_width(
         Protocol::Mux => mux_cost(&numel(xs[0]), &numel(xs[1]), &numel(out), fss),
         Protocol::RowMaxTree => row_max_cost(xs[0], fss, m),
         Protocol::Lut => lut_cost(&numel(xs[0]), m),
+        Protocol::SignSelect => sign_select_cost(xs[0], xs.len() == 1, m),
         // open the bit masked by a daBit's boolean half, a byte per bit and party: 2·8·n;
         // dealer: the daBit's arithmetic half, l·n
         Protocol::B2A => cost(
@@ -395,17 +415,58 @@ fn lut_cost(count: &Poly, n: i64) -> NodeCost {
     )
 }
 
-/// Max over rows of length `t` by a tournament: `t − 1` comparisons per row, each a DReLU
-/// of a difference and a select (`mux_cost`, bit and difference of one shape);
-/// `⌈log2 t⌉` levels, each DReLU (1 round with FSS, [`GMW_DRELU_ROUNDS`] with GMW) then
-/// select. FSS comparisons work at width `m` (the differences' signed width; 64: the ring).
+/// `y·[x ≥ 0]` fused (`comet_runtime::protocols::sign_select`) on the `n` elements of `x`
+/// at comparison width `m`, 2 rounds. Per party: round 1 sends `x + r` packed at w bits (w =
+/// 64 when y is x, since the opening serves as ŷ; else m), ⌈n·w/8⌉ bytes, and when y is not
+/// x also `y + s`, 8n bytes; round 2 sends the bits e packed eight to a byte, ⌈n/8⌉ bytes.
+/// Online (both parties): 16·(⌈n·w/8⌉ + [y ≠ x]·8n + ⌈n/8⌉) bits, the ceilings as
+/// [`Poly::packed`] (exact, padding included). Dealer: n·8·[`sign_select_key_bytes`]\(m).
+/// Local work: the DCF's 2(m − 8) + 1 AES blocks and a few ring operations per element,
+/// counted as 4n ring multiplications.
+fn sign_select_cost(x: &ValueType, same: bool, m: i64) -> NodeCost {
+    let n = numel(x);
+    let w = if same { RING_BITS } else { m };
+    let mut bytes = Poly::packed(w as u32, &x.shape, false).add(&Poly::packed(1, &x.shape, false));
+    if !same {
+        bytes = bytes.add(&n.scale(8));
+    }
+    cost(
+        Protocol::SignSelect,
+        2,
+        bytes.scale(16),
+        n.scale(8 * sign_select_key_bytes(m)),
+        n.scale(4),
+    )
+}
+
+/// Max over rows of length `t` by a tournament: `t − 1` comparisons per row over
+/// `⌈log2 t⌉` levels. With FSS each level is one `sign_select` gate per pair, y = x =
+/// the difference (`max = b + (a − b)·[a − b ≥ 0]`), 2 rounds: per pair and party 64 bits
+/// of `x + r`, and per level and party the level's bits e packed eight to a byte,
+/// Σ_levels ⌈rows·⌊k/2⌋/8⌉ bytes ([`Poly::packed`] with `tree`); dealer
+/// [`sign_select_key_bytes`]\(m) per pair. With GMW each level is a DReLU
+/// ([`GMW_DRELU_ROUNDS`] rounds) then a select (`mux_cost`). FSS comparisons work at width
+/// `m` (the differences' signed width; 64: the ring).
 pub fn row_max_cost(x: &ValueType, fss: bool, m: i64) -> NodeCost {
     let t = *x.shape.last().expect("row_max has a last axis");
     let rows = Poly::numel(&x.shape[..x.shape.len() - 1]);
     let pairs = rows.mul(&Poly::dim(t).sub(&Poly::constant(1)));
+    let levels = Poly::log2(t);
+    if fss {
+        let bits = Poly::packed(1, &x.shape, true)
+            .scale(8)
+            .add(&pairs.scale(RING_BITS));
+        return NodeCost {
+            protocol: Protocol::RowMaxTree,
+            rounds: levels.scale(2),
+            online_bits: bits.scale(2),
+            offline_bits: pairs.scale(8 * sign_select_key_bytes(m)),
+            local_ops: pairs.scale(4),
+            per_block: None,
+        };
+    }
     let drelu = drelu_cost(Protocol::DreluFss, &pairs, fss, m);
     let mux = mux_cost(&pairs, &pairs, &pairs, fss);
-    let levels = Poly::log2(t);
     let per_level = drelu.rounds.add(&mux.rounds);
     NodeCost {
         protocol: Protocol::RowMaxTree,

@@ -102,6 +102,7 @@ fn sym_value(s: Sym, env: DimEnv) -> i128 {
         Sym::Seq => env.seq as i128,
         Sym::Past => env.past as i128,
         Sym::Log2(d) => ceil_log2(d.eval(env)) as i128,
+        Sym::Packed(_) => s.value(env),
     }
 }
 

@@ -7,6 +7,7 @@ mod builder;
 pub mod cache_openings;
 pub mod cost;
 pub mod expand;
+pub mod fuse_selects;
 pub mod insert_conversions;
 pub mod lower;
 pub mod schedule;
@@ -19,6 +20,7 @@ pub const PIPELINE: &[&str] = &[
     "approximate",
     "expand",
     "insert-conversions",
+    "fuse-selects",
     "cache-openings",
     "schedule",
     "cost",

@@ -22,6 +22,7 @@ use super::{
 use crate::protocols::block_matmul::{self, block_shapes};
 use crate::protocols::cache_matmul::{self, CacheMatMulMaterial, CacheProduct, KvMasks};
 use crate::protocols::shuffle::{self, check_rows};
+use crate::protocols::sign_select::{self, SignSelectMaterial};
 use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, fixed_mask, gmw, lut, square, xor};
 
 /// Where a recording dealer writes each party's materialised bytes.
@@ -301,6 +302,16 @@ impl Deal for SessionDealer {
     fn lut(&mut self, n: usize, bits: u32) -> Result<Pair<LutMaterial>, MaterialError> {
         lut::check_width(bits)?;
         Ok(self.batched(|d, keep, sink| lut::deal_batches(d, n, bits, keep, sink)))
+    }
+
+    fn sign_select(
+        &mut self,
+        n: usize,
+        bits: u32,
+        same: bool,
+    ) -> Result<Pair<SignSelectMaterial>, MaterialError> {
+        sign_select::check_width(bits)?;
+        Ok(self.batched(|d, keep, sink| sign_select::deal_batches(d, n, bits, same, keep, sink)))
     }
 
     fn bit_triples(

@@ -214,6 +214,20 @@ impl Dealer {
         lut::deal(self, n, bits)
     }
 
+    /// Sign-select keys for `n` gates `y·[x ≥ 0]` on `bits`-bit signed x (`same`: y is x;
+    /// [`crate::fss::sign_select`]); counts the correction words.
+    ///
+    /// # Panics
+    /// If `bits` is not in 2..=64.
+    pub fn sign_select(
+        &mut self,
+        n: usize,
+        bits: u32,
+        same: bool,
+    ) -> [crate::protocols::sign_select::SignSelectMaterial; 2] {
+        crate::protocols::sign_select::deal(self, n, bits, same)
+    }
+
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's
     /// correction bits (padded to bytes per element).
     pub fn bit_triples(&mut self, n: usize, lanes: u32) -> [BitTripleMaterial; 2] {

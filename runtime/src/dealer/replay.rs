@@ -21,6 +21,7 @@ use super::{
 use crate::protocols::material::PartyStreams;
 use crate::protocols::shuffle;
 use crate::protocols::shuffle::{check_rows, draw_permutation};
+use crate::protocols::sign_select::{self, SignSelectMaterial};
 use crate::protocols::{b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw};
 use crate::protocols::{lut, square, xor};
 
@@ -227,6 +228,16 @@ impl Deal for PartyReplay {
 
     fn lut(&mut self, n: usize, bits: u32) -> Result<Pair<LutMaterial>, MaterialError> {
         let m = lut::replay(self, n, bits)?;
+        Ok(self.mine(m))
+    }
+
+    fn sign_select(
+        &mut self,
+        n: usize,
+        bits: u32,
+        same: bool,
+    ) -> Result<Pair<SignSelectMaterial>, MaterialError> {
+        let m = sign_select::replay(self, n, bits, same)?;
         Ok(self.mine(m))
     }
 

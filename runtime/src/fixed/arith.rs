@@ -78,6 +78,16 @@ pub(super) fn select(b: &ArrayViewD<Ring>, x: &ArrayViewD<Ring>) -> OpResult {
     binary("select", b, x, Ring::wrapping_mul)
 }
 
+/// `y·[x ≥ 0]` (signed x): `y` where x is non-negative, else 0.
+pub(super) fn sign_select(x: &ArrayViewD<Ring>, y: &ArrayViewD<Ring>) -> OpResult {
+    binary(
+        "sign_select",
+        x,
+        y,
+        |a, v| if a as i64 >= 0 { v } else { 0 },
+    )
+}
+
 /// Reduces the last axis with `f` from `init`, keeping it as an axis of size 1.
 pub(super) fn reduce_row(
     what: &str,

@@ -273,6 +273,7 @@ fn apply(op: &Op, x: &[ArrayViewD<Ring>], ctx: OpCtx) -> OpResult {
             arith::lut(&x[0], (*func, *bits, *frac), ctx.scale("lut")?, ctx.frac)
         }
         Op::Select => arith::select(&x[0], &x[1]),
+        Op::SignSelect => arith::sign_select(&x[0], &x[x.len() - 1]),
         Op::RowSum => arith::reduce_row("row_sum", &x[0], 0, Ring::wrapping_add),
         Op::RowMax => arith::reduce_row("row_max", &x[0], i64::MIN as Ring, arith::signed_max),
         Op::Slice { start, end } => movement::slice(&x[0], *start, *end),

@@ -22,7 +22,9 @@
 //!   more opened bit (two rounds);
 //! - [`lut`]: a public-table lookup T\[x\] on an n-bit secret from a 1-bit DPF (SIGMA,
 //!   Pika), arithmetic output in Z_2^64 (two rounds); [`lut::one_round`]: the same from a
-//!   DPF with payload 1 in Z_2^64 (one round, larger keys, about 35× the AES work).
+//!   DPF with payload 1 in Z_2^64 (one round, larger keys, about 35× the AES work);
+//! - [`sign_select`]: `y·[x ≥ 0]` fused (ReLU, a max level) from the 1-bit DCF, two rounds,
+//!   the bit never opened unmasked nor multiplied by a Beaver triple.
 //!
 //! ## Threat model
 //! Semi-honest P0 and P1 plus a dealer that knows every mask and key (ARCHITECTURE.md). A
@@ -50,6 +52,7 @@
 //! | [`dpf::DpfCorrections::byte_len`], n-bit input, ℓ-bit output, ν = min(n, 7 − ⌈log2 ℓ⌉) | 16(n − ν) + ⌈2(n − ν)/8⌉ + ⌈2^ν·ℓ/8⌉ | (n − ν)(λ + 2) + 2^ν·ℓ | — |
 //! | [`dcf_bit::DcfBitKey::correction_bytes`], n ≥ 7 | 16(n − 7) + ⌈2(n − 7)/8⌉ + 16 | (n − 7)(λ + 2) + λ | — |
 //! | [`drelu_bit::DreluBitKey::element_bytes`], m-bit input | dcf_bit(m − 1) + 8·b (party b) | (m − 8)(λ + 2) + λ (+ 64 for P1) | m + 1, 2 rounds |
+//! | [`sign_select::SignSelectKey::element_bytes`], m-bit x | dcf_bit(m − 1) + 16·b (party b) | (m − 8)(λ + 2) + λ (+ 128 for P1) | w + 1 (+ 64 when y ≠ x), 2 rounds; w = 64 when y is x, else m |
 //! | [`lut::LutKey::element_bytes`], n-bit input | 16(n − 7) + ⌈2(n − 7)/8⌉ + 16 + 8 (n ≥ 7) | DPF(n, ℓ = 1) + 64 | n + 64, 2 rounds |
 //! | [`lut::one_round`], n-bit input (ν = 1) | 16(n − 1) + ⌈2(n − 1)/8⌉ + 16 | DPF(n, ℓ = 64) | n, 1 round |
 //!
@@ -86,6 +89,7 @@ pub mod drelu;
 pub mod drelu_bit;
 pub mod lut;
 pub mod prg;
+pub mod sign_select;
 
 mod codec;
 #[cfg(test)]
@@ -96,6 +100,8 @@ mod tests_dpf;
 mod tests_drelu_bits;
 #[cfg(test)]
 mod tests_gates;
+#[cfg(test)]
+mod tests_sign_select;
 
 pub use codec::BATCH_HEADER_BYTES;
 pub use dcf::{CorrectionWords, DcfKey};

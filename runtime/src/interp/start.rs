@@ -203,6 +203,10 @@ impl Node for At<'_, '_> {
     fn operand_scale(&self, k: usize) -> u32 {
         self.run.scale_at(self.run.plan.operands(self.pos)[k])
     }
+
+    fn operand_count(&self) -> usize {
+        self.run.plan.operands(self.pos).len()
+    }
 }
 
 impl Run<'_> {

@@ -167,6 +167,10 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
             &x[1],
             |b, v| if b != 0.0 { b * v } else { 0.0 },
         ),
+        // y·[x ≥ 0], y = x for one operand (ReLU)
+        Op::SignSelect => movement::binary("sign_select", &x[0], &x[x.len() - 1], |a, v| {
+            if a >= 0.0 { v } else { 0.0 }
+        }),
         Op::Neg => Ok(x[0].mapv(|v| -v)),
         Op::MulConst { value } => Ok(x[0].mapv(|v| v * value)),
         Op::AddConst { value } => Ok(x[0].mapv(|v| v + value)),

@@ -17,7 +17,8 @@ use super::material::{Deal, MaterialError, Pair, Product};
 use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
-    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, square, unpack,
+    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, sign_select,
+    square, unpack,
 };
 
 /// One node's material for one party.
@@ -44,6 +45,8 @@ pub enum NodeMaterial {
     Lut(lut::LutMaterial),
     /// Per-call material of a product with the KV cache.
     Cache(cache_matmul::CacheMatMulMaterial),
+    /// Sign-select keys.
+    SignSelect(sign_select::SignSelectMaterial),
 }
 
 /// What dealing a node's material needs to know of the node.
@@ -104,6 +107,11 @@ pub fn deal<D: Deal + ?Sized>(
         Protocol::DreluGmw => wrap(deal.gmw_drelu(count(0))?, NodeMaterial::GmwDrelu),
         Protocol::B2A => wrap(deal.b2a(count(0))?, NodeMaterial::B2a),
         Protocol::RowMaxTree => deal_row_max(deal, &s[0], n.gmw, n.bits)?,
+        Protocol::SignSelect => {
+            let same = xs.len() == 1;
+            let m = deal.sign_select(count(0), n.bits, same)?;
+            wrap(m, NodeMaterial::SignSelect)
+        }
         Protocol::Lut => {
             let Op::Lut { bits, .. } = *n.op else {
                 unreachable!("the lut protocol computes lut nodes")
@@ -141,8 +149,8 @@ fn wrap<T>(m: Pair<T>, f: impl Fn(T) -> NodeMaterial) -> Pair<NodeMaterial> {
     m.map(|m| m.map(&f))
 }
 
-/// Per level of a row maximum over `x`: the comparison of the pairs (DReLU keys of width
-/// `bits`, or GMW triples), then the select's material.
+/// Per level of a row maximum over `x`: the sign-select keys of width `bits` (FSS), or the
+/// GMW comparison's triples and the select's material.
 fn deal_row_max<D: Deal + ?Sized>(
     deal: &mut D,
     x: &[usize],
@@ -159,9 +167,8 @@ fn deal_row_max<D: Deal + ?Sized>(
             let m = deal.bit_mux(&pairs, &pairs)?;
             zip_pair(d, m, LevelMaterial::Gmw)
         } else {
-            let d = deal.drelu(rows * (k / 2), bits)?;
-            let t = deal.triple(Product::Elementwise, &pairs, &pairs)?;
-            zip_pair(d, t, LevelMaterial::Fss)
+            let d = deal.sign_select(rows * (k / 2), bits, true)?;
+            wrap_level(d)
         };
         for (p, l) in level.into_iter().enumerate() {
             if let Some(l) = l {
@@ -173,6 +180,10 @@ fn deal_row_max<D: Deal + ?Sized>(
     let [l0, l1] = levels;
     let wrap = |l: Vec<_>| (!l.is_empty()).then_some(NodeMaterial::RowMax(l));
     Ok([wrap(l0), wrap(l1)])
+}
+
+fn wrap_level(d: Pair<sign_select::SignSelectMaterial>) -> Pair<LevelMaterial> {
+    d.map(|m| m.map(LevelMaterial::Fss))
 }
 
 /// Combines two pairs party by party.
@@ -211,6 +222,8 @@ pub enum Pending {
     Lut(Box<lut::State>),
     /// A product with the KV cache.
     Cache(Box<cache_matmul::State>),
+    /// A sign select between its rounds.
+    SignSelect(Box<sign_select::State>),
 }
 
 /// What a node's round ended with: its value, or its next state and message.
@@ -284,6 +297,9 @@ pub trait Node {
 
     /// The fixed-point scale of operand `k`.
     fn operand_scale(&self, k: usize) -> u32;
+
+    /// The number of operands.
+    fn operand_count(&self) -> usize;
 }
 
 /// This party's XOR share of bits at operand `k`.
@@ -371,6 +387,17 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
         (Protocol::BlockFixedMatMul, NodeMaterial::BlockMatMul(m)) => start_block(n, m)?,
         (Protocol::Lut, NodeMaterial::Lut(m)) => start_lut(n, m)?,
         (Protocol::CacheMatMul, NodeMaterial::Cache(m)) => start_cache(n, m)?,
+        (Protocol::SignSelect, NodeMaterial::SignSelect(m)) => {
+            let y = match n.operand_count() {
+                1 => None,
+                _ => Some(n.share(1)?),
+            };
+            if m.same() != y.is_none() {
+                return Err(bad());
+            }
+            let (st, msg) = sign_select::start(p, n.share(0)?, y, m);
+            (Pending::SignSelect(Box::new(st)), msg)
+        }
         _ => return Err(bad()),
     })
 }
@@ -501,6 +528,10 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
         }
         Pending::Lut(s) => match lut::step(*s, peer)? {
             Step::Next(s, msg) => Finished::Next(Box::new(Pending::Lut(Box::new(s))), msg),
+            Step::Done(v) => value(v),
+        },
+        Pending::SignSelect(s) => match sign_select::step(*s, peer)? {
+            Step::Next(s, msg) => Finished::Next(Box::new(Pending::SignSelect(Box::new(s))), msg),
             Step::Done(v) => value(v),
         },
     })

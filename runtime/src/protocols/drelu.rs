@@ -138,6 +138,7 @@ fn kind(bits: u32) -> KeyBatch<'static, DreluKey> {
         bits,
         batch: DRELU_BATCH,
         element_bytes: DreluKey::element_bytes(bits),
+        party1_extra: 0,
         header_bytes: DRELU_KEY_HEADER_BYTES,
         to_bytes: DreluKey::to_bytes,
     }

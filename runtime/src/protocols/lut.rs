@@ -55,6 +55,7 @@ fn kind(bits: u32) -> KeyBatch<'static, LutKey> {
         bits,
         batch: LUT_BATCH,
         element_bytes: LutKey::element_bytes(bits),
+        party1_extra: 0,
         header_bytes: BATCH_HEADER_BYTES,
         to_bytes: LutKey::to_bytes,
     }

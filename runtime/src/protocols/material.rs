@@ -36,6 +36,7 @@ use super::gmw::GmwDreluMaterial;
 use super::lut::LutMaterial;
 use super::ring_ops;
 use super::shuffle::ShuffleMaterial;
+use super::sign_select::SignSelectMaterial;
 use super::square::SquareMaterial;
 use super::xor::BitTripleMaterial;
 use crate::movement::broadcast_shape;
@@ -156,6 +157,18 @@ pub trait Deal {
     /// # Errors
     /// If `bits` is out of range, or as [`Deal::triple`].
     fn lut(&mut self, n: usize, bits: u32) -> Result<Pair<LutMaterial>, MaterialError>;
+
+    /// Sign-select keys for `n` gates `y·[x ≥ 0]` on `bits`-bit signed x (2..=64); `same`:
+    /// y is x.
+    ///
+    /// # Errors
+    /// If `bits` is out of range, or as [`Deal::triple`].
+    fn sign_select(
+        &mut self,
+        n: usize,
+        bits: u32,
+        same: bool,
+    ) -> Result<Pair<SignSelectMaterial>, MaterialError>;
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
     ///
@@ -489,6 +502,8 @@ pub(crate) struct KeyBatch<'a, K> {
     pub batch: usize,
     /// Correction bytes per gate and party (counted offline; the headers apart).
     pub element_bytes: usize,
+    /// Further correction bytes per gate that party 1 alone receives.
+    pub party1_extra: usize,
     /// Header bytes per batch and party.
     pub header_bytes: usize,
     /// Serialized keys of one party.
@@ -509,7 +524,7 @@ pub(crate) fn deal_key_batches<K>(
     let mut kept = [Vec::new(), Vec::new()];
     for len in batch_sizes(n, kind.batch) {
         let (k0, k1) = draw(len, d.fss_stream());
-        d.count_offline(2 * (len * kind.element_bytes) as u64);
+        d.count_offline((len * (2 * kind.element_bytes + kind.party1_extra)) as u64);
         d.count_headers(2 * kind.header_bytes as u64);
         if let Some(sink) = sink.as_mut() {
             sink([(kind.to_bytes)(&k0), (kind.to_bytes)(&k1)]);

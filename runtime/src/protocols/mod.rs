@@ -29,11 +29,12 @@
 //! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | [`FixedMaskMaterial`](fixed::FixedMaskMaterial) (free), [`FixedCallMaterial`](fixed::FixedCallMaterial): `C = AB` correction |
 //! | [`drelu`] | 1 | `x + r` | [`DreluMaterial`](drelu::DreluMaterial): DCF keys ([`crate::fss`]) |
 //! | [`lut`] (table lookup) | 2 | `k + r mod 2^n` (n bits per element), then `y_b` (64 bits) | [`LutMaterial`](lut::LutMaterial): 1-bit DPF keys and a 64-bit correction ([`crate::fss::lut`]) |
+//! | [`sign_select`] (`y·[x ≥ 0]`: ReLU, a max level) | 2 | `x + r` (and `y + s` when y ≠ x), then a bit `e` (8 per byte) | [`SignSelectMaterial`](sign_select::SignSelectMaterial): 1-bit DCF keys, party 1's corrections of `ρ` and `ρ·s` ([`crate::fss::sign_select`]) |
 //! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | [`BitTripleMaterial`](xor::BitTripleMaterial): one correction bit per gate |
 //! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | [`GmwDreluMaterial`](gmw::GmwDreluMaterial): 181 correction bits (23 bytes) per element |
 //! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | [`B2aMaterial`](b2a::B2aMaterial): daBits, 64-bit correction per bit |
 //! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | [`BitMuxMaterial`](bit_mux::BitMuxMaterial): 64-bit corrections of `r` and `r·a` |
-//! | [`row_max`] | 2 or 8 per level | per level: a comparison, then a select | per level, the comparison's and the select's |
+//! | [`row_max`] | 2 or 8 per level | per level: a [`sign_select`] (FSS), or a GMW comparison then a select | per level, the sign select's, or the comparison's and the select's |
 //! | [`shuffle`] (rows by `π1∘π0`) | 2 (one-way) | per step, the masker's `v − a` | [`ShuffleMaterial`](shuffle::ShuffleMaterial): per step, `Δ = π(a) − b` |
 //! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | [`BlockMatMulMaterial`](block_matmul::BlockMatMulMaterial): `A'_b·B_b` per token and block |
 //! | [`local`] | 0 | none (add, sub, public products, truncation) | none |
@@ -74,6 +75,7 @@ pub mod reveal;
 pub mod row_max;
 pub mod share;
 pub mod shuffle;
+pub mod sign_select;
 pub mod square;
 pub mod xor;
 

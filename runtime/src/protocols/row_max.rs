@@ -1,22 +1,19 @@
 //! The maximum over the last axis by a tournament (PROTOCOLS.md "max over n", CrypTen's
 //! `log_reduction`): `⌈log2 t⌉` levels for rows of `t`; a level compares adjacent pairs
 //! (DReLU of `a − b`) and then selects `max = b + [a ≥ b]·(a − b)`, an odd last element
-//! carried to the next level. With FSS comparisons ([`super::drelu`]) the bit is an
-//! arithmetic share and the select a Beaver product ([`super::mux`]): 2 rounds per level.
-//! With GMW comparisons ([`super::gmw`], [`ROUNDS_GMW`] rounds) the bit is an XOR share and
+//! carried to the next level. With FSS comparisons a level is one fused
+//! [`super::sign_select`] gate, `b + (a − b)·[a − b ≥ 0]` with y = x = a − b: 2 rounds per
+//! level, x + r opened at 64 bits (it serves as ŷ), then one bit. With GMW comparisons ([`super::gmw`], [`ROUNDS_GMW`] rounds) the bit is an XOR share and
 //! the select is [`super::bit_mux`]: 8 rounds per level.
 
 use std::fmt;
 
 use ndarray::{Array2, Axis, IxDyn, concatenate, s};
 
-use super::beaver_mul::TripleMaterial;
 use super::bit_mux::BitMuxMaterial;
-use super::drelu::DreluMaterial;
 use super::gmw::GmwDreluMaterial;
-use super::{
-    MessageError, PartyId, Share, Step, beaver_mul, bit_mux, check_party, drelu, gmw, pack, unpack,
-};
+use super::sign_select::SignSelectMaterial;
+use super::{MessageError, PartyId, Share, Step, bit_mux, check_party, gmw, sign_select};
 
 /// Rounds of a GMW comparison level before its select.
 pub const ROUNDS_GMW: u64 = gmw::ROUNDS as u64;
@@ -26,10 +23,12 @@ pub fn rounds_per_level(gmw: bool) -> u64 {
     if gmw { ROUNDS_GMW + 1 } else { 2 }
 }
 
-/// One level's material: the comparison of `rows · ⌊k/2⌋` pairs and the select's.
+/// One level's material for `rows · ⌊k/2⌋` pairs.
+// a node holds ⌈log2 t⌉ of these, so the GMW variant's inline size does not matter
+#[allow(clippy::large_enum_variant)]
 pub enum LevelMaterial {
-    /// DReLU keys and the mux triple (bits as arithmetic shares).
-    Fss(DreluMaterial, TripleMaterial),
+    /// The sign-select keys (y = x).
+    Fss(SignSelectMaterial),
     /// GMW DReLU triples and the XOR-bit select's material.
     Gmw(GmwDreluMaterial, BitMuxMaterial),
 }
@@ -37,16 +36,15 @@ pub enum LevelMaterial {
 impl fmt::Debug for LevelMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LevelMaterial::Fss(d, t) => f.debug_tuple("Fss").field(d).field(t).finish(),
+            LevelMaterial::Fss(d) => f.debug_tuple("Fss").field(d).finish(),
             LevelMaterial::Gmw(d, t) => f.debug_tuple("Gmw").field(d).field(t).finish(),
         }
     }
 }
 
 enum Phase {
-    CompareFss(drelu::State, TripleMaterial),
+    Fss(sign_select::State),
     CompareGmw(gmw::State, BitMuxMaterial),
-    SelectFss(beaver_mul::State),
     SelectGmw(bit_mux::State),
 }
 
@@ -109,12 +107,13 @@ pub fn step(mut st: State, peer: &[u8]) -> Result<Step<State, Share>, MessageErr
     let phase = st.phase.take().expect("a step in progress");
     let diff = || Share(st.diff.clone().into_dyn());
     let msg = match phase {
-        Phase::CompareFss(s, m) => {
-            let bits = drelu::finish(s, peer)?;
-            let (s, msg) = beaver_mul::start(st.party, &bits, &diff(), m);
-            st.phase = Some(Phase::SelectFss(s));
-            pack(&msg)
-        }
+        Phase::Fss(s) => match sign_select::step(s, peer)? {
+            Step::Next(s, msg) => {
+                st.phase = Some(Phase::Fss(s));
+                msg
+            }
+            Step::Done(prod) => return Ok(level_done(st, prod)),
+        },
         Phase::CompareGmw(s, m) => match gmw::step(s, peer)? {
             Step::Next(s, msg) => {
                 st.phase = Some(Phase::CompareGmw(s, m));
@@ -126,10 +125,6 @@ pub fn step(mut st: State, peer: &[u8]) -> Result<Step<State, Share>, MessageErr
                 msg
             }
         },
-        Phase::SelectFss(s) => {
-            let prod = beaver_mul::finish(s, &unpack(peer)?)?;
-            return Ok(level_done(st, prod));
-        }
         Phase::SelectGmw(s) => {
             let prod = bit_mux::finish(s, peer)?;
             return Ok(level_done(st, prod));
@@ -150,9 +145,9 @@ fn compare(st: &mut State) -> Vec<u8> {
     st.right = b.to_owned();
     let diff = Share(st.diff.clone().into_dyn());
     match st.levels.next().expect("material for every level") {
-        LevelMaterial::Fss(d, t) => {
-            let (s, msg) = drelu::start(st.party, &diff, d);
-            st.phase = Some(Phase::CompareFss(s, t));
+        LevelMaterial::Fss(m) => {
+            let (s, msg) = sign_select::start(st.party, &diff, None, m);
+            st.phase = Some(Phase::Fss(s));
             msg
         }
         LevelMaterial::Gmw(d, m) => {

@@ -290,11 +290,10 @@ fn run_row_max(d: &mut Dealer, x: &ArrayD<u64>, gmw: bool, r: &mut ChaCha12Rng) 
                 row_max::LevelMaterial::Gmw(g1, m1),
             ]
         } else {
-            let [k0, k1] = d.drelu(rows * (k / 2));
-            let [m0, m1] = d.mux(&pairs, &pairs);
+            let [k0, k1] = d.sign_select(rows * (k / 2), 64, true);
             [
-                row_max::LevelMaterial::Fss(k0, m0),
-                row_max::LevelMaterial::Fss(k1, m1),
+                row_max::LevelMaterial::Fss(k0),
+                row_max::LevelMaterial::Fss(k1),
             ]
         };
         levels[0].push(a);

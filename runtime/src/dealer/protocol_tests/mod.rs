@@ -8,6 +8,7 @@ mod boolean;
 mod compare;
 mod lut;
 mod shuffle;
+mod sign_select;
 
 use crate::protocols::PartyId;
 use crate::protocols::driver::{PartyRun, run_two_party};
