@@ -954,3 +954,63 @@ fn a_repeat_over_too_many_layers_is_an_error() {
         "{text}"
     );
 }
+
+/// Tokenizer files: the shipped model's character BPE and a Hugging Face byte-level BPE
+/// `tokenizer.json` (`tests/fuzz_corpus/byte-bpe-tokenizer.json`), mutated as JSON and as
+/// bytes; an accepted file then encodes a mutated text and decodes random ids (ids past
+/// the vocabulary must be errors).
+#[test]
+fn fuzz_tokenizer_files() {
+    let _serial = serial();
+    let shipped = format!(
+        "{}/models/glassllm-en/tokenizer.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let seeds: Vec<String> = vec![
+        std::fs::read_to_string(&shipped).expect("the shipped tokenizer"),
+        read("byte-bpe-tokenizer.json"),
+    ];
+    let docs: Vec<Value> = seeds
+        .iter()
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
+    let donors: Vec<Vec<Value>> = docs.iter().map(donors_of).collect();
+    fuzz("tokenizer", 2000 * scale(), 6, |rng, i| {
+        let k = rng.below(seeds.len());
+        let text = match i % 3 {
+            // every third input is a seed, unmutated: the surface's accepted inputs
+            0 => seeds[k].clone(),
+            1 => {
+                let mut doc = docs[k].clone();
+                mutate_json(rng, &mut doc, &donors[k]);
+                doc.to_string()
+            }
+            _ => String::from_utf8_lossy(&mutate_bytes(rng, seeds[k].as_bytes())).into_owned(),
+        };
+        let Ok(t) = comet_runtime::tokenizer::Tokenizer::from_json(&text) else {
+            return Outcome::Err;
+        };
+        let prompt = mutate_text(rng, "Once upon a time, hello world é 🙂");
+        let _ = t.encode(&prompt);
+        let ids: Vec<u64> = (0..1 + rng.below(16))
+            .map(|_| rng.next() % (t.vocab_size() as u64 + 8))
+            .collect();
+        let decoded = t.decode(&ids);
+        if ids.iter().any(|&id| id >= t.vocab_size() as u64) {
+            assert!(decoded.is_err(), "an id past the vocabulary decoded");
+        }
+        Outcome::Ok
+    });
+}
+
+/// The fuzzer's tokenizer finding: a BPE model whose continuing-subword prefix is longer
+/// than a merge's second token made the `tokenizers` crate slice out of bounds.
+#[test]
+fn a_merge_without_the_subword_prefix_is_an_error() {
+    let mut doc: Value = serde_json::from_str(&read("byte-bpe-tokenizer.json")).unwrap();
+    doc["model"]["continuing_subword_prefix"] = Value::from("###");
+    let e = comet_runtime::tokenizer::Tokenizer::from_json(&doc.to_string())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("continuing-subword prefix"), "{e}");
+}

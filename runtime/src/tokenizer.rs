@@ -151,10 +151,21 @@ impl Tokenizer {
                 source,
             })?;
         let kind = if json.get("model").is_some() {
-            let hf = tokenizers::Tokenizer::from_str(text).map_err(|e| TokenizerError::Format {
+            let format = |message: String| TokenizerError::Format {
                 origin: origin.to_string(),
-                message: format!("not a Hugging Face tokenizer the `tokenizers` crate reads: {e}"),
-            })?;
+                message,
+            };
+            check_subword_prefix(&json).map_err(format)?;
+            // the crate's reader is not ours to audit: a panic on a hostile file is an
+            // error here (the fuzz tests found one, checked above)
+            let read = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(text));
+            let hf = read
+                .map_err(|_| format("the `tokenizers` crate failed on this file".into()))?
+                .map_err(|e| {
+                    format(format!(
+                        "not a Hugging Face tokenizer the `tokenizers` crate reads: {e}"
+                    ))
+                })?;
             Kind::HuggingFace(Box::new(hf))
         } else {
             Kind::Char(CharBpe::parse(&json, origin)?)
@@ -410,3 +421,29 @@ fn kind(value: &serde_json::Value) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// A BPE model with a continuing-subword prefix merges a token with a continuation: the
+/// second token of every merge must start with the prefix (the `tokenizers` crate slices
+/// it off unchecked and panics otherwise).
+fn check_subword_prefix(json: &serde_json::Value) -> Result<(), String> {
+    let model = &json["model"];
+    let Some(prefix) = model["continuing_subword_prefix"].as_str() else {
+        return Ok(());
+    };
+    for merge in model["merges"].as_array().into_iter().flatten() {
+        let second = match merge {
+            serde_json::Value::String(m) => m.split_once(' ').map(|(_, b)| b),
+            serde_json::Value::Array(pair) => pair.get(1).and_then(|b| b.as_str()),
+            _ => None,
+        };
+        if let Some(b) = second
+            && !b.starts_with(prefix)
+        {
+            return Err(format!(
+                "merge {merge}: its second token does not start with the continuing-subword \
+                 prefix {prefix:?}"
+            ));
+        }
+    }
+    Ok(())
+}
