@@ -1009,8 +1009,8 @@ fn fuzz_tokenizer_files() {
 fn a_merge_without_the_subword_prefix_is_an_error() {
     let mut doc: Value = serde_json::from_str(&read("byte-bpe-tokenizer.json")).unwrap();
     doc["model"]["continuing_subword_prefix"] = Value::from("###");
-    let e = comet_runtime::tokenizer::Tokenizer::from_json(&doc.to_string())
-        .err()
-        .expect("refused");
+    let Err(e) = comet_runtime::tokenizer::Tokenizer::from_json(&doc.to_string()) else {
+        panic!("a merge without the prefix was accepted");
+    };
     assert!(e.to_string().contains("continuing-subword prefix"), "{e}");
 }
