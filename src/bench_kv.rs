@@ -9,7 +9,7 @@
 //! computation up to the local truncations, which differ with the shares).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use clap::Args;
@@ -45,19 +45,9 @@ pub struct BenchKvArgs {
     json: bool,
 }
 
-/// The project's folder: where the binary was built, else the current folder.
-fn root() -> PathBuf {
-    let built = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if built.join("models/glassllm-en").is_dir() {
-        built.to_path_buf()
-    } else {
-        PathBuf::from(".")
-    }
-}
-
 /// Runs the command.
 pub fn run(args: &BenchKvArgs) -> Result<(), String> {
-    let root = root();
+    let root = crate::demo::root();
     let path = root.join("examples/glassllm.model");
     let source = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (run from the checkout)", path.display()))?;

@@ -24,7 +24,7 @@ pub struct DemoArgs {
 const PROMPT: &str = "Once upon a time";
 
 /// The project's folder: where the binary was built, else the current folder.
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     let built = Path::new(env!("CARGO_MANIFEST_DIR"));
     if built.join("models/glassllm-en").is_dir() {
         built.to_path_buf()
