@@ -382,7 +382,11 @@ impl DealerService {
             .set_write_timeout(Some(self.opts.write_timeout))
             .map_err(setup)?;
         let reader = SecureReader::new(stream.try_clone().map_err(setup)?, keys.clone());
-        let writer = SecureWriter::new(stream.try_clone().map_err(setup)?, keys);
+        let writer = SecureWriter::new(
+            stream.try_clone().map_err(setup)?,
+            keys,
+            self.opts.write_timeout,
+        );
         Ok((reader, SharedWriter::new(writer), pinned))
     }
 
@@ -621,10 +625,16 @@ fn serve_call(
             env.seq, env.past
         ))
     });
-    // a party's failed stream stops the session before the other is told the call ended
+    // a party's failed stream stops the session before the other is told the call ended;
+    // every failed stream is marked, so that the refusal is not written into a stalled one
+    let mut failed = Ok(());
     for (p, s) in sinks.iter().enumerate() {
-        s.check().inspect_err(|_| conns[p].broken = true)?;
+        if let Err(e) = s.check() {
+            conns[p].broken = true;
+            failed = failed.and(Err(e));
+        }
     }
+    failed?;
     let (offline_bytes, setup_bytes) = dealt?;
     let mut streamed = [0; 2];
     for (p, s) in sinks.iter().enumerate() {
@@ -733,29 +743,33 @@ impl Chunker {
     }
 }
 
-impl Write for ChunkSink {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+impl ChunkSink {
+    /// Runs `f` unless an earlier write failed; its failure is kept for [`ChunkSink::check`]
+    /// and fails every later write at once.
+    fn guarded(&self, f: impl FnOnce(&mut Chunker) -> Result<(), DealerError>) -> io::Result<()> {
         let result = self.with(|c| {
             if let Some(e) = &c.failed {
                 return Err(DealerError::Protocol(e.to_string()));
             }
-            c.push(bytes).map_err(|e| {
+            f(c).map_err(|e| {
                 let message = DealerError::Protocol(e.to_string());
                 c.failed = Some(e);
                 message
             })
         });
-        result.map(|()| bytes.len()).map_err(io::Error::other)
+        result.map_err(io::Error::other)
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.guarded(|c| c.push(bytes)).map(|()| bytes.len())
     }
 
     /// Chunks are sent when full, when the dealer finished an item of material (so that a
     /// party never waits for bytes the dealer holds while the dealer waits for the other
     /// party's socket), and at the end of each call.
     fn flush(&mut self) -> io::Result<()> {
-        let result = self.with(|c| match &c.failed {
-            Some(e) => Err(DealerError::Protocol(e.to_string())),
-            None => c.send(),
-        });
-        result.map_err(io::Error::other)
+        self.guarded(Chunker::send)
     }
 }

@@ -40,7 +40,7 @@ const READ_BUFFER_BYTES: usize = 256 << 10;
 /// A party's connection to the dealer service, for one session.
 pub struct DealerStream {
     link: Arc<Mutex<Link>>,
-    writer: SecureWriter<TcpStream>,
+    writer: SecureWriter,
     side: Side,
     session: [u8; 32],
     next_call: u64,
@@ -111,7 +111,8 @@ impl DealerStream {
             .map_err(|e| handshake_error(e, addr, limit))?;
         let buffered = BufReader::with_capacity(READ_BUFFER_BYTES, stream.try_clone().map_err(io)?);
         let mut reader = SecureReader::new(buffered, keys.clone());
-        let mut writer = SecureWriter::new(stream.try_clone().map_err(io)?, keys);
+        let mut writer =
+            SecureWriter::new(stream.try_clone().map_err(io)?, keys, opts.write_timeout);
         let grant = handshake(
             &stream,
             &mut reader,
@@ -226,7 +227,7 @@ fn handshake_error(e: HandshakeError, addr: &str, limit: std::time::Duration) ->
 fn handshake(
     stream: &TcpStream,
     r: &mut SecureReader<BufReader<TcpStream>>,
-    w: &mut SecureWriter<TcpStream>,
+    w: &mut SecureWriter,
     side: &Side,
     party: u8,
     plan_digest: [u8; 32],

@@ -67,12 +67,13 @@ pub enum DealerError {
         /// Why.
         source: ChannelError,
     },
-    /// The other side sent nothing, or took none of this side's bytes, for the timeout.
+    /// The other side sent nothing for the timeout, or did not take a write of this side's
+    /// within it.
     #[error("{who} {what} for {waited:?} while {doing}: is it stalled?")]
     Stalled {
         /// The silent side (`the dealer`, `party 1`).
         who: String,
-        /// `sent no bytes` or `took none of our bytes`.
+        /// `sent no bytes` or `did not take our bytes`.
         what: &'static str,
         /// The timeout.
         waited: Duration,
@@ -123,7 +124,7 @@ impl Side {
 
     /// An error writing to this side while `doing`.
     pub fn write_error(&self, e: io::Error, doing: &str) -> DealerError {
-        self.classify(e, doing, "took none of our bytes", self.write_timeout)
+        self.classify(e, doing, "did not take our bytes", self.write_timeout)
     }
 
     fn classify(

@@ -452,35 +452,42 @@ impl<R: Read> Read for SecureReader<R> {
 }
 
 /// The writing half: each `write` is sealed into records and written whole.
-pub(crate) struct SecureWriter<W> {
-    inner: W,
+pub(crate) struct SecureWriter {
+    inner: TcpStream,
     keys: Option<Keys>,
     nonce: u64,
     out: Vec<u8>,
+    /// How long one write may take in all, however the peer trickles its reading.
+    limit: Duration,
 }
 
-impl<W: Write> SecureWriter<W> {
-    pub(crate) fn new(inner: W, keys: Option<Keys>) -> Self {
+impl SecureWriter {
+    /// A writer on `inner` whose every write completes within `limit` or fails with
+    /// [`io::ErrorKind::TimedOut`] (a peer that reads nothing, or too little to matter).
+    pub(crate) fn new(inner: TcpStream, keys: Option<Keys>, limit: Duration) -> Self {
         SecureWriter {
             inner,
             keys,
             nonce: 0,
             out: Vec::new(),
+            limit,
         }
     }
 }
 
-impl<W: Write> Write for SecureWriter<W> {
+impl Write for SecureWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let deadline = Instant::now() + self.limit;
         let Some(keys) = &self.keys else {
-            return self.inner.write(buf);
+            write_all_by(&self.inner, buf, deadline)?;
+            return Ok(buf.len());
         };
         if buf.is_empty() {
             return Ok(0);
         }
         self.out.clear();
         seal(keys, &mut self.nonce, buf, &mut self.out);
-        self.inner.write_all(&self.out)?;
+        write_all_by(&self.inner, &self.out, deadline)?;
         Ok(buf.len())
     }
 
@@ -489,13 +496,33 @@ impl<W: Write> Write for SecureWriter<W> {
     }
 }
 
+/// Writes all of `buf` by `deadline`, however slowly the peer reads: the socket's write
+/// timeout alone bounds each write call, and a peer whose receive window opens a little now
+/// and then would keep a long write going indefinitely.
+fn write_all_by(stream: &TcpStream, mut buf: &[u8], deadline: Instant) -> io::Result<()> {
+    while !buf.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match (&*stream).write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A writing half shared by several writers (the dealer's service and its chunk sinks), so
 /// that one nonce sequence serves them all.
 #[derive(Clone)]
-pub(crate) struct SharedWriter(Arc<std::sync::Mutex<SecureWriter<TcpStream>>>);
+pub(crate) struct SharedWriter(Arc<std::sync::Mutex<SecureWriter>>);
 
 impl SharedWriter {
-    pub(crate) fn new(w: SecureWriter<TcpStream>) -> Self {
+    pub(crate) fn new(w: SecureWriter) -> Self {
         SharedWriter(Arc::new(std::sync::Mutex::new(w)))
     }
 }
