@@ -108,6 +108,16 @@ enum Command {
         /// cache again in every call's Beaver products (the baseline).
         #[arg(long, value_enum, default_value = "cached")]
         kv_openings: KvOpenings,
+        /// FSS comparisons: `narrow` works each on the signed width the range analysis
+        /// proves its values fit (pass `narrow-comparisons`; fewer key, dealer and online
+        /// bytes); `full` compares on the whole 64-bit ring (the baseline).
+        #[arg(long, value_enum, default_value = "narrow")]
+        comparison_width: ComparisonWidth,
+        /// Declared bound on |w| for every weight entry, from which the comparisons'
+        /// widths are derived; recorded in the plan, and the runtime refuses a checkpoint
+        /// with a larger entry.
+        #[arg(long, value_name = "W", default_value_t = comet_compiler::range::DEFAULT_WEIGHT_BOUND)]
+        weight_bound: f64,
     },
     /// Pick each FFN's sparsity-predictor threshold on sample inputs to reach a target
     /// block recall, and report recall and sparsity per layer (docs/sparsity.md).
@@ -181,6 +191,13 @@ impl From<ComparisonArg> for Comparison {
     }
 }
 
+/// `--comparison-width`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ComparisonWidth {
+    Narrow,
+    Full,
+}
+
 /// `--kv-openings`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum KvOpenings {
@@ -233,6 +250,8 @@ fn main() -> ExitCode {
             approx,
             sparsity,
             kv_openings,
+            comparison_width,
+            weight_bound,
         } => {
             let opts = Options {
                 verify: verify || cfg!(debug_assertions),
@@ -241,6 +260,8 @@ fn main() -> ExitCode {
                 approx,
                 sparsity: sparsity.0,
                 cache_openings: kv_openings == KvOpenings::Cached,
+                narrow_comparisons: comparison_width == ComparisonWidth::Narrow,
+                weight_bound,
             };
             run_compile(&model, emit, output.as_deref(), &opts, timings)
         }

@@ -8,13 +8,13 @@ use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
     PIPELINE, approximate, cache_openings, cost, expand, fuse_selects, insert_conversions, lower,
-    schedule, sparsify,
+    narrow_comparisons, schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
 
-/// A pass over the IR.
-type Pass = fn(&mut Program);
+/// A pass over the IR (some capture the options).
+type Pass = dyn Fn(&mut Program);
 
 /// How to compile.
 #[derive(Debug, Clone)]
@@ -33,6 +33,12 @@ pub struct Options {
     /// Products with the KV cache open each cached row once, when it is written (pass
     /// `cache-openings`); `false`: every call re-opens the whole cache in Beaver products.
     pub cache_openings: bool,
+    /// FSS comparisons work on the widths the range analysis proves (pass
+    /// `narrow-comparisons`); `false`: every comparison on the whole 64-bit ring.
+    pub narrow_comparisons: bool,
+    /// The bound `|w| ≤ weight_bound` the range analysis assumes of every weight entry; the
+    /// plan records it and the runtime checks the checkpoint against it.
+    pub weight_bound: f64,
 }
 
 impl Default for Options {
@@ -44,6 +50,8 @@ impl Default for Options {
             approx: ApproxConfig::default(),
             sparsity: None,
             cache_openings: true,
+            narrow_comparisons: true,
+            weight_bound: crate::range::DEFAULT_WEIGHT_BOUND,
         }
     }
 }
@@ -107,21 +115,30 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         printed = after_pass("sparsify", &program, opts)?.or(printed);
     }
     let skip: fn(&mut Program) = |_| {};
-    let passes: [(&'static str, Pass); 7] = [
-        ("approximate", approximate::run),
-        ("expand", expand::run),
-        ("insert-conversions", insert_conversions::run),
-        ("fuse-selects", fuse_selects::run),
+    let narrow = |p: &mut Program| {
+        if opts.narrow_comparisons {
+            let range = crate::range::RangeOptions {
+                weight_bound: opts.weight_bound,
+            };
+            narrow_comparisons::run_with(p, &range);
+        }
+    };
+    let passes: [(&'static str, &Pass); 8] = [
+        ("approximate", &approximate::run),
+        ("expand", &expand::run),
+        ("insert-conversions", &insert_conversions::run),
+        ("fuse-selects", &fuse_selects::run),
         (
             "cache-openings",
             if opts.cache_openings {
-                cache_openings::run
+                &cache_openings::run
             } else {
-                skip
+                &skip
             },
         ),
-        ("schedule", schedule::run),
-        ("cost", cost::run),
+        ("narrow-comparisons", &narrow),
+        ("schedule", &schedule::run),
+        ("cost", &cost::run),
     ];
     for (name, pass) in passes {
         let start = Instant::now();

@@ -185,6 +185,11 @@ pub struct ProtocolOptions {
     /// Block-sparse FFNs (absent: dense).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparsity: Option<SparsityOptions>,
+    /// The bound `|w| ≤ weight_bound` on every weight entry that the plan's comparison
+    /// widths rest on (pass `narrow-comparisons`); the runtime refuses a checkpoint with a
+    /// larger entry. Absent: the plan assumes nothing of its weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_bound: Option<f64>,
 }
 
 /// A model's declarations, its graph and the analyses attached so far.

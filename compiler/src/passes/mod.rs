@@ -10,6 +10,7 @@ pub mod expand;
 pub mod fuse_selects;
 pub mod insert_conversions;
 pub mod lower;
+pub mod narrow_comparisons;
 pub mod schedule;
 pub mod sparsify;
 
@@ -22,6 +23,7 @@ pub const PIPELINE: &[&str] = &[
     "insert-conversions",
     "fuse-selects",
     "cache-openings",
+    "narrow-comparisons",
     "schedule",
     "cost",
 ];

@@ -116,6 +116,25 @@ pub enum ExecError {
         /// The shape given.
         actual: Vec<usize>,
     },
+    /// A weight has an entry beyond the bound the plan was compiled for: the plan's
+    /// comparison widths rest on it, so it would compare wrongly.
+    #[error(
+        "weight `{name}` (tensor `{tensor}`) has an entry {value} beyond the plan's declared \
+         weight bound |w| <= {bound}: compile the plan with `--weight-bound {suggested}` (or \
+         `--comparison-width full`)"
+    )]
+    WeightBound {
+        /// Its qualified name.
+        name: String,
+        /// Its checkpoint tensor.
+        tensor: String,
+        /// The offending entry.
+        value: f64,
+        /// The plan's bound.
+        bound: f64,
+        /// A bound that holds: the next power of two above the largest entry.
+        suggested: f64,
+    },
     /// The KV cache does not hold what this call expects.
     #[error("{at}: cache slot {slot}: {message}")]
     Cache {

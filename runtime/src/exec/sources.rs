@@ -94,6 +94,39 @@ pub fn weight<'a>(
     Ok(w)
 }
 
+/// Checks every entry of weight `name` against the bound the plan was compiled for
+/// ([`comet_ir::ProtocolOptions::weight_bound`]), if it declares one; a NaN is beyond any
+/// bound.
+///
+/// # Errors
+/// [`ExecError::WeightBound`] with the largest entry and a bound that holds.
+pub fn within_bound(program: &Program, name: &str, w: &ArrayD<f64>) -> Result<(), ExecError> {
+    let Some(bound) = program.options.weight_bound else {
+        return Ok(());
+    };
+    let worst = w.iter().fold(0f64, |m, x| match x.is_nan() {
+        true => f64::NAN,
+        false => m.max(x.abs()),
+    });
+    if worst <= bound {
+        return Ok(());
+    }
+    let value = *(w.iter())
+        .find(|x| x.is_nan() || x.abs() == worst)
+        .unwrap_or(&worst);
+    let tensor = program
+        .info
+        .weight(name)
+        .map_or(name, |i| i.tensor.as_str());
+    Err(ExecError::WeightBound {
+        name: name.into(),
+        tensor: tensor.into(),
+        value,
+        bound,
+        suggested: 2f64.powf(worst.log2().floor() + 1.0),
+    })
+}
+
 /// What `cache_read { slot }` (at `at`) reads: `None` at `past = 0` (a new sequence: the
 /// value is `[h, 0, k]` zeros, whatever the cache holds), else the slot's valid contents
 /// of the `expected` shape `[h, past, k]`.

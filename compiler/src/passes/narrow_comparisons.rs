@@ -1,0 +1,103 @@
+//! Pass `narrow-comparisons`: each FSS comparison works on the fewest bits its compared
+//! values need (issue 12, "comparisons on a reduced bit width").
+//!
+//! A DReLU at signed width m opens `x + r mod 2^m` (m bits per element instead of 64) and
+//! evaluates a DCF on its low m − 1 bits (m − 1 tree levels instead of 63): key bytes,
+//! dealer work, online bytes and the parties' AES work all shrink about as m/64. It is
+//! correct exactly when every compared value lies in `[−2^(m−1), 2^(m−1))` ring units
+//! ([`comet_ir::graph::Node::cmp_width`]); outside, the sign wraps and the comparison is
+//! silently wrong. So the width comes from the range analysis ([`crate::range`]), never
+//! from observed values:
+//!
+//! - the compared values: `x` for `drelu` and `sign_select`; `x − t` for each threshold of
+//!   a `compare`; the pairwise differences `a − b` of a `row_max` (`[lo − hi, hi − lo]`);
+//! - their real bound `B` at the largest call the plan is narrowed for ([`MAX_TOKENS`]
+//!   tokens processed and as many cached: interval bounds only grow with the sizes), in
+//!   ring units `B·2^f` at the operand's `f` fractional bits, plus [`ERROR_ULPS`] for the
+//!   fixed-point rounding the real-valued analysis does not see;
+//! - m = ⌈log2(that)⌉ + 2 (the sign, and one bit of margin), kept only when below 64.
+//!
+//! The analysis' bounds rest on two declarations, both checked: every weight within the
+//! plan's weight bound (`ProtocolOptions::weight_bound`, checked against the checkpoint
+//! when the runtime loads it), and every approximation recipe's input within the range
+//! the recipe assumes. A plan in which some recipe's assumption is not implied by the
+//! bounds ([`crate::range::RangeReport::violations`]) narrows nothing: its declared
+//! ranges, and so every bound downstream of them, would be unfounded. Comparisons inside
+//! a sparse FFN's masked region keep the whole ring (they run on gathered entries with
+//! material of their own).
+
+use crate::range::{RangeOptions, Ranges, analyse, range_report};
+use comet_ir::sparse::masked_nodes;
+use comet_ir::{Comparison, DimEnv, Elem, Interval, NodeId, Op, Program};
+
+/// The largest call a narrowed plan is sound for: this many tokens processed in one call,
+/// and as many already cached. Far beyond any model's context today; a call beyond it is
+/// refused by no one, so the bound is stated in the plan's docs.
+pub const MAX_TOKENS: u64 = 1 << 20;
+
+/// Ring units added to every bound for the fixed-point rounding errors the real-valued
+/// analysis does not model (each local truncation is off by at most one unit; a matmul
+/// sums its inputs' errors): 2^12 units, 1/16 at 16 fractional bits.
+pub const ERROR_ULPS: f64 = 4096.0;
+
+/// Runs the pass with the declared weight bound of `opts`.
+pub fn run_with(p: &mut Program, opts: &RangeOptions) {
+    if p.options.comparison != Comparison::Fss {
+        return;
+    }
+    let env = DimEnv {
+        seq: MAX_TOKENS,
+        past: MAX_TOKENS,
+    };
+    if !range_report(p, env, opts).violations.is_empty() {
+        return;
+    }
+    let ranges = analyse(p, env, opts);
+    let masked = masked_nodes(p);
+    let widths: Vec<(NodeId, u8)> = (p.graph.ids())
+        .filter(|id| !masked.contains_key(id))
+        .filter_map(|id| width(p, &ranges, id).map(|m| (id, m)))
+        .collect();
+    if !widths.is_empty() {
+        p.options.weight_bound = Some(opts.weight_bound);
+    }
+    for (id, m) in widths {
+        p.graph.node_mut(id).cmp_width = Some(m);
+    }
+}
+
+/// The signed width the comparisons of `id` need, if it compares and is below 64 bits.
+fn width(p: &Program, ranges: &Ranges, id: NodeId) -> Option<u8> {
+    let node = p.graph.node(id);
+    let x = *p.graph.operands(id).first()?;
+    let r = ranges.of(x);
+    let compared = match &node.op {
+        Op::Drelu | Op::SignSelect => r,
+        Op::Compare { thresholds } => {
+            let (tmin, tmax) = thresholds
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| {
+                    (a.min(*t), b.max(*t))
+                });
+            Interval::new(r.lo - tmax, r.hi - tmin)
+        }
+        Op::RowMax => Interval::new(r.lo - r.hi, r.hi - r.lo),
+        _ => return None,
+    };
+    let Elem::Fixed { scale } = p.graph.node(x).ty.elem else {
+        return None;
+    };
+    bits_for(compared, scale).filter(|&m| m < 64)
+}
+
+/// The signed width that holds every value of `v` at `scale` fractional bits, with the
+/// rounding allowance and one bit of margin; `None` when unbounded.
+pub fn bits_for(v: Interval, scale: u32) -> Option<u8> {
+    let bound = v.lo.abs().max(v.hi.abs());
+    if !bound.is_finite() {
+        return None;
+    }
+    let units = bound * 2f64.powi(scale as i32) + ERROR_ULPS;
+    let m = units.log2().ceil() + 2.0;
+    (m <= 64.0).then_some(m.max(2.0) as u8)
+}

@@ -1,0 +1,203 @@
+//! Pass `narrow-comparisons`: each FSS comparison gets the width the range analysis proves,
+//! from the plan's declared weight bound; the runtime refuses weights beyond that bound.
+//!
+//! The model: token ids (an index: no range to assume) → embedding (|e| ≤ B, the weight
+//! bound) → `h = e·w1` over d = 8 terms, so |h| ≤ 8·B² → ReLU. With B = 1/2 that is
+//! |h| ≤ 2: 2·2^16 ring units plus the pass's rounding allowance of 2^12 is below 2^18,
+//! so the ReLU's sign works at 18 + 2 = 20 bits (sign bit and one bit of margin).
+
+mod common;
+
+use comet_compiler::passes::narrow_comparisons::{ERROR_ULPS, MAX_TOKENS, bits_for};
+use comet_compiler::{Options, compile};
+use comet_ir::{DimEnv, Interval, Program};
+use comet_runtime::interp;
+use common::estimate;
+use ndarray::{ArrayD, IxDyn};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use std::collections::HashMap;
+
+const SOURCE: &str = "
+model tiny {
+  format ring = 64, frac = 16;
+  dim vocab = 16, d = 8, ff = 16;
+  dim seq;
+  input t: token[seq] from client;
+  weight e: [vocab, d] = \"e\";
+  weight w1: [d, ff] = \"w1\";
+  let h = relu(matmul(embed(t, e), w1));
+  output h to client;
+}
+";
+
+const BOUND: f64 = 0.5;
+
+fn plan(narrow: bool, weight_bound: f64) -> Program {
+    let opts = Options {
+        narrow_comparisons: narrow,
+        weight_bound,
+        ..Default::default()
+    };
+    compile(SOURCE, "tiny.model", &opts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program
+}
+
+/// The comparison widths of the plan, in plan order.
+fn widths(p: &Program) -> Vec<(String, Option<u8>)> {
+    (p.graph.ids())
+        .filter(|&id| comet_ir::graph::takes_cmp_width(&p.graph.node(id).op))
+        .map(|id| {
+            (
+                p.graph.node(id).op.name().to_string(),
+                p.graph.node(id).cmp_width,
+            )
+        })
+        .collect()
+}
+
+fn weights(seed: u64, scale: f64) -> HashMap<String, ArrayD<f64>> {
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    [("e", [16, 8]), ("w1", [8, 16])]
+        .into_iter()
+        .map(|(name, shape)| {
+            let v = ArrayD::from_shape_simple_fn(IxDyn(&shape), || {
+                (rng.random::<f64>() * 2.0 - 1.0) * scale
+            });
+            (name.to_string(), v)
+        })
+        .collect()
+}
+
+fn tokens(seq: usize, seed: u64) -> HashMap<String, ArrayD<f64>> {
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    let t = ArrayD::from_shape_simple_fn(IxDyn(&[seq]), || f64::from(rng.random_range(0..16u8)));
+    HashMap::from([("t".to_string(), t)])
+}
+
+#[test]
+fn the_relu_works_at_the_width_its_bound_proves() {
+    let narrow = plan(true, BOUND);
+    assert_eq!(widths(&narrow), [("sign_select".to_string(), Some(20))]);
+    assert_eq!(narrow.options.weight_bound, Some(BOUND));
+    // a bound 16 times larger: |h| ≤ 8·8² = 512, 2^25 + 2^12 units → 26 + 2 bits
+    assert_eq!(widths(&plan(true, 8.0)), [("sign_select".into(), Some(28))]);
+    let full = plan(false, BOUND);
+    assert_eq!(widths(&full), [("sign_select".into(), None)]);
+    assert_eq!(
+        full.options.weight_bound, None,
+        "assumes nothing of the weights"
+    );
+}
+
+#[test]
+fn a_narrowed_plan_measures_its_estimate_and_agrees_with_the_full_ring() {
+    let (narrow, full) = (plan(true, BOUND), plan(false, BOUND));
+    let w = weights(1, BOUND);
+    let mut a = interp::InProcess::new(&narrow, &w, 5);
+    let mut b = interp::InProcess::new(&full, &w, 5);
+    for (k, seq) in [5usize, 3].into_iter().enumerate() {
+        let env = DimEnv {
+            seq: seq as u64,
+            past: 0,
+        };
+        let t = tokens(seq, 20 + k as u64);
+        let (got, m) = a.call(&t, env).unwrap();
+        let (want, m64) = b.call(&t, env).unwrap();
+        let measured = |m: &interp::Measured| (m.online_bits, m.rounds, m.offline_bits);
+        assert_eq!(measured(&m), estimate(&narrow, env), "call {k}, narrowed");
+        assert_eq!(measured(&m64), estimate(&full, env), "call {k}, full ring");
+        // the ReLU is one `sign_select` with y = x: it opens x + r on the whole ring either
+        // way (its output needs it), so only its key, and the dealer's bytes, shrink
+        assert_eq!(m.online_bits, m64.online_bits, "call {k}");
+        assert!(m.offline_bits < m64.offline_bits, "call {k}");
+        eprintln!(
+            "call {k}: dealer {} / {} bits narrowed / full",
+            m.offline_bits, m64.offline_bits
+        );
+        let worst = (got["h"].iter().zip(&want["h"]))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f64, f64::max);
+        assert!(worst < 1e-3, "call {k}: |narrow − full| = {worst}");
+    }
+}
+
+#[test]
+fn weights_beyond_the_plans_bound_are_refused() {
+    let narrow = plan(true, BOUND);
+    let mut w = weights(2, BOUND);
+    w.get_mut("w1").unwrap()[[3, 7]] = -0.75;
+    let mut s = interp::InProcess::new(&narrow, &w, 5);
+    let e = s
+        .call(&tokens(4, 1), DimEnv { seq: 4, past: 0 })
+        .unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("weight `w1` (tensor `w1`) has an entry -0.75 beyond the plan's declared weight bound |w| <= 0.5")
+            && e.contains("--weight-bound 1"),
+        "{e}"
+    );
+    // the full-ring plan assumes nothing: the same weights run
+    let full = plan(false, BOUND);
+    let mut s = interp::InProcess::new(&full, &w, 5);
+    s.call(&tokens(4, 1), DimEnv { seq: 4, past: 0 }).unwrap();
+}
+
+#[test]
+fn widths_hold_the_bound_with_margin() {
+    // 1.0 at 16 fractional bits: 2^16 + 2^12 units → 17 bits → 19 with sign and margin
+    assert_eq!(bits_for(Interval::new(-1.0, 0.5), 16), Some(19));
+    assert_eq!(
+        bits_for(Interval::new(0.0, 0.0), 16),
+        Some(14),
+        "the allowance alone"
+    );
+    assert_eq!(bits_for(Interval::UNBOUNDED, 16), None);
+    assert_eq!(
+        bits_for(Interval::new(-1e15, 1.0), 16),
+        None,
+        "beyond the ring"
+    );
+    // every value in the interval, with the allowance, fits the signed width
+    for (b, f) in [(3.7, 16u32), (1000.0, 12), (0.001, 20)] {
+        let m = bits_for(Interval::symmetric(b), f).unwrap();
+        assert!(b * 2f64.powi(f as i32) + ERROR_ULPS < 2f64.powi(i32::from(m) - 1));
+    }
+}
+
+/// A plan narrows nothing while some recipe's assumed input range is not implied by the
+/// bounds (its declared ranges, and every bound downstream of them, would be unfounded):
+/// checked on every shipped example at the pass's own call size.
+#[test]
+fn plans_with_violated_assumptions_narrow_nothing() {
+    let env = DimEnv {
+        seq: MAX_TOKENS,
+        past: MAX_TOKENS,
+    };
+    let mut violated = 0;
+    for name in ["gpt2", "glassllm", "smollm-135m", "opt-1.3b", "bert-base", "llama2-7b"] {
+        let path = format!("{}/examples/{name}.model", env!("CARGO_MANIFEST_DIR"));
+        let Ok(src) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let p = compile(&src, &path, &Options::default()).unwrap().program;
+        let full = compile(
+            &src,
+            &path,
+            &Options {
+                narrow_comparisons: false,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .program;
+        let report = comet_compiler::range::range_report(&full, env, &Default::default());
+        if !report.violations.is_empty() {
+            violated += 1;
+            assert!(widths(&p).iter().all(|(_, w)| w.is_none()), "{name}");
+            assert_eq!(p.options.weight_bound, None, "{name}");
+        }
+    }
+    eprintln!("{violated} example plans with violated assumptions");
+}
