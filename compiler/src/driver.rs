@@ -14,7 +14,7 @@ use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, 
 use std::time::{Duration, Instant};
 
 /// A pass over the IR (some capture the options).
-type Pass = dyn Fn(&mut Program);
+type Pass<'a> = dyn Fn(&mut Program) + 'a;
 
 /// How to compile.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
             narrow_comparisons::run_with(p, &range);
         }
     };
-    let passes: [(&'static str, &Pass); 8] = [
+    let passes: [(&'static str, &Pass<'_>); 8] = [
         ("approximate", &approximate::run),
         ("expand", &expand::run),
         ("insert-conversions", &insert_conversions::run),
