@@ -83,15 +83,7 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
     let party = args.party.expect("checked by the caller");
     if party == 1 {
         // before anything else: no file read, no connection, no material used
-        let accepted = comet_ir::exposure::check_client(program, args.accept_leakage)
-            .map_err(|e| format!("party 1: {e}"))?;
-        if accepted.masks > 0 {
-            eprintln!(
-                "party 1: the plan opens {} permuted block masks of sparse FFNs to the server, \
-                 {} bits per token in all (--accept-leakage {})",
-                accepted.masks, accepted.bits_per_token, args.accept_leakage
-            );
-        }
+        crate::run::check_reveal_policy(program, args.accept_leakage, "party 1")?;
     }
     let digest = plan_digest(program);
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), Some(usize::from(party)))
@@ -338,15 +330,13 @@ fn check_calls(
 }
 
 /// The largest message the peer may send in a setup exchange and in a round of the call
-/// at `env`, from the plan: a setup exchange is one chunk of `W − B` (the shuffles of a
-/// sparse plan are not bounded below the general cap yet); no round carries more than the
-/// call's online bytes (the dense estimate: every block active).
+/// at `env`, from the plan: a setup exchange is one chunk of `W − B` or, in a sparse plan,
+/// one of the two block-shuffle exchanges (every permuted operand at once); no round
+/// carries more than the call's online bytes (the dense estimate: every block active).
 fn message_caps(program: &Program, env: DimEnv) -> (u64, u64) {
     let chunk = RunOptions::default().chunk_bytes as u64;
-    let setup = match &program.options.sparsity {
-        None => chunk,
-        Some(_) => u64::MAX,
-    };
+    // the weights' `W − B` in chunks, and a sparse plan's two shuffle exchanges
+    let setup = chunk.max(comet_runtime::interp::shuffle_setup_bytes(program));
     let all: Vec<u64> = match &program.options.sparsity {
         None => Vec::new(),
         Some(s) => s.ffns.iter().map(|f| f.blocks * env.seq).collect(),

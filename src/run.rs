@@ -154,8 +154,30 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
 /// What a generation produced: tokens, per-call figures, the tokenizer, how it ran.
 pub type Generated = (Vec<u64>, Vec<Call>, Option<Tokenizer>, RunInfo);
 
+/// The client's reveal policy (`--accept-leakage`): refuses a plan that opens more of the
+/// client's input to the server than accepted, and says what an accepted sparse plan
+/// opens. `who` names the client in messages (`party 1`, or the in-process run, which
+/// holds the client's role too and checks the same plan the same way).
+pub fn check_reveal_policy(
+    program: &Program,
+    accept: comet_ir::exposure::AcceptLeakage,
+    who: &str,
+) -> Result<(), String> {
+    let accepted =
+        comet_ir::exposure::check_client(program, accept).map_err(|e| format!("{who}: {e}"))?;
+    if accepted.masks > 0 {
+        eprintln!(
+            "{who}: the plan opens {} permuted block masks of sparse FFNs to the server, {} \
+             bits per token in all (--accept-leakage {accept})",
+            accepted.masks, accepted.bits_per_token
+        );
+    }
+    Ok(())
+}
+
 /// Generates with both parties in this process.
 pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String> {
+    check_reveal_policy(program, args.accept_leakage, "the client (in process)")?;
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), None)?;
     let weights = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
     let tokenizer = tokenizer(args)?;

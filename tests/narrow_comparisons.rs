@@ -176,7 +176,14 @@ fn plans_with_violated_assumptions_narrow_nothing() {
         past: MAX_TOKENS,
     };
     let mut violated = 0;
-    for name in ["gpt2", "glassllm", "smollm-135m", "opt-1.3b", "bert-base", "llama2-7b"] {
+    for name in [
+        "gpt2",
+        "glassllm",
+        "smollm-135m",
+        "opt-1.3b",
+        "bert-base",
+        "llama2-7b",
+    ] {
         let path = format!("{}/examples/{name}.model", env!("CARGO_MANIFEST_DIR"));
         let Ok(src) = std::fs::read_to_string(&path) else {
             continue;

@@ -212,6 +212,8 @@ fn a_predictor_that_does_not_fit_the_plan_is_a_clear_error() {
             "41,69",
             "--generate",
             "1",
+            "--accept-leakage",
+            "sparse-masks",
         ];
         if let Some(p) = pred {
             args.extend(["--predictor", p.to_str().unwrap()]);

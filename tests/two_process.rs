@@ -99,21 +99,72 @@ fn two_processes_with_gmw_comparisons() {
     two_processes(&plan, "two-process-gmw");
 }
 
+/// A sparse plan (block-sparse FFNs, a predictor calibrated to recall 1) over TCP: the
+/// setup's two block-shuffle exchanges pass the setup cap the plan derives for them (each
+/// carries every permuted operand at once, far above one weight chunk), and the tokens
+/// are the reference's.
+#[test]
+fn two_processes_with_sparse_ffns() {
+    let plan = temp_path("two-process-sparse.plan");
+    let out = comet(&[
+        "compile",
+        "examples/glassllm.model",
+        "--sparsity",
+        "ffn:block=16",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pred = temp_path("two-process-sparse.pred");
+    let out = comet(&[
+        "calibrate",
+        "examples/glassllm.model",
+        "--weights",
+        "models/glassllm-en/model.safetensors",
+        "--score",
+        "sum",
+        "--recall",
+        "1.0",
+        "--sparsity",
+        "0.3",
+        "--samples",
+        "4",
+        "--out",
+        pred.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pred = pred.to_str().unwrap().to_string();
+    with_extra(
+        &plan,
+        "two-process-sparse",
+        &["--predictor", &pred],
+        &["--accept-leakage", "sparse-masks"],
+    );
+}
+
 fn two_processes(plan: &Path, session: &str) {
+    with_extra(plan, session, &[], &[]);
+}
+
+fn with_extra(plan: &Path, session: &str, server_extra: &[&str], client_extra: &[&str]) {
     let plan = plan.to_path_buf();
     let dir = deal(&plan, session, "6", "3");
     let addr = free_port();
-    let s = server(&plan, &dir.join("party0.mat"), &addr, &[]);
+    let s = server(&plan, &dir.join("party0.mat"), &addr, server_extra);
     let c = client(
         &plan,
         &dir.join("party1.mat"),
         &addr,
         &[
-            "--prompt-ids",
-            PROMPT,
-            "--tokenizer",
-            "models/glassllm-en/tokenizer.json",
-        ],
+            &[
+                "--prompt-ids",
+                PROMPT,
+                "--tokenizer",
+                "models/glassllm-en/tokenizer.json",
+            ][..],
+            client_extra,
+        ]
+        .concat(),
     );
     let (c, s) = (
         wait(c, Duration::from_secs(300)),
@@ -136,7 +187,7 @@ fn two_processes(plan: &Path, session: &str) {
         &plan,
         &dir.join("party1.mat"),
         &free_port(),
-        &["--prompt-ids", PROMPT],
+        &[&["--prompt-ids", PROMPT][..], client_extra].concat(),
     );
     let again = wait(again, Duration::from_secs(30));
     assert_eq!(again.status.code(), Some(1));
@@ -547,4 +598,34 @@ fn the_client_refuses_a_plan_that_reveals_its_input_to_the_server() {
     );
     assert!(!err.contains("refuses"), "{err}");
     unused(&sparse, &material, 1).expect("no connection: the material stays unused");
+}
+
+/// The same policy in one process: `comet run` without `--party` holds the client's role
+/// and refuses the revealing plan before reading the checkpoint.
+#[test]
+fn an_in_process_run_applies_the_clients_reveal_policy() {
+    let original =
+        comet_runtime::load_plan(&std::fs::read_to_string(glassllm_plan()).unwrap()).unwrap();
+    let edited = common::with_extra_reveal_to_server(original);
+    let plan = temp_path("in-process-extra-reveal.plan");
+    std::fs::write(&plan, comet_ir::plan::write_plan_json(&edited).unwrap()).unwrap();
+    let out = comet(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--weights",
+        "no-such-checkpoint.safetensors",
+        "--prompt-ids",
+        PROMPT,
+        "--generate",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "the client (in process): the plan opens more of the client's input to the server \
+             than --accept-leakage none allows"
+        ) && !err.contains("no-such-checkpoint"),
+        "{err}"
+    );
 }

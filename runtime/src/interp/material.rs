@@ -298,6 +298,20 @@ pub(crate) fn shuffle_view(program: &Program, id: NodeId) -> (usize, usize) {
     (rows, shape.iter().product::<usize>() / rows.max(1))
 }
 
+/// Bytes of the largest setup message of a sparse plan's block shuffles: each of the two
+/// shuffle exchanges carries every `block_permute` operand at once, one ring element per
+/// entry (`interp::setup`); 0 for a plan without shuffles. A party caps its peer's setup
+/// messages with it (and the weights' chunk size), rather than with the general cap.
+pub fn shuffle_setup_bytes(program: &Program) -> u64 {
+    (program.graph.ids())
+        .filter(|&id| matches!(program.graph.node(id).op, Op::BlockPermute { .. }))
+        .map(|id| {
+            let (rows, k) = shuffle_view(program, id);
+            8 * (rows as u64) * (k as u64)
+        })
+        .sum()
+}
+
 /// The fixed operand of product `id` (protocol `proto`): the right one of a block-sparse
 /// product, else whichever operand is fixed.
 pub(crate) fn fixed_operand_of(

@@ -51,6 +51,7 @@ use crate::transport::ChannelError;
 
 pub use party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
 
+pub use material::shuffle_setup_bytes;
 pub use plan::ExecPlan;
 pub use session::{
     DealtFiles, InProcess, Outputs, RemoteParty, deal_call, deal_session, deal_to_files,
