@@ -5,11 +5,10 @@
 //! decode to a value or an error, never a panic, and no decoder may reserve more than its
 //! caps allow.
 
-use std::io::Cursor;
-
 use comet_ir::{DimEnv, Party};
 
-use crate::dealer::wire::{self, CallRequest, Grant, HELLO_BYTES, PartyHello};
+use crate::dealer::wire::{self, CallRequest, Grant, PartyHello};
+use crate::fuzz_entry;
 use crate::transport::Hello;
 use crate::transport::Phase;
 use crate::transport::frame;
@@ -121,16 +120,8 @@ fn frames_of_every_phase_decode_or_fail_cleanly() {
     .into_iter()
     .flat_map(|p| [framed(p, &payload, 64), framed(p, &payload[..10], 64)])
     .collect();
-    // caps as a channel sets them: frames of 64 bytes, messages of 256
-    let ok = fuzz(20_000, 1, &seeds, |bytes| {
-        match frame::read_message(&mut Cursor::new(bytes), 64, 256) {
-            Ok(m) => {
-                assert!(m.payload.len() <= 256);
-                true
-            }
-            Err(_) => false,
-        }
-    });
+    // caps as a channel sets them: frames of 64 bytes, messages of 256 (fuzz_entry)
+    let ok = fuzz(20_000, 1, &seeds, fuzz_entry::frames);
     eprintln!("fuzz frames: 20000 inputs, {ok} decoded, 0 panics");
 }
 
@@ -139,7 +130,7 @@ fn hellos_decode_or_fail_cleanly() {
     let seeds: Vec<Vec<u8>> = [Party::Server, Party::Client]
         .map(|p| Hello::new(p, [7; 32], [9; 32]).encode())
         .to_vec();
-    let ok = fuzz(20_000, 2, &seeds, |b| Hello::decode(b).is_ok());
+    let ok = fuzz(20_000, 2, &seeds, fuzz_entry::party_hello);
     eprintln!("fuzz party hellos: 20000 inputs, {ok} decoded, 0 panics");
     let seeds = vec![
         PartyHello {
@@ -149,12 +140,7 @@ fn hellos_decode_or_fail_cleanly() {
         .encode()
         .to_vec(),
     ];
-    let ok = fuzz(20_000, 3, &seeds, |b| {
-        let Ok(exact) = <[u8; HELLO_BYTES]>::try_from(b) else {
-            return false; // read with its exact size: a shorter or longer one never decodes
-        };
-        PartyHello::decode(&exact).is_ok()
-    });
+    let ok = fuzz(20_000, 3, &seeds, fuzz_entry::dealer_hello);
     eprintln!("fuzz dealer hellos: 20000 inputs, {ok} decoded, 0 panics");
 }
 
@@ -167,14 +153,7 @@ fn dealer_messages_decode_or_fail_cleanly() {
         env: DimEnv { seq: 1, past: 6 },
     };
     let seeds = vec![request.encode().to_vec()];
-    let ok = fuzz(20_000, 4, &seeds, |b| {
-        let mut r = Cursor::new(b);
-        let mut any = false;
-        while let Ok(Some(_)) = wire::read_request(&mut r) {
-            any = true;
-        }
-        any
-    });
+    let ok = fuzz(20_000, 4, &seeds, fuzz_entry::call_requests);
     eprintln!("fuzz call requests: 20000 inputs, {ok} decoded, 0 panics");
 
     // dealer → party: a whole session's stream
@@ -191,21 +170,6 @@ fn dealer_messages_decode_or_fail_cleanly() {
     wire::write_end(&mut stream, 0, 40).unwrap();
     let mut refused = Vec::new();
     wire::write_refused(&mut refused, "session stopped: a reason").unwrap();
-    let ok = fuzz(20_000, 5, &[stream, refused], |b| {
-        let mut r = Cursor::new(b);
-        let mut any = false;
-        loop {
-            match wire::read_from_dealer(&mut r) {
-                Ok(wire::FromDealer::Chunk(n)) => {
-                    // the chunk's body follows its header: skip it as the party reads it
-                    let at = r.position().saturating_add(u64::from(n));
-                    r.set_position(at);
-                    any = true;
-                }
-                Ok(_) => any = true,
-                Err(_) => return any,
-            }
-        }
-    });
+    let ok = fuzz(20_000, 5, &[stream, refused], fuzz_entry::dealer_stream);
     eprintln!("fuzz dealer streams: 20000 inputs, {ok} with a decoded message, 0 panics");
 }

@@ -30,6 +30,9 @@ pub mod tokenizer;
 pub mod transport;
 pub mod weights;
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz_entry;
 #[cfg(test)]
 mod fuzz_tests;
 #[cfg(test)]
