@@ -4,7 +4,9 @@
 //! offline bits are what the dealer sends; a DReLU key is 12,288 bits per element and
 //! party (a 63-bit DCF with a Z_2^64 payload: 63·(128 + 64) + 126 control bits rounded to
 //! 16 bytes, + 64: 1,536 bytes). Every expected figure is derived in a comment from those
-//! formulas, not read off the compiler.
+//! formulas, not read off the compiler. Comparisons work on the whole ring here
+//! (`narrow_comparisons: false`): the widths the range analysis proves, and their
+//! savings, are derived in `tests/narrow_comparisons.rs`.
 
 use comet_compiler::{Options, compile};
 use comet_ir::poly::Poly;
@@ -21,6 +23,7 @@ fn plan_with(src: &str, comparison: Comparison, cache_openings: bool) -> Program
         verify: true,
         comparison,
         cache_openings,
+        narrow_comparisons: false,
         ..Default::default()
     };
     match compile(src, "test.model", &opts) {

@@ -208,3 +208,31 @@ fn plans_with_violated_assumptions_narrow_nothing() {
     }
     eprintln!("{violated} example plans with violated assumptions");
 }
+
+/// One softmax row (`tests/costs.rs`, `one_softmax_row`, derived there at full width):
+/// the scores come from an unbounded client input, so the row maximum and the exp's clip
+/// keep the whole ring. The reciprocal's clip compares `1 − 2z` with z the row sum of 8
+/// exps, each in [0, 1]: |1 − 2z| ≤ 15, and 15·2^16 + 2^12 = 987,136 < 2^20, so it works at
+/// 20 + 2 = 22 bits. Saved: 2·(64 − 22) = 84 online bits (each party opens 22 bits, not 64)
+/// and 2·(12,288 − 4,144) = 16,288 dealer bits (a DCF on 21 bits: 8·(24·21 + ⌈42/8⌉ + 8) =
+/// 4,144 bits per party).
+#[test]
+fn a_softmax_row_narrows_its_reciprocals_clip_only() {
+    let src = "model m { dim seq, past; input x: fixed[seq, 4] from client; weight w: [4, 8];
+        output p = softmax(matmul(x, w)) to client; }";
+    let opts = |narrow| Options {
+        narrow_comparisons: narrow,
+        ..Default::default()
+    };
+    let narrow = compile(src, "row.model", &opts(true)).unwrap().program;
+    let full = compile(src, "row.model", &opts(false)).unwrap().program;
+    let narrowed: Vec<u8> = (narrow.graph.ids())
+        .filter_map(|id| narrow.graph.node(id).cmp_width)
+        .collect();
+    assert_eq!(narrowed, [22]);
+    let env = DimEnv { seq: 1, past: 0 };
+    let (a, b) = (estimate(&narrow, env), estimate(&full, env));
+    assert_eq!(b.0 - a.0, 84, "online bits");
+    assert_eq!(b.1, a.1, "rounds");
+    assert_eq!(b.2 - a.2, 16_288, "dealer bits");
+}
