@@ -344,13 +344,26 @@ fn render(p: &Program, emit: Emit) -> Result<String, Failure> {
 
 fn write_out(output: Option<&Path>, text: &str) -> Result<(), Failure> {
     match output {
-        Some(path) => std::fs::write(path, text)
+        Some(path) => write_atomically(path, text)
             .map_err(|e| Failure(format!("error: cannot write `{}`: {e}", path.display()))),
         None => {
             print!("{text}");
             Ok(())
         }
     }
+}
+
+/// Writes `text` to a fresh file beside `path`, then renames it over `path`: a reader of
+/// `path` (a party loading the plan while it is compiled again) sees the old file or the
+/// new one, never a partial one.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.partial", std::process::id()));
+    let partial = path.with_file_name(name);
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })
 }
 
 fn load_plan(plan: &Path) -> Result<Program, Failure> {

@@ -4,7 +4,9 @@
 //! The model: token ids (an index: no range to assume) → embedding (|e| ≤ B, the weight
 //! bound) → `h = e·w1` over d = 8 terms, so |h| ≤ 8·B² → ReLU. With B = 1/2 that is
 //! |h| ≤ 2: 2·2^16 ring units plus the pass's rounding allowance of 2^12 is below 2^18,
-//! so the ReLU's sign works at 18 + 2 = 20 bits (sign bit and one bit of margin).
+//! so the ReLU's sign needs 18 + 2 = 20 bits (sign bit and one bit of margin), rounded up
+//! to whole bytes: 24 (the runtime packs opened values into bytes; the cost model counts
+//! n·m bits).
 
 mod common;
 
@@ -79,10 +81,10 @@ fn tokens(seq: usize, seed: u64) -> HashMap<String, ArrayD<f64>> {
 #[test]
 fn the_relu_works_at_the_width_its_bound_proves() {
     let narrow = plan(true, BOUND);
-    assert_eq!(widths(&narrow), [("sign_select".to_string(), Some(20))]);
+    assert_eq!(widths(&narrow), [("sign_select".to_string(), Some(24))]);
     assert_eq!(narrow.options.weight_bound, Some(BOUND));
-    // a bound 16 times larger: |h| ≤ 8·8² = 512, 2^25 + 2^12 units → 26 + 2 bits
-    assert_eq!(widths(&plan(true, 8.0)), [("sign_select".into(), Some(28))]);
+    // a bound 16 times larger: |h| ≤ 8·8² = 512, 2^25 + 2^12 units → 26 + 2 = 28 → 32 bits
+    assert_eq!(widths(&plan(true, 8.0)), [("sign_select".into(), Some(32))]);
     let full = plan(false, BOUND);
     assert_eq!(widths(&full), [("sign_select".into(), None)]);
     assert_eq!(
@@ -147,10 +149,15 @@ fn weights_beyond_the_plans_bound_are_refused() {
 #[test]
 fn widths_hold_the_bound_with_margin() {
     // 1.0 at 16 fractional bits: 2^16 + 2^12 units → 17 bits → 19 with sign and margin
-    assert_eq!(bits_for(Interval::new(-1.0, 0.5), 16), Some(19));
+    // → 24 in whole bytes
+    assert_eq!(bits_for(Interval::new(-1.0, 0.5), 16), Some(24));
+    // 63.9·2^16 + 2^12 < 2^22: 22 + 2 = 24, already whole bytes; 64·2^16 + 2^12 > 2^22:
+    // 23 + 2 = 25 → 32
+    assert_eq!(bits_for(Interval::new(-63.9, 0.0), 16), Some(24));
+    assert_eq!(bits_for(Interval::new(-64.0, 0.0), 16), Some(32));
     assert_eq!(
         bits_for(Interval::new(0.0, 0.0), 16),
-        Some(14),
+        Some(16),
         "the allowance alone"
     );
     assert_eq!(bits_for(Interval::UNBOUNDED, 16), None);
@@ -212,10 +219,10 @@ fn plans_with_violated_assumptions_narrow_nothing() {
 /// One softmax row (`tests/costs.rs`, `one_softmax_row`, derived there at full width):
 /// the scores come from an unbounded client input, so the row maximum and the exp's clip
 /// keep the whole ring. The reciprocal's clip compares `1 − 2z` with z the row sum of 8
-/// exps, each in [0, 1]: |1 − 2z| ≤ 15, and 15·2^16 + 2^12 = 987,136 < 2^20, so it works at
-/// 20 + 2 = 22 bits. Saved: 2·(64 − 22) = 84 online bits (each party opens 22 bits, not 64)
-/// and 2·(12,288 − 4,144) = 16,288 dealer bits (a DCF on 21 bits: 8·(24·21 + ⌈42/8⌉ + 8) =
-/// 4,144 bits per party).
+/// exps, each in [0, 1]: |1 − 2z| ≤ 15, and 15·2^16 + 2^12 = 987,136 < 2^20, so it needs
+/// 20 + 2 = 22 bits, 24 in whole bytes. Saved: 2·(64 − 24) = 80 online bits (each party
+/// opens 24 bits, not 64) and 2·(12,288 − 4,528) = 15,520 dealer bits (a DCF on 23 bits:
+/// 8·(24·23 + ⌈46/8⌉ + 8) = 4,528 bits per party).
 #[test]
 fn a_softmax_row_narrows_its_reciprocals_clip_only() {
     let src = "model m { dim seq, past; input x: fixed[seq, 4] from client; weight w: [4, 8];
@@ -229,10 +236,10 @@ fn a_softmax_row_narrows_its_reciprocals_clip_only() {
     let narrowed: Vec<u8> = (narrow.graph.ids())
         .filter_map(|id| narrow.graph.node(id).cmp_width)
         .collect();
-    assert_eq!(narrowed, [22]);
+    assert_eq!(narrowed, [24]);
     let env = DimEnv { seq: 1, past: 0 };
     let (a, b) = (estimate(&narrow, env), estimate(&full, env));
-    assert_eq!(b.0 - a.0, 84, "online bits");
+    assert_eq!(b.0 - a.0, 80, "online bits");
     assert_eq!(b.1, a.1, "rounds");
-    assert_eq!(b.2 - a.2, 16_288, "dealer bits");
+    assert_eq!(b.2 - a.2, 15_520, "dealer bits");
 }

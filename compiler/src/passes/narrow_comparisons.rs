@@ -15,7 +15,10 @@
 //!   tokens processed and as many cached: interval bounds only grow with the sizes), in
 //!   ring units `B·2^f` at the operand's `f` fractional bits, plus [`ERROR_ULPS`] for the
 //!   fixed-point rounding the real-valued analysis does not see;
-//! - m = ⌈log2(that)⌉ + 2 (the sign, and one bit of margin), kept only when below 64.
+//! - m = ⌈log2(that)⌉ + 2 (the sign, and one bit of margin), rounded up to whole bytes
+//!   (the runtime packs each party's opened values into bytes per node, and the cost model
+//!   counts n·m bits for a symbolic n: equal only when m is a multiple of 8), kept only when
+//!   below 64.
 //!
 //! The analysis' bounds rest on two declarations, both checked: every weight within the
 //! plan's weight bound (`ProtocolOptions::weight_bound`, checked against the checkpoint
@@ -91,13 +94,14 @@ fn width(p: &Program, ranges: &Ranges, id: NodeId) -> Option<u8> {
 }
 
 /// The signed width that holds every value of `v` at `scale` fractional bits, with the
-/// rounding allowance and one bit of margin; `None` when unbounded.
+/// rounding allowance and one bit of margin, in whole bytes; `None` when unbounded.
 pub fn bits_for(v: Interval, scale: u32) -> Option<u8> {
     let bound = v.lo.abs().max(v.hi.abs());
     if !bound.is_finite() {
         return None;
     }
     let units = bound * 2f64.powi(scale as i32) + ERROR_ULPS;
-    let m = units.log2().ceil() + 2.0;
-    (m <= 64.0).then_some(m.max(2.0) as u8)
+    let m = (units.log2().ceil() + 2.0).max(8.0);
+    let m = 8.0 * (m / 8.0).ceil();
+    (m <= 64.0).then_some(m as u8)
 }
