@@ -58,6 +58,7 @@ pub mod memory;
 pub mod net;
 mod render;
 mod report;
+pub mod svg;
 pub mod units;
 
 #[cfg(test)]
@@ -70,6 +71,7 @@ pub use report::{
     AmountRatios, Amounts, CallReport, CompareReport, DEFAULT_COMPUTE_RATE, InspectOptions,
     Latency, Ratios, Report, Row, Settings, Totals, compare, ratio, report,
 };
+pub use svg::{svg, svg_compare};
 
 /// The long help of `comet inspect`.
 pub const ABOUT: &str = "\
@@ -143,4 +145,7 @@ pub enum InspectError {
     /// An option is out of range.
     #[error("{0}")]
     Options(String),
+    /// Drawing the SVG plot failed.
+    #[error("cannot draw the SVG plot: {0}")]
+    Svg(String),
 }
