@@ -72,7 +72,7 @@ fn parse(path: &Path) -> Svg {
 }
 
 /// Checks one plan's panels in `svg` against its report `r`; `colour` is its series
-/// colour; `expected_titles` is the number of blocks drawn.
+/// colour; `legend`: its swatches in a legend (1 with --compare).
 fn check_panels(svg: &Svg, r: &Value, colour: &str, legend: usize) {
     let mut expected_bars = Vec::new();
     for (call, c) in calls(r) {
@@ -206,4 +206,25 @@ fn svg_errors_are_clear() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn svg_of_an_encoder_has_only_the_prefill() {
+    let plan = temp_path("svg-bert.plan");
+    let out = comet(&[
+        "compile",
+        "examples/bert-base.model",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = plan.to_str().unwrap();
+    let svg_path = temp_path("svg-bert.svg");
+    let _ = std::fs::remove_file(&svg_path);
+    let args = ["inspect", p, "--prompt", "16", "--generate", "4", "--json"];
+    let r = report(&[&args[..], &["--svg", svg_path.to_str().unwrap()]].concat());
+    assert!(r["last_decode"].is_null(), "an encoder runs as one call");
+    let svg = parse(&svg_path);
+    check_panels(&svg, &r, &series_fill(0), 0);
+    assert!(!svg.texts.iter().any(|t| t.starts_with("last decode step")));
 }
