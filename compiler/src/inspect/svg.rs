@@ -141,7 +141,7 @@ pub fn svg_compare(c: &CompareReport) -> Result<String, InspectError> {
 const PANEL_W: u32 = 640;
 const NAME_W: u32 = 170;
 const VALUE_W: u32 = 80;
-const ROW_H: u32 = 18;
+const ROW_H: u32 = 20;
 const PANEL_HEAD: u32 = 34;
 const PANEL_FOOT: u32 = 26;
 const TOP: u32 = 64;
@@ -295,7 +295,7 @@ fn panel(
         .fold(0.0, f64::max);
     let x_max = if max > 0.0 { max } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 14))
+        .caption(title, (FONT, 17))
         .margin_left(NAME_W)
         .margin_right(VALUE_W)
         .margin_top(4)
@@ -307,16 +307,16 @@ fn panel(
         .disable_y_axis()
         .light_line_style(TRANSPARENT)
         .x_labels(4)
-        .x_label_style((FONT, 10))
+        .x_label_style((FONT, 12))
         .x_label_formatter(&|v| match m {
             Metric::Rounds => format!("{v:.0}"),
             _ => units::bytes(*v),
         })
         .draw()?;
-    let name_style = (FONT, 12)
+    let name_style = (FONT, 15)
         .into_text_style(root)
         .pos(Pos::new(HPos::Right, VPos::Center));
-    let value_style = (FONT, 10)
+    let value_style = (FONT, 12)
         .into_text_style(root)
         .pos(Pos::new(HPos::Left, VPos::Center));
     let band = 0.8 / series as f64;
