@@ -43,7 +43,7 @@
 //! `±weight_bound`; the first truncation at risk and the worst ones; recipe inputs outside
 //! their assumed range and unmodelled ops, which void the bound.
 //!
-//! **Plots** ([`svg`], `comet inspect --svg FILE`): the per-layer and per-op-kind online
+//! **Plots** ([`mod@svg`], `comet inspect --svg FILE`): the per-layer and per-op-kind online
 //! bytes, rounds and dealer bytes of the prefill and the last decode step as horizontal bar
 //! charts in one SVG file; with `--compare`, both plans' bars side by side.
 //!
