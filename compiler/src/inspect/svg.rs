@@ -30,6 +30,10 @@ pub const OTHER_COLOUR: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 
 /// The fill of series `k` (0: this plan, 1: the compared one) as the SVG writes it:
 /// `#1F77B4`.
+///
+/// # Panics
+///
+/// If `k` is above 1 (a plot has at most two plans).
 pub fn series_fill(k: usize) -> String {
     let c = [THIS_COLOUR, OTHER_COLOUR][k];
     format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
