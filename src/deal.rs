@@ -6,15 +6,13 @@
 //! The files are created with mode 0600 and never overwrite existing ones.
 
 use clap::Args;
-use comet_runtime::interp::deal_to_files;
-use rand::Rng;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::generate::{call_sizes, estimate};
 use crate::progress::Bars;
 use crate::report::bytes;
-use crate::run::load_plan;
+use crate::run::{deal_files, load_plan};
 
 /// Arguments of `comet deal`.
 #[derive(Args)]
@@ -40,33 +38,18 @@ pub struct DealArgs {
 /// Runs the command.
 pub fn run(args: &DealArgs) -> Result<(), String> {
     let program = load_plan(&args.plan)?;
-    if program.analyses.costs.is_none() || program.analyses.rounds.is_none() {
-        return Err("the plan has no schedule or costs: compile it with `comet compile`".into());
-    }
-    // the folder, if created, and the files are the user's only (0700, 0600)
-    let mut dir = std::fs::DirBuilder::new();
-    dir.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
-    dir.create(&args.out)
-        .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
     let calls = call_sizes(args.prompt_len, args.generate as usize);
-    let mut os = rand::rng();
-    let (mut master, mut session) = ([0u8; 32], [0u8; 32]);
-    os.fill_bytes(&mut master);
-    os.fill_bytes(&mut session);
     let start = Instant::now();
     let n = calls.len();
     let bar = Bars::new(args.quiet).counter(n as u64, "calls dealt");
-    let dealt = deal_to_files(&program, &calls, &args.out, master, session, |k, b| {
+    let dealt = deal_files(&program, &calls, &args.out, |k, b| {
         if let Some(bar) = &bar {
             bar.inc(1);
         }
         if !args.quiet {
             eprintln!("dealt call {:>3}/{n}: {}", k + 1, bytes(8 * b));
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -19,6 +19,9 @@ pub struct Call {
     pub measured: Measured,
     /// (online bits, rounds, offline bits) the plan estimates.
     pub estimated: (u64, u64, u64),
+    /// The `logits` this party received (`[positions, vocab]`); `None` for the server,
+    /// which receives none.
+    pub logits: Option<ArrayD<f64>>,
 }
 
 /// How the next token is chosen from the last position's logits.
@@ -146,10 +149,11 @@ pub fn generate(
         };
         let (out, measured) = call(&token_input(fed), env)
             .map_err(|e| format!("call {step} (seq {}, past {}): {e}", env.seq, env.past))?;
+        let mut out = out;
         let logits = out
-            .get("logits")
+            .remove("logits")
             .ok_or_else(|| format!("call {step}: this party received no `logits`"))?;
-        let token = sampler.choose(logits);
+        let token = sampler.choose(&logits);
         let line = format!(
             "token {:>3}/{n}: {token:>5}  ({} rounds, {} online)",
             step + 1,
@@ -168,6 +172,7 @@ pub fn generate(
             env,
             estimated: estimate_at(p, env, &measured.active),
             measured,
+            logits: Some(logits),
         });
     }
     if let Some(bar) = bar {

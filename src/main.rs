@@ -12,14 +12,10 @@ mod calibrate;
 mod deal;
 mod dealer;
 mod demo;
-mod generate;
 mod import;
-mod progress;
-mod remote;
-mod report;
-mod run;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use comet::{generate, progress, report, run};
 use comet_compiler::inspect::{self, InspectOptions, NetProfile, Report};
 use comet_compiler::{CompileError, Options, compile};
 use comet_ir::{ApproxConfig, Comparison, Program};
@@ -167,6 +163,11 @@ struct InspectArgs {
     /// this / other.
     #[arg(long, value_name = "OTHER.plan")]
     compare: Option<PathBuf>,
+    /// Also write the per-layer and per-op-kind online bytes, rounds and dealer bytes as
+    /// bar charts to this SVG file (the prefill and the last decode step; with --compare,
+    /// both plans' bars side by side).
+    #[arg(long, value_name = "FILE", conflicts_with = "leakage")]
+    svg: Option<PathBuf>,
     /// Instead of costs, what the plan reveals, from its graph: every node that opens a
     /// value (outputs; for sparse FFNs, each layer's block mask, opened to both parties in
     /// a secret permuted order), per layer what a mask reveals with bounds in bits, and the
@@ -402,16 +403,28 @@ fn run_inspect(args: &InspectArgs) -> Result<(), Failure> {
         weight_bound: args.weight_bound,
     };
     let this = inspect_plan(&args.plan, &opts)?;
-    let text = match &args.compare {
-        None if args.json => inspect::to_json(&this),
-        None => inspect::render(&this),
+    let (text, svg) = match &args.compare {
+        None => (
+            match args.json {
+                true => inspect::to_json(&this),
+                false => inspect::render(&this),
+            },
+            args.svg.as_ref().map(|_| inspect::svg(&this)),
+        ),
         Some(other) => {
             let both = inspect::compare(this, inspect_plan(other, &opts)?);
-            match args.json {
-                true => inspect::to_json(&both),
-                false => inspect::render_compare(&both),
-            }
+            (
+                match args.json {
+                    true => inspect::to_json(&both),
+                    false => inspect::render_compare(&both),
+                },
+                args.svg.as_ref().map(|_| inspect::svg_compare(&both)),
+            )
         }
     };
+    if let (Some(path), Some(svg)) = (&args.svg, svg) {
+        let svg = svg.map_err(|e| Failure(format!("error: {e}")))?;
+        write_out(Some(path), &svg)?;
+    }
     write_out(None, &text)
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::generate::{Call, Sampler, call_sizes, estimate_at, generate};
 use crate::report::{RunInfo, bytes};
-use crate::run::{RunArgs, finish, open_checkpoint, prompt, tokenizer, with_predictor};
+use crate::run::{Generated, RunArgs, finish, open_checkpoint, prompt, tokenizer, with_predictor};
 
 /// Where this party's material comes from.
 enum Source {
@@ -78,8 +78,15 @@ impl Opened {
     }
 }
 
-/// Runs this process's party.
+/// Runs this process's party and prints what it did.
 pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
+    let (tokens, done, tokenizer, info) = party(program, args)?;
+    finish(&tokens, tokenizer.as_ref(), &done, &info, args.json)
+}
+
+/// Runs this process's party (`args.party`): the client's tokens (none for the server),
+/// every call's figures, the tokenizer and how it ran.
+pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
     let party = args.party.expect("checked by the caller");
     if party == 1 {
         // before anything else: no file read, no connection, no material used
@@ -159,7 +166,7 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
         setup_offline_bits: done.first().map_or(0, |c| c.measured.setup_offline_bits),
         seconds: start.elapsed().as_secs_f64(),
     };
-    finish(&tokens, tokenizer.as_ref(), &done, &info, args.json)
+    Ok((tokens, done, tokenizer, info))
 }
 
 /// This party's material source and the session's calls: from the file (checked whole
@@ -298,6 +305,7 @@ fn serve(
             env,
             estimated: estimate_at(program, env, &measured.active),
             measured,
+            logits: None,
         });
     }
     Ok(done)

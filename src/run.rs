@@ -211,6 +211,30 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     Ok((tokens, calls, tokenizer, info))
 }
 
+/// Deals a session of `calls` into `out/party0.mat` and `out/party1.mat` (`comet deal`):
+/// the folder is created if missing (mode 0700), the files with mode 0600 and never over
+/// existing ones; the dealer's master seed and the session nonce come from the operating
+/// system. `progress(k, bytes)` after each call.
+pub fn deal_files(
+    program: &Program,
+    calls: &[comet_ir::DimEnv],
+    out: &Path,
+    progress: impl FnMut(usize, u64),
+) -> Result<comet_runtime::interp::DealtFiles, String> {
+    if program.analyses.costs.is_none() || program.analyses.rounds.is_none() {
+        return Err("the plan has no schedule or costs: compile it with `comet compile`".into());
+    }
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(out)
+        .map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
+    let (master, session) = (os_seed()?, os_seed()?);
+    comet_runtime::interp::deal_to_files(program, calls, out, master, session, progress)
+        .map_err(|e| e.to_string())
+}
+
 /// A 32-byte seed from the operating system's randomness.
 pub fn os_seed() -> Result<[u8; 32], String> {
     use rand::TryRng;
@@ -250,7 +274,7 @@ pub fn load_plan(path: &Path) -> Result<Program, String> {
 }
 
 /// `comet run` generates from a `tokens` input and a `logits` output.
-fn check_interface(p: &Program) -> Result<(), String> {
+pub fn check_interface(p: &Program) -> Result<(), String> {
     if p.info.input("tokens").is_none() || !p.info.outputs.iter().any(|o| o.name == "logits") {
         return Err(format!(
             "`comet run` generates text: the plan of `{}` needs an input `tokens` and an output `logits`",

@@ -43,6 +43,10 @@
 //! `±weight_bound`; the first truncation at risk and the worst ones; recipe inputs outside
 //! their assumed range and unmodelled ops, which void the bound.
 //!
+//! **Plots** ([`mod@svg`], `comet inspect --svg FILE`): the per-layer and per-op-kind online
+//! bytes, rounds and dealer bytes of the prefill and the last decode step as horizontal bar
+//! charts in one SVG file; with `--compare`, both plans' bars side by side.
+//!
 //! **Speed.** [`report`] compiles every node's polynomials once into flat terms over a
 //! shared monomial table; each call then costs one pass over the nodes with no allocation
 //! or formatting per node (see `eval`), and only the prefill and the last decode step are
@@ -58,6 +62,7 @@ pub mod memory;
 pub mod net;
 mod render;
 mod report;
+pub mod svg;
 pub mod units;
 
 #[cfg(test)]
@@ -70,6 +75,7 @@ pub use report::{
     AmountRatios, Amounts, CallReport, CompareReport, DEFAULT_COMPUTE_RATE, InspectOptions,
     Latency, Ratios, Report, Row, Settings, Totals, compare, ratio, report,
 };
+pub use svg::{svg, svg_compare};
 
 /// The long help of `comet inspect`.
 pub const ABOUT: &str = "\
@@ -143,4 +149,7 @@ pub enum InspectError {
     /// An option is out of range.
     #[error("{0}")]
     Options(String),
+    /// Drawing the SVG plot failed.
+    #[error("cannot draw the SVG plot: {0}")]
+    Svg(String),
 }
