@@ -151,6 +151,7 @@ fn compile(
         approx,
         sparsity,
         cache_openings,
+        ..Options::default()
     };
     let source = std::fs::read_to_string(&model_path)
         .map_err(|e| err(format!("cannot read model `{}`: {e}", model_path.display())))?;
