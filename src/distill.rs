@@ -70,6 +70,10 @@ pub struct DistillArgs {
     /// Held-out sequences for the report's accuracy (0: not measured).
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub eval_sequences: usize,
+    /// Start the student from the weights as they are: no folding of the teacher's mean
+    /// normalisation into the gains of norms the profile makes affine (pcf).
+    #[arg(long)]
+    pub no_calibrate: bool,
     /// No progress bar and no summary on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -77,6 +81,8 @@ pub struct DistillArgs {
 
 /// Held-out sequence length of the report.
 const EVAL_LEN: usize = 64;
+/// Sampled sequences of the norms' calibration.
+const CALIBRATION: usize = 16;
 /// Greedy tokens per held-out prompt.
 const EVAL_GREEDY: usize = 16;
 
@@ -127,13 +133,21 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         checkpoint::probe(s, "state")?;
     }
     let approx = models.approx.to_string();
-    let state = match &args.resume {
-        Some(p) => State::load(p, &config, &approx, &teacher)?,
-        None => State::new(&teacher),
-    };
     let say = |m: String| {
         if !args.quiet {
             eprintln!("{m}");
+        }
+    };
+    let state = match &args.resume {
+        Some(p) => State::load(p, &config, &approx, &teacher)?,
+        None if args.no_calibrate => State::new(&teacher),
+        None => {
+            let (start, factors) =
+                comet_distill::train::calibrate(&models, &teacher, &config, CALIBRATION)?;
+            for (name, f) in &factors {
+                say(format!("calibrated `{name}`: gain × {f:.4}"));
+            }
+            State::new(&start)
         }
     };
     say(format!(

@@ -577,3 +577,101 @@ pub fn generate(
     }
     Ok(out)
 }
+
+/// Seed domain of the calibration sequences.
+const CALIBRATION: u64 = 3;
+
+/// What [`calibrate`] changed: per gain weight, the factor it was multiplied by.
+pub type Calibration = Vec<(String, f64)>;
+
+/// Folds the teacher's average normalisation into the student's gains where the student's
+/// norm drops the division (pcf's affine norms, `x·g` and `(x − μ)·g + b`): each such
+/// norm's gain is multiplied by the mean over `sequences` sampled sequences of `seq` tokens
+/// of the factor the teacher divides by, `1/sqrt(mean(x²) + ε)` (RMSNorm) or
+/// `1/sqrt(var(x) + ε)` (LayerNorm), so that the student starts at the teacher's scale
+/// (the shipped model's first norm sees mean(x²) ≈ 0.005: without this its student
+/// computes with activations 14 times too small). A gain shared by several norms, or used
+/// elsewhere, is left alone.
+///
+/// # Errors
+/// An evaluation error.
+pub fn calibrate(
+    models: &Models,
+    teacher: &Weights,
+    config: &Config,
+    sequences: usize,
+) -> Result<(Weights, Calibration), DistillError> {
+    use comet_ir::Op;
+    let t = &models.teacher;
+    let mut norms: Vec<(NodeId, NodeId, String, f64, bool)> = Vec::new();
+    for id in t.graph.ids() {
+        let node = t.graph.node(id);
+        let (eps, layer) = match node.op {
+            Op::RmsNorm { eps } => (eps, false),
+            Op::LayerNorm { eps } => (eps, true),
+            _ => continue,
+        };
+        let student = &models.student.graph;
+        if student.contains(id) && student.node(id).op == node.op {
+            continue; // kept exact (a replaced node's id may be reused by a new node)
+        }
+        let xs = t.graph.operands(id);
+        let Op::Weight { name } = &t.graph.node(xs[1]).op else {
+            continue;
+        };
+        if t.graph.users(xs[1]).len() != 1 {
+            continue;
+        }
+        norms.push((id, xs[0], name.clone(), eps, layer));
+    }
+    let mut out = teacher.clone();
+    if norms.is_empty() {
+        return Ok((out, Vec::new()));
+    }
+    let sums: Vec<Result<Vec<(f64, usize)>, DistillError>> = (0..sequences)
+        .into_par_iter()
+        .map(|k| {
+            let mut rng = ChaCha12Rng::seed_from_u64(mix(config.seed, CALIBRATION, k as u64, 0));
+            let ids = sample(models, teacher, &config.prompts, config.seq, 1.0, &mut rng)?;
+            let env = DimEnv {
+                seq: ids.len() as u64,
+                past: 0,
+            };
+            let trace = plain::eval_with_trace(t, &models.tokens(&ids), teacher, env, &mut plain::Cache::new())
+                .map_err(eval_err("teacher"))?;
+            Ok(norms
+                .iter()
+                .map(|(_, x, _, eps, layer)| {
+                    let x = &trace.values[x];
+                    let last = Axis(x.ndim() - 1);
+                    let mut sum = 0.0;
+                    let mut rows = 0;
+                    for r in x.lanes(last) {
+                        let n = r.len() as f64;
+                        let mean = if *layer { r.sum() / n } else { 0.0 };
+                        let ms = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                        sum += 1.0 / (ms + eps).sqrt();
+                        rows += 1;
+                    }
+                    (sum, rows)
+                })
+                .collect())
+        })
+        .collect();
+    let mut total = vec![(0.0, 0usize); norms.len()];
+    for s in sums {
+        for (acc, (sum, rows)) in total.iter_mut().zip(s?) {
+            acc.0 += sum;
+            acc.1 += rows;
+        }
+    }
+    let mut factors = Vec::new();
+    for ((_, _, name, _, _), (sum, rows)) in norms.iter().zip(total) {
+        let f = sum / rows.max(1) as f64;
+        if let Some(g) = out.get_mut(name) {
+            g.mapv_inplace(|v| v * f);
+            factors.push((name.clone(), f));
+        }
+    }
+    Ok((out, factors))
+}
