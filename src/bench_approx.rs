@@ -382,7 +382,14 @@ pub fn bench(args: &BenchApproxArgs) -> Result<Bench, String> {
         let mut run = profile_run(&source, &model_name, *profile, &reference, &settings, file)?;
         run.distilled = Some(file.clone());
         runs.push(run);
-        distilled.push(distilled_row(&source, &model_name, *profile, file, &settings, args)?);
+        distilled.push(distilled_row(
+            &source,
+            &model_name,
+            *profile,
+            file,
+            &settings,
+            args,
+        )?);
     }
 
     let checked: Vec<ApproxProfile> = match (&args.two_party, args.quick) {
@@ -1133,7 +1140,11 @@ pub fn render(b: &Bench) -> String {
                 w,
                 "| {}{} | {} | {} | {} | {} | {} |",
                 c.profile.name(),
-                if c.distilled.is_some() { " (distilled)" } else { "" },
+                if c.distilled.is_some() {
+                    " (distilled)"
+                } else {
+                    ""
+                },
                 ids(&c.two_party),
                 ids(&c.fixed),
                 yes(c.two_party == c.fixed),

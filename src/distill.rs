@@ -32,7 +32,7 @@ pub struct DistillArgs {
     #[arg(long, value_name = "B", default_value_t = 8)]
     pub batch: usize,
     /// Peak learning rate of Adam (warm-up over 5% of the steps, cosine decay to a tenth).
-    #[arg(long, value_name = "X", default_value_t = 3e-3)]
+    #[arg(long, value_name = "X", default_value_t = 1e-3)]
     pub lr: f64,
     /// Seed of the sampled sequences.
     #[arg(long, value_name = "S", default_value_t = 1)]
@@ -47,6 +47,9 @@ pub struct DistillArgs {
     /// The tokenizer of `--prompts` (default: `tokenizer.json` beside the weights).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+    /// Clip the batch gradient to this global L2 norm (0: no clipping).
+    #[arg(long, value_name = "NORM", default_value_t = 1.0)]
+    pub clip: f64,
     /// Weight of the residual stream's mean squared error against the teacher's, added to
     /// the KL divergence of the logits (0: logits only).
     #[arg(long, value_name = "WEIGHT", default_value_t = 0.0)]
@@ -118,6 +121,7 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         temperature: args.temperature,
         hidden_loss: args.hidden_loss,
         prompts,
+        clip: args.clip,
     };
     config.check()?;
     if args.save_every == 0 {

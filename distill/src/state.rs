@@ -95,7 +95,7 @@ impl State {
         let curve: Vec<Value> = self
             .curve
             .iter()
-            .map(|s| json!([s.step, s.loss, s.kl, s.hidden, s.lr, s.seconds]))
+            .map(|s| json!([s.step, s.loss, s.kl, s.hidden, s.lr, s.seconds, s.grad_norm]))
             .collect();
         let meta = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
@@ -177,6 +177,7 @@ impl State {
                     hidden: f(3),
                     lr: f(4),
                     seconds: f(5),
+                    grad_norm: f(6),
                 }
             })
             .collect();

@@ -41,6 +41,10 @@ pub struct Config {
     pub hidden_loss: f64,
     /// Prompts (token ids) the sampled sequences continue; empty: a random first token.
     pub prompts: Vec<Vec<u64>>,
+    /// The batch's gradient is scaled down to this global L2 norm when it is longer
+    /// (0: never). Without norms (pcf) a step that meets a rare large activation would
+    /// otherwise throw the weights far off.
+    pub clip: f64,
 }
 
 impl Config {
@@ -61,6 +65,9 @@ impl Config {
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return bad("--temperature must be a positive number");
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return bad("--clip must be a non-negative number");
         }
         if !(self.hidden_loss.is_finite() && self.hidden_loss >= 0.0) {
             return bad("--hidden-loss must be a non-negative number");
@@ -89,6 +96,7 @@ impl Config {
             "temperature": self.temperature,
             "hidden_loss": self.hidden_loss,
             "prompts": self.prompts.len(),
+            "clip": self.clip,
         })
     }
 }
@@ -106,6 +114,8 @@ pub struct StepLog {
     pub hidden: f64,
     /// The learning rate used.
     pub lr: f64,
+    /// The batch gradient's global L2 norm, before clipping.
+    pub grad_norm: f64,
     /// Wall time of the step.
     pub seconds: f64,
 }
@@ -113,7 +123,7 @@ pub struct StepLog {
 impl StepLog {
     fn to_json(&self) -> Value {
         json!({"step": self.step, "loss": self.loss, "kl": self.kl, "hidden": self.hidden,
-               "lr": self.lr, "seconds": self.seconds})
+               "lr": self.lr, "grad_norm": self.grad_norm, "seconds": self.seconds})
     }
 }
 
@@ -445,12 +455,22 @@ pub fn distill_until(
                 loss,
             });
         }
+        let norm = total
+            .values()
+            .map(|g| g.iter().map(|v| v * v).sum::<f64>())
+            .sum::<f64>()
+            .sqrt()
+            / batch;
+        let scale = match config.clip {
+            c if c > 0.0 && norm > c => c / norm,
+            _ => 1.0,
+        };
         let lr = config.lr_at(step);
         let t = (step + 1) as i32;
         let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
         for name in &names {
             let Some(g) = total.get(name) else { continue };
-            let g = g / batch;
+            let g = g * (scale / batch);
             let m = state.m.get_mut(name).expect("one moment per parameter");
             let v = state.v.get_mut(name).expect("one moment per parameter");
             let p = state.params.get_mut(name).expect("a parameter");
@@ -471,6 +491,7 @@ pub fn distill_until(
             kl,
             hidden,
             lr,
+            grad_norm: norm,
             seconds: start.elapsed().as_secs_f64(),
         };
         progress(&log);
@@ -637,8 +658,14 @@ pub fn calibrate(
                 seq: ids.len() as u64,
                 past: 0,
             };
-            let trace = plain::eval_with_trace(t, &models.tokens(&ids), teacher, env, &mut plain::Cache::new())
-                .map_err(eval_err("teacher"))?;
+            let trace = plain::eval_with_trace(
+                t,
+                &models.tokens(&ids),
+                teacher,
+                env,
+                &mut plain::Cache::new(),
+            )
+            .map_err(eval_err("teacher"))?;
             Ok(norms
                 .iter()
                 .map(|(_, x, _, eps, layer)| {

@@ -101,6 +101,7 @@ fn config(steps: u64) -> Config {
         temperature: 1.0,
         hidden_loss: 0.0,
         prompts: Vec::new(),
+        clip: 0.0,
     }
 }
 
