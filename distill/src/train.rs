@@ -500,6 +500,10 @@ pub fn distill_until(
     Ok(state)
 }
 
+/// One held-out sequence: teacher's and student's NLL sums, KL per position, max logits
+/// error, greedy agreement.
+type HeldOut = (f64, f64, f64, f64, usize);
+
 /// Held-out accuracy of `student` weights against the teacher: `sequences` sequences of
 /// `len` tokens sampled from the teacher at temperature 1 (a seed stream training never
 /// uses), and greedy continuations of `greedy` tokens after the first 8 tokens of each.
@@ -515,7 +519,7 @@ pub fn evaluate(
     len: usize,
     greedy: usize,
 ) -> Result<Metrics, DistillError> {
-    let runs: Vec<Result<(f64, f64, f64, f64, usize), DistillError>> = (0..sequences)
+    let runs: Vec<Result<HeldOut, DistillError>> = (0..sequences)
         .into_par_iter()
         .map(|k| {
             let mut rng = ChaCha12Rng::seed_from_u64(mix(seed, HELD_OUT, k as u64, 0));
