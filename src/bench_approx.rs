@@ -1096,7 +1096,7 @@ pub fn render(b: &Bench) -> String {
     let _ = writeln!(w);
     let _ = writeln!(w, "{SUBSTITUTES_NOTE}");
     let stay: Vec<String> = (b.profiles.iter())
-        .filter(|p| p.profile != ApproxProfile::Exact)
+        .filter(|p| p.profile != ApproxProfile::Exact && p.distilled.is_none())
         .filter_map(|p| {
             let kinds: Vec<&str> = (ApproxKind::ALL.iter())
                 .filter(|k| p.applied.get(**k) == ApproxProfile::Exact)
