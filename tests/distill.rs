@@ -196,3 +196,60 @@ fn distill_errors_name_the_place_and_the_expectation() {
         stderr(&o)
     );
 }
+
+#[test]
+fn bench_approx_compares_a_distilled_checkpoint_with_the_original() {
+    let dir = temp_path("distill-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("pcf.safetensors");
+    let o = comet(&[
+        "distill",
+        MODEL,
+        "--weights",
+        WEIGHTS,
+        "--approx",
+        "pcf",
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+        "--seq",
+        "4",
+        "--eval-sequences",
+        "0",
+        "--quiet",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let arg = format!("pcf={}", out.display());
+    let o = comet(&[
+        "bench",
+        "approx",
+        "--quick",
+        "--profiles",
+        "pcf",
+        "--distilled",
+        &arg,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let profiles = v["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 2);
+    assert!(profiles[0]["distilled"].is_null());
+    assert_eq!(profiles[1]["distilled"], out.display().to_string());
+    let rows = v["distilled"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    let (before, after) = (&rows[0]["original"], &rows[0]["distilled"]);
+    assert_eq!(before["teacher_perplexity"], after["teacher_perplexity"]);
+    assert_ne!(before["student_perplexity"], after["student_perplexity"]);
+    // a malformed --distilled is a usage error naming the form
+    let o = comet(&["bench", "approx", "--quick", "--distilled", "pcf"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("expected PROFILE=FILE"),
+        "{}",
+        stderr(&o)
+    );
+}
