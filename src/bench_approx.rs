@@ -140,6 +140,23 @@ pub struct BenchApproxArgs {
     /// Seed of the two-party runs' dealer and of the random weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A checkpoint distilled for a profile by `comet distill` (`pcf=FILE`; repeatable):
+    /// table 1 and the two-party check add the profile on it, and table 1b compares it with
+    /// the original weights on held-out text the original samples (perplexity, KL, greedy
+    /// agreement on fresh prompts, logits error).
+    #[arg(long, value_name = "PROFILE=FILE", value_parser = parse_distilled)]
+    pub distilled: Vec<(ApproxProfile, PathBuf)>,
+    /// Held-out sequences (64 tokens) of table 1b.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub held_out: usize,
+}
+
+fn parse_distilled(s: &str) -> Result<(ApproxProfile, PathBuf), String> {
+    let (p, f) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected PROFILE=FILE (pcf=pcf.safetensors)"))?;
+    let profile = p.parse::<ApproxProfile>().map_err(|e| e.to_string())?;
+    Ok((profile, PathBuf::from(f)))
 }
 
 /// Runs the command: measures, then prints tables (or JSON with `--json`).
@@ -181,9 +198,18 @@ pub struct ProfileRun {
     pub cost: Totals,
     /// Wall time of the fixed-point runs.
     pub seconds: f64,
+    /// The distilled checkpoint it ran on (`None`: the model's own weights).
+    pub distilled: Option<PathBuf>,
 }
 
 impl ProfileRun {
+    fn label(&self) -> String {
+        match self.distilled {
+            Some(_) => format!("{} (distilled)", self.profile.name()),
+            None => self.profile.name().to_string(),
+        }
+    }
+
     fn agree(&self) -> usize {
         self.cases.iter().map(|c| c.agree).sum()
     }
@@ -206,6 +232,8 @@ impl ProfileRun {
 pub struct TwoPartyCheck {
     /// The profile.
     pub profile: ApproxProfile,
+    /// The distilled checkpoint it ran on (`None`: the model's own weights).
+    pub distilled: Option<PathBuf>,
     /// The prompt's text.
     pub prompt: String,
     /// Two parties' greedy tokens.
@@ -270,6 +298,22 @@ pub struct Bench {
     pub costs: Vec<CostRow>,
     /// The `--runtime` calls.
     pub runtime: Vec<RuntimeRow>,
+    /// Table 1b: distilled checkpoints against the original weights.
+    pub distilled: Vec<DistilledRow>,
+}
+
+/// A distilled checkpoint's held-out accuracy, before (the original weights under the
+/// profile) and after (the distilled ones), in the f64 interpreter.
+#[derive(Debug, Clone)]
+pub struct DistilledRow {
+    /// The profile.
+    pub profile: ApproxProfile,
+    /// The checkpoint.
+    pub file: PathBuf,
+    /// The original weights under the profile.
+    pub before: comet_distill::Metrics,
+    /// The distilled weights under the profile.
+    pub after: comet_distill::Metrics,
 }
 
 /// The effective settings.
@@ -332,7 +376,21 @@ pub fn bench(args: &BenchApproxArgs) -> Result<Bench, String> {
     let source = read(&args.model, "model")?;
     let model_name = args.model.display().to_string();
 
-    let runs = accuracy(&source, &model_name, &profiles, &reference, &settings)?;
+    let mut runs = accuracy(&source, &model_name, &profiles, &reference, &settings)?;
+    let mut distilled = Vec::new();
+    for (profile, file) in &args.distilled {
+        let mut run = profile_run(&source, &model_name, *profile, &reference, &settings, file)?;
+        run.distilled = Some(file.clone());
+        runs.push(run);
+        distilled.push(distilled_row(
+            &source,
+            &model_name,
+            *profile,
+            file,
+            &settings,
+            args,
+        )?);
+    }
 
     let checked: Vec<ApproxProfile> = match (&args.two_party, args.quick) {
         (Some(list), _) => list.clone(),
@@ -349,7 +407,21 @@ pub fn bench(args: &BenchApproxArgs) -> Result<Bench, String> {
                 &reference[0],
                 &settings,
                 args.seed,
+                &settings.weights,
             )?);
+        }
+        for (profile, file) in &args.distilled {
+            let mut c = two_party_check(
+                &source,
+                &model_name,
+                *profile,
+                &reference[0],
+                &settings,
+                args.seed,
+                file,
+            )?;
+            c.distilled = Some(file.clone());
+            two_party.push(c);
         }
     }
 
@@ -383,6 +455,36 @@ pub fn bench(args: &BenchApproxArgs) -> Result<Bench, String> {
         two_party,
         costs,
         runtime,
+        distilled,
+    })
+}
+
+/// Table 1b's row of `profile` on the checkpoint `file`.
+fn distilled_row(
+    source: &str,
+    model: &str,
+    profile: ApproxProfile,
+    file: &Path,
+    s: &Settings,
+    args: &BenchApproxArgs,
+) -> Result<DistilledRow, String> {
+    let models = comet_distill::Models::new(source, model, ApproxConfig::uniform(profile))
+        .map_err(|e| e.to_string())?;
+    let teacher = models.load(&s.weights).map_err(|e| e.to_string())?;
+    let student = models.load(file).map_err(|e| e.to_string())?;
+    let (n, greedy) = match s.quick {
+        true => (2, 4),
+        false => (args.held_out, 16),
+    };
+    let eval = |w| {
+        comet_distill::evaluate(&models, &teacher, w, args.seed, n, 64, greedy)
+            .map_err(|e| e.to_string())
+    };
+    Ok(DistilledRow {
+        profile,
+        file: file.to_path_buf(),
+        before: eval(&teacher)?,
+        after: eval(&student)?,
     })
 }
 
@@ -552,7 +654,7 @@ fn accuracy(
                     let Some(&profile) = profiles.get(k) else {
                         break;
                     };
-                    let r = profile_run(source, model, profile, cases, s);
+                    let r = profile_run(source, model, profile, cases, s, &s.weights);
                     results.lock().expect("no worker panics")[k] = Some(r);
                 }
             });
@@ -572,10 +674,11 @@ fn profile_run(
     profile: ApproxProfile,
     cases: &[Case],
     s: &Settings,
+    weights: &Path,
 ) -> Result<ProfileRun, String> {
     let start = Instant::now();
     let program = compile(source, model, profile)?;
-    let weights = load_weights(&program, &s.weights)?;
+    let weights = load_weights(&program, weights)?;
     let cost = inspect::report(&program, model, &s.inspect)
         .map_err(|e| e.to_string())?
         .generation;
@@ -622,6 +725,7 @@ fn profile_run(
         cases: runs,
         cost,
         seconds: start.elapsed().as_secs_f64(),
+        distilled: None,
     })
 }
 
@@ -633,9 +737,10 @@ fn two_party_check(
     case: &Case,
     s: &Settings,
     seed: u64,
+    weights: &Path,
 ) -> Result<TwoPartyCheck, String> {
     let program = compile(source, model, profile)?;
-    let weights = load_weights(&program, &s.weights)?;
+    let weights = load_weights(&program, weights)?;
     let n = s.two_party_tokens;
     let mut cache = fixed::Cache::new();
     let (fixed_tokens, fixed_rows) = greedy(&case.prompt_ids, n, |ids, env| {
@@ -667,6 +772,7 @@ fn two_party_check(
         .fold(0.0, f64::max);
     Ok(TwoPartyCheck {
         profile,
+        distilled: None,
         prompt: case.prompt.clone(),
         two_party: tokens,
         fixed: fixed_tokens,
@@ -975,7 +1081,7 @@ pub fn render(b: &Bench) -> String {
         let _ = writeln!(
             w,
             "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} |",
-            p.profile.name(),
+            p.label(),
             per.join(", "),
             p.agree(),
             p.generated(),
@@ -990,7 +1096,7 @@ pub fn render(b: &Bench) -> String {
     let _ = writeln!(w);
     let _ = writeln!(w, "{SUBSTITUTES_NOTE}");
     let stay: Vec<String> = (b.profiles.iter())
-        .filter(|p| p.profile != ApproxProfile::Exact)
+        .filter(|p| p.profile != ApproxProfile::Exact && p.distilled.is_none())
         .filter_map(|p| {
             let kinds: Vec<&str> = (ApproxKind::ALL.iter())
                 .filter(|k| p.applied.get(**k) == ApproxProfile::Exact)
@@ -1007,6 +1113,9 @@ pub fn render(b: &Bench) -> String {
         );
     }
     let _ = writeln!(w);
+    if !b.distilled.is_empty() {
+        render_distilled(w, b);
+    }
     if b.two_party.is_empty() {
         let _ = writeln!(w, "Two-party check of the real model: not run.");
     } else {
@@ -1029,8 +1138,13 @@ pub fn render(b: &Bench) -> String {
             let ids = |t: &[u64]| t.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
             let _ = writeln!(
                 w,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {}{} | {} | {} | {} | {} | {} |",
                 c.profile.name(),
+                if c.distilled.is_some() {
+                    " (distilled)"
+                } else {
+                    ""
+                },
                 ids(&c.two_party),
                 ids(&c.fixed),
                 yes(c.two_party == c.fixed),
@@ -1174,6 +1288,51 @@ fn totals_json(t: &Totals) -> Value {
     })
 }
 
+/// Table 1b.
+fn render_distilled(w: &mut String, b: &Bench) {
+    let first = &b.distilled[0].after;
+    let _ = writeln!(
+        w,
+        "Table 1b. Distilled checkpoints (`comet distill`) against the original weights, in \
+         the f64 interpreter, on {} held-out sequences of 64 tokens that the original model \
+         samples (temperature 1; a seed stream distillation never uses): perplexity of each \
+         model on them (the original's: {}), mean KL(original ‖ model) per position, max \
+         |logits − original's| over every position, and greedy agreement with the original \
+         on {} fresh prompts (their first 8 tokens) × {} tokens.",
+        first.sequences,
+        sig(first.teacher_perplexity),
+        first.sequences,
+        first.greedy_total / first.sequences.max(1),
+    );
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "| profile | weights | perplexity | / original's | KL | max logits error | greedy agreement |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for r in &b.distilled {
+        for (which, m) in [("original", &r.before), ("distilled", &r.after)] {
+            let weights = match which {
+                "original" => which.to_string(),
+                _ => format!("`{}`", r.file.display()),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {:.3} | {} | {} | {}/{} |",
+                r.profile.name(),
+                weights,
+                sig(m.student_perplexity),
+                m.student_perplexity / m.teacher_perplexity,
+                sig(m.kl),
+                sig(m.max_logits_error),
+                m.greedy_agree,
+                m.greedy_total,
+            );
+        }
+    }
+    let _ = writeln!(w);
+}
+
 /// One JSON object with every figure.
 pub fn to_json(b: &Bench) -> String {
     let s = &b.settings;
@@ -1189,6 +1348,7 @@ pub fn to_json(b: &Bench) -> String {
                 .collect();
             json!({
                 "profile": p.profile.name(),
+                "distilled": p.distilled.as_ref().map(|f| f.display().to_string()),
                 "applied": p.applied.to_string(),
                 "cases": cases,
                 "agree": p.agree(),
@@ -1204,6 +1364,7 @@ pub fn to_json(b: &Bench) -> String {
         .map(|c| {
             json!({
                 "profile": c.profile.name(), "prompt": c.prompt,
+                "distilled": c.distilled.as_ref().map(|f| f.display().to_string()),
                 "two_party_tokens": c.two_party, "fixed_tokens": c.fixed,
                 "equal": c.two_party == c.fixed,
                 "max_abs_logits_difference": c.max_logits_diff,
@@ -1293,6 +1454,12 @@ pub fn to_json(b: &Bench) -> String {
         "two_party": two_party,
         "costs": costs,
         "runtime": runtime,
+        "distilled": b.distilled.iter().map(|r| json!({
+            "profile": r.profile.name(),
+            "file": r.file.display().to_string(),
+            "original": r.before.to_json(),
+            "distilled": r.after.to_json(),
+        })).collect::<Vec<_>>(),
         "pcf_over_exact": ratios,
     })
     .to_string()

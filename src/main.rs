@@ -12,6 +12,7 @@ mod calibrate;
 mod deal;
 mod dealer;
 mod demo;
+mod distill;
 mod import;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,6 +53,10 @@ enum Command {
     /// step in process and over loopback TCP, peak memory) and `comet bench approx` (the
     /// approximation profiles' accuracy and cost).
     Bench(bench::BenchArgs),
+    /// Fine-tune (distil) a checkpoint so that an approximation profile (`--approx pcf`,
+    /// `mpcformer`, a per-kind mix) keeps the model's accuracy: the approximated model
+    /// learns the original's outputs on sequences the original samples itself.
+    Distill(distill::DistillArgs),
     /// The main job in one command: compile the shipped model, run it for two parties on
     /// secret shares, and print its text beside the reference, with measured and
     /// estimated costs.
@@ -274,6 +279,7 @@ fn main() -> ExitCode {
         Command::Dealer(args) => dealer::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Keygen(args) => dealer::keygen(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Bench(args) => bench::run(&args).map_err(|e| Failure(format!("error: {e}"))),
+        Command::Distill(args) => distill::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Demo(args) => demo::run(&args).map_err(|e| Failure(format!("error: {e}"))),
         Command::Calibrate(args) => {
             calibrate::run(&args).map_err(|e| Failure(format!("error: {e}")))
