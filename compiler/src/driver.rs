@@ -7,8 +7,8 @@
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
-    PIPELINE, approximate, cache_openings, cost, expand, fuse_selects, insert_conversions, lower,
-    schedule, sparsify,
+    PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fuse_selects,
+    insert_conversions, lower, schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -33,6 +33,9 @@ pub struct Options {
     /// Products with the KV cache open each cached row once, when it is written (pass
     /// `cache-openings`); `false`: every call re-opens the whole cache in Beaver products.
     pub cache_openings: bool,
+    /// Which truncations are faithful (pass `faithful-trunc`); `None`: every truncation
+    /// local, as before the pass.
+    pub truncation: Option<comet_ir::TruncationPolicy>,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             approx: ApproxConfig::default(),
             sparsity: None,
             cache_openings: true,
+            truncation: Some(faithful_trunc::default_policy()),
         }
     }
 }
@@ -98,6 +102,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
     let mut program = lower::lower(&ast).map_err(in_source)?;
     program.options.comparison = opts.comparison;
     program.options.approx = approximate::effective(opts.approx);
+    program.options.truncation = opts.truncation;
     timings.push(("lower", start.elapsed()));
     let mut printed = after_pass("lower", &program, opts)?;
     if let Some(s) = &opts.sparsity {
@@ -107,7 +112,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         printed = after_pass("sparsify", &program, opts)?.or(printed);
     }
     let skip: fn(&mut Program) = |_| {};
-    let passes: [(&'static str, Pass); 7] = [
+    let passes: [(&'static str, Pass); 8] = [
         ("approximate", approximate::run),
         ("expand", expand::run),
         ("insert-conversions", insert_conversions::run),
@@ -120,6 +125,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
                 skip
             },
         ),
+        ("faithful-trunc", faithful_trunc::run),
         ("schedule", schedule::run),
         ("cost", cost::run),
     ];

@@ -118,8 +118,8 @@ pub use drelu_bit::{
     DreluBitKey, drelu_bit_finish, drelu_bit_offline, drelu_bit_online_message,
     drelu_bit_reveal_message,
 };
-pub use trunc::TruncKey;
 pub use lut::{LutKey, lut_finish, lut_offline, lut_online_message, lut_reveal_message};
+pub use trunc::TruncKey;
 
 /// Security parameter: bits of a PRG seed (one of them is the control bit, see [`prg`]).
 pub const LAMBDA_BITS: u32 = 128;

@@ -29,10 +29,17 @@ fn run(bits: u32, xs: &[i64], seed: u64) -> Vec<i64> {
         .collect();
     let m0 = trunc::trunc_message(0, &k0, &x0);
     let m1 = trunc::trunc_message(1, &k1, &x1);
-    let y: Vec<u64> = m0.iter().zip(&m1).map(|(a, b)| a.wrapping_add(*b)).collect();
+    let y: Vec<u64> = m0
+        .iter()
+        .zip(&m1)
+        .map(|(a, b)| a.wrapping_add(*b))
+        .collect();
     let o0 = trunc::trunc_finish(0, &k0, &y);
     let o1 = trunc::trunc_finish(1, &k1, &y);
-    o0.iter().zip(&o1).map(|(a, b)| a.wrapping_add(*b) as i64).collect()
+    o0.iter()
+        .zip(&o1)
+        .map(|(a, b)| a.wrapping_add(*b) as i64)
+        .collect()
 }
 
 fn shift(xs: &[i64], bits: u32) -> Vec<i64> {
@@ -45,7 +52,17 @@ const HI: i64 = INPUT_BOUND as i64 - 1;
 #[test]
 fn exact_at_the_edges() {
     for bits in [1, 12, 16, 32, 61, 62] {
-        let xs = [LO, LO + 1, -1, 0, 1, HI - 1, HI, -(1 << bits), (1 << bits) - 1];
+        let xs = [
+            LO,
+            LO + 1,
+            -1,
+            0,
+            1,
+            HI - 1,
+            HI,
+            -(1 << bits),
+            (1 << bits) - 1,
+        ];
         for seed in 0..8 {
             assert_eq!(run(bits, &xs, seed), shift(&xs, bits), "bits {bits}");
         }
@@ -56,7 +73,10 @@ fn exact_at_the_edges() {
 fn key_sizes_are_the_stated_formula() {
     // the s-bit DCF's correction words, plus party 1's share of msb(r)
     assert_eq!(TruncKey::element_bytes(0, 16), 24 * 16 + 4 + 8);
-    assert_eq!(TruncKey::element_bytes(0, 16), CorrectionWords::byte_len(16));
+    assert_eq!(
+        TruncKey::element_bytes(0, 16),
+        CorrectionWords::byte_len(16)
+    );
     assert_eq!(TruncKey::element_bytes(1, 16), 396 + 8);
     assert_eq!(TruncKey::byte_len(1, 16, 3), BATCH_HEADER_BYTES + 3 * 404);
 }

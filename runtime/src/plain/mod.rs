@@ -137,7 +137,7 @@ fn is_identity(op: &Op) -> bool {
     matches!(
         op,
         Op::Trunc { .. }
-        | Op::FaithfulTrunc { .. }
+            | Op::FaithfulTrunc { .. }
             | Op::Share { .. }
             | Op::Reveal { .. }
             | Op::Output { .. }

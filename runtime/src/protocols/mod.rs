@@ -76,9 +76,9 @@ pub mod reveal;
 pub mod row_max;
 pub mod share;
 pub mod shuffle;
-pub mod trunc_fss;
 pub mod sign_select;
 pub mod square;
+pub mod trunc_fss;
 pub mod xor;
 
 pub(crate) use crate::ring::message::check_len;

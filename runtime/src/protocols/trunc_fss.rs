@@ -142,9 +142,7 @@ pub fn replay(
             let follow = "the material does not follow the plan";
             let (at, bytes) = read_key_batch(r, n, &kind(bits), len(n), follow)?;
             TruncKey::from_bytes(&bytes).map_err(|e| {
-                MaterialError::Corrupt(format!(
-                    "faithful-truncation key at body byte {at}: {e}"
-                ))
+                MaterialError::Corrupt(format!("faithful-truncation key at body byte {at}: {e}"))
             })
         })
         .collect::<Result<_, _>>()?;
