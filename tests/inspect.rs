@@ -148,6 +148,28 @@ fn json_report_of_gpt2() {
         (layers[0], layers[1], layers[13]),
         ("before layers", "layer 0", "after layers")
     );
+    // truncations: the plan's policy, and per call the faithful ones with their cost
+    let policy = &r["truncation_policy"];
+    assert_eq!(policy["mode"], "auto");
+    assert_eq!(policy["max_failure"].as_f64(), Some(2f64.powi(-40)));
+    assert_eq!(u(&policy["context"]), 1024);
+    let t = &r["prefill"]["truncation"];
+    assert!(u(&t["faithful"]) > 0 && u(&t["faithful"]) <= u(&t["truncations"]));
+    assert!(u(&t["faithful_elements"]) > 0);
+    assert!(t["total_failure"].as_f64().unwrap() <= 1.0);
+    let rows = r["prefill"]["by_protocol"].as_array().unwrap();
+    let faithful = (rows.iter())
+        .find(|row| row["name"] == "faithful_trunc")
+        .expect("a faithful_trunc row");
+    // 64 bits per element and party online; keys 396 + 404 bytes per element at s = 16
+    assert_eq!(
+        u(&faithful["online_bits"]),
+        128 * u(&t["faithful_elements"])
+    );
+    assert_eq!(
+        u(&faithful["offline_bits"]),
+        8 * 800 * u(&t["faithful_elements"])
+    );
     // memory: integer bytes per party and phase, each peak the sum of its parts
     let memory = &r["memory"];
     assert_eq!(u(&memory["context"]), 35);

@@ -161,6 +161,7 @@ impl Run<'_> {
         let loaded = self.load_weight(i, name)?;
         let found = loaded.as_ref().or(self.sources.weights.get(name));
         let w = sources::weight(program, name, found, shape.to_vec())?;
+        check_weight_bound(program, name, w).map_err(|m| self.fail(i, m))?;
         let elem = program.graph.node(self.plan.id(i)).ty.elem;
         let v = Share(fixed::encode_weight(w, elem, self.frac));
         let droppable = self.droppable.get_mut(name);
@@ -223,4 +224,28 @@ impl Run<'_> {
         }
         Ok(None)
     }
+}
+
+/// Fails when weight `name` has an entry beyond the bound the plan's range analysis
+/// assumed (`comet compile --weight-bound`, recorded in the plan's truncation policy):
+/// the plan's choice of local truncations, and so its failure bound, would not hold.
+fn check_weight_bound(
+    program: &comet_ir::Program,
+    name: &str,
+    w: &ndarray::ArrayD<f64>,
+) -> Result<(), String> {
+    let Some(policy) = program.options.truncation else {
+        return Ok(());
+    };
+    let largest = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if largest <= policy.weight_bound && !largest.is_nan() {
+        return Ok(());
+    }
+    Err(format!(
+        "weight `{name}` has an entry of magnitude {largest}, beyond the bound |w| ≤ {} \
+         the plan was compiled with (its truncation failure bound rests on it): recompile \
+         with `comet compile --weight-bound {}` or more",
+        policy.weight_bound,
+        largest.ceil()
+    ))
 }
