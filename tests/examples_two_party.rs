@@ -207,6 +207,34 @@ fn check_faithful(name: &str) {
     assert_eq!(worst, 0.0, "{name}: faithful truncations are exact");
 }
 
+/// A checkpoint with a weight beyond the plan's `--weight-bound` is refused at setup with
+/// the weight's name, its largest magnitude and the bound to recompile with.
+#[test]
+fn a_weight_beyond_the_plans_bound_is_an_error() {
+    let path = format!("{}/examples/glassllm.model", env!("CARGO_MANIFEST_DIR"));
+    let source = shrink(&std::fs::read_to_string(&path).unwrap());
+    let opts = comet_compiler::Options {
+        truncation: Some(comet_ir::TruncationPolicy {
+            weight_bound: 0.5,
+            ..comet_compiler::passes::faithful_trunc::default_policy()
+        }),
+        ..Default::default()
+    };
+    let p = comet_compiler::compile(&source, &path, &opts).unwrap().program;
+    // norm gains near 1: beyond 0.5
+    let w = weights(&p, 1);
+    let env = DimEnv { seq: 3, past: 0 };
+    let mut session = interp::InProcess::new(&p, &w, 5);
+    let err = match session.call(&inputs(&p, env, 10), env) {
+        Ok(_) => panic!("a weight beyond the bound was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("beyond the bound |w| ≤ 0.5") && err.contains("--weight-bound 2"),
+        "{err}"
+    );
+}
+
 #[test]
 fn gpt2_architecture_faithful_truncations_are_exact() {
     check_faithful("gpt2");
