@@ -9,7 +9,7 @@
 //! Let y = x + 2^62, so 0 ≤ y < 2^63 (this is where the input bound is used), and let
 //! r ∈ Z_2^64 be the dealer's uniform mask; both parties open ŷ = y + r mod 2^64. Write
 //! v = v_h·2^s + v_l (0 ≤ v_l < 2^s) and msb(v) for bit 63. As integers
-//! y = ŷ − r + 2^64·w with w = [ŷ < r], and because y < 2^63,
+//! y = ŷ − r + 2^64·w with w = \[ŷ < r\], and because y < 2^63,
 //! `w = msb(r)·(1 − msb(ŷ))` (no wrap when r < 2^63; when r ≥ 2^63 the sum y + r wraps
 //! exactly when ŷ < 2^63). Then
 //!
