@@ -220,7 +220,9 @@ fn a_weight_beyond_the_plans_bound_is_an_error() {
         }),
         ..Default::default()
     };
-    let p = comet_compiler::compile(&source, &path, &opts).unwrap().program;
+    let p = comet_compiler::compile(&source, &path, &opts)
+        .unwrap()
+        .program;
     // norm gains near 1: beyond 0.5
     let w = weights(&p, 1);
     let env = DimEnv { seq: 3, past: 0 };

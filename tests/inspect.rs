@@ -389,7 +389,9 @@ fn gpt2_memory_fixed_operands_and_bytes_per_parameter() {
         truncation: None,
         ..Options::default()
     };
-    let program = compile(&source, "examples/gpt2.model", &opts).unwrap().program;
+    let program = compile(&source, "examples/gpt2.model", &opts)
+        .unwrap()
+        .program;
     let fixed = comet_ir::protocol::fixed_values(&program);
     let costs = program.analyses.costs.as_ref().unwrap();
     let mut operands = std::collections::HashSet::new();
