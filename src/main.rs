@@ -110,15 +110,31 @@ enum Command {
         #[arg(long, value_enum, default_value = "cached")]
         kv_openings: KvOpenings,
         /// FSS comparisons: `narrow` works each on the signed width the range analysis
-        /// proves its values fit (pass `narrow-comparisons`; fewer key, dealer and online
-        /// bytes); `full` compares on the whole 64-bit ring (the baseline).
+        /// proves its values fit (pass `narrow-comparisons`, from `--weight-bound`; fewer
+        /// key, dealer and online bytes); `full` compares on the whole 64-bit ring.
         #[arg(long, value_enum, default_value = "narrow")]
         comparison_width: ComparisonWidth,
-        /// Declared bound on |w| for every weight entry, from which the comparisons'
-        /// widths are derived; recorded in the plan, and the runtime refuses a checkpoint
-        /// with a larger entry.
+        /// Truncations (pass `faithful-trunc`): `auto` keeps a truncation local (SecureML,
+        /// no communication, may fail) only while the range analysis bounds the plan's
+        /// failure probability per call within `--trunc-failure`, and makes the others
+        /// faithful (FSS, exact, 1 round); `always`: every one faithful; `never`: every
+        /// one local (may fail silently).
+        #[arg(long, value_enum, default_value = "auto")]
+        faithful_trunc: FaithfulArg,
+        /// The budget of `--faithful-trunc auto`: union bound on the probability that some
+        /// local truncation of a call fails (`2^-40`, `1e-12`).
+        #[arg(long, value_name = "P", default_value = "2^-40",
+              value_parser = comet_compiler::passes::faithful_trunc::parse_probability)]
+        trunc_failure: f64,
+        /// Declared bound on |w| for every weight entry, which the range analysis assumes
+        /// (`comet run` checks the checkpoint against the plan's bound at setup).
         #[arg(long, value_name = "W", default_value_t = comet_compiler::range::DEFAULT_WEIGHT_BOUND)]
         weight_bound: f64,
+        /// The design context of `--faithful-trunc auto`: the budget holds for a prefill of
+        /// N tokens and a decode step after N − 1 cached ones.
+        #[arg(long, value_name = "N", default_value_t = comet_compiler::passes::faithful_trunc::DEFAULT_CONTEXT,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        trunc_context: u64,
     },
     /// Pick each FFN's sparsity-predictor threshold on sample inputs to reach a target
     /// block recall, and report recall and sparsity per layer (docs/sparsity.md).
@@ -204,6 +220,14 @@ enum ComparisonWidth {
     Full,
 }
 
+/// `--faithful-trunc`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FaithfulArg {
+    Auto,
+    Always,
+    Never,
+}
+
 /// `--kv-openings`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum KvOpenings {
@@ -257,9 +281,23 @@ fn main() -> ExitCode {
             sparsity,
             kv_openings,
             comparison_width,
+            faithful_trunc,
+            trunc_failure,
             weight_bound,
+            trunc_context,
         } => {
+            let truncation = comet_ir::TruncationPolicy {
+                mode: match faithful_trunc {
+                    FaithfulArg::Auto => comet_ir::FaithfulMode::Auto,
+                    FaithfulArg::Always => comet_ir::FaithfulMode::Always,
+                    FaithfulArg::Never => comet_ir::FaithfulMode::Never,
+                },
+                max_failure: trunc_failure,
+                weight_bound,
+                context: trunc_context,
+            };
             let opts = Options {
+                truncation: Some(truncation),
                 verify: verify || cfg!(debug_assertions),
                 print_after,
                 comparison: comparison.into(),
@@ -267,9 +305,14 @@ fn main() -> ExitCode {
                 sparsity: sparsity.0,
                 cache_openings: kv_openings == KvOpenings::Cached,
                 narrow_comparisons: comparison_width == ComparisonWidth::Narrow,
-                weight_bound,
             };
-            run_compile(&model, emit, output.as_deref(), &opts, timings)
+            if weight_bound.is_finite() && weight_bound > 0.0 {
+                run_compile(&model, emit, output.as_deref(), &opts, timings)
+            } else {
+                Err(Failure(format!(
+                    "error: --weight-bound {weight_bound}: expected a positive finite bound on |w|"
+                )))
+            }
         }
         Command::Show { plan, emit } => run_show(&plan, emit),
         Command::Inspect(args) => run_inspect(&args),

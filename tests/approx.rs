@@ -42,7 +42,8 @@ fn plan_json(path: &PathBuf) -> Value {
 
 /// `--approx lut` is the command line's default: the plan's text and file are byte for byte
 /// the same; `--approx exact` (the library's default, the precise baseline) records no
-/// approximation.
+/// approximation (its options: the comparison and the truncation policy, `auto` at 2^-40
+/// by default).
 #[test]
 fn lut_is_the_default_and_exact_changes_nothing() {
     let default = comet(&["compile", GLASSLLM]);
@@ -54,7 +55,16 @@ fn lut_is_the_default_and_exact_changes_nothing() {
     assert!(!stdout(&exact).contains("approx"));
     let plan = compile_plan(GLASSLLM, "exact");
     let json = plan_json(&plan);
-    assert_eq!(json["options"], serde_json::json!({"comparison": "fss"}));
+    let truncation = serde_json::json!({
+        "mode": "auto",
+        "max_failure": 2f64.powi(-40),
+        "weight_bound": 64.0,
+        "context": 1024,
+    });
+    assert_eq!(
+        json["options"],
+        serde_json::json!({"comparison": "fss", "truncation": truncation})
+    );
 }
 
 /// The plan records what was applied: kinds a profile does not define (bolt's norms,

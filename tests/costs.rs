@@ -17,13 +17,16 @@ fn plan(src: &str, comparison: Comparison) -> Program {
 }
 
 /// [`plan`], with the KV-cache products opening each cached row once (`cache_openings`,
-/// the default) or re-opening the whole cache in every call.
+/// the default) or re-opening the whole cache in every call. Truncations are local, as
+/// the derivations below assume (`--faithful-trunc never`);
+/// [`faithful_truncation_after_a_matmul`] derives a faithful one's cost.
 fn plan_with(src: &str, comparison: Comparison, cache_openings: bool) -> Program {
     let opts = Options {
         verify: true,
         comparison,
         cache_openings,
         narrow_comparisons: false,
+        truncation: None,
         ..Default::default()
     };
     match compile(src, "test.model", &opts) {
@@ -66,6 +69,26 @@ fn fixed_weight_matmul() {
         // 2·64·(4s) = 512s online; dealer sends the C correction 64·3s = 192s.
         // trunc: local. reveal [seq,3] to the client: 1 round, 64·3s = 192s.
         let expected = (2, 2, 512 * s + 192 * s, 192 * s);
+        assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
+    }
+}
+
+/// The default plan (`--faithful-trunc auto`): x is a client input, so nothing bounds the
+/// product and its truncation is faithful.
+#[test]
+fn faithful_truncation_after_a_matmul() {
+    let opts = Options {
+        verify: true,
+        ..Default::default()
+    };
+    let p = compile(MATMUL, "test.model", &opts).unwrap().program;
+    for seq in [1u64, 5, 128] {
+        let s = seq as i128;
+        // as fixed_weight_matmul, plus the faithful truncation of [seq, 3] by 16 bits:
+        // 1 round; both open x + r + 2^62, 2·64·3s = 384s; dealer per element a 16-bit DCF
+        // per party (24·16 + ⌈32/8⌉ + 8 = 396 bytes) and party 1's share of msb(r) (8):
+        // 8·800·3s = 19,200s bits.
+        let expected = (3, 3, 512 * s + 384 * s + 192 * s, 192 * s + 19_200 * s);
         assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
     }
 }

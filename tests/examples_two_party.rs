@@ -121,7 +121,9 @@ fn check(name: &str, comparison: Comparison) {
     check_plan(name, comparison, compile(name, comparison));
 }
 
-fn check_plan(name: &str, comparison: Comparison, p: Program) {
+/// Runs `p`'s calls for two parties; returns the largest |2PC − fixed point| over them.
+fn check_plan(name: &str, comparison: Comparison, p: Program) -> f64 {
+    let mut largest = 0.0f64;
     let w = weights(&p, 1);
     let has_cache = p
         .graph
@@ -169,7 +171,80 @@ fn check_plan(name: &str, comparison: Comparison, p: Program) {
             worst < 0.05,
             "{name} call {k}: 2PC drifts {worst} from fixed point"
         );
+        largest = largest.max(worst);
     }
+    largest
+}
+
+/// Every truncation faithful (`--faithful-trunc always`): the two parties compute exactly
+/// what the fixed-point backend computes (every other protocol is exact in the ring, and
+/// the faithful truncation is the backend's arithmetic shift), and measured = estimated.
+fn check_faithful(name: &str) {
+    let path = format!("{}/examples/{name}.model", env!("CARGO_MANIFEST_DIR"));
+    let source = shrink(&std::fs::read_to_string(&path).unwrap());
+    let opts = comet_compiler::Options {
+        truncation: Some(comet_ir::TruncationPolicy {
+            mode: comet_ir::FaithfulMode::Always,
+            ..comet_compiler::passes::faithful_trunc::default_policy()
+        }),
+        ..Default::default()
+    };
+    let p = comet_compiler::compile(&source, &path, &opts)
+        .unwrap()
+        .program;
+    let count = |f: fn(&Op) -> bool| {
+        (p.graph.ids())
+            .filter(|&id| f(&p.graph.node(id).op))
+            .count()
+    };
+    assert!(count(|op| matches!(op, Op::FaithfulTrunc { .. })) > 0);
+    let local = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, Op::Trunc { .. }))
+        .filter(|&id| matches!(p.graph.node(id).ty.domain, comet_ir::Domain::Arith))
+        .count();
+    assert_eq!(local, 0, "{name}: no shared value truncated locally");
+    let worst = check_plan(&format!("{name} (faithful)"), Comparison::Fss, p);
+    assert_eq!(worst, 0.0, "{name}: faithful truncations are exact");
+}
+
+/// A checkpoint with a weight beyond the plan's `--weight-bound` is refused at setup with
+/// the weight's name, its largest magnitude and the bound to recompile with.
+#[test]
+fn a_weight_beyond_the_plans_bound_is_an_error() {
+    let path = format!("{}/examples/glassllm.model", env!("CARGO_MANIFEST_DIR"));
+    let source = shrink(&std::fs::read_to_string(&path).unwrap());
+    let opts = comet_compiler::Options {
+        truncation: Some(comet_ir::TruncationPolicy {
+            weight_bound: 0.5,
+            ..comet_compiler::passes::faithful_trunc::default_policy()
+        }),
+        ..Default::default()
+    };
+    let p = comet_compiler::compile(&source, &path, &opts)
+        .unwrap()
+        .program;
+    // norm gains near 1: beyond 0.5
+    let w = weights(&p, 1);
+    let env = DimEnv { seq: 3, past: 0 };
+    let mut session = interp::InProcess::new(&p, &w, 5);
+    let err = match session.call(&inputs(&p, env, 10), env) {
+        Ok(_) => panic!("a weight beyond the bound was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("beyond the bound |w| ≤ 0.5") && err.contains("--weight-bound 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gpt2_architecture_faithful_truncations_are_exact() {
+    check_faithful("gpt2");
+}
+
+#[test]
+fn glassllm_architecture_faithful_truncations_are_exact() {
+    check_faithful("glassllm");
 }
 
 /// MPCFormer's 2Quad softmax masks its causal scores by `select(drelu(mask(q)), q)`: a
@@ -184,6 +259,23 @@ fn gpt2_architecture_with_a_two_operand_sign_select() {
         .count();
     assert!(two > 0, "a fused select with its own y");
     check_plan("gpt2 (2Quad softmax)", Comparison::Fss, p);
+}
+
+/// Every truncation local (`--faithful-trunc never`, the plans before the pass): still
+/// measured = estimated and within the fixed-point tolerance on these small weights.
+#[test]
+fn glassllm_architecture_local_truncations() {
+    let path = format!("{}/examples/glassllm.model", env!("CARGO_MANIFEST_DIR"));
+    let source = shrink(&std::fs::read_to_string(&path).unwrap());
+    let opts = comet_compiler::Options {
+        truncation: None,
+        ..Default::default()
+    };
+    let p = comet_compiler::compile(&source, &path, &opts)
+        .unwrap()
+        .program;
+    assert!(!(p.graph.ids()).any(|id| matches!(p.graph.node(id).op, Op::FaithfulTrunc { .. })));
+    check_plan("glassllm (local truncations)", Comparison::Fss, p);
 }
 
 #[test]

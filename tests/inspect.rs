@@ -148,6 +148,28 @@ fn json_report_of_gpt2() {
         (layers[0], layers[1], layers[13]),
         ("before layers", "layer 0", "after layers")
     );
+    // truncations: the plan's policy, and per call the faithful ones with their cost
+    let policy = &r["truncation_policy"];
+    assert_eq!(policy["mode"], "auto");
+    assert_eq!(policy["max_failure"].as_f64(), Some(2f64.powi(-40)));
+    assert_eq!(u(&policy["context"]), 1024);
+    let t = &r["prefill"]["truncation"];
+    assert!(u(&t["faithful"]) > 0 && u(&t["faithful"]) <= u(&t["truncations"]));
+    assert!(u(&t["faithful_elements"]) > 0);
+    assert!(t["total_failure"].as_f64().unwrap() <= 1.0);
+    let rows = r["prefill"]["by_protocol"].as_array().unwrap();
+    let faithful = (rows.iter())
+        .find(|row| row["name"] == "faithful_trunc")
+        .expect("a faithful_trunc row");
+    // 64 bits per element and party online; keys 396 + 404 bytes per element at s = 16
+    assert_eq!(
+        u(&faithful["online_bits"]),
+        128 * u(&t["faithful_elements"])
+    );
+    assert_eq!(
+        u(&faithful["offline_bits"]),
+        8 * 800 * u(&t["faithful_elements"])
+    );
     // memory: integer bytes per party and phase, each peak the sum of its parts
     let memory = &r["memory"];
     assert_eq!(u(&memory["context"]), 35);
@@ -355,10 +377,21 @@ fn glassllm_memory_by_hand() {
 }
 
 /// GPT-2's fixed-operand term is 16 bytes per element of every distinct fixed operand,
-/// found here from the plan's protocols; its bytes per parameter lie between 16 and 40.
+/// found here from the plan's protocols; with local truncations its bytes per parameter
+/// lie between 16 and 40. (The default plan's faithful truncations add their keys to a
+/// call's material: 47.9 bytes per parameter, the inspect snapshot.)
 #[test]
 fn gpt2_memory_fixed_operands_and_bytes_per_parameter() {
-    let program = compile_example(Path::new("examples/gpt2.model"));
+    let path = Path::new("examples/gpt2.model");
+    let source = std::fs::read_to_string(path).expect("example is readable");
+    let opts = Options {
+        verify: true,
+        truncation: None,
+        ..Options::default()
+    };
+    let program = compile(&source, "examples/gpt2.model", &opts)
+        .unwrap()
+        .program;
     let fixed = comet_ir::protocol::fixed_values(&program);
     let costs = program.analyses.costs.as_ref().unwrap();
     let mut operands = std::collections::HashSet::new();

@@ -7,8 +7,8 @@
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
-    PIPELINE, approximate, cache_openings, cost, expand, fuse_selects, insert_conversions, lower,
-    narrow_comparisons, schedule, sparsify,
+    PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fuse_selects,
+    insert_conversions, lower, narrow_comparisons, schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -34,11 +34,12 @@ pub struct Options {
     /// `cache-openings`); `false`: every call re-opens the whole cache in Beaver products.
     pub cache_openings: bool,
     /// FSS comparisons work on the widths the range analysis proves (pass
-    /// `narrow-comparisons`); `false`: every comparison on the whole 64-bit ring.
+    /// `narrow-comparisons`, from the truncation policy's weight bound); `false`: every
+    /// comparison on the whole 64-bit ring.
     pub narrow_comparisons: bool,
-    /// The bound `|w| ≤ weight_bound` the range analysis assumes of every weight entry; the
-    /// plan records it and the runtime checks the checkpoint against it.
-    pub weight_bound: f64,
+    /// Which truncations are faithful (pass `faithful-trunc`); `None`: every truncation
+    /// local, as before the pass.
+    pub truncation: Option<comet_ir::TruncationPolicy>,
 }
 
 impl Default for Options {
@@ -51,7 +52,7 @@ impl Default for Options {
             sparsity: None,
             cache_openings: true,
             narrow_comparisons: true,
-            weight_bound: crate::range::DEFAULT_WEIGHT_BOUND,
+            truncation: Some(faithful_trunc::default_policy()),
         }
     }
 }
@@ -106,6 +107,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
     let mut program = lower::lower(&ast).map_err(in_source)?;
     program.options.comparison = opts.comparison;
     program.options.approx = approximate::effective(opts.approx);
+    program.options.truncation = opts.truncation;
     timings.push(("lower", start.elapsed()));
     let mut printed = after_pass("lower", &program, opts)?;
     if let Some(s) = &opts.sparsity {
@@ -117,13 +119,10 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
     let skip: fn(&mut Program) = |_| {};
     let narrow = |p: &mut Program| {
         if opts.narrow_comparisons {
-            let range = crate::range::RangeOptions {
-                weight_bound: opts.weight_bound,
-            };
-            narrow_comparisons::run_with(p, &range);
+            narrow_comparisons::run(p);
         }
     };
-    let passes: [(&'static str, &Pass<'_>); 8] = [
+    let passes: [(&'static str, &Pass<'_>); 9] = [
         ("approximate", &approximate::run),
         ("expand", &expand::run),
         ("insert-conversions", &insert_conversions::run),
@@ -136,6 +135,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
                 &skip
             },
         ),
+        ("faithful-trunc", &faithful_trunc::run),
         ("narrow-comparisons", &narrow),
         ("schedule", &schedule::run),
         ("cost", &cost::run),

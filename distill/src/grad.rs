@@ -212,6 +212,7 @@ fn vjp<'v>(
         | Op::Compare { .. }
         | Op::OneHot { .. } => Ok(vec![]),
         Op::Trunc { .. }
+        | Op::FaithfulTrunc { .. }
         | Op::Share { .. }
         | Op::Reveal { .. }
         | Op::Output { .. }

@@ -309,6 +309,15 @@ pub enum Op {
         /// Bits dropped.
         bits: u32,
     },
+    /// Drops `bits` fractional bits exactly (the arithmetic shift `⌊x / 2^bits⌋` of the
+    /// signed value) by a faithful FSS truncation: one DCF key per element and one round
+    /// (`comet_runtime::protocols::trunc_fss`); exact for `|x| < 2^62` ring units. Chosen
+    /// by the `faithful-trunc` pass where the local truncation's failure bound does not
+    /// hold.
+    FaithfulTrunc {
+        /// Bits dropped.
+        bits: u32,
+    },
 }
 
 /// The compilation stage a program is in; it decides the type rules of arithmetic.
@@ -402,6 +411,7 @@ impl Op {
             Op::OneHot { .. } => "one_hot",
             Op::Share { .. } => "share",
             Op::Trunc { .. } => "trunc",
+            Op::FaithfulTrunc { .. } => "faithful_trunc",
             Op::BlockPermute { .. } => "block_permute",
             Op::ApplyMask { .. } => "apply_mask",
             Op::BlockMatMul { .. } => "block_matmul",
@@ -483,7 +493,7 @@ impl Op {
             Op::LayerNorm { eps } | Op::RmsNorm { eps } => vec![("eps", num(*eps))],
             Op::OneHot { depth } => vec![("depth", depth.to_string())],
             Op::Share { from } => vec![("from", from.to_string())],
-            Op::Trunc { bits } => vec![("bits", bits.to_string())],
+            Op::Trunc { bits } | Op::FaithfulTrunc { bits } => vec![("bits", bits.to_string())],
             Op::Lut { func, bits, frac } => vec![
                 ("func", func.name().into()),
                 ("bits", bits.to_string()),

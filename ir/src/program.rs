@@ -185,11 +185,40 @@ pub struct ProtocolOptions {
     /// Block-sparse FFNs (absent: dense).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparsity: Option<SparsityOptions>,
-    /// The bound `|w| ≤ weight_bound` on every weight entry that the plan's comparison
-    /// widths rest on (pass `narrow-comparisons`); the runtime refuses a checkpoint with a
-    /// larger entry. Absent: the plan assumes nothing of its weights.
+    /// How the pass `faithful-trunc` chose between local and faithful truncations (absent
+    /// in plans compiled before it: every truncation local).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight_bound: Option<f64>,
+    pub truncation: Option<TruncationPolicy>,
+}
+
+/// Which truncations are faithful (`comet compile --faithful-trunc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaithfulMode {
+    /// Local where the range analysis bounds the plan's failure probability per call
+    /// within the budget, faithful elsewhere.
+    #[default]
+    Auto,
+    /// Every truncation of a shared value faithful.
+    Always,
+    /// Every truncation local (SecureML; may fail silently).
+    Never,
+}
+
+/// The pass `faithful-trunc`'s inputs, recorded in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TruncationPolicy {
+    /// Which truncations are faithful.
+    pub mode: FaithfulMode,
+    /// The budget: the union bound on a call's probability that some local truncation
+    /// fails, at the design call (`auto` only).
+    pub max_failure: f64,
+    /// The declared bound on every weight entry the range analysis assumed.
+    pub weight_bound: f64,
+    /// The design context: the pass bounds a prefill of this many tokens and a decode step
+    /// after `context − 1` cached tokens.
+    pub context: u64,
 }
 
 /// A model's declarations, its graph and the analyses attached so far.

@@ -60,6 +60,9 @@ pub enum Protocol {
     /// `y·[x ≥ 0]` by one FSS gate (a 1-bit DCF; x + r and y + s opened, then a masked
     /// bit: 2 rounds).
     SignSelect,
+    /// Faithful truncation by FSS (one DCF key per element on the dropped bits; `x + r`
+    /// opened: 1 round), exact where the local truncation may fail.
+    FaithfulTrunc,
     /// The oblivious block permutation of a fixed operand: two one-way messages once per
     /// session, at setup, with dealer permutation correlations; nothing per call.
     Shuffle,
@@ -88,6 +91,7 @@ impl Protocol {
             Protocol::Shuffle => "shuffle",
             Protocol::Lut => "lut",
             Protocol::SignSelect => "sign_select",
+            Protocol::FaithfulTrunc => "faithful_trunc",
         }
     }
 
@@ -179,6 +183,7 @@ fn protocol_local(op: &Op) -> Option<bool> {
         | Op::Compare { .. }
         | Op::Select
         | Op::SignSelect
+        | Op::FaithfulTrunc { .. }
         | Op::RowMax
         | Op::B2A
         | Op::Lut { .. }
@@ -228,6 +233,7 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
             Protocol::SignSelect
         }
         Op::Lut { .. } if shared(dom(0)) => Protocol::Lut,
+        Op::FaithfulTrunc { .. } if shared(dom(0)) => Protocol::FaithfulTrunc,
         Op::RowMax if shared(dom(0)) => Protocol::RowMaxTree,
         // FSS comparisons already give arithmetic shares of their bits: nothing to convert
         Op::B2A if shared(dom(0)) && p.options.comparison == Comparison::Gmw => Protocol::B2A,

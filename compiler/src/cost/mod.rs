@@ -58,6 +58,14 @@ pub const fn sign_select_key_bytes(m: i64) -> i64 {
     2 * dcf_bit_bytes(m - 1) + 16
 }
 
+/// Faithful-truncation key bytes per element for **both** parties together, dropping `s`
+/// bits (`comet_runtime::fss::trunc::TruncKey::element_bytes`): each party the s-bit DCF's
+/// correction words with a Z_2^64 payload, 24s + ⌈2s/8⌉ + 8, party 1 also its 8-byte
+/// share of the mask's top bit: 2·(24s + ⌈2s/8⌉ + 8) + 8. 800 at s = 16 (396 + 404).
+pub const fn faithful_trunc_key_bytes(s: i64) -> i64 {
+    2 * (24 * s + (2 * s + 7) / 8 + 8) + 8
+}
+
 /// GMW DReLU (`comet_runtime::protocols::gmw`): the sign of `x0 + x1` from a carry circuit
 /// on the parties' 64-bit shares (SPU `msb_a2b`, CrypTen `_ltz`). `msb = x0[63] ⊕ x1[63] ⊕
 /// c63`; the propagate bits `x0 ⊕ x1` are XOR-shared for free, so only ANDs cost rounds:
@@ -122,7 +130,7 @@ impl<'a> CostModel<'a> {
         let fss = self.p.options.comparison == Comparison::Fss;
         let is_matmul = matches!(g.node(id).op, comet_ir::Op::MatMul);
         let bits = match g.node(id).op {
-            comet_ir::Op::Lut { bits, .. } => bits,
+            comet_ir::Op::Lut { bits, .. } | comet_ir::Op::FaithfulTrunc { bits } => bits,
             _ => g.node(id).comparison_bits(),
         };
         let mut dense = cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits);
@@ -268,6 +276,16 @@ pub fn cost_at_width(
         Protocol::RowMaxTree => row_max_cost(xs[0], fss, m),
         Protocol::Lut => lut_cost(&numel(xs[0]), m),
         Protocol::SignSelect => sign_select_cost(xs[0], xs.len() == 1, m),
+        // both open x + r (+ 2^62), 64 bits each: 2l·n; dealer: the s-bit DCF per element
+        // and party and party 1's share of msb(r), n·8·faithful_trunc_key_bytes(s); 1 round.
+        // Local work: the DCF's 2s AES blocks and a few ring operations, counted as 4n.
+        Protocol::FaithfulTrunc => cost(
+            protocol,
+            1,
+            l(2).mul(&numel(xs[0])),
+            numel(xs[0]).scale(8 * faithful_trunc_key_bytes(m)),
+            numel(xs[0]).scale(4),
+        ),
         // open the bit masked by a daBit's boolean half, a byte per bit and party: 2·8·n;
         // dealer: the daBit's arithmetic half, l·n
         Protocol::B2A => cost(

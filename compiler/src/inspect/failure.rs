@@ -9,10 +9,11 @@ use std::fmt::Write;
 pub(super) fn failure_section(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
-        "\ntruncation failure per call (local SecureML truncations, union bound; weights \
-         |w| ≤ {})",
+        "\ntruncation failure per call (local SecureML and faithful FSS truncations, union \
+         bound; weights |w| ≤ {})",
         r.prefill.truncation.weight_bound
     );
+    let _ = writeln!(out, "  {}", policy(r.truncation_policy.as_ref()));
     call_block(out, &r.prefill, "prefill", "seq");
     if let Some(d) = &r.last_decode {
         call_block(out, d, "last decode step", "past");
@@ -24,13 +25,26 @@ fn call_block(out: &mut String, c: &CallReport, label: &str, dim: &str) {
     let n = if dim == "seq" { c.seq } else { c.past };
     let _ = writeln!(
         out,
-        "  {label} ({dim} {n}): P(fail) ≤ {}; {} truncations, {} at risk (> 2^-40 per \
-         element), {} unbounded",
+        "  {label} ({dim} {n}): P(fail) ≤ {}; {} truncations ({} local, {} faithful), {} at \
+         risk (> 2^-40 per element), {} unbounded",
         probability(t.total_failure),
         units::count(t.truncations),
+        units::count(t.truncations - t.faithful),
+        units::count(t.faithful),
         units::count(t.at_risk),
         units::count(t.unbounded)
     );
+    if let Some(row) = c.by_protocol.iter().find(|r| r.name == "faithful_trunc") {
+        let _ = writeln!(
+            out,
+            "    faithful truncations: {} elements, online {}, dealer {}, {} rounds in which \
+             they exchange",
+            units::count(t.faithful_elements),
+            units::bits_as_bytes(row.amounts.online_bits),
+            units::bits_as_bytes(row.amounts.offline_bits),
+            units::count(row.amounts.rounds)
+        );
+    }
     if let Some(f) = &t.first_at_risk {
         let _ = writeln!(out, "    first at risk: {}", risk(f));
     }
@@ -63,13 +77,34 @@ fn notes(out: &mut String, t: &RangeReport) {
     }
 }
 
+/// The plan's truncation policy (pass `faithful-trunc`).
+fn policy(p: Option<&comet_ir::TruncationPolicy>) -> String {
+    match p {
+        None => "plan compiled without the faithful-trunc pass: every truncation local".into(),
+        Some(p) => {
+            let mode = match p.mode {
+                comet_ir::FaithfulMode::Auto => format!(
+                    "auto (local within {} per call at context {}, |w| ≤ {})",
+                    probability(p.max_failure),
+                    p.context,
+                    p.weight_bound
+                ),
+                comet_ir::FaithfulMode::Always => "always".into(),
+                comet_ir::FaithfulMode::Never => "never (every truncation local)".into(),
+            };
+            format!("plan's policy (--faithful-trunc): {mode}")
+        }
+    }
+}
+
 fn risk(t: &TruncationRisk) -> String {
     let bound = t
         .bound
         .map_or("unbounded".to_string(), |b| format!("|x| ≤ {}", number(b)));
     format!(
-        "{} {} in {}: {bound} at {} fractional bits, {} per element × {} = {}",
+        "{}{} {} in {}: {bound} at {} fractional bits, {} per element × {} = {}",
         t.node,
+        if t.faithful { " (faithful)" } else { "" },
         t.op_kind,
         if t.scope.is_empty() {
             "top level"

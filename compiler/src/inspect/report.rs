@@ -199,6 +199,9 @@ pub struct Report {
     pub model: String,
     /// The plan's comparison protocol.
     pub comparison: Comparison,
+    /// How the plan chose its truncations (pass `faithful-trunc`; absent: every one local).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncation_policy: Option<comet_ir::TruncationPolicy>,
     /// The plan's approximation profiles (`exact`, `puma`, `softmax=pcf,gelu=bolt`).
     pub approx: String,
     /// Number of nodes.
@@ -267,6 +270,7 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
         plan: plan.to_string(),
         model: p.info.name.clone(),
         comparison: p.options.comparison,
+        truncation_policy: p.options.truncation,
         approx: p.options.approx.to_string(),
         nodes: prep.len() as u64,
         communicating_nodes: prep.communicating as u64,

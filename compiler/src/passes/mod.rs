@@ -7,6 +7,7 @@ mod builder;
 pub mod cache_openings;
 pub mod cost;
 pub mod expand;
+pub mod faithful_trunc;
 pub mod fuse_selects;
 pub mod insert_conversions;
 pub mod lower;
@@ -23,6 +24,7 @@ pub const PIPELINE: &[&str] = &[
     "insert-conversions",
     "fuse-selects",
     "cache-openings",
+    "faithful-trunc",
     "narrow-comparisons",
     "schedule",
     "cost",

@@ -21,9 +21,9 @@
 //!   below 64.
 //!
 //! The analysis' bounds rest on two declarations, both checked: every weight within the
-//! plan's weight bound (`ProtocolOptions::weight_bound`, checked against the checkpoint
-//! when the runtime loads it), and every approximation recipe's input within the range
-//! the recipe assumes. A plan in which some recipe's assumption is not implied by the
+//! weight bound of the plan's truncation policy (`comet compile --weight-bound`, checked
+//! against the checkpoint when the runtime loads it; a plan without a policy narrows
+//! nothing), and every approximation recipe's input within the range the recipe assumes. A plan in which some recipe's assumption is not implied by the
 //! bounds ([`crate::range::RangeReport::violations`]) narrows nothing: its declared
 //! ranges, and so every bound downstream of them, would be unfounded. Comparisons inside
 //! a sparse FFN's masked region keep the whole ring (they run on gathered entries with
@@ -43,11 +43,17 @@ pub const MAX_TOKENS: u64 = 1 << 20;
 /// sums its inputs' errors): 2^12 units, 1/16 at 16 fractional bits.
 pub const ERROR_ULPS: f64 = 4096.0;
 
-/// Runs the pass with the declared weight bound of `opts`.
-pub fn run_with(p: &mut Program, opts: &RangeOptions) {
+/// Runs the pass with the weight bound of the plan's truncation policy.
+pub fn run(p: &mut Program) {
+    let Some(policy) = p.options.truncation else {
+        return;
+    };
     if p.options.comparison != Comparison::Fss {
         return;
     }
+    let opts = &RangeOptions {
+        weight_bound: policy.weight_bound,
+    };
     let env = DimEnv {
         seq: MAX_TOKENS,
         past: MAX_TOKENS,
@@ -61,9 +67,6 @@ pub fn run_with(p: &mut Program, opts: &RangeOptions) {
         .filter(|id| !masked.contains_key(id))
         .filter_map(|id| width(p, &ranges, id).map(|m| (id, m)))
         .collect();
-    if !widths.is_empty() {
-        p.options.weight_bound = Some(opts.weight_bound);
-    }
     for (id, m) in widths {
         p.graph.node_mut(id).cmp_width = Some(m);
     }

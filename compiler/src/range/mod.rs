@@ -31,7 +31,9 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-pub use report::{AT_RISK, RangeReport, TruncationRisk, Violation, WORST, range_report};
+pub use report::{
+    AT_RISK, RangeReport, TruncationRisk, Violation, WORST, range_report, truncation_risks,
+};
 
 use comet_ir::{DimEnv, Interval, NodeId, Op, Program, SideTable};
 use std::collections::BTreeMap;
@@ -165,6 +167,20 @@ fn cache_writes(
         }
     }
     out
+}
+
+/// The probability that the faithful truncation
+/// (`comet_runtime::fss::trunc`) of one element of magnitude at most `bound` (real units)
+/// at `scale` fractional bits is wrong: 0 while `bound · 2^scale < 2^(ring − 2)` (the
+/// gate is exact on `[−2^62, 2^62)` in the 64-bit ring), else 1 (unbounded or too large:
+/// nothing is guaranteed).
+pub fn faithful_failure_per_element(bound: f64, scale: u32, ring: u32) -> f64 {
+    let x = bound * 2f64.powi(scale as i32);
+    if x.is_nan() || x >= 2f64.powi(ring as i32 - 2) {
+        1.0
+    } else {
+        0.0
+    }
 }
 
 /// An upper bound on the probability that SecureML's local truncation of one element

@@ -63,6 +63,7 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::Concat { .. } => xs.iter().copied().reduce(Interval::hull)?,
         Op::BlockPermute { .. } => xs[0].hull(Interval::point(0.0)),
         Op::Trunc { .. }
+        | Op::FaithfulTrunc { .. }
         | Op::Share { .. }
         | Op::Reveal { .. }
         | Op::Open

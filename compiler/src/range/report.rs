@@ -1,7 +1,7 @@
 //! The failure report of one call: every local truncation's bound and failure
 //! probability, their union bound, and what makes the bound unreliable.
 
-use super::{RangeOptions, Ranges, analyse, failure_per_element};
+use super::{RangeOptions, Ranges, analyse, failure_per_element, faithful_failure_per_element};
 use comet_ir::dim::numel;
 use comet_ir::{DimEnv, Elem, Interval, NodeId, Op, Program};
 use serde::Serialize;
@@ -14,11 +14,15 @@ pub const WORST: usize = 5;
 /// 2^−40.
 pub const AT_RISK: f64 = 9.094947017729282e-13;
 
-/// One local truncation of a call.
+/// One truncation of a call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TruncationRisk {
     /// The truncation node, numbered as in the plan (`%12`).
     pub node: String,
+    /// Whether it is a faithful (FSS) truncation: then it fails only if its input may
+    /// leave `[−2^62, 2^62)` ring units (per element 0, or 1 when the bound does not
+    /// show it inside); else a local one, failing with probability `|x|·2^scale / 2^64`.
+    pub faithful: bool,
     /// The op kind it serves (the scope's origin, else the truncated op's name).
     pub op_kind: String,
     /// Block path and layer (`decoder.3/attention`).
@@ -60,8 +64,12 @@ pub struct RangeReport {
     pub past: u64,
     /// The declared weight bound.
     pub weight_bound: f64,
-    /// Local truncations in the plan.
+    /// Truncations in the plan, local and faithful.
     pub truncations: u64,
+    /// Of those, faithful (FSS) truncations (pass `faithful-trunc`).
+    pub faithful: u64,
+    /// Elements the faithful truncations truncate in the call.
+    pub faithful_elements: u64,
     /// Truncations of an unbounded value (each may fail with probability 1).
     pub unbounded: u64,
     /// Union bound on the probability that some truncation of the call fails, capped at 1
@@ -85,9 +93,7 @@ pub struct RangeReport {
 pub fn range_report(p: &Program, env: DimEnv, opts: &RangeOptions) -> RangeReport {
     let r = analyse(p, env, opts);
     let names = plan_numbering(p);
-    let mut risks: Vec<TruncationRisk> = truncations(p)
-        .map(|t| risk(p, &r, env, t, &names))
-        .collect();
+    let mut risks = risks_of(p, &r, env, &names);
     let violations = violations(p, &r, &names);
     let sum: f64 = risks.iter().map(|t| t.total).sum();
     let total_failure = if violations.is_empty() {
@@ -97,6 +103,10 @@ pub fn range_report(p: &Program, env: DimEnv, opts: &RangeOptions) -> RangeRepor
     };
     let unbounded = risks.iter().filter(|t| t.bound.is_none()).count() as u64;
     let truncations = risks.len() as u64;
+    let faithful = risks.iter().filter(|t| t.faithful).count() as u64;
+    let faithful_elements = (risks.iter().filter(|t| t.faithful))
+        .map(|t| t.elements)
+        .sum();
     let at_risk = risks.iter().filter(|t| t.per_element > AT_RISK).count() as u64;
     let first_at_risk = risks.iter().find(|t| t.per_element > AT_RISK).cloned();
     let bound = |t: &TruncationRisk| t.bound.unwrap_or(f64::INFINITY);
@@ -107,6 +117,8 @@ pub fn range_report(p: &Program, env: DimEnv, opts: &RangeOptions) -> RangeRepor
         past: env.past,
         weight_bound: opts.weight_bound,
         truncations,
+        faithful,
+        faithful_elements,
         unbounded,
         total_failure,
         at_risk,
@@ -131,12 +143,37 @@ fn plan_numbering(p: &Program) -> HashMap<NodeId, String> {
         .collect()
 }
 
-/// The local truncations, in plan order.
+/// The truncations, local and faithful, in plan order.
 fn truncations(p: &Program) -> impl Iterator<Item = NodeId> + '_ {
     let order = p.canonical_order().expect("a verified program is acyclic");
-    order
-        .into_iter()
-        .filter(|id| matches!(p.graph.node(*id).op, Op::Trunc { .. }))
+    order.into_iter().filter(|id| {
+        let node = p.graph.node(*id);
+        matches!(node.op, Op::Trunc { .. } | Op::FaithfulTrunc { .. })
+            && matches!(node.ty.domain, comet_ir::Domain::Arith)
+    })
+}
+
+fn risks_of(
+    p: &Program,
+    r: &Ranges,
+    env: DimEnv,
+    names: &HashMap<NodeId, String>,
+) -> Vec<TruncationRisk> {
+    truncations(p).map(|t| risk(p, r, env, t, names)).collect()
+}
+
+/// Every truncation of a shared value in `p` with its risk in the call `env`, in plan
+/// order, beside its node: what the pass `faithful-trunc` chooses from.
+pub fn truncation_risks(
+    p: &Program,
+    env: DimEnv,
+    opts: &RangeOptions,
+) -> Vec<(NodeId, TruncationRisk)> {
+    let r = analyse(p, env, opts);
+    let names = plan_numbering(p);
+    truncations(p)
+        .map(|t| (t, risk(p, &r, env, t, &names)))
+        .collect()
 }
 
 fn risk(
@@ -153,11 +190,17 @@ fn risk(
         _ => 0,
     };
     let bound = r.of(x).magnitude();
-    let per_element = failure_per_element(bound, scale, p.info.format.ring);
-    let elements = numel(&xn.ty.shape, env);
     let node = p.graph.node(t);
+    let faithful = matches!(node.op, Op::FaithfulTrunc { .. });
+    let per_element = if faithful {
+        faithful_failure_per_element(bound, scale, p.info.format.ring)
+    } else {
+        failure_per_element(bound, scale, p.info.format.ring)
+    };
+    let elements = numel(&xn.ty.shape, env);
     TruncationRisk {
         node: names[&t].clone(),
+        faithful,
         op_kind: if node.scope.origin.is_empty() {
             xn.op.name().to_string()
         } else {

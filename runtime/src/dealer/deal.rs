@@ -23,6 +23,7 @@ use crate::protocols::block_matmul::{self, block_shapes};
 use crate::protocols::cache_matmul::{self, CacheMatMulMaterial, CacheProduct, KvMasks};
 use crate::protocols::shuffle::{self, check_rows};
 use crate::protocols::sign_select::{self, SignSelectMaterial};
+use crate::protocols::trunc_fss::{self, TruncMaterial};
 use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, fixed_mask, gmw, lut, square, xor};
 
 /// Where a recording dealer writes each party's materialised bytes.
@@ -312,6 +313,15 @@ impl Deal for SessionDealer {
     ) -> Result<Pair<SignSelectMaterial>, MaterialError> {
         sign_select::check_width(bits)?;
         Ok(self.batched(|d, keep, sink| sign_select::deal_batches(d, n, bits, same, keep, sink)))
+    }
+
+    fn faithful_trunc(
+        &mut self,
+        n: usize,
+        bits: u32,
+    ) -> Result<Pair<TruncMaterial>, MaterialError> {
+        trunc_fss::check_bits(bits)?;
+        Ok(self.batched(|d, keep, sink| trunc_fss::deal_batches(d, n, bits, keep, sink)))
     }
 
     fn bit_triples(

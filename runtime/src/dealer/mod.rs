@@ -228,6 +228,19 @@ impl Dealer {
         crate::protocols::sign_select::deal(self, n, bits, same)
     }
 
+    /// Faithful-truncation keys for `n` elements dropping `bits` bits
+    /// ([`crate::fss::trunc`]); counts the correction words.
+    ///
+    /// # Panics
+    /// If `bits` is not in 1..=62.
+    pub fn faithful_trunc(
+        &mut self,
+        n: usize,
+        bits: u32,
+    ) -> [crate::protocols::trunc_fss::TruncMaterial; 2] {
+        crate::protocols::trunc_fss::deal(self, n, bits)
+    }
+
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's
     /// correction bits (padded to bytes per element).
     pub fn bit_triples(&mut self, n: usize, lanes: u32) -> [BitTripleMaterial; 2] {

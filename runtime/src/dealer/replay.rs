@@ -22,6 +22,7 @@ use crate::protocols::material::PartyStreams;
 use crate::protocols::shuffle;
 use crate::protocols::shuffle::{check_rows, draw_permutation};
 use crate::protocols::sign_select::{self, SignSelectMaterial};
+use crate::protocols::trunc_fss::{self, TruncMaterial};
 use crate::protocols::{b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw};
 use crate::protocols::{lut, square, xor};
 
@@ -238,6 +239,15 @@ impl Deal for PartyReplay {
         same: bool,
     ) -> Result<Pair<SignSelectMaterial>, MaterialError> {
         let m = sign_select::replay(self, n, bits, same)?;
+        Ok(self.mine(m))
+    }
+
+    fn faithful_trunc(
+        &mut self,
+        n: usize,
+        bits: u32,
+    ) -> Result<Pair<TruncMaterial>, MaterialError> {
+        let m = trunc_fss::replay(self, n, bits)?;
         Ok(self.mine(m))
     }
 

@@ -116,12 +116,13 @@ pub enum ExecError {
         /// The shape given.
         actual: Vec<usize>,
     },
-    /// A weight has an entry beyond the bound the plan was compiled for: the plan's
-    /// comparison widths rest on it, so it would compare wrongly.
+    /// A weight has an entry beyond the bound the plan was compiled for: its truncations'
+    /// failure bound and its comparison widths rest on it.
     #[error(
-        "weight `{name}` (tensor `{tensor}`) has an entry {value} beyond the plan's declared \
-         weight bound |w| <= {bound}: compile the plan with `--weight-bound {suggested}` (or \
-         `--comparison-width full`)"
+        "weight `{name}` (tensor `{tensor}`) has an entry {value}, beyond the bound |w| ≤ \
+         {bound} the plan was compiled with (its truncations' failure bound and its \
+         comparison widths rest on it): recompile with `comet compile --weight-bound \
+         {suggested}` or more"
     )]
     WeightBound {
         /// Its qualified name.

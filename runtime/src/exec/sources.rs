@@ -94,14 +94,14 @@ pub fn weight<'a>(
     Ok(w)
 }
 
-/// Checks every entry of weight `name` against the bound the plan was compiled for
-/// ([`comet_ir::ProtocolOptions::weight_bound`]), if it declares one; a NaN is beyond any
-/// bound.
+/// Checks every entry of weight `name` against the bound the plan was compiled for (its
+/// truncation policy's `weight_bound`, on which its truncations' failure bound and its
+/// comparison widths rest), if it has one; a NaN is beyond any bound.
 ///
 /// # Errors
 /// [`ExecError::WeightBound`] with the largest entry and a bound that holds.
 pub fn within_bound(program: &Program, name: &str, w: &ArrayD<f64>) -> Result<(), ExecError> {
-    let Some(bound) = program.options.weight_bound else {
+    let Some(bound) = program.options.truncation.map(|t| t.weight_bound) else {
         return Ok(());
     };
     let worst = w.iter().fold(0f64, |m, x| match x.is_nan() {

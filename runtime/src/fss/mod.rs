@@ -90,6 +90,7 @@ pub mod drelu_bit;
 pub mod lut;
 pub mod prg;
 pub mod sign_select;
+pub mod trunc;
 
 mod codec;
 #[cfg(test)]
@@ -102,6 +103,8 @@ mod tests_drelu_bits;
 mod tests_gates;
 #[cfg(test)]
 mod tests_sign_select;
+#[cfg(test)]
+mod tests_trunc;
 
 pub use codec::BATCH_HEADER_BYTES;
 pub use dcf::{CorrectionWords, DcfKey};
@@ -116,6 +119,7 @@ pub use drelu_bit::{
     drelu_bit_reveal_message,
 };
 pub use lut::{LutKey, lut_finish, lut_offline, lut_online_message, lut_reveal_message};
+pub use trunc::TruncKey;
 
 /// Security parameter: bits of a PRG seed (one of them is the control bit, see [`prg`]).
 pub const LAMBDA_BITS: u32 = 128;

@@ -137,6 +137,7 @@ fn is_identity(op: &Op) -> bool {
     matches!(
         op,
         Op::Trunc { .. }
+            | Op::FaithfulTrunc { .. }
             | Op::Share { .. }
             | Op::Reveal { .. }
             | Op::Output { .. }
@@ -200,6 +201,7 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
         Op::RowSum => nonlinear::reduce_row("row_sum", &x[0], |r| r.sum()),
         Op::RowMax => nonlinear::reduce_row("row_max", &x[0], nonlinear::row_max),
         Op::Trunc { .. }
+        | Op::FaithfulTrunc { .. }
         | Op::Share { .. }
         | Op::Reveal { .. }
         | Op::Output { .. }

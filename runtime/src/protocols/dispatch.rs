@@ -18,7 +18,7 @@ use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
     block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, sign_select,
-    square, unpack,
+    square, trunc_fss, unpack,
 };
 
 /// One node's material for one party.
@@ -47,6 +47,8 @@ pub enum NodeMaterial {
     Cache(cache_matmul::CacheMatMulMaterial),
     /// Sign-select keys.
     SignSelect(sign_select::SignSelectMaterial),
+    /// Faithful-truncation keys.
+    Trunc(trunc_fss::TruncMaterial),
 }
 
 /// What dealing a node's material needs to know of the node.
@@ -111,6 +113,12 @@ pub fn deal<D: Deal + ?Sized>(
             let same = xs.len() == 1;
             let m = deal.sign_select(count(0), n.bits, same)?;
             wrap(m, NodeMaterial::SignSelect)
+        }
+        Protocol::FaithfulTrunc => {
+            let Op::FaithfulTrunc { bits } = *n.op else {
+                unreachable!("the faithful_trunc protocol computes faithful_trunc nodes")
+            };
+            wrap(deal.faithful_trunc(count(0), bits)?, NodeMaterial::Trunc)
         }
         Protocol::Lut => {
             let Op::Lut { bits, .. } = *n.op else {
@@ -224,6 +232,8 @@ pub enum Pending {
     Cache(Box<cache_matmul::State>),
     /// A sign select between its rounds.
     SignSelect(Box<sign_select::State>),
+    /// A faithful truncation.
+    Trunc(Box<trunc_fss::State>),
 }
 
 /// What a node's round ended with: its value, or its next state and message.
@@ -398,6 +408,10 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             let (st, msg) = sign_select::start(p, n.share(0)?, y, m);
             (Pending::SignSelect(Box::new(st)), msg)
         }
+        (Protocol::FaithfulTrunc, NodeMaterial::Trunc(m)) => {
+            let (st, msg) = trunc_fss::start(p, n.share(0)?, m);
+            (Pending::Trunc(Box::new(st)), msg)
+        }
         _ => return Err(bad()),
     })
 }
@@ -534,5 +548,6 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             Step::Next(s, msg) => Finished::Next(Box::new(Pending::SignSelect(Box::new(s))), msg),
             Step::Done(v) => value(v),
         },
+        Pending::Trunc(s) => value(trunc_fss::finish(*s, peer)?),
     })
 }

@@ -38,6 +38,7 @@ use super::ring_ops;
 use super::shuffle::ShuffleMaterial;
 use super::sign_select::SignSelectMaterial;
 use super::square::SquareMaterial;
+use super::trunc_fss::TruncMaterial;
 use super::xor::BitTripleMaterial;
 use crate::movement::broadcast_shape;
 use crate::ring;
@@ -169,6 +170,13 @@ pub trait Deal {
         bits: u32,
         same: bool,
     ) -> Result<Pair<SignSelectMaterial>, MaterialError>;
+
+    /// Faithful-truncation keys for `n` elements dropping `bits` bits (1..=62).
+    ///
+    /// # Errors
+    /// If `bits` is out of range, or as [`Deal::triple`].
+    fn faithful_trunc(&mut self, n: usize, bits: u32)
+    -> Result<Pair<TruncMaterial>, MaterialError>;
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
     ///

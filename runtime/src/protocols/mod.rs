@@ -30,6 +30,7 @@
 //! | [`drelu`] | 1 | `x + r` | [`DreluMaterial`](drelu::DreluMaterial): DCF keys ([`crate::fss`]) |
 //! | [`lut`] (table lookup) | 2 | `k + r mod 2^n` (n bits per element), then `y_b` (64 bits) | [`LutMaterial`](lut::LutMaterial): 1-bit DPF keys and a 64-bit correction ([`crate::fss::lut`]) |
 //! | [`sign_select`] (`y·[x ≥ 0]`: ReLU, a max level) | 2 | `x + r` (and `y + s` when y ≠ x), then a bit `e` (8 per byte) | [`SignSelectMaterial`](sign_select::SignSelectMaterial): 1-bit DCF keys, party 1's corrections of `ρ` and `ρ·s` ([`crate::fss::sign_select`]) |
+//! | [`trunc_fss`] (faithful truncation) | 1 | `x + r + 2^62` (64 bits) | [`TruncMaterial`](trunc_fss::TruncMaterial): an s-bit DCF key per element, party 1's share of `msb(r)` ([`crate::fss::trunc`]) |
 //! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | [`BitTripleMaterial`](xor::BitTripleMaterial): one correction bit per gate |
 //! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | [`GmwDreluMaterial`](gmw::GmwDreluMaterial): 181 correction bits (23 bytes) per element |
 //! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | [`B2aMaterial`](b2a::B2aMaterial): daBits, 64-bit correction per bit |
@@ -77,6 +78,7 @@ pub mod share;
 pub mod shuffle;
 pub mod sign_select;
 pub mod square;
+pub mod trunc_fss;
 pub mod xor;
 
 pub(crate) use crate::ring::message::check_len;

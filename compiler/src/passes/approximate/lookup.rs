@@ -203,15 +203,29 @@ pub(super) fn layer_norm(b: &mut Builder, x: NodeId, g: NodeId, bias: NodeId, ep
     let c = b.sub(x, mean);
     let r = inverse_rms(b, c, eps);
     let normed = b.mul(c, r);
+    declare_normed(b, normed, inv_d);
     let scaled = b.mul(normed, g);
     b.add(scaled, bias)
 }
 
 /// `lut.rms_norm`: the exact recipe's form with the table rsqrt.
 pub(super) fn rms_norm(b: &mut Builder, x: NodeId, g: NodeId, eps: f64) -> NodeId {
+    let inv_d = 1.0 / b.last_width(x) as f64;
     let r = inverse_rms(b, x, eps);
     let normed = b.mul(x, r);
+    declare_normed(b, normed, inv_d);
     b.mul(normed, g)
+}
+
+/// A normalised row `c_i / sqrt(mean(c²) + eps)` lies within `±sqrt(d)` (one entry can
+/// hold the whole row's energy), times the table rsqrt's relative error (its index step
+/// is 2^−11 of the reduced input, so under 3·10^−4): declared `±1.01·sqrt(d)`, whatever
+/// the norm's input. (In fixed point, a row whose mean square is within a few units in
+/// the last place of zero can exceed it; such rows are near-constant and their entries
+/// tiny.)
+fn declare_normed(b: &mut Builder, normed: NodeId, inv_d: f64) {
+    let bound = 1.01 / inv_d.sqrt();
+    b.declare(normed, -bound, bound);
 }
 
 /// `lut.gelu`.
@@ -235,8 +249,14 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     let e = lookup(b, d, EXP);
     let kept = b.select(inside, e);
     let z = b.row_sum(kept);
+    // the row maximum's entry contributes e^0, read within 1/128 of 1: z ≥ 1/2 (and at
+    // most the row's length, which interval arithmetic sees)
+    b.declare(z, 0.5, f64::INFINITY);
     let r = reciprocal(b, z);
-    b.mul(kept, r)
+    let p = b.mul(kept, r);
+    // a probability: the exact softmax is in [0, 1]; the tables' errors add under 2%
+    b.declare(p, 0.0, 1.02);
+    p
 }
 
 /// Table `t` at `x` as the plaintext backend reads it (the floor index).

@@ -219,6 +219,9 @@ fn compiled(source: &str, approx: &str) -> Program {
     let opts = Options {
         verify: true,
         approx: approx.parse().unwrap(),
+        // the forms' own round structure, with local truncations (faithful ones add a
+        // round after each product: pass faithful-trunc, tested on its own)
+        truncation: None,
         ..Options::default()
     };
     compile(source, "t.model", &opts)
