@@ -105,16 +105,7 @@ fn two_processes_with_gmw_comparisons() {
 /// are the reference's.
 #[test]
 fn two_processes_with_sparse_ffns() {
-    let plan = temp_path("two-process-sparse.plan");
-    let out = comet(&[
-        "compile",
-        "examples/glassllm.model",
-        "--sparsity",
-        "ffn:block=16",
-        "-o",
-        plan.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = sparse_plan("two-process-sparse.plan");
     let pred = temp_path("two-process-sparse.pred");
     let out = comet(&[
         "calibrate",
@@ -140,6 +131,21 @@ fn two_processes_with_sparse_ffns() {
         &["--predictor", &pred],
         &["--accept-leakage", "sparse-masks"],
     );
+}
+
+/// The shipped model compiled with block-sparse FFNs (blocks of 16) to `file`.
+fn sparse_plan(file: &str) -> PathBuf {
+    let plan = temp_path(file);
+    let out = comet(&[
+        "compile",
+        "examples/glassllm.model",
+        "--sparsity",
+        "ffn:block=16",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    plan
 }
 
 fn two_processes(plan: &Path, session: &str) {
@@ -551,16 +557,7 @@ fn the_client_refuses_a_plan_that_reveals_its_input_to_the_server() {
     unused(&plan, &material, 1).expect("the refused run left the material unused");
 
     // a sparse plan: refused without the flag, accepted (then fails to connect) with it
-    let sparse = temp_path("two-process-sparse-policy.plan");
-    let out = comet(&[
-        "compile",
-        "examples/glassllm.model",
-        "--sparsity",
-        "ffn:block=16",
-        "-o",
-        sparse.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let sparse = sparse_plan("two-process-sparse-policy.plan");
     let dir = deal(&sparse, "two-process-sparse-policy", "6", "1");
     let material = dir.join("party1.mat");
     let run = |extra: &[&str]| {
