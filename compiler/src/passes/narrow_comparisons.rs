@@ -29,7 +29,7 @@
 //! a sparse FFN's masked region keep the whole ring (they run on gathered entries with
 //! material of their own).
 
-use crate::range::{RangeOptions, Ranges, analyse, range_report};
+use crate::range::{RangeOptions, Ranges, analyse, assumptions_hold};
 use comet_ir::sparse::masked_nodes;
 use comet_ir::{Comparison, DimEnv, Elem, Interval, NodeId, Op, Program};
 
@@ -58,10 +58,10 @@ pub fn run(p: &mut Program) {
         seq: MAX_TOKENS,
         past: MAX_TOKENS,
     };
-    if !range_report(p, env, opts).violations.is_empty() {
+    let ranges = analyse(p, env, opts);
+    if !assumptions_hold(p, &ranges) {
         return;
     }
-    let ranges = analyse(p, env, opts);
     let masked = masked_nodes(p);
     let widths: Vec<(NodeId, u8)> = (p.graph.ids())
         .filter(|id| !masked.contains_key(id))

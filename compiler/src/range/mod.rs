@@ -32,7 +32,8 @@ mod report;
 mod tests;
 
 pub use report::{
-    AT_RISK, RangeReport, TruncationRisk, Violation, WORST, range_report, truncation_risks,
+    AT_RISK, RangeReport, TruncationRisk, Violation, WORST, assumptions_hold, range_report,
+    truncation_risks,
 };
 
 use comet_ir::{DimEnv, Interval, NodeId, Op, Program, SideTable};

@@ -224,21 +224,35 @@ fn scope_name(s: &comet_ir::Scope) -> String {
 
 /// The recipe inputs whose propagated range leaves the range the recipe assumes.
 fn violations(p: &Program, r: &Ranges, names: &HashMap<NodeId, String>) -> Vec<Violation> {
-    let Some(table) = p.analyses.declared.as_ref() else {
-        return Vec::new();
-    };
-    table
-        .iter()
+    violated(p, r)
+        .map(|(id, recipe, range, assumed)| Violation {
+            node: names[&id].clone(),
+            recipe: recipe.to_string(),
+            scope: scope_name(&p.graph.node(id).scope),
+            range,
+            assumed,
+        })
+        .collect()
+}
+
+/// Whether every recipe input of `p` stays, by the ranges `r`, within the range its recipe
+/// assumes (no [`Violation`]): only then do the declared ranges, and every bound
+/// downstream of them, hold.
+pub fn assumptions_hold(p: &Program, r: &Ranges) -> bool {
+    violated(p, r).next().is_none()
+}
+
+/// Each recipe input outside its assumed range: the node, its recipe, its range and the
+/// assumed one.
+fn violated<'a>(
+    p: &'a Program,
+    r: &'a Ranges,
+) -> impl Iterator<Item = (NodeId, &'a str, Interval, Interval)> + 'a {
+    (p.analyses.declared.iter())
+        .flat_map(|table| table.iter())
         .filter_map(|(id, d)| {
             let assumed = d.assumes?;
             let range = r.of(id);
-            (!range.within(assumed)).then(|| Violation {
-                node: names[&id].clone(),
-                recipe: d.recipe.clone(),
-                scope: scope_name(&p.graph.node(id).scope),
-                range,
-                assumed,
-            })
+            (!range.within(assumed)).then_some((id, d.recipe.as_str(), range, assumed))
         })
-        .collect()
 }

@@ -104,16 +104,17 @@ pub fn within_bound(program: &Program, name: &str, w: &ArrayD<f64>) -> Result<()
     let Some(bound) = program.options.truncation.map(|t| t.weight_bound) else {
         return Ok(());
     };
-    let worst = w.iter().fold(0f64, |m, x| match x.is_nan() {
-        true => f64::NAN,
-        false => m.max(x.abs()),
-    });
+    // the entry of largest magnitude, in one pass; a NaN, once met, stays the worst
+    let value = w
+        .iter()
+        .fold(0f64, |v, &x| match v.is_nan() || x.abs() <= v.abs() {
+            true => v,
+            false => x,
+        });
+    let worst = value.abs();
     if worst <= bound {
         return Ok(());
     }
-    let value = *(w.iter())
-        .find(|x| x.is_nan() || x.abs() == worst)
-        .unwrap_or(&worst);
     let tensor = program
         .info
         .weight(name)
