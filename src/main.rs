@@ -117,10 +117,16 @@ enum Command {
         /// Truncations (pass `faithful-trunc`): `auto` keeps a truncation local (SecureML,
         /// no communication, may fail) only while the range analysis bounds the plan's
         /// failure probability per call within `--trunc-failure`, and makes the others
-        /// faithful (FSS, exact, 1 round); `always`: every one faithful; `never`: every
-        /// one local (may fail silently).
+        /// faithful (no wrap failure, 1 round); `always`: every one faithful; `never`:
+        /// every one local (may fail silently).
         #[arg(long, value_enum, default_value = "auto")]
         faithful_trunc: FaithfulArg,
+        /// The gate of faithful truncations: `stochastic` (the floor or one more, rounded
+        /// stochastically: `x + r` opened, 16 dealer bytes per element) or `exact` (the
+        /// floor, bit for bit the fixed-point backend's, by a DCF key per element: 396–404
+        /// dealer bytes at 16 bits).
+        #[arg(long, value_enum, default_value = "stochastic")]
+        faithful_gate: FaithfulGateArg,
         /// The budget of `--faithful-trunc auto`: union bound on the probability that some
         /// local truncation of a call fails (`2^-40`, `1e-12`).
         #[arg(long, value_name = "P", default_value = "2^-40",
@@ -228,6 +234,13 @@ enum FaithfulArg {
     Never,
 }
 
+/// `--faithful-gate`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FaithfulGateArg {
+    Stochastic,
+    Exact,
+}
+
 /// `--kv-openings`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum KvOpenings {
@@ -282,6 +295,7 @@ fn main() -> ExitCode {
             kv_openings,
             comparison_width,
             faithful_trunc,
+            faithful_gate,
             trunc_failure,
             weight_bound,
             trunc_context,
@@ -295,6 +309,10 @@ fn main() -> ExitCode {
                 max_failure: trunc_failure,
                 weight_bound,
                 context: trunc_context,
+                gate: match faithful_gate {
+                    FaithfulGateArg::Stochastic => comet_ir::FaithfulGate::Stochastic,
+                    FaithfulGateArg::Exact => comet_ir::FaithfulGate::Exact,
+                },
             };
             let opts = Options {
                 truncation: Some(truncation),

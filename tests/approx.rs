@@ -60,6 +60,7 @@ fn lut_is_the_default_and_exact_changes_nothing() {
         "max_failure": 2f64.powi(-40),
         "weight_bound": 64.0,
         "context": 1024,
+        "gate": "stochastic",
     });
     assert_eq!(
         json["options"],

@@ -73,12 +73,16 @@ fn fixed_weight_matmul() {
     }
 }
 
-/// The default plan (`--faithful-trunc auto`): x is a client input, so nothing bounds the
-/// product and its truncation is faithful.
+/// `--faithful-trunc auto`: x is a client input, so nothing bounds the product and its
+/// truncation is faithful, with the exact gate (`--faithful-gate exact`).
 #[test]
 fn faithful_truncation_after_a_matmul() {
     let opts = Options {
         verify: true,
+        truncation: Some(comet_ir::TruncationPolicy {
+            gate: comet_ir::FaithfulGate::Exact,
+            ..comet_compiler::passes::faithful_trunc::default_policy()
+        }),
         ..Default::default()
     };
     let p = compile(MATMUL, "test.model", &opts).unwrap().program;
@@ -89,6 +93,24 @@ fn faithful_truncation_after_a_matmul() {
         // per party (24·16 + ⌈32/8⌉ + 8 = 396 bytes) and party 1's share of msb(r) (8):
         // 8·800·3s = 19,200s bits.
         let expected = (3, 3, 512 * s + 384 * s + 192 * s, 192 * s + 19_200 * s);
+        assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
+    }
+}
+
+/// The default plan: the same truncation with the stochastic gate.
+#[test]
+fn stochastic_truncation_after_a_matmul() {
+    let opts = Options {
+        verify: true,
+        ..Default::default()
+    };
+    let p = compile(MATMUL, "test.model", &opts).unwrap().program;
+    for seq in [1u64, 5, 128] {
+        let s = seq as i128;
+        // as fixed_weight_matmul, plus the truncation of [seq, 3]: 1 round; both open
+        // x + r + 2^62, 2·64·3s = 384s; the dealer sends party 1 its shares of ⌊r/2^16⌋
+        // and msb(r), 2·64·3s = 384s bits.
+        let expected = (3, 3, 512 * s + 384 * s + 192 * s, 192 * s + 384 * s);
         assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
     }
 }

@@ -176,15 +176,17 @@ fn check_plan(name: &str, comparison: Comparison, p: Program) -> f64 {
     largest
 }
 
-/// Every truncation faithful (`--faithful-trunc always`): the two parties compute exactly
-/// what the fixed-point backend computes (every other protocol is exact in the ring, and
-/// the faithful truncation is the backend's arithmetic shift), and measured = estimated.
+/// Every truncation faithful (`--faithful-trunc always`) with the exact gate: the two
+/// parties compute exactly what the fixed-point backend computes (every other protocol is
+/// exact in the ring, and the exact gate is the backend's arithmetic shift), and measured
+/// = estimated.
 fn check_faithful(name: &str) {
     let path = format!("{}/examples/{name}.model", env!("CARGO_MANIFEST_DIR"));
     let source = shrink(&std::fs::read_to_string(&path).unwrap());
     let opts = comet_compiler::Options {
         truncation: Some(comet_ir::TruncationPolicy {
             mode: comet_ir::FaithfulMode::Always,
+            gate: comet_ir::FaithfulGate::Exact,
             ..comet_compiler::passes::faithful_trunc::default_policy()
         }),
         ..Default::default()
@@ -245,6 +247,26 @@ fn gpt2_architecture_faithful_truncations_are_exact() {
 #[test]
 fn glassllm_architecture_faithful_truncations_are_exact() {
     check_faithful("glassllm");
+}
+
+/// The default plan: every truncation of these models is faithful with the stochastic
+/// gate; measured = estimated, and the result is within `check_plan`'s tolerance of the
+/// fixed-point backend (each truncation the floor or one more).
+#[test]
+fn glassllm_architecture_stochastic_truncations() {
+    let p = compile("glassllm", Comparison::Fss);
+    let count = |f: fn(&Op) -> bool| {
+        (p.graph.ids())
+            .filter(|&id| f(&p.graph.node(id).op))
+            .count()
+    };
+    assert!(count(|op| matches!(op, Op::StochasticTrunc { .. })) > 0);
+    assert_eq!(count(|op| matches!(op, Op::FaithfulTrunc { .. })), 0);
+    let worst = check_plan("glassllm (stochastic)", Comparison::Fss, p);
+    assert!(
+        worst > 0.0,
+        "stochastic rounding differs from the floor somewhere"
+    );
 }
 
 /// MPCFormer's 2Quad softmax masks its causal scores by `select(drelu(mask(q)), q)`: a

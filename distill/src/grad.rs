@@ -213,6 +213,7 @@ fn vjp<'v>(
         | Op::OneHot { .. } => Ok(vec![]),
         Op::Trunc { .. }
         | Op::FaithfulTrunc { .. }
+        | Op::StochasticTrunc { .. }
         | Op::Share { .. }
         | Op::Reveal { .. }
         | Op::Output { .. }

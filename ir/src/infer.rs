@@ -101,7 +101,9 @@ fn shape_rule(op: &Op, xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
         }
         Op::Lut { bits, frac, .. } => lut(xs[0], *bits, *frac, ctx),
         Op::OneHot { depth } => one_hot(xs[0], *depth),
-        Op::Trunc { bits } | Op::FaithfulTrunc { bits } => trunc(xs[0], *bits),
+        Op::Trunc { bits } | Op::FaithfulTrunc { bits } | Op::StochasticTrunc { bits } => {
+            trunc(xs[0], *bits)
+        }
         Op::BlockPermute { block, axis, .. } => block_permute(xs[0], *block, *axis, ctx),
         Op::ApplyMask { block, .. } => apply_mask(xs[0], xs[1], *block, ctx),
         Op::BlockMatMul { block, .. } => {

@@ -318,6 +318,15 @@ pub enum Op {
         /// Bits dropped.
         bits: u32,
     },
+    /// Drops `bits` fractional bits without the local truncation's wrap failure, rounding
+    /// stochastically (`⌊x / 2^bits⌋` or one more, unbiased) by one opening and 16 dealer
+    /// bytes per element (`comet_runtime::protocols::trunc_stochastic`); never wrong by more
+    /// than one unit in the last place for `|x| < 2^62` ring units. The `faithful-trunc`
+    /// pass's default gate.
+    StochasticTrunc {
+        /// Bits dropped.
+        bits: u32,
+    },
 }
 
 /// The compilation stage a program is in; it decides the type rules of arithmetic.
@@ -412,6 +421,7 @@ impl Op {
             Op::Share { .. } => "share",
             Op::Trunc { .. } => "trunc",
             Op::FaithfulTrunc { .. } => "faithful_trunc",
+            Op::StochasticTrunc { .. } => "stochastic_trunc",
             Op::BlockPermute { .. } => "block_permute",
             Op::ApplyMask { .. } => "apply_mask",
             Op::BlockMatMul { .. } => "block_matmul",
@@ -493,7 +503,9 @@ impl Op {
             Op::LayerNorm { eps } | Op::RmsNorm { eps } => vec![("eps", num(*eps))],
             Op::OneHot { depth } => vec![("depth", depth.to_string())],
             Op::Share { from } => vec![("from", from.to_string())],
-            Op::Trunc { bits } | Op::FaithfulTrunc { bits } => vec![("bits", bits.to_string())],
+            Op::Trunc { bits } | Op::FaithfulTrunc { bits } | Op::StochasticTrunc { bits } => {
+                vec![("bits", bits.to_string())]
+            }
             Op::Lut { func, bits, frac } => vec![
                 ("func", func.name().into()),
                 ("bits", bits.to_string()),

@@ -205,6 +205,20 @@ pub enum FaithfulMode {
     Never,
 }
 
+/// The gate a truncation that must not fail becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaithfulGate {
+    /// The exact arithmetic shift `⌊x / 2^bits⌋` by one DCF key per element
+    /// ([`Op::FaithfulTrunc`](crate::Op::FaithfulTrunc)). What plans without this field
+    /// used.
+    #[default]
+    Exact,
+    /// The floor or one more, rounded stochastically (unbiased), by an opening and 16 dealer
+    /// bytes per element ([`Op::StochasticTrunc`](crate::Op::StochasticTrunc)).
+    Stochastic,
+}
+
 /// The pass `faithful-trunc`'s inputs, recorded in the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -219,6 +233,9 @@ pub struct TruncationPolicy {
     /// The design context: the pass bounds a prefill of this many tokens and a decode step
     /// after `context − 1` cached tokens.
     pub context: u64,
+    /// The gate of the truncations that are not local.
+    #[serde(default)]
+    pub gate: FaithfulGate,
 }
 
 /// A model's declarations, its graph and the analyses attached so far.

@@ -63,6 +63,9 @@ pub enum Protocol {
     /// Faithful truncation by FSS (one DCF key per element on the dropped bits; `x + r`
     /// opened: 1 round), exact where the local truncation may fail.
     FaithfulTrunc,
+    /// Wrap-free truncation with stochastic rounding (`x + r` opened, 16 dealer bytes per
+    /// element: 1 round), within one unit in the last place where the local one may fail.
+    StochasticTrunc,
     /// The oblivious block permutation of a fixed operand: two one-way messages once per
     /// session, at setup, with dealer permutation correlations; nothing per call.
     Shuffle,
@@ -92,6 +95,7 @@ impl Protocol {
             Protocol::Lut => "lut",
             Protocol::SignSelect => "sign_select",
             Protocol::FaithfulTrunc => "faithful_trunc",
+            Protocol::StochasticTrunc => "stochastic_trunc",
         }
     }
 
@@ -184,6 +188,7 @@ fn protocol_local(op: &Op) -> Option<bool> {
         | Op::Select
         | Op::SignSelect
         | Op::FaithfulTrunc { .. }
+        | Op::StochasticTrunc { .. }
         | Op::RowMax
         | Op::B2A
         | Op::Lut { .. }
@@ -234,6 +239,7 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
         }
         Op::Lut { .. } if shared(dom(0)) => Protocol::Lut,
         Op::FaithfulTrunc { .. } if shared(dom(0)) => Protocol::FaithfulTrunc,
+        Op::StochasticTrunc { .. } if shared(dom(0)) => Protocol::StochasticTrunc,
         Op::RowMax if shared(dom(0)) => Protocol::RowMaxTree,
         // FSS comparisons already give arithmetic shares of their bits: nothing to convert
         Op::B2A if shared(dom(0)) && p.options.comparison == Comparison::Gmw => Protocol::B2A,

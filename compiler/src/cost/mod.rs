@@ -130,7 +130,9 @@ impl<'a> CostModel<'a> {
         let fss = self.p.options.comparison == Comparison::Fss;
         let is_matmul = matches!(g.node(id).op, comet_ir::Op::MatMul);
         let bits = match g.node(id).op {
-            comet_ir::Op::Lut { bits, .. } | comet_ir::Op::FaithfulTrunc { bits } => bits,
+            comet_ir::Op::Lut { bits, .. }
+            | comet_ir::Op::FaithfulTrunc { bits }
+            | comet_ir::Op::StochasticTrunc { bits } => bits,
             _ => g.node(id).comparison_bits(),
         };
         let mut dense = cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits);
@@ -285,6 +287,15 @@ pub fn cost_at_width(
             l(2).mul(&numel(xs[0])),
             numel(xs[0]).scale(8 * faithful_trunc_key_bytes(m)),
             numel(xs[0]).scale(4),
+        ),
+        // both open x + r (+ 2^62), 64 bits each: 2l·n; dealer: party 1's shares of r_h and
+        // msb(r), 2l·n; 1 round. Local work: a few ring operations, counted as n.
+        Protocol::StochasticTrunc => cost(
+            protocol,
+            1,
+            l(2).mul(&numel(xs[0])),
+            l(2).mul(&numel(xs[0])),
+            numel(xs[0]),
         ),
         // open the bit masked by a daBit's boolean half, a byte per bit and party: 2·8·n;
         // dealer: the daBit's arithmetic half, l·n

@@ -34,16 +34,21 @@ fn call_block(out: &mut String, c: &CallReport, label: &str, dim: &str) {
         units::count(t.at_risk),
         units::count(t.unbounded)
     );
-    if let Some(row) = c.by_protocol.iter().find(|r| r.name == "faithful_trunc") {
-        let _ = writeln!(
-            out,
-            "    faithful truncations: {} elements, online {}, dealer {}, {} rounds in which \
-             they exchange",
-            units::count(t.faithful_elements),
-            units::bits_as_bytes(row.amounts.online_bits),
-            units::bits_as_bytes(row.amounts.offline_bits),
-            units::count(row.amounts.rounds)
-        );
+    for (name, gate) in [
+        ("stochastic_trunc", "stochastic"),
+        ("faithful_trunc", "exact"),
+    ] {
+        if let Some(row) = c.by_protocol.iter().find(|r| r.name == name) {
+            let _ = writeln!(
+                out,
+                "    faithful truncations ({gate} gate): {} elements, online {}, dealer {}, {} \
+                 rounds in which they exchange",
+                units::count(t.faithful_elements),
+                units::bits_as_bytes(row.amounts.online_bits),
+                units::bits_as_bytes(row.amounts.offline_bits),
+                units::count(row.amounts.rounds)
+            );
+        }
     }
     if let Some(f) = &t.first_at_risk {
         let _ = writeln!(out, "    first at risk: {}", risk(f));
@@ -92,7 +97,11 @@ fn policy(p: Option<&comet_ir::TruncationPolicy>) -> String {
                 comet_ir::FaithfulMode::Always => "always".into(),
                 comet_ir::FaithfulMode::Never => "never (every truncation local)".into(),
             };
-            format!("plan's policy (--faithful-trunc): {mode}")
+            let gate = match p.gate {
+                comet_ir::FaithfulGate::Stochastic => "stochastic",
+                comet_ir::FaithfulGate::Exact => "exact",
+            };
+            format!("plan's policy (--faithful-trunc): {mode}; gate (--faithful-gate): {gate}")
         }
     }
 }

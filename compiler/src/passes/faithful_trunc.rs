@@ -1,8 +1,17 @@
 //! Pass `faithful-trunc`: each truncation of a shared value stays local (SecureML: no
 //! communication, but wrong by about `2^(64 − bits)` with probability `|x|·2^scale / 2^64`
 //! per element) only where the range analysis ([`crate::range`]) bounds that risk, and
-//! becomes a faithful FSS truncation ([`Op::FaithfulTrunc`]: exact for `|x| < 2^62` ring
-//! units, 1 round, `comet_runtime::protocols::trunc_fss`) elsewhere.
+//! elsewhere becomes a faithful truncation, never wrong by a wrap for `|x| < 2^62` ring
+//! units, 1 round, of the policy's gate ([`TruncationPolicy::gate`],
+//! `comet compile --faithful-gate`):
+//!
+//! - `stochastic` (default, [`Op::StochasticTrunc`],
+//!   `comet_runtime::protocols::trunc_stochastic`): `x + r` opened and 16 dealer bytes per
+//!   element; the floor or one more (stochastic rounding, unbiased), the last-bit error a
+//!   local truncation has too;
+//! - `exact` ([`Op::FaithfulTrunc`], `comet_runtime::protocols::trunc_fss`): the floor, by a
+//!   DCF key on the dropped bits (396–404 bytes per element at 16 bits): bit for bit the
+//!   fixed-point backend's result.
 //!
 //! The policy is the plan's [`TruncationPolicy`] (`comet compile --faithful-trunc`,
 //! `--trunc-failure`, `--weight-bound`, `--trunc-context`):
@@ -28,7 +37,7 @@
 
 use crate::range::{RangeOptions, TruncationRisk, truncation_risks};
 use comet_ir::sparse::masked_nodes;
-use comet_ir::{DimEnv, FaithfulMode, NodeId, Op, Program, TruncationPolicy};
+use comet_ir::{DimEnv, FaithfulGate, FaithfulMode, NodeId, Op, Program, TruncationPolicy};
 use std::collections::{HashMap, HashSet};
 
 /// The default budget: 2^−40 per call.
@@ -37,13 +46,15 @@ pub const DEFAULT_MAX_FAILURE: f64 = 9.094947017729282e-13;
 /// The default design context (tokens).
 pub const DEFAULT_CONTEXT: u64 = 1024;
 
-/// The default policy: `auto` at 2^−40 per call, weights `|w| ≤ 64`, context 1,024.
+/// The default policy: `auto` at 2^−40 per call, weights `|w| ≤ 64`, context 1,024, the
+/// stochastic gate.
 pub fn default_policy() -> TruncationPolicy {
     TruncationPolicy {
         mode: FaithfulMode::Auto,
         max_failure: DEFAULT_MAX_FAILURE,
         weight_bound: crate::range::DEFAULT_WEIGHT_BOUND,
         context: DEFAULT_CONTEXT,
+        gate: FaithfulGate::Stochastic,
     }
 }
 
@@ -56,7 +67,10 @@ pub fn run(p: &mut Program) {
     for id in faithful {
         let node = p.graph.node_mut(id);
         if let Op::Trunc { bits } = node.op {
-            node.op = Op::FaithfulTrunc { bits };
+            node.op = match policy.gate {
+                FaithfulGate::Exact => Op::FaithfulTrunc { bits },
+                FaithfulGate::Stochastic => Op::StochasticTrunc { bits },
+            };
         }
     }
 }
@@ -180,13 +194,40 @@ mod tests {
         compile(MODEL, "t.model", &opts).unwrap().program
     }
 
+    fn count(p: &Program, f: fn(&Op) -> bool) -> usize {
+        p.graph.ids().filter(|&id| f(&p.graph.node(id).op)).count()
+    }
+
+    /// (local, faithful of either gate) truncations.
     fn kinds(p: &Program) -> (usize, usize) {
-        let count =
-            |f: fn(&Op) -> bool| p.graph.ids().filter(|&id| f(&p.graph.node(id).op)).count();
         (
-            count(|op| matches!(op, Op::Trunc { .. })),
-            count(|op| matches!(op, Op::FaithfulTrunc { .. })),
+            count(p, |op| matches!(op, Op::Trunc { .. })),
+            count(p, |op| {
+                matches!(op, Op::FaithfulTrunc { .. } | Op::StochasticTrunc { .. })
+            }),
         )
+    }
+
+    #[test]
+    fn the_gate_follows_the_policy() {
+        let stochastic = plan(Some(default_policy()));
+        assert_eq!(
+            count(&stochastic, |op| matches!(op, Op::StochasticTrunc { .. })),
+            1,
+            "the default gate is the stochastic one"
+        );
+        let exact = plan(Some(TruncationPolicy {
+            gate: FaithfulGate::Exact,
+            ..default_policy()
+        }));
+        assert_eq!(
+            count(&exact, |op| matches!(op, Op::FaithfulTrunc { .. })),
+            1
+        );
+        assert_eq!(
+            count(&exact, |op| matches!(op, Op::StochasticTrunc { .. })),
+            0
+        );
     }
 
     #[test]
@@ -233,6 +274,7 @@ mod tests {
                 weight_bound: 1.0,
                 context: 1,
                 mode: FaithfulMode::Auto,
+                gate: FaithfulGate::Stochastic,
             };
             let opts = Options {
                 truncation: Some(policy),

@@ -64,6 +64,7 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::BlockPermute { .. } => xs[0].hull(Interval::point(0.0)),
         Op::Trunc { .. }
         | Op::FaithfulTrunc { .. }
+        | Op::StochasticTrunc { .. }
         | Op::Share { .. }
         | Op::Reveal { .. }
         | Op::Open

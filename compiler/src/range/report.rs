@@ -148,8 +148,10 @@ fn truncations(p: &Program) -> impl Iterator<Item = NodeId> + '_ {
     let order = p.canonical_order().expect("a verified program is acyclic");
     order.into_iter().filter(|id| {
         let node = p.graph.node(*id);
-        matches!(node.op, Op::Trunc { .. } | Op::FaithfulTrunc { .. })
-            && matches!(node.ty.domain, comet_ir::Domain::Arith)
+        matches!(
+            node.op,
+            Op::Trunc { .. } | Op::FaithfulTrunc { .. } | Op::StochasticTrunc { .. }
+        ) && matches!(node.ty.domain, comet_ir::Domain::Arith)
     })
 }
 
@@ -191,7 +193,10 @@ fn risk(
     };
     let bound = r.of(x).magnitude();
     let node = p.graph.node(t);
-    let faithful = matches!(node.op, Op::FaithfulTrunc { .. });
+    let faithful = matches!(
+        node.op,
+        Op::FaithfulTrunc { .. } | Op::StochasticTrunc { .. }
+    );
     let per_element = if faithful {
         faithful_failure_per_element(bound, scale, p.info.format.ring)
     } else {

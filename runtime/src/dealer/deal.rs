@@ -24,6 +24,7 @@ use crate::protocols::cache_matmul::{self, CacheMatMulMaterial, CacheProduct, Kv
 use crate::protocols::shuffle::{self, check_rows};
 use crate::protocols::sign_select::{self, SignSelectMaterial};
 use crate::protocols::trunc_fss::{self, TruncMaterial};
+use crate::protocols::trunc_stochastic::{self, StochasticTruncMaterial};
 use crate::protocols::{b2a, beaver_mul, bit_mux, drelu, fixed, fixed_mask, gmw, lut, square, xor};
 
 /// Where a recording dealer writes each party's materialised bytes.
@@ -322,6 +323,17 @@ impl Deal for SessionDealer {
     ) -> Result<Pair<TruncMaterial>, MaterialError> {
         trunc_fss::check_bits(bits)?;
         Ok(self.batched(|d, keep, sink| trunc_fss::deal_batches(d, n, bits, keep, sink)))
+    }
+
+    fn stochastic_trunc(
+        &mut self,
+        n: usize,
+        bits: u32,
+    ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
+        trunc_stochastic::check_bits(bits)?;
+        let m = self.dealer.stochastic_trunc(n, bits);
+        self.record_body(&m, trunc_stochastic::body);
+        Ok(both(m))
     }
 
     fn bit_triples(

@@ -241,6 +241,19 @@ impl Dealer {
         crate::protocols::trunc_fss::deal(self, n, bits)
     }
 
+    /// Stochastic-truncation masks for `n` elements dropping `bits` bits
+    /// ([`crate::protocols::trunc_stochastic`]); counts party 1's 16 bytes per element.
+    ///
+    /// # Panics
+    /// If `bits` is not in 1..=62.
+    pub fn stochastic_trunc(
+        &mut self,
+        n: usize,
+        bits: u32,
+    ) -> [crate::protocols::trunc_stochastic::StochasticTruncMaterial; 2] {
+        crate::protocols::trunc_stochastic::deal(self, n, bits)
+    }
+
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's
     /// correction bits (padded to bytes per element).
     pub fn bit_triples(&mut self, n: usize, lanes: u32) -> [BitTripleMaterial; 2] {

@@ -23,6 +23,7 @@ use crate::protocols::shuffle;
 use crate::protocols::shuffle::{check_rows, draw_permutation};
 use crate::protocols::sign_select::{self, SignSelectMaterial};
 use crate::protocols::trunc_fss::{self, TruncMaterial};
+use crate::protocols::trunc_stochastic::{self, StochasticTruncMaterial};
 use crate::protocols::{b2a, beaver_mul, bit_mux, block_matmul, drelu, fixed, fixed_mask, gmw};
 use crate::protocols::{lut, square, xor};
 
@@ -248,6 +249,15 @@ impl Deal for PartyReplay {
         bits: u32,
     ) -> Result<Pair<TruncMaterial>, MaterialError> {
         let m = trunc_fss::replay(self, n, bits)?;
+        Ok(self.mine(m))
+    }
+
+    fn stochastic_trunc(
+        &mut self,
+        n: usize,
+        bits: u32,
+    ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
+        let m = trunc_stochastic::replay(self, n, bits)?;
         Ok(self.mine(m))
     }
 

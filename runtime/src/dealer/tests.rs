@@ -216,6 +216,10 @@ mod files {
         }
         let b = d.block_matmul(w, 2, 2).unwrap();
         out.push(b.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
+        for (n, bits) in [(5, 16), (2, 62)] {
+            let t = d.stochastic_trunc(n, bits).unwrap();
+            out.push(t.map(|m| m.map(|m| m.words())));
+        }
         out
     }
 

@@ -259,7 +259,9 @@ fn apply(op: &Op, x: &[ArrayViewD<Ring>], ctx: OpCtx) -> OpResult {
         Op::Neg => Ok(x[0].mapv(Ring::wrapping_neg)),
         Op::MulConst { value } => Ok(arith::mul_const(&x[0], *value, ctx.frac)),
         Op::AddConst { value } => Ok(arith::add_const(&x[0], *value, ctx.scale("add_const")?)),
-        Op::Trunc { bits } | Op::FaithfulTrunc { bits } => arith::trunc(&x[0], *bits),
+        Op::Trunc { bits } | Op::FaithfulTrunc { bits } | Op::StochasticTrunc { bits } => {
+            arith::trunc(&x[0], *bits)
+        }
         Op::Drelu => Ok(arith::drelu(&x[0])),
         Op::Compare { thresholds } => {
             let ts = arith::thresholds(thresholds, ctx.scale("compare")?);

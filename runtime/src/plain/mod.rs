@@ -138,6 +138,7 @@ fn is_identity(op: &Op) -> bool {
         op,
         Op::Trunc { .. }
             | Op::FaithfulTrunc { .. }
+            | Op::StochasticTrunc { .. }
             | Op::Share { .. }
             | Op::Reveal { .. }
             | Op::Output { .. }
@@ -202,6 +203,7 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
         Op::RowMax => nonlinear::reduce_row("row_max", &x[0], nonlinear::row_max),
         Op::Trunc { .. }
         | Op::FaithfulTrunc { .. }
+        | Op::StochasticTrunc { .. }
         | Op::Share { .. }
         | Op::Reveal { .. }
         | Op::Output { .. }

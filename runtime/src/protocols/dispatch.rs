@@ -18,7 +18,7 @@ use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
     block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, sign_select,
-    square, trunc_fss, unpack,
+    square, trunc_fss, trunc_stochastic, unpack,
 };
 
 /// One node's material for one party.
@@ -49,6 +49,8 @@ pub enum NodeMaterial {
     SignSelect(sign_select::SignSelectMaterial),
     /// Faithful-truncation keys.
     Trunc(trunc_fss::TruncMaterial),
+    /// Stochastic-truncation masks.
+    StochasticTrunc(trunc_stochastic::StochasticTruncMaterial),
 }
 
 /// What dealing a node's material needs to know of the node.
@@ -119,6 +121,13 @@ pub fn deal<D: Deal + ?Sized>(
                 unreachable!("the faithful_trunc protocol computes faithful_trunc nodes")
             };
             wrap(deal.faithful_trunc(count(0), bits)?, NodeMaterial::Trunc)
+        }
+        Protocol::StochasticTrunc => {
+            let Op::StochasticTrunc { bits } = *n.op else {
+                unreachable!("the stochastic_trunc protocol computes stochastic_trunc nodes")
+            };
+            let m = deal.stochastic_trunc(count(0), bits)?;
+            wrap(m, NodeMaterial::StochasticTrunc)
         }
         Protocol::Lut => {
             let Op::Lut { bits, .. } = *n.op else {
@@ -234,6 +243,8 @@ pub enum Pending {
     SignSelect(Box<sign_select::State>),
     /// A faithful truncation.
     Trunc(Box<trunc_fss::State>),
+    /// A stochastic truncation.
+    StochasticTrunc(Box<trunc_stochastic::State>),
 }
 
 /// What a node's round ended with: its value, or its next state and message.
@@ -412,6 +423,10 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             let (st, msg) = trunc_fss::start(p, n.share(0)?, m);
             (Pending::Trunc(Box::new(st)), msg)
         }
+        (Protocol::StochasticTrunc, NodeMaterial::StochasticTrunc(m)) => {
+            let (st, msg) = trunc_stochastic::start(p, n.share(0)?, m);
+            (Pending::StochasticTrunc(Box::new(st)), msg)
+        }
         _ => return Err(bad()),
     })
 }
@@ -549,5 +564,6 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             Step::Done(v) => value(v),
         },
         Pending::Trunc(s) => value(trunc_fss::finish(*s, peer)?),
+        Pending::StochasticTrunc(s) => value(trunc_stochastic::finish(*s, peer)?),
     })
 }

@@ -39,6 +39,7 @@ use super::shuffle::ShuffleMaterial;
 use super::sign_select::SignSelectMaterial;
 use super::square::SquareMaterial;
 use super::trunc_fss::TruncMaterial;
+use super::trunc_stochastic::StochasticTruncMaterial;
 use super::xor::BitTripleMaterial;
 use crate::movement::broadcast_shape;
 use crate::ring;
@@ -177,6 +178,16 @@ pub trait Deal {
     /// If `bits` is out of range, or as [`Deal::triple`].
     fn faithful_trunc(&mut self, n: usize, bits: u32)
     -> Result<Pair<TruncMaterial>, MaterialError>;
+
+    /// Stochastic-truncation masks for `n` elements dropping `bits` bits (1..=62).
+    ///
+    /// # Errors
+    /// If `bits` is out of range, or as [`Deal::triple`].
+    fn stochastic_trunc(
+        &mut self,
+        n: usize,
+        bits: u32,
+    ) -> Result<Pair<StochasticTruncMaterial>, MaterialError>;
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
     ///

@@ -79,6 +79,7 @@ pub mod shuffle;
 pub mod sign_select;
 pub mod square;
 pub mod trunc_fss;
+pub mod trunc_stochastic;
 pub mod xor;
 
 pub(crate) use crate::ring::message::check_len;

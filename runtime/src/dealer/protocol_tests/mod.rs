@@ -9,6 +9,7 @@ mod compare;
 mod lut;
 mod shuffle;
 mod sign_select;
+mod trunc;
 
 use crate::protocols::PartyId;
 use crate::protocols::driver::{PartyRun, run_two_party};
