@@ -65,10 +65,11 @@ fn fixed_weight_matmul() {
     let p = plan(MATMUL, Comparison::Fss);
     for seq in [1u64, 5, 128] {
         let s = seq as i128;
-        // share x, share w: free. fixed matmul [seq,4]·[4,3]: 1 round, both open X − A:
-        // 2·64·(4s) = 512s online; dealer sends the C correction 64·3s = 192s.
+        // share x, share w: free. fixed matmul [seq,4]·[4,3] with the server's weight (a
+        // one-sided operand): 1 round, the client alone sends its share of X under its
+        // mask: 64·(4s) = 256s online; dealer sends the C correction 64·3s = 192s.
         // trunc: local. reveal [seq,3] to the client: 1 round, 64·3s = 192s.
-        let expected = (2, 2, 512 * s + 192 * s, 192 * s);
+        let expected = (2, 2, 256 * s + 192 * s, 192 * s);
         assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
     }
 }
@@ -92,7 +93,7 @@ fn faithful_truncation_after_a_matmul() {
         // 1 round; both open x + r + 2^62, 2·64·3s = 384s; dealer per element a 16-bit DCF
         // per party (24·16 + ⌈32/8⌉ + 8 = 396 bytes) and party 1's share of msb(r) (8):
         // 8·800·3s = 19,200s bits.
-        let expected = (3, 3, 512 * s + 384 * s + 192 * s, 192 * s + 19_200 * s);
+        let expected = (3, 3, 256 * s + 384 * s + 192 * s, 192 * s + 19_200 * s);
         assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
     }
 }
@@ -110,7 +111,7 @@ fn stochastic_truncation_after_a_matmul() {
         // as fixed_weight_matmul, plus the truncation of [seq, 3]: 1 round; both open
         // x + r + 2^62, 2·64·3s = 384s; the dealer sends party 1 its shares of ⌊r/2^16⌋
         // and msb(r), 2·64·3s = 384s bits.
-        let expected = (3, 3, 512 * s + 384 * s + 192 * s, 192 * s + 384 * s);
+        let expected = (3, 3, 256 * s + 384 * s + 192 * s, 192 * s + 384 * s);
         assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
     }
 }
@@ -123,11 +124,11 @@ const TWO_SECRETS: &str =
 fn independent_matmuls_share_a_round_and_beaver_mul_follows() {
     let p = plan(TWO_SECRETS, Comparison::Fss);
     let s = 3i128;
-    // round 1: both fixed matmuls (independent: merged), each 2·64·4s = 512s online,
-    // 64·4s = 256s dealer. round 2: Beaver a·b on [s,4]: opens a − α and b − β,
-    // 2·64·(4s + 4s) = 1024s; dealer 64·4s = 256s. round 3: reveal 64·4s = 256s.
-    // before merging: 1 + 1 + 1 + 1 = 4 rounds.
-    let expected = (3, 4, 512 * s * 2 + 1024 * s + 256 * s, 256 * s * 3);
+    // round 1: both fixed matmuls (independent: merged; one-sided, the client sends),
+    // each 64·4s = 256s online, 64·4s = 256s dealer. round 2: Beaver a·b on [s,4]: opens
+    // a − α and b − β, 2·64·(4s + 4s) = 1024s; dealer 64·4s = 256s. round 3: reveal
+    // 64·4s = 256s. before merging: 1 + 1 + 1 + 1 = 4 rounds.
+    let expected = (3, 4, 256 * s * 2 + 1024 * s + 256 * s, 256 * s * 3);
     assert_eq!(totals(&p, DimEnv { seq: 3, past: 0 }), expected);
 }
 
@@ -151,7 +152,7 @@ const RELU_LAYER: &str =
 fn relu_layer() {
     let p = plan(RELU_LAYER, Comparison::Fss);
     let s = 5i128;
-    // fixed matmul: 1 round, 2·64·4s = 512s online, 64·3s = 192s dealer.
+    // fixed matmul (one-sided): 1 round, 64·4s = 256s online, 64·3s = 192s dealer.
     // relu = select(drelu(x), x), fused (pass fuse-selects) into one sign select on
     // n = 3s = 15 elements: 2 rounds; each party sends x + r (8n bytes), then the bits e
     // packed eight to a byte (⌈15/8⌉ = 2 bytes): 2·8·(120 + 2) = 1952 online; dealer
@@ -160,7 +161,7 @@ fn relu_layer() {
     let expected = (
         4,
         4,
-        (512 + 192) * s + 1952,
+        (256 + 192) * s + 1952,
         192 * s + 8 * SIGN_SELECT * 3 * s,
     );
     assert_eq!(totals(&p, DimEnv { seq: 5, past: 0 }), expected);
@@ -183,7 +184,7 @@ fn relu_layer_with_gmw_comparisons() {
     // 2·GMW_BITS·n online, GMW_DEALER·n dealer; its bits are XOR-shared, so the mux opens
     // b ⊕ r (a byte per bit) and x − a: 2·(8 + 64)·n = 432s online, and the dealer sends
     // the daBit's and r·a's corrections, 64·(n + n) = 384s.
-    let online = (512 + 2 * GMW_BITS * 3 + 432 + 192) * s;
+    let online = (256 + 2 * GMW_BITS * 3 + 432 + 192) * s;
     let offline = (192 + GMW_DEALER * 3 + 384) * s;
     assert_eq!(
         totals(&p, DimEnv { seq: 5, past: 0 }),
@@ -229,7 +230,8 @@ const SOFTMAX_ROW: &str =
     output p = softmax(matmul(x, w)) to client; }";
 
 /// One row of 8 scores (seq = 1), through the `exact` recipes:
-/// - fixed matmul [1,4]·[4,8]: 1 round, 2·64·4 = 512 online, 64·8 = 512 dealer.
+/// - fixed matmul [1,4]·[4,8] (one-sided): 1 round, 64·4 = 256 online, 64·8 = 512
+///   dealer.
 /// - row_max over t = 8: ⌈log2 8⌉ = 3 levels of one sign select each: 6 rounds; t − 1 = 7
 ///   pairs, each party opening 64 bits per pair and per level its bits e in whole bytes
 ///   (4, 2, 1 pairs: 3 bytes): online 2·(7·64 + 3·8) = 944; dealer 7·8·SIGN_SELECT.
@@ -250,7 +252,7 @@ fn one_softmax_row() {
     let p = plan(SOFTMAX_ROW, Comparison::Fss);
     let rounds = 1 + 6 + 9 + (9 + 20) + 1 + 1;
     let unmerged = 1 + 6 + 10 + (10 + 20) + 1 + 1;
-    let online = 512 + 944 + 11264 + 1408 + 5120 + 1152 + 512;
+    let online = 256 + 944 + 11264 + 1408 + 5120 + 1152 + 512;
     let offline =
         512 + 7 * 8 * SIGN_SELECT + (16 * DCF + 4096 + 512) + (2 * DCF + 576) + 1280 + 512;
     assert_eq!(
@@ -262,7 +264,7 @@ fn one_softmax_row() {
 /// [`one_softmax_row`] with GMW comparisons (GMW_BITS, GMW_DEALER per DReLU element;
 /// a select on XOR bits opens a byte per bit and 64 bits per value, the dealer sends
 /// 64 bits per bit and per output):
-/// - fixed matmul: 1 round, 512 online, 512 dealer.
+/// - fixed matmul: 1 round, 256 online, 512 dealer.
 /// - row_max over t = 8: 3 levels of (DReLU 7 rounds, select 1 round): 24 rounds; 7 pairs:
 ///   online 7·(2·GMW_BITS + 2·(8 + 64)); dealer 7·(GMW_DEALER + 128).
 /// - exp on 8 values: DReLU(d + 14) (7 rounds: 8·2·GMW_BITS online, 8·GMW_DEALER
@@ -278,7 +280,7 @@ fn one_softmax_row_with_gmw_comparisons() {
     let p = plan(SOFTMAX_ROW, Comparison::Gmw);
     let rounds = 1 + 24 + 9 + (9 + 20) + 1 + 1;
     let unmerged = 1 + 24 + 16 + (16 + 20) + 1 + 1;
-    let online = 512
+    let online = 256
         + 7 * (2 * GMW_BITS + 144)
         + (16 * GMW_BITS + 8192 + 1152)
         + (2 * GMW_BITS + 1024 + 144 + 5120)
@@ -300,8 +302,8 @@ const ONE_HEAD: &str = "model m { dim seq, past; input x: fixed[seq, 4] from cli
     output y = attention(x, wq, wk, wv, wo, heads = 1) to client; }";
 
 /// One head of width 4, a decode step (seq = 1) with 3 cached positions (t = 4 keys):
-/// - q, k, v projections: 3 fixed matmuls [1,4]·[4,4] in the same round: 3 × (512
-///   online, 64·4 = 256 dealer).
+/// - q, k, v projections: 3 fixed matmuls [1,4]·[4,4] in the same round, one-sided (the
+///   client sends 64·4): 3 × (256 online, 64·4 = 256 dealer).
 /// - scores q·kᵀ with the cache (`cache_matmul`): [1,1,4]·[1,4,4]ᵀ opens q (4 values)
 ///   and the one new key row (4): 2·64·8 = 1024 online (the 3 cached rows were opened
 ///   when written), 64·4 = 256 dealer, 1 round. Re-opening the cache in a Beaver product
@@ -314,7 +316,7 @@ const ONE_HEAD: &str = "model m { dim seq, past; input x: fixed[seq, 4] from cli
 ///   `one_softmax_row`); e·r opens 4 + 1: 640 online, 256 dealer, 1 round.
 /// - mix p·v with the cache: [1,1,4]·[1,4,4] opens p (4) and the new value row (4):
 ///   2·64·8 = 1024 online (Beaver, re-opened: 2·64·(4 + 16) = 2560), 256 dealer.
-/// - output projection, fixed: 512 online, 256 dealer. Reveal [1,4]: 256 online.
+/// - output projection, fixed: 256 online, 256 dealer. Reveal [1,4]: 256 online.
 #[test]
 fn one_attention_head_decode_step() {
     let rounds = 1 + 1 + 4 + 9 + 29 + 1 + 1 + 1 + 1;
@@ -323,7 +325,7 @@ fn one_attention_head_decode_step() {
         3 * 256 + 256 + 3 * 8 * SIGN_SELECT + (8 * DCF + 2304) + (2 * DCF + 1856) + 3 * 256;
     for (cached, cache_products) in [(true, 1024 + 1024), (false, 2560 + 2560)] {
         let p = plan_with(ONE_HEAD, Comparison::Fss, cached);
-        let online = 3 * 512 + 416 + 5632 + 6528 + 640 + 512 + 256 + cache_products;
+        let online = 3 * 256 + 416 + 5632 + 6528 + 640 + 256 + 256 + cache_products;
         assert_eq!(
             totals(&p, DimEnv { seq: 1, past: 3 }),
             (rounds, unmerged, online, offline),

@@ -136,6 +136,12 @@ impl<'a> CostModel<'a> {
             _ => g.node(id).comparison_bits(),
         };
         let mut dense = cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits);
+        if matches!(protocol, Protocol::FixedMul | Protocol::FixedMatMul) {
+            let w = crate::inspect::memory::fixed_operand_of(self.p, id, &self.fixed);
+            if comet_ir::protocol::mask_owner(self.p, w).is_some() {
+                dense = fixed_product_cost(protocol, out, &xs, &fixed, 1);
+            }
+        }
         if let (comet_ir::Op::BlockMatMul { ffn, .. }, Some(b)) =
             (&g.node(id).op, dense.per_block.as_mut())
         {
@@ -251,15 +257,8 @@ pub fn cost_at_width(
             )
         }
         // the fixed operand's mask was opened at setup: only the other one, 2l·n
-        Protocol::FixedMul => {
-            let varying = if fixed[0] { xs[1] } else { xs[0] };
-            cost(
-                protocol,
-                1,
-                l(2).mul(&numel(varying)),
-                l(1).mul(&numel(out)),
-                numel(out).scale(2),
-            )
+        Protocol::FixedMul | Protocol::FixedMatMul => {
+            fixed_product_cost(protocol, out, xs, fixed, 2)
         }
         // open x − a: 2l·n; dealer: (a, a²) correction l·n
         Protocol::Square => cost(
@@ -269,8 +268,7 @@ pub fn cost_at_width(
             l(1).mul(&numel(out)),
             numel(out).scale(2),
         ),
-        Protocol::BeaverMatMul => matmul_cost(protocol, out, xs, false),
-        Protocol::FixedMatMul => matmul_cost(protocol, out, xs, true),
+        Protocol::BeaverMatMul => beaver_matmul_cost(out, xs),
         Protocol::CacheMatMul => cache_matmul_cost(out, xs),
         Protocol::DreluFss => drelu_cost(protocol, &numel(xs[0]), true, m),
         Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false, m),
@@ -335,16 +333,48 @@ fn local_matmul_ops(out: &ValueType, xs: &[&ValueType]) -> Poly {
 
 /// `[.., m, k] · [.., k, n]`: both open `X − A` (2l·bmk) and, unless `Y` is fixed,
 /// `Y − B` (2l·kn per batch); the dealer sends the `C = AB` correction, l·bmn.
-fn matmul_cost(protocol: Protocol, out: &ValueType, xs: &[&ValueType], fixed: bool) -> NodeCost {
+/// A product with a fixed operand (`comet_runtime::protocols::fixed`), 1 round: the
+/// varying operand's masked shares are opened, l·|X| per sending party, and each party
+/// computes one product per sending party; the dealer sends the correction of `A ∘ B`,
+/// l·|Z|. Two parties send for a two-sided mask (`E = X − A`: 2l·|X|, two products); only
+/// the party that does not own a one-sided operand (the server's weights) sends its
+/// share under its mask (l·|X|, one product each).
+fn fixed_product_cost(
+    protocol: Protocol,
+    out: &ValueType,
+    xs: &[&ValueType],
+    fixed: &[bool],
+    senders: i64,
+) -> NodeCost {
+    let (varying, products) = if protocol == Protocol::FixedMatMul {
+        let k = Poly::dim(xs[0].shape[xs[0].shape.len() - 1]);
+        (xs[0], numel(out).mul(&k))
+    } else {
+        (if fixed[0] { xs[1] } else { xs[0] }, numel(out))
+    };
+    cost(
+        protocol,
+        1,
+        l(senders).mul(&numel(varying)),
+        l(1).mul(&numel(out)),
+        products.scale(senders),
+    )
+}
+
+/// A Beaver matrix product, 1 round: both open `X − A` and `Y − B`, 2l·(|X| + |Y|); the
+/// dealer sends the correction of `C = A·B`, l·|Z|; three products per party.
+fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
     let (a, b) = (xs[0], xs[1]);
-    let mut opened = numel(a);
-    if !fixed {
-        opened = opened.add(&numel(b));
-    }
+    let opened = numel(a).add(&numel(b));
     let k = Poly::dim(a.shape[a.shape.len() - 1]);
-    let products = numel(out).mul(&k);
-    let ops = products.scale(if fixed { 2 } else { 3 });
-    cost(protocol, 1, l(2).mul(&opened), l(1).mul(&numel(out)), ops)
+    let ops = numel(out).mul(&k).scale(3);
+    cost(
+        Protocol::BeaverMatMul,
+        1,
+        l(2).mul(&opened),
+        l(1).mul(&numel(out)),
+        ops,
+    )
 }
 
 /// `cache_matmul(x, c, new)`, 1 round: both open `X − A` (2l·|X|) and the new cache rows

@@ -6,8 +6,10 @@
 //! live in it; every value is 8 bytes per element (an `f64` or a ring element):
 //! - **process**: [`PROCESS_BYTES`] (binary, allocator, threads), in every phase;
 //! - **fixed operands**: every distinct fixed operand of a product (a node whose protocol
-//!   [`has_fixed_operand`]) is kept as `F = W − B` and the party's `B_p`, both packed:
-//!   [`FIXED_OPERAND_ELEMENT_BYTES`] per element, in every phase (the setup's end);
+//!   [`has_fixed_operand`]) is kept packed, in every phase (the setup's end): a two-sided
+//!   one as `F = W − B` and the party's `B_p`, [`FIXED_OPERAND_ELEMENT_BYTES`] per
+//!   element; a one-sided one (the server's weights) as `W` at its owner and `F` at the
+//!   other party, [`ONE_SIDED_ELEMENT_BYTES`];
 //! - **weights**: at their owner only, as `f64`. After the setup only the weights that a
 //!   call still reads (anything but a chain of local fixed values ending in fixed
 //!   operands, as the runtime's `set_up_only`) stay. During the setup every weight only
@@ -43,8 +45,10 @@ use std::collections::{HashMap, HashSet};
 pub const PROCESS_BYTES: u64 = 512 << 20;
 /// One setup exchange: the runtime opens `W − B` in chunks of at most 64 MiB.
 pub const SETUP_CHUNK_BYTES: u64 = 64 << 20;
-/// A fixed operand's element after setup: `F = W − B` and `B_p`, 8 bytes each.
+/// A two-sided fixed operand's element after setup: `F = W − B` and `B_p`, 8 bytes each.
 pub const FIXED_OPERAND_ELEMENT_BYTES: u64 = 16;
+/// A one-sided fixed operand's element after setup: `W` (owner) or `F` (other party).
+pub const ONE_SIDED_ELEMENT_BYTES: u64 = 8;
 /// An element of any value: an `f64` or a ring element.
 pub const VALUE_ELEMENT_BYTES: u64 = 8;
 /// Copies of the fixed operand being set up: its share, the mask, `W − B` being opened,
@@ -113,6 +117,8 @@ pub struct MemoryReport {
     pub parameters: u64,
     /// Elements of all distinct fixed operands.
     pub fixed_operand_elements: u64,
+    /// Those of one-sided fixed operands (kept as `W` or `F` alone).
+    pub one_sided_elements: u64,
     /// Elements of the largest fixed operand.
     pub largest_fixed_operand_elements: u64,
     /// KV-cache positions at the last call (`N + M − 1`; `N` without decode steps).
@@ -259,7 +265,13 @@ pub(crate) fn project(
     let sizes: Vec<u64> = (facts.fixed_operands.iter())
         .map(|w| elements(p, *w, FIXED_ENV))
         .collect();
-    let fixed_operand_elements = sizes.iter().sum();
+    let fixed_operand_elements: u64 = sizes.iter().sum();
+    let one_sided_elements: u64 = (facts.fixed_operands.iter().zip(&sizes))
+        .filter(|(w, _)| comet_ir::protocol::mask_owner(p, **w).is_some())
+        .map(|(_, n)| n)
+        .sum();
+    let fixed_bytes = one_sided_elements * ONE_SIDED_ELEMENT_BYTES
+        + (fixed_operand_elements - one_sided_elements) * FIXED_OPERAND_ELEMENT_BYTES;
     let largest = sizes.iter().copied().max().unwrap_or(0);
     let parameters = facts.weights.iter().map(|w| w.elements).sum();
     let context = decode.map_or(prefill.env.seq, |d| d.env.seq + d.env.past);
@@ -270,7 +282,7 @@ pub(crate) fn project(
         .map(|party| {
             let base = PhaseMemory {
                 process_bytes: PROCESS_BYTES,
-                fixed_operands_bytes: fixed_operand_elements * FIXED_OPERAND_ELEMENT_BYTES,
+                fixed_operands_bytes: fixed_bytes,
                 weights_bytes: facts.weights_bytes(party, true),
                 ..PhaseMemory::default()
             };
@@ -282,6 +294,7 @@ pub(crate) fn project(
     MemoryReport {
         parameters,
         fixed_operand_elements,
+        one_sided_elements,
         largest_fixed_operand_elements: largest,
         context,
         parties,

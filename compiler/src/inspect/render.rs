@@ -1,6 +1,8 @@
 //! Text and JSON forms of reports.
 
-use super::memory::{FIXED_OPERAND_ELEMENT_BYTES, PartyMemory, PhaseMemory};
+use super::memory::{
+    FIXED_OPERAND_ELEMENT_BYTES, ONE_SIDED_ELEMENT_BYTES, PartyMemory, PhaseMemory,
+};
 use super::report::{Amounts, CallReport, CompareReport, Report, Row, Totals, ratio};
 use super::units;
 use std::collections::BTreeMap;
@@ -265,10 +267,13 @@ fn memory_table(out: &mut String, r: &Report) {
     };
     let _ = writeln!(
         out,
-        "{} parameters; fixed operands: {} elements × {FIXED_OPERAND_ELEMENT_BYTES} B \
-         (F = W − B and B_p) per party; {kv}",
+        "{} parameters; fixed operands: {} elements, {} one-sided × {ONE_SIDED_ELEMENT_BYTES} \
+         B (W at the owner, F = W − B at the other party), {} two-sided × \
+         {FIXED_OPERAND_ELEMENT_BYTES} B (F and B_p) per party; {kv}",
         units::count(m.parameters),
         units::count(m.fixed_operand_elements),
+        units::count(m.one_sided_elements),
+        units::count(m.fixed_operand_elements - m.one_sided_elements),
     );
 }
 

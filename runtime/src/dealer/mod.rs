@@ -180,6 +180,16 @@ impl Dealer {
         fixed_mask::deal_mask(self, w, shape, true, None)
     }
 
+    /// [`Dealer::fixed_mask`], one-sided to `owner` when set (the whole mask its share).
+    pub fn fixed_mask_of(
+        &mut self,
+        w: NodeId,
+        shape: &[usize],
+        owner: Option<crate::protocols::PartyId>,
+    ) -> (FixedMask, [FixedMaskMaterial; 2]) {
+        fixed_mask::deal_mask(self, w, shape, true, owner)
+    }
+
     /// Per-call material of `x ⊙ W` with `W` fixed under `mask`.
     pub fn fixed_mul(&mut self, mask: &FixedMask, x: &[usize]) -> [FixedCallMaterial; 2] {
         fixed::deal_call(self, mask, Product::Elementwise, x)

@@ -40,6 +40,8 @@ pub struct PartyReplay {
     read: u64,
     headers: u64,
     fixed_shapes: HashMap<NodeId, Vec<usize>>,
+    /// The owner of each one-sided fixed mask named so far.
+    fixed_owners: HashMap<NodeId, crate::ring::PartyId>,
     /// This party's permutation of each shuffle named so far.
     perms: HashMap<u32, Vec<u32>>,
 }
@@ -81,6 +83,7 @@ impl PartyReplay {
             read: 0,
             headers: 0,
             fixed_shapes: HashMap::new(),
+            fixed_owners: HashMap::new(),
             perms: HashMap::new(),
         }
     }
@@ -209,6 +212,9 @@ impl Deal for PartyReplay {
     ) -> Result<Pair<FixedMaskMaterial>, MaterialError> {
         let m = fixed_mask::replay_mask(self, w, shape, owner);
         self.fixed_shapes.insert(w, shape.to_vec());
+        if let Some(o) = owner {
+            self.fixed_owners.insert(w, o);
+        }
         Ok(self.mine(m))
     }
 
@@ -219,7 +225,8 @@ impl Deal for PartyReplay {
         x: &[usize],
     ) -> Result<Pair<FixedCallMaterial>, MaterialError> {
         let w_shape = self.fixed_shape(w)?;
-        let m = fixed::replay_call(self, kind, x, &w_shape)?;
+        let owner = self.fixed_owners.get(&w).copied();
+        let m = fixed::replay_call(self, kind, x, &w_shape, owner)?;
         Ok(self.mine(m))
     }
 

@@ -55,10 +55,11 @@ impl Run<'_> {
         let peer = round_bytes(ch, &msg)?;
         drop(msg);
         // the peer's parts have the sizes its own starts produced; both parties' sizes are
-        // equal except for one-way reveals, whose receiver part is split below
+        // equal except for one-way messages (reveals, products with a one-sided fixed
+        // operand), whose receiver part is sized by `peer_len`
         let mut at = 0;
         for (i, st, mine) in pending {
-            let n = self.peer_len(i, mine);
+            let n = self.peer_len(i, &st, mine);
             let part = peer.get(at..at + n).ok_or(MessageError::Length {
                 expected: at + n,
                 actual: peer.len(),
@@ -97,10 +98,11 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The length in bytes of the peer's part for the node at `i`, given this party's: the
-    /// same, except for a one-way reveal (the receiver gets the sender's share and sends
-    /// nothing).
-    fn peer_len(&self, i: Pos, mine: usize) -> usize {
+    /// The length in bytes of the peer's part for the node at `i` in state `st`, given this
+    /// party's: the same, except for a one-way reveal (the receiver gets the sender's share
+    /// and sends nothing) and a product with a one-sided fixed operand
+    /// ([`dispatch::peer_len`]).
+    fn peer_len(&self, i: Pos, st: &Pending, mine: usize) -> usize {
         let id = self.plan.id(i);
         match self.program.graph.node(id).op {
             Op::Reveal { to } if to.index() == usize::from(self.party) => {
@@ -109,7 +111,7 @@ impl Run<'_> {
                     .product::<usize>()
             }
             Op::Reveal { .. } => 0,
-            _ => mine,
+            _ => dispatch::peer_len(st, mine),
         }
     }
 

@@ -247,6 +247,16 @@ pub enum Pending {
     StochasticTrunc(Box<trunc_stochastic::State>),
 }
 
+/// The length in bytes of the peer's part of a round for a node in state `st`, given this
+/// party's part (`mine`): equal, except for products with a one-sided fixed operand, where
+/// one party sends and the other does not.
+pub fn peer_len(st: &Pending, mine: usize) -> usize {
+    match st {
+        Pending::Fixed(s) => fixed::peer_len(s, mine),
+        _ => mine,
+    }
+}
+
 /// What a node's round ended with: its value, or its next state and message.
 pub enum Finished {
     /// The node's value (`None`: a reveal to the other party).

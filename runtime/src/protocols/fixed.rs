@@ -1,15 +1,26 @@
 //! Products with a **fixed** shared operand (weights): PROTOCOLS.md "matmul with a fixed
-//! secret matrix" (1 round, 2l·|X| bits, dealer l·|Z|) and docs/runtime.md `fixed_mul`.
+//! secret matrix" (1 round, dealer l·|Z|) and docs/runtime.md `fixed_mul`.
 //!
 //! At setup, once per session, both parties open `F = W − B` for the fixed operand `W` and
 //! its dealer mask `B` ([`setup_start`], [`setup_finish`], sent with
-//! `Channel::exchange_setup` so it is not counted per call). A 2-D `W` has `F` and this
-//! party's `B_p` packed once ([`PackedRhs`]). Each call then opens only `E = X − A` with a
-//! fresh `A`, and `Z = C + E·B + A·F + E·F`, which party `p` evaluates as
-//! `C_p + E·B_p + (A_p + [p = 0]·E)·F`. The fixed operand is always the right one; an
-//! element-wise product commutes, so the caller swaps operands when the left one is fixed.
-//! A party whose share of a one-sided mask is 0 ([`FixedMaskMaterial::is_zero`]) keeps no
-//! `B_p` and drops the term `E·B_p`.
+//! `Channel::exchange_setup` so it is not counted per call). A 2-D operand is kept packed
+//! ([`PackedRhs`]). The fixed operand is always the right one; an element-wise product
+//! commutes, so the caller swaps operands when the left one is fixed. Two forms, by the
+//! operand's mask ([`Side`]):
+//!
+//! - **Two-sided** (an operand no single party may know: block-permuted weights). Each
+//!   party keeps `F` and its `B_p`; each call opens `E = X − A` with a fresh `A` (both
+//!   parties send: 2l·|X| bits), and `Z = C + E·B + A·F + E·F`, which party `p` evaluates
+//!   as `C_p + E·B_p + (A_p + [p = 0]·E)·F`: two products per party.
+//! - **One-sided** (the server's weights, [`comet_ir::protocol::mask_owner`]; `B` is the
+//!   owner's share): the owner may know `W`, so after the setup it keeps `W = F + B` and
+//!   the other party keeps `F`, 8 bytes per element each instead of 16. Each call the
+//!   other party alone sends `E = X_o − A` (its share of X under a fresh mask only it
+//!   holds: l·|X| bits); the owner computes `C_w + (X_w + E)·W` and the other party
+//!   `C_o + A·F`, with `C_w + C_o = A·B` from the dealer. They add up to
+//!   `X·W − A·W + A·F + A·B = X·W`. One product per party, and the other party's does not
+//!   wait for the message. The owner learns `E`, masked by `A`; the other party learns
+//!   nothing.
 
 use std::fmt;
 
@@ -20,9 +31,33 @@ use super::material::{self, DealerStreams, MaterialError, PartyStreams, Product}
 use super::{MessageError, PartyId, Share, check_len, check_party, ring_ops};
 use crate::ring::{self, PackedRhs};
 
+/// How a party takes part in the products with one fixed operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Both parties hold a share of the mask: each keeps `F` and `B_p` and opens its
+    /// `X_p − A_p`.
+    Both,
+    /// This party owns the operand (a one-sided mask): it keeps `W`, sends nothing.
+    Owner,
+    /// The other party owns it: this party keeps `F = W − B` and sends `X_p − A`.
+    Other,
+}
+
+impl Side {
+    /// Party `party`'s side of an operand whose mask is one-sided to `owner`, if any.
+    pub fn of(owner: Option<PartyId>, party: PartyId) -> Side {
+        match owner {
+            None => Side::Both,
+            Some(o) if o == party => Side::Owner,
+            Some(_) => Side::Other,
+        }
+    }
+}
+
 /// Between [`setup_start`] and [`setup_finish`].
 pub struct SetupState {
     party: PartyId,
+    side: Side,
     /// `B_p`, or `None` when it is 0.
     b: Option<ArrayD<u64>>,
     f: ArrayD<u64>,
@@ -37,11 +72,12 @@ impl fmt::Debug for SetupState {
     }
 }
 
-/// A fixed operand after setup: the public `W − B` and this party's `B_p` (none when it
-/// is 0); a 2-D operand is kept only packed for matrix products (one copy of each, not
-/// two).
+/// A fixed operand after setup: the public `W − B` and this party's `B_p` (two-sided), `W`
+/// (the owner of a one-sided operand) or `W − B` alone (the other party); a 2-D operand is
+/// kept only packed for matrix products (one copy of each, not two).
 pub struct FixedOperand {
     party: PartyId,
+    side: Side,
     shape: Vec<usize>,
     /// `(F, B_p)` of an operand that is not 2-D.
     dense: Option<(ArrayD<u64>, Option<ArrayD<u64>>)>,
@@ -78,6 +114,11 @@ impl FixedOperand {
         self.party
     }
 
+    /// How this party takes part in its products.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
     /// Whether this party holds a share `B_p` that is not 0.
     pub(crate) fn has_mask_share(&self) -> bool {
         match (&self.dense, &self.packed) {
@@ -87,8 +128,8 @@ impl FixedOperand {
         }
     }
 
-    /// `F` (`which = 0`) or `B_p` (`which = 1`) packed, when the operand is a matrix
-    /// (`None` for a `B_p` that is 0).
+    /// `F` (`which = 0`; `W` for the owner of a one-sided operand) or `B_p` (`which = 1`)
+    /// packed, when the operand is a matrix (`None` for a `B_p` that is 0).
     pub(crate) fn packed(&self, which: usize) -> Option<&PackedRhs> {
         let (f, b) = self.packed.as_ref()?;
         if which == 0 { Some(f) } else { b.as_ref() }
@@ -142,9 +183,15 @@ pub fn setup_begin(party: PartyId, w: &Share, m: FixedMaskMaterial) -> SetupStat
         m.party
     );
     assert_eq!(w.shape(), m.shape(), "W and its mask have one shape");
+    let side = Side::of(m.owner(), party);
     if m.is_zero() {
         let f = w.0.as_standard_layout().into_owned();
-        return SetupState { party, b: None, f };
+        return SetupState {
+            party,
+            side,
+            b: None,
+            f,
+        };
     }
     let b = m.expand();
     let f = ring_ops::sub(w.0.view(), b.view())
@@ -152,6 +199,7 @@ pub fn setup_begin(party: PartyId, w: &Share, m: FixedMaskMaterial) -> SetupStat
         .into_owned();
     SetupState {
         party,
+        side,
         b: Some(b),
         f,
     }
@@ -181,10 +229,21 @@ impl SetupState {
     }
 }
 
-/// Ends the setup once every element was absorbed: `W − B` and `B_p`, packed when `W` is
-/// a matrix.
+/// Ends the setup once every element was absorbed: `W − B` and `B_p` (the owner of a
+/// one-sided operand: `W = (W − B) + B` alone), packed when `W` is a matrix.
 pub fn setup_end(state: SetupState) -> FixedOperand {
-    let SetupState { party, b, f } = state;
+    let SetupState {
+        party,
+        side,
+        mut b,
+        mut f,
+    } = state;
+    if side == Side::Owner {
+        let mask = b.take().expect("the owner holds the whole mask");
+        f = ring_ops::add(f.view(), mask.view())
+            .as_standard_layout()
+            .into_owned();
+    }
     let shape = f.shape().to_vec();
     let (dense, packed) = if f.ndim() == 2 {
         let packed = (pack(&f), b.as_ref().map(pack));
@@ -194,6 +253,7 @@ pub fn setup_end(state: SetupState) -> FixedOperand {
     };
     FixedOperand {
         party,
+        side,
         shape,
         dense,
         packed,
@@ -227,7 +287,8 @@ impl fmt::Debug for State {
     }
 }
 
-/// Starts `x ⊙ W` (element-wise, broadcast): the message is `x_p − a_p`.
+/// Starts `x ⊙ W` (element-wise, broadcast): the message is `x_p − a_p` (nothing from the
+/// owner of a one-sided operand).
 ///
 /// # Panics
 /// If the material belongs to another party or does not match `x`'s shape.
@@ -250,10 +311,37 @@ fn start(kind: Kind, party: PartyId, x: &Share, m: FixedCallMaterial) -> (State,
         "material of party {} used by party {party}",
         m.party
     );
+    if m.side == Side::Owner {
+        // keeps X_p; the other party's masked share completes it
+        let e = x.0.clone();
+        return (State { kind, m, e }, Vec::new());
+    }
     assert_eq!(x.shape(), m.a.shape(), "x and its mask have one shape");
     let e = ring_ops::sub(x.0.view(), m.a.view());
     let msg = e.iter().copied().collect();
+    if m.side == Side::Other {
+        return (
+            State {
+                kind,
+                m,
+                e: ArrayD::zeros(IxDyn(&[0])),
+            },
+            msg,
+        );
+    }
     (State { kind, m, e }, msg)
+}
+
+/// The length in bytes of the peer's message for a call started as `state`, given this
+/// party's (`mine`): the same for a two-sided operand; the other party's masked share
+/// (8 bytes per element of x) for the owner of a one-sided operand, which sends nothing;
+/// nothing for the other party.
+pub fn peer_len(state: &State, mine: usize) -> usize {
+    match state.m.side {
+        Side::Both => mine,
+        Side::Owner => 8 * state.e.len(),
+        Side::Other => 0,
+    }
 }
 
 /// This party's share of the product with `w`.
@@ -266,6 +354,25 @@ fn start(kind: Kind, party: PartyId, x: &Share, m: FixedCallMaterial) -> (State,
 pub fn finish(state: State, w: &FixedOperand, peer: &[u64]) -> Result<Share, MessageError> {
     let State { kind, m, e } = state;
     assert_eq!(w.party, m.party, "fixed operand and material of one party");
+    assert_eq!(w.side, m.side, "fixed operand and material of one form");
+    let product = |x: &ArrayD<u64>| match kind {
+        Kind::Mul => ring_ops::mul(x.view(), w.dense(0).view()),
+        Kind::MatMul => matmul(x, w, 0),
+    };
+    match m.side {
+        Side::Owner => {
+            // C_w + (X_w + E)·W
+            check_len(peer, e.len())?;
+            let x = ring_ops::add(e.view(), ring_ops::from_flat(e.shape(), peer).view());
+            return Ok(Share(ring_ops::add(m.c.view(), product(&x).view())));
+        }
+        Side::Other => {
+            // C_o + A·F
+            check_len(peer, 0)?;
+            return Ok(Share(ring_ops::add(m.c.view(), product(&m.a).view())));
+        }
+        Side::Both => {}
+    }
     check_len(peer, e.len())?;
     let e = ring_ops::add(e.view(), ring_ops::from_flat(e.shape(), peer).view());
     let a_plus = if m.party == 0 {
@@ -305,11 +412,14 @@ fn matmul(x: &ArrayD<u64>, w: &FixedOperand, which: usize) -> ArrayD<u64> {
 }
 
 /// Per-call material of a product with a fixed operand: a fresh mask `a` of the varying
-/// operand and the share of `c = a ∘ B`.
+/// operand (none for the owner of a one-sided operand: an empty array) and the share of
+/// `c = a ∘ B`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FixedCallMaterial {
     /// The party it belongs to.
     pub party: PartyId,
+    /// The form of the product.
+    pub side: Side,
     /// Share of the mask of the varying operand.
     pub a: ArrayD<u64>,
     /// Share of `a ∘ B` (party 1's is the materialised correction).
@@ -334,17 +444,24 @@ pub fn deal_call(
     kind: Product,
     x: &[usize],
 ) -> [FixedCallMaterial; 2] {
-    let a = material::masks(d, x);
-    let [c0, c1] = material::correct(d, mask.product(kind, &material::sum(&a)));
+    let owner = mask.owner();
+    let a = material::masks_of(d, x, owner);
+    let masked = match owner {
+        Some(o) => a[usize::from(1 - o)].clone(),
+        None => material::sum(&a),
+    };
+    let [c0, c1] = material::correct(d, mask.product(kind, &masked));
     let [a0, a1] = a;
     [
         FixedCallMaterial {
             party: 0,
+            side: Side::of(owner, 0),
             a: a0,
             c: c0,
         },
         FixedCallMaterial {
             party: 1,
+            side: Side::of(owner, 1),
             a: a1,
             c: c1,
         },
@@ -356,7 +473,8 @@ pub fn call_body(m: &[FixedCallMaterial; 2]) -> [Vec<u8>; 2] {
     material::correction_body(&m[1].c)
 }
 
-/// One party's per-call material of `x ∘ W` (`W` shaped `w`), as [`deal_call`] drew it.
+/// One party's per-call material of `x ∘ W` (`W` shaped `w`, its mask one-sided to
+/// `owner` if any), as [`deal_call`] drew it.
 ///
 /// # Errors
 /// If the shapes do not combine or the body cannot be read.
@@ -365,12 +483,19 @@ pub fn replay_call(
     kind: Product,
     x: &[usize],
     w: &[usize],
+    owner: Option<PartyId>,
 ) -> Result<FixedCallMaterial, MaterialError> {
     let out = kind.shape(x, w)?;
-    let a = material::own_mask(r, x);
+    let side = Side::of(owner, r.party());
+    let a = if side == Side::Owner {
+        ArrayD::zeros(IxDyn(&[0]))
+    } else {
+        material::own_mask(r, x)
+    };
     let c = material::product_share(r, &out)?;
     Ok(FixedCallMaterial {
         party: r.party(),
+        side,
         a,
         c,
     })

@@ -57,6 +57,8 @@ pub struct FixedMaskMaterial {
     pub party: PartyId,
     shape: Vec<usize>,
     key: Option<MaskKey>,
+    /// The owner of a one-sided mask (`None`: two shares).
+    owner: Option<PartyId>,
 }
 
 impl FixedMaskMaterial {
@@ -73,12 +75,18 @@ impl FixedMaskMaterial {
             party,
             shape: shape.to_vec(),
             key: holds(owner, party).then(|| mask_key(seed, w)),
+            owner,
         }
     }
 
     /// Whether this share is 0: the other party owns the operand and its whole mask.
     pub fn is_zero(&self) -> bool {
         self.key.is_none()
+    }
+
+    /// The owner of a one-sided mask (`None`: both parties hold a share).
+    pub fn owner(&self) -> Option<PartyId> {
+        self.owner
     }
 
     /// The fixed operand's shape.
@@ -111,6 +119,8 @@ pub struct FixedMask {
     /// The keys of the shares that are not 0: both, or the owner's.
     keys: Vec<MaskKey>,
     kept: Option<ArrayD<u64>>,
+    /// The owner of a one-sided mask.
+    owner: Option<PartyId>,
 }
 
 /// Whether party `p` holds a share of a mask with owner `owner` (`None`: both do).
@@ -136,6 +146,7 @@ impl FixedMask {
             shape: shape.to_vec(),
             keys,
             kept: None,
+            owner,
         };
         if keep {
             mask.kept = Some(mask.dense().into_owned());
@@ -146,6 +157,11 @@ impl FixedMask {
     /// The fixed operand's shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
+    }
+
+    /// The owner of a one-sided mask (`None`: both parties hold a share).
+    pub fn owner(&self) -> Option<PartyId> {
+        self.owner
     }
 
     /// Whether `B` is kept expanded (else each use re-derives it).

@@ -391,6 +391,22 @@ pub(crate) fn masks(d: &mut dyn DealerStreams, shape: &[usize]) -> [ArrayD<u64>;
     [0, 1].map(|p| expand(d.stream(p), shape))
 }
 
+/// [`masks`] of a product with a one-sided fixed operand: the owner's share is empty (not
+/// drawn: the owner sends nothing and masks nothing), the other party's from its stream.
+pub(crate) fn masks_of(
+    d: &mut dyn DealerStreams,
+    shape: &[usize],
+    owner: Option<PartyId>,
+) -> [ArrayD<u64>; 2] {
+    [0, 1].map(|p| {
+        if owner == Some(p) {
+            ArrayD::zeros(IxDyn(&[0]))
+        } else {
+            expand(d.stream(p), shape)
+        }
+    })
+}
+
 /// `a0 + a1`.
 pub(crate) fn sum([a0, a1]: &[ArrayD<u64>; 2]) -> ArrayD<u64> {
     ring_ops::add(a0.view(), a1.view())

@@ -244,8 +244,20 @@ fn run_fixed(
     xs: &[ArrayD<u64>],
     matmul: bool,
 ) -> Vec<ArrayD<u64>> {
+    run_fixed_of(d, w, xs, matmul, None).0
+}
+
+/// [`run_fixed`] with the mask one-sided to `owner`, if any; also each party's bytes sent
+/// in the calls.
+fn run_fixed_of(
+    d: &mut Dealer,
+    w: &ArrayD<u64>,
+    xs: &[ArrayD<u64>],
+    matmul: bool,
+    owner: Option<PartyId>,
+) -> (Vec<ArrayD<u64>>, [u64; 2]) {
     let mut r = rng(99);
-    let (mask, [b0, b1]) = d.fixed_mask(NodeId::from_index(0), w.shape());
+    let (mask, [b0, b1]) = d.fixed_mask_of(NodeId::from_index(0), w.shape(), owner);
     let (w0, w1) = split(w, &mut r);
     let mut calls: [Vec<_>; 2] = [Vec::new(), Vec::new()];
     for x in xs {
@@ -274,11 +286,48 @@ fn run_fixed(
         outs
     });
     assert_eq!(p0.stats.setup.payload_bytes_sent, 8 * w.len() as u64);
-    p0.output
-        .iter()
-        .zip(&p1.output)
+    let sent = [&p0, &p1].map(|p| p.stats.online.payload_bytes_sent);
+    let z = (p0.output.iter().zip(&p1.output))
         .map(|(a, b)| reconstruct(a, b))
-        .collect()
+        .collect();
+    (z, sent)
+}
+
+/// A one-sided operand (the server's weights): the owner keeps `W`, the other party `F`;
+/// only the other party sends its masked share (8 bytes per element of x), and the
+/// products are exact, matrix and element-wise, whichever party owns it.
+#[test]
+fn one_sided_fixed_products_send_one_way() {
+    let mut r = rng(18);
+    let mut d = Dealer::from_u64(18);
+    let w = ring_tensor(&mut r, &[6, 7]);
+    let xs = [&[1, 6][..], &[9, 6], &[2, 4, 6]].map(|s| ring_tensor(&mut r, s));
+    let opened: u64 = xs.iter().map(|x| 8 * x.len() as u64).sum();
+    for owner in [0, 1] {
+        let (zs, sent) = run_fixed_of(&mut d, &w, &xs, true, Some(owner));
+        for (z, x) in zs.iter().zip(&xs) {
+            assert_eq!(*z, plain_matmul(x, &w), "owner {owner}");
+        }
+        let mut want = [opened; 2];
+        want[usize::from(owner)] = 0;
+        assert_eq!(sent, want, "owner {owner} sends nothing");
+        let we = ring_tensor(&mut r, &[4, 5]);
+        let xe = [
+            ring_tensor(&mut r, &[4, 5]),
+            ring_tensor(&mut r, &[3, 4, 5]),
+        ];
+        let (ze, _) = run_fixed_of(&mut d, &we, &xe, false, Some(owner));
+        for (z, x) in ze.iter().zip(&xe) {
+            assert_eq!(*z, zip(x, &ring_tensor_like(&we, x), u64::wrapping_mul));
+        }
+    }
+}
+
+/// `w` broadcast to `x`'s shape.
+fn ring_tensor_like(w: &ArrayD<u64>, x: &ArrayD<u64>) -> ArrayD<u64> {
+    w.broadcast(x.shape())
+        .expect("w broadcasts to x")
+        .to_owned()
 }
 
 #[test]
