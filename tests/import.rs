@@ -710,6 +710,26 @@ fn a_bert_folder_imports_and_its_weights_load() {
     let program = comet_compiler::driver::lower_only(&imported.source, "m.model").unwrap();
     let weights = comet_runtime::weights::load(&dir, &program.info.weights).unwrap();
     assert_eq!(weights.len(), 7 + LAYERS * 16);
+    // It maps tokens to `pooled`, not to logits: `comet run` says what it needs.
+    let (model, plan) = (tmp.path().join("p.model"), tmp.path().join("p.plan"));
+    std::fs::write(&model, &imported.source).unwrap();
+    let (model_s, plan_s) = (model.to_str().unwrap(), plan.to_str().unwrap());
+    assert!(comet(&["compile", model_s, "-o", plan_s]).status.success());
+    let out = comet(&[
+        "run",
+        plan_s,
+        "--weights",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "2,5,3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let m = stderr(&out);
+    assert!(
+        m.contains("needs an input `tokens` and an output `logits` (it has outputs: pooled)")
+            && m.contains("import a checkpoint that holds `cls.predictions.*`"),
+        "{m}"
+    );
 }
 
 /// A BERT-style WordPiece tokenizer (`BertNormalizer`, `BertPreTokenizer`, `[CLS] … [SEP]`
