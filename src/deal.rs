@@ -9,7 +9,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::generate::{call_sizes, estimate};
+use crate::generate::{estimate, session_calls};
 use crate::progress::Bars;
 use crate::report::bytes;
 use crate::run::{deal_files, load_plan};
@@ -26,10 +26,10 @@ pub struct DealArgs {
     /// Prompt length in tokens of the session's first call.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     prompt_len: u64,
-    /// Tokens the session generates: the prefill, then one decode step per further token.
-    #[arg(long, value_name = "M", default_value_t = 8,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    generate: u64,
+    /// Tokens the session generates: the prefill, then one decode step per further token
+    /// (default 8). An encoder's plan (no KV cache) has one call, and refuses it.
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..))]
+    generate: Option<u64>,
     /// No progress bar and no per-call lines on stderr.
     #[arg(long)]
     quiet: bool,
@@ -38,7 +38,7 @@ pub struct DealArgs {
 /// Runs the command.
 pub fn run(args: &DealArgs) -> Result<(), String> {
     let program = load_plan(&args.plan)?;
-    let calls = call_sizes(args.prompt_len, args.generate as usize);
+    let calls = session_calls(&program, args.prompt_len, args.generate.map(|g| g as usize))?;
     let start = Instant::now();
     let n = calls.len();
     let bar = Bars::new(args.quiet).counter(n as u64, "calls dealt");

@@ -3,7 +3,8 @@
 //! connect to it (`comet run --party P --dealer ADDR`); it deals each call's material as
 //! they reach the call and streams each party's half into its socket
 //! (`comet_runtime::dealer::service`), session after session. Progress and a summary per
-//! session go to stderr (`--quiet`: errors only).
+//! session go to stderr (`--quiet`: errors only). In the library so that the Python
+//! package's `comet.dealer` and `comet.keygen` run the same code ([`serve`], [`keygen`]).
 
 use clap::Args;
 use comet_ir::Program;
@@ -22,23 +23,23 @@ use crate::run::load_plan;
 #[derive(Args)]
 pub struct DealerArgs {
     /// The plan file (JSON, from `comet compile -o`): the parties must run the same plan.
-    plan: PathBuf,
+    pub plan: PathBuf,
     /// The address to listen on (e.g. `127.0.0.1:7071`).
     #[arg(long, value_name = "ADDR")]
-    listen: String,
+    pub listen: String,
     /// Stop after serving N sessions (default: serve until killed).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    sessions: Option<u64>,
+    pub sessions: Option<u64>,
     /// Seconds to wait for a party (its hello, its partner, its next request, each write).
     #[arg(long, value_name = "SECS", default_value_t = 300.0)]
-    timeout: f64,
+    pub timeout: f64,
     /// The largest call (`seq + past` tokens) the dealer deals.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TOKENS)]
-    max_tokens: u64,
+    pub max_tokens: u64,
     /// MiB of the weights' masks the dealer keeps in memory per session; the rest is
     /// re-derived from the party seeds at every call (slower calls, bounded memory).
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MASK_BUDGET >> 20)]
-    mask_cache: u64,
+    pub mask_cache: u64,
     /// The dealer's static key file (Noise NK; the parties pin its public key with
     /// `--dealer-key`). Created (mode 0600) with a fresh key if it does not exist.
     #[arg(
@@ -46,25 +47,25 @@ pub struct DealerArgs {
         value_name = "FILE",
         required_unless_present = "insecure_plaintext"
     )]
-    key: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     /// A party's public key (`P=HEX|FILE`: party index 0 or 1, then 64 hex digits or the
     /// `.pub` file of `comet keygen`), repeatable: only the holders of the pinned keys are
     /// served, each as the party index its key is pinned for (Noise KK; the party runs with
     /// `--key FILE`). Required for both parties unless --any-party.
     #[arg(long, value_name = "P=KEY", value_parser = PartyKey::parse)]
-    party_key: Vec<PartyKey>,
+    pub party_key: Vec<PartyKey>,
     /// Serve whoever connects (Noise NK: the dealer is authenticated, the parties are not):
     /// anyone who reaches the port can take a party's slot. Only on a network that only the
     /// parties can reach.
     #[arg(long, conflicts_with = "party_key")]
-    any_party: bool,
+    pub any_party: bool,
     /// No encryption or authentication of the parties' connections: tests and debugging
     /// only; the parties must say so too.
     #[arg(long, conflicts_with_all = ["key", "party_key"])]
-    insecure_plaintext: bool,
+    pub insecure_plaintext: bool,
     /// Print errors only.
     #[arg(long)]
-    quiet: bool,
+    pub quiet: bool,
 }
 
 /// Arguments of `comet keygen`.
@@ -73,18 +74,24 @@ pub struct KeygenArgs {
     /// The key file to create (mode 0600, never overwritten); the public key also goes to
     /// `FILE.pub` and to stdout.
     #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    pub out: PathBuf,
 }
 
 /// `comet keygen`: a static key pair (the dealer's, or a party's for `comet run --key`).
 pub fn keygen(args: &KeygenArgs) -> Result<(), String> {
+    println!("{}", write_keypair(&args.out)?);
+    Ok(())
+}
+
+/// Creates the key file `out` (mode 0600, never over an existing file) and `out.pub`;
+/// returns the public key (64 hex digits).
+pub fn write_keypair(out: &std::path::Path) -> Result<String, String> {
     let k = DealerKeypair::generate()?;
-    k.write_new(&args.out)?;
-    let public = args.out.with_extension("pub");
+    k.write_new(out)?;
+    let public = out.with_extension("pub");
     std::fs::write(&public, format!("{}\n", k.public()))
         .map_err(|e| format!("cannot write `{}`: {e}", public.display()))?;
-    println!("{}", k.public());
-    Ok(())
+    Ok(k.public().to_string())
 }
 
 /// The dealer's identity: the key file read (or created), or plaintext.
@@ -119,6 +126,20 @@ fn identity(args: &DealerArgs) -> Result<DealerIdentity, String> {
 /// Runs the command.
 pub fn run(args: &DealerArgs) -> Result<(), String> {
     let program = load_plan(&args.plan)?;
+    let reports = serve(&program, args)?;
+    let failed = reports.iter().filter(|r| r.outcome.is_err()).count();
+    match failed {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} of {} sessions failed (see above)",
+            reports.len()
+        )),
+    }
+}
+
+/// Serves `program` as `args` says (`args.plan` is not read): `args.sessions` sessions,
+/// or until the process ends; each session's report, failed ones included.
+pub fn serve(program: &Program, args: &DealerArgs) -> Result<Vec<SessionReport>, String> {
     if program.analyses.costs.is_none() || program.analyses.rounds.is_none() {
         return Err("the plan has no schedule or costs: compile it with `comet compile`".into());
     }
@@ -130,7 +151,7 @@ pub fn run(args: &DealerArgs) -> Result<(), String> {
         handshake_timeout: t.min(Duration::from_secs(10)),
         ..TcpOptions::default()
     };
-    let digest = plan_digest(&program);
+    let digest = plan_digest(program);
     let identity = identity(args)?;
     match &identity {
         DealerIdentity::Key(k) => eprintln!(
@@ -160,17 +181,11 @@ pub fn run(args: &DealerArgs) -> Result<(), String> {
             hex(&digest[..8])
         );
     }
-    let mut failed = 0;
-    let mut served = 0;
-    while args.sessions.is_none_or(|n| served < n) {
-        let report = serve_one(&service, &program, args.quiet)?;
-        served += 1;
-        failed += u64::from(report.outcome.is_err());
+    let mut reports = Vec::new();
+    while args.sessions.is_none_or(|n| (reports.len() as u64) < n) {
+        reports.push(serve_one(&service, program, args.quiet)?);
     }
-    match failed {
-        0 => Ok(()),
-        n => Err(format!("{n} of {served} sessions failed (see above)")),
-    }
+    Ok(reports)
 }
 
 fn timeout(secs: f64) -> Result<Duration, String> {

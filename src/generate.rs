@@ -1,8 +1,10 @@
 //! Generation for `comet run`: feed the prompt, then each chosen token, one call at a time;
 //! choose tokens from the last position's logits, greedily or by seeded sampling; keep
-//! every call's measured figures beside the plan's estimate.
+//! every call's measured figures beside the plan's estimate. A plan without a KV cache (an
+//! encoder such as BERT with its masked-LM head) cannot take a decode step: it runs one
+//! call over the prompt and a token is chosen at every position ([`predict`]).
 
-use comet_ir::{DimEnv, Program};
+use comet_ir::{DimEnv, Op, Program};
 use comet_runtime::interp::{Measured, Outputs};
 
 use crate::progress::Bars;
@@ -49,6 +51,11 @@ impl Sampler {
     pub fn choose(&mut self, logits: &ArrayD<f64>) -> u64 {
         let last = logits.index_axis(Axis(0), logits.shape()[0] - 1);
         let row: Vec<f64> = last.iter().copied().collect();
+        self.choose_in(&row)
+    }
+
+    /// A token from one position's logits.
+    pub fn choose_in(&mut self, row: &[f64]) -> u64 {
         let best = row
             .iter()
             .enumerate()
@@ -104,6 +111,44 @@ fn estimate_with(p: &Program, env: DimEnv, active: &dyn Fn(u32) -> f64) -> (u64,
     (online.round() as u64, rounds as u64, offline as u64)
 }
 
+/// Whether the plan has no KV cache (an encoder, such as an imported BERT): a call
+/// cannot see an earlier call's tokens, so the plan runs one call over the whole prompt
+/// and predicts a token at each position instead of generating.
+pub fn is_encoder(p: &Program) -> bool {
+    let g = &p.graph;
+    !g.ids().any(|id| {
+        matches!(
+            g.node(id).op,
+            Op::CacheRead { .. } | Op::CacheWrite { .. } | Op::CacheMatMul { .. }
+        )
+    })
+}
+
+/// The calls of a session with a prompt of `prompt_len` tokens: for a decoder, the prompt
+/// then one call per further token of `generate` (8 by default); for an encoder
+/// ([`is_encoder`]), the prompt's one call, `generate` other than 1 being an error.
+pub fn session_calls(
+    p: &Program,
+    prompt_len: u64,
+    generate: Option<usize>,
+) -> Result<Vec<DimEnv>, String> {
+    if generate == Some(0) {
+        return Err("--generate must be at least 1".into());
+    }
+    if is_encoder(p) {
+        if let Some(n) = generate.filter(|&n| n != 1) {
+            return Err(format!(
+                "--generate {n}: `{}` has no KV cache (an encoder, such as BERT), so it does \
+                 not generate: it runs one call over the prompt and predicts a token at every \
+                 position (a `[MASK]`'s prediction fills it); drop --generate",
+                p.info.name
+            ));
+        }
+        return Ok(call_sizes(prompt_len, 1));
+    }
+    Ok(call_sizes(prompt_len, generate.unwrap_or(8)))
+}
+
 /// The sizes of the calls of a generation: the prompt, then one token at a time.
 pub fn call_sizes(prompt_len: u64, generate: usize) -> Vec<DimEnv> {
     (0..generate as u64)
@@ -120,11 +165,54 @@ pub fn call_sizes(prompt_len: u64, generate: usize) -> Vec<DimEnv> {
         .collect()
 }
 
-/// The `tokens` input of a call.
-pub fn token_input(fed: &[u64]) -> Outputs {
+/// The client's inputs of a call: `tokens`, and `segments` (BERT's token type ids) all 0
+/// when the plan has it: the prompt is one sentence.
+pub fn token_input(p: &Program, fed: &[u64]) -> Outputs {
     let ids = ArrayD::from_shape_vec(IxDyn(&[fed.len()]), fed.iter().map(|t| *t as f64).collect())
         .expect("1-D");
-    HashMap::from([("tokens".to_string(), ids)])
+    let mut inputs = HashMap::from([("tokens".to_string(), ids)]);
+    if p.info.input(SEGMENTS).is_some() {
+        inputs.insert(SEGMENTS.to_string(), ArrayD::zeros(IxDyn(&[fed.len()])));
+    }
+    inputs
+}
+
+/// The name of the token type input `comet run` fills with zeros.
+pub const SEGMENTS: &str = "segments";
+
+/// An encoder's run ([`is_encoder`]): one call over `prompt`, and a token chosen at every
+/// position of its `logits` by `sampler` (greedy by default). `call` as for [`generate`].
+pub fn predict(
+    p: &Program,
+    prompt: &[u64],
+    sampler: &mut Sampler,
+    call: impl FnOnce(&Outputs, DimEnv) -> Result<(Outputs, Measured), String>,
+) -> Result<(Vec<u64>, Vec<Call>), String> {
+    let env = DimEnv {
+        seq: prompt.len() as u64,
+        past: 0,
+    };
+    let (mut out, measured) = call(&token_input(p, prompt), env)
+        .map_err(|e| format!("call 0 (seq {}, past 0): {e}", env.seq))?;
+    let logits = out
+        .remove("logits")
+        .ok_or("call 0: this party received no `logits`")?;
+    let tokens: Vec<u64> = (logits.outer_iter())
+        .map(|row| sampler.choose_in(&row.iter().copied().collect::<Vec<_>>()))
+        .collect();
+    eprintln!(
+        "one call over {} positions ({} rounds, {} online): a token predicted at each",
+        env.seq,
+        measured.rounds,
+        crate::report::bytes(measured.online_bits)
+    );
+    let call = Call {
+        env,
+        estimated: estimate_at(p, env, &measured.active),
+        measured,
+        logits: Some(logits),
+    };
+    Ok((tokens, vec![call]))
 }
 
 /// Generates `n` tokens after `prompt`: `call(inputs, env)` runs one call and returns the
@@ -147,7 +235,7 @@ pub fn generate(
         } else {
             &tokens[step - 1..step]
         };
-        let (out, measured) = call(&token_input(fed), env)
+        let (out, measured) = call(&token_input(p, fed), env)
             .map_err(|e| format!("call {step} (seq {}, past {}): {e}", env.seq, env.past))?;
         let mut out = out;
         let logits = out

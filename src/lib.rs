@@ -5,10 +5,12 @@
 //! - [`run`]: `comet run`'s arguments ([`run::RunArgs`]), the in-process run, plans,
 //!   checkpoints, tokenizers and prompts;
 //! - [`remote`]: one party over TCP (`comet run --party P`);
+//! - [`dealer`]: the dealer service (`comet dealer`) and key pairs (`comet keygen`);
 //! - [`generate`]: the generation loop, token choice and the plan's estimate per call;
 //! - [`report`]: what a run prints (a summary, or one JSON object);
 //! - [`progress`]: progress bars on a terminal.
 
+pub mod dealer;
 pub mod generate;
 pub mod progress;
 pub mod remote;

@@ -10,13 +10,12 @@ mod bench_kv;
 mod bench_sparsity;
 mod calibrate;
 mod deal;
-mod dealer;
 mod demo;
 mod distill;
 mod import;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use comet::{generate, progress, report, run};
+use comet::{dealer, generate, progress, report, run};
 use comet_compiler::inspect::{self, InspectOptions, NetProfile, Report};
 use comet_compiler::{CompileError, Options, compile};
 use comet_ir::{ApproxConfig, Comparison, Program};

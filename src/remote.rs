@@ -24,7 +24,9 @@ use comet_runtime::transport::{
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::generate::{Call, Sampler, call_sizes, estimate_at, generate};
+use crate::generate::{
+    Call, Sampler, call_sizes, estimate_at, generate, is_encoder, predict, session_calls,
+};
 use crate::report::{RunInfo, bytes};
 use crate::run::{Generated, RunArgs, finish, open_checkpoint, prompt, tokenizer, with_predictor};
 
@@ -108,7 +110,7 @@ pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
     };
     let opts = tcp_options(args)?;
     let prompt_len = client.as_ref().map(|(_, p)| p.len() as u64);
-    let (opened, calls) = open_material(args, party, digest, prompt_len, &opts)?;
+    let (opened, calls) = open_material(program, args, party, digest, prompt_len, &opts)?;
     let security = match args.insecure_plaintext {
         true => Security::InsecurePlaintext,
         false => Security::Psk(ChannelKey::derive(
@@ -146,11 +148,16 @@ pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
         session.channel_mut().limit_messages(setup, round);
         call_with(&mut session, &mut source, inputs, env)
     };
+    let encoder = is_encoder(program);
+    let mut encoder_prompt = None;
     let (tokens, done, tokenizer) = match client {
         Some((tokenizer, prompt)) => {
             let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
-            let (tokens, done) =
-                generate(program, &prompt, calls.len(), &mut sampler, &bars, call)?;
+            let (tokens, done) = match encoder {
+                true => predict(program, &prompt, &mut sampler, call)?,
+                false => generate(program, &prompt, calls.len(), &mut sampler, &bars, call)?,
+            };
+            encoder_prompt = encoder.then_some(prompt);
             (tokens, done, tokenizer)
         }
         None => (Vec::new(), serve(program, &calls, &mut call)?, None),
@@ -165,6 +172,7 @@ pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
         setup_bits: done.first().map_or(0, |c| c.measured.setup_bits),
         setup_offline_bits: done.first().map_or(0, |c| c.measured.setup_offline_bits),
         seconds: start.elapsed().as_secs_f64(),
+        encoder_prompt,
     };
     Ok((tokens, done, tokenizer, info))
 }
@@ -173,6 +181,7 @@ pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
 /// and against the client's prompt and `--generate`, not yet marked used), or from the
 /// dealer (the prompt length of the client, or `--prompt-len` for the server).
 fn open_material(
+    program: &Program,
     args: &RunArgs,
     party: u8,
     digest: [u8; 32],
@@ -180,7 +189,6 @@ fn open_material(
     opts: &TcpOptions,
 ) -> Result<(Opened, Vec<DimEnv>), String> {
     if let Some(addr) = &args.dealer {
-        let n = args.generate.unwrap_or(8);
         let len = match (prompt_len, args.prompt_len) {
             (Some(len), _) => len,
             (None, Some(len)) => len,
@@ -210,12 +218,10 @@ fn open_material(
                 );
             }
         };
+        let calls = session_calls(program, len, args.generate)?;
         let (stream, replay) = DealerStream::connect(addr, party, digest, opts, &auth)
             .map_err(|e| format!("party {party}: {e}"))?;
-        return Ok((
-            Opened::Dealer(Box::new((stream, replay))),
-            call_sizes(len, n),
-        ));
+        return Ok((Opened::Dealer(Box::new((stream, replay))), calls));
     }
     let Some(path) = &args.material else {
         return Err(
@@ -227,7 +233,7 @@ fn open_material(
     let used = UsedList::for_user().map_err(|e| e.to_string())?;
     let verified = file::open(path, party, &digest, &used).map_err(|e| e.to_string())?;
     if let Some(len) = prompt_len {
-        check_calls(verified.header(), len, args.generate)?;
+        check_calls(program, verified.header(), len, args.generate)?;
     }
     let calls = verified.header().calls.clone();
     Ok((Opened::File(Box::new((verified, used))), calls))
@@ -313,10 +319,15 @@ fn serve(
 
 /// The client's prompt and `--generate` must be what the material was dealt for.
 fn check_calls(
+    program: &Program,
     header: &MaterialHeader,
     prompt_len: u64,
     generate: Option<usize>,
 ) -> Result<(), String> {
+    if is_encoder(program) {
+        // one call over the prompt; --generate other than 1 is refused
+        session_calls(program, prompt_len, generate)?;
+    }
     let n = header.calls.len();
     if let Some(g) = generate
         && g != n

@@ -15,6 +15,28 @@ pub fn bytes(bits: u64) -> String {
     }
 }
 
+/// The text a run prints: the generated tokens decoded, or for an encoder the prompt with
+/// each mask token replaced by its prediction (the predictions decoded when the prompt has
+/// no mask).
+#[derive(Debug, Default)]
+pub struct Text {
+    /// The text, when a tokenizer is at hand.
+    pub text: Option<String>,
+    /// An encoder's predictions at the prompt's mask tokens.
+    pub masks: Vec<Fill>,
+}
+
+/// An encoder's prediction at one mask token of the prompt.
+#[derive(Debug)]
+pub struct Fill {
+    /// The position in the prompt.
+    pub position: usize,
+    /// The predicted token.
+    pub token: u64,
+    /// The predicted token decoded.
+    pub text: String,
+}
+
 /// How the run was made, for the summary's header and the JSON.
 pub struct RunInfo {
     /// `in-process` or `party N over TCP`.
@@ -28,10 +50,13 @@ pub struct RunInfo {
     pub setup_offline_bits: u64,
     /// Wall time of the calls, seconds.
     pub seconds: f64,
+    /// An encoder's run (one call, a token predicted per position): the prompt, for the
+    /// party that holds it (`None` for a decoder, and for the server).
+    pub encoder_prompt: Option<Vec<u64>>,
 }
 
 /// The readable summary.
-pub fn print_summary(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &RunInfo) {
+pub fn print_summary(tokens: &[u64], text: &Text, calls: &[Call], info: &RunInfo) {
     let ids: Vec<String> = tokens.iter().map(u64::to_string).collect();
     if tokens.is_empty() {
         println!(
@@ -39,10 +64,19 @@ pub fn print_summary(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &
             calls.len(),
             info.mode
         );
+    } else if info.encoder_prompt.is_some() {
+        println!(
+            "predicted, one token per position ({}): {}",
+            info.mode,
+            ids.join(",")
+        );
     } else {
         println!("generated ({}): {}", info.mode, ids.join(","));
     }
-    if let Some(t) = text {
+    for m in &text.masks {
+        println!("mask at position {}: {} {:?}", m.position, m.token, m.text);
+    }
+    if let Some(t) = &text.text {
         println!("text: {t:?}");
     }
     let dealer = if info.material_read {
@@ -98,8 +132,9 @@ pub fn print_summary(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &
     }
 }
 
-/// The JSON object: `tokens`, `text`, `mode`, per-call figures.
-pub fn json(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &RunInfo) -> String {
+/// The JSON object: `tokens`, `text`, `mode`, per-call figures; for an encoder also
+/// `masks` (position, token and text of each mask's prediction).
+pub fn json(tokens: &[u64], text: &Text, calls: &[Call], info: &RunInfo) -> String {
     let offline_key = if info.material_read {
         "material_bits_read"
     } else {
@@ -120,9 +155,15 @@ pub fn json(tokens: &[u64], text: Option<&str>, calls: &[Call], info: &RunInfo) 
             })
         })
         .collect();
-    serde_json::json!({
-        "tokens": tokens, "text": text, "mode": info.mode,
+    let mut out = serde_json::json!({
+        "tokens": tokens, "text": text.text, "mode": info.mode,
         "setup_bits": info.setup_bits, "setup_offline_bits": info.setup_offline_bits, "seconds": info.seconds, "calls": calls,
-    })
-    .to_string()
+    });
+    if info.encoder_prompt.is_some() {
+        let masks: Vec<serde_json::Value> = (text.masks.iter())
+            .map(|m| serde_json::json!({"position": m.position, "token": m.token, "text": m.text}))
+            .collect();
+        out["masks"] = masks.into();
+    }
+    out.to_string()
 }

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use comet_runtime::weights::Checkpoint;
 use std::time::Instant;
 
-use crate::generate::{Call, Sampler, generate};
-use crate::report::{RunInfo, json, print_summary};
+use crate::generate::{Call, SEGMENTS, Sampler, generate, is_encoder, predict, session_calls};
+use crate::report::{Fill, RunInfo, Text, json, print_summary};
 
 /// Arguments of `comet run`.
 #[derive(Args)]
@@ -182,7 +182,7 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     let weights = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
     let tokenizer = tokenizer(args)?;
     let prompt = prompt(args, tokenizer.as_ref(), program)?;
-    let n = args.generate.unwrap_or(8);
+    let n = session_calls(program, prompt.len() as u64, args.generate)?.len();
     let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
     let bars = Bars::new(args.quiet || args.json);
     let options = RunOptions {
@@ -198,15 +198,19 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
         session = session.with_checkpoint(c);
     }
     let start = Instant::now();
-    let (tokens, calls) = generate(program, &prompt, n, &mut sampler, &bars, |inputs, env| {
-        session.call(inputs, env).map_err(|e| e.to_string())
-    })?;
+    let call = |inputs: &_, env| session.call(inputs, env).map_err(|e| e.to_string());
+    let encoder = is_encoder(program);
+    let (tokens, calls) = match encoder {
+        true => predict(program, &prompt, &mut sampler, call)?,
+        false => generate(program, &prompt, n, &mut sampler, &bars, call)?,
+    };
     let info = RunInfo {
         mode: "two parties in one process".into(),
         material_read: false,
         setup_bits: calls.first().map_or(0, |c| c.measured.setup_bits),
         setup_offline_bits: calls.first().map_or(0, |c| c.measured.setup_offline_bits),
         seconds: start.elapsed().as_secs_f64(),
+        encoder_prompt: encoder.then_some(prompt),
     };
     Ok((tokens, calls, tokenizer, info))
 }
@@ -253,16 +257,52 @@ pub fn finish(
     info: &RunInfo,
     as_json: bool,
 ) -> Result<(), String> {
-    let text = match tokenizer {
-        Some(t) => Some(t.decode(tokens).map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let text = text(tokens, tokenizer, info)?;
     if as_json {
-        println!("{}", json(tokens, text.as_deref(), calls, info));
+        println!("{}", json(tokens, &text, calls, info));
     } else {
-        print_summary(tokens, text.as_deref(), calls, info);
+        print_summary(tokens, &text, calls, info);
     }
     Ok(())
+}
+
+/// The text of a run's `tokens` (none without a tokenizer, or for the server, which has
+/// no tokens): the generated tokens decoded; for an encoder, the prompt with each mask
+/// token (`[MASK]`, `<mask>`) replaced by the prediction at its position and those
+/// predictions listed, or, when the prompt has no mask token, every position's
+/// prediction decoded.
+pub fn text(tokens: &[u64], tokenizer: Option<&Tokenizer>, info: &RunInfo) -> Result<Text, String> {
+    let Some(t) = tokenizer.filter(|_| !tokens.is_empty()) else {
+        return Ok(Text::default());
+    };
+    let decode = |ids: &[u64]| t.decode(ids).map_err(|e| e.to_string());
+    let Some(prompt) = &info.encoder_prompt else {
+        return Ok(Text {
+            text: Some(decode(tokens)?),
+            masks: Vec::new(),
+        });
+    };
+    let mask = t.mask_id();
+    let mut filled = prompt.clone();
+    let mut masks = Vec::new();
+    for (position, (slot, &token)) in filled.iter_mut().zip(tokens).enumerate() {
+        if Some(*slot) == mask {
+            *slot = token;
+            masks.push(Fill {
+                position,
+                token,
+                text: decode(&[token])?,
+            });
+        }
+    }
+    let text = match masks.is_empty() {
+        true => decode(tokens)?,
+        false => decode(&filled)?,
+    };
+    Ok(Text {
+        text: Some(text),
+        masks,
+    })
 }
 
 /// Reads a plan file.
@@ -273,12 +313,25 @@ pub fn load_plan(path: &Path) -> Result<Program, String> {
         .map_err(|e| format!("cannot load plan `{}`: {e}", path.display()))
 }
 
-/// `comet run` generates from a `tokens` input and a `logits` output.
+/// `comet run` maps a `tokens` input to a `logits` output (generating with a decoder,
+/// predicting a token per position with an encoder); the only other input it provides is
+/// `segments` (BERT's token types, all 0).
 pub fn check_interface(p: &Program) -> Result<(), String> {
     if p.info.input("tokens").is_none() || !p.info.outputs.iter().any(|o| o.name == "logits") {
+        let outputs: Vec<&str> = p.info.outputs.iter().map(|o| o.name.as_str()).collect();
         return Err(format!(
-            "`comet run` generates text: the plan of `{}` needs an input `tokens` and an output `logits`",
-            p.info.name
+            "`comet run` maps tokens to logits: the plan of `{}` needs an input `tokens` and an \
+             output `logits` (it has outputs: {}); a BERT imported without its masked-LM head \
+             outputs `pooled`: import a checkpoint that holds `cls.predictions.*`",
+            p.info.name,
+            outputs.join(", ")
+        ));
+    }
+    if let Some(other) = (p.info.inputs.iter()).find(|i| i.name != "tokens" && i.name != SEGMENTS) {
+        return Err(format!(
+            "`comet run` provides the inputs `tokens` and `{SEGMENTS}` (token types, all 0): the \
+             plan of `{}` also needs `{}`",
+            p.info.name, other.name
         ));
     }
     if p.analyses.rounds.is_none() || p.analyses.costs.is_none() {

@@ -346,9 +346,10 @@ fn opt_tensors(vocab: usize) -> Vec<(String, Vec<usize>)> {
     t
 }
 
-/// BERT's tensors as recent transformers saves `BertForMaskedLM` plus a pooler
-/// (`LayerNorm.weight`/`.bias`; the `cls.*` head is not read).
-fn bert_tensors(vocab: usize) -> Vec<(String, Vec<usize>)> {
+/// BERT's tensors as recent transformers saves them (`LayerNorm.weight`/`.bias`): with the
+/// masked-LM head of `BertForMaskedLM` (`cls.predictions.*`, the decoder weight stored
+/// beside the word embeddings it is tied to) if `mlm`, else `BertModel`'s pooler.
+fn bert_tensors(vocab: usize, mlm: bool) -> Vec<(String, Vec<usize>)> {
     let mut t = vec![
         (
             "bert.embeddings.word_embeddings.weight".to_string(),
@@ -364,10 +365,23 @@ fn bert_tensors(vocab: usize) -> Vec<(String, Vec<usize>)> {
         ),
         ("bert.embeddings.LayerNorm.weight".to_string(), vec![D]),
         ("bert.embeddings.LayerNorm.bias".to_string(), vec![D]),
-        ("bert.pooler.dense.weight".to_string(), vec![D, D]),
-        ("bert.pooler.dense.bias".to_string(), vec![D]),
-        ("cls.predictions.bias".to_string(), vec![vocab]),
     ];
+    if mlm {
+        for (n, s) in [
+            ("cls.predictions.bias", vec![vocab]),
+            ("cls.predictions.decoder.weight", vec![vocab, D]),
+            ("cls.predictions.decoder.bias", vec![vocab]),
+            ("cls.predictions.transform.dense.weight", vec![D, D]),
+            ("cls.predictions.transform.dense.bias", vec![D]),
+            ("cls.predictions.transform.LayerNorm.weight", vec![D]),
+            ("cls.predictions.transform.LayerNorm.bias", vec![D]),
+        ] {
+            t.push((n.to_string(), s));
+        }
+    } else {
+        t.push(("bert.pooler.dense.weight".to_string(), vec![D, D]));
+        t.push(("bert.pooler.dense.bias".to_string(), vec![D]));
+    }
     for i in 0..LAYERS {
         let l = format!("bert.encoder.layer.{i}");
         for (n, s) in [
@@ -392,6 +406,14 @@ fn bert_tensors(vocab: usize) -> Vec<(String, Vec<usize>)> {
         }
     }
     t
+}
+
+fn bert_config(vocab: usize) -> Value {
+    json!({"architectures": ["BertForMaskedLM"], "model_type": "bert", "hidden_act": "gelu",
+        "hidden_size": D, "intermediate_size": FF, "layer_norm_eps": 1e-12,
+        "max_position_embeddings": POSITIONS, "num_attention_heads": HEADS,
+        "num_hidden_layers": LAYERS, "position_embedding_type": "absolute",
+        "type_vocab_size": 2, "vocab_size": vocab, "pad_token_id": 0})
 }
 
 const CORPUS: &[&str] = &[
@@ -668,25 +690,344 @@ fn two_processes(
     eprintln!("two processes: {} (tokens {tokens:?})", cj["text"]);
 }
 
-/// BERT (an encoder with a pooled output, so no text to generate): imported from a folder
-/// with the recent transformers names, compiled, and its weights load from the folder.
+/// BERT saved as `BertModel` (an encoder with a pooled output, no masked-LM head): imported
+/// from a folder with the recent transformers names, compiled, and its weights load from
+/// the folder.
 #[test]
 fn a_bert_folder_imports_and_its_weights_load() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = json!({"model_type": "bert", "hidden_act": "gelu", "hidden_size": D,
-        "intermediate_size": FF, "layer_norm_eps": 1e-12, "max_position_embeddings": POSITIONS,
-        "num_attention_heads": HEADS, "num_hidden_layers": LAYERS,
-        "position_embedding_type": "absolute", "type_vocab_size": 2, "vocab_size": 100});
-    let dir = folder(tmp.path(), "tiny-bert", &config);
-    write_checkpoint(&dir, &bert_tensors(100), Dtype::F32, 2, 9);
+    let dir = folder(tmp.path(), "tiny-bert", &bert_config(100));
+    write_checkpoint(&dir, &bert_tensors(100, false), Dtype::F32, 2, 9);
     let imported = import_dir(&dir, None).unwrap();
     assert!(imported.checked);
     assert!(imported.source.contains("LayerNorm.weight"));
+    assert!(
+        imported.source.contains("output pooled"),
+        "no cls.* tensors: the pooler"
+    );
     assert!(imported.source.starts_with("// Imported"));
     plan_json(&imported.source);
     let program = comet_compiler::driver::lower_only(&imported.source, "m.model").unwrap();
     let weights = comet_runtime::weights::load(&dir, &program.info.weights).unwrap();
     assert_eq!(weights.len(), 7 + LAYERS * 16);
+    // It maps tokens to `pooled`, not to logits: `comet run` says what it needs.
+    let (model, plan) = (tmp.path().join("p.model"), tmp.path().join("p.plan"));
+    std::fs::write(&model, &imported.source).unwrap();
+    let (model_s, plan_s) = (model.to_str().unwrap(), plan.to_str().unwrap());
+    assert!(comet(&["compile", model_s, "-o", plan_s]).status.success());
+    let out = comet(&[
+        "run",
+        plan_s,
+        "--weights",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "2,5,3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let m = stderr(&out);
+    assert!(
+        m.contains("needs an input `tokens` and an output `logits` (it has outputs: pooled)")
+            && m.contains("import a checkpoint that holds `cls.predictions.*`"),
+        "{m}"
+    );
+}
+
+/// A BERT-style WordPiece tokenizer (`BertNormalizer`, `BertPreTokenizer`, `[CLS] … [SEP]`
+/// added by the post-processor, `##` continuations) trained on `corpus`: its
+/// `tokenizer.json` text. Ids: `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4.
+fn train_wordpiece(corpus: &[&str], vocab_size: usize) -> String {
+    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+    use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::bert::BertProcessing;
+    use tokenizers::{AddedToken, TokenizerBuilder, TokenizerImpl};
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let mut trainer = WordPieceTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(1)
+        .show_progress(false)
+        .special_tokens(
+            specials
+                .iter()
+                .map(|t| AddedToken::from(*t, true))
+                .collect(),
+        )
+        .build();
+    let model = WordPiece::builder()
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tok: TokenizerImpl<
+        WordPiece,
+        BertNormalizer,
+        BertPreTokenizer,
+        BertProcessing,
+        WordPieceDecoder,
+    > = TokenizerBuilder::new()
+        .with_model(model)
+        .with_normalizer(Some(BertNormalizer::default()))
+        .with_pre_tokenizer(Some(BertPreTokenizer))
+        .with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), 3),
+            ("[CLS]".into(), 2),
+        )))
+        .with_decoder(Some(WordPieceDecoder::default()))
+        .build()
+        .unwrap();
+    tok.train(&mut trainer, corpus.iter()).unwrap();
+    for (id, t) in specials.iter().enumerate() {
+        assert_eq!(tok.token_to_id(t), Some(id as u32), "{t}");
+    }
+    tok.to_string(false).unwrap()
+}
+
+/// The f64 reference's logits `[seq, vocab]` of an encoder for `prompt` (token types 0).
+fn reference_logits(source: &str, dir: &Path, prompt: &[u64]) -> ndarray::ArrayD<f64> {
+    let program = comet_compiler::driver::lower_only(source, "m.model").unwrap();
+    let weights = comet_runtime::weights::load(dir, &program.info.weights).unwrap();
+    let ids = |v: Vec<f64>| ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[prompt.len()]), v);
+    let inputs = HashMap::from([
+        (
+            "tokens".to_string(),
+            ids(prompt.iter().map(|&i| i as f64).collect()).unwrap(),
+        ),
+        (
+            "segments".to_string(),
+            ids(vec![0.0; prompt.len()]).unwrap(),
+        ),
+    ]);
+    let env = comet_ir::DimEnv {
+        seq: prompt.len() as u64,
+        past: 0,
+    };
+    let mut out =
+        comet_runtime::plain::eval(&program, &inputs, &weights, env, &mut Default::default())
+            .unwrap();
+    out.remove("logits").unwrap()
+}
+
+/// (argmax, margin to the runner-up) of one row.
+fn best_and_margin(row: &[f64]) -> (u64, f64) {
+    let best = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+    let second = (0..row.len())
+        .filter(|&i| i != best)
+        .map(|i| row[i])
+        .fold(f64::NEG_INFINITY, f64::max);
+    (best as u64, row[best] - second)
+}
+
+/// BERT saved as `BertForMaskedLM` (the masked-LM head, its decoder tied to the word
+/// embeddings; 2 shards, f32; a WordPiece `tokenizer.json`): `comet import` → `comet
+/// compile` → `comet run --prompt "… [MASK] …"`, in one process and as two processes over
+/// TCP: one call over the prompt, a token predicted at each position, the `[MASK]` filled
+/// in the text; the predictions are the f64 reference's where its lead is clear; measured
+/// = estimated; `--generate` is refused with a clear message.
+#[test]
+fn a_bert_masked_lm_folder_imports_compiles_and_fills_the_mask() {
+    use common::process::{assert_calls_match_estimate, free_port, json as json_of, spawn, wait};
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer_json = train_wordpiece(CORPUS, 120);
+    let tokenizer: tokenizers::Tokenizer = tokenizer_json.parse().unwrap();
+    let vocab = tokenizer.get_vocab_size(true);
+    let dir = folder(tmp.path(), "tiny-bert-mlm", &bert_config(vocab));
+    write_checkpoint(&dir, &bert_tensors(vocab, true), Dtype::F32, 2, 21);
+    std::fs::write(dir.join("tokenizer.json"), &tokenizer_json).unwrap();
+    let text = "the cat [MASK] on the mat";
+    let prompt: Vec<u64> = (tokenizer.encode(text, true).unwrap().get_ids().iter())
+        .map(|&i| u64::from(i))
+        .collect();
+    let mask_at = prompt
+        .iter()
+        .position(|&t| t == 4)
+        .expect("[MASK] is one token");
+    assert_eq!(
+        (prompt[0], *prompt.last().unwrap()),
+        (2, 3),
+        "[CLS] … [SEP]"
+    );
+
+    let (model, plan) = (tmp.path().join("bert.model"), tmp.path().join("bert.plan"));
+    let (model_s, plan_s, dir_s) = (
+        model.to_str().unwrap(),
+        plan.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    );
+    let out = comet(&["import", dir_s, "-o", model_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("names and shapes checked against the checkpoint"));
+    let source = std::fs::read_to_string(&model).unwrap();
+    assert!(source.contains("\"cls.predictions.transform.dense.weight\" transposed"));
+    assert!(
+        source.contains("matmul(t, transpose(word_emb)) + mlm_bias"),
+        "{source}"
+    );
+    assert!(!source.contains("pooler"), "{source}");
+    let out = comet(&["compile", model_s, "-o", plan_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // In one process.
+    let out = comet(&[
+        "run",
+        plan_s,
+        "--weights",
+        dir_s,
+        "--prompt",
+        text,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let tokens: Vec<u64> = (report["tokens"].as_array().unwrap().iter())
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), prompt.len(), "a token per position: {report}");
+    let calls = report["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "one call");
+    assert_eq!(
+        (calls[0]["seq"].as_u64(), calls[0]["past"].as_u64()),
+        (Some(prompt.len() as u64), Some(0))
+    );
+    let (m, e) = (&calls[0]["measured"], &calls[0]["estimated"]);
+    assert_eq!(m["online_bits"], e["online_bits"]);
+    assert_eq!(m["rounds"], e["rounds"]);
+    assert_eq!(m["offline_bits"], e["offline_bits"]);
+    // The mask's prediction, and the text: the prompt with the mask filled.
+    let masks = report["masks"].as_array().unwrap();
+    assert_eq!(masks.len(), 1, "{report}");
+    assert_eq!(masks[0]["position"].as_u64(), Some(mask_at as u64));
+    let predicted = masks[0]["token"].as_u64().unwrap();
+    assert_eq!(predicted, tokens[mask_at]);
+    let word = tokenizer.decode(&[predicted as u32], true).unwrap();
+    assert_eq!(masks[0]["text"].as_str(), Some(word.as_str()));
+    let mut filled: Vec<u32> = prompt.iter().map(|&t| t as u32).collect();
+    filled[mask_at] = predicted as u32;
+    assert_eq!(
+        report["text"].as_str(),
+        Some(tokenizer.decode(&filled, true).unwrap().as_str())
+    );
+    // Each position's prediction is the f64 reference's where its lead is clear.
+    let reference = reference_logits(&source, &dir, &prompt);
+    let mut compared = 0;
+    for (i, row) in reference.outer_iter().enumerate() {
+        let (best, margin) = best_and_margin(&row.iter().copied().collect::<Vec<_>>());
+        if margin > 0.05 {
+            assert_eq!(tokens[i], best, "position {i}: margin {margin}");
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= prompt.len() / 2,
+        "only {compared} clear positions"
+    );
+    // The summary names the mask's prediction.
+    let out = comet(&["run", plan_s, "--weights", dir_s, "--prompt", text]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains("predicted, one token per position"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("mask at position {mask_at}: ")),
+        "{summary}"
+    );
+    assert!(summary.contains("measured = estimated for every call (online, rounds, dealer): yes"));
+
+    // An encoder does not generate: --generate is refused, by run and by deal.
+    let out = comet(&[
+        "run",
+        plan_s,
+        "--weights",
+        dir_s,
+        "--prompt",
+        text,
+        "--generate",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--generate 3: `tiny_bert_mlm` has no KV cache (an encoder"),
+        "{}",
+        stderr(&out)
+    );
+    let mat = tmp.path().join("material").to_str().unwrap().to_string();
+    let len = prompt.len().to_string();
+    let out = comet(&[
+        "deal",
+        plan_s,
+        "--out",
+        &mat,
+        "--prompt-len",
+        &len,
+        "--generate",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("has no KV cache"), "{}", stderr(&out));
+
+    // Two processes over TCP with dealt material: one call each.
+    let out = comet(&["deal", plan_s, "--out", &mat, "--prompt-len", &len]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let addr = free_port();
+    let (m0, m1) = (format!("{mat}/party0.mat"), format!("{mat}/party1.mat"));
+    let s = spawn(&[
+        "run",
+        plan_s,
+        "--party",
+        "0",
+        "--listen",
+        &addr,
+        "--weights",
+        dir_s,
+        "--material",
+        &m0,
+        "--json",
+    ]);
+    let tok = dir.join("tokenizer.json");
+    let c = spawn(&[
+        "run",
+        plan_s,
+        "--party",
+        "1",
+        "--connect",
+        &addr,
+        "--material",
+        &m1,
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--prompt",
+        text,
+        "--json",
+    ]);
+    let (c, s) = (
+        wait(c, Duration::from_secs(300)),
+        wait(s, Duration::from_secs(60)),
+    );
+    assert!(c.status.success(), "client: {}", stderr(&c));
+    assert!(s.status.success(), "server: {}", stderr(&s));
+    let (cj, sj) = (json_of(&c), json_of(&s));
+    assert_eq!(sj["tokens"], json!([]), "the server sees no tokens");
+    assert_calls_match_estimate(&cj, &sj, 1);
+    let remote: Vec<u64> = (cj["tokens"].as_array().unwrap().iter())
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(remote.len(), prompt.len());
+    for (i, row) in reference.outer_iter().enumerate() {
+        let (best, margin) = best_and_margin(&row.iter().copied().collect::<Vec<_>>());
+        if margin > 0.05 {
+            assert_eq!(
+                remote[i], best,
+                "two processes, position {i}: margin {margin}"
+            );
+        }
+    }
+    assert_eq!(cj["masks"][0]["token"].as_u64(), Some(remote[mask_at]));
+    eprintln!(
+        "BERT fill-mask: {} (one process), {} (two processes)",
+        report["text"], cj["text"]
+    );
 }
 
 /// CLI failures: each a message naming the place, exit status 1.

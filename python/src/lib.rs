@@ -368,13 +368,8 @@ fn run_json<'py>(
                 None => in_process(&program, &args)?,
                 Some(_) => comet::remote::party(&program, &args)?,
             };
-            let text = match &tokenizer {
-                Some(t) if !tokens.is_empty() => {
-                    Some(t.decode(&tokens).map_err(|e| e.to_string())?)
-                }
-                _ => None,
-            };
-            let json = comet::report::json(&tokens, text.as_deref(), &calls, &info);
+            let text = comet::run::text(&tokens, tokenizer.as_ref(), &info)?;
+            let json = comet::report::json(&tokens, &text, &calls, &info);
             let logits: Vec<_> = calls.into_iter().filter_map(|c| c.logits).collect();
             Ok((json, logits))
         })
@@ -386,26 +381,142 @@ fn run_json<'py>(
     Ok((json, arrays))
 }
 
-/// `comet deal PLAN --out OUT --prompt-len N --generate M`: the material files of one
-/// session. Returns the two files' paths and the bytes dealt per call (both parties).
+/// `comet deal PLAN --out OUT --prompt-len N [--generate M]`: the material files of one
+/// session (an encoder's plan: one call). Returns the two files' paths and the bytes dealt
+/// per call (both parties).
 #[pyfunction]
-#[pyo3(signature = (plan, out, *, prompt_len, generate = 8))]
+#[pyo3(signature = (plan, out, *, prompt_len, generate = None))]
 fn deal(
     py: Python<'_>,
     plan: &Bound<'_, PyAny>,
     out: PathBuf,
     prompt_len: u64,
-    generate: usize,
+    generate: Option<usize>,
 ) -> PyResult<(Vec<PathBuf>, Vec<u64>)> {
     let (program, _) = plan_of(plan)?;
-    if prompt_len == 0 || generate == 0 {
+    if prompt_len == 0 || generate == Some(0) {
         return Err(err("prompt_len and generate must be at least 1"));
     }
-    let calls = comet::generate::call_sizes(prompt_len, generate);
+    let calls = comet::generate::session_calls(&program, prompt_len, generate).map_err(err)?;
     let dealt = py
         .detach(|| deal_files(&program, &calls, &out, |_, _| {}))
         .map_err(err)?;
     Ok((dealt.paths.to_vec(), dealt.per_call))
+}
+
+/// `comet dealer PLAN --listen ADDR ...`: the dealer service, in this process, until it has
+/// served `sessions` sessions (releasing the GIL meanwhile). `party_keys`: `(party,
+/// public key or .pub file)` pairs it pins. Returns one JSON object per session: its id,
+/// whether it ended well, its calls (sizes, bytes streamed to each party, bytes dealt and
+/// the plan's estimate) and its wall time.
+#[pyfunction]
+#[pyo3(signature = (plan, listen, *, key = None, party_keys = Vec::new(), any_party = false,
+                    sessions = 1, timeout = 300.0,
+                    max_tokens = comet_runtime::dealer::service::DEFAULT_MAX_TOKENS,
+                    mask_cache = comet_runtime::dealer::service::DEFAULT_MASK_BUDGET >> 20,
+                    insecure_plaintext = false, quiet = true))]
+#[allow(clippy::too_many_arguments)]
+fn dealer(
+    py: Python<'_>,
+    plan: &Bound<'_, PyAny>,
+    listen: String,
+    key: Option<PathBuf>,
+    party_keys: Vec<(u8, String)>,
+    any_party: bool,
+    sessions: u64,
+    timeout: f64,
+    max_tokens: u64,
+    mask_cache: u64,
+    insecure_plaintext: bool,
+    quiet: bool,
+) -> PyResult<Vec<String>> {
+    let (program, name) = plan_of(plan)?;
+    if sessions == 0 {
+        return Err(err("sessions must be at least 1"));
+    }
+    if insecure_plaintext && (key.is_some() || !party_keys.is_empty()) {
+        return Err(err("insecure_plaintext: key and party_keys do not apply"));
+    }
+    if !insecure_plaintext && key.is_none() {
+        return Err(err(
+            "key: the dealer's key file (created if missing; comet.keygen) is required \
+             unless insecure_plaintext=True",
+        ));
+    }
+    if any_party && !party_keys.is_empty() {
+        return Err(err("give party_keys or any_party=True, not both"));
+    }
+    let party_key = (party_keys.iter())
+        .map(|(p, k)| {
+            comet_runtime::transport::PartyKey::parse(&format!("{p}={k}"))
+                .map_err(|e| err(format!("party_keys: {e}")))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let args = comet::dealer::DealerArgs {
+        plan: PathBuf::from(name),
+        listen,
+        sessions: Some(sessions),
+        timeout,
+        max_tokens,
+        mask_cache,
+        key,
+        party_key,
+        any_party,
+        insecure_plaintext,
+        quiet,
+    };
+    let reports = py
+        .detach(|| comet::dealer::serve(&program, &args))
+        .map_err(err)?;
+    let estimate = |env| comet::generate::estimate(&program, env).2;
+    Ok(reports
+        .iter()
+        .map(|r| {
+            let calls: Vec<serde_json::Value> = (r.calls.iter())
+                .map(|c| {
+                    serde_json::json!({
+                        "seq": c.env.seq, "past": c.env.past,
+                        "streamed_bytes": c.streamed,
+                        "offline_bits": 8 * c.offline_bytes,
+                        "estimated_offline_bits": estimate(c.env),
+                        "setup_bits": 8 * c.setup_bytes,
+                    })
+                })
+                .collect();
+            let session: String = r.session.iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::json!({
+                "session": session,
+                "ok": r.outcome.is_ok(),
+                "error": r.outcome.as_ref().err().map(|e| e.to_string()),
+                "calls": calls,
+                "seconds": r.elapsed.as_secs_f64(),
+            })
+            .to_string()
+        })
+        .collect())
+}
+
+/// `comet import DIR [--name NAME]`: the `.model` source of a Hugging Face folder, its
+/// `model_type`, the number of weights it reads and whether their names and shapes were
+/// checked against a checkpoint in the folder.
+#[pyfunction]
+#[pyo3(signature = (dir, *, name = None))]
+fn import_folder(dir: PathBuf, name: Option<String>) -> PyResult<(String, String, usize, bool)> {
+    if !dir.is_dir() {
+        return Err(err(format!(
+            "`{}` is not a folder: give a Hugging Face checkpoint folder with config.json",
+            dir.display()
+        )));
+    }
+    let i = comet_compiler::import::import_dir(&dir, name.as_deref()).map_err(err)?;
+    Ok((i.source, i.model_type, i.weights, i.checked))
+}
+
+/// `comet keygen --out FILE`: a static key pair (mode 0600, never over an existing file)
+/// and `FILE.pub`; returns the public key.
+#[pyfunction]
+fn keygen(out: PathBuf) -> PyResult<String> {
+    comet::dealer::write_keypair(&out).map_err(err)
 }
 
 /// The module `comet._native`.
@@ -417,5 +528,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect_json, m)?)?;
     m.add_function(wrap_pyfunction!(run_json, m)?)?;
     m.add_function(wrap_pyfunction!(deal, m)?)?;
+    m.add_function(wrap_pyfunction!(dealer, m)?)?;
+    m.add_function(wrap_pyfunction!(keygen, m)?)?;
+    m.add_function(wrap_pyfunction!(import_folder, m)?)?;
     Ok(())
 }

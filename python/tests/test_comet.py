@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import comet
+from hf_folders import bert_masked_lm, bert_reference_logits, WORDS
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "examples" / "glassllm.model"
@@ -157,6 +158,143 @@ def test_two_parties_over_tcp(plan, tmp_path):
     with pytest.raises(comet.CometError, match="used"):
         comet.run(plan, party=1, connect=addr, material=dealt["paths"][1],
                   prompt=CASE["prompt_ids"], timeout=5)
+
+
+def test_three_roles_with_the_dealer_service(plan, tmp_path):
+    """The dealer service, the server and the client as three threads of this process,
+    every channel authenticated by keys from comet.keygen; the dealer streams each call's
+    material as the parties reach it."""
+    dealer_pub = comet.keygen(tmp_path / "dealer.key")
+    server_pub = comet.keygen(tmp_path / "server.key")
+    client_pub = comet.keygen(tmp_path / "client.key")
+    assert len(dealer_pub) == 64 and (tmp_path / "dealer.pub").read_text().strip() == dealer_pub
+    assert len({dealer_pub, server_pub, client_pub}) == 3
+    with pytest.raises(comet.CometError, match="exists"):
+        comet.keygen(tmp_path / "dealer.key")
+    n = 3
+    dealer_addr, party_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    results = {}
+
+    def role(name, f):
+        try:
+            results[name] = f()
+        except Exception as e:  # reported by the main thread
+            results[name] = e
+
+    threads = [
+        threading.Thread(target=role, args=("dealer", lambda: comet.dealer(
+            plan, dealer_addr, key=tmp_path / "dealer.key",
+            party_keys={0: tmp_path / "server.pub", 1: client_pub}, timeout=120))),
+        threading.Thread(target=role, args=("server", lambda: comet.run(
+            plan, party=0, listen=party_addr, weights=WEIGHTS, dealer=dealer_addr,
+            dealer_key=dealer_pub, key=tmp_path / "server.key",
+            prompt_len=len(CASE["prompt_ids"]), generate=n, timeout=120))),
+    ]
+    for t in threads:
+        t.start()
+    client = comet.run(plan, party=1, connect=party_addr, dealer=dealer_addr,
+                       dealer_key=tmp_path / "dealer.pub", key=tmp_path / "client.key",
+                       tokenizer=TOKENIZER, prompt=CASE["prompt"], generate=n, timeout=120)
+    for t in threads:
+        t.join(300)
+        assert not t.is_alive()
+    for name in ("dealer", "server"):
+        assert not isinstance(results[name], Exception), (name, results[name])
+    assert client["tokens"] == CASE["greedy_ids"][:n]
+    assert client["mode"] == f"party 1 over TCP, material from the dealer at {dealer_addr}"
+    server = results["server"]
+    assert server["tokens"] == []
+    for side in (client, server):
+        assert_measured_equals_estimate(side, dealer_key="material_bits_read")
+    [session] = results["dealer"]
+    assert session["ok"] and session["error"] is None, session
+    assert [(c["seq"], c["past"]) for c in session["calls"]] == \
+        [(c["seq"], c["past"]) for c in client["calls"]]
+    for c, mine, theirs in zip(session["calls"], client["calls"], server["calls"]):
+        # the dealer dealt the plan's estimate, and each party read its half of it
+        assert c["offline_bits"] == c["estimated_offline_bits"] == mine["estimated"]["offline_bits"]
+        assert (mine["measured"]["material_bits_read"] + theirs["measured"]["material_bits_read"]
+                == c["offline_bits"])
+
+
+def test_dealer_arguments_are_checked(plan, tmp_path):
+    with pytest.raises(comet.CometError, match="key: the dealer's key file"):
+        comet.dealer(plan, "127.0.0.1:0")
+    with pytest.raises(comet.CometError, match="insecure_plaintext: key and party_keys"):
+        comet.dealer(plan, "127.0.0.1:0", key=tmp_path / "d.key", insecure_plaintext=True)
+    with pytest.raises(comet.CometError, match="party_keys"):
+        comet.dealer(plan, "127.0.0.1:0", key=tmp_path / "d.key", party_keys={0: "zz"})
+    with pytest.raises(comet.CometError, match="none is pinned for party 1"):
+        comet.dealer(plan, "127.0.0.1:0", key=tmp_path / "d.key",
+                     party_keys={0: comet.keygen(tmp_path / "p.key")})
+    with pytest.raises(comet.CometError, match="sessions must be at least 1"):
+        comet.dealer(plan, "127.0.0.1:0", insecure_plaintext=True, sessions=0)
+
+
+def test_a_bert_masked_lm_folder_end_to_end(tmp_path):
+    """A BertForMaskedLM folder (written here: real tensor names, random weights, a
+    WordPiece tokenizer.json) imported, compiled and run on text with a [MASK]: one call,
+    a prediction per position (numpy's float64 reference where its lead is clear), the
+    mask filled, measured = estimated; in one process and as two parties over TCP."""
+    folder, config, tensors = bert_masked_lm(tmp_path / "tiny-bert", seed=3)
+    imported = comet.import_model(folder, tmp_path / "bert.model")
+    assert imported["model_type"] == "bert" and imported["checked"]
+    assert "output logits to client" in imported["source"]
+    with pytest.raises(comet.CometError, match="exists"):
+        comet.import_model(folder, tmp_path / "bert.model")
+    plan = comet.compile(tmp_path / "bert.model")
+    text = "the cat [MASK] on the mat"
+    out = comet.run(plan, weights=folder, prompt=text)
+    ids = [2, 5, 6, 4, 8, 5, 9, 3]       # [CLS] the cat [MASK] on the mat [SEP]
+    assert len(out["tokens"]) == len(ids)
+    [logits] = out["logits"]
+    assert logits.shape == (len(ids), len(WORDS))
+    assert [int(r.argmax()) for r in logits] == out["tokens"]
+    assert_measured_equals_estimate(out)
+    assert len(out["calls"]) == 1 and (out["calls"][0]["seq"], out["calls"][0]["past"]) == (8, 0)
+    [mask] = out["masks"]
+    assert mask["position"] == 3 and mask["token"] == out["tokens"][3]
+    # decoding skips the special tokens; a lone token decodes to itself
+    assert mask["text"] == ("" if mask["token"] < 5 else WORDS[mask["token"]])
+    ref = bert_reference_logits(config, tensors, ids)
+    assert np.max(np.abs(logits - ref)) < 0.1, np.max(np.abs(logits - ref))
+    clear = 0
+    for i, row in enumerate(ref):
+        top = np.sort(row)[-2:]
+        if top[1] - top[0] > 0.05:
+            assert out["tokens"][i] == int(row.argmax()), i
+            clear += 1
+    assert clear >= len(ids) // 2
+    with pytest.raises(comet.CometError, match="has no KV cache"):
+        comet.run(plan, weights=folder, prompt=text, generate=4)
+    with pytest.raises(comet.CometError, match="has no KV cache"):
+        comet.deal(plan, tmp_path / "m2", prompt_len=8, generate=4)
+
+    # two parties over TCP: the server has the weights, the client the text
+    dealt = comet.deal(plan, tmp_path / "mat", prompt_len=len(ids))
+    assert len(dealt["bytes_per_call"]) == 1
+    addr = f"127.0.0.1:{free_port()}"
+    server = {}
+
+    def serve():
+        try:
+            server["out"] = comet.run(plan, party=0, listen=addr, weights=folder,
+                                      material=dealt["paths"][0], timeout=120)
+        except Exception as e:  # reported by the main thread
+            server["error"] = e
+
+    t = threading.Thread(target=serve)
+    t.start()
+    client = comet.run(plan, party=1, connect=addr, material=dealt["paths"][1],
+                       tokenizer=folder / "tokenizer.json", prompt=text, timeout=120)
+    t.join(300)
+    assert "error" not in server, server.get("error")
+    assert server["out"]["tokens"] == [] and server["out"]["logits"] == []
+    for side in (client, server["out"]):
+        assert_measured_equals_estimate(side, dealer_key="material_bits_read")
+    [remote] = client["logits"]
+    assert np.max(np.abs(remote - ref)) < 0.1
+    assert client["masks"][0]["token"] == client["tokens"][3]
 
 
 def test_errors_raise_with_the_librarys_message(plan, tmp_path):

@@ -215,6 +215,18 @@ impl Tokenizer {
         }
     }
 
+    /// The id of the mask token of a masked-LM tokenizer (`[MASK]`, BERT's, or `<mask>`,
+    /// RoBERTa's), if the vocabulary has one.
+    pub fn mask_id(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Char(_) => None,
+            Kind::HuggingFace(t) => ["[MASK]", "<mask>"]
+                .iter()
+                .find_map(|m| t.token_to_id(m))
+                .map(u64::from),
+        }
+    }
+
     /// The character BPE, for tests.
     #[cfg(test)]
     fn char_bpe(&self) -> &CharBpe {

@@ -1,12 +1,20 @@
-//! BERT: `model_type` `bert`, as an encoder with its pooler (transformers' `BertModel`).
+//! BERT: `model_type` `bert`, as an encoder with its masked-LM head (transformers'
+//! `BertForMaskedLM`) or with its pooler (`BertModel`).
 //!
 //! Word + position + token-type embeddings, then LayerNorm; post-LN layers with
-//! bidirectional attention and no KV cache; GeLU FFN; the pooler (the first token's hidden
-//! state through dense + tanh) is the output. Inputs: `tokens` and `segments` (token type
-//! ids). `nn.Linear` weights are stored `[out, in]`, so declared `transposed`. The output
-//! is `examples/bert-base.model` with the config's numbers. Names are taken from the
-//! checkpoint: with or without the `bert.` prefix (`BertForPreTraining` or `BertModel`),
-//! and LayerNorm parameters as `gamma`/`beta` (the Hub's original files) or
+//! bidirectional attention and no KV cache; GeLU FFN. The head is chosen by the
+//! checkpoint: when it holds `cls.predictions.bias` (a `BertForMaskedLM` or
+//! `BertForPreTraining` file), the masked-LM head is the output, `logits` `[seq, vocab]`:
+//! `cls.predictions.transform` (dense, the config's activation, LayerNorm), then the
+//! decoder, tied to the word embeddings (or `cls.predictions.decoder.weight` when
+//! `tie_word_embeddings` is false), plus `cls.predictions.bias`; `comet run` then runs it
+//! as one call and reads a prediction per position. Otherwise (a `BertModel` file, or a
+//! folder without weights) the pooler is the output (the first token's hidden state
+//! through dense + tanh, `pooled`): that is `examples/bert-base.model` with the config's
+//! numbers. Inputs: `tokens` and `segments` (token type ids). `nn.Linear` weights are
+//! stored `[out, in]`, so declared `transposed`. Names are taken from the checkpoint:
+//! with or without the `bert.` prefix (`BertForPreTraining`/`BertForMaskedLM` or
+//! `BertModel`), and LayerNorm parameters as `gamma`/`beta` (the Hub's original files) or
 //! `weight`/`bias` (files re-saved by recent transformers).
 
 use super::{Config, ImportError, Tensors, number};
@@ -49,6 +57,8 @@ pub(super) fn generate(c: &Config, tensors: &Tensors, name: &str) -> Result<Stri
     } else {
         "bert."
     };
+    let mlm = tensors.has("cls.predictions.bias") == Some(true);
+    let tied = c.bool_or("tie_word_embeddings", true)?;
     let (g, b) = if tensors.has(&format!("{prefix}embeddings.LayerNorm.gamma")) == Some(false)
         && tensors.has(&format!("{prefix}embeddings.LayerNorm.weight")) == Some(true)
     {
@@ -66,9 +76,23 @@ pub(super) fn generate(c: &Config, tensors: &Tensors, name: &str) -> Result<Stri
          //   num_hidden_layers {layers}, max_position_embeddings {n_pos}, type_vocab_size {n_types},\n\
          //   vocab_size {vocab}, layer_norm_eps {eps}, hidden_act {act}.\n\
          //\n\
-         // Encoder with its pooler: post-LN layers, bidirectional attention, no KV cache;\n\
-         // the output is tanh(dense(first token's hidden state)). One unpadded sequence.\n\
-         // Layout: PyTorch nn.Linear stores [out, in]; every dense layer is `transposed`."
+         // {}\n\
+         // Layout: PyTorch nn.Linear stores [out, in]; every dense layer is `transposed`.",
+        match (mlm, tied) {
+            (true, true) =>
+                "Encoder with its masked-LM head: post-LN layers, bidirectional attention, no KV\n\
+         // cache; the output is the logits of every position (dense, activation, LayerNorm,\n\
+         // then the decoder tied to the word embeddings, plus `cls.predictions.bias`).\n\
+         // One unpadded sequence, one call: `comet run` predicts a token per position.",
+            (true, false) =>
+                "Encoder with its masked-LM head: post-LN layers, bidirectional attention, no KV\n\
+         // cache; the output is the logits of every position (dense, activation, LayerNorm,\n\
+         // then the untied decoder `cls.predictions.decoder.weight`, plus its bias).\n\
+         // One unpadded sequence, one call: `comet run` predicts a token per position.",
+            (false, _) =>
+                "Encoder with its pooler: post-LN layers, bidirectional attention, no KV cache;\n\
+         // the output is tanh(dense(first token's hidden state)). One unpadded sequence.",
+        }
     );
     let _ = writeln!(w, "model {name} {{");
     let _ = writeln!(w, "  format ring = 64, frac = 16;\n");
@@ -97,10 +121,31 @@ pub(super) fn generate(c: &Config, tensors: &Tensors, name: &str) -> Result<Stri
   weight pos_emb: [n_pos, d]    = "{e}.position_embeddings.weight";
   weight type_emb: [n_types, d] = "{e}.token_type_embeddings.weight";
   weight emb_ln_g: [d] = "{e}.LayerNorm.{g}";
-  weight emb_ln_b: [d] = "{e}.LayerNorm.{b}";
-  weight pool_w: [d, d] = "{prefix}pooler.dense.weight" transposed;
-  weight pool_b: [d]    = "{prefix}pooler.dense.bias";"#
+  weight emb_ln_b: [d] = "{e}.LayerNorm.{b}";"#
     );
+    if mlm {
+        let t = "cls.predictions.transform";
+        let _ = writeln!(
+            w,
+            r#"  weight mlm_w: [d, d] = "{t}.dense.weight" transposed;
+  weight mlm_b: [d]    = "{t}.dense.bias";
+  weight mlm_ln_g: [d] = "{t}.LayerNorm.{g}";
+  weight mlm_ln_b: [d] = "{t}.LayerNorm.{b}";
+  weight mlm_bias: [vocab] = "cls.predictions.bias";"#
+        );
+        if !tied {
+            let _ = writeln!(
+                w,
+                r#"  weight mlm_dec: [d, vocab] = "cls.predictions.decoder.weight" transposed;"#
+            );
+        }
+    } else {
+        let _ = writeln!(
+            w,
+            r#"  weight pool_w: [d, d] = "{prefix}pooler.dense.weight" transposed;
+  weight pool_b: [d]    = "{prefix}pooler.dense.bias";"#
+        );
+    }
     let l = format!("{prefix}encoder.layer.{{i}}");
     let _ = writeln!(
         w,
@@ -132,10 +177,28 @@ pub(super) fn generate(c: &Config, tensors: &Tensors, name: &str) -> Result<Stri
   }}
 
   let e = embed(tokens, word_emb) + embed(positions(), pos_emb) + embed(segments, type_emb);
-  let h = repeat layer[0..n_layers](layer_norm(e, emb_ln_g, emb_ln_b, eps = {eps}));
-  let cls = row(h, 0);                                             // [1, d]: the first position
+  let h = repeat layer[0..n_layers](layer_norm(e, emb_ln_g, emb_ln_b, eps = {eps}));"#
+    );
+    if mlm {
+        let decoder = if tied {
+            "transpose(word_emb)"
+        } else {
+            "mlm_dec"
+        };
+        let _ = writeln!(
+            w,
+            r#"  let t = layer_norm({act}(linear(h, mlm_w, mlm_b)), mlm_ln_g, mlm_ln_b, eps = {eps});
+  let logits = matmul(t, {decoder}) + mlm_bias;                  // [seq, vocab]
+  output logits to client;
+}}"#
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            r#"  let cls = row(h, 0);                                             // [1, d]: the first position
   output pooled = tanh(linear(cls, pool_w, pool_b)) to client;     // [1, d]
 }}"#
-    );
+        );
+    }
     Ok(s)
 }

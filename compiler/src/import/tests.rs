@@ -219,3 +219,106 @@ fn numbers_render_as_source() {
     assert_eq!(number(500000.0), "500000");
     assert_eq!(number(0.02), "0.02");
 }
+
+/// BERT's head follows the checkpoint: the masked-LM head (tied or untied decoder) when it
+/// holds `cls.predictions.bias`, the pooler otherwise; a head tensor the checkpoint lacks
+/// is an error naming it.
+#[test]
+fn bert_takes_the_masked_lm_head_when_the_checkpoint_has_it() {
+    const BERT: &str = r#""model_type": "bert", "vocab_size": 64, "hidden_size": 16,
+        "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
+        "num_hidden_layers": 1, "type_vocab_size": 2"#;
+    let mut shapes: Vec<(String, Vec<u64>)> = vec![
+        (
+            "bert.embeddings.word_embeddings.weight".into(),
+            vec![64, 16],
+        ),
+        (
+            "bert.embeddings.position_embeddings.weight".into(),
+            vec![32, 16],
+        ),
+        (
+            "bert.embeddings.token_type_embeddings.weight".into(),
+            vec![2, 16],
+        ),
+        ("bert.embeddings.LayerNorm.gamma".into(), vec![16]),
+        ("bert.embeddings.LayerNorm.beta".into(), vec![16]),
+        ("cls.predictions.bias".into(), vec![64]),
+        (
+            "cls.predictions.transform.dense.weight".into(),
+            vec![16, 16],
+        ),
+        ("cls.predictions.transform.dense.bias".into(), vec![16]),
+        ("cls.predictions.transform.LayerNorm.gamma".into(), vec![16]),
+        ("cls.predictions.transform.LayerNorm.beta".into(), vec![16]),
+    ];
+    let l = "bert.encoder.layer.0";
+    for (n, s) in [
+        ("attention.self.query.weight", vec![16, 16]),
+        ("attention.self.query.bias", vec![16]),
+        ("attention.self.key.weight", vec![16, 16]),
+        ("attention.self.key.bias", vec![16]),
+        ("attention.self.value.weight", vec![16, 16]),
+        ("attention.self.value.bias", vec![16]),
+        ("attention.output.dense.weight", vec![16, 16]),
+        ("attention.output.dense.bias", vec![16]),
+        ("attention.output.LayerNorm.gamma", vec![16]),
+        ("attention.output.LayerNorm.beta", vec![16]),
+        ("intermediate.dense.weight", vec![32, 16]),
+        ("intermediate.dense.bias", vec![32]),
+        ("output.dense.weight", vec![16, 32]),
+        ("output.dense.bias", vec![16]),
+        ("output.LayerNorm.gamma", vec![16]),
+        ("output.LayerNorm.beta", vec![16]),
+    ] {
+        shapes.push((format!("{l}.{n}"), s));
+    }
+    let with = |shapes: &[(String, Vec<u64>)], extra: &str| {
+        let t = Tensors::from_shapes(shapes.iter().map(|(n, s)| (n.as_str(), s.clone())));
+        import_config(
+            &config(&format!("{{{BERT}{extra}}}")),
+            "`config.json`",
+            &t,
+            "m",
+        )
+    };
+    let tied = with(&shapes, "").unwrap();
+    assert!(tied.checked);
+    assert!(
+        tied.source.contains("output logits to client"),
+        "{}",
+        tied.source
+    );
+    assert!(
+        tied.source
+            .contains("matmul(t, transpose(word_emb)) + mlm_bias")
+    );
+    assert!(
+        tied.source
+            .contains("\"cls.predictions.transform.LayerNorm.gamma\"")
+    );
+    assert!(!tied.source.contains("pooler"));
+    // 5 embedding weights, 5 of the head, 16 per layer
+    assert_eq!(tied.weights, 5 + 5 + 16);
+    // untied: the decoder's own weight, which must then be in the checkpoint
+    let e = error(with(&shapes, r#", "tie_word_embeddings": false"#));
+    assert!(
+        e.contains("the checkpoint has no tensor `cls.predictions.decoder.weight`"),
+        "{e}"
+    );
+    shapes.push(("cls.predictions.decoder.weight".into(), vec![64, 16]));
+    let untied = with(&shapes, r#", "tie_word_embeddings": false"#).unwrap();
+    assert!(untied.source.contains("matmul(t, mlm_dec) + mlm_bias"));
+    assert_eq!(untied.weights, 5 + 6 + 16);
+    // a head without its transform: the missing tensor is named
+    shapes.retain(|(n, _)| !n.starts_with("cls.predictions.transform.dense"));
+    let e = error(with(&shapes, ""));
+    assert!(
+        e.contains("no tensor `cls.predictions.transform.dense.weight`"),
+        "{e}"
+    );
+    // no head in the checkpoint: the pooler, whose tensors are then required
+    shapes.retain(|(n, _)| !n.starts_with("cls."));
+    let e = error(with(&shapes, ""));
+    assert!(e.contains("no tensor `bert.pooler.dense.weight`"), "{e}");
+}
