@@ -513,6 +513,10 @@ pub fn start_gathered(
         (Protocol::Square, NodeMaterial::Square(t)) => {
             arith(Pending::Square, square::start(party, &xs[0], t.gather(idx)))
         }
+        (Protocol::StochasticTrunc, NodeMaterial::StochasticTrunc(m)) => {
+            let (st, msg) = trunc_stochastic::start(party, &xs[0], m.gather(idx));
+            (Pending::StochasticTrunc(Box::new(st)), msg)
+        }
         (protocol, _) => {
             return Err(format!(
                 "`{protocol}` does not run on the active blocks of a sparse FFN"

@@ -108,6 +108,22 @@ impl StochasticTruncMaterial {
         self.r.is_empty()
     }
 
+    /// The material of elements `idx`, in order: the active entries of a sparse FFN's
+    /// masked region.
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn gather(&self, idx: &[usize]) -> StochasticTruncMaterial {
+        let pick = |v: &[u64]| idx.iter().map(|&i| v[i]).collect();
+        StochasticTruncMaterial {
+            party: self.party,
+            bits: self.bits,
+            r: pick(&self.r),
+            h: pick(&self.h),
+            m: pick(&self.m),
+        }
+    }
+
     /// Every share, in order (tests compare a replay with the dealing).
     #[cfg(test)]
     pub(crate) fn words(&self) -> Vec<u64> {

@@ -128,3 +128,27 @@ fn a_shift_outside_1_to_62_is_refused() {
         assert!(e.contains("1 to 62"), "{e}");
     }
 }
+
+/// A gathered subset (the active entries of a sparse FFN) truncates those entries alone.
+#[test]
+fn gathered_material_truncates_the_active_entries() {
+    let mut r = rng(64);
+    let mut d = Dealer::from_u64(64);
+    let x = inputs(&mut r, 40);
+    let idx: Vec<usize> = (0..40).filter(|i| i % 3 != 1).collect();
+    let active: Vec<u64> = idx.iter().map(|&i| x[i]).collect();
+    let xa = ArrayD::from_shape_vec(IxDyn(&[active.len()]), active.clone()).unwrap();
+    let (x0, x1) = split(&xa, &mut r);
+    let [m0, m1] = d.stochastic_trunc(x.len(), 16);
+    let [g0, g1] = [m0.gather(&idx), m1.gather(&idx)];
+    assert_eq!(g0.len(), idx.len());
+    let run = both([(g0, x0), (g1, x1)], |p, ch, (m, x)| {
+        let (st, msg) = trunc_stochastic::start(p, &x, m);
+        trunc_stochastic::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+    });
+    let out = reconstruct(&run.0.output, &run.1.output);
+    for (x, got) in active.iter().zip(out.iter()) {
+        let e = (*got as i64).wrapping_sub((*x as i64) >> 16);
+        assert!(e == 0 || e == 1, "x = {}: got {}", *x as i64, *got as i64);
+    }
+}
