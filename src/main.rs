@@ -9,6 +9,7 @@ mod bench_approx;
 mod bench_kv;
 mod bench_sparsity;
 mod calibrate;
+mod calibrate_heads;
 mod deal;
 mod dealer;
 mod demo;
