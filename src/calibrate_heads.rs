@@ -54,6 +54,22 @@ pub fn report(args: &CalibrateArgs, model: &TokenModel) -> Result<String, String
         calibrate_heads(&atts, &cap, args.head_sparsity, args.recall).map_err(|e| e.to_string())?;
     let _ = writeln!(out, "\nper layer, target group recall {}:", args.recall);
     out.push_str(&table(&reports));
+    if let Some(path) = &args.out {
+        let bytes = pred.to_bytes(&model.program.info.name, args.recall);
+        std::fs::write(path, bytes)
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        let _ = writeln!(
+            out,
+            "\nwrote {} (compile with --sparsity heads:recall={},density={})",
+            path.display(),
+            args.recall,
+            reports
+                .iter()
+                .map(|r| format!("{:.3}", 1.0 - r.predicted_sparsity))
+                .collect::<Vec<_>>()
+                .join("/")
+        );
+    }
     if !args.curve {
         return Ok(out);
     }

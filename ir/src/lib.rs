@@ -49,8 +49,9 @@ pub use dim::{Dim, DimEnv, Shape};
 pub use graph::{Graph, Node, NodeId, Scope};
 pub use op::{Op, RopeStyle, Stage, UnaryFn};
 pub use program::{
-    Analyses, Comparison, DimInfo, FaithfulMode, FixedFormat, InputInfo, ModelInfo, OutputInfo,
-    Program, ProtocolOptions, SparseFfnInfo, SparsityOptions, TruncationPolicy, WeightInfo,
+    Analyses, Comparison, DimInfo, FaithfulMode, FixedFormat, HeadSparsity, InputInfo, ModelInfo,
+    OutputInfo, Program, ProtocolOptions, SparseAttentionInfo, SparseFfnInfo, SparsityOptions,
+    TruncationPolicy, WeightInfo,
 };
 pub use range::{Declared, Interval};
 pub use side::SideTable;

@@ -30,6 +30,7 @@ use super::calibrate::TokenModel;
 use super::{SparsityError, Weights};
 use crate::plain::{Cache, Hook};
 use comet_ir::heads::{Attention, find_attentions};
+use comet_ir::sparse::head_predictor_weights;
 use comet_ir::{Node, NodeId};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, IxDyn, s};
 use std::collections::HashMap;
@@ -89,7 +90,7 @@ impl HeadPredictor {
         let mut out = Weights::new();
         for k in 0..self.layers.len() {
             let (w, c) = self.folded(k);
-            let [wn, cn] = comet_ir::sparse::head_predictor_weights(k);
+            let [wn, cn] = head_predictor_weights(k);
             out.insert(wn, w.into_dyn());
             out.insert(cn, c.into_dyn());
         }
@@ -662,6 +663,114 @@ pub fn compare_heads(
 
 fn argmax(row: ndarray::ArrayView1<f64>) -> u32 {
     (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b }) as u32
+}
+
+/// The `format` metadata of a head predictor file.
+pub const HEAD_PREDICTOR_FORMAT: &str = "comet-head-predictor";
+
+impl HeadPredictor {
+    /// The file: safetensors with the folded weights of every attention under the names
+    /// a head-sparse plan reads (`sparsity.heads{k}.w` `[d, kv]`, `.c` `[kv]`), and
+    /// metadata `format`, `model`, `attentions`, `recall`.
+    pub fn to_bytes(&self, model: &str, recall: f64) -> Vec<u8> {
+        use safetensors::tensor::{Dtype, TensorView};
+        let meta = HashMap::from([
+            ("format".to_string(), HEAD_PREDICTOR_FORMAT.to_string()),
+            ("model".to_string(), model.to_string()),
+            ("attentions".to_string(), self.layers.len().to_string()),
+            ("recall".to_string(), recall.to_string()),
+        ]);
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut names: Vec<_> = self.plan_weights().into_iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, v) in names {
+            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tensors.push((name, v.shape().to_vec(), bytes));
+        }
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, s, b)| {
+                let v = TensorView::new(Dtype::F64, s.clone(), b).expect("sizes match");
+                (n.clone(), v)
+            })
+            .collect();
+        safetensors::serialize(views, Some(meta)).expect("serializable tensors")
+    }
+}
+
+/// The head predictor weights of the head-sparse plan `program` from the file at `path`
+/// (`comet calibrate --heads --out FILE`).
+///
+/// # Errors
+/// If the plan has dense attention, or the file is not a head predictor file for it
+/// (another model, attention count or shape).
+pub fn head_plan_weights(
+    path: &std::path::Path,
+    program: &comet_ir::Program,
+) -> Result<Weights, SparsityError> {
+    use safetensors::SafeTensors;
+    let heads = (program.options.sparsity.as_ref())
+        .and_then(|s| s.heads.as_ref())
+        .ok_or_else(|| {
+            SparsityError::Options(
+                "--head-predictor: the plan has dense attention (compile with --sparsity heads)"
+                    .into(),
+            )
+        })?;
+    let bad = |message: String| SparsityError::Predictor {
+        origin: format!("`{}`", path.display()),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|source| SparsityError::Io {
+        what: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(HEAD_PREDICTOR_FORMAT) {
+        return Err(bad(format!(
+            "no metadata `format` = `{HEAD_PREDICTOR_FORMAT}`: not a head predictor file \
+             (write one with `comet calibrate MODEL --heads --out FILE`)"
+        )));
+    }
+    let model = &program.info.name;
+    if meta.get("model") != Some(model) {
+        return Err(bad(format!(
+            "it is for model `{}`, the plan is `{model}`",
+            meta.get("model").map_or("?", String::as_str)
+        )));
+    }
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out = Weights::new();
+    for (k, a) in heads.attentions.iter().enumerate() {
+        let shapes = [
+            vec![a.d as usize, a.kv_heads as usize],
+            vec![a.kv_heads as usize],
+        ];
+        for (name, shape) in head_predictor_weights(k).into_iter().zip(shapes) {
+            let view = file.tensor(&name).map_err(|_| {
+                bad(format!(
+                    "no tensor `{name}`: the plan has {} head-sparse attentions",
+                    heads.attentions.len()
+                ))
+            })?;
+            if view.shape() != shape.as_slice() || view.dtype() != safetensors::Dtype::F64 {
+                return Err(bad(format!(
+                    "`{name}` is {:?} {:?}, the plan needs F64 {shape:?}",
+                    view.dtype(),
+                    view.shape()
+                )));
+            }
+            let values: Vec<f64> = (view.data().chunks_exact(8))
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            let arr = ArrayD::from_shape_vec(IxDyn(&shape), values).expect("checked shape");
+            out.insert(name, arr);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
