@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_approx;
+mod bench_heads;
 mod bench_kv;
 mod bench_sparsity;
 mod calibrate;

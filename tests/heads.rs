@@ -396,3 +396,33 @@ fn head_sparse_plans_and_predictors_that_do_not_fit_are_clear_errors() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--accept-leakage"), "{}", stderr(&o));
 }
+
+/// `comet bench heads --quick`: both plans cost their estimates; the head-sparse decode
+/// steps open masks with fewer active groups than the dense plan's 8.
+#[test]
+fn bench_heads_quick_measures_both_plans() {
+    let text = ok(&["bench", "heads", "--quick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        for plan in ["dense", "heads"] {
+            assert_eq!(r[plan]["measured_is_estimate"], true, "{r}");
+        }
+        let active = r["heads"]["groups_active_per_step"].as_f64().unwrap();
+        assert!((0.0..=8.0).contains(&active), "{r}");
+        assert_eq!(
+            r["dense"]["groups_active_per_step"].as_f64(),
+            Some(0.0),
+            "{r}"
+        );
+        assert_eq!(r["f64_masked_tokens_equal_to_two_party"], true, "{r}");
+    }
+    let o = comet(&["bench", "heads", "--quick", "--recall", "0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--recall must be in (0, 1], not 0"),
+        "{}",
+        stderr(&o)
+    );
+}

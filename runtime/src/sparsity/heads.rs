@@ -178,6 +178,9 @@ impl HeadStats {
     }
 }
 
+/// Per attention, row blocks to stack.
+type Parts = Vec<Vec<Array2<f64>>>;
+
 /// The hook: keeps each attention's `x`, measures the contributions at `merged`, masks.
 struct HeadHook<'a> {
     atts: &'a [Attention],
@@ -188,7 +191,7 @@ struct HeadHook<'a> {
     xs: Vec<Option<Array2<f64>>>,
     predictor: Option<&'a HeadPredictor>,
     mode: HeadMode,
-    capture: Option<(Vec<Vec<Array2<f64>>>, Vec<Vec<Array2<f64>>>)>,
+    capture: Option<(Parts, Parts)>,
     /// Per attention, per group: whether K/V of each position so far is present.
     present: Vec<Vec<Vec<bool>>>,
     stats: HeadStats,
