@@ -375,6 +375,17 @@ fn head_sparse_plans_and_predictors_that_do_not_fit_are_clear_errors() {
         assert!(!o.status.success());
         stderr(&o)
     };
+    // the leakage report lists the four KV-group masks, each under its secret permutation
+    let leak = ok(&["inspect", plan.to_str().unwrap(), "--leakage"]);
+    let lines: Vec<&str> = leak
+        .lines()
+        .filter(|l| l.contains("KV-group mask of the head-sparse attention (2 groups"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{leak}");
+    assert!(
+        lines.iter().all(|l| l.contains("secret permutation")),
+        "{leak}"
+    );
     let e = run(None);
     assert!(
         e.contains("give its head predictor with --head-predictor FILE"),
