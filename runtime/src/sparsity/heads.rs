@@ -52,8 +52,8 @@ impl std::fmt::Debug for HeadLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeadLayer")
             .field("w", &self.w.dim())
-            .field("threshold", &self.threshold)
-            .finish()
+            .field("bias", &self.bias.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -779,6 +779,22 @@ pub fn head_plan_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The server's predictor weights and thresholds never appear in Debug output.
+    #[test]
+    fn debug_shows_shapes_only() {
+        let l = HeadLayer {
+            w: Array2::from_elem((3, 2), 0.123_456_7),
+            bias: Array1::from_elem(2, 0.765_432_1),
+            threshold: 0.246_813_5,
+            tau: 0.975_318_6,
+        };
+        let text = format!("{:?}", HeadPredictor { layers: vec![l] });
+        for secret in ["123456", "765432", "246813", "975318"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("(3, 2)"), "{text}");
+    }
 
     /// The ridge fit recovers an exact linear relation.
     #[test]
