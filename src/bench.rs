@@ -48,6 +48,9 @@ enum What {
     /// Decode steps with the KV cache's rows opened once against re-opened every call, on
     /// the shipped model at several context lengths (bytes, rounds, time, tokens).
     Kv(crate::bench_kv::BenchKvArgs),
+    /// Decode steps with dense against head-sparse attention on the shipped model at
+    /// several context lengths (bytes, rounds, time, groups active, tokens).
+    Heads(crate::bench_heads::BenchHeadsArgs),
 }
 
 /// Arguments of `comet bench runtime`.
@@ -159,6 +162,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         What::Approx(a) => return crate::bench_approx::run(a),
         What::Sparsity(a) => return crate::bench_sparsity::run(a),
         What::Kv(a) => return crate::bench_kv::run(a),
+        What::Heads(a) => return crate::bench_heads::run(a),
     };
     match args.only {
         Some(part) => {

@@ -273,6 +273,8 @@ fn calibrate(
         eval: None,
         steps: None,
         seed: 1,
+        heads: false,
+        head_sparsity: 0.5,
     };
     crate::calibrate::report(&c)
 }

@@ -108,6 +108,15 @@ pub struct CalibrateArgs {
     /// Seed of the samples, the SVD sketch and the synthetic weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Calibrate the head predictor instead (attention KV groups; `--recall` is the
+    /// target group recall): per-layer head recall and sparsity, and with `--curve` the
+    /// greedy tokens and KV misses per recall (src/calibrate_heads.rs).
+    #[arg(long)]
+    pub heads: bool,
+    /// With `--heads`: the head magnitude sparsity that defines active KV groups, in
+    /// [0, 1).
+    #[arg(long, value_name = "S", default_value_t = 0.5, requires = "heads")]
+    pub head_sparsity: f64,
 }
 
 /// Sizes of synthetic models.
@@ -180,6 +189,9 @@ pub fn report(args: &CalibrateArgs) -> Result<String, String> {
     let program = load_program(args)?;
     let weights = load_weights(args, &program)?;
     let model = TokenModel::new(&program, &weights).map_err(|e| e.to_string())?;
+    if args.heads {
+        return crate::calibrate_heads::report(args, &model);
+    }
     let mut out = String::new();
     let f0 = &model.ffns[0];
     let func = f0.func;
@@ -381,7 +393,10 @@ fn predictor(
 }
 
 /// The calibration sequences and how they were made.
-fn samples(args: &CalibrateArgs, model: &TokenModel) -> Result<(Vec<Vec<u32>>, String), String> {
+pub(crate) fn samples(
+    args: &CalibrateArgs,
+    model: &TokenModel,
+) -> Result<(Vec<Vec<u32>>, String), String> {
     if let Some(path) = &args.prompts {
         let seqs = read_id_lines(path)?;
         return Ok((seqs, format!("token ids from `{}`", path.display())));
@@ -488,15 +503,18 @@ pub fn layer_table(reports: &[LayerReport]) -> String {
 
 /// Evaluation prompts, greedy steps, how they were chosen, and the reference's greedy
 /// tokens when the file has them.
-struct EvalPrompts {
-    prompts: Vec<Vec<u32>>,
-    steps: usize,
-    how: String,
-    reference: Option<Vec<Vec<u32>>>,
+pub(crate) struct EvalPrompts {
+    pub(crate) prompts: Vec<Vec<u32>>,
+    pub(crate) steps: usize,
+    pub(crate) how: String,
+    pub(crate) reference: Option<Vec<Vec<u32>>>,
 }
 
 /// Evaluation prompts and steps: `--eval`, or the reference beside the weights, or random.
-fn eval_prompts(args: &CalibrateArgs, model: &TokenModel) -> Result<EvalPrompts, String> {
+pub(crate) fn eval_prompts(
+    args: &CalibrateArgs,
+    model: &TokenModel,
+) -> Result<EvalPrompts, String> {
     let beside = args
         .weights
         .as_ref()

@@ -55,6 +55,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let weights = root.join("models/glassllm-en/model.safetensors");
     let run_args = RunArgs {
         predictor: None,
+        head_predictor: None,
         plan: model.clone(),
         weights: Some(weights),
         prompt_ids: None,

@@ -6,9 +6,11 @@
 
 mod bench;
 mod bench_approx;
+mod bench_heads;
 mod bench_kv;
 mod bench_sparsity;
 mod calibrate;
+mod calibrate_heads;
 mod deal;
 mod demo;
 mod distill;
@@ -100,6 +102,9 @@ enum Command {
         /// optional `:block=B,rank=R,recall=T,density=D` (defaults 16, 32, 0.95, and
         /// density 1 — every block active — until `comet calibrate` gives it; one value or
         /// one per FFN separated by `/`). The runtime then needs `--predictor FILE`.
+        /// `heads[:recall=T,density=D]` makes attention head-sparse (pass
+        /// `head-sparsify`; the runtime needs `--head-predictor FILE`); `ffn…+heads…`
+        /// both.
         #[arg(long, value_name = "SPEC", default_value = "off",
               value_parser = parse_sparsity)]
         sparsity: SparsityArg,
@@ -254,12 +259,30 @@ enum Emit {
     Json,
 }
 
-/// `--sparsity` (`None`: off).
+/// `--sparsity` (`None`: off): block-sparse FFNs and head-sparse attention.
 #[derive(Clone)]
-struct SparsityArg(Option<comet_ir::SparsityOptions>);
+struct SparsityArg(
+    Option<comet_ir::SparsityOptions>,
+    Option<comet_compiler::passes::head_sparsify::HeadSparsityOptions>,
+);
 
+/// `off`, `ffn[:…]`, `heads[:…]`, or `ffn[:…]+heads[:…]`.
 fn parse_sparsity(s: &str) -> Result<SparsityArg, String> {
-    comet_compiler::passes::sparsify::parse_spec(s).map(SparsityArg)
+    let mut out = SparsityArg(None, None);
+    for part in s.split('+') {
+        if part.trim_start().starts_with("heads") {
+            if out.1.is_some() {
+                return Err("`heads` is given twice".into());
+            }
+            out.1 = Some(comet_compiler::passes::head_sparsify::parse_spec(part)?);
+        } else {
+            if out.0.is_some() {
+                return Err("`ffn` is given twice".into());
+            }
+            out.0 = comet_compiler::passes::sparsify::parse_spec(part)?;
+        }
+    }
+    Ok(out)
 }
 
 /// A user-facing failure, already worded.
@@ -320,6 +343,7 @@ fn main() -> ExitCode {
                 comparison: comparison.into(),
                 approx,
                 sparsity: sparsity.0,
+                heads: sparsity.1,
                 cache_openings: kv_openings == KvOpenings::Cached,
                 narrow_comparisons: comparison_width == ComparisonWidth::Narrow,
             };

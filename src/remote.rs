@@ -28,7 +28,10 @@ use crate::generate::{
     Call, Sampler, call_sizes, estimate_at, generate, is_encoder, predict, session_calls,
 };
 use crate::report::{RunInfo, bytes};
-use crate::run::{Generated, RunArgs, finish, open_checkpoint, prompt, tokenizer, with_predictor};
+use crate::run::{
+    Generated, RunArgs, finish, open_checkpoint, prompt, tokenizer, with_head_predictor,
+    with_predictor,
+};
 
 /// Where this party's material comes from.
 enum Source {
@@ -98,7 +101,10 @@ pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), Some(usize::from(party)))
         .map_err(|e| format!("party {party}: {e}"))?;
     let weights = match party {
-        0 => with_predictor(program, HashMap::new(), args.predictor.as_deref())?,
+        0 => {
+            let w = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
+            with_head_predictor(program, w, args.head_predictor.as_deref())?
+        }
         _ => HashMap::new(),
     };
     let client = if party == 1 {

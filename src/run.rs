@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// server derives the plan's predictor weights from it.
     #[arg(long, value_name = "FILE")]
     pub predictor: Option<PathBuf>,
+    /// A head-sparse plan's head predictor file (`comet calibrate --heads --out FILE`):
+    /// the server derives the plan's head predictor weights from it.
+    #[arg(long, value_name = "FILE")]
+    pub head_predictor: Option<PathBuf>,
     /// The prompt as token ids, comma-separated (e.g. `41,69,186`).
     #[arg(
         long,
@@ -180,6 +184,7 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     check_reveal_policy(program, args.accept_leakage, "the client (in process)")?;
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), None)?;
     let weights = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
+    let weights = with_head_predictor(program, weights, args.head_predictor.as_deref())?;
     let tokenizer = tokenizer(args)?;
     let prompt = prompt(args, tokenizer.as_ref(), program)?;
     let n = session_calls(program, prompt.len() as u64, args.generate)?.len();
@@ -404,7 +409,8 @@ pub fn with_predictor(
     mut weights: HashMap<String, ArrayD<f64>>,
     predictor: Option<&Path>,
 ) -> Result<HashMap<String, ArrayD<f64>>, String> {
-    match (&p.options.sparsity, predictor) {
+    let ffns = (p.options.sparsity.as_ref()).filter(|s| !s.ffn_units().is_empty());
+    match (ffns, predictor) {
         (None, None) => Ok(weights),
         (None, Some(_)) => {
             Err("--predictor: the plan has dense FFNs (compile with --sparsity ffn)".into())
@@ -418,6 +424,33 @@ pub fn with_predictor(
             let folded =
                 comet_runtime::sparsity::plan::plan_weights(path, p).map_err(|e| e.to_string())?;
             weights.extend(folded);
+            Ok(weights)
+        }
+    }
+}
+
+/// `weights` with a head-sparse plan's head predictor weights from `predictor` (the
+/// server's, or both parties' in one process); unchanged for dense attention.
+pub fn with_head_predictor(
+    p: &Program,
+    mut weights: HashMap<String, ArrayD<f64>>,
+    predictor: Option<&Path>,
+) -> Result<HashMap<String, ArrayD<f64>>, String> {
+    let heads = (p.options.sparsity.as_ref()).and_then(|s| s.heads.as_ref());
+    match (heads, predictor) {
+        (None, None) => Ok(weights),
+        (None, Some(_)) => Err(
+            "--head-predictor: the plan has dense attention (compile with --sparsity heads)".into(),
+        ),
+        (Some(_), None) => Err(
+            "the plan has head-sparse attention: give its head predictor with \
+             --head-predictor FILE (from `comet calibrate MODEL --weights W --heads --out FILE`)"
+                .into(),
+        ),
+        (Some(_), Some(path)) => {
+            let w = comet_runtime::sparsity::heads::head_plan_weights(path, p)
+                .map_err(|e| e.to_string())?;
+            weights.extend(w);
             Ok(weights)
         }
     }

@@ -8,7 +8,7 @@ use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
     PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fuse_selects,
-    insert_conversions, lower, narrow_comparisons, schedule, sparsify,
+    head_sparsify, insert_conversions, lower, narrow_comparisons, schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -30,6 +30,8 @@ pub struct Options {
     pub approx: ApproxConfig,
     /// Block-sparse FFNs (pass `sparsify`); `None`: dense.
     pub sparsity: Option<SparsityOptions>,
+    /// Head-sparse attention (pass `head-sparsify`); `None`: dense attention.
+    pub heads: Option<head_sparsify::HeadSparsityOptions>,
     /// Products with the KV cache open each cached row once, when it is written (pass
     /// `cache-openings`); `false`: every call re-opens the whole cache in Beaver products.
     pub cache_openings: bool,
@@ -50,6 +52,7 @@ impl Default for Options {
             comparison: Comparison::default(),
             approx: ApproxConfig::default(),
             sparsity: None,
+            heads: None,
             cache_openings: true,
             narrow_comparisons: true,
             truncation: Some(faithful_trunc::default_policy()),
@@ -85,6 +88,9 @@ pub enum CompileError {
     /// `--sparsity` does not fit the model.
     #[error(transparent)]
     Sparsify(#[from] sparsify::SparsifyError),
+    /// `--sparsity heads` does not fit the model.
+    #[error(transparent)]
+    HeadSparsify(#[from] head_sparsify::HeadSparsifyError),
     /// `--print-after` names no pass.
     #[error("unknown pass `{0}`: expected one of {passes}", passes = PIPELINE.join(", "))]
     UnknownPass(String),
@@ -115,6 +121,12 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         sparsify::run(&mut program, s)?;
         timings.push(("sparsify", start.elapsed()));
         printed = after_pass("sparsify", &program, opts)?.or(printed);
+    }
+    if let Some(h) = &opts.heads {
+        let start = Instant::now();
+        head_sparsify::run(&mut program, h)?;
+        timings.push(("head-sparsify", start.elapsed()));
+        printed = after_pass("head-sparsify", &program, opts)?.or(printed);
     }
     let skip: fn(&mut Program) = |_| {};
     let narrow = |p: &mut Program| {

@@ -29,6 +29,7 @@ pub mod erf;
 pub mod exposure;
 pub mod ffn;
 pub mod graph;
+pub mod heads;
 pub mod infer;
 pub mod op;
 pub mod plan;
@@ -48,9 +49,9 @@ pub use dim::{Dim, DimEnv, Shape};
 pub use graph::{Graph, Node, NodeId, Scope};
 pub use op::{Op, RopeStyle, Stage, UnaryFn};
 pub use program::{
-    Analyses, Comparison, DimInfo, FaithfulGate, FaithfulMode, FixedFormat, InputInfo, ModelInfo,
-    OutputInfo, Program, ProtocolOptions, SparseFfnInfo, SparsityOptions, TruncationPolicy,
-    WeightInfo,
+    Analyses, Comparison, DimInfo, FaithfulGate, FaithfulMode, FixedFormat, HeadSparsity,
+    InputInfo, ModelInfo, OutputInfo, Program, ProtocolOptions, SparseAttentionInfo, SparseFfnInfo,
+    SparsityOptions, TruncationPolicy, WeightInfo,
 };
 pub use range::{Declared, Interval};
 pub use side::SideTable;

@@ -154,8 +154,53 @@ pub struct SparsityOptions {
     /// which estimates (`comet inspect`) are evaluated. Measured calls use the realised
     /// counts.
     pub density: Vec<f64>,
-    /// Per sparse FFN: its layer, `ff`, and the number of blocks.
+    /// Per sparse FFN: its layer, `ff`, and the number of blocks. A head-sparse plan
+    /// (pass `head-sparsify`) appends one entry per attention after the FFNs (`ff` =
+    /// query columns, `blocks` = KV groups): the **sparse units**, indexed by the
+    /// `block_matmul`s' `ffn` attribute; `density` covers them too.
     pub ffns: Vec<SparseFfnInfo>,
+    /// Head-sparse attentions (absent: dense attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<HeadSparsity>,
+}
+
+impl SparsityOptions {
+    /// The sparse FFNs (the units before the attentions').
+    pub fn ffn_units(&self) -> &[SparseFfnInfo] {
+        let n = self
+            .heads
+            .as_ref()
+            .map_or(self.ffns.len(), |h| h.first as usize);
+        &self.ffns[..n.min(self.ffns.len())]
+    }
+}
+
+/// The head sparsity of a plan's attentions (pass `head-sparsify`, docs/sparsity.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSparsity {
+    /// The sparse unit of attention 0: attention `k` is unit `first + k`.
+    pub first: u32,
+    /// The group recall the predictor's thresholds are calibrated for.
+    pub recall: f64,
+    /// Per attention.
+    pub attentions: Vec<SparseAttentionInfo>,
+}
+
+/// One head-sparse attention of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseAttentionInfo {
+    /// Layer index, if any.
+    pub layer: Option<u32>,
+    /// Query heads.
+    pub heads: u64,
+    /// KV groups (key/value heads): the mask's bits per token.
+    pub kv_heads: u64,
+    /// Head dimension.
+    pub hd: u64,
+    /// Input width.
+    pub d: u64,
 }
 
 /// One sparse FFN of a plan.

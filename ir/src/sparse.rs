@@ -20,7 +20,7 @@ pub fn predictor_weights(k: usize) -> [String; 2] {
 
 /// Whether weight `name` is a folded predictor weight (not in the model's checkpoint).
 pub fn is_predictor_weight(name: &str) -> bool {
-    name.starts_with("sparsity.ffn")
+    name.starts_with("sparsity.ffn") || name.starts_with("sparsity.heads")
 }
 
 /// A node of a masked region: which sparse FFN, its block size, and its mask node.
@@ -107,4 +107,13 @@ pub fn check_regions(p: &Program) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The names of head-sparse attention `k`'s folded predictor weights (server weights the
+/// runtime derives from a head predictor): `[d, kv_heads]` and `[kv_heads]`.
+pub fn head_predictor_weights(k: usize) -> [String; 2] {
+    [
+        format!("sparsity.heads{k}.w"),
+        format!("sparsity.heads{k}.c"),
+    ]
 }

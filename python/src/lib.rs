@@ -336,6 +336,7 @@ fn run_json<'py>(
         plan: PathBuf::from(name),
         weights,
         predictor,
+        head_predictor: None,
         prompt_ids,
         prompt,
         tokenizer,

@@ -51,6 +51,10 @@ pub struct LeakageReport {
     /// Whether `comet run --party 1` runs the plan, and with which `--accept-leakage`
     /// (`comet_ir::exposure`: the client's reveal policy, from the same graph).
     pub client: String,
+    /// The first sparse unit that is a head-sparse attention's KV-group mask (pass
+    /// `head-sparsify`): units from it on are attentions, not FFNs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_units: Option<u32>,
 }
 
 /// The nodes that open a value.
@@ -274,6 +278,9 @@ pub fn leakage(program: &Program, plan_name: &str) -> LeakageReport {
         trust,
         public,
         client: client_policy(program),
+        head_units: (program.options.sparsity.as_ref())
+            .and_then(|s| s.heads.as_ref())
+            .map(|h| h.first),
     }
 }
 
@@ -445,10 +452,17 @@ fn table(out: &mut String, rows: &[Vec<String>], rule_before_last: bool) {
 /// The text form of a leakage report.
 pub fn render_leakage(r: &LeakageReport) -> String {
     let mut out = String::new();
-    let kind = match r.layers.len() {
-        0 => "dense".to_string(),
-        1 => "1 sparse FFN".to_string(),
-        n => format!("{n} sparse FFNs"),
+    let is_head = |unit: u32| r.head_units.is_some_and(|f| unit >= f);
+    let n_heads = (r.opened.masks.iter()).filter(|m| is_head(m.ffn)).count();
+    let kind = match (r.layers.len() - n_heads.min(r.layers.len()), n_heads) {
+        (0, 0) => "dense".to_string(),
+        (1, 0) => "1 sparse FFN".to_string(),
+        (n, 0) => format!("{n} sparse FFNs"),
+        (f, h) => format!(
+            "{f} sparse FFNs and {h} head-sparse attentions, whose KV-group masks are listed \
+             as block masks of units {} on",
+            r.head_units.unwrap_or(0)
+        ),
     };
     let _ = writeln!(
         out,
@@ -491,6 +505,19 @@ pub fn render_leakage(r: &LeakageReport) -> String {
                 [one] => format!("secret permutation {one}"),
                 many => format!("secret permutations {many:?}"),
             };
+            if is_head(m.ffn) {
+                let _ = writeln!(
+                    out,
+                    "    layer {}: {} open {}, KV-group mask of the head-sparse attention \
+                     ({} groups of {} query columns), {order}",
+                    layer_name(m.layer),
+                    m.node,
+                    m.shape,
+                    m.blocks,
+                    m.block
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "    layer {}: {} open {}, blocks of B = {}{ff}, {order}",

@@ -9,6 +9,7 @@ pub mod cost;
 pub mod expand;
 pub mod faithful_trunc;
 pub mod fuse_selects;
+pub mod head_sparsify;
 pub mod insert_conversions;
 pub mod lower;
 pub mod narrow_comparisons;
@@ -19,6 +20,7 @@ pub mod sparsify;
 pub const PIPELINE: &[&str] = &[
     "lower",
     "sparsify",
+    "head-sparsify",
     "approximate",
     "expand",
     "insert-conversions",

@@ -218,6 +218,7 @@ pub fn parse_spec(spec: &str) -> Result<Option<SparsityOptions>, String> {
         recall: DEFAULT_RECALL,
         density: Vec::new(),
         ffns: Vec::new(),
+        heads: None,
     };
     for pair in rest.split(',').filter(|s| !s.trim().is_empty()) {
         let (key, value) = pair

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use comet_ir::{DimEnv, NodeId, Program};
+use comet_ir::{DimEnv, NodeId, Op, Program};
 use ndarray::ArrayD;
 
 use super::material::PartyMaterial;
@@ -322,6 +322,7 @@ impl<'a> Run<'a> {
             writes: Vec::new(),
             mask_ffn: (plan.masked().values())
                 .map(|m| (plan.pos(m.mask), m.ffn))
+                .chain(block_matmul_masks(program, plan))
                 .collect(),
             scatter: HashMap::new(),
             permuted: HashMap::new(),
@@ -480,4 +481,19 @@ fn set_up_only(plan: &ExecPlan) -> Vec<bool> {
             (users[i].iter()).all(|&u| only[u as usize] || plan.fixed_operand(u) == Some(i as Pos));
     }
     only
+}
+
+/// The mask of every `block_matmul` with its sparse unit: a head-sparse attention's mask
+/// has no `apply_mask` region, only its output projection reads it.
+fn block_matmul_masks<'p>(
+    program: &'p Program,
+    plan: &'p ExecPlan,
+) -> impl Iterator<Item = (Pos, u32)> + 'p {
+    (0..plan.len()).filter_map(move |i| {
+        let i = i as Pos;
+        match program.graph.node(plan.id(i)).op {
+            Op::BlockMatMul { ffn, .. } => Some((plan.operands(i)[2], ffn)),
+            _ => None,
+        }
+    })
 }

@@ -44,6 +44,7 @@
 
 pub mod calibrate;
 pub mod file;
+pub mod heads;
 pub mod plan;
 pub mod svd;
 pub mod synthetic;

@@ -21,7 +21,7 @@ pub fn plan_weights(path: &Path, program: &Program) -> Result<Weights, SparsityE
     let s = program.options.sparsity.as_ref().ok_or_else(|| {
         SparsityError::Options("the plan has dense FFNs: it takes no predictor".into())
     })?;
-    let shapes: Vec<FfnShape> = (s.ffns.iter())
+    let shapes: Vec<FfnShape> = (s.ffn_units().iter())
         .map(|f| FfnShape {
             d: f.d,
             ff: f.ff,
@@ -49,7 +49,7 @@ pub fn plan_weights(path: &Path, program: &Program) -> Result<Weights, SparsityE
         )));
     }
     let mut out = Weights::new();
-    for (k, (f, info)) in pred.ffns.iter().zip(&s.ffns).enumerate() {
+    for (k, (f, info)) in pred.ffns.iter().zip(s.ffn_units()).enumerate() {
         if !f.threshold.is_finite() {
             return Err(bad(format!(
                 "FFN {k} has no calibrated threshold (it is {}): run `comet calibrate`",

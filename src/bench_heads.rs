@@ -1,0 +1,388 @@
+//! `comet bench heads`: decode steps of the shipped model with dense attention against
+//! head-sparse attention (pass `head-sparsify`), both with the KV cache's rows opened
+//! once, both parties and the dealer in this process. A head predictor is calibrated
+//! first (`comet calibrate --heads` at `--recall`, 50% head magnitude sparsity). For each
+//! context length the cache is filled by a prefill in chunks, then `--steps` greedy
+//! decode steps; per step the measured online bytes, rounds, dealer bytes (each checked
+//! against the plan's estimate at the opened masks' counts), the wall time, the KV groups
+//! active (from the opened masks), and the greedy tokens against the dense plan's.
+//!
+//! The missed K/V rows per decode step are those of the f64 model masked by the same
+//! predictor on the same tokens (`comet_runtime::sparsity::heads`): the two-party plan
+//! computes and caches every K/V row (docs/sparsity.md), so it has no misses to refill;
+//! the column says what a refill would have to recompute.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use clap::Args;
+use comet_compiler::inspect::units;
+use comet_compiler::passes::head_sparsify::HeadSparsityOptions;
+use comet_ir::{ApproxConfig, ApproxProfile, DimEnv, Program};
+use comet_runtime::interp::InProcess;
+use comet_runtime::sparsity::TokenModel;
+use comet_runtime::sparsity::calibrate::sampled_sequences;
+use comet_runtime::sparsity::heads::{
+    HeadMode, attentions, calibrate_heads, capture_heads, greedy_heads,
+};
+use ndarray::{ArrayD, Axis, IxDyn};
+use serde_json::{Value, json};
+
+/// Arguments of `comet bench heads`.
+#[derive(Args)]
+pub struct BenchHeadsArgs {
+    /// Context lengths: the decode steps run after this many cached tokens.
+    #[arg(long, value_name = "N,..", value_delimiter = ',', default_values_t = [32, 128, 512])]
+    past: Vec<u64>,
+    /// Tokens per prefill call while filling the cache.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    chunk: u64,
+    /// Greedy decode steps measured after the cache is filled.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    steps: u64,
+    /// Target group recall of the head predictor, in (0, 1].
+    #[arg(long, value_name = "T", default_value_t = 0.95)]
+    recall: f64,
+    /// Seed of the calibration samples, the dealer and the input shares.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Tiny sizes for tests: contexts 4 and 8, chunks of 4, one decode step.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
+    if !(args.recall > 0.0 && args.recall <= 1.0) {
+        return Err(format!("--recall must be in (0, 1], not {}", args.recall));
+    }
+    let root = crate::demo::root();
+    let path = root.join("examples/glassllm.model");
+    let source = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (run from the checkout)", path.display()))?;
+    let weights_path = root.join("models/glassllm-en/model.safetensors");
+    let (pasts, chunk, steps) = if args.quick {
+        (vec![4, 8], 4, 1)
+    } else {
+        (args.past.clone(), args.chunk, args.steps)
+    };
+    let name = path.display().to_string();
+    // the head predictor, calibrated on the f64 model
+    let lowered = comet_compiler::driver::lower_only(&source, &name).map_err(|e| e.to_string())?;
+    let base = comet_runtime::weights::load(&weights_path, &lowered.info.weights)
+        .map_err(|e| e.to_string())?;
+    let model = TokenModel::new(&lowered, &base).map_err(|e| e.to_string())?;
+    let atts = attentions(&model).map_err(|e| e.to_string())?;
+    let (n, len) = if args.quick { (2, 8) } else { (8, 32) };
+    let samples = sampled_sequences(&model, n, len, args.seed).map_err(|e| e.to_string())?;
+    let cap = capture_heads(&model, &atts, &samples).map_err(|e| e.to_string())?;
+    let (pred, reports) =
+        calibrate_heads(&atts, &cap, 0.5, args.recall).map_err(|e| e.to_string())?;
+    let density: Vec<f64> = reports.iter().map(|r| 1.0 - r.predicted_sparsity).collect();
+    let dense_p = compile(&source, &name, None)?;
+    let sparse_p = compile(
+        &source,
+        &name,
+        Some(HeadSparsityOptions {
+            recall: args.recall,
+            density,
+        }),
+    )?;
+    let dense_w = comet_runtime::weights::load(&weights_path, &dense_p.info.weights)
+        .map_err(|e| e.to_string())?;
+    let mut sparse_w = dense_w.clone();
+    sparse_w.extend(pred.plan_weights());
+    let mut rows = Vec::new();
+    for &past in &pasts {
+        let dense = decode_after(&dense_p, &dense_w, past, chunk, steps, args.seed)?;
+        let sparse = decode_after(&sparse_p, &sparse_w, past, chunk, steps, args.seed)?;
+        // the f64 model masked by the same predictor, on the same prompt: missed rows
+        let prompt: Vec<u32> = prompt_ids(&dense_p, past)
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let (f64_tokens, stats) = greedy_heads(
+            &model,
+            &atts,
+            std::slice::from_ref(&prompt),
+            steps as usize + 1,
+            Some(&pred),
+            HeadMode::Predicted,
+        )
+        .map_err(|e| e.to_string())?;
+        let decode: Vec<_> = stats.steps.iter().filter(|s| s.tokens == 1).collect();
+        let missed =
+            decode.iter().map(|s| s.missed_rows).sum::<u64>() as f64 / decode.len().max(1) as f64;
+        let requests =
+            decode.iter().map(|s| s.miss_requests).sum::<u64>() as f64 / decode.len().max(1) as f64;
+        let same = (sparse.tokens.iter().zip(&dense.tokens))
+            .take_while(|(a, b)| a == b)
+            .count();
+        eprintln!(
+            "past {past}: dense {} / head-sparse {} online per step",
+            units::bits_as_bytes(dense.online_bits),
+            units::bits_as_bytes(sparse.online_bits)
+        );
+        rows.push(json!({
+            "past": past,
+            "dense": dense.to_json(),
+            "heads": sparse.to_json(),
+            "groups": atts.iter().map(|a| a.kv_heads).sum::<u64>(),
+            "sparse_tokens_equal_to_dense": same,
+            "tokens": sparse.tokens.len(),
+            "f64_masked_tokens_equal_to_two_party":
+                f64_tokens[0].iter().map(|&t| u64::from(t)).collect::<Vec<_>>()
+                    == sparse.tokens,
+            "f64_missed_rows_per_step": missed,
+            "f64_miss_requests_per_step": requests,
+        }));
+    }
+    let report = json!({
+        "model": "glassllm",
+        "chunk": chunk,
+        "steps": steps,
+        "recall": args.recall,
+        "rows": rows,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        print!("{}", render(&report));
+    }
+    let exact = rows.iter().all(|r| {
+        r["dense"]["measured_is_estimate"] == json!(true)
+            && r["heads"]["measured_is_estimate"] == json!(true)
+    });
+    if !exact {
+        return Err("a measured cost differs from the plan's estimate".into());
+    }
+    Ok(())
+}
+
+fn compile(
+    source: &str,
+    path: &str,
+    heads: Option<HeadSparsityOptions>,
+) -> Result<Program, String> {
+    let opts = comet_compiler::Options {
+        approx: ApproxConfig::uniform(ApproxProfile::Lut),
+        heads,
+        ..Default::default()
+    };
+    comet_compiler::compile(source, path, &opts)
+        .map(|c| c.program)
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// The decode steps of one plan after `past` cached tokens.
+struct DecodeRun {
+    /// Per step, averaged: online bits, rounds, dealer bits, wall seconds, active groups.
+    online_bits: u64,
+    rounds: u64,
+    offline_bits: u64,
+    seconds: f64,
+    active: f64,
+    measured_is_estimate: bool,
+    tokens: Vec<u64>,
+}
+
+impl DecodeRun {
+    fn to_json(&self) -> Value {
+        json!({
+            "online_bits_per_step": self.online_bits,
+            "rounds_per_step": self.rounds,
+            "offline_bits_per_step": self.offline_bits,
+            "seconds_per_step": self.seconds,
+            "groups_active_per_step": self.active,
+            "measured_is_estimate": self.measured_is_estimate,
+            "tokens": self.tokens,
+        })
+    }
+}
+
+fn prompt_ids(p: &Program, past: u64) -> Vec<u64> {
+    let vocab = (p.info.dims.iter())
+        .find(|d| d.name == "vocab")
+        .and_then(|d| d.value)
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(1);
+    (0..past).map(|i| (i * 37 + 11) % vocab).collect()
+}
+
+/// Fills the cache with `past` prompt tokens in calls of `chunk`, then runs `steps` greedy
+/// decode steps; every call's measured cost is compared with the estimate at its opened
+/// masks' active counts.
+fn decode_after(
+    program: &Program,
+    weights: &HashMap<String, ArrayD<f64>>,
+    past: u64,
+    chunk: u64,
+    steps: u64,
+    seed: u64,
+) -> Result<DecodeRun, String> {
+    let prompt = prompt_ids(program, past);
+    let mut session = InProcess::new(program, weights, seed);
+    let mut exact = true;
+    let mut call =
+        |ids: &[u64], env: DimEnv| -> Result<(u64, comet_runtime::interp::Measured, f64), String> {
+            let start = Instant::now();
+            let (out, m) = (session.call(&token_input(ids), env))
+                .map_err(|e| format!("seq {}, past {}: {e}", env.seq, env.past))?;
+            let seconds = start.elapsed().as_secs_f64();
+            exact &= (m.online_bits, m.rounds, m.offline_bits)
+                == crate::generate::estimate_at(program, env, &m.active);
+            Ok((argmax(&last_row(&out)?), m, seconds))
+        };
+    let mut next = 0;
+    for (k, ids) in prompt.chunks(chunk as usize).enumerate() {
+        let env = DimEnv {
+            seq: ids.len() as u64,
+            past: k as u64 * chunk,
+        };
+        next = call(ids, env)?.0;
+    }
+    let (mut online, mut rounds, mut offline, mut seconds, mut active) = (0, 0, 0, 0.0, 0);
+    let mut tokens = Vec::new();
+    for s in 0..steps {
+        tokens.push(next);
+        let env = DimEnv {
+            seq: 1,
+            past: past + s,
+        };
+        let (t, m, secs) = call(&[next], env)?;
+        next = t;
+        online += m.online_bits;
+        rounds += m.rounds;
+        offline += m.offline_bits;
+        seconds += secs;
+        active += m.active.iter().sum::<u64>();
+    }
+    tokens.push(next);
+    Ok(DecodeRun {
+        online_bits: online / steps,
+        rounds: rounds / steps,
+        offline_bits: offline / steps,
+        seconds: seconds / steps as f64,
+        active: active as f64 / steps as f64,
+        measured_is_estimate: exact,
+        tokens,
+    })
+}
+
+fn token_input(ids: &[u64]) -> HashMap<String, ArrayD<f64>> {
+    let v = ArrayD::from_shape_vec(IxDyn(&[ids.len()]), ids.iter().map(|t| *t as f64).collect())
+        .expect("1-D");
+    HashMap::from([("tokens".to_string(), v)])
+}
+
+fn last_row(out: &HashMap<String, ArrayD<f64>>) -> Result<Vec<f64>, String> {
+    let logits = out
+        .get("logits")
+        .ok_or("the model has no `logits` output")?;
+    Ok(logits
+        .index_axis(Axis(0), logits.shape()[0] - 1)
+        .iter()
+        .copied()
+        .collect())
+}
+
+fn argmax(row: &[f64]) -> u64 {
+    let best =
+        (row.iter().enumerate()).fold(
+            (0, f64::NEG_INFINITY),
+            |b, (i, &v)| {
+                if v > b.1 { (i, v) } else { b }
+            },
+        );
+    best.0 as u64
+}
+
+fn render(r: &Value) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "glassllm (trained weights), lut profile, KV rows opened once, in process: per decode \
+         step after `past` cached tokens (prefill calls of {} tokens), mean of {} steps; head \
+         predictor at group recall {}",
+        r["chunk"].as_u64().unwrap_or(0),
+        r["steps"].as_u64().unwrap_or(0),
+        r["recall"].as_f64().unwrap_or(0.0)
+    );
+    let _ = writeln!(
+        o,
+        "{:>6}  {:<6} {:>11} {:>7} {:>11} {:>10} {:>7}  {:<5} {:>8}  {:>10}",
+        "past",
+        "plan",
+        "online",
+        "rounds",
+        "dealer",
+        "time",
+        "groups",
+        "= est",
+        "tokens",
+        "f64 missed"
+    );
+    for row in r["rows"].as_array().into_iter().flatten() {
+        let groups = row["groups"].as_u64().unwrap_or(0);
+        for (plan, key) in [("dense", "dense"), ("heads", "heads")] {
+            let x = &row[key];
+            let bits = |k: &str| units::bits_as_bytes(x[k].as_u64().unwrap_or(0));
+            let (tokens, missed) = if key == "heads" {
+                (
+                    format!(
+                        "{}/{}",
+                        row["sparse_tokens_equal_to_dense"].as_u64().unwrap_or(0),
+                        row["tokens"].as_u64().unwrap_or(0)
+                    ),
+                    format!(
+                        "{:.1} rows",
+                        row["f64_missed_rows_per_step"].as_f64().unwrap_or(0.0)
+                    ),
+                )
+            } else {
+                (String::new(), String::new())
+            };
+            let active = if key == "heads" {
+                format!(
+                    "{:.1}/{groups}",
+                    x["groups_active_per_step"].as_f64().unwrap_or(0.0)
+                )
+            } else {
+                format!("{groups}/{groups}")
+            };
+            let _ = writeln!(
+                o,
+                "{:>6}  {:<6} {:>11} {:>7} {:>11} {:>7.1} ms {:>7}  {:<5} {:>8}  {:>10}",
+                row["past"].as_u64().unwrap_or(0),
+                plan,
+                bits("online_bits_per_step"),
+                x["rounds_per_step"].as_u64().unwrap_or(0),
+                bits("offline_bits_per_step"),
+                x["seconds_per_step"].as_f64().unwrap_or(0.0) * 1e3,
+                active,
+                if x["measured_is_estimate"] == json!(true) {
+                    "yes"
+                } else {
+                    "NO"
+                },
+                tokens,
+                missed
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "(groups: KV groups active per decode step over all layers, from the opened masks; \
+         tokens: the head-sparse run's greedy tokens equal to the dense run's before the \
+         first difference; f64 missed: K/V rows per decode step the f64 model masked by the \
+         same predictor would have to refill — the two-party plan computes every row, so it \
+         refills none)"
+    );
+    o
+}

@@ -1,0 +1,439 @@
+//! Head sparsity end to end: `comet calibrate --heads` (per-layer group recall and
+//! sparsity on the shipped model, the curve with greedy tokens and KV misses), the pass
+//! `head-sparsify` run by two parties (against the fixed-point backend on the same plan
+//! and the f64 head-masked model, measured = estimate at the opened masks' counts, the
+//! masks listed as permuted in the leakage report), and wrong option values.
+
+mod common;
+
+use comet_compiler::passes::head_sparsify;
+use comet_compiler::passes::schedule::total_rounds;
+use comet_ir::exposure::{ExposureKind, exposed_to_server};
+use comet_ir::{DimEnv, Program};
+use comet_runtime::fixed;
+use comet_runtime::interp::{InProcess, Measured};
+use comet_runtime::sparsity::heads::{self, HeadLayer, HeadMode, HeadPredictor};
+use common::reference::{argmax, env, last_row, load_weights, max_abs_diff, numbers, reference};
+use common::{comet, stderr, stdout, temp_path};
+use ndarray::{ArrayD, Ix1, Ix2};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const MODEL: &str = "examples/glassllm.model";
+const WEIGHTS: &str = "models/glassllm-en/model.safetensors";
+
+/// The per-layer rows: (recall, predicted skip %, true skip %).
+fn rows(text: &str) -> Vec<(f64, f64, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            (t.len() == 8 && t[0] == "layer").then(|| {
+                let pct = |s: &str| s.trim_end_matches('%').parse::<f64>().unwrap();
+                (t[3].parse().unwrap(), pct(t[4]), pct(t[5]))
+            })
+        })
+        .collect()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = comet(args);
+    assert!(
+        o.status.success(),
+        "{args:?}\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+fn fails(args: &[&str], code: i32) -> String {
+    let o = comet(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?}\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stderr(&o)
+}
+
+#[test]
+fn glassllm_head_recall_and_sparsity_per_layer() {
+    let text = ok(&[
+        "calibrate",
+        MODEL,
+        "--weights",
+        WEIGHTS,
+        "--heads",
+        "--recall",
+        "0.9",
+        "--head-sparsity",
+        "0.5",
+        "--samples",
+        "4",
+        "--sample-len",
+        "24",
+    ]);
+    assert!(
+        text.contains("4 attentions, 4 query heads in 2 KV groups of 2 (head dim 32, d 128)"),
+        "{text}"
+    );
+    let r = rows(&text);
+    assert_eq!(r.len(), 4, "{text}");
+    for (recall, pred, truth) in r {
+        // the threshold reaches the target on the samples it was chosen on
+        assert!(recall >= 0.9, "{text}");
+        // a group is active above the median contribution: half of the pairs are not
+        assert!((truth - 50.0).abs() <= 1.0, "{text}");
+        // the predictor skips some pairs, never more than it must keep for the recall
+        assert!(pred > 0.0 && pred < 100.0, "{text}");
+    }
+}
+
+#[test]
+fn glassllm_head_curve_reports_tokens_and_misses() {
+    let text = ok(&[
+        "calibrate",
+        MODEL,
+        "--weights",
+        WEIGHTS,
+        "--heads",
+        "--curve",
+        "--samples",
+        "2",
+        "--sample-len",
+        "16",
+        "--steps",
+        "4",
+    ]);
+    let row = |name: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no `{name}` row:\n{text}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    for name in ["0.8", "0.95", "1", "oracle"] {
+        let r = row(name);
+        assert_eq!(r.len(), 7, "{text}");
+        let (matched, total) = r[3].split_once('/').unwrap();
+        let (matched, total): (usize, usize) = (matched.parse().unwrap(), total.parse().unwrap());
+        assert!(matched <= total && total == 12, "{text}");
+        // groups active per decode step: 4 layers × 2 groups at most
+        let active: f64 = r[4].parse().unwrap();
+        assert!((0.0..=8.0).contains(&active), "{text}");
+    }
+    // fewer groups kept at a lower recall target: more missed rows to refill
+    let miss = |name: &str| row(name)[5].parse::<f64>().unwrap();
+    let skip = |name: &str| row(name)[1].trim_end_matches('%').parse::<f64>().unwrap();
+    assert!(skip("0.8") > skip("1"), "{text}");
+    assert!(miss("0.8") > 0.0, "{text}");
+}
+
+#[test]
+fn head_option_errors() {
+    let e = fails(
+        &[
+            "calibrate",
+            MODEL,
+            "--weights",
+            WEIGHTS,
+            "--heads",
+            "--head-sparsity",
+            "1",
+        ],
+        1,
+    );
+    assert!(
+        e.contains("--head-sparsity must be in [0, 1), not 1"),
+        "{e}"
+    );
+    // --head-sparsity without --heads is a usage error
+    let e = fails(
+        &[
+            "calibrate",
+            MODEL,
+            "--weights",
+            WEIGHTS,
+            "--head-sparsity",
+            "0.5",
+        ],
+        2,
+    );
+    assert!(e.contains("--heads"), "{e}");
+}
+
+fn compile(spec: &str) -> Program {
+    let source = std::fs::read_to_string(common::reference::root().join(MODEL)).unwrap();
+    let opts = comet_compiler::Options {
+        heads: Some(head_sparsify::parse_spec(spec).unwrap()),
+        ..Default::default()
+    };
+    comet_compiler::compile(&source, MODEL, &opts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program
+}
+
+/// A head predictor file written by the CLI at group recall `recall`.
+fn head_predictor(name: &str, recall: &str) -> PathBuf {
+    let out = temp_path(name);
+    ok(&[
+        "calibrate",
+        MODEL,
+        "--weights",
+        WEIGHTS,
+        "--heads",
+        "--recall",
+        recall,
+        "--samples",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+/// The checkpoint's weights plus the plan's head predictor weights.
+fn weights(p: &Program, pred: &Path) -> HashMap<String, ArrayD<f64>> {
+    let mut q = p.clone();
+    q.info
+        .weights
+        .retain(|w| !comet_ir::sparse::is_predictor_weight(&w.name));
+    let mut w = load_weights(&q);
+    w.extend(heads::head_plan_weights(pred, p).unwrap_or_else(|e| panic!("{e}")));
+    w
+}
+
+fn estimate_at(p: &Program, e: DimEnv, m: &Measured) -> (u64, u64, u64) {
+    let costs = p.analyses.costs.as_ref().unwrap();
+    let active = |k: u32| m.active[k as usize] as f64;
+    let online: f64 = costs.iter().map(|(_, c)| c.online_at(e, &active)).sum();
+    let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(e)).sum();
+    (
+        online as u64,
+        total_rounds(p).eval(e) as u64,
+        offline as u64,
+    )
+}
+
+/// The f64 head predictor the file's folded weights define (threshold folded into `c`).
+fn folded_predictor(w: &HashMap<String, ArrayD<f64>>, n: usize) -> HeadPredictor {
+    let layers = (0..n)
+        .map(|k| {
+            let [wn, cn] = comet_ir::sparse::head_predictor_weights(k);
+            HeadLayer {
+                w: w[&wn].clone().into_dimensionality::<Ix2>().unwrap(),
+                bias: w[&cn].clone().into_dimensionality::<Ix1>().unwrap(),
+                threshold: 0.0,
+                tau: 0.0,
+            }
+        })
+        .collect();
+    HeadPredictor { layers }
+}
+
+/// Prefill and 5 decode steps of reference case 0: the two parties agree with the
+/// fixed-point backend on the head-sparse plan at every step, and with the f64 model
+/// whose groups are masked by the same predictor; every call costs its estimate at the
+/// opened masks' counts, and the masks skip groups.
+#[test]
+fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
+    let p = compile("heads:recall=0.9");
+    let s = p.options.sparsity.as_ref().unwrap();
+    let h = s.heads.as_ref().unwrap();
+    assert_eq!((h.first, h.attentions.len()), (0, 4));
+    // the leakage: 4 head masks of 2 bits per token, each permuted
+    let exposed = exposed_to_server(&p);
+    assert_eq!(exposed.len(), 4, "{exposed:?}");
+    for e in &exposed {
+        assert!(
+            matches!(
+                e.kind,
+                ExposureKind::Mask {
+                    blocks: 2,
+                    permuted: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    let pred = head_predictor("glass-heads-0.9.st", "0.9");
+    let w = weights(&p, &pred);
+    let case = &reference()["cases"][0];
+    let prompt = numbers(&case["prompt_ids"]);
+    let mut session = InProcess::new(&p, &w, 11);
+    let mut cache = fixed::Cache::new();
+    let (mut ids, mut past) = (prompt.clone(), 0);
+    let mut tokens = Vec::new();
+    let mut skipped = 0;
+    for step in 0..6 {
+        let e = env(ids.len(), past);
+        let x = common::reference::tokens(&ids);
+        let (out, m) = session.call(&x, e).unwrap_or_else(|err| panic!("{err}"));
+        let plain = fixed::eval(&p, &x, &w, e, &mut cache).unwrap();
+        let (a, b) = (last_row(&out["logits"]), last_row(&plain["logits"]));
+        let err = max_abs_diff(&a, &b);
+        assert!(
+            err < 0.1,
+            "step {step}: 2PC vs fixed point, max |Δ| = {err}"
+        );
+        assert_eq!(argmax(&a), argmax(&b), "step {step}: greedy tokens differ");
+        assert_eq!(m.active.len(), 4, "one count per attention");
+        let groups = 2 * e.seq;
+        assert!(m.active.iter().all(|&a| a <= groups), "{:?}", m.active);
+        skipped += m.active.iter().map(|a| groups - a).sum::<u64>();
+        assert_eq!(
+            (m.online_bits, m.rounds, m.offline_bits),
+            estimate_at(&p, e, &m),
+            "step {step}"
+        );
+        past += ids.len();
+        ids = vec![argmax(&a)];
+        tokens.push(ids[0] as u32);
+    }
+    assert!(
+        skipped > 0,
+        "the masks skipped no group: the sparse path was not exercised"
+    );
+    // the f64 model with the same predictor's groups masked chooses the same tokens
+    let program = comet_compiler::driver::lower_only(
+        &std::fs::read_to_string(common::reference::root().join(MODEL)).unwrap(),
+        MODEL,
+    )
+    .unwrap();
+    let base = load_weights(&program);
+    let model = comet_runtime::sparsity::TokenModel::new(&program, &base).unwrap();
+    let atts = heads::attentions(&model).unwrap();
+    let hp = folded_predictor(&w, atts.len());
+    let ids: Vec<u32> = prompt.iter().map(|&t| t as u32).collect();
+    let (f64_tokens, _) =
+        heads::greedy_heads(&model, &atts, &[ids], 6, Some(&hp), HeadMode::Predicted).unwrap();
+    assert_eq!(f64_tokens[0], tokens);
+}
+
+#[test]
+fn head_sparse_plans_and_predictors_that_do_not_fit_are_clear_errors() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--sparsity", "heads:recall=2"],
+            "recall=2: expected a number in (0, 1]",
+        ),
+        (
+            &["--sparsity", "heads:block=2"],
+            "unknown key `block` of `heads`",
+        ),
+        (
+            &["--sparsity", "heads", "--comparison", "gmw"],
+            "head-sparse attention needs `--comparison fss`",
+        ),
+        (&["--sparsity", "heads+heads"], "`heads` is given twice"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["compile", MODEL];
+        all.extend_from_slice(args);
+        let o = comet(&all);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    // a model whose attention is written from primitives (GPT-2's fused QKV)
+    let o = comet(&["compile", "examples/gpt2.model", "--sparsity", "heads"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("has no attention written with the library"),
+        "{}",
+        stderr(&o)
+    );
+
+    let plan = temp_path("glass-heads.plan");
+    ok(&[
+        "compile",
+        MODEL,
+        "--sparsity",
+        "heads",
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    let run = |pred: Option<&Path>| {
+        let mut args = vec![
+            "run",
+            plan.to_str().unwrap(),
+            "--weights",
+            WEIGHTS,
+            "--prompt-ids",
+            "41,69",
+            "--generate",
+            "1",
+            "--accept-leakage",
+            "sparse-masks",
+        ];
+        if let Some(p) = pred {
+            args.extend(["--head-predictor", p.to_str().unwrap()]);
+        }
+        let o = comet(&args);
+        assert!(!o.status.success());
+        stderr(&o)
+    };
+    // the leakage report lists the four KV-group masks, each under its secret permutation
+    let leak = ok(&["inspect", plan.to_str().unwrap(), "--leakage"]);
+    let lines: Vec<&str> = leak
+        .lines()
+        .filter(|l| l.contains("KV-group mask of the head-sparse attention (2 groups"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{leak}");
+    assert!(
+        lines.iter().all(|l| l.contains("secret permutation")),
+        "{leak}"
+    );
+    let e = run(None);
+    assert!(
+        e.contains("give its head predictor with --head-predictor FILE"),
+        "{e}"
+    );
+    let e = run(Some(Path::new(WEIGHTS)));
+    assert!(e.contains("not a head predictor file"), "{e}");
+    // the client refuses the masks unless it accepts them
+    let o = comet(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--weights",
+        WEIGHTS,
+        "--prompt-ids",
+        "41,69",
+        "--generate",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--accept-leakage"), "{}", stderr(&o));
+}
+
+/// `comet bench heads --quick`: both plans cost their estimates; the head-sparse decode
+/// steps open masks with fewer active groups than the dense plan's 8.
+#[test]
+fn bench_heads_quick_measures_both_plans() {
+    let text = ok(&["bench", "heads", "--quick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        for plan in ["dense", "heads"] {
+            assert_eq!(r[plan]["measured_is_estimate"], true, "{r}");
+        }
+        let active = r["heads"]["groups_active_per_step"].as_f64().unwrap();
+        assert!((0.0..=8.0).contains(&active), "{r}");
+        assert_eq!(
+            r["dense"]["groups_active_per_step"].as_f64(),
+            Some(0.0),
+            "{r}"
+        );
+        assert_eq!(r["f64_masked_tokens_equal_to_two_party"], true, "{r}");
+    }
+    let o = comet(&["bench", "heads", "--quick", "--recall", "0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--recall must be in (0, 1], not 0"),
+        "{}",
+        stderr(&o)
+    );
+}
