@@ -40,6 +40,13 @@ pub struct DistillArgs {
     /// Temperature of the teacher's sampling.
     #[arg(long, value_name = "T", default_value_t = 1.0)]
     pub temperature: f64,
+    /// Sample only among the teacher's K most likely next tokens (0: all).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub top_k: usize,
+    /// Temperature τ of the distillation loss, τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ))
+    /// (1: the plain KL).
+    #[arg(long, value_name = "TAU", default_value_t = 1.0)]
+    pub kd_temperature: f64,
     /// A text file of prompts, one per line, that the sampled sequences continue (default:
     /// each sequence starts from one random token).
     #[arg(long, value_name = "FILE")]
@@ -119,6 +126,8 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         lr: args.lr,
         seed: args.seed,
         temperature: args.temperature,
+        top_k: args.top_k,
+        kd_temperature: args.kd_temperature,
         hidden_loss: args.hidden_loss,
         prompts,
         clip: args.clip,
