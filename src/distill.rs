@@ -204,6 +204,7 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         bar
     });
     let start = Instant::now();
+    let first_step = state.step;
     let mut state = state;
     while state.step < config.steps {
         let until = match &args.save_state {
@@ -251,11 +252,12 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         threads: rayon::current_num_threads(),
     };
     say(format!(
-        "wrote {} ({} steps this run, {:.1} s, {:.2} s per step)",
+        "wrote {} ({} steps this run, {:.1} s, {:.2} s per step; {} steps in all)",
         args.output.display(),
-        state.curve.len(),
+        state.step - first_step,
         seconds,
-        report.curve.iter().map(|s| s.seconds).sum::<f64>() / report.curve.len().max(1) as f64
+        seconds / (state.step - first_step).max(1) as f64,
+        state.step
     ));
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report.to_json(&models)).expect("JSON");
