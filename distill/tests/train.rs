@@ -192,7 +192,7 @@ fn top_k_one_samples_the_greedy_continuation() {
             comet_distill::train::sample(
                 &models,
                 &teacher,
-                &[prompt.clone()],
+                std::slice::from_ref(&prompt),
                 10,
                 3.0,
                 0,
