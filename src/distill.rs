@@ -40,6 +40,13 @@ pub struct DistillArgs {
     /// Temperature of the teacher's sampling.
     #[arg(long, value_name = "T", default_value_t = 1.0)]
     pub temperature: f64,
+    /// Sample only among the teacher's K most likely next tokens (0: all).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub top_k: usize,
+    /// Temperature τ of the distillation loss, τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ))
+    /// (1: the plain KL).
+    #[arg(long, value_name = "TAU", default_value_t = 1.0)]
+    pub kd_temperature: f64,
     /// A text file of prompts, one per line, that the sampled sequences continue (default:
     /// each sequence starts from one random token).
     #[arg(long, value_name = "FILE")]
@@ -119,6 +126,8 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         lr: args.lr,
         seed: args.seed,
         temperature: args.temperature,
+        top_k: args.top_k,
+        kd_temperature: args.kd_temperature,
         hidden_loss: args.hidden_loss,
         prompts,
         clip: args.clip,
@@ -195,6 +204,7 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         bar
     });
     let start = Instant::now();
+    let first_step = state.step;
     let mut state = state;
     while state.step < config.steps {
         let until = match &args.save_state {
@@ -242,11 +252,12 @@ fn run_inner(args: &DistillArgs) -> Result<(), DistillError> {
         threads: rayon::current_num_threads(),
     };
     say(format!(
-        "wrote {} ({} steps this run, {:.1} s, {:.2} s per step)",
+        "wrote {} ({} steps this run, {:.1} s, {:.2} s per step; {} steps in all)",
         args.output.display(),
-        state.curve.len(),
+        state.step - first_step,
         seconds,
-        report.curve.iter().map(|s| s.seconds).sum::<f64>() / report.curve.len().max(1) as f64
+        seconds / (state.step - first_step).max(1) as f64,
+        state.step
     ));
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report.to_json(&models)).expect("JSON");

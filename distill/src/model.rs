@@ -29,6 +29,12 @@ pub struct Models {
     /// Residual-stream nodes present in both programs with the same op and shape: the
     /// hidden states of the hidden-state loss.
     pub hidden: Vec<NodeId>,
+    /// The teacher with every `transpose` of a weight read from a transposed copy of it
+    /// instead (the tied LM head's `transpose(E)`): sampling calls the teacher once per
+    /// token, and transposing the embedding at each call took a sixth of a training step.
+    pub sampler: Program,
+    /// The sampler's extra weights: (name, transposed weight's name).
+    pub transposed: Vec<(String, String)>,
 }
 
 impl Models {
@@ -100,7 +106,10 @@ impl Models {
             }
         };
         let hidden = residual_nodes(&teacher, &student, env);
+        let (sampler, transposed) = pre_transposed(&teacher);
         Ok(Models {
+            sampler,
+            transposed,
             input: input.clone(),
             output: output.clone(),
             vocab,
@@ -122,6 +131,29 @@ impl Models {
                 message: e.to_string(),
             }
         })
+    }
+
+    /// The teacher's weights with the transposed copies [`Models::sampler`] reads.
+    pub fn sampling_weights(&self, teacher: &Weights) -> Weights {
+        let mut w = teacher.clone();
+        for (name, of) in &self.transposed {
+            if let Some(x) = teacher.get(of) {
+                let mut t = x.view();
+                let r = t.ndim();
+                t.swap_axes(r - 2, r - 1);
+                w.insert(name.clone(), t.as_standard_layout().into_owned());
+            }
+        }
+        w
+    }
+
+    /// The sampler if `weights` hold its transposed copies, else the teacher.
+    pub fn sampler_for(&self, weights: &Weights) -> &Program {
+        if self.transposed.iter().all(|(n, _)| weights.contains_key(n)) {
+            &self.sampler
+        } else {
+            &self.teacher
+        }
     }
 
     /// The token input holding `ids`.
@@ -162,6 +194,45 @@ impl Models {
             .find(|id| matches!(&program.graph.node(*id).op, Op::Output { name, .. } if *name == self.output))
             .expect("checked in Models::new")
     }
+}
+
+/// `program` with each `transpose` of a weight turned into a weight of its own, named
+/// `<weight>.T` (made unique), and the list of (new name, transposed weight).
+fn pre_transposed(program: &Program) -> (Program, Vec<(String, String)>) {
+    let mut p = program.clone();
+    let taken: std::collections::HashSet<String> = p
+        .graph
+        .ids()
+        .filter_map(|id| match &p.graph.node(id).op {
+            Op::Weight { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut made = Vec::new();
+    let mut ids: Vec<NodeId> = p.graph.ids().collect();
+    ids.sort();
+    for id in ids {
+        if p.graph.node(id).op != Op::Transpose {
+            continue;
+        }
+        let [x] = p.graph.operands(id)[..] else {
+            continue;
+        };
+        let Op::Weight { name } = &p.graph.node(x).op else {
+            continue;
+        };
+        if p.graph.node(x).ty.shape.len() != 2 {
+            continue;
+        }
+        let mut new = format!("{name}.T");
+        while taken.contains(&new) || made.iter().any(|(n, _): &(String, String)| *n == new) {
+            new.push('_');
+        }
+        made.push((new.clone(), name.clone()));
+        p.graph.set_operands(id, &[]);
+        p.graph.node_mut(id).op = Op::Weight { name: new };
+    }
+    (p, made)
 }
 
 /// The residual stream: `add` nodes of the model's own code (no composite's origin) shaped

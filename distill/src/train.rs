@@ -37,6 +37,11 @@ pub struct Config {
     pub seed: u64,
     /// Temperature of the teacher's sampling.
     pub temperature: f64,
+    /// Sample only among the teacher's `top_k` most likely tokens (0: all of them).
+    pub top_k: usize,
+    /// Temperature τ of the distillation loss: τ² · KL(softmax(t/τ) ‖ softmax(s/τ)) (1: the
+    /// plain KL of the next-token distributions).
+    pub kd_temperature: f64,
     /// Weight of the hidden-state MSE (0: logits only).
     pub hidden_loss: f64,
     /// Prompts (token ids) the sampled sequences continue; empty: a random first token.
@@ -66,6 +71,9 @@ impl Config {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return bad("--temperature must be a positive number");
         }
+        if !(self.kd_temperature.is_finite() && self.kd_temperature > 0.0) {
+            return bad("--kd-temperature must be a positive number");
+        }
         if !(self.clip.is_finite() && self.clip >= 0.0) {
             return bad("--clip must be a non-negative number");
         }
@@ -94,6 +102,8 @@ impl Config {
             "lr": self.lr,
             "seed": self.seed,
             "temperature": self.temperature,
+            "top_k": self.top_k,
+            "kd_temperature": self.kd_temperature,
             "hidden_loss": self.hidden_loss,
             "prompts": self.prompts.len(),
             "clip": self.clip,
@@ -106,9 +116,10 @@ impl Config {
 pub struct StepLog {
     /// The step (1-based: steps done after it).
     pub step: u64,
-    /// The mean loss of the batch (KL + weighted hidden MSE), before the update.
+    /// The mean loss of the batch (τ²·KL at the loss's temperature τ + weighted hidden
+    /// MSE), before the update.
     pub loss: f64,
-    /// Its KL part (nats per position).
+    /// KL(teacher ‖ student) at temperature 1 (nats per position), whatever τ.
     pub kl: f64,
     /// Its hidden-state MSE (unweighted).
     pub hidden: f64,
@@ -236,15 +247,22 @@ fn argmax(xs: &[f64]) -> u64 {
 }
 
 /// Samples `len` tokens from the teacher: the prompt (a random one of `prompts`, cut to
-/// `len − 1`, or one random token), continued at temperature `t` through the KV cache.
+/// `len − 1`, or one random token), continued at temperature `t` through the KV cache,
+/// among the `top_k` most likely tokens (0: all).
+///
+/// `weights` are the teacher's; when they hold the transposed copies of
+/// [`Models::sampling_weights`], the sampler program reads them instead of transposing a
+/// weight at every call.
 pub fn sample(
     models: &Models,
     weights: &Weights,
     prompts: &[Vec<u64>],
     len: usize,
     t: f64,
+    top_k: usize,
     rng: &mut ChaCha12Rng,
 ) -> Result<Vec<u64>, DistillError> {
+    let program = models.sampler_for(weights);
     let mut ids: Vec<u64> = match prompts.len() {
         0 => vec![rng.random_range(0..models.vocab as u64)],
         n => {
@@ -257,12 +275,22 @@ pub fn sample(
     while ids.len() < len {
         let past = (ids.len() - fed.len()) as u64;
         let logits = models
-            .logits(&models.teacher, weights, &fed, past, &mut cache)
+            .logits(program, weights, &fed, past, &mut cache)
             .map_err(|message| DistillError::Eval {
                 which: "teacher",
                 message,
             })?;
-        let p = softmax(&row(&logits, fed.len() - 1), t);
+        let mut p = softmax(&row(&logits, fed.len() - 1), t);
+        if top_k > 0 && top_k < p.len() {
+            let mut sorted = p.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let cut = sorted[top_k - 1];
+            // Ties at the cut stay in: the kept set does not depend on the order of equal
+            // probabilities.
+            p.iter_mut().filter(|v| **v < cut).for_each(|v| *v = 0.0);
+            let z: f64 = p.iter().sum();
+            p.iter_mut().for_each(|v| *v /= z);
+        }
         let u: f64 = rng.random();
         let mut acc = 0.0;
         let mut next = (p.len() - 1) as u64;
@@ -282,6 +310,7 @@ pub fn sample(
 /// The loss of one sequence and its gradients by weight name.
 struct SeqLoss {
     kl: f64,
+    kd: f64,
     hidden: f64,
     grads: HashMap<String, ArrayD<f64>>,
 }
@@ -301,6 +330,7 @@ fn sequence_loss(
     student: &Weights,
     ids: &[u64],
     hidden_loss: f64,
+    tau: f64,
 ) -> Result<SeqLoss, DistillError> {
     let env = DimEnv {
         seq: ids.len() as u64,
@@ -344,19 +374,33 @@ fn sequence_loss(
     );
     let n = ids.len();
     let mut g = ArrayD::zeros(s_logits.raw_dim());
-    let mut kl = 0.0;
+    let (mut kl, mut kd) = (0.0, 0.0);
     for i in 0..n {
-        let p = softmax(&row(t_logits, i), 1.0);
-        let log_q = log_softmax(&row(s_logits, i));
-        let mut gi = g.index_axis_mut(Axis(0), i);
+        let (tr, sr) = (row(t_logits, i), row(s_logits, i));
+        let p = softmax(&tr, 1.0);
+        let log_q = log_softmax(&sr);
         for v in 0..p.len() {
             if p[v] > 0.0 {
                 kl += p[v] * (p[v].ln() - log_q[v]);
             }
-            gi[v] = (log_q[v].exp() - p[v]) / n as f64;
+        }
+        // τ² · KL(p_τ ‖ q_τ); its gradient in the student's logits is τ · (q_τ − p_τ).
+        let scaled = |r: &[f64]| r.iter().map(|v| v / tau).collect::<Vec<f64>>();
+        let (p_t, log_q_t) = if tau == 1.0 {
+            (p, log_q)
+        } else {
+            (softmax(&tr, tau), log_softmax(&scaled(&sr)))
+        };
+        let mut gi = g.index_axis_mut(Axis(0), i);
+        for v in 0..p_t.len() {
+            if p_t[v] > 0.0 {
+                kd += tau * tau * p_t[v] * (p_t[v].ln() - log_q_t[v]);
+            }
+            gi[v] = tau * (log_q_t[v].exp() - p_t[v]) / n as f64;
         }
     }
     kl /= n as f64;
+    kd /= n as f64;
     let mut seeds: Vec<(NodeId, ArrayD<f64>)> = vec![(models.output_node(&models.student), g)];
     let mut mse = 0.0;
     if hidden {
@@ -372,6 +416,7 @@ fn sequence_loss(
     let grads = grad::backward(&models.student, env, &s_eval.values, seeds)?;
     Ok(SeqLoss {
         kl,
+        kd,
         hidden: mse,
         grads,
     })
@@ -411,6 +456,7 @@ pub fn distill_until(
     config.check()?;
     let mut names: Vec<String> = state.params.keys().cloned().collect();
     names.sort();
+    let sampling = models.sampling_weights(teacher);
     while state.step < until.min(config.steps) {
         let start = Instant::now();
         let step = state.step;
@@ -421,21 +467,31 @@ pub fn distill_until(
                 let mut rng = ChaCha12Rng::seed_from_u64(mix(config.seed, TRAIN, step, b as u64));
                 let ids = sample(
                     models,
-                    teacher,
+                    &sampling,
                     &config.prompts,
                     config.seq,
                     config.temperature,
+                    config.top_k,
                     &mut rng,
                 )?;
-                sequence_loss(models, teacher, params, &ids, config.hidden_loss)
+                sequence_loss(
+                    models,
+                    teacher,
+                    params,
+                    &ids,
+                    config.hidden_loss,
+                    config.kd_temperature,
+                )
             })
             .collect();
         let mut kl = 0.0;
+        let mut kd = 0.0;
         let mut hidden = 0.0;
         let mut total: HashMap<String, ArrayD<f64>> = HashMap::new();
         for r in losses {
             let l = r?;
             kl += l.kl;
+            kd += l.kd;
             hidden += l.hidden;
             for (name, g) in l.grads {
                 match total.get_mut(&name) {
@@ -447,8 +503,8 @@ pub fn distill_until(
             }
         }
         let batch = config.batch as f64;
-        let (kl, hidden) = (kl / batch, hidden / batch);
-        let loss = kl + config.hidden_loss * hidden;
+        let (kl, kd, hidden) = (kl / batch, kd / batch, hidden / batch);
+        let loss = kd + config.hidden_loss * hidden;
         if !loss.is_finite() {
             return Err(DistillError::Diverged {
                 step: step + 1,
@@ -519,11 +575,12 @@ pub fn evaluate(
     len: usize,
     greedy: usize,
 ) -> Result<Metrics, DistillError> {
+    let sampling = models.sampling_weights(teacher);
     let runs: Vec<Result<HeldOut, DistillError>> = (0..sequences)
         .into_par_iter()
         .map(|k| {
             let mut rng = ChaCha12Rng::seed_from_u64(mix(seed, HELD_OUT, k as u64, 0));
-            let ids = sample(models, teacher, &[], len, 1.0, &mut rng)?;
+            let ids = sample(models, &sampling, &[], len, 1.0, 0, &mut rng)?;
             let err = |which| move |message| DistillError::Eval { which, message };
             let tl = models
                 .logits(&models.teacher, teacher, &ids, 0, &mut plain::Cache::new())
@@ -653,11 +710,20 @@ pub fn calibrate(
     if norms.is_empty() {
         return Ok((out, Vec::new()));
     }
+    let sampling = models.sampling_weights(teacher);
     let sums: Vec<Result<Vec<(f64, usize)>, DistillError>> = (0..sequences)
         .into_par_iter()
         .map(|k| {
             let mut rng = ChaCha12Rng::seed_from_u64(mix(config.seed, CALIBRATION, k as u64, 0));
-            let ids = sample(models, teacher, &config.prompts, config.seq, 1.0, &mut rng)?;
+            let ids = sample(
+                models,
+                &sampling,
+                &config.prompts,
+                config.seq,
+                1.0,
+                0,
+                &mut rng,
+            )?;
             let env = DimEnv {
                 seq: ids.len() as u64,
                 past: 0,
@@ -705,4 +771,106 @@ pub fn calibrate(
         }
     }
     Ok((out, factors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    const MODEL: &str = r#"
+model tiny {
+  format ring = 64, frac = 16;
+  dim vocab = 12, d = 8, ff = 8, n_layers = 1;
+  dim heads = 2, kv_heads = 1, hd = d / heads;
+  dim seq, past;
+  input tokens: token[seq] from client;
+  weight E: [vocab, d] = "E";
+  weight norm_f: [d] = "norm_f.gamma";
+  block decoder[i](x) {
+    weight g1: [d] = "b.{i}.g1";
+    weight wq: [d, heads * hd] = "b.{i}.wq";
+    weight wk: [d, kv_heads * hd] = "b.{i}.wk";
+    weight wv: [d, kv_heads * hd] = "b.{i}.wv";
+    weight wo: [heads * hd, d] = "b.{i}.wo";
+    weight g2: [d] = "b.{i}.g2";
+    weight w1: [d, ff] = "b.{i}.w1";
+    weight w3: [d, ff] = "b.{i}.w3";
+    weight w2: [ff, d] = "b.{i}.w2";
+    let h = rms_norm(x, g1, eps = 1e-6);
+    let a = attention(h, wq, wk, wv, wo, heads = heads, kv_heads = kv_heads,
+                      rope = adjacent, rope_base = 10000, causal = true, cache = true);
+    let x1 = x + a;
+    let h2 = rms_norm(x1, g2, eps = 1e-6);
+    return x1 + matmul(silu(matmul(h2, w1)) * matmul(h2, w3), w2);
+  }
+  let h = repeat decoder[0..n_layers](embed(tokens, E));
+  let logits = matmul(rms_norm(h, norm_f, eps = 1e-6), transpose(E));
+  output logits to client;
+}
+"#;
+
+    fn weights(models: &Models, seed: u64) -> Weights {
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+        models
+            .teacher
+            .info
+            .weights
+            .iter()
+            .map(|w| {
+                let shape: Vec<usize> = w.shape.iter().map(|d| *d as usize).collect();
+                let gain = shape.len() == 1;
+                let v = ArrayD::from_shape_fn(IxDyn(&shape), |_| match gain {
+                    true => 1.0 + rng.random_range(-0.2..0.2),
+                    false => rng.random_range(-0.8..0.8),
+                });
+                (w.name.clone(), v)
+            })
+            .collect()
+    }
+
+    /// The gradient of τ²·KL at τ = 2.5 (and at τ = 1) against central differences of the
+    /// loss itself, on every entry of two weights.
+    #[test]
+    fn the_loss_temperature_gradient_matches_finite_differences() {
+        let models = Models::new(MODEL, "tiny.model", "mpcformer".parse().unwrap()).unwrap();
+        let teacher = weights(&models, 1);
+        let student = weights(&models, 2);
+        let ids = [3u64, 7, 1, 11, 0, 5];
+        for tau in [1.0, 2.5] {
+            let l = sequence_loss(&models, &teacher, &student, &ids, 0.0, tau).unwrap();
+            assert!(l.kd > 0.0 && l.kl > 0.0);
+            if tau != 1.0 {
+                assert!((l.kd - l.kl).abs() > 1e-6);
+            }
+            for name in ["w1", "norm_f"] {
+                let name = models
+                    .teacher
+                    .info
+                    .weights
+                    .iter()
+                    .find(|w| w.name.ends_with(name))
+                    .map(|w| w.name.clone())
+                    .unwrap();
+                let g = &l.grads[&name];
+                for i in 0..g.len() {
+                    let h = 1e-5;
+                    let at = |d: f64| {
+                        let mut w = student.clone();
+                        let x = w.get_mut(&name).unwrap();
+                        x.as_slice_mut().unwrap()[i] += d;
+                        sequence_loss(&models, &teacher, &w, &ids, 0.0, tau)
+                            .unwrap()
+                            .kd
+                    };
+                    let fd = (at(h) - at(-h)) / (2.0 * h);
+                    let an = g.as_slice().unwrap()[i];
+                    assert!(
+                        (fd - an).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "τ {tau} {name}[{i}]: analytic {an}, finite differences {fd}"
+                    );
+                }
+            }
+        }
+    }
 }

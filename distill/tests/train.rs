@@ -98,6 +98,8 @@ fn config(steps: u64) -> Config {
         lr: 1e-2,
         seed: 3,
         temperature: 1.0,
+        top_k: 0,
+        kd_temperature: 1.0,
         hidden_loss: 0.0,
         prompts: Vec::new(),
         clip: 0.0,
@@ -143,6 +145,81 @@ fn the_hidden_state_loss_is_measured_and_falls() {
     assert!(state.curve[19].hidden < state.curve[0].hidden);
     let total = state.curve[0].kl + 0.5 * state.curve[0].hidden;
     assert!((state.curve[0].loss - total).abs() < 1e-12);
+}
+
+#[test]
+fn the_sampler_reads_pre_transposed_weights_and_samples_as_the_teacher() {
+    let (models, teacher, _, _dir) = setup("pcf");
+    // the tied head's transpose(E) became a weight of its own
+    assert_eq!(models.transposed, [("E.T".to_string(), "E".to_string())]);
+    let sampling = models.sampling_weights(&teacher);
+    assert_eq!(sampling["E.T"], teacher["E"].t());
+    assert!(std::ptr::eq(models.sampler_for(&sampling), &models.sampler));
+    assert!(std::ptr::eq(models.sampler_for(&teacher), &models.teacher));
+    for seed in 0..4 {
+        let draw = |w: &comet_distill::Weights| {
+            let mut rng = ChaCha12Rng::seed_from_u64(seed);
+            comet_distill::train::sample(&models, w, &[], 12, 1.0, 0, &mut rng).unwrap()
+        };
+        assert_eq!(draw(&sampling), draw(&teacher), "seed {seed}");
+    }
+}
+
+#[test]
+fn top_k_one_samples_the_greedy_continuation() {
+    let (models, teacher, _, _dir) = setup("pcf");
+    let prompt = vec![5u64, 17, 2];
+    let greedy =
+        comet_distill::train::generate(&models, &models.teacher, &teacher, &prompt, 7).unwrap();
+    let mut distinct = std::collections::HashSet::new();
+    for seed in 0..6 {
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+        let ids = comet_distill::train::sample(
+            &models,
+            &teacher,
+            std::slice::from_ref(&prompt),
+            10,
+            3.0,
+            1,
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(ids[..3], prompt[..]);
+        assert_eq!(ids[3..], greedy[..], "seed {seed}");
+        // without the cut, a hot temperature leaves the greedy path
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+        distinct.insert(
+            comet_distill::train::sample(
+                &models,
+                &teacher,
+                std::slice::from_ref(&prompt),
+                10,
+                3.0,
+                0,
+                &mut rng,
+            )
+            .unwrap(),
+        );
+    }
+    assert!(distinct.len() > 1);
+}
+
+#[test]
+fn a_loss_temperature_trains_and_logs_the_plain_kl() {
+    let (models, teacher, _, _dir) = setup("pcf");
+    let c = Config {
+        kd_temperature: 2.0,
+        ..config(20)
+    };
+    let state = run(&models, &teacher, &c, State::new(&teacher));
+    let first = &state.curve[0];
+    // the logged KL is at temperature 1, the loss is τ²·KL at τ = 2: they differ
+    assert!((first.loss - first.kl).abs() > 1e-6, "{first:?}");
+    let mean = |s: &[StepLog]| s.iter().map(|l| l.kl).sum::<f64>() / s.len() as f64;
+    assert!(mean(&state.curve[15..]) < 0.5 * mean(&state.curve[..5]));
+    // τ = 1 logs the loss as its KL
+    let plain = run(&models, &teacher, &config(1), State::new(&teacher));
+    assert!((plain.curve[0].loss - plain.curve[0].kl).abs() < 1e-12);
 }
 
 #[test]
@@ -283,6 +360,13 @@ fn bad_inputs_are_clear_errors() {
                 ..config(1)
             },
             "--temperature",
+        ),
+        (
+            Config {
+                kd_temperature: f64::NAN,
+                ..config(1)
+            },
+            "--kd-temperature",
         ),
     ] {
         let e = distill(&models, &teacher, &c, State::new(&teacher), &mut |_| {}).unwrap_err();

@@ -36,10 +36,31 @@ fn matmul_shared_right(a: &ArrayViewD<f64>, b: &ArrayViewD<f64>) -> ArrayD<f64> 
         .into_dimensionality()
         .expect("rank 2");
     let b2: ArrayView2<f64> = b.view().into_dimensionality().expect("rank checked");
-    let c = a2.dot(&b2);
+    let c = if rows <= FEW_ROWS {
+        few_rows(&a2, &b2)
+    } else {
+        a2.dot(&b2)
+    };
     let mut shape = lead.to_vec();
     shape.push(n);
     reshape_to(&c.into_dyn().view(), &shape)
+}
+
+/// Left operands with at most this many rows (a decode step's one token) skip the blocked
+/// GEMM: it packs the whole right operand and pads the rows to its kernel's height, which
+/// made one-token products several times slower than the arithmetic they do.
+const FEW_ROWS: usize = 4;
+
+/// `a · b` as a sum of `b`'s rows scaled by `a`'s entries (one pass over `b` per row of
+/// `a`, contiguous when `b` is in standard layout).
+fn few_rows(a: &Array2<f64>, b: &ArrayView2<f64>) -> Array2<f64> {
+    let mut c = Array2::<f64>::zeros((a.nrows(), b.ncols()));
+    for (ar, mut cr) in a.rows().into_iter().zip(c.rows_mut()) {
+        for (&x, br) in ar.iter().zip(b.rows()) {
+            cr.scaled_add(x, &br);
+        }
+    }
+    c
 }
 
 /// `[b.., m, k] · [b.., k, n]`: one GEMM per batch entry.

@@ -76,6 +76,22 @@ fn matmul_2d_broadcast_and_batched() {
 }
 
 #[test]
+fn matmul_few_rows_path_agrees_with_gemm_path() {
+    // 1 to 4 rows take the row-scaling path, 5 and more the blocked GEMM; both against
+    // the naive product, with a right operand in standard and in transposed layout.
+    let b = ramp(&[7, 9]);
+    let bt = ramp(&[9, 7]).reversed_axes();
+    for rows in [1, 2, 4, 5, 8] {
+        let a = ramp(&[rows, 7]);
+        for b in [&b, &bt] {
+            let c = run1(Op::MatMul, &[&a, b]);
+            assert_eq!(c.shape(), &[rows, 9]);
+            close(&c, &naive_matmul(&a, b), 1e-12);
+        }
+    }
+}
+
+#[test]
 fn matmul_rejects_bad_shapes() {
     let env = DimEnv { seq: 1, past: 0 };
     let err = run(Op::MatMul, &[&ramp(&[3, 4]), &ramp(&[5, 2])], env).unwrap_err();
