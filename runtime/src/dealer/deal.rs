@@ -331,9 +331,7 @@ impl Deal for SessionDealer {
         bits: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
         trunc_stochastic::check_bits(bits)?;
-        let m = self.dealer.stochastic_trunc(n, bits);
-        self.record_body(&m, trunc_stochastic::body);
-        Ok(both(m))
+        Ok(self.batched(|d, keep, sink| trunc_stochastic::deal_batches(d, n, bits, keep, sink)))
     }
 
     fn bit_triples(

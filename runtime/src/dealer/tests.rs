@@ -216,7 +216,9 @@ mod files {
         }
         let b = d.block_matmul(w, 2, 2).unwrap();
         out.push(b.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
-        for (n, bits) in [(5, 16), (2, 62)] {
+        // the last one spans two batches of the streaming dealer
+        let two_batches = crate::protocols::trunc_stochastic::BATCH + 3;
+        for (n, bits) in [(5, 16), (2, 62), (two_batches, 12)] {
             let t = d.stochastic_trunc(n, bits).unwrap();
             out.push(t.map(|m| m.map(|m| m.words())));
         }

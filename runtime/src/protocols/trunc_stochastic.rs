@@ -45,7 +45,9 @@ use std::fmt;
 
 use rand_chacha::ChaCha12Rng;
 
-use super::material::{DealerStreams, MaterialError, PartyStreams, draw, draw_product, words};
+use rand::Rng;
+
+use super::material::{DealerStreams, MaterialError, PartyStreams, batch_sizes, words};
 use super::{MessageError, PartyId, Share, check_party, pack, ring_ops, unpack};
 
 /// The offset that makes the input non-negative: 2^62.
@@ -53,6 +55,10 @@ pub const OFFSET: u64 = 1 << 62;
 
 /// Dealer bytes per element (party 1's shares of `r_h` and `msb(r)`).
 pub const ELEMENT_BYTES: u64 = 16;
+
+/// Elements dealt at a time (6 MiB of both parties' material): a streaming dealer holds
+/// one batch whatever the node's size (a GPT-2 head's logits are 6.4 M elements).
+pub const BATCH: usize = 1 << 16;
 
 /// Fails unless `bits` is a shift the gate takes (1..=62).
 ///
@@ -135,24 +141,30 @@ impl StochasticTruncMaterial {
     }
 }
 
-/// Party `party`'s draws for `n` elements from its stream: `r_p`, then (party 0) `h_0`
-/// and `m_0`; party 1's `h`, `m` are filled in from the dealer's correction.
+/// Party `party`'s draws for `n` elements from its stream, element by element (so that
+/// any split into batches draws the same): `r_p`, then (party 0) `h_0` and `m_0`; party
+/// 1's `h`, `m` are filled in from the dealer's correction.
 fn draw_shares(
     rng: &mut ChaCha12Rng,
     party: PartyId,
     n: usize,
     bits: u32,
 ) -> StochasticTruncMaterial {
-    let r = draw(rng, n, u64::MAX);
-    let h = draw_product(party, rng, n, u64::MAX);
-    let m = draw_product(party, rng, n, u64::MAX);
-    StochasticTruncMaterial {
+    let mut m = StochasticTruncMaterial {
         party,
         bits,
-        r,
-        h,
-        m,
+        r: Vec::with_capacity(n),
+        h: vec![0; n],
+        m: vec![0; n],
+    };
+    for i in 0..n {
+        m.r.push(rng.next_u64());
+        if party == 0 {
+            m.h[i] = rng.next_u64();
+            m.m[i] = rng.next_u64();
+        }
     }
+    m
 }
 
 /// Deals the material of `n` truncations by `bits`; counts party 1's 16 bytes per element.
@@ -160,15 +172,45 @@ fn draw_shares(
 /// # Panics
 /// If `bits` is not in 1..=62 ([`check_bits`]).
 pub fn deal(d: &mut dyn DealerStreams, n: usize, bits: u32) -> [StochasticTruncMaterial; 2] {
+    deal_batches(d, n, bits, true, None).expect("kept")
+}
+
+/// [`deal`], batch by batch ([`BATCH`] elements), handing each batch's body bytes to
+/// `sink`, if any, as soon as it is drawn, and keeping the material only when `keep`
+/// (else `None`).
+///
+/// # Panics
+/// As [`deal`].
+pub fn deal_batches(
+    d: &mut dyn DealerStreams,
+    n: usize,
+    bits: u32,
+    keep: bool,
+    mut sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
+) -> Option<[StochasticTruncMaterial; 2]> {
     check_bits(bits).expect("the caller checks the shift");
-    let [m0, mut m1] = [0, 1].map(|p| draw_shares(d.stream(p), p, n, bits));
-    for i in 0..n {
-        let r = m0.r[i].wrapping_add(m1.r[i]);
-        m1.h[i] = (r >> bits).wrapping_sub(m0.h[i]);
-        m1.m[i] = (r >> 63).wrapping_sub(m0.m[i]);
+    let mut kept = keep.then(|| [0, 1].map(|p| draw_shares(d.stream(p), p, 0, bits)));
+    for len in batch_sizes(n, BATCH) {
+        let [m0, mut m1] = [0, 1].map(|p| draw_shares(d.stream(p), p, len, bits));
+        for i in 0..len {
+            let r = m0.r[i].wrapping_add(m1.r[i]);
+            m1.h[i] = (r >> bits).wrapping_sub(m0.h[i]);
+            m1.m[i] = (r >> 63).wrapping_sub(m0.m[i]);
+        }
+        d.count_offline(ELEMENT_BYTES * len as u64);
+        let batch = [m0, m1];
+        if let Some(sink) = sink.as_mut() {
+            sink(body(&batch));
+        }
+        if let Some(k) = kept.as_mut() {
+            for (k, b) in k.iter_mut().zip(batch) {
+                k.r.extend(b.r);
+                k.h.extend(b.h);
+                k.m.extend(b.m);
+            }
+        }
     }
-    d.count_offline(ELEMENT_BYTES * n as u64);
-    [m0, m1]
+    kept
 }
 
 /// What a party's material body carries: party 1's shares of `r_h` and `msb(r)`,
