@@ -36,11 +36,11 @@
 //! derived from a head predictor file (`comet calibrate --heads --out FILE`).
 
 use super::builder::Builder;
+use super::sparsify::declare_weight;
 use comet_ir::heads::{Attention, find_attentions};
 use comet_ir::sparse::head_predictor_weights;
 use comet_ir::{
-    Dim, Domain, Elem, HeadSparsity, NodeId, Op, Party, Program, Scope, SparseAttentionInfo,
-    SparseFfnInfo, SparsityOptions, ValueType, WeightInfo,
+    HeadSparsity, NodeId, Op, Program, Scope, SparseAttentionInfo, SparseFfnInfo, SparsityOptions,
 };
 
 /// Why the pass cannot make the program head-sparse.
@@ -209,30 +209,6 @@ fn predictor(p: &mut Program, a: &Attention, k: usize, unit: u32, scope: &Scope)
     let s = b.add(s, c);
     let bits = b.emit(Op::Drelu, &[s]);
     b.emit(Op::Open, &[bits])
-}
-
-/// Adds a server weight `name` of `shape` to the declarations and the graph.
-fn declare_weight(p: &mut Program, name: &str, shape: Vec<u64>, scope: &Scope) -> NodeId {
-    p.info.weights.push(WeightInfo {
-        name: name.into(),
-        tensor: name.into(),
-        shape: shape.clone(),
-        transposed: false,
-        party: Party::Server,
-    });
-    let ty = ValueType::new(
-        Elem::Fixed {
-            scale: p.info.format.frac,
-        },
-        shape.iter().map(|&n| Dim::constant(n as i64)).collect(),
-        Domain::Private(Party::Server),
-    );
-    let scope = Scope {
-        origin: "predictor".into(),
-        ..scope.clone()
-    };
-    p.graph
-        .add(Op::Weight { name: name.into() }, &[], ty, scope)
 }
 
 /// Default target group recall of `--sparsity heads`.

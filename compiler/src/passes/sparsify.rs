@@ -163,8 +163,14 @@ fn predictor(p: &mut Program, f: &Ffn, k: u32, blocks: u64, scope: &Scope) -> No
     b.emit(Op::Open, &[bits])
 }
 
-/// Adds a server weight `name` of `shape` to the declarations and the graph.
-fn declare_weight(p: &mut Program, name: &str, shape: Vec<u64>, scope: &Scope) -> NodeId {
+/// Adds a server weight `name` of `shape` to the declarations and the graph (a
+/// predictor's; also the head predictor's, `head_sparsify`).
+pub(crate) fn declare_weight(
+    p: &mut Program,
+    name: &str,
+    shape: Vec<u64>,
+    scope: &Scope,
+) -> NodeId {
     p.info.weights.push(WeightInfo {
         name: name.into(),
         tensor: name.into(),
