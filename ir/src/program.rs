@@ -156,6 +156,9 @@ pub struct SparsityOptions {
     pub density: Vec<f64>,
     /// Per sparse FFN: its layer, `ff`, and the number of blocks.
     pub ffns: Vec<SparseFfnInfo>,
+    /// What the predictors read (`ffn` when absent: plans written before the choice).
+    #[serde(default)]
+    pub input: crate::ffn::PredictorInput,
 }
 
 /// One sparse FFN of a plan.
