@@ -173,7 +173,16 @@ impl Rebuild<'_> {
     /// Whether `old` is a product read only by `apply_mask` nodes (a sparse FFN's up or
     /// gate projection): its truncation goes after the mask, into the masked region, so
     /// that it runs on the active blocks only.
+    ///
+    /// Only for a predictor beside attention, whose mask is ready before the product: a
+    /// predictor on the FFN's input opens its mask two rounds after the product starts,
+    /// and the truncation waiting for it would add a round.
     fn masked_product(&self, old: NodeId) -> bool {
+        let early = (self.old.options.sparsity.as_ref())
+            .is_some_and(|s| s.input == comet_ir::ffn::PredictorInput::Attention);
+        if !early {
+            return false;
+        }
         let g = &self.old.graph;
         let users = g.users(old);
         matches!(g.node(old).op, Op::MatMul)

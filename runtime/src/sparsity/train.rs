@@ -211,11 +211,11 @@ mod tests {
         assert!((fit[[3, 0]] - 0.7).abs() < 1e-5 && (fit[[3, 1]] + 0.3).abs() < 1e-5);
     }
 
-    /// A rank-deficient system is still solved thanks to the ridge; a zero ridge on it is
-    /// singular.
+    /// A rank-deficient system (features that never vary from 0) is still solved thanks
+    /// to the ridge; without the ridge it is singular.
     #[test]
-    fn the_ridge_makes_a_constant_column_solvable() {
-        let x = Array2::from_elem((10, 2), 1.0);
+    fn the_ridge_makes_a_zero_column_solvable() {
+        let x = Array2::from_elem((10, 2), 0.0);
         let t = Array2::from_elem((10, 1), 2.0);
         assert!(ridge_fit(&x, &t, 1e-3).is_some());
         assert!(ridge_fit(&x, &t, 0.0).is_none());
