@@ -134,7 +134,8 @@ fn cholesky_solve(mut a: Array2<f64>, mut b: Array2<f64>) -> Option<Array2<f64>>
         for k in 0..j {
             diag -= a[[j, k]] * a[[j, k]];
         }
-        if !(diag > 0.0) {
+        // not positive (or NaN): not positive definite
+        if diag.is_nan() || diag <= 0.0 {
             return None;
         }
         let l = diag.sqrt();
@@ -201,7 +202,7 @@ mod tests {
         });
         let w = Array2::from_shape_vec((3, 2), vec![1.0, -2.0, 0.5, 3.0, -1.5, 0.25]).unwrap();
         let c = Array1::from(vec![0.7, -0.3]);
-        let t = x.dot(&w) + &c.view().insert_axis(Axis(0));
+        let t = x.dot(&w) + c.view().insert_axis(Axis(0));
         let fit = ridge_fit(&x, &t, 1e-9).unwrap();
         for i in 0..3 {
             for j in 0..2 {
