@@ -26,11 +26,13 @@ use clap::{Args, ValueEnum};
 use comet_compiler::CompileError;
 use comet_compiler::driver::lower_only;
 use comet_ir::Program;
+use comet_ir::ffn::PredictorInput;
 use comet_runtime::sparsity::calibrate::{
     Agreement, EvalSet, MaskMode, random_sequences, sampled_sequences,
 };
 use comet_runtime::sparsity::svd::SvdOptions;
 use comet_runtime::sparsity::synthetic::{SyntheticOptions, relu_model_weights};
+use comet_runtime::sparsity::train::{TrainOptions, train};
 use comet_runtime::sparsity::{
     Activity, Calibration, LayerReport, Predictor, PredictorOptions, Score, TokenModel, Weights,
     capture, n_blocks,
@@ -75,6 +77,20 @@ pub struct CalibrateArgs {
     /// calibrated again).
     #[arg(long, value_name = "FILE")]
     pub predictor: Option<PathBuf>,
+    /// Train the predictors by ridge least squares on sampled activations instead of the
+    /// SVD (`comet_runtime::sparsity::train`); they score blocks by their sum.
+    #[arg(long, conflicts_with_all = ["predictor", "rank"])]
+    pub train: bool,
+    /// What the predictors read: `attention` (the layer input after the pre-attention
+    /// norm: 0 added rounds in two parties; needs --train) or `ffn` (the FFN's input)
+    /// [default: attention with --train, else ffn].
+    #[arg(long, value_enum, conflicts_with = "predictor")]
+    pub input: Option<InputArg>,
+    /// With --train: training sequences (of --sample-len tokens; random or model-written
+    /// like the calibration samples, seeded by --seed + 1).
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub train_samples: u64,
     /// Target block recall on the samples, in (0, 1].
     #[arg(long, value_name = "T", default_value_t = 0.95)]
     pub recall: f64,
@@ -168,6 +184,15 @@ pub enum ScoreArg {
     Sum,
 }
 
+/// `--input`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputArg {
+    /// The FFN's own input.
+    Ffn,
+    /// The layer input after the pre-attention norm.
+    Attention,
+}
+
 /// Vocabulary and position rows of synthetic models.
 const SYNTHETIC_VOCAB: u64 = 512;
 const SYNTHETIC_POSITIONS: u64 = 256;
@@ -196,7 +221,12 @@ pub fn report(args: &CalibrateArgs) -> Result<String, String> {
     let f0 = &model.ffns[0];
     let func = f0.func;
     let activity = Activity::for_activation(func, args.sparsity);
-    let mut predictor = predictor(args, &program, &model, &weights)?;
+    let (mut predictor, trained) = if args.train {
+        let (p, text) = trained(args, &model)?;
+        (p, Some(text))
+    } else {
+        (predictor(args, &program, &model, &weights)?, None)
+    };
     let _ = writeln!(
         out,
         "model `{}`: {} FFNs ({}{}, d {}, ff {}), blocks of {} ({} per FFN), rank {}, score {}",
@@ -211,6 +241,18 @@ pub fn report(args: &CalibrateArgs) -> Result<String, String> {
         predictor.rank,
         predictor.score.name(),
     );
+    let _ = writeln!(
+        out,
+        "predictor input: {}",
+        match predictor.input {
+            PredictorInput::Ffn => "the FFN's input (2 added rounds per FFN in two parties)",
+            PredictorInput::Attention =>
+                "the layer input after the pre-attention norm (beside attention: 0 added rounds)",
+        }
+    );
+    if let Some(text) = trained {
+        out.push_str(&text);
+    }
     if let Some(p) = args.synthetic {
         let _ = writeln!(
             out,
@@ -252,6 +294,16 @@ pub fn report(args: &CalibrateArgs) -> Result<String, String> {
 }
 
 fn check_args(args: &CalibrateArgs) -> Result<(), String> {
+    if args.input == Some(InputArg::Attention) && !args.train {
+        return Err(
+            "--input attention needs --train: the SVD predictor approximates x·W_act for the \
+             FFN's own input x"
+                .into(),
+        );
+    }
+    if args.train && matches!(args.score, Some(ScoreArg::Max | ScoreArg::MaxAbs)) {
+        return Err("--train fits block sums: use --score sum (or leave --score out)".into());
+    }
     if args.layers.is_some() && args.synthetic.is_none() {
         return Err("--layers applies to --synthetic models only".into());
     }
@@ -390,6 +442,37 @@ fn predictor(
         },
     };
     Predictor::from_weights(program, &model.ffns, weights, &opts).map_err(|e| e.to_string())
+}
+
+/// A predictor trained on `--train-samples` sequences (seed `--seed + 1`), and what it
+/// was trained on.
+fn trained(args: &CalibrateArgs, model: &TokenModel) -> Result<(Predictor, String), String> {
+    let input = match args.input {
+        Some(InputArg::Ffn) => PredictorInput::Ffn,
+        None | Some(InputArg::Attention) => PredictorInput::Attention,
+    };
+    let train_args = CalibrateArgs {
+        samples: args.train_samples,
+        prompts: None,
+        seed: args.seed.wrapping_add(1),
+        ..args.clone()
+    };
+    let (seqs, how) = samples(&train_args, model)?;
+    let tokens: usize = seqs.iter().map(Vec::len).sum();
+    let captured = capture(model, &seqs).map_err(|e| e.to_string())?;
+    let opts = TrainOptions {
+        block: args.block.unwrap_or(16) as usize,
+        input,
+        ..TrainOptions::default()
+    };
+    let p = train(model, &captured, &opts).map_err(|e| format!("--train: {e}"))?;
+    let text = format!(
+        "trained by ridge least squares (relative ridge {}) on {} sequences, {tokens} tokens \
+         ({how}); thresholds calibrated on the separate samples below\n",
+        opts.ridge,
+        seqs.len()
+    );
+    Ok((p, text))
 }
 
 /// The calibration sequences and how they were made.

@@ -99,9 +99,11 @@ enum Command {
         #[arg(long, value_name = "PROFILES", default_value = "lut")]
         approx: ApproxConfig,
         /// Block-sparse FFNs (pass `sparsify`; docs/sparsity.md): `off`, or `ffn` with
-        /// optional `:block=B,rank=R,recall=T,density=D` (defaults 16, 32, 0.95, and
-        /// density 1 — every block active — until `comet calibrate` gives it; one value or
-        /// one per FFN separated by `/`). The runtime then needs `--predictor FILE`.
+        /// optional `:block=B,rank=R,recall=T,density=D,input=I` (defaults 16, 32, 0.95,
+        /// density 1 — every block active — until `comet calibrate` gives it, one value or
+        /// one per FFN separated by `/`; input `ffn`, the FFN's input, or `attention`, the
+        /// layer input after the pre-attention norm, for a predictor trained by `comet
+        /// calibrate --train`: no added round). The runtime then needs `--predictor FILE`.
         /// `heads[:recall=T,density=D]` makes attention head-sparse (pass
         /// `head-sparsify`; the runtime needs `--head-predictor FILE`); `ffn…+heads…`
         /// both.

@@ -163,6 +163,61 @@ fn synthetic_opt_125m_is_about_90_percent_sparse_per_layer() {
     }
 }
 
+/// `--train`: least-squares predictors on the attention input of a synthetic OPT, with
+/// thresholds calibrated on separate samples; the file records what they read.
+#[test]
+fn synthetic_opt_trained_beside_attention_skips_blocks() {
+    let out = temp_path("trained-opt.pred");
+    let text = ok(&[
+        "calibrate",
+        "examples/opt-1.3b.model",
+        "--synthetic",
+        "opt-125m",
+        "--layers",
+        "2",
+        "--train",
+        "--train-samples",
+        "16",
+        "--samples",
+        "4",
+        "--sample-len",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(text.contains("trained by ridge least squares"), "{text}");
+    assert!(
+        text.contains("predictor input: the layer input after the pre-attention norm"),
+        "{text}"
+    );
+    assert!(text.contains("score sum"), "{text}");
+    let r = rows(&text);
+    assert_eq!(r.len(), 2, "{text}");
+    for (recall, pred, true_block, _) in r {
+        assert!(recall >= 0.95, "{text}");
+        assert!(pred > 10.0 && pred < true_block, "{text}");
+    }
+    // read back: the thresholds calibrate again, the input stays `attention`
+    let again = ok(&[
+        "calibrate",
+        "examples/opt-1.3b.model",
+        "--synthetic",
+        "opt-125m",
+        "--layers",
+        "2",
+        "--predictor",
+        out.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--sample-len",
+        "8",
+    ]);
+    assert!(
+        again.contains("predictor input: the layer input after the pre-attention norm"),
+        "{again}"
+    );
+}
+
 #[test]
 fn wrong_files_and_option_values_are_clear_errors() {
     // a file that is not a predictor
@@ -225,6 +280,35 @@ fn wrong_files_and_option_values_are_clear_errors() {
     );
     assert!(
         e.contains("block size 342 must be between 1 and the FFN width 341"),
+        "{e}"
+    );
+    // an SVD predictor reads the FFN's input; a trained one fits block sums
+    let e = fails(
+        &[
+            "calibrate",
+            MODEL,
+            "--weights",
+            WEIGHTS,
+            "--input",
+            "attention",
+        ],
+        1,
+    );
+    assert!(e.contains("--input attention needs --train"), "{e}");
+    let e = fails(
+        &[
+            "calibrate",
+            MODEL,
+            "--weights",
+            WEIGHTS,
+            "--train",
+            "--score",
+            "max",
+        ],
+        1,
+    );
+    assert!(
+        e.contains("--train fits block sums: use --score sum"),
         "{e}"
     );
     // calibration inputs of the wrong shape

@@ -656,6 +656,7 @@ fn mlp_predictor() -> Vec<u8> {
         score: Score::Sum,
         target_recall: 0.9,
         activity: Activity::Nonzero,
+        input: comet_ir::ffn::PredictorInput::Ffn,
         ffns: vec![FfnPredictor {
             p1: Array2::from_shape_fn((4, 2), |(i, j)| (i as f64 - j as f64) * 0.25),
             p2: Array2::from_shape_fn((2, 8), |(i, j)| ((i + j) % 3) as f64 * 0.5 - 0.5),
@@ -870,6 +871,7 @@ fn a_predictor_with_block_0_and_no_ffns_is_an_error() {
         score: Score::Sum,
         target_recall: 0.9,
         activity: Activity::Nonzero,
+        input: comet_ir::ffn::PredictorInput::Ffn,
         ffns: vec![],
     };
     let e = Predictor::from_bytes(&pred.to_bytes(&[]), "`crafted.pred`", "mlp", &[])

@@ -21,7 +21,17 @@ fn plan(name: &str, sparsity: &str) -> String {
 
 #[test]
 fn sparse_plan_lists_each_layers_permuted_mask() {
-    let p = plan("sparse", "ffn:block=16");
+    // the predictor on the FFN's input, and beside attention: the same masks
+    for (name, spec) in [
+        ("sparse", "ffn:block=16"),
+        ("sparse-beside", "ffn:block=16,input=attention"),
+    ] {
+        sparse_plan_lists_each_layers_permuted_mask_for(name, spec);
+    }
+}
+
+fn sparse_plan_lists_each_layers_permuted_mask_for(name: &str, spec: &str) {
+    let p = plan(name, spec);
     let out = comet(&["inspect", &p, "--leakage"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -53,6 +63,8 @@ fn sparse_plan_lists_each_layers_permuted_mask() {
     );
     assert!(text.contains("π = π1∘π0"), "{text}");
     assert!(!text.contains("nothing beyond the outputs"), "{text}");
+    assert!(text.contains("Fixed permutation:"), "{text}");
+    assert!(text.contains("frequency"), "{text}");
 }
 
 #[test]

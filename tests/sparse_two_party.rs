@@ -160,9 +160,77 @@ fn glassllm_sparse_at_full_recall_gives_the_reference_tokens() {
     assert_eq!(got, want[..6].to_vec());
 }
 
+/// A predictor trained by `comet calibrate --train` on the attention input.
+fn trained(name: &str, recall: &str, sparsity: &str) -> PathBuf {
+    let out = temp_path(name);
+    let o = comet(&[
+        "calibrate",
+        MODEL,
+        "--weights",
+        WEIGHTS,
+        "--train",
+        "--train-samples",
+        "16",
+        "--recall",
+        recall,
+        "--sparsity",
+        sparsity,
+        "--samples",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+/// The predictor beside attention (`input=attention`) adds no round: the sparse plan
+/// has at most the dense plan's rounds at every size (fewer when the truncation policy
+/// keeps a masked truncation local), where the FFN-input predictor adds 2 per FFN; the
+/// two parties compute what the fixed-point backend computes at the estimated cost, and
+/// a predictor file for the other input is refused.
+#[test]
+fn a_predictor_beside_attention_adds_no_round() {
+    let dense = compile("off");
+    let beside = compile("ffn:block=16,input=attention");
+    let after = compile("ffn:block=16");
+    for e in [env(6, 0), env(1, 6), env(32, 100)] {
+        let r = |p: &Program| total_rounds(p).eval(e);
+        assert!(
+            r(&beside) <= r(&dense),
+            "{e:?}: {} > {}",
+            r(&beside),
+            r(&dense)
+        );
+        assert!(r(&after) > r(&beside), "{e:?}");
+    }
+    let pred = trained("glass-trained.pred", "0.95", "0.9");
+    let (_, skipped) = two_party_against_fixed_point(&beside, &pred);
+    assert!(skipped > 0, "the masks skipped no block");
+    let svd = predictor("glass-svd-for-beside.pred", "0.95", "0.9");
+    let e = sparsity::plan::plan_weights(&svd, &beside)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("its predictors read the ffn input, the plan's read the attention input"),
+        "{e}"
+    );
+    let e = sparsity::plan::plan_weights(&pred, &after)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("compile with --sparsity ffn:input=attention"),
+        "{e}"
+    );
+}
+
 #[test]
 fn sparsity_options_that_do_not_fit_are_clear_errors() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--sparsity", "ffn:input=up"],
+            "input=up: expected `ffn` (the FFN's input) or `attention`",
+        ),
         (&["--sparsity", "attn"], "unknown sparsity `attn`"),
         (
             &["--sparsity", "ffn:block=0"],

@@ -133,14 +133,53 @@ fn two_processes_with_sparse_ffns() {
     );
 }
 
+/// The same over TCP with a predictor trained beside attention (`comet calibrate
+/// --train`, recall 1): each call's measurement equals its estimate, and the tokens are
+/// the reference's.
+#[test]
+fn two_processes_with_a_predictor_beside_attention() {
+    let plan = sparse_plan_with("two-process-beside.plan", "ffn:block=16,input=attention");
+    let pred = temp_path("two-process-beside.pred");
+    let out = comet(&[
+        "calibrate",
+        "examples/glassllm.model",
+        "--weights",
+        "models/glassllm-en/model.safetensors",
+        "--train",
+        "--train-samples",
+        "16",
+        "--recall",
+        "1.0",
+        "--sparsity",
+        "0.3",
+        "--samples",
+        "4",
+        "--out",
+        pred.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pred = pred.to_str().unwrap().to_string();
+    with_extra(
+        &plan,
+        "two-process-beside",
+        &["--predictor", &pred],
+        &["--accept-leakage", "sparse-masks"],
+    );
+}
+
 /// The shipped model compiled with block-sparse FFNs (blocks of 16) to `file`.
 fn sparse_plan(file: &str) -> PathBuf {
+    sparse_plan_with(file, "ffn:block=16")
+}
+
+/// The shipped model compiled with `--sparsity spec` to `file`.
+fn sparse_plan_with(file: &str, spec: &str) -> PathBuf {
     let plan = temp_path(file);
     let out = comet(&[
         "compile",
         "examples/glassllm.model",
         "--sparsity",
-        "ffn:block=16",
+        spec,
         "-o",
         plan.to_str().unwrap(),
     ]);

@@ -97,6 +97,102 @@ impl Ffn {
     }
 }
 
+/// Which value a sparse FFN's activation predictor reads (`--sparsity ffn:input=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictorInput {
+    /// The FFN's own input `x` (after the pre-FFN norm): what a weight-derived (SVD)
+    /// predictor approximates `x·W_act` for. Its comparison and the mask's opening come
+    /// after the up projection's round: 2 more rounds per FFN.
+    #[default]
+    Ffn,
+    /// The layer's input after the pre-attention norm, the value attention's own
+    /// projections read: the predictor's product, comparison and opening run beside
+    /// attention, in rounds it has anyway (0 added rounds). Needs a trained predictor
+    /// (`comet calibrate --train`): the FFN's input also depends on attention's output.
+    Attention,
+}
+
+impl PredictorInput {
+    /// `ffn` or `attention`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PredictorInput::Ffn => "ffn",
+            PredictorInput::Attention => "attention",
+        }
+    }
+
+    /// Reads [`PredictorInput::name`].
+    pub fn from_name(name: &str) -> Option<PredictorInput> {
+        match name {
+            "ffn" => Some(PredictorInput::Ffn),
+            "attention" => Some(PredictorInput::Attention),
+            _ => None,
+        }
+    }
+}
+
+/// The node FFN `f`'s predictor reads for `which`.
+///
+/// For [`PredictorInput::Attention`] the layer must be pre-norm: the FFN's input is a norm
+/// (`layer_norm` / `rms_norm`) of a residual sum `u + a`, and one term `u` (the layer's
+/// input) is also read by another norm `n` on which the other term `a` (attention's
+/// output) depends. The answer is `n`.
+///
+/// # Errors
+/// A message naming the FFN when the layer does not have that shape.
+pub fn predictor_input(
+    program: &Program,
+    f: &Ffn,
+    which: PredictorInput,
+) -> Result<NodeId, String> {
+    if which == PredictorInput::Ffn {
+        return Ok(f.input);
+    }
+    let g = &program.graph;
+    let is_norm = |id: NodeId| matches!(g.node(id).op, Op::LayerNorm { .. } | Op::RmsNorm { .. });
+    let fail = |why: &str| {
+        format!(
+            "the predictor input `attention` needs a pre-norm layer; the FFN of {} {why}",
+            f.label()
+        )
+    };
+    if !is_norm(f.input) {
+        return Err(fail("does not read a layer_norm or rms_norm"));
+    }
+    let sum = g.operands(f.input)[0];
+    if !matches!(g.node(sum).op, Op::Add) {
+        return Err(fail("normalises no residual sum (an add)"));
+    }
+    let terms = g.operands(sum);
+    for (i, &u) in terms.iter().enumerate() {
+        let other = terms[1 - i];
+        for n in g.users(u) {
+            if n != f.input && is_norm(n) && g.operands(n)[0] == u && depends_on(g, other, n) {
+                return Ok(n);
+            }
+        }
+    }
+    Err(fail(
+        "has no pre-attention norm: no term of its residual sum is normalised for the other",
+    ))
+}
+
+/// Whether `v` is `n` or computed from it.
+fn depends_on(g: &Graph, v: NodeId, n: NodeId) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![v];
+    while let Some(x) = stack.pop() {
+        if x == n {
+            return true;
+        }
+        if seen.insert(x) {
+            stack.extend(g.operands(x));
+        }
+    }
+    false
+}
+
 /// Every FFN of `program`, in the program's topological order of activations (so layer
 /// order for the example models). See the module docs for the pattern.
 pub fn find_ffns(program: &Program) -> Vec<Ffn> {

@@ -162,6 +162,9 @@ pub struct SparsityOptions {
     /// Head-sparse attentions (absent: dense attention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<HeadSparsity>,
+    /// What the predictors read (`ffn` when absent: plans written before the choice).
+    #[serde(default)]
+    pub input: crate::ffn::PredictorInput,
 }
 
 impl SparsityOptions {

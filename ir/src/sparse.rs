@@ -49,8 +49,10 @@ pub fn is_elementwise(op: &Op) -> bool {
             | Op::Square
             | Op::Drelu
             | Op::Select
+            | Op::SignSelect
             | Op::B2A
             | Op::Trunc { .. }
+            | Op::FaithfulTrunc { .. }
     )
 }
 

@@ -69,6 +69,7 @@ fn debug_never_shows_a_secret() {
         score: Score::Sum,
         target_recall: 0.9,
         activity: Activity::Nonzero,
+        input: comet_ir::ffn::PredictorInput::Ffn,
         ffns: vec![ffn],
     };
     assert_redacted("Predictor", &format!("{predictor:?}"), &[]);
@@ -80,6 +81,7 @@ fn debug_never_shows_a_secret() {
     assert_redacted("Svd", &format!("{svd:?}"), &[]);
     let captured = Captured {
         x: vec![f2()],
+        attention: vec![Some(f2())],
         hidden: vec![f2()],
     };
     assert_redacted("Captured", &format!("{captured:?}"), &[]);

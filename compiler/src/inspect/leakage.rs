@@ -625,6 +625,19 @@ pub fn render_leakage(r: &LeakageReport) -> String {
                 )
             };
             para(&mut out, "Permutations:", &text);
+            para(
+                &mut out,
+                "Fixed permutation:",
+                "the server knows the FFN weights and the predictor, so it can estimate how \
+                 often each true block is active on typical inputs; over a session, the \
+                 opened masks give each permuted block's activity frequency, and matching \
+                 the two frequency profiles narrows down the permutation, more with every \
+                 token (blocks of similar frequency stay confused). Once matched, masks \
+                 reveal which true blocks (neurons) a token activates. The plan does not \
+                 re-shuffle: one permutation serves the whole session, so a session of T \
+                 tokens gives T samples per block; re-shuffling every N tokens would bound \
+                 that to N (not implemented).",
+            );
         }
         for l in r.layers.iter().filter(|l| !l.permuted) {
             para(

@@ -32,11 +32,11 @@
 //! truncation of a real model is faithful: what local truncation saves is only safe for
 //! tiny tensors or far looser budgets.
 //!
-//! Truncations inside a sparse FFN's masked region stay local (their protocol runs on the
-//! active entries with gathered material, which the faithful gate does not implement).
+//! Truncations inside a sparse FFN's masked region are chosen like any other (their risk
+//! counted at the dense size, an upper bound); a faithful one runs on the active entries
+//! only, with its keys gathered there, like the region's other protocols.
 
 use crate::range::{RangeOptions, TruncationRisk, truncation_risks};
-use comet_ir::sparse::masked_nodes;
 use comet_ir::{DimEnv, FaithfulGate, FaithfulMode, NodeId, Op, Program, TruncationPolicy};
 use std::collections::{HashMap, HashSet};
 
@@ -77,10 +77,9 @@ pub fn run(p: &mut Program) {
 
 /// The truncations `policy` makes faithful.
 pub fn choose(p: &Program, policy: &TruncationPolicy) -> Vec<NodeId> {
-    let masked = masked_nodes(p);
     let candidates = |risks: &[(NodeId, TruncationRisk)]| -> Vec<NodeId> {
         (risks.iter())
-            .filter(|(id, t)| !t.faithful && !masked.contains_key(id))
+            .filter(|(_, t)| !t.faithful)
             .map(|(id, _)| *id)
             .collect()
     };
@@ -92,16 +91,12 @@ pub fn choose(p: &Program, policy: &TruncationPolicy) -> Vec<NodeId> {
             };
             candidates(&truncation_risks(p, DimEnv { seq: 1, past: 0 }, &opts))
         }
-        FaithfulMode::Auto => auto(p, policy, &masked),
+        FaithfulMode::Auto => auto(p, policy),
     }
 }
 
 /// `auto`: local smallest risk first within the budget.
-fn auto(
-    p: &Program,
-    policy: &TruncationPolicy,
-    masked: &HashMap<NodeId, comet_ir::sparse::Masked>,
-) -> Vec<NodeId> {
+fn auto(p: &Program, policy: &TruncationPolicy) -> Vec<NodeId> {
     let opts = RangeOptions {
         weight_bound: policy.weight_bound,
     };
@@ -123,7 +118,7 @@ fn auto(
     let mut order = Vec::new();
     for env in calls {
         for (id, t) in truncation_risks(p, env, &opts) {
-            if t.faithful || masked.contains_key(&id) {
+            if t.faithful {
                 continue;
             }
             let total = if t.bound.is_none() || void {

@@ -7,8 +7,9 @@
 //!
 //! Only with FSS comparisons (GMW plans keep their XOR-shared bits and `bit_mux`). A pair
 //! is fused when the `drelu` has no other user, its bits have the select's shape (no
-//! broadcast), and neither node lies in a sparse FFN's masked region (those run on active
-//! entries with gathered material). The row maximum's levels use the same gate inside
+//! broadcast); inside a sparse FFN's masked region the fused gate runs on the active
+//! entries with its keys gathered there, like the region's other protocols. The row
+//! maximum's levels use the same gate inside
 //! `row_max` itself. A `compare` with several thresholds (the `lut` profile's GeLU and
 //! SiLU: sign and both ends of the table from one key) is left alone: splitting the sign
 //! off it would add a key per element (about 1,868 bytes) to save 126 online bits.
@@ -24,7 +25,6 @@
 use crate::cost::CostModel;
 use crate::passes::schedule;
 use comet_ir::poly::MaxPoly;
-use comet_ir::sparse::masked_nodes;
 use comet_ir::{Comparison, NodeId, Op, Program};
 use std::collections::HashMap;
 
@@ -52,17 +52,15 @@ pub fn run(p: &mut Program) {
     if p.options.comparison != Comparison::Fss {
         return;
     }
-    let masked = masked_nodes(p);
     let ready = ready(p);
     let g = &p.graph;
     let order = g.topo_order().expect("the verifier rejected cycles");
     let pairs: Vec<(NodeId, NodeId, Vec<NodeId>)> = (order.into_iter())
-        .filter(|&s| matches!(g.node(s).op, Op::Select) && !masked.contains_key(&s))
+        .filter(|&s| matches!(g.node(s).op, Op::Select))
         .filter_map(|s| {
             let xs = g.operands(s);
             let (bit, y) = (xs[0], xs[1]);
             let fusible = matches!(g.node(bit).op, Op::Drelu)
-                && !masked.contains_key(&bit)
                 && g.users(bit) == [s]
                 && g.node(bit).ty.shape == g.node(s).ty.shape
                 && g.node(y).ty.shape == g.node(s).ty.shape;

@@ -97,6 +97,7 @@ pub fn run(p: &mut Program, opts: &HeadSparsityOptions) -> Result<(), HeadSparsi
         density: Vec::new(),
         ffns: Vec::new(),
         heads: None,
+        input: comet_ir::ffn::PredictorInput::Ffn,
     });
     let first = s.ffns.len() as u32;
     let mut infos = Vec::new();

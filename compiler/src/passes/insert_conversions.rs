@@ -7,7 +7,8 @@
 //! - an embedding lookup with private ids becomes a `one_hot` at the ids' owner (integers,
 //!   scale 0), shared, times the shared table: no truncation needed;
 //! - a product whose scale exceeds the plan's `frac` is followed by a `trunc` back to it
-//!   (SecureML local truncation);
+//!   (SecureML local truncation; a sparse FFN's projection read by `apply_mask` only is
+//!   truncated after the mask, in the masked region);
 //! - outputs keep the `reveal` that `lower` placed, so a value is opened only to the party
 //!   that receives it.
 //!
@@ -87,6 +88,9 @@ impl Rebuild<'_> {
                 let force = matches!(op, Op::BlockPermute { .. });
                 let xs = self.share_operands(&xs, &scope, force);
                 let y = self.add(op.clone(), &xs, &scope);
+                if self.masked_product(id) {
+                    return y;
+                }
                 self.truncate(y, &scope)
             }
         }
@@ -164,6 +168,28 @@ impl Rebuild<'_> {
             let product = self.new.graph.operands(new)[0];
             table.insert(product, d.clone());
         }
+    }
+
+    /// Whether `old` is a product read only by `apply_mask` nodes (a sparse FFN's up or
+    /// gate projection): its truncation goes after the mask, into the masked region, so
+    /// that it runs on the active blocks only.
+    ///
+    /// Only for a predictor beside attention, whose mask is ready before the product: a
+    /// predictor on the FFN's input opens its mask two rounds after the product starts,
+    /// and the truncation waiting for it would add a round.
+    fn masked_product(&self, old: NodeId) -> bool {
+        let early = (self.old.options.sparsity.as_ref())
+            .is_some_and(|s| s.input == comet_ir::ffn::PredictorInput::Attention);
+        if !early {
+            return false;
+        }
+        let g = &self.old.graph;
+        let users = g.users(old);
+        matches!(g.node(old).op, Op::MatMul)
+            && !users.is_empty()
+            && users
+                .iter()
+                .all(|&u| matches!(g.node(u).op, Op::ApplyMask { .. }) && g.operands(u)[0] == old)
     }
 
     /// Truncates a product back to the plan's scale.

@@ -7,23 +7,29 @@
 //! ```text
 //! score  = x · π(P) + π(c)             P [d, n], c [n]: the folded predictor (server's)
 //! mask   = open(drelu(score))          public [seq, n]: block b of token t is active
-//! pre    = apply_mask(x · π(W_act) [+ π(b_act)], mask)
-//! hidden = act(pre) [⊙ (x · π(W_mul) [+ π(b_mul)])]
+//! pre    = apply_mask(x · π(W_act), mask) [+ π(b_act)]               input=attention
+//!        | apply_mask(x · π(W_act) [+ π(b_act)], mask)               input=ffn
+//! hidden = act(pre) [⊙ (apply_mask(x · π(W_mul), mask) [+ π(b_mul)])]   (input=ffn: no
+//!                                                                      mask on the gate)
 //! out    = block_matmul(hidden, π(W_down), mask)
 //! ```
 //!
 //! where `π` (`block_permute`, one permutation per FFN) pads the neuron axis to whole
 //! blocks and permutes the blocks by a permutation neither party knows, so the opened mask
-//! is in permuted order. The predictor reads the FFN's own input `x`: its product runs in
-//! the round of the up projection, its comparison and the mask's opening add two rounds
-//! per FFN before the activation (the price of a weight-derived predictor, which
-//! approximates `x·W_act` for exactly this `x`).
+//! is in permuted order. By default (`input=ffn`) the predictor reads the FFN's own input
+//! `x`: its product runs in the round of the up projection, its comparison and the mask's
+//! opening add two rounds per FFN before the activation (the price of a weight-derived
+//! predictor, which approximates `x·W_act` for exactly this `x`). With `input=attention`
+//! it reads the layer input after the pre-attention norm (the value attention's
+//! projections read, [`comet_ir::ffn::predictor_input`]): its product, comparison and
+//! opening run in rounds attention has anyway, so the FFN adds no round (the predictor
+//! must be trained for that input: `comet calibrate --train`).
 //!
 //! The predictor weights `sparsity.ffn{k}.w` and `sparsity.ffn{k}.c` are declared as server
 //! weights; the runtime derives them from a predictor file (`comet calibrate`).
 
 use super::builder::Builder;
-use comet_ir::ffn::{Ffn, find_ffns};
+use comet_ir::ffn::{Ffn, PredictorInput, find_ffns, predictor_input};
 use comet_ir::sparse::predictor_weights;
 use comet_ir::{
     Dim, Domain, Elem, NodeId, Op, Party, Program, Scope, SparseFfnInfo, SparsityOptions,
@@ -54,8 +60,12 @@ pub fn run(p: &mut Program, opts: &SparsityOptions) -> Result<(), SparsifyError>
             p.info.name
         )));
     }
+    let inputs = (ffns.iter())
+        .map(|f| predictor_input(p, f, opts.input))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SparsifyError)?;
     let mut infos = Vec::new();
-    for (k, f) in ffns.iter().enumerate() {
+    for (k, (f, &input)) in ffns.iter().zip(&inputs).enumerate() {
         if opts.block == 0 || opts.block > f.ff {
             return Err(SparsifyError(format!(
                 "block={} must be between 1 and the FFN width {} ({})",
@@ -64,7 +74,8 @@ pub fn run(p: &mut Program, opts: &SparsityOptions) -> Result<(), SparsifyError>
                 f.label()
             )));
         }
-        infos.push(sparsify_ffn(p, f, k as u32, opts.block));
+        let early = opts.input == PredictorInput::Attention;
+        infos.push(sparsify_ffn(p, f, input, k as u32, opts.block, early));
     }
     let density = match opts.density.as_slice() {
         [] => vec![1.0; infos.len()],
@@ -87,20 +98,35 @@ pub fn run(p: &mut Program, opts: &SparsityOptions) -> Result<(), SparsifyError>
     Ok(())
 }
 
-/// Rebuilds one FFN block-sparse (module docs).
-fn sparsify_ffn(p: &mut Program, f: &Ffn, k: u32, block: u64) -> SparseFfnInfo {
+/// Rebuilds one FFN block-sparse (module docs), its predictor reading `input`. With
+/// `early` (the mask is ready before the FFN's input: a predictor beside attention) the
+/// mask applies to the up and gate products themselves, so that their truncations and
+/// bias adds run on the active blocks only; else (the mask comes 2 rounds after the FFN's
+/// input) it applies to the pre-activation, after the up projection's truncation and
+/// bias, which then stay dense but add no wait for the mask.
+fn sparsify_ffn(
+    p: &mut Program,
+    f: &Ffn,
+    input: NodeId,
+    k: u32,
+    block: u64,
+    early: bool,
+) -> SparseFfnInfo {
     let blocks = f.ff.div_ceil(block);
     let scope = p.graph.node(f.activation).scope.clone();
-    let mask = predictor(p, f, k, blocks, &scope);
+    let mask = predictor(p, f, input, k, blocks, &scope);
     let mut b = Builder::new(p, scope);
     let permute = |b: &mut Builder, w: NodeId, axis: u32| block_permute(b, w, k, block, axis);
-    let pre = projection(&mut b, f.act_matmul, f.pre_activation, &permute);
-    let pre = b.emit(Op::ApplyMask { ffn: k, block }, &[pre, mask]);
+    let masked = |b: &mut Builder, y: NodeId| b.emit(Op::ApplyMask { ffn: k, block }, &[y, mask]);
+    let dense = |_: &mut Builder, y: NodeId| y;
+    let on_product: &dyn Fn(&mut Builder, NodeId) -> NodeId = if early { &masked } else { &dense };
+    let pre = projection(&mut b, f.act_matmul, f.pre_activation, &permute, on_product);
+    let pre = if early { pre } else { masked(&mut b, pre) };
     let func = f.func;
     let mut hidden = b.emit(Op::Unary { func }, &[pre]);
     if let (Some(mm), Some(prod)) = (f.mul_matmul, f.product) {
         let other = other_operand(b.program(), prod, f.activation);
-        let gate = projection(&mut b, mm, other, &permute);
+        let gate = projection(&mut b, mm, other, &permute, on_product);
         hidden = b.mul(hidden, gate);
     }
     let w_down = b.program().graph.operands(f.down_matmul)[1];
@@ -115,17 +141,21 @@ fn sparsify_ffn(p: &mut Program, f: &Ffn, k: u32, block: u64) -> SparseFfnInfo {
     }
 }
 
-/// `x · π(W) [+ π(b)]` for the projection `matmul` and its result `top` (the matmul, or
-/// the bias add after it).
+/// `on_product(x · π(W)) [+ π(b)]` for the projection `matmul` and its result `top` (the
+/// matmul, or the bias add after it). When `on_product` applies the mask, the product's
+/// truncation (`insert-conversions` puts it after the `apply_mask`) and the bias add run
+/// in the masked region, on the active blocks only.
 fn projection(
     b: &mut Builder,
     matmul: NodeId,
     top: NodeId,
     permute: &dyn Fn(&mut Builder, NodeId, u32) -> NodeId,
+    on_product: &dyn Fn(&mut Builder, NodeId) -> NodeId,
 ) -> NodeId {
     let xs = b.program().graph.operands(matmul);
     let w = permute(b, xs[1], 1);
     let y = b.emit(Op::MatMul, &[xs[0], w]);
+    let y = on_product(b, y);
     if top == matmul {
         return y;
     }
@@ -145,8 +175,15 @@ fn other_operand(p: &Program, node: NodeId, one: NodeId) -> NodeId {
     if xs[0] == one { xs[1] } else { xs[0] }
 }
 
-/// The predictor of FFN `k` on its input: the public mask `[seq, blocks]`.
-fn predictor(p: &mut Program, f: &Ffn, k: u32, blocks: u64, scope: &Scope) -> NodeId {
+/// The predictor of FFN `k` on `input` (`[seq, d]`): the public mask `[seq, blocks]`.
+fn predictor(
+    p: &mut Program,
+    f: &Ffn,
+    input: NodeId,
+    k: u32,
+    blocks: u64,
+    scope: &Scope,
+) -> NodeId {
     let [wn, cn] = predictor_weights(k as usize);
     let w = declare_weight(p, &wn, vec![f.d, blocks], scope);
     let c = declare_weight(p, &cn, vec![blocks], scope);
@@ -157,7 +194,7 @@ fn predictor(p: &mut Program, f: &Ffn, k: u32, blocks: u64, scope: &Scope) -> No
     let mut b = Builder::new(p, scope);
     let w = block_permute(&mut b, w, k, 1, 1);
     let c = block_permute(&mut b, c, k, 1, 0);
-    let s = b.emit(Op::MatMul, &[f.input, w]);
+    let s = b.emit(Op::MatMul, &[input, w]);
     let s = b.add(s, c);
     let bits = b.emit(Op::Drelu, &[s]);
     b.emit(Op::Open, &[bits])
@@ -202,8 +239,10 @@ pub const DEFAULT_RECALL: f64 = 0.95;
 
 /// Reads `--sparsity`: `off`, or `ffn` with optional `:key=value,…` for the keys `block`
 /// (neurons per block), `rank` (predictor rank), `recall` (target block recall, in (0, 1])
-/// and `density` (expected fraction of active blocks per token, in [0, 1], one value or
-/// one per FFN separated by `/`, for estimates; `comet calibrate` prints it).
+/// `density` (expected fraction of active blocks per token, in [0, 1], one value or
+/// one per FFN separated by `/`, for estimates; `comet calibrate` prints it) and `input`
+/// (what the predictor reads: `ffn`, the default, or `attention`, the layer input after
+/// the pre-attention norm, for trained predictors: 0 added rounds).
 ///
 /// # Errors
 /// A message naming the key or value that is wrong.
@@ -215,7 +254,7 @@ pub fn parse_spec(spec: &str) -> Result<Option<SparsityOptions>, String> {
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
     if kind != "ffn" {
         return Err(format!(
-            "unknown sparsity `{kind}`: expected `off` or `ffn[:block=B,rank=R,recall=T,density=D]`"
+            "unknown sparsity `{kind}`: expected `off` or `ffn[:block=B,rank=R,recall=T,density=D,input=ffn|attention]`"
         ));
     }
     let mut o = SparsityOptions {
@@ -225,6 +264,7 @@ pub fn parse_spec(spec: &str) -> Result<Option<SparsityOptions>, String> {
         density: Vec::new(),
         ffns: Vec::new(),
         heads: None,
+        input: PredictorInput::Ffn,
     };
     for pair in rest.split(',').filter(|s| !s.trim().is_empty()) {
         let (key, value) = pair
@@ -235,6 +275,11 @@ pub fn parse_spec(spec: &str) -> Result<Option<SparsityOptions>, String> {
             "block" => o.block = positive(key, value)?,
             "rank" => o.rank = positive(key, value)?,
             "recall" => o.recall = fraction(key, value, false)?,
+            "input" => {
+                o.input = PredictorInput::from_name(value).ok_or_else(|| {
+                    format!("input={value}: expected `ffn` (the FFN's input) or `attention`")
+                })?
+            }
             "density" => {
                 o.density = (value.split('/'))
                     .map(|v| fraction(key, v, true))
@@ -242,7 +287,7 @@ pub fn parse_spec(spec: &str) -> Result<Option<SparsityOptions>, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown key `{key}`: expected block, rank, recall or density"
+                    "unknown key `{key}`: expected block, rank, recall, density or input"
                 ));
             }
         }

@@ -1,8 +1,9 @@
 //! Tests of element-wise material restricted to some of its elements (`gather` on
 //! [`TripleMaterial`](crate::protocols::beaver_mul::TripleMaterial),
 //! [`SquareMaterial`](crate::protocols::square::SquareMaterial) and
-//! [`DreluMaterial`](crate::protocols::drelu::DreluMaterial)): a sparse FFN runs its
-//! element-wise protocols (DReLU, mux, square) only on the active entries of a dense
+//! [`DreluMaterial`](crate::protocols::drelu::DreluMaterial),
+//! [`TruncMaterial`](crate::protocols::trunc_fss::TruncMaterial)): a sparse FFN runs its
+//! element-wise protocols (DReLU, mux, square, faithful truncation, sign-select) only on the active entries of a dense
 //! `[seq, ff]` tensor, with the dense material of those entries. The gathered material is
 //! 1-D, `idx.len()` long, in the order of `idx`; each element may be taken once.
 use ndarray::{ArrayD, IxDyn};
@@ -13,7 +14,7 @@ use crate::dealer::Dealer;
 use crate::protocols::driver::{round, round_bytes, run_two_party};
 use crate::protocols::material::take;
 use crate::protocols::share::{reconstruct, split};
-use crate::protocols::{PartyId, Share, drelu, mux, square};
+use crate::protocols::{PartyId, Share, drelu, mux, sign_select, square, trunc_fss};
 use crate::transport::MemChannel;
 
 const SHAPE: [usize; 2] = [4, 6];
@@ -123,6 +124,75 @@ fn gathered_drelu_matches_the_dense_drelu_at_those_positions() {
     );
     let dense = open([(k0, x0), (k1, x1)], f);
     assert_eq!(dense, x.mapv(|v| u64::from((v as i64) >= 0)));
+    assert_eq!(sparse, take(&dense, &idx));
+}
+
+/// Faithful truncation keys gathered across batches (the second batch starts at
+/// [`trunc_fss::TRUNC_BATCH`]): the truncations of the gathered entries are the dense
+/// ones there.
+#[test]
+fn gathered_faithful_trunc_matches_the_dense_one_across_batches() {
+    let mut r = ChaCha12Rng::seed_from_u64(25);
+    let mut d = Dealer::from_u64(25);
+    let n = trunc_fss::TRUNC_BATCH + 40;
+    let shape = [n];
+    let x =
+        ArrayD::from_shape_simple_fn(IxDyn(&shape), || (r.next_u64() >> 24).wrapping_sub(1 << 39));
+    let (x0, x1) = split(&x, &mut r);
+    let mut idx: Vec<usize> = (0..30).map(|i| i * 7).collect();
+    idx.extend((0..30).map(|i| trunc_fss::TRUNC_BATCH + 39 - i));
+    idx.push(trunc_fss::TRUNC_BATCH - 1);
+    let [k0, k1] = d.faithful_trunc(n, 16);
+    let f = |p, ch: &mut MemChannel, (k, x): (_, Share)| {
+        let (st, msg) = trunc_fss::start(p, &x, k);
+        trunc_fss::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+    };
+    let sparse = open(
+        [
+            (k0.gather(&idx), gathered(&x0, &idx)),
+            (k1.gather(&idx), gathered(&x1, &idx)),
+        ],
+        f,
+    );
+    let dense = open([(k0, x0), (k1, x1)], f);
+    assert_eq!(dense, x.mapv(|v| ((v as i64) >> 16) as u64));
+    assert_eq!(sparse, take(&dense, &idx));
+}
+
+/// Sign-select keys (ReLU: y = x) gathered across batches compute the dense gate's
+/// results there.
+#[test]
+fn gathered_sign_select_matches_the_dense_one_across_batches() {
+    let mut r = ChaCha12Rng::seed_from_u64(26);
+    let mut d = Dealer::from_u64(26);
+    let n = sign_select::SIGN_SELECT_BATCH + 20;
+    let x =
+        ArrayD::from_shape_simple_fn(IxDyn(&[n]), || (r.next_u64() >> 20).wrapping_sub(1 << 43));
+    let (x0, x1) = split(&x, &mut r);
+    let mut idx: Vec<usize> = (0..25).map(|i| i * 11).collect();
+    idx.extend((0..20).map(|i| sign_select::SIGN_SELECT_BATCH + 19 - i));
+    let [k0, k1] = sign_select::deal(&mut d, n, 64, true);
+    let f = |p, ch: &mut MemChannel, (k, x): (_, Share)| {
+        let (st, msg) = sign_select::start(p, &x, None, k);
+        let crate::protocols::Step::Next(st, msg) =
+            sign_select::step(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+        else {
+            panic!("two rounds")
+        };
+        match sign_select::step(st, &round_bytes(ch, &msg).unwrap()).unwrap() {
+            crate::protocols::Step::Done(y) => y,
+            crate::protocols::Step::Next(..) => panic!("two rounds"),
+        }
+    };
+    let sparse = open(
+        [
+            (k0.gather(&idx), gathered(&x0, &idx)),
+            (k1.gather(&idx), gathered(&x1, &idx)),
+        ],
+        f,
+    );
+    let dense = open([(k0, x0), (k1, x1)], f);
+    assert_eq!(dense, x.mapv(|v| if (v as i64) >= 0 { v } else { 0 }));
     assert_eq!(sparse, take(&dense, &idx));
 }
 

@@ -36,7 +36,8 @@ pub struct SignSelectKey {
     party: u8,
     m_bits: u32,
     same: bool,
-    seed: PartySeed,
+    /// The seed the per-gate values expand from; `None` once gathered.
+    seed: Option<PartySeed>,
     /// r_b per gate, in Z_2^64 (only the low m bits meet the DCF).
     x_masks: Vec<u64>,
     /// σ_b per gate.
@@ -252,7 +253,7 @@ impl SignSelectKey {
             party,
             m_bits,
             same,
-            seed,
+            seed: Some(seed),
             x_masks: s.x_masks,
             flips: s.flips,
             rho: s.rho,
@@ -266,6 +267,57 @@ impl SignSelectKey {
         check_batch("sign-select", self.party, party, self.len(), len);
     }
 
+    /// The keys of gates `idx` of the batches `parts` (of one party, width and kind; gates
+    /// numbered across them in order), in that order: e.g. the active entries of a sparse
+    /// FFN's masked region. Each gate may be taken once (a key evaluated on two inputs
+    /// reveals their difference). No seed describes the result, so it cannot be
+    /// serialized; gather after reading a key, not before writing.
+    ///
+    /// # Panics
+    /// If an index is out of range or repeats, or the parts differ in party, width or kind.
+    pub fn gather(parts: &[SignSelectKey], idx: &[usize]) -> SignSelectKey {
+        let first = parts.first().expect("at least one batch");
+        let mut at = Vec::new();
+        for (b, part) in parts.iter().enumerate() {
+            assert!(
+                (part.party, part.m_bits, part.same) == (first.party, first.m_bits, first.same),
+                "batches of one party, width and kind"
+            );
+            at.extend((0..part.len()).map(|i| (b, i)));
+        }
+        let mut taken = vec![false; at.len()];
+        let n = idx.len();
+        let mut key = SignSelectKey {
+            party: first.party,
+            m_bits: first.m_bits,
+            same: first.same,
+            seed: None,
+            x_masks: Vec::with_capacity(n),
+            flips: Vec::with_capacity(n),
+            rho: Vec::with_capacity(n),
+            y_masks: Vec::with_capacity(n),
+            rho_y: Vec::with_capacity(n),
+            dcf: Vec::with_capacity(n),
+        };
+        for &i in idx {
+            assert!(i < at.len(), "gate {i} of batches of {}", at.len());
+            assert!(
+                !taken[i],
+                "gate {i} gathered twice: a sign-select key is used once"
+            );
+            taken[i] = true;
+            let (b, j) = at[i];
+            let p = &parts[b];
+            key.x_masks.push(p.x_masks[j]);
+            key.flips.push(p.flips[j]);
+            key.rho.push(p.rho[j]);
+            key.y_masks.push(p.y_masks[j]);
+            key.rho_y.push(p.rho_y[j]);
+            key.dcf.push(p.dcf[j].clone());
+        }
+        key
+    }
+
     /// Serializes: the batch header (party, [`Self::width_byte`], gate count, seed), then
     /// per gate the DCF's correction words and, for party 1, a_1 and c_1 (8 bytes LE each).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -275,7 +327,8 @@ impl SignSelectKey {
             party: self.party,
             width: u32::from(SignSelectKey::width_byte(self.m_bits, self.same)),
             count: self.len(),
-            seed: self.seed,
+            seed: (self.seed)
+                .expect("a gathered sign-select key has no seed and is not serialized"),
         };
         header.write(&mut out);
         for (i, key) in self.dcf.iter().enumerate() {

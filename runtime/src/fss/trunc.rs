@@ -61,7 +61,8 @@ pub const INPUT_BOUND: u64 = OFFSET;
 pub struct TruncKey {
     party: u8,
     bits: u32,
-    seed: PartySeed,
+    /// The seed the masks and root seeds expand from; `None` once gathered.
+    seed: Option<PartySeed>,
     /// r_b per element.
     masks: Vec<u64>,
     /// m_b, the share of msb(r).
@@ -212,7 +213,7 @@ impl TruncKey {
         TruncKey {
             party,
             bits,
-            seed,
+            seed: Some(seed),
             masks: s.masks,
             msb: s.msb,
             dcf,
@@ -223,15 +224,63 @@ impl TruncKey {
         check_batch("truncation", self.party, party, self.len(), len);
     }
 
+    /// The keys of elements `idx` of the batches `parts` (of one party and shift, elements
+    /// numbered across them in order), in that order: e.g. the active entries of a sparse
+    /// FFN's masked region. Each element may be taken once (a key evaluated on two inputs
+    /// reveals their difference). No seed describes the result, so it cannot be
+    /// serialized; gather after reading a key, not before writing.
+    ///
+    /// # Panics
+    /// If an index is out of range or repeats, or the parts mix parties or shifts.
+    pub fn gather(parts: &[TruncKey], idx: &[usize]) -> TruncKey {
+        let first = parts.first().expect("at least one batch");
+        let (party, bits) = (first.party, first.bits);
+        let mut at = Vec::new();
+        for (b, part) in parts.iter().enumerate() {
+            assert!(
+                part.party == party && part.bits == bits,
+                "batches of one party and shift"
+            );
+            at.extend((0..part.len()).map(|i| (b, i)));
+        }
+        let mut taken = vec![false; at.len()];
+        let mut key = TruncKey {
+            party,
+            bits,
+            seed: None,
+            masks: Vec::with_capacity(idx.len()),
+            msb: Vec::with_capacity(idx.len()),
+            dcf: Vec::with_capacity(idx.len()),
+        };
+        for &i in idx {
+            assert!(i < at.len(), "element {i} of batches of {}", at.len());
+            assert!(
+                !taken[i],
+                "element {i} gathered twice: a truncation key is used once"
+            );
+            taken[i] = true;
+            let (b, j) = at[i];
+            key.masks.push(parts[b].masks[j]);
+            key.msb.push(parts[b].msb[j]);
+            key.dcf.push(parts[b].dcf[j].clone());
+        }
+        key
+    }
+
     /// Serializes: the batch header (party, shift, element count, seed), then per element
     /// the DCF's correction words and, for party 1, m_1 (8 bytes LE).
+    ///
+    /// # Panics
+    /// If the key was gathered ([`TruncKey::gather`]): its seed no longer describes it.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let seed =
+            (self.seed).expect("a gathered truncation key has no seed and is not serialized");
         let mut out = Vec::with_capacity(TruncKey::byte_len(self.party, self.bits, self.len()));
         let header = BatchHeader {
             party: self.party,
             width: self.bits,
             count: self.len(),
-            seed: self.seed,
+            seed,
         };
         header.write(&mut out);
         for (i, key) in self.dcf.iter().enumerate() {

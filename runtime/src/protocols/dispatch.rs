@@ -517,6 +517,25 @@ pub fn start_gathered(
             let (st, msg) = trunc_stochastic::start(party, &xs[0], m.gather(idx));
             (Pending::StochasticTrunc(Box::new(st)), msg)
         }
+        (Protocol::FaithfulTrunc, NodeMaterial::Trunc(m)) => {
+            let (st, msg) = trunc_fss::start(party, &xs[0], m.gather(idx));
+            (Pending::Trunc(Box::new(st)), msg)
+        }
+        (Protocol::SignSelect, NodeMaterial::SignSelect(m)) => {
+            let y = match xs.len() {
+                1 => None,
+                _ => Some(&xs[1]),
+            };
+            if m.same() != y.is_none() {
+                return Err(format!(
+                    "`sign_select` keys dealt for y {} x, the node has {} operands",
+                    if m.same() { "=" } else { "≠" },
+                    xs.len()
+                ));
+            }
+            let (st, msg) = sign_select::start(party, &xs[0], y, m.gather(idx));
+            (Pending::SignSelect(Box::new(st)), msg)
+        }
         (protocol, _) => {
             return Err(format!(
                 "`{protocol}` does not run on the active blocks of a sparse FFN"

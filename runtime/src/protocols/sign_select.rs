@@ -133,6 +133,20 @@ impl SignSelectMaterial {
         self.len() == 0
     }
 
+    /// The keys of gates `idx` (across the batches, in order), as one batch: the active
+    /// entries of a sparse FFN's masked region ([`SignSelectKey::gather`]).
+    ///
+    /// # Panics
+    /// As [`SignSelectKey::gather`].
+    pub fn gather(&self, idx: &[usize]) -> SignSelectMaterial {
+        SignSelectMaterial {
+            party: self.party,
+            bits: self.bits,
+            same: self.same,
+            keys: vec![SignSelectKey::gather(&self.keys, idx)],
+        }
+    }
+
     /// The party's body bytes: every batch serialized, in order.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.keys.iter().flat_map(SignSelectKey::to_bytes).collect()

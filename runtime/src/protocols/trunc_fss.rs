@@ -91,6 +91,19 @@ impl TruncMaterial {
         self.len() == 0
     }
 
+    /// The keys of elements `idx` (across the batches, in order), as one batch: the
+    /// active entries of a sparse FFN's masked region ([`TruncKey::gather`]).
+    ///
+    /// # Panics
+    /// As [`TruncKey::gather`].
+    pub fn gather(&self, idx: &[usize]) -> TruncMaterial {
+        TruncMaterial {
+            party: self.party,
+            bits: self.bits,
+            keys: vec![TruncKey::gather(&self.keys, idx)],
+        }
+    }
+
     /// The party's body bytes: every batch serialized, in order.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.keys.iter().flat_map(TruncKey::to_bytes).collect()

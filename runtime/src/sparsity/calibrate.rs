@@ -16,7 +16,7 @@
 
 use super::{Activity, Predictor, SparsityError, Weights, block_max, n_blocks};
 use crate::plain::{Cache, Hook, eval_with_hook};
-use comet_ir::ffn::{Ffn, find_ffns};
+use comet_ir::ffn::{Ffn, PredictorInput, find_ffns, predictor_input};
 use comet_ir::{DimEnv, Elem, Node, NodeId, Op, Program};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, Ix2, IxDyn};
 use rand::{Rng, SeedableRng};
@@ -35,6 +35,9 @@ pub struct TokenModel<'a> {
     pub vocab: usize,
     /// Positions available (`past + seq` at most), if the model has a position table.
     pub max_len: Option<usize>,
+    /// Per FFN: the attention input of its layer
+    /// ([`PredictorInput::Attention`]), when the layer is pre-norm.
+    pub attention_inputs: Vec<Option<NodeId>>,
     input: String,
     output: String,
 }
@@ -97,15 +100,30 @@ impl<'a> TokenModel<'a> {
                  compile it only to the semantic stage (lower), not through expand"
             )));
         }
+        let attention_inputs = (ffns.iter())
+            .map(|f| predictor_input(program, f, PredictorInput::Attention).ok())
+            .collect();
         Ok(TokenModel {
             program,
             weights,
+            attention_inputs,
             ffns,
             vocab,
             max_len,
             input: input.name.clone(),
             output,
         })
+    }
+
+    /// Checks that every FFN has the input `predictor` reads.
+    pub fn check_predictor(&self, predictor: &Predictor) -> Result<(), SparsityError> {
+        if predictor.input == PredictorInput::Attention {
+            for f in &self.ffns {
+                predictor_input(self.program, f, PredictorInput::Attention)
+                    .map_err(SparsityError::Model)?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks that `ids` is a non-empty sequence of valid ids that fits the positions.
@@ -165,12 +183,15 @@ impl<'a> TokenModel<'a> {
     }
 }
 
-/// Every FFN's input `x` (`[tokens, d]`) and `hidden` (`[tokens, ff]`), tokens of all
-/// samples stacked. `Debug` shows the shapes only.
+/// Every FFN's input `x` (`[tokens, d]`), its layer's attention input (`[tokens, d]`,
+/// when the layer is pre-norm) and `hidden` (`[tokens, ff]`), tokens of all samples
+/// stacked. `Debug` shows the shapes only.
 #[derive(Clone)]
 pub struct Captured {
     /// Per FFN.
     pub x: Vec<Array2<f64>>,
+    /// Per FFN: the attention input ([`PredictorInput::Attention`]), if the layer has one.
+    pub attention: Vec<Option<Array2<f64>>>,
     /// Per FFN.
     pub hidden: Vec<Array2<f64>>,
 }
@@ -178,8 +199,14 @@ pub struct Captured {
 impl std::fmt::Debug for Captured {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shapes = |v: &[Array2<f64>]| v.iter().map(|a| a.dim()).collect::<Vec<_>>();
+        let attention: Vec<_> = self
+            .attention
+            .iter()
+            .map(|a| a.as_ref().map(|a| a.dim()))
+            .collect();
         f.debug_struct("Captured")
             .field("x", &shapes(&self.x))
+            .field("attention", &attention)
             .field("hidden", &shapes(&self.hidden))
             .finish()
     }
@@ -189,6 +216,25 @@ impl Captured {
     /// Tokens captured.
     pub fn tokens(&self) -> usize {
         self.x.first().map_or(0, |x| x.nrows())
+    }
+
+    /// The rows FFN `k`'s predictor reads for `input`.
+    ///
+    /// # Errors
+    /// If the layer has no attention input.
+    pub fn predictor_input(
+        &self,
+        k: usize,
+        input: PredictorInput,
+    ) -> Result<&Array2<f64>, SparsityError> {
+        match input {
+            PredictorInput::Ffn => Ok(&self.x[k]),
+            PredictorInput::Attention => self.attention[k].as_ref().ok_or_else(|| {
+                SparsityError::Model(format!(
+                    "FFN {k} has no attention input (its layer is not pre-norm)"
+                ))
+            }),
+        }
     }
 }
 
@@ -257,14 +303,17 @@ fn ratio(a: u64, b: u64, if_empty: f64) -> f64 {
 /// The hook: keeps each FFN's `x`, masks its `hidden`, counts, captures.
 struct FfnHook<'p> {
     inputs: HashMap<NodeId, Vec<usize>>,
+    attention: HashMap<NodeId, Vec<usize>>,
     hidden: HashMap<NodeId, Vec<usize>>,
     block: usize,
     predictor: Option<&'p Predictor>,
     taus: Vec<f64>,
     mode: MaskMode,
     xs: Vec<Option<Array2<f64>>>,
-    /// Per FFN, the `x` and `hidden` of every call, when capturing.
-    capture: Option<(Parts, Parts)>,
+    /// Per FFN, the attention input of the current call.
+    axs: Vec<Option<Array2<f64>>>,
+    /// Per FFN, the `x`, attention input and `hidden` of every call, when capturing.
+    capture: Option<(Parts, Parts, Parts)>,
     stats: MaskStats,
 }
 
@@ -274,6 +323,7 @@ type Parts = Vec<Vec<Array2<f64>>>;
 impl<'p> FfnHook<'p> {
     fn new(
         ffns: &[Ffn],
+        attention_inputs: &[Option<NodeId>],
         block: usize,
         predictor: Option<&'p Predictor>,
         taus: Vec<f64>,
@@ -281,18 +331,24 @@ impl<'p> FfnHook<'p> {
     ) -> Self {
         let mut inputs: HashMap<NodeId, Vec<usize>> = HashMap::new();
         let mut hidden: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        let mut attention: HashMap<NodeId, Vec<usize>> = HashMap::new();
         for (k, f) in ffns.iter().enumerate() {
             inputs.entry(f.input).or_default().push(k);
             hidden.entry(f.hidden).or_default().push(k);
+            if let Some(a) = attention_inputs.get(k).copied().flatten() {
+                attention.entry(a).or_default().push(k);
+            }
         }
         FfnHook {
             inputs,
+            attention,
             hidden,
             block,
             predictor,
             taus,
             mode,
             xs: vec![None; ffns.len()],
+            axs: vec![None; ffns.len()],
             capture: None,
             stats: MaskStats::new(ffns.len()),
         }
@@ -306,7 +362,15 @@ impl<'p> FfnHook<'p> {
         let x = self.xs[k]
             .as_ref()
             .expect("an FFN's input comes before its hidden value");
-        let predicted = self.predictor.map(|p| p.predict(k, x.view()));
+        let predicted = self.predictor.map(|p| {
+            let px = match p.input {
+                PredictorInput::Ffn => x,
+                PredictorInput::Attention => self.axs[k]
+                    .as_ref()
+                    .expect("checked: the layer has an attention input, computed before"),
+            };
+            p.predict(k, px.view())
+        });
         let keep = match self.mode {
             MaskMode::Dense => Array2::from_elem(truth.dim(), true),
             MaskMode::Oracle => truth.clone(),
@@ -318,8 +382,11 @@ impl<'p> FfnHook<'p> {
         s.active[k] += truth.iter().filter(|a| **a).count() as u64;
         s.kept[k] += keep.iter().filter(|a| **a).count() as u64;
         s.hits[k] += truth.iter().zip(&keep).filter(|(a, b)| **a && **b).count() as u64;
-        if let Some((xs, hs)) = &mut self.capture {
+        if let Some((xs, axs, hs)) = &mut self.capture {
             xs[k].push(x.clone());
+            if let Some(a) = &self.axs[k] {
+                axs[k].push(a.clone());
+            }
             hs[k].push(h.clone());
         }
         if self.mode == MaskMode::Dense {
@@ -360,6 +427,12 @@ impl Hook for FfnHook<'_> {
                 self.xs[k] = Some(x.clone());
             }
         }
+        if let Some(ks) = self.attention.get(&id) {
+            let x = rows_of(value.view());
+            for &k in ks {
+                self.axs[k] = Some(x.clone());
+            }
+        }
         let ks = self.hidden.get(&id)?.clone();
         let shape = value.shape().to_vec();
         let mut h = rows_of(value);
@@ -389,6 +462,9 @@ pub fn masked_logits(
             "a predicted mask needs a predictor".into(),
         ));
     }
+    if let Some(p) = predictor {
+        model.check_predictor(p)?;
+    }
     let mut hook = EvalSet::hook(model, predictor, mode);
     let logits = model.call(ids, 0, &mut Cache::new(), &mut hook, &|| {
         "the masked run".to_string()
@@ -406,21 +482,35 @@ pub fn capture(model: &TokenModel, samples: &[Vec<u32>]) -> Result<Captured, Spa
         model.check_ids(s, &format!("calibration sample {i}"))?;
     }
     let n = model.ffns.len();
-    let mut hook = FfnHook::new(&model.ffns, 1, None, vec![], MaskMode::Dense);
-    hook.capture = Some((vec![Vec::new(); n], vec![Vec::new(); n]));
+    let mut hook = FfnHook::new(
+        &model.ffns,
+        &model.attention_inputs,
+        1,
+        None,
+        vec![],
+        MaskMode::Dense,
+    );
+    hook.capture = Some((
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+        vec![Vec::new(); n],
+    ));
     for (i, s) in samples.iter().enumerate() {
         let mut cache = Cache::new();
         model.call(s, 0, &mut cache, &mut hook, &|| {
             format!("calibration sample {i}")
         })?;
     }
-    let (xs, hs) = hook.capture.expect("set above");
+    let (xs, axs, hs) = hook.capture.expect("set above");
     let stack = |parts: Vec<Array2<f64>>| {
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         ndarray::concatenate(Axis(0), &views).expect("rows of equal width")
     };
     Ok(Captured {
         x: xs.into_iter().map(stack).collect(),
+        attention: (axs.into_iter())
+            .map(|a| (!a.is_empty()).then(|| stack(a)))
+            .collect(),
         hidden: hs.into_iter().map(stack).collect(),
     })
 }
@@ -474,13 +564,20 @@ impl Calibration {
         if captured.tokens() == 0 {
             return Err(SparsityError::Samples("no calibration tokens".into()));
         }
+        model.check_predictor(predictor)?;
         let layers = (0..predictor.ffns.len())
             .map(|k| {
                 let h = &captured.hidden[k];
                 let mut sorted_mag: Vec<f64> = h.iter().map(|v| v.abs()).collect();
                 sorted_mag.sort_by(f64::total_cmp);
                 LayerData {
-                    scores: predictor.block_scores(k, captured.x[k].view()),
+                    scores: predictor.block_scores(
+                        k,
+                        captured
+                            .predictor_input(k, predictor.input)
+                            .expect("checked above")
+                            .view(),
+                    ),
                     block_mag: block_max(h.view(), predictor.block, f64::abs),
                     sorted_mag,
                 }
@@ -633,7 +730,14 @@ pub fn sampled_sequences(
         ));
     }
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let mut hook = FfnHook::new(&model.ffns, 1, None, vec![], MaskMode::Dense);
+    let mut hook = FfnHook::new(
+        &model.ffns,
+        &model.attention_inputs,
+        1,
+        None,
+        vec![],
+        MaskMode::Dense,
+    );
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let mut seq = vec![(rng.next_u64() % model.vocab as u64) as u32];
@@ -753,7 +857,14 @@ impl EvalSet {
     ) -> FfnHook<'p> {
         let block = predictor.map_or(1, |p| p.block);
         let taus = predictor.map_or(vec![], |p| p.ffns.iter().map(|f| f.tau).collect());
-        FfnHook::new(&model.ffns, block, predictor, taus, mode)
+        FfnHook::new(
+            &model.ffns,
+            &model.attention_inputs,
+            block,
+            predictor,
+            taus,
+            mode,
+        )
     }
 
     /// Free-running greedy decoding of prompt `i` under `mode`.
@@ -812,6 +923,9 @@ impl EvalSet {
             return Err(SparsityError::Options(
                 "a predicted mask needs a predictor".into(),
             ));
+        }
+        if let Some(p) = predictor {
+            model.check_predictor(p)?;
         }
         let mut matched = Vec::new();
         let mut max_err: f64 = 0.0;

@@ -12,12 +12,13 @@
 //!
 //! Metadata (`__metadata__`, strings): `format` = [`PREDICTOR_FORMAT`], `version` = `1`,
 //! `ffns` (count), `block`, `rank`, `score` (`max` | `max_abs`), `target_recall`,
-//! `activity` (`nonzero` | `magnitude:S`), `model` (name), and per FFN `ffn.{k}.weight`
+//! `activity` (`nonzero` | `magnitude:S`), `input` (`ffn` | `attention`, what the
+//! predictors read; `ffn` when absent), `model` (name), and per FFN `ffn.{k}.weight`
 //! (the qualified name of its `W_act`) and `ffn.{k}.layer`. `format`, `ffns` and `block`
 //! are required; `ffn.{k}.weight`, when present, must name the model's `W_act`.
 
 use super::{Activity, FfnPredictor, Predictor, Score, SparsityError};
-use comet_ir::ffn::Ffn;
+use comet_ir::ffn::{Ffn, PredictorInput};
 use ndarray::{Array1, Array2};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -40,6 +41,7 @@ impl Predictor {
             ("score".to_string(), self.score.name().to_string()),
             ("target_recall".to_string(), self.target_recall.to_string()),
             ("activity".to_string(), self.activity.to_text()),
+            ("input".to_string(), self.input.name().to_string()),
         ]);
         for (k, f) in ffns.iter().enumerate() {
             meta.insert(format!("ffn.{k}.weight"), f.weights.act.clone());
@@ -196,6 +198,14 @@ impl Predictor {
                 ))
             })?,
         };
+        let input = match get("input") {
+            None => PredictorInput::Ffn,
+            Some(i) => PredictorInput::from_name(i).ok_or_else(|| {
+                err(format!(
+                    "metadata `input` = `{i}`: expected ffn or attention"
+                ))
+            })?,
+        };
         let target_recall = get("target_recall")
             .and_then(|t| t.parse().ok())
             .unwrap_or(f64::NAN);
@@ -256,6 +266,7 @@ impl Predictor {
             score,
             target_recall,
             activity,
+            input,
             ffns: out,
         })
     }

@@ -39,8 +39,11 @@
 //!   computes (up/gate columns, activation and down rows of the active blocks only).
 //! - **Predictor file**: safetensors, one `p1`, `p2`, `bias`, `threshold`, `tau` per FFN
 //!   plus metadata ([`mod@file`]); loading checks it against the model.
-//! - **Predictor input**: the FFN's own input `x` (after the pre-FFN norm), the value the
-//!   SVD factors approximate `x·W_act` for.
+//! - **Predictor input** ([`PredictorInput`]): the FFN's own input `x` (after the pre-FFN
+//!   norm), the value the SVD factors approximate `x·W_act` for; or the layer's input after
+//!   the pre-attention norm (what attention reads), for a predictor trained by least
+//!   squares on captured activations ([`train`]), which runs beside attention in two
+//!   parties (0 added rounds).
 
 pub mod calibrate;
 pub mod file;
@@ -50,9 +53,10 @@ pub mod svd;
 pub mod synthetic;
 #[cfg(test)]
 mod tests;
+pub mod train;
 
 use crate::plain::PlainError;
-use comet_ir::ffn::Ffn;
+use comet_ir::ffn::{Ffn, PredictorInput};
 use comet_ir::{Program, UnaryFn};
 use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis, Ix2};
 use std::collections::HashMap;
@@ -239,6 +243,8 @@ pub struct Predictor {
     pub target_recall: f64,
     /// The activity definition the thresholds were calibrated for.
     pub activity: Activity,
+    /// What the predictors read ([`comet_ir::ffn::predictor_input`]).
+    pub input: PredictorInput,
     /// One per FFN.
     pub ffns: Vec<FfnPredictor>,
 }
@@ -289,11 +295,13 @@ impl Predictor {
             score: opts.score,
             target_recall: f64::NAN,
             activity: Activity::Nonzero,
+            input: PredictorInput::Ffn,
             ffns,
         })
     }
 
-    /// Block scores `[tokens, ⌈ff/B⌉]` of FFN `k` for its input `x` (`[tokens, d]`).
+    /// Block scores `[tokens, ⌈ff/B⌉]` of FFN `k` for its predictor input `x`
+    /// (`[tokens, d]`: the FFN's input, or the attention input, by [`Predictor::input`]).
     pub fn block_scores(&self, k: usize, x: ArrayView2<f64>) -> Array2<f64> {
         let z = self.ffns[k].approx(x);
         match self.score {
@@ -402,7 +410,7 @@ pub(crate) fn matrix(
 }
 
 /// The FFN's `b_act`, or zeros.
-fn bias(weights: &Weights, f: &Ffn) -> Result<Array1<f64>, SparsityError> {
+pub(crate) fn bias(weights: &Weights, f: &Ffn) -> Result<Array1<f64>, SparsityError> {
     let ff = f.ff as usize;
     let Some(name) = &f.weights.act_bias else {
         return Ok(Array1::zeros(ff));

@@ -16,7 +16,7 @@ use std::path::Path;
 /// # Errors
 /// If the plan is not sparse, or the file does not fit it: another model, FFN count or
 /// shape, block size, a `max` score (which needs `B − 1` comparisons per block on shares),
-/// or uncalibrated thresholds.
+/// uncalibrated thresholds, or predictors of another input (`ffn` / `attention`).
 pub fn plan_weights(path: &Path, program: &Program) -> Result<Weights, SparsityError> {
     let s = program.options.sparsity.as_ref().ok_or_else(|| {
         SparsityError::Options("the plan has dense FFNs: it takes no predictor".into())
@@ -46,6 +46,16 @@ pub fn plan_weights(path: &Path, program: &Program) -> Result<Weights, SparsityE
             "it scores blocks by `{}`; the two-party predictor computes the block sum (one \
              comparison per block): calibrate with `comet calibrate --score sum`",
             pred.score.name()
+        )));
+    }
+    if pred.input != s.input {
+        return Err(bad(format!(
+            "its predictors read the {} input, the plan's read the {} input: compile with \
+             --sparsity ffn:input={} (or calibrate for input {})",
+            pred.input.name(),
+            s.input.name(),
+            pred.input.name(),
+            s.input.name()
         )));
     }
     let mut out = Weights::new();
