@@ -153,22 +153,25 @@ fn json_report_of_gpt2() {
     assert_eq!(policy["mode"], "auto");
     assert_eq!(policy["max_failure"].as_f64(), Some(2f64.powi(-40)));
     assert_eq!(u(&policy["context"]), 1024);
+    assert_eq!(policy["gate"], "stochastic");
     let t = &r["prefill"]["truncation"];
     assert!(u(&t["faithful"]) > 0 && u(&t["faithful"]) <= u(&t["truncations"]));
     assert!(u(&t["faithful_elements"]) > 0);
     assert!(t["total_failure"].as_f64().unwrap() <= 1.0);
     let rows = r["prefill"]["by_protocol"].as_array().unwrap();
     let faithful = (rows.iter())
-        .find(|row| row["name"] == "faithful_trunc")
-        .expect("a faithful_trunc row");
-    // 64 bits per element and party online; keys 396 + 404 bytes per element at s = 16
+        .find(|row| row["name"] == "stochastic_trunc")
+        .expect("a stochastic_trunc row (the default gate)");
+    assert!(!rows.iter().any(|row| row["name"] == "faithful_trunc"));
+    // 64 bits per element and party online; party 1's shares of the mask's high part and
+    // top bit, 16 bytes per element, from the dealer
     assert_eq!(
         u(&faithful["online_bits"]),
         128 * u(&t["faithful_elements"])
     );
     assert_eq!(
         u(&faithful["offline_bits"]),
-        8 * 800 * u(&t["faithful_elements"])
+        8 * 16 * u(&t["faithful_elements"])
     );
     // memory: integer bytes per party and phase, each peak the sum of its parts
     let memory = &r["memory"];
@@ -316,9 +319,12 @@ fn glassllm_memory_by_hand() {
     assert_eq!(m.fixed_operand_elements, fixed_elements);
     assert_eq!(m.largest_fixed_operand_elements, 1024 * 128);
     assert_eq!(m.context, 32 + 8 - 1);
+    // every weight is the server's: one-sided operands, `W` at the server and `F` at the
+    // client, 8 bytes per element each
+    assert_eq!(m.one_sided_elements, fixed_elements);
     let base = PhaseMemory {
         process_bytes: 512 * MIB,
-        fixed_operands_bytes: 16 * fixed_elements,
+        fixed_operands_bytes: 8 * fixed_elements,
         ..PhaseMemory::default()
     };
     let setup = PhaseMemory {
@@ -376,10 +382,9 @@ fn glassllm_memory_by_hand() {
     }
 }
 
-/// GPT-2's fixed-operand term is 16 bytes per element of every distinct fixed operand,
-/// found here from the plan's protocols; with local truncations its bytes per parameter
-/// lie between 16 and 40. (The default plan's faithful truncations add their keys to a
-/// call's material: 47.9 bytes per parameter, the inspect snapshot.)
+/// GPT-2's fixed-operand term is 8 bytes per element of every distinct fixed operand (all
+/// one-sided: the server's weights), found here from the plan's protocols; with local
+/// truncations its bytes per parameter lie between 8 and 40.
 #[test]
 fn gpt2_memory_fixed_operands_and_bytes_per_parameter() {
     let path = Path::new("examples/gpt2.model");
@@ -428,14 +433,14 @@ fn gpt2_memory_fixed_operands_and_bytes_per_parameter() {
         for phase in phases.iter().flatten() {
             assert_eq!(
                 phase.fixed_operands_bytes,
-                16 * elements,
+                8 * elements,
                 "party {}",
                 p.party
             );
         }
         let b = p.bytes_per_parameter.unwrap();
         assert!(
-            (16.0..=40.0).contains(&b),
+            (8.0..=40.0).contains(&b),
             "party {}: {b} bytes per parameter",
             p.party
         );
