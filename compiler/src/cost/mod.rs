@@ -116,6 +116,15 @@ impl<'a> CostModel<'a> {
         }
     }
 
+    /// Whether `id` is a product with a one-sided fixed operand (the server's weights):
+    /// only the other party sends ([`fixed_product_cost`]).
+    fn one_sided(&self, protocol: Protocol, id: NodeId) -> bool {
+        matches!(protocol, Protocol::FixedMul | Protocol::FixedMatMul) && {
+            let w = crate::inspect::memory::fixed_operand_of(self.p, id, &self.fixed);
+            comet_ir::protocol::mask_owner(self.p, w).is_some()
+        }
+    }
+
     /// The cost of one node.
     pub fn node(&self, id: NodeId) -> NodeCost {
         let protocol = protocol_of(self.p, id, &self.fixed);
@@ -135,13 +144,11 @@ impl<'a> CostModel<'a> {
             | comet_ir::Op::StochasticTrunc { bits } => bits,
             _ => g.node(id).comparison_bits(),
         };
-        let mut dense = cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits);
-        if matches!(protocol, Protocol::FixedMul | Protocol::FixedMatMul) {
-            let w = crate::inspect::memory::fixed_operand_of(self.p, id, &self.fixed);
-            if comet_ir::protocol::mask_owner(self.p, w).is_some() {
-                dense = fixed_product_cost(protocol, out, &xs, &fixed, 1);
-            }
-        }
+        let mut dense = if self.one_sided(protocol, id) {
+            fixed_product_cost(protocol, out, &xs, &fixed, 1)
+        } else {
+            cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits)
+        };
         if let (comet_ir::Op::BlockMatMul { ffn, .. }, Some(b)) =
             (&g.node(id).op, dense.per_block.as_mut())
         {

@@ -446,11 +446,12 @@ pub fn deal_call(
 ) -> [FixedCallMaterial; 2] {
     let owner = mask.owner();
     let a = material::masks_of(d, x, owner);
-    let masked = match owner {
-        Some(o) => a[usize::from(1 - o)].clone(),
-        None => material::sum(&a),
+    let c = match owner {
+        // the other party's mask is the whole mask
+        Some(o) => mask.product(kind, &a[usize::from(1 - o)]),
+        None => mask.product(kind, &material::sum(&a)),
     };
-    let [c0, c1] = material::correct(d, mask.product(kind, &masked));
+    let [c0, c1] = material::correct(d, c);
     let [a0, a1] = a;
     [
         FixedCallMaterial {

@@ -49,9 +49,7 @@ use rand::Rng;
 
 use super::material::{DealerStreams, MaterialError, PartyStreams, batch_sizes, words};
 use super::{MessageError, PartyId, Share, check_party, pack, ring_ops, unpack};
-
-/// The offset that makes the input non-negative: 2^62.
-pub const OFFSET: u64 = 1 << 62;
+use crate::fss::trunc::OFFSET;
 
 /// Dealer bytes per element (party 1's shares of `r_h` and `msb(r)`).
 pub const ELEMENT_BYTES: u64 = 16;
@@ -65,13 +63,11 @@ pub const BATCH: usize = 1 << 16;
 /// # Errors
 /// If it is not.
 pub fn check_bits(bits: u32) -> Result<(), MaterialError> {
-    if (1..=62).contains(&bits) {
-        Ok(())
-    } else {
-        Err(MaterialError::Mismatch(format!(
+    crate::fss::trunc::check_bits(bits).map_err(|_| {
+        MaterialError::Mismatch(format!(
             "a stochastic truncation by {bits} bits: the gate drops 1 to 62 bits"
-        )))
-    }
+        ))
+    })
 }
 
 /// One party's material for the truncations of one node.
@@ -189,7 +185,15 @@ pub fn deal_batches(
     mut sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
 ) -> Option<[StochasticTruncMaterial; 2]> {
     check_bits(bits).expect("the caller checks the shift");
-    let mut kept = keep.then(|| [0, 1].map(|p| draw_shares(d.stream(p), p, 0, bits)));
+    let mut kept = keep.then(|| {
+        [0, 1].map(|party| StochasticTruncMaterial {
+            party,
+            bits,
+            r: Vec::with_capacity(n),
+            h: Vec::with_capacity(n),
+            m: Vec::with_capacity(n),
+        })
+    });
     for len in batch_sizes(n, BATCH) {
         let [m0, mut m1] = [0, 1].map(|p| draw_shares(d.stream(p), p, len, bits));
         for i in 0..len {
