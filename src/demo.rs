@@ -39,12 +39,21 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let model = root.join("examples/glassllm.model");
     let source = std::fs::read_to_string(&model)
         .map_err(|e| format!("cannot read `{}`: {e}", model.display()))?;
+    let weights = root.join("models/glassllm-en/model.safetensors");
+    // the plan declares the checkpoint's statistics (`comet compile --weights`): the
+    // range analysis bounds products by them and narrows comparisons
+    let path = model.display().to_string();
+    let lowered = comet_compiler::driver::lower_only(&source, &path).map_err(|e| e.to_string())?;
+    let stats =
+        comet_runtime::weights::stats::declared_for(&weights, &lowered.info.weights, |_| {})
+            .map_err(|e| e.to_string())?;
     let opts = comet_compiler::Options {
         verify: false,
         approx: comet_ir::ApproxConfig::uniform(comet_ir::ApproxProfile::Lut),
+        weight_stats: Some(stats),
         ..Default::default()
     };
-    let program = comet_compiler::compile(&source, &model.display().to_string(), &opts)
+    let program = comet_compiler::compile(&source, &path, &opts)
         .map_err(|e| e.to_string())?
         .program;
     eprintln!(
@@ -52,7 +61,6 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         model.display(),
         program.graph.len()
     );
-    let weights = root.join("models/glassllm-en/model.safetensors");
     let run_args = RunArgs {
         predictor: None,
         head_predictor: None,

@@ -147,6 +147,14 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = comet_compiler::passes::faithful_trunc::DEFAULT_CONTEXT,
               value_parser = clap::value_parser!(u64).range(1..))]
         trunc_context: u64,
+        /// The checkpoint the plan will run on (safetensors file or folder): its server
+        /// weights' statistics — max |w|, row and column norms, spectral norms, rounded
+        /// up to powers of 2^(1/4) — are declared in the plan, and the range analysis
+        /// bounds every product by them (narrower comparisons and truncations; `comet
+        /// inspect --leakage` lists them: the client learns them). The runtime refuses a
+        /// checkpoint that exceeds them.
+        #[arg(long, value_name = "CKPT")]
+        weights: Option<PathBuf>,
     },
     /// Pick each FFN's sparsity-predictor threshold on sample inputs to reach a target
     /// block recall, and report recall and sparsity per layer (docs/sparsity.md).
@@ -323,6 +331,7 @@ fn main() -> ExitCode {
             trunc_failure,
             weight_bound,
             trunc_context,
+            weights,
         } => {
             let truncation = comet_ir::TruncationPolicy {
                 mode: match faithful_trunc {
@@ -348,9 +357,11 @@ fn main() -> ExitCode {
                 heads: sparsity.1,
                 cache_openings: kv_openings == KvOpenings::Cached,
                 narrow_comparisons: comparison_width == ComparisonWidth::Narrow,
+                weight_stats: None,
             };
             if weight_bound.is_finite() && weight_bound > 0.0 {
-                run_compile(&model, emit, output.as_deref(), &opts, timings)
+                let out = output.as_deref();
+                run_compile(&model, emit, out, opts, weights.as_deref(), timings)
             } else {
                 Err(Failure(format!(
                     "error: --weight-bound {weight_bound}: expected a positive finite bound on |w|"
@@ -393,11 +404,17 @@ fn run_compile(
     model: &Path,
     emit: Option<Emit>,
     output: Option<&Path>,
-    opts: &Options,
+    mut opts: Options,
+    weights: Option<&Path>,
     timings: bool,
 ) -> Result<(), Failure> {
     let source = read(model, "model")?;
-    let compiled = compile(&source, &model.display().to_string(), opts).map_err(compile_failure)?;
+    let path = model.display().to_string();
+    if let Some(ckpt) = weights {
+        opts.weight_stats = Some(weight_stats(&source, &path, ckpt)?);
+    }
+    let opts = &opts;
+    let compiled = compile(&source, &path, opts).map_err(compile_failure)?;
     if let Some(text) = &compiled.printed {
         eprint!(
             "; IR after `{}`\n{text}",
@@ -416,6 +433,27 @@ fn run_compile(
     });
     let text = render(&compiled.program, emit)?;
     write_out(output, &text)
+}
+
+/// The declared statistics of the server's weights in `ckpt`, with progress on stderr.
+fn weight_stats(
+    source: &str,
+    path: &str,
+    ckpt: &Path,
+) -> Result<std::collections::BTreeMap<String, comet_ir::WeightStats>, Failure> {
+    let program = comet_compiler::driver::lower_only(source, path).map_err(compile_failure)?;
+    let weights = &program.info.weights;
+    let bar = indicatif::ProgressBar::new(weights.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("weight statistics {bar:30} {pos}/{len} {msg}")
+            .expect("a valid template"),
+    );
+    let stats = comet_runtime::weights::stats::declared_for(ckpt, weights, |name| {
+        bar.set_message(name.to_string());
+        bar.inc(1);
+    })
+    .map_err(|e| Failure(format!("error: --weights {}: {e}", ckpt.display())))?;
+    bar.finish_and_clear();
+    Ok(stats)
 }
 
 fn compile_failure(e: CompileError) -> Failure {

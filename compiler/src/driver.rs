@@ -42,6 +42,9 @@ pub struct Options {
     /// Which truncations are faithful (pass `faithful-trunc`); `None`: every truncation
     /// local, as before the pass.
     pub truncation: Option<comet_ir::TruncationPolicy>,
+    /// Declared statistics of the weights (`comet compile --weights`), by weight name;
+    /// the range analysis bounds products by them.
+    pub weight_stats: Option<std::collections::BTreeMap<String, comet_ir::WeightStats>>,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             cache_openings: true,
             narrow_comparisons: true,
             truncation: Some(faithful_trunc::default_policy()),
+            weight_stats: None,
         }
     }
 }
@@ -114,6 +118,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
     program.options.comparison = opts.comparison;
     program.options.approx = approximate::effective(opts.approx);
     program.options.truncation = opts.truncation;
+    program.options.weight_stats = opts.weight_stats.clone();
     timings.push(("lower", start.elapsed()));
     let mut printed = after_pass("lower", &program, opts)?;
     if let Some(s) = &opts.sparsity {

@@ -53,7 +53,7 @@ pub use program::{
     InputInfo, ModelInfo, OutputInfo, Program, ProtocolOptions, SparseAttentionInfo, SparseFfnInfo,
     SparsityOptions, TruncationPolicy, WeightInfo,
 };
-pub use range::{Declared, Interval};
+pub use range::{Declared, Interval, WeightStats};
 pub use side::SideTable;
 pub use table::TableFn;
 pub use types::{Domain, Elem, Party, ValueType};

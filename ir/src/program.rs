@@ -237,6 +237,12 @@ pub struct ProtocolOptions {
     /// in plans compiled before it: every truncation local).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncation: Option<TruncationPolicy>,
+    /// Declared statistics of each weight (by its name in the model), from the checkpoint
+    /// the plan was compiled for (`comet compile --weights`); the range analysis bounds
+    /// products by them, and the runtime refuses a checkpoint that exceeds them. Absent:
+    /// every weight is only bounded by the truncation policy's `weight_bound`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_stats: Option<std::collections::BTreeMap<String, crate::range::WeightStats>>,
 }
 
 /// Which truncations are faithful (`comet compile --faithful-trunc`).

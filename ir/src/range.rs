@@ -155,6 +155,55 @@ pub struct Declared {
     /// The recipe that assumes `assumes` (`reciprocal`, `rsqrt`, …).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub recipe: String,
+    /// A bound on the L2 norm of every row (the last axis) of this node, if declared (a
+    /// normalised row: `1.01·sqrt(d)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_l2: Option<f64>,
+    /// A bound on the L1 norm of every row, if declared (a softmax row: about 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_l1: Option<f64>,
+}
+
+/// Declared statistics of one weight tensor, in the shape the model computes with (a
+/// checkpoint's transposed tensor is read as the model reads it), each rounded up to a
+/// power of [`STAT_STEP`] so that a plan reveals them only to that precision. The runtime
+/// checks a checkpoint against them when it loads it: the range analysis' bounds, and so
+/// a plan's narrowed comparisons and truncation widths, rest on them.
+///
+/// For a matrix `[.., m, n]` (every leading index a separate matrix): `max_abs` bounds
+/// every `|w|`, `row_l2` every row's L2 norm (over the last axis), `col_l2` every column's
+/// (over the second to last), `op` every matrix's spectral norm (largest singular value).
+/// For a vector `[n]`: `row_l2` is its L2 norm and the others are `max_abs`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightStats {
+    /// Bound on `|w|`.
+    pub max_abs: f64,
+    /// Bound on each row's L2 norm.
+    pub row_l2: f64,
+    /// Bound on each column's L2 norm.
+    pub col_l2: f64,
+    /// Bound on each matrix's spectral norm.
+    pub op: f64,
+}
+
+/// The grid declared weight statistics are rounded up to: powers of `2^(1/4)` (a plan
+/// tells the client each statistic within 19%).
+pub const STAT_STEP: f64 = 1.189_207_115_002_721;
+
+/// `v` rounded up to the next power of [`STAT_STEP`] (0 stays 0; a non-finite value or a
+/// NaN is infinite: no bound).
+pub fn round_stat(v: f64) -> f64 {
+    if v == 0.0 {
+        return 0.0;
+    }
+    if !v.is_finite() || v.is_nan() {
+        return f64::INFINITY;
+    }
+    let k = (v.log2() * 4.0).ceil();
+    let r = 2f64.powf(k / 4.0);
+    // log2 and powf round: step up once more if that landed below v
+    if r < v { 2f64.powf((k + 1.0) / 4.0) } else { r }
 }
 
 /// The offset `causal_mask` adds to a hidden key's score, in real units: `−2^20`. The

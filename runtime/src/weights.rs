@@ -235,6 +235,7 @@ fn rename_hint(tensor: &str, names: &[&str]) -> String {
 }
 
 mod mapped;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 

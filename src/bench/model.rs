@@ -52,11 +52,15 @@ pub fn compile(args: &RuntimeArgs) -> Result<Program, String> {
         None if args.quick => (tiny_gpt2()?, "examples/gpt2.model, tiny".into()),
         None => (GPT2.to_string(), "examples/gpt2.model".into()),
     };
-    let opts = comet_compiler::Options {
+    let mut opts = comet_compiler::Options {
         verify: false,
         approx: args.approx,
         ..comet_compiler::Options::default()
     };
+    // the plan declares the random weights' statistics, as `comet compile --weights` does
+    // for a checkpoint: every role derives them from the seed, one tensor at a time
+    let lowered = comet_compiler::driver::lower_only(&source, &name).map_err(|e| e.to_string())?;
+    opts.weight_stats = Some(random_weight_stats(&lowered, args.seed));
     let compiled = comet_compiler::compile(&source, &name, &opts).map_err(|e| e.to_string())?;
     let p = compiled.program;
     if p.info.input("tokens").is_none() || p.analyses.costs.is_none() {
@@ -87,6 +91,36 @@ fn is_gain(name: &str) -> bool {
         || (last.starts_with('g') && last[1..].chars().all(|c| c.is_ascii_digit()))
 }
 
+/// The declared statistics ([`comet_ir::WeightStats`]) of the server's random weights of
+/// [`random_weights`], drawing and dropping one tensor at a time.
+pub fn random_weight_stats(
+    program: &Program,
+    seed: u64,
+) -> std::collections::BTreeMap<String, comet_ir::WeightStats> {
+    let server = comet_ir::Party::Server;
+    (program.info.weights.iter().enumerate())
+        .filter(|(_, w)| w.party == server)
+        .map(|(i, w)| {
+            let t = random_tensor(w, seed, i);
+            (w.name.clone(), comet_runtime::weights::stats::declared(&t))
+        })
+        .collect()
+}
+
+/// Weight `i` of the plan (`w`), drawn as [`random_weights`] draws it.
+fn random_tensor(w: &comet_ir::WeightInfo, seed: u64, i: usize) -> ArrayD<f64> {
+    // U(-a, a) has standard deviation a / √3
+    let a = 0.02 * 3f64.sqrt();
+    let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
+    let mut r = rng(seed, 0x1000 + i as u64);
+    let centre = if shape.len() == 1 && is_gain(&w.name) {
+        1.0
+    } else {
+        0.0
+    };
+    ArrayD::from_shape_simple_fn(IxDyn(&shape), || centre + a * uniform(&mut r))
+}
+
 /// Random weights of every tensor party `party` provides (`None`: all), of the plan's
 /// shapes: uniform with standard deviation 0.02 (GPT-2's initialisation scale), gains
 /// `1 ± 0.02`. Returns them with the parameter count.
@@ -97,22 +131,13 @@ pub fn random_weights(
     party: Option<usize>,
 ) -> (HashMap<String, ArrayD<f64>>, u64) {
     let start = Instant::now();
-    // U(-a, a) has standard deviation a / √3
-    let a = 0.02 * 3f64.sqrt();
     let mut out = HashMap::new();
     let mut params = 0u64;
     for (i, w) in program.info.weights.iter().enumerate() {
         if party.is_some_and(|p| w.party.index() != p) {
             continue;
         }
-        let shape: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
-        let mut r = rng(seed, 0x1000 + i as u64);
-        let centre = if shape.len() == 1 && is_gain(&w.name) {
-            1.0
-        } else {
-            0.0
-        };
-        let t = ArrayD::from_shape_simple_fn(IxDyn(&shape), || centre + a * uniform(&mut r));
+        let t = random_tensor(w, seed, i);
         params += t.len() as u64;
         out.insert(w.name.clone(), t);
     }
@@ -159,4 +184,25 @@ pub fn check_logits(out: &Outputs, seq: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[ignore]
+    fn write_gpt2_plan() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct W {
+            #[command(flatten)]
+            a: super::RuntimeArgs,
+        }
+        let args = W::parse_from(["x"]).a;
+        let p = super::compile(&args).unwrap();
+        std::fs::write(
+            "/tmp/g2w.plan",
+            comet_ir::plan::write_plan_json(&p).unwrap(),
+        )
+        .unwrap();
+    }
 }

@@ -260,13 +260,21 @@ pub fn leakage(program: &Program, plan_name: &str) -> LeakageReport {
         .filter(|d| d.value.is_none())
         .map(|d| d.name.as_str())
         .collect();
-    let public = match symbols.as_slice() {
+    let mut public = match symbols.as_slice() {
         [] => "the plan itself (every shape is a constant)".to_string(),
         s => format!(
             "the lengths {} (shapes are public), as in every plan",
             s.join(" and ")
         ),
     };
+    if let Some(stats) = &program.options.weight_stats {
+        public.push_str(&format!(
+            "; and, to the client, the declared statistics of {} server weights (`comet \
+             compile --weights`: max |w|, row, column and spectral norms, each rounded up to a \
+             power of 2^(1/4)), which the range analysis bounds products by",
+            stats.len()
+        ));
+    }
     LeakageReport {
         plan: plan_name.to_string(),
         model: program.info.name.clone(),

@@ -117,6 +117,15 @@ impl<'a> Builder<'a> {
         self.fact(x).range = Some(Interval::new(lo, hi));
     }
 
+    /// Records that every row (last axis) of `x`'s real value has an L2 norm of at most
+    /// `l2` and an L1 norm of at most `l1` (`∞`: not declared); the range analysis adds
+    /// one unit in the last place per entry for fixed-point rounding.
+    pub(crate) fn declare_norms(&mut self, x: NodeId, l2: f64, l1: f64) {
+        let f = self.fact(x);
+        f.row_l2 = l2.is_finite().then_some(l2);
+        f.row_l1 = l1.is_finite().then_some(l1);
+    }
+
     /// Records that `recipe` assumes its input `x` to lie in `[lo, hi]`.
     pub(crate) fn assume(&mut self, x: NodeId, recipe: &str, lo: f64, hi: f64) {
         let f = self.fact(x);

@@ -11,32 +11,33 @@
 //!
 //! - the compared values: `x` for `drelu` and `sign_select`; `x − t` for each threshold of
 //!   a `compare`; the pairwise differences `a − b` of a `row_max` (`[lo − hi, hi − lo]`);
-//! - their real bound `B` at the largest call the plan is narrowed for ([`MAX_TOKENS`]
-//!   tokens processed and as many cached: interval bounds only grow with the sizes), in
-//!   ring units `B·2^f` at the operand's `f` fractional bits, plus [`ERROR_ULPS`] for the
-//!   fixed-point rounding the real-valued analysis does not see;
+//! - their real bound `B` at the largest call the plan is narrowed for: its truncation
+//!   policy's design context (`comet compile --trunc-context N`, 1,024 by default: N tokens
+//!   processed and N cached; bounds only grow with the sizes, and the runtime refuses a
+//!   longer call of a narrowed plan), in ring units `B·2^f` at the operand's `f`
+//!   fractional bits, plus [`ERROR_ULPS`] for the fixed-point rounding the real-valued
+//!   analysis does not see;
 //! - m = ⌈log2(that)⌉ + 2 (the sign, and one bit of margin), rounded up to whole bytes
 //!   (the runtime packs each party's opened values into bytes per node, and the cost model
 //!   counts n·m bits for a symbolic n: equal only when m is a multiple of 8), kept only when
 //!   below 64.
 //!
-//! The analysis' bounds rest on two declarations, both checked: every weight within the
-//! weight bound of the plan's truncation policy (`comet compile --weight-bound`, checked
-//! against the checkpoint when the runtime loads it; a plan without a policy narrows
-//! nothing), and every approximation recipe's input within the range the recipe assumes. A plan in which some recipe's assumption is not implied by the
-//! bounds ([`crate::range::RangeReport::violations`]) narrows nothing: its declared
-//! ranges, and so every bound downstream of them, would be unfounded. Comparisons inside
+//! The analysis' bounds rest on declarations, all checked: every weight within the weight
+//! bound of the plan's truncation policy (`comet compile --weight-bound`) and, with
+//! `comet compile --weights`, within the statistics declared for it (max |w|, row, column
+//! and spectral norms: [`comet_ir::WeightStats`]), both checked against the checkpoint
+//! when the runtime loads it (a plan without a policy narrows nothing); and every
+//! approximation recipe's input within the range the recipe assumes. Where some recipe's
+//! assumption is not implied by the bounds
+//! ([`crate::range::RangeReport::violations`]), its declared ranges, and every bound
+//! downstream of it, would be unfounded: no comparison downstream of a violated assumption
+//! is narrowed ([`crate::range::Ranges::tainted`]); those upstream are. Comparisons inside
 //! a sparse FFN's masked region keep the whole ring (they run on gathered entries with
 //! material of their own).
 
-use crate::range::{RangeOptions, Ranges, analyse, assumptions_hold};
+use crate::range::{RangeOptions, Ranges, analyse};
 use comet_ir::sparse::masked_nodes;
 use comet_ir::{Comparison, DimEnv, Elem, Interval, NodeId, Op, Program};
-
-/// The largest call a narrowed plan is sound for: this many tokens processed in one call,
-/// and as many already cached. Far beyond any model's context today; a call beyond it is
-/// refused by no one, so the bound is stated in the plan's docs.
-pub const MAX_TOKENS: u64 = 1 << 20;
 
 /// Ring units added to every bound for the fixed-point rounding errors the real-valued
 /// analysis does not model (each local truncation is off by at most one unit; a matmul
@@ -55,16 +56,19 @@ pub fn run(p: &mut Program) {
         weight_bound: policy.weight_bound,
     };
     let env = DimEnv {
-        seq: MAX_TOKENS,
-        past: MAX_TOKENS,
+        seq: policy.context,
+        past: policy.context,
     };
     let ranges = analyse(p, env, opts);
-    if !assumptions_hold(p, &ranges) {
-        return;
-    }
     let masked = masked_nodes(p);
     let widths: Vec<(NodeId, u8)> = (p.graph.ids())
         .filter(|id| !masked.contains_key(id))
+        .filter(|id| {
+            !p.graph
+                .operands(*id)
+                .iter()
+                .any(|x| ranges.tainted.contains(x))
+        })
         .filter_map(|id| width(p, &ranges, id).map(|m| (id, m)))
         .collect();
     for (id, m) in widths {

@@ -25,6 +25,7 @@
 //! union bound: Σ over the call's truncations of (elements × per-element bound), capped
 //! at 1.
 
+mod norms;
 mod ops;
 mod report;
 
@@ -35,6 +36,8 @@ pub use report::{
     AT_RISK, RangeReport, TruncationRisk, Violation, WORST, assumptions_hold, range_report,
     truncation_risks,
 };
+
+pub use norms::Norms;
 
 use comet_ir::{DimEnv, Interval, NodeId, Op, Program, SideTable};
 use std::collections::BTreeMap;
@@ -64,8 +67,14 @@ impl Default for RangeOptions {
 pub struct Ranges {
     /// Each node's range.
     pub values: SideTable<Interval>,
+    /// Each node's norm bounds ([`Norms`]).
+    pub norms: SideTable<Norms>,
     /// Nodes whose op has no transfer function (their range is unbounded).
     pub unmodelled: Vec<NodeId>,
+    /// Nodes downstream of a recipe input outside its assumed range (and those inputs):
+    /// no declared range or norm is applied to them, since the recipe that declared it
+    /// may be wrong there, and nothing about them is narrowed.
+    pub tainted: std::collections::HashSet<NodeId>,
 }
 
 impl Ranges {
@@ -73,7 +82,15 @@ impl Ranges {
     pub fn of(&self, id: NodeId) -> Interval {
         self.values.get(id).copied().unwrap_or(Interval::UNBOUNDED)
     }
+
+    /// The norm bounds of `id` (unknown if unknown).
+    pub fn norms_of(&self, id: NodeId) -> Norms {
+        self.norms.get(id).copied().unwrap_or(Norms::UNKNOWN)
+    }
 }
+
+/// A cache slot's range and norms, and whether a tainted value is written to it.
+type Slots = BTreeMap<u32, (Interval, Norms, bool)>;
 
 /// How many times the cache's fixed point is iterated before its slots count as
 /// unbounded.
@@ -85,7 +102,7 @@ const CACHE_ITERATIONS: usize = 4;
 /// writes to them until nothing changes; a slot still growing after a few rounds is
 /// unbounded.
 pub fn analyse(p: &Program, env: DimEnv, opts: &RangeOptions) -> Ranges {
-    let mut slots: BTreeMap<u32, Interval> = BTreeMap::new();
+    let mut slots = Slots::new();
     for _ in 0..CACHE_ITERATIONS {
         let r = propagate(p, env, opts, &slots);
         let written = cache_writes(p, &r, &slots);
@@ -94,42 +111,49 @@ pub fn analyse(p: &Program, env: DimEnv, opts: &RangeOptions) -> Ranges {
         }
         slots = written;
     }
-    let unbounded = slots.keys().map(|s| (*s, Interval::UNBOUNDED)).collect();
+    let unbounded = (slots.keys())
+        .map(|s| (*s, (Interval::UNBOUNDED, Norms::UNKNOWN, true)))
+        .collect();
     propagate(p, env, opts, &unbounded)
 }
 
 /// One pass in topological order with the cache slots' ranges fixed.
-fn propagate(
-    p: &Program,
-    env: DimEnv,
-    opts: &RangeOptions,
-    slots: &BTreeMap<u32, Interval>,
-) -> Ranges {
+fn propagate(p: &Program, env: DimEnv, opts: &RangeOptions, slots: &Slots) -> Ranges {
     let mut r = Ranges {
         values: SideTable::new(),
+        norms: SideTable::new(),
         unmodelled: Vec::new(),
+        tainted: Default::default(),
     };
     let order = p.graph.topo_order().expect("a verified program is acyclic");
     for id in order {
-        let v = node_range(p, id, env, opts, slots, &mut r);
+        let (v, n) = node_range(p, id, env, opts, slots, &mut r);
         r.values.insert(id, v);
+        r.norms.insert(id, n);
     }
     r
 }
 
-/// The range of one node: its transfer function, intersected with its declared range.
+/// The range and norms of one node: its transfer functions, intersected with its declared
+/// range and norms, each tightened by the other.
 fn node_range(
     p: &Program,
     id: NodeId,
     env: DimEnv,
     opts: &RangeOptions,
-    slots: &BTreeMap<u32, Interval>,
+    slots: &Slots,
     r: &mut Ranges,
-) -> Interval {
-    let v = if let Op::CacheRead { slot } = p.graph.node(id).op {
-        slots.get(&slot).copied().unwrap_or(Interval::point(0.0))
+) -> (Interval, Norms) {
+    let operands = p.graph.operands(id);
+    let xs: Vec<Interval> = operands.iter().map(|x| r.of(*x)).collect();
+    let ns: Vec<Norms> = operands.iter().map(|x| r.norms_of(*x)).collect();
+    let mut tainted = operands.iter().any(|x| r.tainted.contains(x));
+    let (v, n) = if let Op::CacheRead { slot } = p.graph.node(id).op {
+        let empty = (Interval::point(0.0), Norms::UNKNOWN, false);
+        let (v, n, t) = slots.get(&slot).copied().unwrap_or(empty);
+        tainted |= t;
+        (v, n)
     } else {
-        let xs: Vec<Interval> = p.graph.operands(id).iter().map(|x| r.of(*x)).collect();
         let c = ops::Ctx {
             p,
             id,
@@ -137,34 +161,123 @@ fn node_range(
             env,
             opts,
         };
-        ops::transfer(&c).unwrap_or_else(|| {
+        let v = ops::transfer(&c).unwrap_or_else(|| {
             r.unmodelled.push(id);
             Interval::UNBOUNDED
-        })
+        });
+        let nc = norms::NormCtx {
+            p,
+            id,
+            env,
+            xs: &xs,
+            ns: &ns,
+        };
+        (v, norms::transfer(&nc, weight_stats(p, id)))
     };
-    match declared_range(p, id) {
-        Some(d) => v.meet(d),
-        None => v,
+    let v = v.meet(norm_bound(p, id, &xs, &ns, n));
+    let declared = p.analyses.declared.as_ref().and_then(|d| d.get(id));
+    let (v, n) = match declared.filter(|_| !tainted) {
+        Some(d) => {
+            // declared norms are of the real values; rounding adds a unit per entry
+            let (len, ulp) = (row_len(p, id, env), ulp(p, id));
+            let l2 = d.row_l2.map_or(f64::INFINITY, |b| b + len.sqrt() * ulp);
+            let l1 = d.row_l1.map_or(f64::INFINITY, |b| b + len * ulp);
+            let n = Norms {
+                row_l2: n.row_l2.min(l2),
+                row_l1: n.row_l1.min(l1),
+                ..n
+            };
+            (d.range.map_or(v, |d| v.meet(d)), n)
+        }
+        None => (v, n),
+    };
+    let dims: Vec<u64> = (p.graph.node(id).ty.shape.iter())
+        .map(|d| d.eval(env))
+        .collect();
+    let len = |from_end: usize| dims.len().checked_sub(from_end).map_or(1, |i| dims[i]) as f64;
+    if declared
+        .and_then(|d| d.assumes)
+        .is_some_and(|a| !v.within(a))
+    {
+        tainted = true;
+    }
+    if tainted {
+        r.tainted.insert(id);
+    }
+    (v, n.tighten(v.magnitude(), len(1), len(2)))
+}
+
+/// The length of `id`'s rows in the call.
+fn row_len(p: &Program, id: NodeId, env: DimEnv) -> f64 {
+    (p.graph.node(id).ty.shape.last()).map_or(1, |d| d.eval(env)) as f64
+}
+
+/// One unit in the last place of `id`'s fixed-point encoding (0 for bits and indices,
+/// which are exact).
+fn ulp(p: &Program, id: NodeId) -> f64 {
+    match p.graph.node(id).ty.elem {
+        comet_ir::Elem::Fixed { scale } => 2f64.powi(-(scale as i32)),
+        _ => 0.0,
     }
 }
 
-/// The range a recipe declares for `id`, if any.
-fn declared_range(p: &Program, id: NodeId) -> Option<Interval> {
-    p.analyses.declared.as_ref()?.get(id)?.range
+/// The declared statistics of weight node `id`, if the plan has them.
+fn weight_stats(p: &Program, id: NodeId) -> Option<&comet_ir::WeightStats> {
+    let Op::Weight { name } = &p.graph.node(id).op else {
+        return None;
+    };
+    p.options.weight_stats.as_ref()?.get(name)
+}
+
+/// The interval the norms give a node's entries (unbounded where they say nothing): a
+/// product's entries by Cauchy–Schwarz, a row sum by the row's L1 norm, a weight by its
+/// declared `max|w|`, any value by its rows' norms.
+fn norm_bound(p: &Program, id: NodeId, xs: &[Interval], ns: &[Norms], own: Norms) -> Interval {
+    let op = &p.graph.node(id).op;
+    let b = match op {
+        Op::MatMul | Op::BlockMatMul { .. } => norms::matmul_entry(ns[0], xs[1], ns[1]),
+        Op::CacheMatMul { transpose, .. } => {
+            let cache = if *transpose {
+                Norms {
+                    row_l2: ns[1].col_l2,
+                    row_l1: f64::INFINITY,
+                    col_l2: ns[1].row_l2,
+                    op: ns[1].op,
+                }
+            } else {
+                ns[1]
+            };
+            norms::matmul_entry(ns[0], xs[1], cache)
+        }
+        Op::RowSum => ns[0].row_l1,
+        Op::Weight { .. } => weight_stats(p, id).map_or(f64::INFINITY, |s| s.max_abs),
+        _ => own.magnitude(),
+    };
+    let b = b.min(own.magnitude());
+    if b.is_nan() {
+        Interval::UNBOUNDED
+    } else {
+        Interval::symmetric(b)
+    }
 }
 
 /// Each slot's range: the hull of its old range and of everything written to it.
-fn cache_writes(
-    p: &Program,
-    r: &Ranges,
-    slots: &BTreeMap<u32, Interval>,
-) -> BTreeMap<u32, Interval> {
+fn cache_writes(p: &Program, r: &Ranges, slots: &Slots) -> Slots {
     let mut out = slots.clone();
     for id in p.graph.ids() {
         if let Op::CacheWrite { slot } = p.graph.node(id).op {
-            let v = r.of(p.graph.operands(id)[0]);
-            let e = out.entry(slot).or_insert(v);
-            *e = e.hull(v);
+            let x = p.graph.operands(id)[0];
+            // rows only: a slot's columns grow with every call (the cache is appended to),
+            // so their norms have no fixed point; they are derived from the magnitude
+            let n = r.norms_of(x);
+            let rows = Norms {
+                row_l2: n.row_l2,
+                row_l1: n.row_l1,
+                ..Norms::UNKNOWN
+            };
+            let w = (r.of(x), rows, r.tainted.contains(&x));
+            let e = out.entry(slot).or_insert(w);
+            *e = (e.0.hull(w.0), e.1.hull(w.1), e.2 || w.2);
         }
     }
     out

@@ -224,3 +224,169 @@ fn examples_have_reports() {
         eprintln!("{path}: {}", serde_json::to_string_pretty(&rep).unwrap());
     }
 }
+
+/// Declares statistics for the weights of `p` by name.
+fn with_stats(p: &mut Program, stats: &[(NodeId, comet_ir::WeightStats)]) {
+    let mut m = std::collections::BTreeMap::new();
+    for (id, s) in stats {
+        let Op::Weight { name } = &p.graph.node(*id).op else {
+            panic!("not a weight")
+        };
+        m.insert(name.clone(), *s);
+    }
+    p.options.weight_stats = Some(m);
+}
+
+fn stats(max_abs: f64, row_l2: f64, col_l2: f64, op: f64) -> comet_ir::WeightStats {
+    comet_ir::WeightStats {
+        max_abs,
+        row_l2,
+        col_l2,
+        op,
+    }
+}
+
+/// A declared normalised row `x` (‖x‖₂ ≤ 10, entries within ±10), a gain `g` (|g| ≤ 2)
+/// and a matrix `w` [100, 50] with columns of norm ≤ 0.5, spectral norm ≤ 3, entries
+/// within ±0.25: `y = (x·g)·w` has entries within ‖x·g‖₂·0.5 = 20·0.5 = 10 (interval
+/// arithmetic alone: 100 · 20 · 0.25 = 500) and rows within 20·3 = 60; a second product
+/// `y·v` with v's columns ≤ 0.1 has entries within 6.
+#[test]
+fn products_are_bounded_by_row_and_column_norms() {
+    let mut p = Program::default();
+    let c = |n: i64| Dim::constant(n);
+    let x = weight(&mut p, vec![Dim::SEQ, c(100)]);
+    let g = weight(&mut p, vec![c(100)]);
+    let w = weight(&mut p, vec![c(100), c(50)]);
+    let v = weight(&mut p, vec![c(50), c(7)]);
+    let xg = add(&mut p, Op::Mul, &[x, g], fx(32, vec![Dim::SEQ, c(100)]));
+    let y = add(&mut p, Op::MatMul, &[xg, w], fx(32, vec![Dim::SEQ, c(50)]));
+    let z = add(&mut p, Op::MatMul, &[y, v], fx(32, vec![Dim::SEQ, c(7)]));
+    with_stats(
+        &mut p,
+        &[
+            (x, stats(10.0, 10.0, f64::INFINITY, f64::INFINITY)),
+            (g, stats(2.0, 20.0, 2.0, 2.0)),
+            (w, stats(0.25, 1.0, 0.5, 3.0)),
+            (v, stats(0.1, 1.0, 0.1, 1.0)),
+        ],
+    );
+    let r = analyse(&p, env(4, 0), &opts(64.0));
+    assert_eq!(r.norms_of(xg).row_l2, 20.0);
+    assert_eq!(r.of(y), Interval::symmetric(10.0));
+    assert_eq!(r.norms_of(y).row_l2, 60.0);
+    assert_eq!(r.of(z), Interval::symmetric(6.0));
+    // without statistics, interval arithmetic: 100 · (64·64) · 64
+    let mut bare = p.clone();
+    bare.options.weight_stats = None;
+    let r = analyse(&bare, env(4, 0), &opts(64.0));
+    assert_eq!(r.of(y).magnitude(), 100.0 * 64.0 * 64.0 * 64.0);
+}
+
+/// A softmax-like row `p` with a declared L1 norm of 1 (entries in [0, 1]) times values
+/// `v` [keys, 8] within ±3 whose rows have norm ≤ 5: entries within 1·3 (whatever the
+/// number of keys; interval arithmetic says keys·3), rows within 1·5 (plus the rounding
+/// allowance of 16 ulps per row for the declared norm).
+#[test]
+fn a_row_stochastic_product_is_bounded_by_its_l1_norm() {
+    let mut p = Program::default();
+    let keys = vec![Dim::SEQ, Dim::constant(64)];
+    let probs = weight(&mut p, keys.clone());
+    let v = weight(&mut p, vec![Dim::constant(64), Dim::constant(8)]);
+    let out = add(
+        &mut p,
+        Op::MatMul,
+        &[probs, v],
+        fx(32, vec![Dim::SEQ, Dim::constant(8)]),
+    );
+    with_stats(&mut p, &[(v, stats(3.0, 5.0, 100.0, 100.0))]);
+    let mut declared = comet_ir::SideTable::new();
+    declared.insert(
+        probs,
+        comet_ir::Declared {
+            range: Some(Interval::new(0.0, 1.0)),
+            row_l1: Some(1.0),
+            ..Default::default()
+        },
+    );
+    p.analyses.declared = Some(declared);
+    let r = analyse(&p, env(4, 0), &opts(64.0));
+    let l1 = 1.0 + 64.0 * 2f64.powi(-16);
+    assert_eq!(r.of(out), Interval::symmetric(l1 * 3.0));
+    assert_eq!(r.norms_of(out).row_l2, l1 * 5.0);
+}
+
+/// `x − mean(x)` (through the mean's truncation) is no longer than `x`, up to one unit in
+/// the last place per entry; a plain difference of the same operands adds their norms.
+#[test]
+fn a_centred_row_is_no_longer_than_the_row() {
+    let mut p = Program::default();
+    let c = |n: i64| Dim::constant(n);
+    let x = weight(&mut p, vec![Dim::SEQ, c(16)]);
+    let sum = add(&mut p, Op::RowSum, &[x], fx(16, vec![Dim::SEQ, c(1)]));
+    let mean = add(
+        &mut p,
+        Op::MulConst { value: 1.0 / 16.0 },
+        &[sum],
+        fx(32, vec![Dim::SEQ, c(1)]),
+    );
+    let t = add(
+        &mut p,
+        Op::StochasticTrunc { bits: 16 },
+        &[mean],
+        fx(16, vec![Dim::SEQ, c(1)]),
+    );
+    let centred = add(&mut p, Op::Sub, &[x, t], fx(16, vec![Dim::SEQ, c(16)]));
+    let other = add(&mut p, Op::Sub, &[x, x], fx(16, vec![Dim::SEQ, c(16)]));
+    with_stats(&mut p, &[(x, stats(4.0, 8.0, 100.0, 100.0))]);
+    let r = analyse(&p, env(2, 0), &opts(64.0));
+    assert_eq!(r.norms_of(centred).row_l2, 8.0 + 4.0 * 2f64.powi(-16));
+    assert_eq!(r.norms_of(other).row_l2, 16.0);
+}
+
+/// A recipe input outside its assumed range taints everything downstream of it: no
+/// declared range or norm applies there (the recipe may be wrong), while a node beside
+/// it keeps its declaration.
+#[test]
+fn a_violated_assumption_taints_what_follows_it() {
+    let mut p = Program::default();
+    let c = |n: i64| vec![Dim::constant(n)];
+    let a = weight(&mut p, c(4)); // [-2, 2]
+    let b = weight(&mut p, c(4));
+    let after = add(&mut p, Op::MulConst { value: 3.0 }, &[a], fx(16, c(4)));
+    let beside = add(&mut p, Op::MulConst { value: 3.0 }, &[b], fx(16, c(4)));
+    let mut declared = comet_ir::SideTable::new();
+    // a recipe on `a` assumes [-1, 1] (violated: a is within ±2) and declares its result
+    // within ±1; one on `b` assumes [-2, 2] (holds) and declares ±1 too
+    for (input, assumed, out) in [(a, 1.0, after), (b, 2.0, beside)] {
+        declared.insert(
+            input,
+            comet_ir::Declared {
+                assumes: Some(Interval::symmetric(assumed)),
+                recipe: "test".into(),
+                ..Default::default()
+            },
+        );
+        declared.insert(
+            out,
+            comet_ir::Declared {
+                range: Some(Interval::symmetric(1.0)),
+                ..Default::default()
+            },
+        );
+    }
+    p.analyses.declared = Some(declared);
+    let r = analyse(&p, env(1, 0), &opts(2.0));
+    assert!(r.tainted.contains(&a) && r.tainted.contains(&after));
+    assert!(!r.tainted.contains(&b) && !r.tainted.contains(&beside));
+    assert_eq!(
+        r.of(after),
+        Interval::symmetric(6.0),
+        "declaration not applied"
+    );
+    assert_eq!(
+        r.of(beside),
+        Interval::symmetric(1.0),
+        "declaration applied"
+    );
+}

@@ -136,6 +136,26 @@ pub enum ExecError {
         /// A bound that holds: the next power of two above the largest entry.
         suggested: f64,
     },
+    /// A weight exceeds a statistic the plan declares for it (`comet compile --weights`):
+    /// the range analysis, and so the plan's comparison and truncation widths, rest on it.
+    #[error(
+        "weight `{name}` (tensor `{tensor}`) has {what} {value:.6}, beyond the {bound} the \
+         plan declares for it (its comparison and truncation widths rest on it): this is \
+         not the checkpoint the plan was compiled for; recompile with `comet compile \
+         --weights` on this checkpoint"
+    )]
+    WeightStats {
+        /// Its qualified name.
+        name: String,
+        /// Its checkpoint tensor.
+        tensor: String,
+        /// Which statistic (`max |w|`, `row L2 norm`, `column L2 norm`, `spectral norm`).
+        what: &'static str,
+        /// The value found (the spectral norm: an estimate).
+        value: f64,
+        /// The plan's bound.
+        bound: f64,
+    },
     /// The KV cache does not hold what this call expects.
     #[error("{at}: cache slot {slot}: {message}")]
     Cache {

@@ -101,6 +101,7 @@ pub fn weight<'a>(
 /// # Errors
 /// [`ExecError::WeightBound`] with the largest entry and a bound that holds.
 pub fn within_bound(program: &Program, name: &str, w: &ArrayD<f64>) -> Result<(), ExecError> {
+    within_stats(program, name, w)?;
     let Some(bound) = program.options.truncation.map(|t| t.weight_bound) else {
         return Ok(());
     };
@@ -125,6 +126,30 @@ pub fn within_bound(program: &Program, name: &str, w: &ArrayD<f64>) -> Result<()
         value,
         bound,
         suggested: 2f64.powf(worst.log2().floor() + 1.0),
+    })
+}
+
+/// Checks weight `name` against the statistics the plan declares for it, if any
+/// ([`comet_ir::WeightStats`], from `comet compile --weights`).
+///
+/// # Errors
+/// [`ExecError::WeightStats`] naming the statistic exceeded.
+pub fn within_stats(program: &Program, name: &str, w: &ArrayD<f64>) -> Result<(), ExecError> {
+    let Some(s) = (program.options.weight_stats.as_ref()).and_then(|m| m.get(name)) else {
+        return Ok(());
+    };
+    crate::weights::stats::check(w, s).map_err(|(what, value, bound)| {
+        let tensor = program
+            .info
+            .weight(name)
+            .map_or(name, |i| i.tensor.as_str());
+        ExecError::WeightStats {
+            name: name.into(),
+            tensor: tensor.into(),
+            what,
+            value,
+            bound,
+        }
     })
 }
 

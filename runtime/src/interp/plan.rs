@@ -61,6 +61,26 @@ pub struct ExecPlan {
     fixed_operand: Vec<Option<Pos>>,
 }
 
+/// A plan whose comparisons or truncations work on narrowed widths is sound only for the
+/// calls its range analysis covered: at most its truncation policy's `context` tokens
+/// processed and as many cached (`comet compile --trunc-context`).
+fn within_design_context(program: &Program, env: DimEnv) -> Result<(), InterpError> {
+    let narrowed = (program.graph.ids()).any(|id| program.graph.node(id).cmp_width.is_some());
+    let Some(policy) = program.options.truncation.filter(|_| narrowed) else {
+        return Ok(());
+    };
+    let n = policy.context;
+    if env.seq <= n && env.past <= n {
+        return Ok(());
+    }
+    Err(InterpError::Sizes(format!(
+        "this call processes {} tokens after {} cached, but the plan's comparison widths \
+         are proven for at most {n} tokens and {n} cached (its design context): recompile \
+         with `comet compile --trunc-context N` for longer calls",
+        env.seq, env.past
+    )))
+}
+
 impl ExecPlan {
     /// The execution plan of `program` at `env`.
     ///
@@ -91,6 +111,7 @@ impl ExecPlan {
                 )));
             }
         }
+        within_design_context(program, env)?;
         let layout = Layout::new(program).map_err(|e| InterpError::NotAPlan(e.to_string()))?;
         let n = layout.len();
         let mut plan = ExecPlan {

@@ -138,7 +138,7 @@ fn linear(b: &mut Builder, bits: &[NodeId], coef: impl Fn(usize) -> f64, c0: f64
     b.add_const(sum, c0)
 }
 
-/// `1/sqrt(v)` for v in `[4^−9, 4^9)`. One comparison of v with the 17 powers `4^j`
+/// `1/sqrt(v)` for v in `[4^−11, 4^9)` (below `4^−9` on the table's lower part). One comparison of v with the 17 powers `4^j`
 /// counts `L = a + 9` of them at most v (`4^a ≤ v < 4^(a+1)`); the factors are linear in
 /// the monotone bits, with integer coefficients (exact, no truncation):
 /// `F = 4^(8−a) = 4^17 − Σ_i c_i·3·4^(16−i)` and `G = 2^(8−a) = 2^17 − Σ_i c_i·2^(16−i)`.
@@ -146,7 +146,11 @@ fn linear(b: &mut Builder, bits: &[NodeId], coef: impl Fn(usize) -> f64, c0: f64
 /// and `rsqrt(v) = table·G·2^−8`. Rounds: the comparison, `v·F`, the table (2), `·G`.
 pub(super) fn rsqrt(b: &mut Builder, v: NodeId) -> NodeId {
     let j = RSQRT_J;
-    b.assume(v, "lut.rsqrt", 4f64.powi(-j - 1), 4f64.powi(j + 1));
+    // below 4^−9 no threshold is passed and v·F lies under 4^8, where the table still
+    // holds 2^8/sqrt(x) (it covers [1, 2^18)); down to v = 4^−11 (v·F ≥ 4^6) its index
+    // step errs by under 2^−13 relative: a norm's eps of 10^−6 on a row of zeros is
+    // inside
+    b.assume(v, "lut.rsqrt", 4f64.powi(-j - 3), 4f64.powi(j + 1));
     let thresholds: Vec<f64> = (-j..=j).map(|e| 4f64.powi(e)).collect();
     let bits = at_least(b, v, &thresholds);
     let top = 2 * j;
@@ -163,7 +167,7 @@ pub(super) fn rsqrt(b: &mut Builder, v: NodeId) -> NodeId {
         2f64.powi(top + 1),
     );
     let reduced = b.mul(v, f);
-    b.declare(reduced, 4f64.powi(j) - 1.0, 4f64.powi(j + 1));
+    b.declare(reduced, 4f64.powi(j - 2) - 1.0, 4f64.powi(j + 1));
     let t = lookup(b, reduced, RSQRT);
     let scaled = b.mul(t, g);
     b.mul_const(scaled, 2f64.powi(-j))
@@ -223,9 +227,13 @@ pub(super) fn rms_norm(b: &mut Builder, x: NodeId, g: NodeId, eps: f64) -> NodeI
 /// the norm's input. (In fixed point, a row whose mean square is within a few units in
 /// the last place of zero can exceed it; such rows are near-constant and their entries
 /// tiny.)
+///
+/// The same argument bounds the whole row: its L2 norm is `sqrt(d)` times the rsqrt's
+/// relative error, declared `1.01·sqrt(d)` too.
 fn declare_normed(b: &mut Builder, normed: NodeId, inv_d: f64) {
     let bound = 1.01 / inv_d.sqrt();
     b.declare(normed, -bound, bound);
+    b.declare_norms(normed, bound, f64::INFINITY);
 }
 
 /// `lut.gelu`.
@@ -254,8 +262,11 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     b.declare(z, 0.5, f64::INFINITY);
     let r = reciprocal(b, z);
     let p = b.mul(kept, r);
-    // a probability: the exact softmax is in [0, 1]; the tables' errors add under 2%
+    // a probability: the exact softmax is in [0, 1]; the tables' errors add under 2%. The
+    // row sums to z·recip(z): within the reciprocal table's relative error (under 2^−12)
+    // of 1, declared 1.02 (the analysis adds each entry's rounding)
     b.declare(p, 0.0, 1.02);
+    b.declare_norms(p, f64::INFINITY, 1.02);
     p
 }
 

@@ -372,6 +372,9 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     let r = reciprocal(b, z);
     let y = b.mul(e, r);
     b.declare(y, 0.0, 1.0 + 0.01);
+    // the row sums to z·reciprocal(z), within the reciprocal's 1% of 1 (the analysis adds
+    // each entry's rounding)
+    b.declare_norms(y, f64::INFINITY, 1.0 + 0.01);
     y
 }
 
@@ -408,9 +411,12 @@ pub(super) fn rms_norm(b: &mut Builder, x: NodeId, g: NodeId, eps: f64) -> NodeI
 /// A normalised row `x_i / sqrt(mean(x²) + eps)` lies within `±sqrt(d)` (one entry can
 /// hold the whole row's energy), times rsqrt's relative error (< 5e-3): declared
 /// `±1.01·sqrt(d)`.
+///
+/// The same argument bounds the whole row: L2 norm `1.01·sqrt(d)`.
 fn declare_normed(b: &mut Builder, normed: NodeId, inv_d: f64) {
     let bound = 1.01 / inv_d.sqrt();
     b.declare(normed, -bound, bound);
+    b.declare_norms(normed, bound, f64::INFINITY);
 }
 
 /// `rsqrt(row_sum(x²)·inv_d + eps)`: one value per row, shared by both norms.
