@@ -28,7 +28,7 @@ const EPS: f64 = 1e-6;
 /// the checkpoint at `path` (one weight at a time); `progress` is called after each.
 ///
 /// # Errors
-/// The checkpoint's [`WeightError`]: unreadable, missing tensor, wrong shape.
+/// The checkpoint's [`super::WeightError`]: unreadable, missing tensor, wrong shape.
 pub fn declared_for(
     path: &std::path::Path,
     weights: &[comet_ir::WeightInfo],
