@@ -222,3 +222,63 @@ fn narrow_truncations_over_tcp_with_material_files() {
 fn narrow_truncations_over_tcp_with_the_dealer_service() {
     check_tcp(Source::Dealer);
 }
+
+/// `comet inspect` of the narrowed plan: the `stochastic_trunc` row's online bits are the
+/// packed openings, ⌈n·m/8⌉ bytes per truncation and party, and the failure report's
+/// faithful-truncation line states them.
+#[test]
+fn inspect_states_the_packed_openings() {
+    let p = narrowed(compile());
+    let path = common::temp_path("narrow-trunc.plan");
+    std::fs::write(&path, comet_ir::plan::write_plan_json(&p).unwrap()).unwrap();
+    let out = common::comet(&["inspect", path.to_str().unwrap(), "--prompt", "3", "--json"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let r: serde_json::Value = serde_json::from_str(&common::stdout(&out)).unwrap();
+    let rows = r["prefill"]["by_protocol"].as_array().unwrap();
+    let row = (rows.iter())
+        .find(|row| row["name"] == "stochastic_trunc")
+        .expect("a stochastic_trunc row");
+    let env = DimEnv { seq: 3, past: 0 };
+    let elements: u64 = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, Op::StochasticTrunc { .. }))
+        .map(|id| {
+            p.graph
+                .node(id)
+                .ty
+                .shape
+                .iter()
+                .map(|d| d.eval(env))
+                .product::<u64>()
+        })
+        .sum();
+    // at 64 bits 128 bits per element; the packing saves what saved_bits derives
+    let want = 128 * elements - saved_bits(&p, env);
+    assert_eq!(row["online_bits"].as_u64(), Some(want));
+    assert!(want < 128 * elements);
+    assert_eq!(
+        row["offline_bits"].as_u64(),
+        Some(128 * elements),
+        "16 bytes each"
+    );
+    let t = &r["prefill"]["truncation"];
+    assert_eq!(t["faithful_elements"].as_u64(), Some(elements));
+    let text = common::stdout(&common::comet(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--prompt",
+        "3",
+    ]));
+    let line = (text.lines())
+        .find(|l| l.contains("faithful truncations (stochastic gate)"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let bytes = want / 8;
+    // inspect's units: whole bytes below 1,000, else KiB to 3 significant digits
+    let shown = if bytes < 1000 {
+        format!("online {bytes} B")
+    } else {
+        let kib = bytes as f64 / 1024.0;
+        let decimals = 2 - kib.log10().floor() as usize;
+        format!("online {kib:.decimals$} KiB")
+    };
+    assert!(line.contains(&shown), "{line} states {shown}");
+}
