@@ -63,7 +63,9 @@ use rand_chacha::ChaCha12Rng;
 use rand::Rng;
 
 use super::material::{DealerStreams, MaterialError, PartyStreams, batch_sizes, words};
-use super::{MessageError, PartyId, Share, check_party, pack, pack_bits, ring_ops, unpack_bits};
+use super::{
+    MessageError, PartyId, Share, check_party, pack, pack_bits, ring_ops, unpack, unpack_bits,
+};
 use crate::ring::message::packed_len;
 
 /// Dealer bytes per element (party 1's shares of `r_h` and `msb(r)`).
@@ -363,9 +365,13 @@ pub fn start(party: PartyId, x: &Share, m: StochasticTruncMaterial) -> (State, V
     let mine: Vec<u64> = (x.to_flat().iter().zip(&m.r))
         .map(|(x, r)| reduce(x.wrapping_add(*r).wrapping_add(offset), m.width))
         .collect();
-    let msg = (mine.chunks(chunks(mine.len(), m.block)))
-        .flat_map(|c| pack_bits(c, m.width))
-        .collect();
+    // at 64 bits every block is whole bytes: one plain packing is the blocks' concatenation
+    let msg = match m.width {
+        64 => pack(&mine),
+        w => (mine.chunks(chunks(mine.len(), m.block)))
+            .flat_map(|c| pack_bits(c, w))
+            .collect(),
+    };
     let shape = x.shape().to_vec();
     (State { shape, m, mine }, msg)
 }
@@ -400,13 +406,17 @@ pub fn finish(st: State, peer: &[u8]) -> Result<Share, MessageError> {
             actual: peer.len(),
         });
     }
-    let per = chunks(n, st.m.block);
-    let chunk_bytes = packed_len(per, width);
-    let mut theirs = Vec::with_capacity(n);
-    for (k, bytes) in peer.chunks(chunk_bytes.max(1)).enumerate() {
-        let count = per.min(n - k * per);
-        theirs.extend(unpack_bits(bytes, count, width)?);
-    }
+    let theirs = match width {
+        64 => unpack(peer)?,
+        _ => {
+            let per = chunks(n, st.m.block);
+            let mut theirs = Vec::with_capacity(n);
+            for (k, bytes) in peer.chunks(packed_len(per, width)).enumerate() {
+                theirs.extend(unpack_bits(bytes, per.min(n - k * per), width)?);
+            }
+            theirs
+        }
+    };
     let offset = 1u64 << (width - 2 - s);
     let out: Vec<u64> = (0..n)
         .map(|i| {
