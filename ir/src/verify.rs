@@ -203,8 +203,9 @@ impl Checker<'_> {
                         id,
                         format!(
                             "truncates by {bits} bits at width {w}: a stochastic truncation's \
-                             width must be {} to 64 bits (the shift plus 2: its input in \
-                             [−2^(m−2), 2^(m−2)) is offset by 2^(m−2), a multiple of 2^{bits})",
+                             width must be {} to 64 bits (the shift plus 2: at width m its \
+                             input, in [−2^(m−2), 2^(m−2)), is offset by 2^(m−2), which must \
+                             be a multiple of 2^{bits})",
                             bits + 2
                         ),
                     );
