@@ -116,6 +116,34 @@ fn stochastic_truncation_after_a_matmul() {
     }
 }
 
+/// The default plan with its truncation's input width set by hand, as a range analysis
+/// would: the opening is packed at that width.
+#[test]
+fn stochastic_truncation_at_a_width() {
+    let opts = Options {
+        verify: true,
+        ..Default::default()
+    };
+    let mut p = compile(MATMUL, "test.model", &opts).unwrap().program;
+    let ids: Vec<_> = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, comet_ir::Op::StochasticTrunc { .. }))
+        .collect();
+    assert_eq!(ids.len(), 1, "one truncation");
+    p.graph.node_mut(ids[0]).cmp_width = Some(21);
+    comet_compiler::passes::cost::run(&mut p);
+    comet_ir::verify::verify(&p).expect("valid");
+    for seq in [1u64, 5, 128] {
+        let s = seq as i128;
+        // as stochastic_truncation_after_a_matmul, but each party sends its 3s openings
+        // at 21 bits, ⌈63s/8⌉ bytes: online 2·8·⌈63s/8⌉ instead of 384s (seq 1: 8 bytes,
+        // 128 bits; seq 5: 40 bytes, 640 bits; seq 128: 1,008 bytes, 16,128 bits); the
+        // dealer's shares are 64-bit whatever the width, 384s.
+        let opened = 16 * ((63 * s + 7) / 8);
+        let expected = (3, 3, 256 * s + opened + 192 * s, 192 * s + 384 * s);
+        assert_eq!(totals(&p, DimEnv { seq, past: 0 }), expected, "seq = {seq}");
+    }
+}
+
 const TWO_SECRETS: &str =
     "model m { dim seq, past; input x: fixed[seq, 4] from client; weight w: [4, 4];
     weight v: [4, 4]; let a = matmul(x, w); let b = matmul(x, v); output y = a * b to client; }";

@@ -50,10 +50,12 @@ fn plan(narrow: bool, weight_bound: f64) -> Program {
         .program
 }
 
-/// The comparison widths of the plan, in plan order.
+/// The comparison widths of the plan, in plan order (not the stochastic truncations',
+/// which also take a width).
 fn widths(p: &Program) -> Vec<(String, Option<u8>)> {
     (p.graph.ids())
         .filter(|&id| comet_ir::graph::takes_cmp_width(&p.graph.node(id).op))
+        .filter(|&id| !matches!(p.graph.node(id).op, comet_ir::Op::StochasticTrunc { .. }))
         .map(|id| {
             (
                 p.graph.node(id).op.name().to_string(),

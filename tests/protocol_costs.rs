@@ -16,7 +16,7 @@ use comet_runtime::protocols::share::{reconstruct, share_own_input, share_peer_i
 use comet_runtime::protocols::xor::reconstruct_xor;
 use comet_runtime::protocols::{
     PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux, drelu, fixed, gmw,
-    local, lut, mux, reveal, row_max, sign_select, square,
+    local, lut, mux, reveal, row_max, sign_select, square, trunc_stochastic,
 };
 use comet_runtime::transport::MemChannel;
 use ndarray::{ArrayD, IxDyn};
@@ -710,5 +710,67 @@ fn sign_select_relu_and_select() {
         let w = if same { 64 } else { bits as usize };
         let per_party = (n * w).div_ceil(8) + if same { 0 } else { 8 * n } + n.div_ceil(8);
         assert_eq!(est.1, 16 * per_party as i128);
+    }
+}
+
+/// A stochastic truncation at width m: the opening packed at m bits per element, ⌈n·m/8⌉
+/// bytes per party, the dealer's 16 bytes per element, 1 round, as the cost model states,
+/// on shapes whose n·m is and is not a multiple of 8; and the floor or one more.
+#[test]
+fn stochastic_truncation_at_a_width_costs_its_estimate() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(5);
+    for (shape, width) in [
+        (vec![3usize, 5], 64u32),
+        (vec![3, 5], 21),
+        (vec![7], 20),
+        (vec![2, 4], 40),
+        (vec![1], 37),
+    ] {
+        let n: usize = shape.iter().product();
+        let bound = 1i128 << (width - 2);
+        let x = values(&shape, u64::from(width)).mapv(|v| {
+            // into [−2^(m−2), 2^(m−2))
+            ((v as i64 as i128).rem_euclid(2 * bound) - bound) as i64 as u64
+        });
+        let (x0, x1) = comet_runtime::protocols::share::split(&x, &mut rng);
+        let mut d = Dealer::from_u64(u64::from(width));
+        let [m0, m1] = d.stochastic_trunc(n, 16, width);
+        let (p0, p1) = both([(m0, x0), (m1, x1)], |p, ch, (m, x)| {
+            let (st, msg) = trunc_stochastic::start(p, &x, m);
+            trunc_stochastic::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+        });
+        let got = reconstruct(&p0.output, &p1.output);
+        for (x, y) in x.iter().zip(got.iter()) {
+            let e = (*y as i64).wrapping_sub((*x as i64) >> 16);
+            assert!(e == 0 || e == 1, "x = {} m = {width}", *x as i64);
+        }
+        let c = cost_at_width(
+            Protocol::StochasticTrunc,
+            &vt(&shape),
+            &[&vt(&shape)],
+            &[false],
+            true,
+            false,
+            width,
+        );
+        let env = DimEnv { seq: 0, past: 0 };
+        let est = (
+            c.rounds.eval(env),
+            c.online_bits.eval(env),
+            c.offline_bits.eval(env),
+        );
+        assert_eq!(
+            measured(&p0, &p1, d.offline_bytes()),
+            est,
+            "{shape:?} m = {width}"
+        );
+        // by hand: 2 parties × ⌈n·m/8⌉ bytes; 16 dealer bytes per element
+        let bytes = (n * width as usize).div_ceil(8) as i128;
+        assert_eq!(
+            est,
+            (1, 16 * bytes, 128 * n as i128),
+            "{shape:?} m = {width}"
+        );
     }
 }

@@ -59,24 +59,30 @@ pub struct Node {
     pub scope: Scope,
     /// For a comparison (`drelu`; `row_max`, whose pairwise differences are compared): a
     /// signed bit width m (2..=64) that its compared values are known to fit,
-    /// −2^(m−1) ≤ x < 2^(m−1), so that the protocol may work mod 2^m. `None` (every node
-    /// as built) is the whole 64-bit ring. A pass that knows value ranges sets it; passes
-    /// that rebuild nodes through [`Graph::add`] drop it, so it is set late.
+    /// −2^(m−1) ≤ x < 2^(m−1), so that the protocol may work mod 2^m. For a stochastic
+    /// truncation ([`Op::StochasticTrunc`]): the signed width m of its input, with the
+    /// gate's headroom bit, −2^(m−2) ≤ x < 2^(m−2) (as at 64 bits, `|x| < 2^62`), so that
+    /// it opens x masked mod 2^m, m bits per element; it must satisfy s + 2 ≤ m ≤ 64 for a
+    /// shift of s bits. `None` (every node as built) is the whole 64-bit ring. A pass that
+    /// knows value ranges sets it; passes that rebuild nodes through [`Graph::add`] drop
+    /// it, so it is set late.
     pub cmp_width: Option<u8>,
 }
 
 impl Node {
-    /// The width its comparisons work at: [`Node::cmp_width`], or 64 when unset.
+    /// The width its comparisons (or its stochastic truncation) work at:
+    /// [`Node::cmp_width`], or 64 when unset.
     pub fn comparison_bits(&self) -> u32 {
         self.cmp_width.map_or(64, u32::from)
     }
 }
 
-/// Whether `op` may carry a [`Node::cmp_width`].
+/// Whether `op` may carry a [`Node::cmp_width`]: the comparisons, and the stochastic
+/// truncation (the width of its input).
 pub fn takes_cmp_width(op: &Op) -> bool {
     matches!(
         op,
-        Op::Drelu | Op::Compare { .. } | Op::RowMax | Op::SignSelect
+        Op::Drelu | Op::Compare { .. } | Op::RowMax | Op::SignSelect | Op::StochasticTrunc { .. }
     )
 }
 

@@ -321,8 +321,9 @@ pub enum Op {
     /// Drops `bits` fractional bits without the local truncation's wrap failure, rounding
     /// stochastically (`⌊x / 2^bits⌋` or one more, unbiased) by one opening and 16 dealer
     /// bytes per element (`comet_runtime::protocols::trunc_stochastic`); never wrong by more
-    /// than one unit in the last place for `|x| < 2^62` ring units. The `faithful-trunc`
-    /// pass's default gate.
+    /// than one unit in the last place for `|x| < 2^62` ring units, or, at a node width m
+    /// ([`crate::graph::Node::cmp_width`]), for `−2^(m−2) ≤ x < 2^(m−2)`, opening m bits
+    /// per element instead of 64. The `faithful-trunc` pass's default gate.
     StochasticTrunc {
         /// Bits dropped.
         bits: u32,

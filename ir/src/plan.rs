@@ -58,7 +58,8 @@ pub struct PlanNode {
     /// Origin.
     #[serde(default, skip_serializing_if = "is_default_scope")]
     pub scope: Scope,
-    /// A comparison's signed width ([`crate::graph::Node::cmp_width`]); absent = 64 bits.
+    /// A comparison's signed width, or a stochastic truncation's input width
+    /// ([`crate::graph::Node::cmp_width`]); absent = 64 bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmp_width: Option<u8>,
     /// The round it starts in, once scheduled.

@@ -176,7 +176,8 @@ impl Checker<'_> {
         Ok(ValueType::new(elem, shape, Domain::Private(w.party)))
     }
 
-    /// Comparison widths only on comparisons, and within 2..=64 bits.
+    /// Comparison widths only on comparisons and stochastic truncations, within 2..=64
+    /// bits; a truncation's at least its shift plus 2.
     fn widths(&mut self) {
         let g = &self.p.graph;
         for id in g.ids() {
@@ -196,6 +197,19 @@ impl Checker<'_> {
                     id,
                     format!("has a comparison width ({w} bits) but compares nothing"),
                 );
+            } else if let Op::StochasticTrunc { bits } = node.op {
+                if u32::from(w) < bits + 2 || w > 64 {
+                    self.fail(
+                        id,
+                        format!(
+                            "truncates by {bits} bits at width {w}: a stochastic truncation's \
+                             width must be {} to 64 bits (the shift plus 2: at width m its \
+                             input, in [−2^(m−2), 2^(m−2)), is offset by 2^(m−2), which must \
+                             be a multiple of 2^{bits})",
+                            bits + 2
+                        ),
+                    );
+                }
             } else if !(2..=64).contains(&w) {
                 self.fail(id, format!("comparison width {w} is outside 2..=64 bits"));
             }

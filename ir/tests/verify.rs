@@ -379,3 +379,42 @@ fn comparison_widths_are_checked() {
     p.graph.node_mut(y).cmp_width = Some(32);
     assert!(problems(&p).contains("has a comparison width (32 bits) but compares nothing"));
 }
+
+/// `small()` with a stochastic truncation of the product by 8 bits (a dead end).
+fn small_with_stochastic_trunc() -> (Program, NodeId) {
+    let (mut p, [_, _, y, _]) = small();
+    let ty = ValueType::new(
+        Elem::Fixed { scale: 8 },
+        vec![Dim::SEQ, c(2)],
+        Domain::Arith,
+    );
+    let t = p
+        .graph
+        .add(Op::StochasticTrunc { bits: 8 }, &[y], ty, Scope::default());
+    (p, t)
+}
+
+#[test]
+fn a_stochastic_truncation_takes_a_width_of_its_shift_plus_2_to_64_bits() {
+    let (mut p, t) = small_with_stochastic_trunc();
+    verify(&p).expect("valid without a width");
+    for w in [10, 24, 41, 64] {
+        p.graph.node_mut(t).cmp_width = Some(w);
+        verify(&p).unwrap_or_else(|e| panic!("width {w}: {e:?}"));
+    }
+    p.graph.node_mut(t).cmp_width = Some(24);
+    let back = read_plan_json(&write_plan_json(&p).unwrap()).unwrap();
+    assert_eq!(back.graph.node(t).comparison_bits(), 24);
+    assert!(print::print_graph(&back).contains("stochastic_trunc(%2) {bits = 8, width = 24}"));
+    for w in [0, 2, 9, 65, 200] {
+        p.graph.node_mut(t).cmp_width = Some(w);
+        let problems = problems(&p);
+        assert!(
+            problems.contains(&format!(
+                "{t} (stochastic_trunc): truncates by 8 bits at width {w}: a stochastic \
+                 truncation's width must be 10 to 64 bits"
+            )),
+            "width {w}: {problems}"
+        );
+    }
+}

@@ -138,10 +138,10 @@ impl<'a> CostModel<'a> {
             .collect();
         let fss = self.p.options.comparison == Comparison::Fss;
         let is_matmul = matches!(g.node(id).op, comet_ir::Op::MatMul);
+        // a lookup's index bits, a faithful truncation's shift; else the node's width
+        // (a comparison's, a stochastic truncation's input's)
         let bits = match g.node(id).op {
-            comet_ir::Op::Lut { bits, .. }
-            | comet_ir::Op::FaithfulTrunc { bits }
-            | comet_ir::Op::StochasticTrunc { bits } => bits,
+            comet_ir::Op::Lut { bits, .. } | comet_ir::Op::FaithfulTrunc { bits } => bits,
             _ => g.node(id).comparison_bits(),
         };
         let mut dense = if self.one_sided(protocol, id) {
@@ -223,8 +223,9 @@ pub fn cost_of(
 
 /// [`cost_of`] for a node whose FSS comparisons (DReLU, the row maximum's levels) work at
 /// the signed width `cmp_bits` (2..=64, the node's `cmp_width`), or, for a table lookup,
-/// with `cmp_bits` index bits; GMW comparisons and every other protocol do not depend on
-/// it.
+/// with `cmp_bits` index bits, for a faithful truncation dropping `cmp_bits` bits, for a
+/// stochastic truncation at the input width `cmp_bits` (its `cmp_width`); GMW comparisons
+/// and every other protocol do not depend on it.
 pub fn cost_at_width(
     protocol: Protocol,
     out: &ValueType,
@@ -293,15 +294,7 @@ pub fn cost_at_width(
             numel(xs[0]).scale(8 * faithful_trunc_key_bytes(m)),
             numel(xs[0]).scale(4),
         ),
-        // both open x + r (+ 2^62), 64 bits each: 2l·n; dealer: party 1's shares of r_h and
-        // msb(r), 2l·n; 1 round. Local work: a few ring operations, counted as n.
-        Protocol::StochasticTrunc => cost(
-            protocol,
-            1,
-            l(2).mul(&numel(xs[0])),
-            l(2).mul(&numel(xs[0])),
-            numel(xs[0]),
-        ),
+        Protocol::StochasticTrunc => stochastic_trunc_cost(xs[0], m),
         // open the bit masked by a daBit's boolean half, a byte per bit and party: 2·8·n;
         // dealer: the daBit's arithmetic half, l·n
         Protocol::B2A => cost(
@@ -312,6 +305,24 @@ pub fn cost_at_width(
             numel(out),
         ),
     }
+}
+
+/// A stochastic truncation of `x` at width `m` (`comet_runtime::protocols::trunc_stochastic`),
+/// 1 round: both open `x + r + 2^(m−2) mod 2^m`, packed at m bits per element, ⌈n·m/8⌉
+/// bytes per party ([`Poly::packed`]: exact, padding included; 2m·n bits in all when n·m
+/// is a multiple of 8, 128n at m = 64). Dealer: party 1's shares of `r_h` and `msb_m(r)`,
+/// 2l·n whatever m. Local work: a few ring operations, counted as n. On a sparse FFN's
+/// active entries the runtime packs each (token, block) pair apart, so the per-pair figure
+/// (this on one block) is exact too.
+pub fn stochastic_trunc_cost(x: &ValueType, m: i64) -> NodeCost {
+    let n = numel(x);
+    cost(
+        Protocol::StochasticTrunc,
+        1,
+        Poly::packed(m as u32, &x.shape, false).scale(16),
+        l(2).mul(&n),
+        n,
+    )
 }
 
 /// A select `b·x` (bits of `n_b` elements, values of `n_x`, output of `n_out`), 1 round.
@@ -543,3 +554,6 @@ pub fn row_max_cost(x: &ValueType, fss: bool, m: i64) -> NodeCost {
         per_block: None,
     }
 }
+
+#[cfg(test)]
+mod tests;

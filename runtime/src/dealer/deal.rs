@@ -329,9 +329,12 @@ impl Deal for SessionDealer {
         &mut self,
         n: usize,
         bits: u32,
+        width: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
-        trunc_stochastic::check_bits(bits)?;
-        Ok(self.batched(|d, keep, sink| trunc_stochastic::deal_batches(d, n, bits, keep, sink)))
+        trunc_stochastic::check_width(bits, width)?;
+        Ok(self.batched(|d, keep, sink| {
+            trunc_stochastic::deal_batches(d, n, [bits, width], keep, sink)
+        }))
     }
 
     fn bit_triples(

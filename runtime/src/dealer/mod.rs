@@ -251,17 +251,18 @@ impl Dealer {
         crate::protocols::trunc_fss::deal(self, n, bits)
     }
 
-    /// Stochastic-truncation masks for `n` elements dropping `bits` bits
+    /// Stochastic-truncation masks for `n` elements dropping `bits` bits at width `width`
     /// ([`crate::protocols::trunc_stochastic`]); counts party 1's 16 bytes per element.
     ///
     /// # Panics
-    /// If `bits` is not in 1..=62.
+    /// If `bits` is not in 1..=62 or `width` not in `bits + 2..=64`.
     pub fn stochastic_trunc(
         &mut self,
         n: usize,
         bits: u32,
+        width: u32,
     ) -> [crate::protocols::trunc_stochastic::StochasticTruncMaterial; 2] {
-        crate::protocols::trunc_stochastic::deal(self, n, bits)
+        crate::protocols::trunc_stochastic::deal(self, n, bits, width)
     }
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each; counts party 1's

@@ -263,8 +263,9 @@ impl Deal for PartyReplay {
         &mut self,
         n: usize,
         bits: u32,
+        width: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
-        let m = trunc_stochastic::replay(self, n, bits)?;
+        let m = trunc_stochastic::replay(self, n, bits, width)?;
         Ok(self.mine(m))
     }
 

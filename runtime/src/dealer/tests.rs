@@ -218,8 +218,14 @@ mod files {
         out.push(b.map(|m| m.map(|m| flat(&[&m.a, &m.c]))));
         // the last one spans two batches of the streaming dealer
         let two_batches = crate::protocols::trunc_stochastic::BATCH + 3;
-        for (n, bits) in [(5, 16), (2, 62), (two_batches, 12)] {
-            let t = d.stochastic_trunc(n, bits).unwrap();
+        for (n, bits, width) in [
+            (5, 16, 64),
+            (2, 62, 64),
+            (two_batches, 12, 64),
+            (7, 16, 20),
+            (two_batches, 12, 37),
+        ] {
+            let t = d.stochastic_trunc(n, bits, width).unwrap();
             out.push(t.map(|m| m.map(|m| m.words())));
         }
         out

@@ -45,8 +45,9 @@ impl Run<'_> {
             let v = self.held(i, x)?;
             xs.push(gather_entries(&v.0, &shape, &idx).map_err(|e| self.fail(i, e))?);
         }
-        let started = dispatch::start_gathered(self.party, proto, &xs, material, &idx)
-            .map_err(|e| self.fail(i, e))?;
+        let started =
+            dispatch::start_gathered(self.party, proto, &xs, material, &idx, m.block as usize)
+                .map_err(|e| self.fail(i, e))?;
         self.scatter.insert(i, (idx, shape));
         Ok(started)
     }

@@ -68,8 +68,9 @@ pub struct NodeSpec<'a> {
     pub shapes: Vec<Vec<usize>>,
     /// The fixed operand of a product with one.
     pub fixed: Option<NodeId>,
-    /// The signed width its comparisons work at (DReLU, row maximum; 64 = the ring). A
-    /// table lookup's index width is its op's.
+    /// The signed width its comparisons work at (DReLU, row maximum; 64 = the ring), or a
+    /// stochastic truncation's width (its input in `[−2^(bits−2), 2^(bits−2))`). A table
+    /// lookup's index width is its op's.
     pub bits: u32,
 }
 
@@ -126,7 +127,7 @@ pub fn deal<D: Deal + ?Sized>(
             let Op::StochasticTrunc { bits } = *n.op else {
                 unreachable!("the stochastic_trunc protocol computes stochastic_trunc nodes")
             };
-            let m = deal.stochastic_trunc(count(0), bits)?;
+            let m = deal.stochastic_trunc(count(0), bits, n.bits)?;
             wrap(m, NodeMaterial::StochasticTrunc)
         }
         Protocol::Lut => {
@@ -487,6 +488,8 @@ fn start_lut<N: Node>(n: &N, m: lut::LutMaterial) -> Result<(Pending, Vec<u8>), 
 
 /// Starts a node of a sparse FFN's masked region on its active entries `idx` only:
 /// `xs` are its operands gathered there, and its (dense) material is gathered likewise.
+/// The entries come in active (token, block) pairs of `block` entries each; a stochastic
+/// truncation packs each pair's message on its own (its cost per pair is a constant).
 ///
 /// # Errors
 /// If the protocol does not run on active entries, or the material is of another one.
@@ -496,6 +499,7 @@ pub fn start_gathered(
     xs: &[Share],
     m: NodeMaterial,
     idx: &[usize],
+    block: usize,
 ) -> Result<(Pending, Vec<u8>), String> {
     Ok(match (protocol, m) {
         (Protocol::DreluFss, NodeMaterial::Drelu(t)) => {
@@ -514,7 +518,7 @@ pub fn start_gathered(
             arith(Pending::Square, square::start(party, &xs[0], t.gather(idx)))
         }
         (Protocol::StochasticTrunc, NodeMaterial::StochasticTrunc(m)) => {
-            let (st, msg) = trunc_stochastic::start(party, &xs[0], m.gather(idx));
+            let (st, msg) = trunc_stochastic::start_in_blocks(party, &xs[0], m.gather(idx), block);
             (Pending::StochasticTrunc(Box::new(st)), msg)
         }
         (Protocol::FaithfulTrunc, NodeMaterial::Trunc(m)) => {

@@ -179,14 +179,16 @@ pub trait Deal {
     fn faithful_trunc(&mut self, n: usize, bits: u32)
     -> Result<Pair<TruncMaterial>, MaterialError>;
 
-    /// Stochastic-truncation masks for `n` elements dropping `bits` bits (1..=62).
+    /// Stochastic-truncation masks for `n` elements dropping `bits` bits (1..=62) at width
+    /// `width` (`bits + 2..=64`; 64 = the ring).
     ///
     /// # Errors
-    /// If `bits` is out of range, or as [`Deal::triple`].
+    /// If `bits` or `width` is out of range, or as [`Deal::triple`].
     fn stochastic_trunc(
         &mut self,
         n: usize,
         bits: u32,
+        width: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError>;
 
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each.

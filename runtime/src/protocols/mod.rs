@@ -31,6 +31,7 @@
 //! | [`lut`] (table lookup) | 2 | `k + r mod 2^n` (n bits per element), then `y_b` (64 bits) | [`LutMaterial`](lut::LutMaterial): 1-bit DPF keys and a 64-bit correction ([`crate::fss::lut`]) |
 //! | [`sign_select`] (`y·[x ≥ 0]`: ReLU, a max level) | 2 | `x + r` (and `y + s` when y ≠ x), then a bit `e` (8 per byte) | [`SignSelectMaterial`](sign_select::SignSelectMaterial): 1-bit DCF keys, party 1's corrections of `ρ` and `ρ·s` ([`crate::fss::sign_select`]) |
 //! | [`trunc_fss`] (faithful truncation) | 1 | `x + r + 2^62` (64 bits) | [`TruncMaterial`](trunc_fss::TruncMaterial): an s-bit DCF key per element, party 1's share of `msb(r)` ([`crate::fss::trunc`]) |
+//! | [`trunc_stochastic`] (stochastic truncation) | 1 | `x + r + 2^(m−2) mod 2^m` (m bits, the node's width; 64 by default) | [`StochasticTruncMaterial`](trunc_stochastic::StochasticTruncMaterial): party 1's shares of `⌊r/2^s⌋` and `msb_m(r)`, 16 bytes |
 //! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | [`BitTripleMaterial`](xor::BitTripleMaterial): one correction bit per gate |
 //! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | [`GmwDreluMaterial`](gmw::GmwDreluMaterial): 181 correction bits (23 bytes) per element |
 //! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | [`B2aMaterial`](b2a::B2aMaterial): daBits, 64-bit correction per bit |
