@@ -1,5 +1,8 @@
 //! Pass `narrow-comparisons`: each FSS comparison works on the fewest bits its compared
-//! values need (issue 12, "comparisons on a reduced bit width").
+//! values need (issue 12, "comparisons on a reduced bit width"), and each stochastic
+//! truncation opens only the bits its input can occupy (issue 12, "narrow rings": the
+//! gate at width m opens `x + r mod 2^m`, correct for `|x| < 2^(m−2)` ring units, which
+//! [`bits_for`] guarantees with the same allowance and margin).
 //!
 //! A DReLU at signed width m opens `x + r mod 2^m` (m bits per element instead of 64) and
 //! evaluates a DCF on its low m − 1 bits (m − 1 tree levels instead of 63): key bytes,
@@ -92,12 +95,19 @@ fn width(p: &Program, ranges: &Ranges, id: NodeId) -> Option<u8> {
             Interval::new(r.lo - tmax, r.hi - tmin)
         }
         Op::RowMax => Interval::new(r.lo - r.hi, r.hi - r.lo),
+        // a stochastic truncation opens its input mod 2^m: `|x| < 2^(m−2)` ring units
+        Op::StochasticTrunc { .. } => r,
         _ => return None,
     };
     let Elem::Fixed { scale } = p.graph.node(x).ty.elem else {
         return None;
     };
-    bits_for(compared, scale).filter(|&m| m < 64)
+    let m = bits_for(compared, scale).filter(|&m| m < 64)?;
+    match node.op {
+        // the gate needs m ≥ shift + 2 (`comet_ir::verify`)
+        Op::StochasticTrunc { bits } => Some(m.max((bits + 2).div_ceil(8) as u8 * 8)),
+        _ => Some(m),
+    }
 }
 
 /// The signed width that holds every value of `v` at `scale` fractional bits, with the
