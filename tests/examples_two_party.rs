@@ -429,3 +429,41 @@ fn every_architecture_over_tcp_with_the_dealer_service() {
         check_tcp(name, Source::Dealer);
     }
 }
+
+/// The `lut` profile (the CLI's default) with the default truncation policy: its norms'
+/// and softmax's tables read their range-reduced products untruncated (scale 32), and the
+/// scalings by `2^−8` / `2^−12` truncate once with their products (by 32 bits); measured =
+/// estimated and the fixed-point result, as above.
+fn check_lut(name: &str, comparison: Comparison) {
+    let p = compile_approx(name, comparison, Some("lut"));
+    let product_lookups = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, Op::Lut { .. }))
+        .filter(|&id| {
+            let x = p.graph.operands(id)[0];
+            p.graph.node(x).ty.elem == comet_ir::Elem::Fixed { scale: 32 }
+        })
+        .count();
+    assert!(product_lookups > 0, "{name}: a table reads a product");
+    let double = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, Op::StochasticTrunc { bits: 32 }))
+        .count();
+    assert!(double > 0, "{name}: a product truncated with its scaling");
+    check_plan(&format!("{name} (lut)"), comparison, p);
+}
+
+#[test]
+fn gpt2_architecture_lut() {
+    check_lut("gpt2", Comparison::Fss);
+}
+
+#[test]
+fn glassllm_architecture_lut() {
+    check_lut("glassllm", Comparison::Fss);
+}
+
+/// As [`glassllm_architecture_lut`] with GMW comparisons (the range reductions' bits from
+/// `drelu`s and B2A).
+#[test]
+fn glassllm_architecture_lut_gmw() {
+    check_lut("glassllm", Comparison::Gmw);
+}

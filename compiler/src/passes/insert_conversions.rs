@@ -8,7 +8,12 @@
 //!   scale 0), shared, times the shared table: no truncation needed;
 //! - a product whose scale exceeds the plan's `frac` is followed by a `trunc` back to it
 //!   (SecureML local truncation; a sparse FFN's projection read by `apply_mask` only is
-//!   truncated after the mask, in the masked region);
+//!   truncated after the mask, in the masked region), except a product read by table
+//!   lookups only: a `lut` reads a bit slice of its input at any scale (each party shifts
+//!   its own share, [`comet_ir::table`]), so it reads the product itself and the
+//!   truncation's round goes; and, in plans whose truncations may be faithful, a product
+//!   read only by `mul_const`s whose declared ranges keep the doubly scaled value far
+//!   inside the ring, which then truncate once (by both scales' bits) instead of twice;
 //! - outputs keep the `reveal` that `lower` placed, so a value is opened only to the party
 //!   that receives it.
 //!
@@ -88,7 +93,10 @@ impl Rebuild<'_> {
                 let force = matches!(op, Op::BlockPermute { .. });
                 let xs = self.share_operands(&xs, &scope, force);
                 let y = self.add(op.clone(), &xs, &scope);
-                if self.masked_product(id) {
+                if self.masked_product(id)
+                    || self.read_by_tables(id, y)
+                    || self.read_by_scalings(id, y)
+                {
                     return y;
                 }
                 self.truncate(y, &scope)
@@ -192,6 +200,65 @@ impl Rebuild<'_> {
                 .all(|&u| matches!(g.node(u).op, Op::ApplyMask { .. }) && g.operands(u)[0] == old)
     }
 
+    /// Whether `old` (converted to `new`) is read by table lookups only, each of which can
+    /// take its index from `new` at its scale: a lookup of `n` index bits with `q`
+    /// fractional bits reads an input at scale `s ≥ q` when `n + s − q ≤ 64` (the index
+    /// survives the carry lost between the two parties' shifted shares,
+    /// [`comet_ir::table`]). Its truncation would only cost a round.
+    fn read_by_tables(&self, old: NodeId, new: NodeId) -> bool {
+        let comet_ir::Elem::Fixed { scale } = self.ty(new).elem else {
+            return false;
+        };
+        if scale <= self.new.info.format.frac {
+            return false;
+        }
+        let users = self.old.graph.users(old);
+        !users.is_empty()
+            && users.iter().all(|&u| match self.old.graph.node(u).op {
+                Op::Lut { bits, frac, .. } => frac <= scale && bits + scale - frac <= 64,
+                _ => false,
+            })
+    }
+
+    /// Whether `old` (converted to `new`, a product at scale `s`) is read only by
+    /// `mul_const`s by non-integer constants, each with a declared range `[lo, hi]` such
+    /// that its value at scale `s + frac` stays within [`SCALED_LIMIT`] ring units. Each
+    /// such `mul_const` then yields scale `s + frac` and one truncation by `s` bits, where
+    /// the product's own truncation would have cost a round (and the constant's rounding
+    /// error is the same: the constant is encoded at `frac` bits either way).
+    ///
+    /// Only when the plan's policy may make truncations faithful (`auto`, `always`): a
+    /// local truncation of the doubly scaled value would fail with probability
+    /// `2^frac·|c|` times that of the product's own (`|c|` the constant), so plans with
+    /// every truncation local (`never`, or no policy) keep both.
+    fn read_by_scalings(&self, old: NodeId, new: NodeId) -> bool {
+        let may_be_faithful =
+            (self.old.options.truncation).is_some_and(|t| t.mode != comet_ir::FaithfulMode::Never);
+        if !may_be_faithful {
+            return false;
+        }
+        let frac = self.new.info.format.frac;
+        let comet_ir::Elem::Fixed { scale } = self.ty(new).elem else {
+            return false;
+        };
+        if scale <= frac || scale + frac > 64 {
+            return false;
+        }
+        let declared = self.old.analyses.declared.as_ref();
+        let users = self.old.graph.users(old);
+        !users.is_empty()
+            && users.iter().all(|&u| {
+                let Op::MulConst { value } = self.old.graph.node(u).op else {
+                    return false;
+                };
+                let range = declared.and_then(|t| t.get(u)).and_then(|d| d.range);
+                !comet_ir::infer::is_integer_constant(value)
+                    && range.is_some_and(|r| {
+                        r.magnitude() * f64::from(scale + frac).exp2() <= SCALED_LIMIT
+                    })
+            })
+    }
+
     /// Truncates a product back to the plan's scale.
     fn truncate(&mut self, y: NodeId, scope: &Scope) -> NodeId {
         let frac = self.new.info.format.frac;
@@ -203,6 +270,11 @@ impl Rebuild<'_> {
         }
     }
 }
+
+/// The largest value, in ring units, that [`Rebuild::read_by_scalings`] lets a doubly
+/// scaled product reach: 2^56, 64 times below the faithful truncation gates' input bound
+/// 2^62 (`runtime/src/protocols/trunc_stochastic.rs`).
+const SCALED_LIMIT: f64 = 72_057_594_037_927_936.0;
 
 /// The node's scope, with `origin` set to its op when the node had none.
 fn with_origin(s: &Scope, op: &str) -> Scope {

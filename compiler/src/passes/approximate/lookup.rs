@@ -138,13 +138,18 @@ fn linear(b: &mut Builder, bits: &[NodeId], coef: impl Fn(usize) -> f64, c0: f64
     b.add_const(sum, c0)
 }
 
-/// `1/sqrt(v)` for v in `[4^−11, 4^9)` (below `4^−9` on the table's lower part). One comparison of v with the 17 powers `4^j`
+/// `1/sqrt(v)` for v in `[4^−11, 4^9)` (below `4^−9` on the table's lower part), in two
+/// factors `(T, G)` with `rsqrt(v) = T·G·2^−8`: the caller multiplies by `G·2^−8` what it
+/// has before the table is read, so that only `T` is left after the table. One
+/// comparison of v with the 17 powers `4^j`
 /// counts `L = a + 9` of them at most v (`4^a ≤ v < 4^(a+1)`); the factors are linear in
 /// the monotone bits, with integer coefficients (exact, no truncation):
 /// `F = 4^(8−a) = 4^17 − Σ_i c_i·3·4^(16−i)` and `G = 2^(8−a) = 2^17 − Σ_i c_i·2^(16−i)`.
-/// Then `v·F` lies in `[4^8, 4^9)`, the table gives `2^8/sqrt(v·F) = 2^8·2^(a−8)/sqrt(v)`,
-/// and `rsqrt(v) = table·G·2^−8`. Rounds: the comparison, `v·F`, the table (2), `·G`.
-pub(super) fn rsqrt(b: &mut Builder, v: NodeId) -> NodeId {
+/// Then `v·F` lies in `[4^8, 4^9)`, and the table reads that product untruncated (a
+/// lookup's index is a bit slice of its input at any scale), giving `T = 2^8/sqrt(v·F) =
+/// 2^8·2^(a−8)/sqrt(v)` in (1/2, 1] from v = 4^−9 up, in (1, 4] below. Rounds: the
+/// comparison, `v·F`, the table (2).
+fn rsqrt_factors(b: &mut Builder, v: NodeId) -> (NodeId, NodeId) {
     let j = RSQRT_J;
     // below 4^−9 no threshold is passed and v·F lies under 4^8, where the table still
     // holds 2^8/sqrt(x) (it covers [1, 2^18)); down to v = 4^−11 (v·F ≥ 4^6) its index
@@ -169,14 +174,17 @@ pub(super) fn rsqrt(b: &mut Builder, v: NodeId) -> NodeId {
     let reduced = b.mul(v, f);
     b.declare(reduced, 4f64.powi(j - 2) - 1.0, 4f64.powi(j + 1));
     let t = lookup(b, reduced, RSQRT);
-    let scaled = b.mul(t, g);
-    b.mul_const(scaled, 2f64.powi(-j))
+    // 2^8/sqrt(v·F) on [4^6 − 1, 4^9]: within (1/2, 4.001], and 1 or less from v = 4^−9 up
+    b.declare(t, 0.0, 4.001);
+    (t, g)
 }
 
-/// `1/z` for a softmax row sum z in `[1/2, 2^12)`: with `c_i = [z ≥ 2^(i+1)]` (one
-/// comparison), `F = 2^(12−a) = 2^12 − Σ_i c_i·2^(11−i)` for `2^a ≤ z < 2^(a+1)`,
-/// `z·F` in `[2^11, 2^13)`, the table gives `2^12/(z·F)`, and `1/z = table·F·2^−12`.
-fn reciprocal(b: &mut Builder, z: NodeId) -> NodeId {
+/// `1/z` for a softmax row sum z in `[1/2, 2^12)`, in two factors `(T, F)` with `1/z =
+/// T·F·2^−12`: with `c_i = [z ≥ 2^(i+1)]` (one comparison), `F = 2^(12−a) = 2^12 −
+/// Σ_i c_i·2^(11−i)` for `2^a ≤ z < 2^(a+1)`, `z·F` in `[2^11, 2^13)` read untruncated by
+/// the table, which gives `T = 2^12/(z·F)` in (1/2, 1]. Rounds: the comparison, `z·F`,
+/// the table (2).
+fn reciprocal_factors(b: &mut Builder, z: NodeId) -> (NodeId, NodeId) {
     let a = RECIP_A;
     b.assume(z, "lut.reciprocal", 0.5, 2f64.powi(a));
     let thresholds: Vec<f64> = (1..=a).map(|e| 2f64.powi(e)).collect();
@@ -184,56 +192,55 @@ fn reciprocal(b: &mut Builder, z: NodeId) -> NodeId {
     let f = linear(b, &bits, |i| -(2f64.powi(a - 1 - i as i32)), 2f64.powi(a));
     let reduced = b.mul(z, f);
     b.declare(reduced, 2f64.powi(a - 1), 2f64.powi(a + 1));
-    let t = lookup(b, reduced, RECIP);
-    let scaled = b.mul(t, f);
-    b.mul_const(scaled, 2f64.powi(-a))
+    (lookup(b, reduced, RECIP), f)
 }
 
-/// `rsqrt(row_sum(x²)/d + eps)`, one value per row.
-fn inverse_rms(b: &mut Builder, x: NodeId, eps: f64) -> NodeId {
+/// `g·x / sqrt(row_sum(x²)/d + eps)` for rows `x` of width d and a gain `g` (the norm's
+/// weight): `((x·G·2^−8)·g)·T` with [`rsqrt_factors`]. `x·G·2^−8 = x·2^−a` is computed
+/// beside the table (its product and one truncation, the scaling folded into it, take the
+/// rounds of `v·F` and the table's first), its product with `g` one round behind the
+/// table, so one product and its truncation follow. Rounds: the square, its truncation,
+/// the mean's, the comparison, `v·F`, the table (2), `·g`'s truncation, `·T`, its
+/// truncation. Against `x·rsqrt(v)` and then `·g` after the table, it saves two rounds
+/// and opens and truncates the row once more (`x·G`).
+///
+/// Declared ranges: `|x_i| ≤ sqrt(d·mean(x²)) ≤ sqrt(d·v)` and `2^−a < 2/sqrt(v)`, so
+/// `|x·2^−a| < 2·sqrt(d)` (declared `±2.02·sqrt(d)`, and `2^8` times that for `x·G`);
+/// the range analysis bounds the rest from `g`'s and `T`'s ranges. (In fixed point, a
+/// row whose mean square is within a few units in the last place of zero can exceed it;
+/// such rows are near-constant and their entries tiny.)
+fn normalize_rows(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> NodeId {
     let inv_d = 1.0 / b.last_width(x) as f64;
     let sq = b.square(x);
     let sum = b.row_sum(sq);
     let mean = b.mul_const(sum, inv_d);
     let v = b.add_const(mean, eps);
-    rsqrt(b, v)
+    let (t, g) = rsqrt_factors(b, v);
+    let bound = 2.02 / inv_d.sqrt();
+    let xg = b.mul(x, g);
+    let grow = 2f64.powi(RSQRT_J);
+    b.declare(xg, -bound * grow, bound * grow);
+    let scaled = b.mul_const(xg, 1.0 / grow);
+    b.declare(scaled, -bound, bound);
+    // the same argument bounds the whole row: ‖x·2^−a‖₂ = 2^−a·sqrt(d·mean(x²)) < 2·sqrt(d)
+    b.declare_norms(scaled, bound, f64::INFINITY);
+    let gained = b.mul(scaled, gain);
+    b.mul(gained, t)
 }
 
-/// `lut.layer_norm`: the exact recipe's form with the table rsqrt.
+/// `lut.layer_norm`: the exact recipe's form with the table rsqrt ([`normalize_rows`]).
 pub(super) fn layer_norm(b: &mut Builder, x: NodeId, g: NodeId, bias: NodeId, eps: f64) -> NodeId {
     let inv_d = 1.0 / b.last_width(x) as f64;
     let sum = b.row_sum(x);
     let mean = b.mul_const(sum, inv_d);
     let c = b.sub(x, mean);
-    let r = inverse_rms(b, c, eps);
-    let normed = b.mul(c, r);
-    declare_normed(b, normed, inv_d);
-    let scaled = b.mul(normed, g);
+    let scaled = normalize_rows(b, c, g, eps);
     b.add(scaled, bias)
 }
 
-/// `lut.rms_norm`: the exact recipe's form with the table rsqrt.
+/// `lut.rms_norm`: the exact recipe's form with the table rsqrt ([`normalize_rows`]).
 pub(super) fn rms_norm(b: &mut Builder, x: NodeId, g: NodeId, eps: f64) -> NodeId {
-    let inv_d = 1.0 / b.last_width(x) as f64;
-    let r = inverse_rms(b, x, eps);
-    let normed = b.mul(x, r);
-    declare_normed(b, normed, inv_d);
-    b.mul(normed, g)
-}
-
-/// A normalised row `c_i / sqrt(mean(c²) + eps)` lies within `±sqrt(d)` (one entry can
-/// hold the whole row's energy), times the table rsqrt's relative error (its index step
-/// is 2^−11 of the reduced input, so under 3·10^−4): declared `±1.01·sqrt(d)`, whatever
-/// the norm's input. (In fixed point, a row whose mean square is within a few units in
-/// the last place of zero can exceed it; such rows are near-constant and their entries
-/// tiny.)
-///
-/// The same argument bounds the whole row: its L2 norm is `sqrt(d)` times the rsqrt's
-/// relative error, declared `1.01·sqrt(d)` too.
-fn declare_normed(b: &mut Builder, normed: NodeId, inv_d: f64) {
-    let bound = 1.01 / inv_d.sqrt();
-    b.declare(normed, -bound, bound);
-    b.declare_norms(normed, bound, f64::INFINITY);
+    normalize_rows(b, x, g, eps)
 }
 
 /// `lut.gelu`.
@@ -247,8 +254,11 @@ pub(super) fn silu(b: &mut Builder, x: NodeId) -> NodeId {
 }
 
 /// `lut.softmax`: `e = exp-table(s − max)·[s − max ≥ −T + 2^−q]`, then `e ·
-/// reciprocal(row_sum(e))` with the table reciprocal. The row sum lies in [1/2, n] (the
-/// maximum contributes `e^0` read at index −1 or −2: within 1/128 of 1).
+/// reciprocal(row_sum(e))` with the table reciprocal `T·F·2^−12` ([`reciprocal_factors`];
+/// `T·F` and the scaling by `2^−12` truncate once). The row's entries are multiplied after
+/// the per-row reciprocal rather than by `F` beside the table: that would save two rounds
+/// but open and truncate the whole `[heads, seq, keys]` tensor twice more. The row sum lies in [1/2, n] (the maximum contributes `e^0`
+/// read at index −1 or −2: within 1/128 of 1).
 pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     let m = b.row_max(s);
     let d = b.sub(s, m);
@@ -260,7 +270,11 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     // the row maximum's entry contributes e^0, read within 1/128 of 1: z ≥ 1/2 (and at
     // most the row's length, which interval arithmetic sees)
     b.declare(z, 0.5, f64::INFINITY);
-    let r = reciprocal(b, z);
+    // 1/z = T·F·2^−12: F·2^−12 = 2^−a ≤ 2 (z ≥ 1/2) and T ≤ 1, so 1/z ≤ 2
+    let (t, f) = reciprocal_factors(b, z);
+    let tf = b.mul(t, f);
+    let r = b.mul_const(tf, 2f64.powi(-RECIP_A));
+    b.declare(r, 0.0, 2.02);
     let p = b.mul(kept, r);
     // a probability: the exact softmax is in [0, 1]; the tables' errors add under 2%. The
     // row sums to z·recip(z): within the reciprocal table's relative error (under 2^−12)

@@ -314,3 +314,91 @@ fn the_plan_records_the_applied_profiles() {
     let p = compiled(&single("gelu(x)"), "exact");
     assert!(!print::print_plan(&p).contains("approx"));
 }
+
+/// `call` on `h = x + s` (shared) with server norm parameters `g`, `b`.
+fn shared_norm(call: &str) -> String {
+    format!(
+        "model t {{ dim seq, past; dim n = 64;
+           input x: fixed[seq, n] from client; input s: fixed[seq, n] from server;
+           weight g: [n] from server; weight b: [n] from server;
+           let h = x + s;
+           output y = {} to client; }}",
+        call.replace("(x", "(h")
+    )
+}
+
+/// [`compiled`] with every truncation faithful (one round each): the rounds a plan of a
+/// real model has, where no truncation is provably safe locally.
+fn compiled_faithful(source: &str, approx: &str) -> Program {
+    let opts = Options {
+        verify: true,
+        approx: approx.parse().unwrap(),
+        truncation: Some(comet_ir::TruncationPolicy {
+            mode: comet_ir::FaithfulMode::Always,
+            ..crate::passes::faithful_trunc::default_policy()
+        }),
+        ..Options::default()
+    };
+    compile(source, "t.model", &opts)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program
+}
+
+/// The operand ops of the `lut` nodes charged to `origin`.
+fn table_inputs(p: &Program, origin: &str) -> Vec<&'static str> {
+    p.graph
+        .ids()
+        .filter(|id| p.graph.node(*id).scope.origin == origin)
+        .filter(|id| matches!(p.graph.node(*id).op, Op::Lut { .. }))
+        .map(|id| p.graph.node(p.graph.operands(id)[0]).op.name())
+        .collect()
+}
+
+/// The `lut` norms and softmax with faithful truncations. A table reads its range-reduced
+/// product untruncated; the scalings by `2^−8` and `2^−12` truncate once with their
+/// products; the norm multiplies its row by `2^−a` and `g` beside the table. LayerNorm:
+/// the mean's truncation, the square, its truncation, the mean square's, the comparison,
+/// `v·F`, the table (2), `·T`, its truncation: 11 rounds (16 before). RMSNorm: 10 (no
+/// mean). Softmax over 64 keys: the maximum (2 per level: 12), the exponential's table
+/// (2), the mux, the comparison, `z·F`, the table (2), `T·F`, its truncation, the
+/// product, its truncation: 23 (25 before).
+#[test]
+fn lut_norms_and_softmax_read_products_and_multiply_beside_the_table() {
+    for (op, want) in [("layer_norm", 11), ("rms_norm", 10), ("softmax", 23)] {
+        let p = compiled_faithful(&shared_norm(&call(op)), "lut");
+        assert_eq!(Region::of(&p, op).span(), want, "lut {op}");
+        let inputs = table_inputs(&p, op);
+        match op {
+            "softmax" => assert_eq!(inputs, ["sub", "mul"], "{op}: exp at d, 1/z at z·F"),
+            _ => assert_eq!(inputs, ["mul"], "{op}: rsqrt at v·F"),
+        }
+        // one truncation by 32 bits (product and scaling by 2^−8 or 2^−12 together)
+        let double: Vec<u32> = p
+            .graph
+            .ids()
+            .filter_map(|id| match p.graph.node(id).op {
+                Op::StochasticTrunc { bits } if bits > 16 => Some(bits),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(double, [32], "{op}");
+    }
+}
+
+/// With every truncation local (no faithful policy) a scaling keeps its own truncation:
+/// a local truncation of the doubly scaled value would fail `2^16·|c|` times as often.
+/// Tables still read their products untruncated (a lookup's index never fails).
+#[test]
+fn local_truncations_keep_the_scalings_separate() {
+    for op in ["layer_norm", "softmax"] {
+        let p = compiled(&shared_norm(&call(op)), "lut");
+        assert!(
+            p.graph.ids().all(|id| match p.graph.node(id).op {
+                Op::Trunc { bits } => bits == 16,
+                _ => true,
+            }),
+            "{op}: a truncation by more than 16 bits"
+        );
+        assert!(table_inputs(&p, op).contains(&"mul"), "{op}");
+    }
+}
