@@ -162,6 +162,11 @@ pub struct Declared {
     /// A bound on the L1 norm of every row, if declared (a softmax row: about 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_l1: Option<f64>,
+    /// For a norm's output `(s ⊙ g)·t` (its first operand a product with the gain `g`,
+    /// through truncations and shares): every row's L2 norm is at most this times
+    /// `max |g|` (the normalised row has norm `sqrt(d)`, whatever `s` and `t` are apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_l2_per_gain: Option<f64>,
 }
 
 /// Declared statistics of one weight tensor, in the shape the model computes with (a

@@ -126,6 +126,12 @@ impl<'a> Builder<'a> {
         f.row_l1 = l1.is_finite().then_some(l1);
     }
 
+    /// Records that every row of `x = (s ⊙ g)·t` has an L2 norm of at most `c·max|g|`
+    /// ([`comet_ir::Declared::row_l2_per_gain`]).
+    pub(crate) fn declare_norm_per_gain(&mut self, x: NodeId, c: f64) {
+        self.fact(x).row_l2_per_gain = Some(c);
+    }
+
     /// Records that `recipe` assumes its input `x` to lie in `[lo, hi]`.
     pub(crate) fn assume(&mut self, x: NodeId, recipe: &str, lo: f64, hi: f64) {
         let f = self.fact(x);

@@ -93,8 +93,9 @@ impl Ranges {
 type Slots = BTreeMap<u32, (Interval, Norms, bool)>;
 
 /// How many times the cache's fixed point is iterated before its slots count as
-/// unbounded.
-const CACHE_ITERATIONS: usize = 4;
+/// unbounded (a layer's writes depend on earlier layers' reads: about one layer settles
+/// per iteration).
+const CACHE_ITERATIONS: usize = 64;
 
 /// The range of every node of `p` in the call `env`.
 ///
@@ -182,8 +183,11 @@ fn node_range(
             let (len, ulp) = (row_len(p, id, env), ulp(p, id));
             let l2 = d.row_l2.map_or(f64::INFINITY, |b| b + len.sqrt() * ulp);
             let l1 = d.row_l1.map_or(f64::INFINITY, |b| b + len * ulp);
+            let per_gain = (d.row_l2_per_gain)
+                .and_then(|c| gain_of(p, id).map(|g| (c, r.of(g).magnitude())))
+                .map_or(f64::INFINITY, |(c, g)| c * g + len.sqrt() * ulp * (1.0 + 4.0 * g));
             let n = Norms {
-                row_l2: n.row_l2.min(l2),
+                row_l2: n.row_l2.min(l2).min(per_gain),
                 row_l1: n.row_l1.min(l1),
                 ..n
             };
@@ -205,6 +209,34 @@ fn node_range(
         r.tainted.insert(id);
     }
     (v, n.tighten(v.magnitude(), len(1), len(2)))
+}
+
+/// The gain `g` of a norm's output `(s ⊙ g)·t` (or of its truncation): the second operand
+/// of the first operand of the product, through truncations and shares.
+fn gain_of(p: &Program, id: NodeId) -> Option<NodeId> {
+    let strip = |mut x: NodeId| {
+        while matches!(
+            p.graph.node(x).op,
+            Op::Trunc { .. }
+                | Op::FaithfulTrunc { .. }
+                | Op::StochasticTrunc { .. }
+                | Op::Share { .. }
+        ) {
+            x = p.graph.operands(x)[0];
+        }
+        x
+    };
+    let product = strip(id);
+    let ops = p.graph.operands(product);
+    if !matches!(p.graph.node(product).op, Op::Mul) || ops.len() != 2 {
+        return None;
+    }
+    let gained = strip(ops[0]);
+    let gops = p.graph.operands(gained);
+    if !matches!(p.graph.node(gained).op, Op::Mul) || gops.len() != 2 {
+        return None;
+    }
+    Some(gops[1])
 }
 
 /// The length of `id`'s rows in the call.

@@ -225,7 +225,11 @@ fn normalize_rows(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> NodeId 
     // the same argument bounds the whole row: ‖x·2^−a‖₂ = 2^−a·sqrt(d·mean(x²)) < 2·sqrt(d)
     b.declare_norms(scaled, bound, f64::INFINITY);
     let gained = b.mul(scaled, gain);
-    b.mul(gained, t)
+    let out = b.mul(gained, t);
+    // x·2^−a·T = x·rsqrt(v) (the table's error under 2^−12): a row of norm at most
+    // sqrt(d·v)·rsqrt(v) = sqrt(d), times the gain entry by entry
+    b.declare_norm_per_gain(out, 1.01 / inv_d.sqrt());
+    out
 }
 
 /// `lut.layer_norm`: the exact recipe's form with the table rsqrt ([`normalize_rows`]).
