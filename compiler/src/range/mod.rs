@@ -185,7 +185,9 @@ fn node_range(
             let l1 = d.row_l1.map_or(f64::INFINITY, |b| b + len * ulp);
             let per_gain = (d.row_l2_per_gain)
                 .and_then(|c| gain_of(p, id).map(|g| (c, r.of(g).magnitude())))
-                .map_or(f64::INFINITY, |(c, g)| c * g + len.sqrt() * ulp * (1.0 + 4.0 * g));
+                .map_or(f64::INFINITY, |(c, g)| {
+                    c * g + len.sqrt() * ulp * (1.0 + 4.0 * g)
+                });
             let n = Norms {
                 row_l2: n.row_l2.min(l2).min(per_gain),
                 row_l1: n.row_l1.min(l1),
