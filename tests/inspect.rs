@@ -163,11 +163,15 @@ fn json_report_of_gpt2() {
         .find(|row| row["name"] == "stochastic_trunc")
         .expect("a stochastic_trunc row (the default gate)");
     assert!(!rows.iter().any(|row| row["name"] == "faithful_trunc"));
-    // 64 bits per element and party online; party 1's shares of the mask's high part and
-    // top bit, 16 bytes per element, from the dealer
-    assert_eq!(
-        u(&faithful["online_bits"]),
-        128 * u(&t["faithful_elements"])
+    // at most 64 bits per element and party online, fewer where narrow-comparisons
+    // proved a width m (then m bits, at least the shift + 2 = 18: the cost at each width
+    // is pinned by tests/protocol_costs.rs and tests/narrow_trunc.rs); party 1's shares of
+    // the mask's high part and top bit, 16 bytes per element, from the dealer
+    let online = u(&faithful["online_bits"]);
+    let elements = u(&t["faithful_elements"]);
+    assert!(
+        online <= 128 * elements && online >= 2 * 18 * elements,
+        "{online}"
     );
     assert_eq!(
         u(&faithful["offline_bits"]),

@@ -13,7 +13,7 @@ mod common;
 use comet_compiler::passes::faithful_trunc::default_policy;
 use comet_compiler::passes::narrow_comparisons::{ERROR_ULPS, bits_for};
 use comet_compiler::{Options, compile};
-use comet_ir::{DimEnv, Interval, Program, TruncationPolicy};
+use comet_ir::{DimEnv, Interval, Op, Program, TruncationPolicy};
 use comet_runtime::interp;
 use common::estimate;
 use ndarray::{ArrayD, IxDyn};
@@ -113,8 +113,16 @@ fn a_narrowed_plan_measures_its_estimate_and_agrees_with_the_full_ring() {
         assert_eq!(measured(&m), estimate(&narrow, env), "call {k}, narrowed");
         assert_eq!(measured(&m64), estimate(&full, env), "call {k}, full ring");
         // the ReLU is one `sign_select` with y = x: it opens x + r on the whole ring either
-        // way (its output needs it), so only its key, and the dealer's bytes, shrink
-        assert_eq!(m.online_bits, m64.online_bits, "call {k}");
+        // way (its output needs it), so only its key, and the dealer's bytes, shrink; the
+        // product's stochastic truncation (|h| ≤ 2 at 32 fractional bits: 2^33 + 2^12
+        // units → 34 + 2 = 36 → 40 bits) opens 40 bits per element and party, not 64
+        let truncs: Vec<Option<u8>> = (narrow.graph.ids())
+            .filter(|&id| matches!(narrow.graph.node(id).op, Op::StochasticTrunc { .. }))
+            .map(|id| narrow.graph.node(id).cmp_width)
+            .collect();
+        assert_eq!(truncs, [Some(40)]);
+        let saved = 2 * (64 - 40) * 16 * seq as u64;
+        assert_eq!(m64.online_bits - m.online_bits, saved, "call {k}");
         assert!(m.offline_bits < m64.offline_bits, "call {k}");
         eprintln!(
             "call {k}: dealer {} / {} bits narrowed / full",
@@ -234,12 +242,29 @@ fn a_softmax_row_narrows_its_reciprocals_clip_only() {
     };
     let narrow = compile(src, "row.model", &opts(true)).unwrap().program;
     let full = compile(src, "row.model", &opts(false)).unwrap().program;
+    let is_trunc = |p: &Program, id| matches!(p.graph.node(id).op, Op::StochasticTrunc { .. });
     let narrowed: Vec<u8> = (narrow.graph.ids())
+        .filter(|&id| !is_trunc(&narrow, id))
         .filter_map(|id| narrow.graph.node(id).cmp_width)
         .collect();
     assert_eq!(narrowed, [24]);
+    // the stochastic truncations are narrowed too (their openings, not their material);
+    // the comparisons' saving alone, with the truncations at full width:
+    let mut comparisons_only = narrow.clone();
+    for id in narrow.graph.ids().filter(|&id| is_trunc(&narrow, id)) {
+        comparisons_only.graph.node_mut(id).cmp_width = None;
+    }
+    comet_compiler::passes::cost::run(&mut comparisons_only);
     let env = DimEnv { seq: 1, past: 0 };
-    let (a, b) = (estimate(&narrow, env), estimate(&full, env));
+    let (with_truncs, a, b) = (
+        estimate(&narrow, env),
+        estimate(&comparisons_only, env),
+        estimate(&full, env),
+    );
+    assert!(
+        with_truncs.0 < a.0 && with_truncs.2 == a.2,
+        "{with_truncs:?} {a:?}"
+    );
     assert_eq!(b.0 - a.0, 80, "online bits");
     assert_eq!(b.1, a.1, "rounds");
     assert_eq!(b.2 - a.2, 15_520, "dealer bits");
