@@ -195,19 +195,8 @@ fn check_tcp(source: Source) {
         let ((_, m0), (got, m1)) = (&server[k], &client[k]);
         let worst = drift(got, &want);
         assert!(worst < TOLERANCE, "{source:?} call {k}: {worst}");
-        let (on, rounds, off) = estimate(&p, env);
-        for m in [m0, m1] {
-            assert_eq!(
-                (m.online_bits, m.rounds),
-                (on, rounds),
-                "{source:?} call {k}"
-            );
-        }
-        assert_eq!(
-            m0.offline_bits + m1.offline_bits,
-            off,
-            "{source:?} call {k}: dealer"
-        );
+        let what = format!("{source:?} call {k}");
+        common::assert_tcp_call_measures_estimate(&p, env, [m0, m1], &what);
     }
 }
 

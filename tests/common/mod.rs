@@ -54,6 +54,21 @@ pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
     (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
 
+/// Both parties' measured figures of a TCP call against the plan's estimate: each party
+/// counts every online bit and round, and the dealer's bytes are split between them.
+pub fn assert_tcp_call_measures_estimate(
+    p: &Program,
+    env: DimEnv,
+    [m0, m1]: [&comet_runtime::interp::Measured; 2],
+    what: &str,
+) {
+    let (on, rounds, off) = estimate(p, env);
+    for m in [m0, m1] {
+        assert_eq!((m.online_bits, m.rounds), (on, rounds), "{what}");
+    }
+    assert_eq!(m0.offline_bits + m1.offline_bits, off, "{what}: dealer");
+}
+
 /// `p` with one more node, as a hand-edited plan file would have it: a copy of the
 /// `reveal` of the output `logits` to the client, revealing the same shared logits to the
 /// server instead (same round and cost, so the plan stays consistent).
