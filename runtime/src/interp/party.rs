@@ -32,6 +32,9 @@ pub struct PartyInputs {
     /// A checkpoint the weights missing from `weights` are read from, one at a time, when
     /// a call first needs them.
     pub checkpoint: Option<std::sync::Arc<crate::weights::Checkpoint>>,
+    /// The weights already checked against the plan's bound and statistics (a weight
+    /// that calls read again is checked once: its Gram matrix costs milliseconds).
+    pub(crate) checked: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for PartyInputs {
@@ -61,6 +64,7 @@ impl PartyInputs {
             inputs: HashMap::new(),
             weights,
             checkpoint: None,
+            checked: Default::default(),
         }
     }
 
@@ -91,6 +95,7 @@ impl PartyInputs {
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect(),
             checkpoint: None,
+            checked: Default::default(),
         }
     }
 }
