@@ -174,10 +174,14 @@ fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
         let d = d.sqrt();
         row_j[j] = d;
         let row_j = &row_j[..j];
-        for row_i in tail.chunks_exact_mut(n) {
-            let s = dot(&row_i[..j], row_j);
-            row_i[j] = (row_i[j] - s) / d;
-        }
+        // the rows below are independent: on rayon's threads in blocks of rows
+        use rayon::prelude::*;
+        tail.par_chunks_mut(n * 64).for_each(|rows| {
+            for row_i in rows.chunks_exact_mut(n) {
+                let s = dot(&row_i[..j], row_j);
+                row_i[j] = (row_i[j] - s) / d;
+            }
+        });
     }
     true
 }
