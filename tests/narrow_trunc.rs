@@ -24,7 +24,7 @@ use comet_runtime::{fixed, interp};
 use common::estimate;
 use common::tcp::{Source, tcp_session};
 use ndarray::{ArrayD, IxDyn};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use std::collections::HashMap;
 
@@ -56,24 +56,15 @@ fn compile() -> Program {
         .program
 }
 
-fn uniform(rng: &mut ChaCha12Rng, scale: f64) -> f64 {
-    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 2.0 * scale
-}
-
 fn weights(seed: u64) -> HashMap<String, ArrayD<f64>> {
-    let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    [("w1", [8, 12]), ("w2", [12, 8])]
-        .into_iter()
-        .map(|(name, shape)| {
-            let v = ArrayD::from_shape_simple_fn(IxDyn(&shape), || uniform(&mut rng, 0.1));
-            (name.to_string(), v)
-        })
-        .collect()
+    common::uniform_weights(seed, &[("w1", &[8, 12]), ("w2", &[12, 8])], 0.1)
 }
 
 fn inputs(_: &Program, env: DimEnv, seed: u64) -> HashMap<String, ArrayD<f64>> {
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let v = ArrayD::from_shape_simple_fn(IxDyn(&[env.seq as usize, 8]), || uniform(&mut rng, 0.5));
+    let v = ArrayD::from_shape_simple_fn(IxDyn(&[env.seq as usize, 8]), || {
+        common::uniform(&mut rng, 0.5)
+    });
     HashMap::from([("x".to_string(), v)])
 }
 

@@ -24,6 +24,16 @@ use ndarray::{ArrayD, IxDyn};
 /// (rounds, online bits, offline bits).
 type Figures = (i128, i128, i128);
 
+/// A node's cost at a call of no symbolic size: (rounds, online bits, dealer bits).
+fn figures(c: &comet_ir::cost::NodeCost) -> Figures {
+    let env = DimEnv { seq: 0, past: 0 };
+    (
+        c.rounds.eval(env),
+        c.online_bits.eval(env),
+        c.offline_bits.eval(env),
+    )
+}
+
 fn vt(shape: &[usize]) -> ValueType {
     let dims = shape.iter().map(|&d| Dim::constant(d as i64)).collect();
     ValueType::new(Elem::Fixed { scale: 16 }, dims, Domain::Arith)
@@ -47,12 +57,7 @@ fn estimate_with(
     let refs: Vec<&ValueType> = xs.iter().collect();
     let matmul = matches!(protocol, Protocol::BeaverMatMul | Protocol::FixedMatMul);
     let c = cost_of(protocol, &out, &refs, fixed, fss, matmul);
-    let env = DimEnv { seq: 0, past: 0 };
-    (
-        c.rounds.eval(env),
-        c.online_bits.eval(env),
-        c.offline_bits.eval(env),
-    )
+    figures(&c)
 }
 
 /// What the channels and the dealer counted.
@@ -313,12 +318,7 @@ fn drelu_fss_and_mux() {
 fn estimate_at_width(protocol: Protocol, out: &[usize], x: &[usize], bits: u32) -> Figures {
     let (out, xs) = (vt(out), [vt(x)]);
     let c = cost_at_width(protocol, &out, &[&xs[0]], &[false], true, false, bits);
-    let env = DimEnv { seq: 0, past: 0 };
-    (
-        c.rounds.eval(env),
-        c.online_bits.eval(env),
-        c.offline_bits.eval(env),
-    )
+    figures(&c)
 }
 
 /// Signed values spread over the `bits`-bit range [−2^(bits−1), 2^(bits−1)), its edges
@@ -695,12 +695,7 @@ fn sign_select_relu_and_select() {
             false,
             bits,
         );
-        let env = DimEnv { seq: 0, past: 0 };
-        let est = (
-            c.rounds.eval(env),
-            c.online_bits.eval(env),
-            c.offline_bits.eval(env),
-        );
+        let est = figures(&c);
         assert_eq!(
             measured(&p0, &p1, d.offline_bytes()),
             est,
@@ -754,12 +749,7 @@ fn stochastic_truncation_at_a_width_costs_its_estimate() {
             false,
             width,
         );
-        let env = DimEnv { seq: 0, past: 0 };
-        let est = (
-            c.rounds.eval(env),
-            c.online_bits.eval(env),
-            c.offline_bits.eval(env),
-        );
+        let est = figures(&c);
         assert_eq!(
             measured(&p0, &p1, d.offline_bytes()),
             est,

@@ -54,6 +54,31 @@ pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
     (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
 
+/// A uniform draw in `[-scale, scale)` (53 random bits).
+pub fn uniform(rng: &mut rand_chacha::ChaCha12Rng, scale: f64) -> f64 {
+    use rand::Rng;
+    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 2.0 * scale
+}
+
+/// Seeded weights of the given names and shapes, uniform in `[-scale, scale)`, drawn in
+/// order from one stream.
+pub fn uniform_weights(
+    seed: u64,
+    shapes: &[(&str, &[usize])],
+    scale: f64,
+) -> std::collections::HashMap<String, ndarray::ArrayD<f64>> {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);
+    (shapes.iter())
+        .map(|(name, shape)| {
+            let v = ndarray::ArrayD::from_shape_simple_fn(ndarray::IxDyn(shape), || {
+                uniform(&mut rng, scale)
+            });
+            (name.to_string(), v)
+        })
+        .collect()
+}
+
 /// Both parties' measured figures of a TCP call against the plan's estimate: each party
 /// counts every online bit and round, and the dealer's bytes are split between them.
 pub fn assert_tcp_call_measures_estimate(

@@ -176,17 +176,21 @@ fn node_range(
         (v, norms::transfer(&nc, weight_stats(p, id)))
     };
     let v = v.meet(norm_bound(p, id, &xs, &ns, n));
+    let dims: Vec<u64> = (p.graph.node(id).ty.shape.iter())
+        .map(|d| d.eval(env))
+        .collect();
+    let len = |from_end: usize| dims.len().checked_sub(from_end).map_or(1, |i| dims[i]) as f64;
     let declared = p.analyses.declared.as_ref().and_then(|d| d.get(id));
     let (v, n) = match declared.filter(|_| !tainted) {
         Some(d) => {
             // declared norms are of the real values; rounding adds a unit per entry
-            let (len, ulp) = (row_len(p, id, env), ulp(p, id));
-            let l2 = d.row_l2.map_or(f64::INFINITY, |b| b + len.sqrt() * ulp);
-            let l1 = d.row_l1.map_or(f64::INFINITY, |b| b + len * ulp);
+            let (n_row, ulp) = (len(1), norms::ulp(p, id));
+            let l2 = d.row_l2.map_or(f64::INFINITY, |b| b + n_row.sqrt() * ulp);
+            let l1 = d.row_l1.map_or(f64::INFINITY, |b| b + n_row * ulp);
             let per_gain = (d.row_l2_per_gain)
                 .and_then(|c| gain_of(p, id).map(|g| (c, r.of(g).magnitude())))
                 .map_or(f64::INFINITY, |(c, g)| {
-                    c * g + len.sqrt() * ulp * (1.0 + 4.0 * g)
+                    c * g + n_row.sqrt() * ulp * (1.0 + 4.0 * g)
                 });
             let n = Norms {
                 row_l2: n.row_l2.min(l2).min(per_gain),
@@ -197,10 +201,6 @@ fn node_range(
         }
         None => (v, n),
     };
-    let dims: Vec<u64> = (p.graph.node(id).ty.shape.iter())
-        .map(|d| d.eval(env))
-        .collect();
-    let len = |from_end: usize| dims.len().checked_sub(from_end).map_or(1, |i| dims[i]) as f64;
     if declared
         .and_then(|d| d.assumes)
         .is_some_and(|a| !v.within(a))
@@ -241,20 +241,6 @@ fn gain_of(p: &Program, id: NodeId) -> Option<NodeId> {
     Some(gops[1])
 }
 
-/// The length of `id`'s rows in the call.
-fn row_len(p: &Program, id: NodeId, env: DimEnv) -> f64 {
-    (p.graph.node(id).ty.shape.last()).map_or(1, |d| d.eval(env)) as f64
-}
-
-/// One unit in the last place of `id`'s fixed-point encoding (0 for bits and indices,
-/// which are exact).
-fn ulp(p: &Program, id: NodeId) -> f64 {
-    match p.graph.node(id).ty.elem {
-        comet_ir::Elem::Fixed { scale } => 2f64.powi(-(scale as i32)),
-        _ => 0.0,
-    }
-}
-
 /// The declared statistics of weight node `id`, if the plan has them.
 fn weight_stats(p: &Program, id: NodeId) -> Option<&comet_ir::WeightStats> {
     let Op::Weight { name } = &p.graph.node(id).op else {
@@ -271,17 +257,7 @@ fn norm_bound(p: &Program, id: NodeId, xs: &[Interval], ns: &[Norms], own: Norms
     let b = match op {
         Op::MatMul | Op::BlockMatMul { .. } => norms::matmul_entry(ns[0], xs[1], ns[1]),
         Op::CacheMatMul { transpose, .. } => {
-            let cache = if *transpose {
-                Norms {
-                    row_l2: ns[1].col_l2,
-                    row_l1: f64::INFINITY,
-                    col_l2: ns[1].row_l2,
-                    op: ns[1].op,
-                }
-            } else {
-                ns[1]
-            };
-            norms::matmul_entry(ns[0], xs[1], cache)
+            norms::matmul_entry(ns[0], xs[1], norms::cache_operand(ns[1], *transpose))
         }
         Op::RowSum => ns[0].row_l1,
         Op::Weight { .. } => weight_stats(p, id).map_or(f64::INFINITY, |s| s.max_abs),

@@ -111,7 +111,8 @@ impl Norms {
         }
     }
 
-    fn transposed(self) -> Norms {
+    /// The norms of the transpose (last two axes swapped).
+    pub fn transposed(self) -> Norms {
         Norms {
             row_l2: self.col_l2,
             row_l1: f64::INFINITY,
@@ -194,12 +195,8 @@ pub(super) fn transfer(c: &NormCtx, stats: Option<&WeightStats>) -> Norms {
             // a centred row is no longer than the row, up to the mean's rounding (one unit
             // in the last place per entry)
             let n = c.dims(c.id).last().copied().unwrap_or(1) as f64;
-            let ulp = match p.graph.node(c.id).ty.elem {
-                comet_ir::Elem::Fixed { scale } => 2f64.powi(-(scale as i32)),
-                _ => 0.0,
-            };
             Norms {
-                row_l2: ns[0].row_l2 + n.sqrt() * ulp,
+                row_l2: ns[0].row_l2 + n.sqrt() * ulp(p, c.id),
                 ..Norms::UNKNOWN
             }
         }
@@ -221,15 +218,8 @@ pub(super) fn transfer(c: &NormCtx, stats: Option<&WeightStats>) -> Norms {
             row_l1: mul(ns[0].row_l2, ns[0].row_l2),
             ..Norms::UNKNOWN
         },
-        Op::MatMul | Op::BlockMatMul { .. } => matmul(ns[0], c.xs[1], ns[1]),
-        Op::CacheMatMul { transpose, .. } => {
-            let cache = if *transpose {
-                ns[1].transposed()
-            } else {
-                ns[1]
-            };
-            matmul(ns[0], c.xs[1], cache)
-        }
+        Op::MatMul | Op::BlockMatMul { .. } => matmul(ns[0], ns[1]),
+        Op::CacheMatMul { transpose, .. } => matmul(ns[0], cache_operand(ns[1], *transpose)),
         Op::Embed => Norms {
             row_l2: ns[1].row_l2,
             ..Norms::UNKNOWN
@@ -294,12 +284,26 @@ fn elementwise_product(c: &NormCtx) -> Norms {
 
 /// `a · B`: rows within `‖a_row‖₂·‖B‖_op` and `‖a_row‖₁·max_k ‖B_k‖₂`; columns within
 /// `‖a‖_op·‖B_col‖₂`. (Entries: [`matmul_entry`].)
-fn matmul(a: Norms, _b: Interval, bn: Norms) -> Norms {
+fn matmul(a: Norms, bn: Norms) -> Norms {
     Norms {
         row_l2: mul(a.row_l2, bn.op).min(mul(a.row_l1, bn.row_l2)),
         row_l1: f64::INFINITY,
         col_l2: mul(a.op, bn.col_l2),
         op: mul(a.op, bn.op),
+    }
+}
+
+/// The norms of a cache product's right operand: the cache, transposed for `q · kᵀ`.
+pub(super) fn cache_operand(cache: Norms, transpose: bool) -> Norms {
+    if transpose { cache.transposed() } else { cache }
+}
+
+/// One unit in the last place of `id`'s fixed-point encoding (0 for bits and indices,
+/// which are exact).
+pub(super) fn ulp(p: &Program, id: NodeId) -> f64 {
+    match p.graph.node(id).ty.elem {
+        comet_ir::Elem::Fixed { scale } => 2f64.powi(-(scale as i32)),
+        _ => 0.0,
     }
 }
 

@@ -15,7 +15,7 @@
 
 use comet_ir::WeightStats;
 use comet_ir::range::{STAT_STEP, round_stat};
-use ndarray::{Array2, ArrayD, ArrayView2, Ix3};
+use ndarray::{Array2, ArrayD, ArrayView2};
 
 /// The largest Gram matrix side the spectral norm is certified on (4,096: 128 MiB of f64
 /// and a few seconds); above it the Frobenius norm bounds the spectral norm.
@@ -50,21 +50,15 @@ pub fn declared_for(
 /// The statistics a plan declares for `w` (rounded up; the spectral norm certified).
 pub fn declared(w: &ArrayD<f64>) -> WeightStats {
     let exact = measured(w);
-    let max_abs = round_stat(exact.max_abs);
-    let row_l2 = round_stat(exact.row_l2);
-    if w.ndim() < 2 {
-        return WeightStats {
-            max_abs,
-            row_l2,
-            col_l2: max_abs,
-            op: max_abs,
-        };
-    }
     WeightStats {
-        max_abs,
-        row_l2,
+        max_abs: round_stat(exact.max_abs),
+        row_l2: round_stat(exact.row_l2),
         col_l2: round_stat(exact.col_l2),
-        op: certified_op(w),
+        op: if w.ndim() < 2 {
+            round_stat(exact.op)
+        } else {
+            certified_op(w)
+        },
     }
 }
 
@@ -113,7 +107,6 @@ fn for_matrices(w: &ArrayD<f64>, mut f: impl FnMut(ArrayView2<f64>)) {
     let standard = w.as_standard_layout();
     let flat = (standard.view())
         .into_shape_with_order((count, m, n))
-        .map(|v| v.into_dimensionality::<Ix3>().expect("3-D"))
         .expect("a standard-layout array reshapes");
     for mat in flat.outer_iter() {
         f(mat);
