@@ -19,6 +19,8 @@ mod model;
 mod render;
 mod scenario;
 
+pub use model::random_weight_stats;
+
 use clap::{Args, Subcommand, ValueEnum};
 use comet_runtime::dealer::service::DEFAULT_MASK_BUDGET;
 use serde_json::{Value, json};

@@ -120,6 +120,12 @@ enum Command {
         /// key, dealer and online bytes); `full` compares on the whole 64-bit ring.
         #[arg(long, value_enum, default_value = "narrow")]
         comparison_width: ComparisonWidth,
+        /// Openings of products (pass `narrow-openings`): `narrow` opens a product's
+        /// operands modulo 2^w when its value is read at w bits only (by a narrowed
+        /// truncation, comparison or table), packed at w bits; exact whatever the inputs.
+        /// `full` opens every one on the whole 64-bit ring.
+        #[arg(long, value_enum, default_value = "narrow")]
+        open_width: ComparisonWidth,
         /// Truncations (pass `faithful-trunc`): `auto` keeps a truncation local (SecureML,
         /// no communication, may fail) only while the range analysis bounds the plan's
         /// failure probability per call within `--trunc-failure`, and makes the others
@@ -152,7 +158,10 @@ enum Command {
         /// up to powers of 2^(1/4) — are declared in the plan, and the range analysis
         /// bounds every product by them (narrower comparisons and truncations; `comet
         /// inspect --leakage` lists them: the client learns them). The runtime refuses a
-        /// checkpoint that exceeds them.
+        /// checkpoint that exceeds them. `random` or `random:SEED` declares instead the
+        /// statistics of the random initialisation `comet bench runtime --seed SEED`
+        /// draws at the model's real shapes (uniform, standard deviation 0.02, gains
+        /// 1 ± 0.02): a plan to inspect at scale without a trained checkpoint.
         #[arg(long, value_name = "CKPT")]
         weights: Option<PathBuf>,
     },
@@ -326,6 +335,7 @@ fn main() -> ExitCode {
             sparsity,
             kv_openings,
             comparison_width,
+            open_width,
             faithful_trunc,
             faithful_gate,
             trunc_failure,
@@ -357,6 +367,7 @@ fn main() -> ExitCode {
                 heads: sparsity.1,
                 cache_openings: kv_openings == KvOpenings::Cached,
                 narrow_comparisons: comparison_width == ComparisonWidth::Narrow,
+                narrow_openings: open_width == ComparisonWidth::Narrow,
                 weight_stats: None,
             };
             if weight_bound.is_finite() && weight_bound > 0.0 {
@@ -442,6 +453,9 @@ fn weight_stats(
     ckpt: &Path,
 ) -> Result<std::collections::BTreeMap<String, comet_ir::WeightStats>, Failure> {
     let program = comet_compiler::driver::lower_only(source, path).map_err(compile_failure)?;
+    if let Some(seed) = random_seed(ckpt)? {
+        return Ok(bench::random_weight_stats(&program, seed));
+    }
     let weights = &program.info.weights;
     let bar = indicatif::ProgressBar::new(weights.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("weight statistics {bar:30} {pos}/{len} {msg}")
@@ -454,6 +468,25 @@ fn weight_stats(
     .map_err(|e| Failure(format!("error: --weights {}: {e}", ckpt.display())))?;
     bar.finish_and_clear();
     Ok(stats)
+}
+
+/// `random` (seed 1) or `random:SEED` for `--weights`: the benchmark's random weights.
+fn random_seed(ckpt: &Path) -> Result<Option<u64>, Failure> {
+    let spec = ckpt.to_string_lossy();
+    let Some(rest) = spec.strip_prefix("random") else {
+        return Ok(None);
+    };
+    if ckpt.exists() {
+        return Ok(None);
+    }
+    match rest.strip_prefix(':').map(str::parse::<u64>) {
+        None if rest.is_empty() => Ok(Some(1)),
+        Some(Ok(seed)) => Ok(Some(seed)),
+        _ => Err(Failure(format!(
+            "error: --weights {spec}: expected a checkpoint, `random` or `random:SEED` (SEED a \
+             non-negative integer)"
+        ))),
+    }
 }
 
 fn compile_failure(e: CompileError) -> Failure {

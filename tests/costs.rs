@@ -209,10 +209,10 @@ fn relu_layer_with_gmw_comparisons() {
     let p = plan(RELU_LAYER, Comparison::Gmw);
     let s = 5i128;
     // as above, but the DReLU is the GMW carry circuit on n = 3s elements: 7 rounds,
-    // 2·GMW_BITS·n online, GMW_DEALER·n dealer; its bits are XOR-shared, so the mux opens
-    // b ⊕ r (a byte per bit) and x − a: 2·(8 + 64)·n = 432s online, and the dealer sends
-    // the daBit's and r·a's corrections, 64·(n + n) = 384s.
-    let online = (256 + 2 * GMW_BITS * 3 + 432 + 192) * s;
+    // 2·GMW_BITS·n online, GMW_DEALER·n dealer; its bits are XOR-shared, so the select
+    // opens b ⊕ r (eight to a byte: ⌈15/8⌉ = 2 bytes) and x − a: 2·(8·2 + 64·n) = 384s +
+    // 32 online, and the dealer sends the daBit's and r·a's corrections, 64·(n + n) = 384s.
+    let online = (256 + 2 * GMW_BITS * 3 + 384 + 192) * s + 32;
     let offline = (192 + GMW_DEALER * 3 + 384) * s;
     assert_eq!(
         totals(&p, DimEnv { seq: 5, past: 0 }),
@@ -266,10 +266,11 @@ const SOFTMAX_ROW: &str =
 /// - the exp's clip stays DReLU then mux: its y (the squarings) is ready long after x.
 /// - exp on 8 values: DReLU(d + 14) (1024 online, 8·2·DCF dealer) beside the
 ///   first of 8 squarings (each 2·64·8 = 1024 online, 64·8 = 512 dealer), then the
-///   clip's mux (4·64·8 = 2048, 512): 9 rounds (10 unmerged); online 1024 + 8192 + 2048
-///   = 11264; dealer 8·2·DCF + 4096 + 512.
+///   clip's select, whose bit's lowest bit is an XOR share (the 8 bits in one byte and
+///   64 bits per value opened, 2·(8 + 512) = 1040; dealer 64·(8 + 8) = 1024): 9 rounds (10
+///   unmerged); online 1024 + 8192 + 1040 = 10256; dealer 8·2·DCF + 4096 + 1024.
 /// - reciprocal of the row sum (one value): exp of 1 − 2z as above on 1 element (online
-///   128 + 8·128 + 256 = 1408; dealer 2·DCF + 8·64 + 64; 9 rounds, 10
+///   128 + 8·128 + 144 = 1296, the bit padded to a byte; dealer 2·DCF + 8·64 + 128; 9 rounds, 10
 ///   unmerged), then 10 Newton steps of 2 sequential Beaver products of 1×1 values
 ///   (each 2·64·2 = 256 online, 64 dealer): 20 rounds, 5120 online, 1280 dealer.
 /// - e · r: Beaver with broadcasting, opens 8 + 1 values: 2·64·9 = 1152 online, 64·8 =
@@ -280,9 +281,9 @@ fn one_softmax_row() {
     let p = plan(SOFTMAX_ROW, Comparison::Fss);
     let rounds = 1 + 6 + 9 + (9 + 20) + 1 + 1;
     let unmerged = 1 + 6 + 10 + (10 + 20) + 1 + 1;
-    let online = 256 + 944 + 11264 + 1408 + 5120 + 1152 + 512;
+    let online = 256 + 944 + 10256 + 1296 + 5120 + 1152 + 512;
     let offline =
-        512 + 7 * 8 * SIGN_SELECT + (16 * DCF + 4096 + 512) + (2 * DCF + 576) + 1280 + 512;
+        512 + 7 * 8 * SIGN_SELECT + (16 * DCF + 4096 + 1024) + (2 * DCF + 640) + 1280 + 512;
     assert_eq!(
         totals(&p, DimEnv { seq: 1, past: 0 }),
         (rounds, unmerged, online, offline)
@@ -290,14 +291,14 @@ fn one_softmax_row() {
 }
 
 /// [`one_softmax_row`] with GMW comparisons (GMW_BITS, GMW_DEALER per DReLU element;
-/// a select on XOR bits opens a byte per bit and 64 bits per value, the dealer sends
-/// 64 bits per bit and per output):
+/// a select node on XOR bits opens its bits eight to a byte and 64 bits per value, a row
+/// maximum's level a byte per bit; the dealer sends 64 bits per bit and per output):
 /// - fixed matmul: 1 round, 256 online, 512 dealer.
 /// - row_max over t = 8: 3 levels of (DReLU 7 rounds, select 1 round): 24 rounds; 7 pairs:
 ///   online 7·(2·GMW_BITS + 2·(8 + 64)); dealer 7·(GMW_DEALER + 128).
 /// - exp on 8 values: DReLU(d + 14) (7 rounds: 8·2·GMW_BITS online, 8·GMW_DEALER
 ///   dealer) beside 8 squarings (8 rounds, 8192 online, 4096 dealer), then the clip's
-///   select (2·(64 + 512) = 1152 online, 64·16 = 1024 dealer): 9 rounds, 7 + 8 + 1 = 16
+///   select (2·(8 + 512) = 1040 online, 64·16 = 1024 dealer): 9 rounds, 7 + 8 + 1 = 16
 ///   unmerged.
 /// - reciprocal: exp on 1 element as above (2·GMW_BITS + 1024 + 144 online;
 ///   GMW_DEALER + 512 + 128 dealer; 9 rounds, 16 unmerged), then 10 Newton steps (20
@@ -310,7 +311,7 @@ fn one_softmax_row_with_gmw_comparisons() {
     let unmerged = 1 + 24 + 16 + (16 + 20) + 1 + 1;
     let online = 256
         + 7 * (2 * GMW_BITS + 144)
-        + (16 * GMW_BITS + 8192 + 1152)
+        + (16 * GMW_BITS + 8192 + 1040)
         + (2 * GMW_BITS + 1024 + 144 + 5120)
         + 1152
         + 512;
@@ -338,9 +339,9 @@ const ONE_HEAD: &str = "model m { dim seq, past; input x: fixed[seq, 4] from cli
 ///   instead opens 4 + 16 values: 2560. Scale by 1/2 and the causal mask are local.
 /// - softmax over t = 4 keys: row_max 2 levels of sign selects (4 rounds; 3 pairs, 2 + 1
 ///   per level: 2·(3·64 + 2·8) = 416 online, 3·8·SIGN_SELECT dealer); exp on 4 values
-///   (512 + 8·512 + 1024 = 5632 online;
-///   4·2·DCF + 8·256 + 256 dealer; 9 rounds, 10 unmerged); the reciprocal of
-///   one row sum (6528 online, 2·DCF + 1856 dealer, 29 rounds, 30 unmerged, as in
+///   (512 + 8·512 + 2·(8 + 64·4) = 5136 online, the clip's select opening its 4 bits in
+///   a byte; 4·2·DCF + 8·256 + 64·8 dealer; 9 rounds, 10 unmerged); the reciprocal of
+///   one row sum (6416 online, 2·DCF + 1920 dealer, 29 rounds, 30 unmerged, as in
 ///   `one_softmax_row`); e·r opens 4 + 1: 640 online, 256 dealer, 1 round.
 /// - mix p·v with the cache: [1,1,4]·[1,4,4] opens p (4) and the new value row (4):
 ///   2·64·8 = 1024 online (Beaver, re-opened: 2·64·(4 + 16) = 2560), 256 dealer.
@@ -350,10 +351,10 @@ fn one_attention_head_decode_step() {
     let rounds = 1 + 1 + 4 + 9 + 29 + 1 + 1 + 1 + 1;
     let unmerged = 3 + 1 + 4 + 10 + 30 + 1 + 1 + 1 + 1;
     let offline =
-        3 * 256 + 256 + 3 * 8 * SIGN_SELECT + (8 * DCF + 2304) + (2 * DCF + 1856) + 3 * 256;
+        3 * 256 + 256 + 3 * 8 * SIGN_SELECT + (8 * DCF + 2560) + (2 * DCF + 1920) + 3 * 256;
     for (cached, cache_products) in [(true, 1024 + 1024), (false, 2560 + 2560)] {
         let p = plan_with(ONE_HEAD, Comparison::Fss, cached);
-        let online = 3 * 256 + 416 + 5632 + 6528 + 640 + 256 + 256 + cache_products;
+        let online = 3 * 256 + 416 + 5136 + 6416 + 640 + 256 + 256 + cache_products;
         assert_eq!(
             totals(&p, DimEnv { seq: 1, past: 3 }),
             (rounds, unmerged, online, offline),

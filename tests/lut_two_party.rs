@@ -140,8 +140,11 @@ fn the_spliced_plan_has_two_lookups_costed_by_the_model() {
         let (n, count) = (i128::from(bits), 3 * 8);
         assert_eq!(c.protocol, comet_ir::protocol::Protocol::Lut);
         assert_eq!(c.rounds.eval(env), 2);
-        // the masked index travels in whole bytes per element
-        assert_eq!(c.online_bits.eval(env), 2 * count * ((n + 7) / 8 * 8 + 64));
+        // the masked indices travel packed at n bits, ⌈count·n/8⌉ bytes per party
+        assert_eq!(
+            c.online_bits.eval(env),
+            16 * ((count * n + 7) / 8) + 2 * count * 64
+        );
         let key = comet_runtime::fss::LutKey::element_bytes(bits) as i128;
         assert_eq!(c.offline_bits.eval(env), 2 * count * 8 * key);
     }

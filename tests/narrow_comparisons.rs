@@ -37,8 +37,11 @@ model tiny {
 const BOUND: f64 = 0.5;
 
 fn plan(narrow: bool, weight_bound: f64) -> Program {
+    // the comparisons' widths alone: products keep the ring (`narrow-openings` is
+    // tested in tests/narrow_openings.rs)
     let opts = Options {
         narrow_comparisons: narrow,
+        narrow_openings: false,
         truncation: Some(TruncationPolicy {
             weight_bound,
             ..default_policy()
@@ -56,6 +59,8 @@ fn widths(p: &Program) -> Vec<(String, Option<u8>)> {
     (p.graph.ids())
         .filter(|&id| comet_ir::graph::takes_cmp_width(&p.graph.node(id).op))
         .filter(|&id| !matches!(p.graph.node(id).op, comet_ir::Op::StochasticTrunc { .. }))
+        // the comparisons' widths only, not the products' (`narrow-openings`)
+        .filter(|&id| !comet_ir::graph::takes_open_width(&p.graph.node(id).op))
         .map(|id| {
             (
                 p.graph.node(id).op.name().to_string(),
@@ -238,6 +243,7 @@ fn a_softmax_row_narrows_its_reciprocals_clip_only() {
         output p = softmax(matmul(x, w)) to client; }";
     let opts = |narrow| Options {
         narrow_comparisons: narrow,
+        narrow_openings: false,
         ..Default::default()
     };
     let narrow = compile(src, "row.model", &opts(true)).unwrap().program;
@@ -290,6 +296,7 @@ fn declared_weight_statistics_narrow_by_norms_and_are_checked() {
                 ..default_policy()
             }),
             weight_stats: stats,
+            narrow_openings: false,
             ..Default::default()
         };
         compile(SOURCE, "tiny.model", &opts).unwrap().program

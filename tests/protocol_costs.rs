@@ -305,7 +305,7 @@ fn drelu_fss_and_mux() {
         [(m0, bits[0].clone(), x0), (m1, bits[1].clone(), x1)],
         |p, ch, (m, b, x)| {
             let (st, msg) = mux::start(p, &b, &x, m);
-            mux::finish(st, &round(ch, &msg).unwrap()).unwrap()
+            mux::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
         },
     );
     let relu = x.mapv(|v| if v as i64 >= 0 { v } else { 0 });
@@ -452,7 +452,7 @@ fn lut_at_12_and_13_bits() {
         let (n, key) = (i128::from(bits), i128::from(lut_key_bytes(i64::from(bits))));
         assert_eq!(
             est,
-            (2, 2 * 24 * ((n + 7) / 8 * 8 + 64), 2 * 24 * 8 * key),
+            (2, 16 * ((24 * n + 7) / 8) + 2 * 24 * 64, 2 * 24 * 8 * key),
             "the formula, n = {bits}"
         );
         assert_eq!(measured(&p0, &p1, d.offline_bytes()), est, "n = {bits}");
@@ -562,7 +562,8 @@ fn drelu_gmw_b2a_and_select_on_xor_bits() {
         let (q0, q1) = both(
             [(m0, bits[0].clone(), y0), (m1, bits[1].clone(), y1)],
             |p, ch, (m, b, y)| {
-                let (st, msg) = bit_mux::start(p, &b, &y, m);
+                // a select node's form: its bits eight to a byte
+                let (st, msg) = bit_mux::start_at(p, &b, &y, m, 64);
                 bit_mux::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
             },
         );

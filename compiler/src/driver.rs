@@ -8,7 +8,8 @@ use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
     PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fuse_selects,
-    head_sparsify, insert_conversions, lower, narrow_comparisons, schedule, sparsify,
+    head_sparsify, insert_conversions, lower, narrow_comparisons, narrow_openings, schedule,
+    sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -39,6 +40,9 @@ pub struct Options {
     /// `narrow-comparisons`, from the truncation policy's weight bound); `false`: every
     /// comparison on the whole 64-bit ring.
     pub narrow_comparisons: bool,
+    /// Products whose value is read modulo 2^w only open their operands modulo 2^w, packed
+    /// at w bits (pass `narrow-openings`); `false`: every opening on the whole ring.
+    pub narrow_openings: bool,
     /// Which truncations are faithful (pass `faithful-trunc`); `None`: every truncation
     /// local, as before the pass.
     pub truncation: Option<comet_ir::TruncationPolicy>,
@@ -58,6 +62,7 @@ impl Default for Options {
             heads: None,
             cache_openings: true,
             narrow_comparisons: true,
+            narrow_openings: true,
             truncation: Some(faithful_trunc::default_policy()),
             weight_stats: None,
         }
@@ -139,7 +144,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
             narrow_comparisons::run(p);
         }
     };
-    let passes: [(&'static str, &Pass<'_>); 9] = [
+    let passes: [(&'static str, &Pass<'_>); 10] = [
         ("approximate", &approximate::run),
         ("expand", &expand::run),
         ("insert-conversions", &insert_conversions::run),
@@ -154,6 +159,14 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         ),
         ("faithful-trunc", &faithful_trunc::run),
         ("narrow-comparisons", &narrow),
+        (
+            "narrow-openings",
+            if opts.narrow_openings {
+                &narrow_openings::run
+            } else {
+                &skip
+            },
+        ),
         ("schedule", &schedule::run),
         ("cost", &cost::run),
     ];

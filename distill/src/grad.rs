@@ -210,6 +210,7 @@ fn vjp<'v>(
         | Op::CacheRead { .. }
         | Op::Drelu
         | Op::Compare { .. }
+        | Op::Between
         | Op::OneHot { .. } => Ok(vec![]),
         Op::Trunc { .. }
         | Op::FaithfulTrunc { .. }

@@ -65,7 +65,11 @@ pub struct Node {
     /// it opens x masked mod 2^m, m bits per element; it must satisfy s + 2 ≤ m ≤ 64 for a
     /// shift of s bits. `None` (every node as built) is the whole 64-bit ring. A pass that
     /// knows value ranges sets it; passes that rebuild nodes through [`Graph::add`] drop
-    /// it, so it is set late.
+    /// it, so it is set late. For a product that opens masked operands (a Beaver or
+    /// fixed-operand product, a select, a square, a product with the KV cache) and for a
+    /// table lookup (whose second round opens its masked sum): the width w its value is
+    /// read at, a multiple of 8 below 64 (pass `narrow-openings`): its openings are taken
+    /// mod 2^w and packed at w bits, and its value's shares are correct mod 2^w only.
     pub cmp_width: Option<u8>,
 }
 
@@ -77,12 +81,26 @@ impl Node {
     }
 }
 
-/// Whether `op` may carry a [`Node::cmp_width`]: the comparisons, and the stochastic
-/// truncation (the width of its input).
+/// Whether `op` may carry a [`Node::cmp_width`]: the comparisons, the stochastic
+/// truncation (the width of its input), and the products that open masked operands (the
+/// width their value is read at).
 pub fn takes_cmp_width(op: &Op) -> bool {
+    takes_open_width(op)
+        || matches!(
+            op,
+            Op::Drelu
+                | Op::Compare { .. }
+                | Op::RowMax
+                | Op::SignSelect
+                | Op::StochasticTrunc { .. }
+        )
+}
+
+/// Whether `op` is a product whose [`Node::cmp_width`] is the width of its openings.
+pub fn takes_open_width(op: &Op) -> bool {
     matches!(
         op,
-        Op::Drelu | Op::Compare { .. } | Op::RowMax | Op::SignSelect | Op::StochasticTrunc { .. }
+        Op::Mul | Op::Square | Op::MatMul | Op::CacheMatMul { .. } | Op::Select | Op::Lut { .. }
     )
 }
 

@@ -93,6 +93,7 @@ fn shape_rule(op: &Op, xs: &[&ValueType], ctx: Ctx) -> Result<ValueType> {
         Op::Drelu => fixed_scale("drelu", xs[0], ctx).map(|_| xs[0].with_elem(Elem::Bit)),
         Op::Compare { thresholds } => compare(xs[0], thresholds, ctx),
         Op::Pick { index } => pick(xs[0], *index),
+        Op::Between => between(xs[0], xs[1]),
         Op::Select => select(xs[0], xs[1], ctx),
         Op::SignSelect => sign_select(xs, ctx),
         Op::B2A => {
@@ -570,6 +571,20 @@ fn reduce_row(what: &str, x: &ValueType, ctx: Ctx) -> Result<ValueType> {
     let mut shape = x.shape.clone();
     *shape.last_mut().expect("rank checked") = Dim::constant(1);
     Ok(x.with_shape(shape))
+}
+
+/// `between(lo, hi)`: two bit tensors of one shape.
+fn between(lo: &ValueType, hi: &ValueType) -> Result<ValueType> {
+    expect_elem("between", lo, Elem::Bit)?;
+    expect_elem("between", hi, Elem::Bit)?;
+    if lo.shape != hi.shape {
+        return err(format!(
+            "`between` needs two bit tensors of one shape, got {} and {}",
+            shape_string(&lo.shape),
+            shape_string(&hi.shape)
+        ));
+    }
+    Ok(lo.clone())
 }
 
 fn select(bit: &ValueType, x: &ValueType, ctx: Ctx) -> Result<ValueType> {

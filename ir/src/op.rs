@@ -243,6 +243,10 @@ pub enum Op {
         /// The entry.
         index: u64,
     },
+    /// The bit `[lo ≤ x < hi]` from the bits `[x ≥ lo]` and `[x ≥ hi]` (operands 0 and 1,
+    /// one shape) of one value with `lo < hi`: their difference, which is exact (and local
+    /// on arithmetic 0/1 shares) because the second bit implies the first.
+    Between,
     /// `b · x` for a bit `b`: `x` where the bit is set, else 0 (mux with zero).
     Select,
     /// `y·[x ≥ 0]` fused (pass `fuse-selects`, FSS comparisons only): operands `[x]` (ReLU,
@@ -414,6 +418,7 @@ impl Op {
             Op::Drelu => "drelu",
             Op::Compare { .. } => "compare",
             Op::Pick { .. } => "pick",
+            Op::Between => "between",
             Op::Select => "select",
             Op::SignSelect => "sign_select",
             Op::B2A => "b2a",
@@ -443,6 +448,7 @@ impl Op {
             | Op::Sub
             | Op::Mul
             | Op::RmsNorm { .. }
+            | Op::Between
             | Op::Select
             | Op::ApplyMask { .. } => Exactly(2),
             Op::LayerNorm { .. } | Op::BlockMatMul { .. } | Op::CacheMatMul { .. } => Exactly(3),

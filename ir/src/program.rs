@@ -245,6 +245,16 @@ pub struct ProtocolOptions {
     pub weight_stats: Option<std::collections::BTreeMap<String, crate::range::WeightStats>>,
 }
 
+impl ProtocolOptions {
+    /// Whether the plan's truncations may be faithful (a policy other than `never`): the
+    /// passes that let a product grow to twice its scale before one truncation take that
+    /// truncation's premise from a faithful gate, never from a local one.
+    pub fn may_truncate_faithfully(&self) -> bool {
+        self.truncation
+            .is_some_and(|t| t.mode != FaithfulMode::Never)
+    }
+}
+
 /// Which truncations are faithful (`comet compile --faithful-trunc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

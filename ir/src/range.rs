@@ -167,6 +167,11 @@ pub struct Declared {
     /// `max |g|` (the normalised row has norm `sqrt(d)`, whatever `s` and `t` are apart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_l2_per_gain: Option<f64>,
+    /// A product the recipe keeps at its doubled scale (no truncation of its own): its
+    /// readers are products whose truncation follows, and the recipe bounds the result
+    /// (a norm's `rsqrt` factor `2^−a·T`, read by the row's product).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untruncated: bool,
 }
 
 /// Declared statistics of one weight tensor, in the shape the model computes with (a

@@ -48,6 +48,7 @@ pub fn is_elementwise(op: &Op) -> bool {
             | Op::Unary { .. }
             | Op::Square
             | Op::Drelu
+            | Op::Between
             | Op::Select
             | Op::SignSelect
             | Op::B2A

@@ -34,6 +34,10 @@ pub enum TableFn {
     SiluGap,
     /// `e^min(x, 0)`: the exponential of a softmax row after its maximum is subtracted.
     ExpNeg,
+    /// `e^(min(x, 0)/8)`: the same of scores still to be scaled by 1/8 (`1/sqrt(64)`: an
+    /// attention of 64-wide heads), read at 3 fractional bits fewer than `exp_neg`, so
+    /// that it holds the same entries.
+    ExpNegEighth,
     /// `2^8/sqrt(x)` (0 for x ≤ 0): a norm's rsqrt on its input scaled into
     /// `[4^8, 4^9)`, where it lies in (1/2, 1].
     RsqrtScaled,
@@ -44,10 +48,11 @@ pub enum TableFn {
 
 impl TableFn {
     /// Every function, in a fixed order.
-    pub const ALL: [TableFn; 5] = [
+    pub const ALL: [TableFn; 6] = [
         TableFn::GeluGap,
         TableFn::SiluGap,
         TableFn::ExpNeg,
+        TableFn::ExpNegEighth,
         TableFn::RsqrtScaled,
         TableFn::RecipScaled,
     ];
@@ -58,6 +63,7 @@ impl TableFn {
             TableFn::GeluGap => "gelu_gap",
             TableFn::SiluGap => "silu_gap",
             TableFn::ExpNeg => "exp_neg",
+            TableFn::ExpNegEighth => "exp_neg_eighth",
             TableFn::RsqrtScaled => "rsqrt_scaled",
             TableFn::RecipScaled => "recip_scaled",
         }
@@ -70,6 +76,7 @@ impl TableFn {
             TableFn::GeluGap => 0.5 * a * erfc(a / std::f64::consts::SQRT_2),
             TableFn::SiluGap => a / (1.0 + a.exp()),
             TableFn::ExpNeg => x.min(0.0).exp(),
+            TableFn::ExpNegEighth => (x.min(0.0) / 8.0).exp(),
             TableFn::RsqrtScaled if x > 0.0 => 256.0 / x.sqrt(),
             TableFn::RecipScaled if x > 0.0 => 4096.0 / x,
             TableFn::RsqrtScaled | TableFn::RecipScaled => 0.0,

@@ -375,9 +375,15 @@ fn comparison_widths_are_checked() {
     assert!(problems(&p).contains("comparison width 1 is outside 2..=64 bits"));
     p.graph.node_mut(d).cmp_width = Some(65);
     assert!(problems(&p).contains("comparison width 65 is outside"));
+    let (mut p, [x, _, y, _]) = small();
+    p.graph.node_mut(x).cmp_width = Some(32);
+    assert!(problems(&p).contains("has a comparison width (32 bits) but compares nothing"));
+    // a product's width is the width its value is read at (pass `narrow-openings`)
     let (mut p, [_, _, y, _]) = small();
     p.graph.node_mut(y).cmp_width = Some(32);
-    assert!(problems(&p).contains("has a comparison width (32 bits) but compares nothing"));
+    verify(&p).expect("a product read at 32 bits");
+    p.graph.node_mut(y).cmp_width = Some(12);
+    assert!(problems(&p).contains("opens its operands at width 12"));
 }
 
 /// `small()` with a stochastic truncation of the product by 8 bits (a dead end).

@@ -145,7 +145,10 @@ impl<'a> CostModel<'a> {
             _ => g.node(id).comparison_bits(),
         };
         let mut dense = if self.one_sided(protocol, id) {
-            fixed_product_cost(protocol, out, &xs, &fixed, 1)
+            fixed_product_cost(protocol, out, &xs, &fixed, 1, i64::from(bits))
+        } else if protocol == Protocol::Lut {
+            let w = g.node(id).comparison_bits();
+            lut_cost(xs[0], i64::from(bits), i64::from(w))
         } else {
             cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits)
         };
@@ -161,7 +164,15 @@ impl<'a> CostModel<'a> {
                     |t: &ValueType| t.with_shape(vec![comet_ir::Dim::constant(m.block as i64)]);
                 let xs1: Vec<ValueType> = xs.iter().map(|t| one(t)).collect();
                 let xs1: Vec<&ValueType> = xs1.iter().collect();
-                let pair = cost_at_width(protocol, &one(out), &xs1, &fixed, fss, is_matmul, bits);
+                let pair = match protocol {
+                    // a select on active entries opens a byte per bit
+                    // (`comet_runtime::protocols::mux::start_gathered`)
+                    Protocol::Mux => {
+                        let n = Poly::constant(m.block as i64);
+                        mux_cost(&n, &n.scale(OPENED_BIT_BITS), &n, &n, RING_BITS)
+                    }
+                    _ => cost_at_width(protocol, &one(out), &xs1, &fixed, fss, is_matmul, bits),
+                };
                 per_block(dense, m.ffn, &pair)
             }
             _ => dense,
@@ -253,36 +264,41 @@ pub fn cost_at_width(
         // once per session, at setup: nothing per call
         Protocol::Shuffle => cost(protocol, 0, zero(), zero(), zero()),
         Protocol::BlockFixedMatMul => block_matmul_cost(out, xs),
-        // both open x − a and y − b: 2l·(n_x + n_y); dealer: c = ab correction, l·n_out
+        // both open x − a and y − b at the node's width w (64, or less when its value is
+        // read mod 2^w: pass `narrow-openings`): 2w·(n_x + n_y); dealer: c = ab
+        // correction, l·n_out
         Protocol::BeaverMul => {
             let opened = numel(xs[0]).add(&numel(xs[1]));
             cost(
                 protocol,
                 1,
-                l(2).mul(&opened),
+                Poly::constant(2 * m).mul(&opened),
                 l(1).mul(&numel(out)),
                 numel(out).scale(3),
             )
         }
         // the fixed operand's mask was opened at setup: only the other one, 2l·n
         Protocol::FixedMul | Protocol::FixedMatMul => {
-            fixed_product_cost(protocol, out, xs, fixed, 2)
+            fixed_product_cost(protocol, out, xs, fixed, 2, m)
         }
-        // open x − a: 2l·n; dealer: (a, a²) correction l·n
+        // open x − a at the node's width w: 2w·n; dealer: (a, a²) correction l·n
         Protocol::Square => cost(
             protocol,
             1,
-            l(2).mul(&numel(out)),
+            Poly::constant(2 * m).mul(&numel(out)),
             l(1).mul(&numel(out)),
             numel(out).scale(2),
         ),
-        Protocol::BeaverMatMul => beaver_matmul_cost(out, xs),
-        Protocol::CacheMatMul => cache_matmul_cost(out, xs),
+        Protocol::BeaverMatMul => beaver_matmul_cost(out, xs, m),
+        Protocol::CacheMatMul => cache_matmul_cost(out, xs, m),
         Protocol::DreluFss => drelu_cost(protocol, &numel(xs[0]), true, m),
         Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false, m),
-        Protocol::Mux => mux_cost(&numel(xs[0]), &numel(xs[1]), &numel(out), fss),
+        Protocol::Mux => {
+            let bits = Poly::packed(1, &xs[0].shape, false).scale(8);
+            mux_cost(&numel(xs[0]), &bits, &numel(xs[1]), &numel(out), m)
+        }
         Protocol::RowMaxTree => row_max_cost(xs[0], fss, m),
-        Protocol::Lut => lut_cost(&numel(xs[0]), m),
+        Protocol::Lut => lut_cost(xs[0], m, RING_BITS),
         Protocol::SignSelect => sign_select_cost(xs[0], xs.len() == 1, m),
         // both open x + r (+ 2^62), 64 bits each: 2l·n; dealer: the s-bit DCF per element
         // and party and party 1's share of msb(r), n·8·faithful_trunc_key_bytes(s); 1 round.
@@ -325,20 +341,17 @@ pub fn stochastic_trunc_cost(x: &ValueType, m: i64) -> NodeCost {
     )
 }
 
-/// A select `b·x` (bits of `n_b` elements, values of `n_x`, output of `n_out`), 1 round.
-/// FSS: the bit is an arithmetic 0/1 share, so a Beaver product opening both operands at
-/// their own sizes, 2l·(n_b + n_x) (4l·n when they have one shape); dealer l·n_out. GMW:
-/// the bit is XOR-shared; both open `b ⊕ r` (a byte per bit) and `x − a`,
-/// 2·(8·n_b + l·n_x); dealer: the daBit `r`'s arithmetic share and `r·a`,
-/// l·(n_b + n_out).
-fn mux_cost(n_b: &Poly, n_x: &Poly, n_out: &Poly, fss: bool) -> NodeCost {
-    let (online, offline) = if fss {
-        (l(2).mul(&n_b.add(n_x)), l(1).mul(n_out))
-    } else {
-        let opened = n_b.scale(OPENED_BIT_BITS).add(&l(1).mul(n_x));
-        (opened.scale(2), l(1).mul(&n_b.add(n_out)))
-    };
-    cost(Protocol::Mux, 1, online, offline, n_out.scale(3))
+/// A select `b·x` (bits of `n_b` elements, values of `n_x`, output of `n_out`), 1 round
+/// (`comet_runtime::protocols::bit_mux`): both open `b ⊕ r` (`bit_bits` per party: a
+/// select node packs them eight to a byte, 8⌈n_b/8⌉; a GMW row maximum's level sends a
+/// byte per bit) and `x − a` at the node's width w (64, or less when its value is read
+/// mod 2^w), 2·(bit_bits + w·n_x); dealer: the daBit `r`'s arithmetic share and `r·a`,
+/// l·(n_b + n_out). GMW bits are XOR-shared; FSS bits are arithmetic 0/1 shares, whose
+/// lowest bit is an XOR share of the bit (`comet_runtime::protocols::mux`): one protocol.
+fn mux_cost(n_b: &Poly, bit_bits: &Poly, n_x: &Poly, n_out: &Poly, w: i64) -> NodeCost {
+    let opened = bit_bits.add(&n_x.scale(w));
+    let offline = l(1).mul(&n_b.add(n_out));
+    cost(Protocol::Mux, 1, opened.scale(2), offline, n_out.scale(3))
 }
 
 /// Ring multiplications of a local matrix product (public or one party's private
@@ -356,13 +369,16 @@ fn local_matmul_ops(out: &ValueType, xs: &[&ValueType]) -> Poly {
 /// computes one product per sending party; the dealer sends the correction of `A ∘ B`,
 /// l·|Z|. Two parties send for a two-sided mask (`E = X − A`: 2l·|X|, two products); only
 /// the party that does not own a one-sided operand (the server's weights) sends its
-/// share under its mask (l·|X|, one product each).
+/// share under its mask (l·|X|, one product each). Openings at the node's width `w`
+/// (64, or less when its value is read mod 2^w: pass `narrow-openings`) send w bits per
+/// element instead of l.
 fn fixed_product_cost(
     protocol: Protocol,
     out: &ValueType,
     xs: &[&ValueType],
     fixed: &[bool],
     senders: i64,
+    w: i64,
 ) -> NodeCost {
     let (varying, products) = if protocol == Protocol::FixedMatMul {
         let k = Poly::dim(xs[0].shape[xs[0].shape.len() - 1]);
@@ -373,15 +389,16 @@ fn fixed_product_cost(
     cost(
         protocol,
         1,
-        l(senders).mul(&numel(varying)),
+        Poly::constant(senders * w).mul(&numel(varying)),
         l(1).mul(&numel(out)),
         products.scale(senders),
     )
 }
 
-/// A Beaver matrix product, 1 round: both open `X − A` and `Y − B`, 2l·(|X| + |Y|); the
-/// dealer sends the correction of `C = A·B`, l·|Z|; three products per party.
-fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
+/// A Beaver matrix product, 1 round: both open `X − A` and `Y − B` at the node's width w,
+/// 2w·(|X| + |Y|); the dealer sends the correction of `C = A·B`, l·|Z|; three products
+/// per party.
+fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
     let (a, b) = (xs[0], xs[1]);
     let opened = numel(a).add(&numel(b));
     let k = Poly::dim(a.shape[a.shape.len() - 1]);
@@ -389,7 +406,7 @@ fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
     cost(
         Protocol::BeaverMatMul,
         1,
-        l(2).mul(&opened),
+        Poly::constant(2 * w).mul(&opened),
         l(1).mul(&numel(out)),
         ops,
     )
@@ -400,7 +417,8 @@ fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
 /// they were written, so nothing of them is sent again. The dealer sends the correction
 /// of `C = A·view(B)`, l·|Z|, as for a Beaver product. Each party computes two products
 /// of the output's size times the inner dimension (`E·view(B_p)` and `X_p·view(F)`).
-fn cache_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
+/// At the node's width w both openings send w bits per element instead of l.
+fn cache_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
     let (x, new) = (xs[0], xs[2]);
     let k = Poly::dim(x.shape[x.shape.len() - 1]);
     let opened = numel(x).add(&numel(new));
@@ -408,7 +426,7 @@ fn cache_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
     cost(
         Protocol::CacheMatMul,
         1,
-        l(2).mul(&opened),
+        Poly::constant(2 * w).mul(&opened),
         l(1).mul(&numel(out)),
         ops,
     )
@@ -477,16 +495,19 @@ pub const fn lut_key_bytes(n: i64) -> i64 {
     16 * levels + (2 * levels + 7) / 8 + ((1 << nu) + 7) / 8 + 8
 }
 
-/// A table lookup on `count` elements with `n`-bit indices, 2 rounds: each party sends its
-/// share of the masked index `x + r mod 2^n` (in whole bytes per element, 8⌈n/8⌉ bits,
-/// `comet_runtime::protocols::lut::wire_bits`), then its masked share of the
-/// sign-carrying table sum (64 bits): 2·count·(8⌈n/8⌉ + 64) online. Dealer: [`lut_key_bytes`] per element and party. Local
+/// A table lookup on the `count` elements of `x` with `n`-bit indices, 2 rounds: each party
+/// sends its share of the masked index `x + r mod 2^n` packed at n bits (⌈count·n/8⌉
+/// bytes, [`Poly::packed`]), then its masked share of the sign-carrying table sum at the
+/// node's width w (64, or less when the value is read mod 2^w: pass `narrow-openings`):
+/// 16·⌈count·n/8⌉ + 2·count·w online. Dealer: [`lut_key_bytes`] per element and party. Local
 /// work: the DPF's full-domain evaluation and 2^n/4 table reads per element.
-fn lut_cost(count: &Poly, n: i64) -> NodeCost {
+fn lut_cost(x: &ValueType, n: i64, w: i64) -> NodeCost {
+    let count = &numel(x);
+    let index = Poly::packed(n as u32, &x.shape, false).scale(16);
     cost(
         Protocol::Lut,
         2,
-        count.scale(2 * ((n + 7) / 8 * 8 + RING_BITS)),
+        index.add(&count.scale(2 * w)),
         count.scale(2 * 8 * lut_key_bytes(n)),
         count.scale((1 << n) / 4),
     )
@@ -543,7 +564,13 @@ pub fn row_max_cost(x: &ValueType, fss: bool, m: i64) -> NodeCost {
         };
     }
     let drelu = drelu_cost(Protocol::DreluFss, &pairs, fss, m);
-    let mux = mux_cost(&pairs, &pairs, &pairs, fss);
+    let mux = mux_cost(
+        &pairs,
+        &pairs.scale(OPENED_BIT_BITS),
+        &pairs,
+        &pairs,
+        RING_BITS,
+    );
     let per_level = drelu.rounds.add(&mux.rounds);
     NodeCost {
         protocol: Protocol::RowMaxTree,

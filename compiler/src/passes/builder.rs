@@ -103,6 +103,11 @@ impl<'a> Builder<'a> {
         self.emit(Op::Select, &[bit, x])
     }
 
+    /// `[lo ≤ x < hi]` from the bits `[x ≥ lo]` and `[x ≥ hi]` of one value (`lo < hi`).
+    pub fn between(&mut self, above_low: NodeId, above_high: NodeId) -> NodeId {
+        self.emit(Op::Between, &[above_low, above_high])
+    }
+
     pub(crate) fn b2a(&mut self, bit: NodeId) -> NodeId {
         self.emit(Op::B2A, &[bit])
     }
@@ -130,6 +135,13 @@ impl<'a> Builder<'a> {
     /// ([`comet_ir::Declared::row_l2_per_gain`]).
     pub(crate) fn declare_norm_per_gain(&mut self, x: NodeId, c: f64) {
         self.fact(x).row_l2_per_gain = Some(c);
+    }
+
+    /// Keeps the product `x` at its doubled scale: `insert-conversions` does not truncate
+    /// it ([`comet_ir::Declared::untruncated`]); its readers must be products whose own
+    /// truncation brings the result back, and the recipe must bound that result.
+    pub(crate) fn keep_scale(&mut self, x: NodeId) {
+        self.fact(x).untruncated = true;
     }
 
     /// Records that `recipe` assumes its input `x` to lie in `[lo, hi]`.

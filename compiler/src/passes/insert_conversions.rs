@@ -96,6 +96,8 @@ impl Rebuild<'_> {
                 if self.masked_product(id)
                     || self.read_by_tables(id, y)
                     || self.read_by_scalings(id, y)
+                    || self.read_by_row_sums(id, y)
+                    || self.kept_at_scale(id)
                 {
                     return y;
                 }
@@ -232,9 +234,7 @@ impl Rebuild<'_> {
     /// `2^frac·|c|` times that of the product's own (`|c|` the constant), so plans with
     /// every truncation local (`never`, or no policy) keep both.
     fn read_by_scalings(&self, old: NodeId, new: NodeId) -> bool {
-        let may_be_faithful =
-            (self.old.options.truncation).is_some_and(|t| t.mode != comet_ir::FaithfulMode::Never);
-        if !may_be_faithful {
+        if !self.old.options.may_truncate_faithfully() {
             return false;
         }
         let frac = self.new.info.format.frac;
@@ -257,6 +257,36 @@ impl Rebuild<'_> {
                         r.magnitude() * f64::from(scale + frac).exp2() <= SCALED_LIMIT
                     })
             })
+    }
+
+    /// Whether `old` (converted to `new`, a product at scale `s > frac`) is read only by
+    /// `row_sum`s: each sums the products at scale `s` (exact in the ring) and is truncated
+    /// itself, one value per row instead of one per element (a norm's squares: `[seq, d]`
+    /// truncations become `[seq, 1]`). The sums' rounding is finer than the products'.
+    ///
+    /// Only when the plan's policy may make truncations faithful, as
+    /// [`Rebuild::read_by_scalings`]: a local truncation of the larger sum would fail more
+    /// often.
+    fn read_by_row_sums(&self, old: NodeId, new: NodeId) -> bool {
+        let comet_ir::Elem::Fixed { scale } = self.ty(new).elem else {
+            return false;
+        };
+        let users = self.old.graph.users(old);
+        self.old.options.may_truncate_faithfully()
+            && scale > self.new.info.format.frac
+            && matches!(self.old.graph.node(old).op, Op::Square | Op::Mul)
+            && !users.is_empty()
+            && (users.iter()).all(|&u| matches!(self.old.graph.node(u).op, Op::RowSum))
+    }
+
+    /// Whether a recipe keeps `old` at its doubled scale ([`comet_ir::Declared::untruncated`]),
+    /// in a plan whose truncations may be faithful (the recipes keep a scale only there).
+    fn kept_at_scale(&self, old: NodeId) -> bool {
+        let declared = self.old.analyses.declared.as_ref();
+        self.old.options.may_truncate_faithfully()
+            && declared
+                .and_then(|t| t.get(old))
+                .is_some_and(|d| d.untruncated)
     }
 
     /// Truncates a product back to the plan's scale.

@@ -13,6 +13,7 @@ pub mod head_sparsify;
 pub mod insert_conversions;
 pub mod lower;
 pub mod narrow_comparisons;
+pub mod narrow_openings;
 pub mod schedule;
 pub mod sparsify;
 
@@ -28,6 +29,7 @@ pub const PIPELINE: &[&str] = &[
     "cache-openings",
     "faithful-trunc",
     "narrow-comparisons",
+    "narrow-openings",
     "schedule",
     "cost",
 ];

@@ -197,7 +197,13 @@ fn node_range(
                 row_l1: n.row_l1.min(l1),
                 ..n
             };
-            (d.range.map_or(v, |d| v.meet(d)), n)
+            // no entry exceeds its row's L2 norm
+            let v = d.range.map_or(v, |d| v.meet(d));
+            let v = match n.row_l2.is_finite() {
+                true => v.meet(Interval::new(-n.row_l2, n.row_l2)),
+                false => v,
+            };
+            (v, n)
         }
         None => (v, n),
     };

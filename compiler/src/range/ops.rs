@@ -48,7 +48,9 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::MatMul | Op::CacheMatMul { .. } => matmul(c, xs[0], xs[1]),
         Op::BlockMatMul { .. } => matmul(c, xs[0], xs[1]).hull(Interval::point(0.0)),
         Op::Embed => xs[1],
-        Op::OneHot { .. } | Op::Drelu | Op::Compare { .. } | Op::B2A => Interval::new(0.0, 1.0),
+        Op::OneHot { .. } | Op::Drelu | Op::Compare { .. } | Op::Between | Op::B2A => {
+            Interval::new(0.0, 1.0)
+        }
         Op::Select | Op::SignSelect | Op::ApplyMask { .. } => {
             xs[xs.len() - 1].hull(Interval::point(0.0))
         }

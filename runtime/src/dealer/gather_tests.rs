@@ -61,7 +61,7 @@ fn gathered_mux_matches_the_dense_mux_at_those_positions() {
         let [m0, m1] = d.mux(&SHAPE, &SHAPE);
         let f = |p, ch: &mut MemChannel, (m, b, x): (_, Share, Share)| {
             let (st, msg) = mux::start(p, &b, &x, m);
-            mux::finish(st, &round(ch, &msg).unwrap()).unwrap()
+            mux::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
         };
         let g = |s: &Share| gathered(s, &idx);
         let sparse = open(

@@ -161,8 +161,8 @@ impl Dealer {
     }
 
     /// A triple for a mux `bit ⊙ x` (bits as arithmetic 0/1 shares): a Beaver triple.
-    pub fn mux(&mut self, bit: &[usize], x: &[usize]) -> [TripleMaterial; 2] {
-        self.beaver_mul(bit, x)
+    pub fn mux(&mut self, bit: &[usize], x: &[usize]) -> [BitMuxMaterial; 2] {
+        bit_mux::deal(self, bit, x)
     }
 
     /// `(a, a²)` shares of `shape`.

@@ -274,6 +274,8 @@ fn apply(op: &Op, x: &[ArrayViewD<Ring>], ctx: OpCtx) -> OpResult {
         Op::Lut { func, bits, frac } => {
             arith::lut(&x[0], (*func, *bits, *frac), ctx.scale("lut")?, ctx.frac)
         }
+        // [x ≥ lo] − [x ≥ hi]: 0 or 1 since the second implies the first
+        Op::Between => movement::binary("between", &x[0], &x[1], Ring::wrapping_sub),
         Op::Select => arith::select(&x[0], &x[1]),
         Op::SignSelect => arith::sign_select(&x[0], &x[x.len() - 1]),
         Op::RowSum => arith::reduce_row("row_sum", &x[0], 0, Ring::wrapping_add),

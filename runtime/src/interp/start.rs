@@ -111,7 +111,7 @@ impl Run<'_> {
                     .product::<usize>()
             }
             Op::Reveal { .. } => 0,
-            _ => dispatch::peer_len(st, mine),
+            _ => dispatch::peer_len(st, mine, self.program.graph.node(id).comparison_bits()),
         }
     }
 
@@ -192,6 +192,10 @@ impl Node for At<'_, '_> {
         let w = self.run.fixed_pos(self.pos);
         (w.and_then(|w| self.run.fixed_operands.get(&self.run.plan.id(w))))
             .ok_or_else(|| self.fail("fixed operand was not set up".into()))
+    }
+
+    fn width(&self) -> u32 {
+        (self.run.program.graph.node(self.run.plan.id(self.pos))).comparison_bits()
     }
 
     fn opened_rows(&self, slot: u32) -> Option<&ArrayD<u64>> {

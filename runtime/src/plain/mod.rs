@@ -163,6 +163,7 @@ fn apply(op: &Op, x: &[ArrayViewD<f64>], env: DimEnv) -> OpResult {
         Op::Mul => movement::binary("mul", &x[0], &x[1], |a, b| a * b),
         // a mux with bit 0 gives exactly 0, whatever the other input (even ±inf)
         Op::B2A => Ok(x[0].to_owned()),
+        Op::Between => movement::binary("between", &x[0], &x[1], |a, b| a - b),
         Op::Select => movement::binary(
             "select",
             &x[0],

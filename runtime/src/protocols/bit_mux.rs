@@ -4,11 +4,14 @@
 //!
 //! The dealer hands out a random bit `r` (XOR shares from the parties' seeds, arithmetic
 //! shares `ρ`: party 1's a correction), a mask `a` of `x` (from the seeds) and arithmetic
-//! shares of `r·a` (party 1's a correction). Both open `c = b ⊕ r` (a bit, one byte per
-//! element of `b`) and `e = x − a` (64 bits per element of `x`). With
+//! shares of `r·a` (party 1's a correction). Both open `c = b ⊕ r` (a bit: eight to a
+//! byte for a select node, [`start_at`]; a byte per element of `b` in the GMW row
+//! maximum's levels, [`start`]) and `e = x − a` (64 bits per element of `x`, or w when
+//! the select's value is read mod 2^w). With
 //! `b = c + (1 − 2c)·r` and `x = e + a`:
 //! `b·x = [b]·e + c·a + (1 − 2c)·(r·a)`, linear in the shares of `r`, `a` and `r·a`
-//! (party 0 adds the public `c` to `[b]`). Online: 2·(8·n_b + 64·n_x) bits; dealer:
+//! (party 0 adds the public `c` to `[b]`). Online: 2·(8⌈n_b/8⌉ + w·n_x) bits for a select
+//! node, 2·(8·n_b + 64·n_x) in a row maximum's level; dealer:
 //! 64·(n_b + n_out) bits. Broadcasting as [`super::beaver_mul`]: each operand is opened
 //! at its own size.
 
@@ -20,11 +23,17 @@ use super::material::{
     self, DealerStreams, MaterialError, PartyStreams, draw, draw_product, shaped, words,
 };
 use super::xor::XorShare;
-use super::{MessageError, PartyId, Share, bits, check_party, pack, ring_ops, unpack};
+use super::{
+    MessageError, PartyId, Share, bits, check_party, pack, pack_bits, packed_len, ring_ops,
+    unpack_bits,
+};
 
 /// Between [`start`] and [`finish`].
 pub struct State {
     party: PartyId,
+    width: u32,
+    /// Whether the opened bits are packed eight to a byte (else a byte per bit).
+    dense: bool,
     m: BitMuxMaterial,
     c: ArrayD<u64>,
     e: ArrayD<u64>,
@@ -45,6 +54,34 @@ impl fmt::Debug for State {
 /// # Panics
 /// If the material belongs to another party or does not match the operands' shapes.
 pub fn start(party: PartyId, bit: &XorShare, x: &Share, m: BitMuxMaterial) -> (State, Vec<u8>) {
+    begin(party, bit, x, m, 64, false)
+}
+
+/// [`start`] for a select node (`select` in a plan): the opened bits packed eight to a
+/// byte (⌈n_b/8⌉ bytes), and `x_p − a_p` sent mod 2^`width`, packed at `width` bits, for
+/// a select whose value is read modulo 2^`width` only (a multiple of 8, at most 64; pass
+/// `narrow-openings`): the output is correct mod 2^`width`.
+///
+/// # Panics
+/// As [`start`], or if `width` is not in 1..=64.
+pub fn start_at(
+    party: PartyId,
+    bit: &XorShare,
+    x: &Share,
+    m: BitMuxMaterial,
+    width: u32,
+) -> (State, Vec<u8>) {
+    begin(party, bit, x, m, width, true)
+}
+
+fn begin(
+    party: PartyId,
+    bit: &XorShare,
+    x: &Share,
+    m: BitMuxMaterial,
+    width: u32,
+    dense: bool,
+) -> (State, Vec<u8>) {
     check_party(party);
     assert_eq!(
         m.party, party,
@@ -62,9 +99,20 @@ pub fn start(party: PartyId, bit: &XorShare, x: &Share, m: BitMuxMaterial) -> (S
         .map_collect(|b, r| (b ^ r) & 1);
     let e = ring_ops::sub(x.0.view(), m.a.view());
     let flat_c: Vec<u64> = c.iter().copied().collect();
-    let mut msg = bits::pack(flat_c.len(), &[(&flat_c, 1)]);
-    msg.extend(pack(&ring_ops::flat(&e).collect::<Vec<_>>()));
-    (State { party, m, c, e }, msg)
+    let mut msg = match dense {
+        true => pack_bits(&flat_c, 1),
+        false => bits::pack(flat_c.len(), &[(&flat_c, 1)]),
+    };
+    msg.extend(pack_bits(&ring_ops::flat(&e).collect::<Vec<_>>(), width));
+    let state = State {
+        party,
+        width,
+        dense,
+        m,
+        c,
+        e,
+    };
+    (state, msg)
 }
 
 /// This party's share of `bit · x`.
@@ -72,16 +120,28 @@ pub fn start(party: PartyId, bit: &XorShare, x: &Share, m: BitMuxMaterial) -> (S
 /// # Errors
 /// If the peer's message has the wrong length.
 pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
-    let State { party, m, c, e } = state;
+    let State {
+        party,
+        width,
+        dense,
+        m,
+        c,
+        e,
+    } = state;
     let (nb, nx) = (c.len(), e.len());
-    if peer.len() != nb + 8 * nx {
+    let bit_bytes = if dense { packed_len(nb, 1) } else { nb };
+    let expected = bit_bytes + packed_len(nx, width);
+    if peer.len() != expected {
         return Err(MessageError::Length {
-            expected: nb + 8 * nx,
+            expected,
             actual: peer.len(),
         });
     }
-    let (pc, pe) = peer.split_at(nb);
-    let theirs_c = bits::unpack(pc, nb, &[1])?.remove(0);
+    let (pc, pe) = peer.split_at(bit_bytes);
+    let theirs_c = match dense {
+        true => unpack_bits(pc, nb, 1)?,
+        false => bits::unpack(pc, nb, &[1])?.remove(0),
+    };
     let c = ring_ops::from_flat(
         c.shape(),
         &(c.iter().zip(&theirs_c))
@@ -90,7 +150,7 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
     );
     let e = ring_ops::add(
         e.view(),
-        ring_ops::from_flat(e.shape(), &unpack(pe)?).view(),
+        ring_ops::from_flat(e.shape(), &unpack_bits(pe, nx, width)?).view(),
     );
     // [b] = c + (1 − 2c)·ρ (party 0 adds c); the sign 1 − 2c is 1 or −1
     let sign = c.mapv(|c| if c == 1 { u64::MAX } else { 1 });
@@ -130,6 +190,33 @@ impl fmt::Debug for BitMuxMaterial {
             ("c", self.c.shape()),
         ];
         material::redact(f, "BitMuxMaterial", self.party, &shapes)
+    }
+}
+
+impl BitMuxMaterial {
+    /// The material of the entries `idx` only (flat indices), for a select on a sparse
+    /// FFN's active entries.
+    ///
+    /// # Panics
+    /// If the bit, `x` and the output do not have one shape, or an index is out of range.
+    #[must_use]
+    pub fn gather(&self, idx: &[usize]) -> BitMuxMaterial {
+        let n = self.c.len();
+        assert!(
+            self.r.len() == n && self.a.len() == n,
+            "only an element-wise select without broadcasting gathers: r {:?}, a {:?}, c {:?}",
+            self.r.shape(),
+            self.a.shape(),
+            self.c.shape()
+        );
+        material::check_indices(idx, n);
+        BitMuxMaterial {
+            party: self.party,
+            r: material::take(&self.r, idx),
+            rho: material::take(&self.rho, idx),
+            a: material::take(&self.a, idx),
+            c: material::take(&self.c, idx),
+        }
     }
 }
 

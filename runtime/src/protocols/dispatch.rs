@@ -17,8 +17,8 @@ use super::material::{Deal, MaterialError, Pair, Product};
 use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
-    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, reveal, row_max, sign_select,
-    square, trunc_fss, trunc_stochastic, unpack,
+    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, pack_bits, reveal, row_max,
+    sign_select, square, trunc_fss, trunc_stochastic, unpack, unpack_bits,
 };
 
 /// One node's material for one party.
@@ -98,8 +98,8 @@ pub fn deal<D: Deal + ?Sized>(
                 NodeMaterial::Cache,
             )
         }
-        Protocol::Mux if n.gmw => wrap(deal.bit_mux(&s[0], &s[1])?, NodeMaterial::BitMux),
-        Protocol::BeaverMul | Protocol::Mux | Protocol::BeaverMatMul => {
+        Protocol::Mux => wrap(deal.bit_mux(&s[0], &s[1])?, NodeMaterial::BitMux),
+        Protocol::BeaverMul | Protocol::BeaverMatMul => {
             wrap(deal.triple(kind, &s[0], &s[1])?, NodeMaterial::Triple)
         }
         Protocol::Square => wrap(deal.square(&s[0])?, NodeMaterial::Square),
@@ -250,10 +250,10 @@ pub enum Pending {
 
 /// The length in bytes of the peer's part of a round for a node in state `st`, given this
 /// party's part (`mine`): equal, except for products with a one-sided fixed operand, where
-/// one party sends and the other does not.
-pub fn peer_len(st: &Pending, mine: usize) -> usize {
+/// one party sends and the other does not (`width` bits per element of its varying operand).
+pub fn peer_len(st: &Pending, mine: usize, width: u32) -> usize {
     match st {
-        Pending::Fixed(s) => fixed::peer_len(s, mine),
+        Pending::Fixed(s) => fixed::peer_len(s, mine, width),
         _ => mine,
     }
 }
@@ -332,6 +332,10 @@ pub trait Node {
 
     /// The number of operands.
     fn operand_count(&self) -> usize;
+
+    /// The node's width ([`comet_ir::graph::Node::cmp_width`], 64 when unset): for a
+    /// product that opens masked operands, the width its openings are packed at.
+    fn width(&self) -> u32;
 }
 
 /// This party's XOR share of bits at operand `k`.
@@ -359,6 +363,40 @@ fn arith<S>(f: impl FnOnce(S) -> Pending, (st, msg): (S, Vec<u64>)) -> (Pending,
     (f(st), pack(&msg))
 }
 
+/// [`arith`] for a product whose openings are taken mod 2^`width` (pass
+/// `narrow-openings`): each value packed at `width` bits, a multiple of 8.
+fn arith_at<S>(
+    f: impl FnOnce(S) -> Pending,
+    (st, msg): (S, Vec<u64>),
+    width: u32,
+) -> (Pending, Vec<u8>) {
+    (f(st), pack_at(&msg, width))
+}
+
+/// `msg`'s values mod 2^`width`, `width` bits each ([`pack`] at 64).
+fn pack_at(msg: &[u64], width: u32) -> Vec<u8> {
+    match width {
+        64 => pack(msg),
+        w => pack_bits(msg, w),
+    }
+}
+
+/// The inverse of [`pack_at`]: as many values as the bytes hold (a whole number of them;
+/// the plan's verifier keeps a product's width a multiple of 8).
+fn unpack_at(peer: &[u8], width: u32) -> Result<Vec<u64>, MessageError> {
+    if width == 64 {
+        return unpack(peer);
+    }
+    let per = (width / 8).max(1) as usize;
+    if !peer.len().is_multiple_of(per) {
+        return Err(MessageError::Length {
+            expected: peer.len().next_multiple_of(per),
+            actual: peer.len(),
+        });
+    }
+    unpack_bits(peer, peer.len() / per, width)
+}
+
 fn start_reveal<N: Node>(n: &N) -> Result<(Pending, Vec<u8>), N::Error> {
     let Op::Reveal { to } = *n.op() else {
         unreachable!("the reveal protocol computes reveal nodes")
@@ -372,23 +410,22 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
     let p = n.party();
     let bad = || n.fail("dealer material of another protocol".into());
     Ok(match (n.protocol(), m) {
-        (Protocol::BeaverMul, NodeMaterial::Triple(m)) => arith(
+        (Protocol::BeaverMul, NodeMaterial::Triple(m)) => arith_at(
             Pending::Beaver,
             beaver_mul::start(p, n.share(0)?, n.share(1)?, m),
+            n.width(),
         ),
-        (Protocol::Mux, NodeMaterial::Triple(m)) => {
-            arith(Pending::Beaver, mux::start(p, n.share(0)?, n.share(1)?, m))
-        }
         (Protocol::Mux, NodeMaterial::BitMux(m)) => {
-            let (st, msg) = bit_mux::start(p, &bits(n, 0)?, n.share(1)?, m);
+            let (st, msg) = bit_mux::start_at(p, &bits(n, 0)?, n.share(1)?, m, n.width());
             (Pending::BitMux(st), msg)
         }
-        (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => arith(
+        (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => arith_at(
             Pending::Beaver,
             beaver_matmul::start(p, n.share(0)?, n.share(1)?, m),
+            n.width(),
         ),
         (Protocol::Square, NodeMaterial::Square(m)) => {
-            arith(Pending::Square, square::start(p, n.share(0)?, m))
+            arith_at(Pending::Square, square::start(p, n.share(0)?, m), n.width())
         }
         (proto @ (Protocol::FixedMul | Protocol::FixedMatMul), NodeMaterial::Fixed(m)) => {
             let k = n.fixed_index().ok_or_else(bad)?;
@@ -398,7 +435,7 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             } else {
                 fixed::mul_start(p, x, m)
             };
-            arith(Pending::Fixed, started)
+            arith_at(Pending::Fixed, started, n.width())
         }
         (Protocol::DreluFss, NodeMaterial::Drelu(m)) => {
             let (st, msg) = drelu::start(p, n.share(0)?, m);
@@ -464,7 +501,7 @@ fn start_cache<N: Node>(
     let xs = [n.share(0)?, n.share(1)?, n.share(2)?];
     let started = cache_matmul::start(n.party(), op, xs, n.opened_rows(op.slot), m);
     let (st, msg) = started.map_err(|e| n.fail(e))?;
-    Ok((Pending::Cache(Box::new(st)), pack(&msg)))
+    Ok((Pending::Cache(Box::new(st)), pack_at(&msg, n.width())))
 }
 
 /// Starts a table lookup: its table at the node's scale, its index read from operand 0 at
@@ -482,7 +519,7 @@ fn start_lut<N: Node>(n: &N, m: lut::LutMaterial) -> Result<(Pending, Vec<u8>), 
         )));
     }
     let table = lut::Table::new(func, bits, frac, n.scale());
-    let (st, msg) = lut::start(n.party(), n.share(0)?, in_scale, table, m);
+    let (st, msg) = lut::start_at(n.party(), n.share(0)?, in_scale, table, m, n.width());
     Ok((Pending::Lut(Box::new(st)), msg))
 }
 
@@ -506,10 +543,10 @@ pub fn start_gathered(
             let (st, msg) = drelu::start(party, &xs[0], t.gather(idx));
             (Pending::Drelu(st), msg)
         }
-        (Protocol::Mux, NodeMaterial::Triple(t)) => arith(
-            Pending::Beaver,
-            mux::start(party, &xs[0], &xs[1], t.gather(idx)),
-        ),
+        (Protocol::Mux, NodeMaterial::BitMux(t)) => {
+            let (st, msg) = mux::start_gathered(party, &xs[0], &xs[1], t.gather(idx));
+            (Pending::BitMux(st), msg)
+        }
         (Protocol::BeaverMul, NodeMaterial::Triple(t)) => arith(
             Pending::Beaver,
             beaver_mul::start(party, &xs[0], &xs[1], t.gather(idx)),
@@ -555,8 +592,8 @@ pub fn start_gathered(
 pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::Error> {
     let value = |s: Share| Finished::Value(Some(s.0));
     Ok(match st {
-        Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack(peer)?)?),
-        Pending::Square(s) => value(square::finish(s, &unpack(peer)?)?),
+        Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack_at(peer, n.width())?)?),
+        Pending::Square(s) => value(square::finish(s, &unpack_at(peer, n.width())?)?),
         Pending::Drelu(s) => match n.op() {
             Op::Compare { thresholds } => {
                 let ts: Vec<u64> = (thresholds.iter())
@@ -566,7 +603,10 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             }
             _ => value(drelu::finish(s, peer)?),
         },
-        Pending::Fixed(s) => value(fixed::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
+        Pending::Fixed(s) => {
+            let peer = unpack_at(peer, n.width())?;
+            value(fixed::finish(s, n.fixed_operand()?, &peer)?)
+        }
         Pending::Reveal(s) => Finished::Value(reveal::finish(s, &unpack(peer)?)?),
         Pending::BitMux(s) => value(bit_mux::finish(s, peer)?),
         Pending::B2a(s) => {
@@ -585,7 +625,7 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
         Pending::Block(s) => value(block_matmul::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
         Pending::Cache(s) => {
             let slot = s.slot();
-            let (z, opened) = cache_matmul::finish(*s, &unpack(peer)?)?;
+            let (z, opened) = cache_matmul::finish(*s, &unpack_at(peer, n.width())?)?;
             Finished::Opened {
                 value: z.0,
                 slot,

@@ -334,12 +334,12 @@ fn start(kind: Kind, party: PartyId, x: &Share, m: FixedCallMaterial) -> (State,
 
 /// The length in bytes of the peer's message for a call started as `state`, given this
 /// party's (`mine`): the same for a two-sided operand; the other party's masked share
-/// (8 bytes per element of x) for the owner of a one-sided operand, which sends nothing;
-/// nothing for the other party.
-pub fn peer_len(state: &State, mine: usize) -> usize {
+/// (`width` bits per element of x, 64 or a product's narrowed width, a multiple of 8) for
+/// the owner of a one-sided operand, which sends nothing; nothing for the other party.
+pub fn peer_len(state: &State, mine: usize, width: u32) -> usize {
     match state.m.side {
         Side::Both => mine,
-        Side::Owner => 8 * state.e.len(),
+        Side::Owner => super::packed_len(state.e.len(), width),
         Side::Other => 0,
     }
 }

@@ -7,17 +7,16 @@
 //! modulo 2^n (n ≤ 64 − d) they share k or k − 1, which the table's midpoint sampling
 //! absorbs ([`comet_ir::table`]).
 //!
-//! 1. [`start`]: party b sends k_b + r_b mod 2^n in whole bytes per element
-//!    ([`wire_bits`]: 8·⌈n/8⌉ bits, [`pack_bits`]), so that the message's size is a
-//!    polynomial in the sizes and the estimate is exact for every count (packing at n bits
-//!    would save at most 7 bits per element and leave the estimate short by the last
-//!    byte's padding).
+//! 1. [`start`]: party b sends k_b + r_b mod 2^n packed at n bits per element
+//!    ([`pack_bits`]): ⌈count·n/8⌉ bytes, which the cost model states exactly
+//!    (`Poly::packed`).
 //! 2. [`step`] (round 1 → 2): with k̂ = k + r mod 2^n open, party b sends y_b, 64 bits per
-//!    element ([`fss::lut_reveal_message`]).
+//!    element ([`fss::lut_reveal_message`]), or w bits when the node's value is read
+//!    modulo 2^w only ([`start_at`], pass `narrow-openings`: the output is linear in y).
 //! 3. [`step`] (end): the arithmetic share of T\[k\] ([`fss::lut_finish`]), at the scale
 //!    the table's entries were built at (the plan's).
 //!
-//! Online: 2·count·(8⌈n/8⌉ + 64) bits in all. Offline:
+//! Online: 16·⌈count·n/8⌉ + 2·count·w bits in all (w = 64 unless narrowed). Offline:
 //! [`LutKey::element_bytes`]`(n)` per element and party, plus a
 //! [`BATCH_HEADER_BYTES`]-byte header per batch of at most [`LUT_BATCH`] gates and party
 //! (counted apart, as the DReLU keys' headers).
@@ -33,15 +32,9 @@ use super::material::{
     read_key_batch,
 };
 use super::{
-    MessageError, PartyId, Share, Step, check_len, check_party, pack, pack_bits, ring_ops, unpack,
-    unpack_bits,
+    MessageError, PartyId, Share, Step, check_len, check_party, pack_bits, ring_ops, unpack_bits,
 };
 use crate::fss::{self, BATCH_HEADER_BYTES, LutKey, lut::LUT_MAX_BITS};
-
-/// Bits per element of the masked index on the wire: n rounded up to whole bytes.
-pub const fn wire_bits(n: u32) -> u32 {
-    n.div_ceil(8) * 8
-}
 
 /// Gates per batch of keys: a node's keys are dealt, sent and read in batches of at most
 /// this many gates (≤ 3.9 MB per party at n = 20), so that a streaming dealer holds one
@@ -218,6 +211,8 @@ impl Table {
 /// Between the rounds.
 pub struct State {
     party: PartyId,
+    /// The width the table's value is read at: round 2 sends y_b mod 2^width.
+    width: u32,
     shape: Vec<usize>,
     m: LutMaterial,
     table: Table,
@@ -267,7 +262,29 @@ pub fn start(
     table: Table,
     m: LutMaterial,
 ) -> (State, Vec<u8>) {
+    start_at(party, x, in_scale, table, m, 64)
+}
+
+/// [`start`] for a lookup whose value is read modulo 2^`width` only (pass
+/// `narrow-openings`; 1..=64): round 2 sends y_b mod 2^`width`, packed at `width` bits,
+/// and the output share is correct mod 2^`width` (the finish, `S_b·y − P_b`, is linear
+/// in y).
+///
+/// # Panics
+/// As [`start`], or if `width` is not in 1..=64.
+pub fn start_at(
+    party: PartyId,
+    x: &Share,
+    in_scale: u32,
+    table: Table,
+    m: LutMaterial,
+    width: u32,
+) -> (State, Vec<u8>) {
     check_party(party);
+    assert!(
+        (1..=64).contains(&width),
+        "a width of 1..=64 bits, got {width}"
+    );
     let n = table.bits;
     assert_eq!(m.party, party, "lookup-table keys of party {}", m.party);
     assert_eq!(m.bits, n, "keys for {}-bit indices, table of {n}", m.bits);
@@ -285,11 +302,12 @@ pub fn start(
     );
     let idx = index_share(&x.to_flat(), in_scale, table.frac);
     let mine = per_batch(&m, &idx, |k, part| fss::lut_online_message(party, k, part));
-    let msg = pack_bits(&mine, wire_bits(n));
+    let msg = pack_bits(&mine, n);
     let shape = x.shape().to_vec();
     let phase = Phase::Index(mine);
     let st = State {
         party,
+        width,
         shape,
         m,
         table,
@@ -306,18 +324,18 @@ pub fn start(
 pub fn step(mut st: State, peer: &[u8]) -> Result<Step<State, Share>, MessageError> {
     match st.phase {
         Phase::Index(mine) => {
-            let theirs = unpack_bits(peer, mine.len(), wire_bits(st.m.bits))?;
+            let theirs = unpack_bits(peer, mine.len(), st.m.bits)?;
             let x_hat = fss::open_masked(&mine, &theirs);
             let (party, table) = (st.party, st.table.entries());
             let y = per_batch(&st.m, &x_hat, |k, part| {
                 fss::lut_reveal_message(party, k, table, part)
             });
-            let msg = pack(&y);
+            let msg = pack_bits(&y, st.width);
             st.phase = Phase::Reveal(y);
             Ok(Step::Next(st, msg))
         }
         Phase::Reveal(mine) => {
-            let theirs = unpack(peer)?;
+            let theirs = unpack_bits(peer, mine.len(), st.width)?;
             check_len(&theirs, mine.len())?;
             let mut at = 0;
             let out = per_batch(&st.m, &mine, |k, part| {

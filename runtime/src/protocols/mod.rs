@@ -23,23 +23,29 @@
 //! | [`share`] | 0 | none: the peer's share is a PRG stream | none |
 //! | [`reveal`] | 1 | the sender's share; the receiver sends nothing | none |
 //! | [`beaver_mul`] | 1 | `x − a`, `y − b` (own sizes, broadcast after opening) | [`TripleMaterial`](beaver_mul::TripleMaterial): `c = ab` correction |
-//! | [`mux`] | 1 | as [`beaver_mul`] with the bit as `x` | as [`beaver_mul`] |
+//! | [`mux`] (select with an FSS bit) | 1 | as [`bit_mux`], on the bit's lowest bit | as [`bit_mux`] |
 //! | [`square`] | 1 | `x − a` | [`SquareMaterial`](square::SquareMaterial): `a²` correction |
 //! | [`beaver_matmul`] | 1 | `X − A`, `Y − B` | as [`beaver_mul`]: `C = AB` correction |
 //! | [`fixed`] (`fixed_mul`, `fixed_matmul`) | 1 (+ setup) | `x − a`; `W − B` once at setup | [`FixedMaskMaterial`](fixed::FixedMaskMaterial) (free), [`FixedCallMaterial`](fixed::FixedCallMaterial): `C = AB` correction |
 //! | [`drelu`] | 1 | `x + r` | [`DreluMaterial`](drelu::DreluMaterial): DCF keys ([`crate::fss`]) |
-//! | [`lut`] (table lookup) | 2 | `k + r mod 2^n` (n bits per element), then `y_b` (64 bits) | [`LutMaterial`](lut::LutMaterial): 1-bit DPF keys and a 64-bit correction ([`crate::fss::lut`]) |
+//! | [`lut`] (table lookup) | 2 | `k + r mod 2^n` (n bits per element), then `y_b` (64 bits, or the node's width) | [`LutMaterial`](lut::LutMaterial): 1-bit DPF keys and a 64-bit correction ([`crate::fss::lut`]) |
 //! | [`sign_select`] (`y·[x ≥ 0]`: ReLU, a max level) | 2 | `x + r` (and `y + s` when y ≠ x), then a bit `e` (8 per byte) | [`SignSelectMaterial`](sign_select::SignSelectMaterial): 1-bit DCF keys, party 1's corrections of `ρ` and `ρ·s` ([`crate::fss::sign_select`]) |
 //! | [`trunc_fss`] (faithful truncation) | 1 | `x + r + 2^62` (64 bits) | [`TruncMaterial`](trunc_fss::TruncMaterial): an s-bit DCF key per element, party 1's share of `msb(r)` ([`crate::fss::trunc`]) |
 //! | [`trunc_stochastic`] (stochastic truncation) | 1 | `x + r + 2^(m−2) mod 2^m` (m bits, the node's width; 64 by default) | [`StochasticTruncMaterial`](trunc_stochastic::StochasticTruncMaterial): party 1's shares of `⌊r/2^s⌋` and `msb_m(r)`, 16 bytes |
 //! | [`xor`] (AND gates) | 1 | `x ⊕ a`, `y ⊕ b` (bits, per element padded to bytes) | [`BitTripleMaterial`](xor::BitTripleMaterial): one correction bit per gate |
 //! | [`gmw`] (DReLU by a carry circuit) | 7 | 33 bytes per element | [`GmwDreluMaterial`](gmw::GmwDreluMaterial): 181 correction bits (23 bytes) per element |
 //! | [`b2a`] | 1 | `b ⊕ r` (a byte per bit) | [`B2aMaterial`](b2a::B2aMaterial): daBits, 64-bit correction per bit |
-//! | [`bit_mux`] | 1 | `b ⊕ r` (a byte per bit), `x − a` | [`BitMuxMaterial`](bit_mux::BitMuxMaterial): 64-bit corrections of `r` and `r·a` |
+//! | [`bit_mux`] | 1 | `b ⊕ r` (eight bits to a byte for a select node; a byte per bit in a GMW row maximum's level), `x − a` | [`BitMuxMaterial`](bit_mux::BitMuxMaterial): 64-bit corrections of `r` and `r·a` |
 //! | [`row_max`] | 2 or 8 per level | per level: a [`sign_select`] (FSS), or a GMW comparison then a select | per level, the sign select's, or the comparison's and the select's |
 //! | [`shuffle`] (rows by `π1∘π0`) | 2 (one-way) | per step, the masker's `v − a` | [`ShuffleMaterial`](shuffle::ShuffleMaterial): per step, `Δ = π(a) − b` |
 //! | [`block_matmul`] (block-sparse `H·W`, `W` fixed) | 1 (+ setup) | `H − A'` at the active entries | [`BlockMatMulMaterial`](block_matmul::BlockMatMulMaterial): `A'_b·B_b` per token and block |
 //! | [`local`] | 0 | none (add, sub, public products, truncation) | none |
+//!
+//! A product (`beaver_mul`, `square`, `beaver_matmul`, `fixed`, `cache_matmul`), a
+//! select (`mux`) or a table (`lut`, its second round) whose node has a width w < 64 (pass
+//! `narrow-openings`: its value is read modulo 2^w only) sends its opened values modulo
+//! 2^w, packed at w bits ([`dispatch`] packs and unpacks them; `mux` and `lut` take the
+//! width themselves); its output shares are then correct modulo 2^w.
 //!
 //! [`material`] holds what the dealing of every protocol shares: the stream traits, the
 //! [`Deal`](material::Deal) source, [`MaterialError`](material::MaterialError),

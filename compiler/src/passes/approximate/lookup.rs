@@ -112,15 +112,23 @@ fn at_least(b: &mut Builder, x: NodeId, cs: &[f64]) -> Vec<NodeId> {
 }
 
 /// `relu(x) − g(x)·[−T + 2^−q ≤ x < T]` with the gap `g` read from table `t`.
+/// With FSS comparisons the bits are arithmetic 0/1 shares, so `inside` is their
+/// difference (local) and the kept gap a select (one round, no truncation); GMW's
+/// XOR-shared bits are converted and multiplied.
 fn activation(b: &mut Builder, x: NodeId, t: Table) -> NodeId {
     let ends = [0.0, low_end(t.bits, t.frac), half_range(t.bits, t.frac)];
     let bits = at_least(b, x, &ends);
     let relu = b.select(bits[0], x);
-    let above_low = b.b2a(bits[1]);
-    let above_high = b.b2a(bits[2]);
-    let inside = b.sub(above_low, above_high);
     let gap = lookup(b, x, t);
-    let kept = b.mul(inside, gap);
+    let kept = if b.program().options.comparison == Comparison::Gmw {
+        let above_low = b.b2a(bits[1]);
+        let above_high = b.b2a(bits[2]);
+        let inside = b.sub(above_low, above_high);
+        b.mul(inside, gap)
+    } else {
+        let inside = b.between(bits[1], bits[2]);
+        b.select(inside, gap)
+    };
     b.sub(relu, kept)
 }
 
@@ -139,16 +147,14 @@ fn linear(b: &mut Builder, bits: &[NodeId], coef: impl Fn(usize) -> f64, c0: f64
 }
 
 /// `1/sqrt(v)` for v in `[4^−11, 4^9)` (below `4^−9` on the table's lower part), in two
-/// factors `(T, G)` with `rsqrt(v) = T·G·2^−8`: the caller multiplies by `G·2^−8` what it
-/// has before the table is read, so that only `T` is left after the table. One
-/// comparison of v with the 17 powers `4^j`
-/// counts `L = a + 9` of them at most v (`4^a ≤ v < 4^(a+1)`); the factors are linear in
-/// the monotone bits, with integer coefficients (exact, no truncation):
-/// `F = 4^(8−a) = 4^17 − Σ_i c_i·3·4^(16−i)` and `G = 2^(8−a) = 2^17 − Σ_i c_i·2^(16−i)`.
-/// Then `v·F` lies in `[4^8, 4^9)`, and the table reads that product untruncated (a
-/// lookup's index is a bit slice of its input at any scale), giving `T = 2^8/sqrt(v·F) =
-/// 2^8·2^(a−8)/sqrt(v)` in (1/2, 1] from v = 4^−9 up, in (1, 4] below. Rounds: the
-/// comparison, `v·F`, the table (2).
+/// factors `(T, G)` with `rsqrt(v) = T·G·2^−8`, `G = 2^(8−a)`. One comparison of v with the 17
+/// powers `4^j` counts `L = a + 9` of them at most v (`4^a ≤ v < 4^(a+1)`); the factors
+/// are linear in the monotone bits: `F = 4^(8−a) = 4^17 − Σ_i c_i·3·4^(16−i)` and `G =
+/// 2^(8−a) = 2^17 − Σ_i c_i·2^(16−i)`, with integer coefficients (exact, no truncation).
+/// Then `v·F` lies in `[4^8, 4^9)`, and the table reads that product
+/// untruncated (a lookup's index is a bit slice of its input at any scale), giving `T =
+/// 2^8/sqrt(v·F) = 2^a/sqrt(v)` in (1/2, 1] from v = 4^−9 up, in (1, 4] below. Rounds:
+/// the comparison, `v·F`, the table (2).
 fn rsqrt_factors(b: &mut Builder, v: NodeId) -> (NodeId, NodeId) {
     let j = RSQRT_J;
     // below 4^−9 no threshold is passed and v·F lies under 4^8, where the table still
@@ -196,25 +202,63 @@ fn reciprocal_factors(b: &mut Builder, z: NodeId) -> (NodeId, NodeId) {
 }
 
 /// `g·x / sqrt(row_sum(x²)/d + eps)` for rows `x` of width d and a gain `g` (the norm's
-/// weight): `((x·G·2^−8)·g)·T` with [`rsqrt_factors`]. `x·G·2^−8 = x·2^−a` is computed
-/// beside the table (its product and one truncation, the scaling folded into it, take the
-/// rounds of `v·F` and the table's first), its product with `g` one round behind the
-/// table, so one product and its truncation follow. Rounds: the square, its truncation,
-/// the mean's, the comparison, `v·F`, the table (2), `·g`'s truncation, `·T`, its
-/// truncation. Against `x·rsqrt(v)` and then `·g` after the table, it saves two rounds
-/// and opens and truncates the row once more (`x·G`).
+/// weight): `(x·g)·(S·T)` with [`rsqrt_factors`] and `S = G·2^−8 = 2^−a`. `x·g` (a
+/// product with the fixed gain and its truncation) is computed beside the squares, the
+/// comparison and the table; `S` (one exact truncation per row: `G`'s low 8 bits are 0)
+/// beside `v·F` and the table; the per-row factor `S·T = 2^−a·T` is an exact product
+/// kept at 32 fractional bits (no truncation), and the row's product with it is truncated
+/// once, by 32 bits. Rounds: the square, the sum's truncation, the mean's, the
+/// comparison, `v·F`, the table (2), `S·T`, `(x·g)·(S·T)`, its truncation. Per element
+/// two products and two truncations (`x·g`, the last), where [`normalize_rows_local`]
+/// has three of each in as many rounds.
 ///
-/// Declared ranges: `|x_i| ≤ sqrt(d·mean(x²)) ≤ sqrt(d·v)` and `2^−a < 2/sqrt(v)`, so
-/// `|x·2^−a| < 2·sqrt(d)` (declared `±2.02·sqrt(d)`, and `2^8` times that for `x·G`);
-/// the range analysis bounds the rest from `g`'s and `T`'s ranges. (In fixed point, a
-/// row whose mean square is within a few units in the last place of zero can exceed it;
-/// such rows are near-constant and their entries tiny.)
+/// Only in plans whose truncations may be faithful: a local truncation of the product at
+/// 48 fractional bits would fail `2^16` times as often as one at 32, so plans with every
+/// truncation local keep [`normalize_rows_local`].
+///
+/// Declared ranges: `S·T = rsqrt(v)` within the table's error, in `(0, 2^9·4.001]` (v
+/// down to 4^−11); `|x·g·rsqrt(v)|` has rows of norm at most `sqrt(d)·max|g|` (the
+/// normalised row has norm `sqrt(d)`), which bounds the truncated product. (In fixed
+/// point, a row whose mean square is within a few units in the last place of zero can
+/// exceed it; such rows are near-constant and their entries tiny.)
 fn normalize_rows(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> NodeId {
+    if !b.program().options.may_truncate_faithfully() {
+        return normalize_rows_local(b, x, gain, eps);
+    }
     let inv_d = 1.0 / b.last_width(x) as f64;
+    let v = mean_square(b, x, inv_d, eps);
+    let (t, g) = rsqrt_factors(b, v);
+    let xg = b.mul(x, gain);
+    let s = b.mul_const(g, 2f64.powi(-RSQRT_J));
+    let factor = b.mul(s, t);
+    b.declare(factor, 0.0, 2f64.powi(RSQRT_J + 1) * 4.001);
+    b.keep_scale(factor);
+    let out = b.mul(xg, factor);
+    // x·g·2^−a·T = x·g·rsqrt(v) (the table's error under 2^−12): a row of norm at most
+    // sqrt(d·v)·rsqrt(v) = sqrt(d), times the gain entry by entry
+    b.declare_norm_per_gain(out, 1.01 / inv_d.sqrt());
+    out
+}
+
+/// `mean(x²) + eps` per row.
+fn mean_square(b: &mut Builder, x: NodeId, inv_d: f64, eps: f64) -> NodeId {
     let sq = b.square(x);
     let sum = b.row_sum(sq);
     let mean = b.mul_const(sum, inv_d);
-    let v = b.add_const(mean, eps);
+    b.add_const(mean, eps)
+}
+
+/// [`normalize_rows`] for plans whose truncations are all local: `((x·G·2^−8)·g)·T`.
+/// `x·G·2^−8 = x·2^−a` is computed beside the table (its product and one truncation),
+/// its product with `g` one round behind the table, so one product and its truncation
+/// follow.
+///
+/// Declared ranges: `|x_i| ≤ sqrt(d·mean(x²)) ≤ sqrt(d·v)` and `2^−a < 2/sqrt(v)`, so
+/// `|x·2^−a| < 2·sqrt(d)` (declared `±2.02·sqrt(d)`, and `2^8` times that for `x·G`);
+/// the range analysis bounds the rest from `g`'s and `T`'s ranges.
+fn normalize_rows_local(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> NodeId {
+    let inv_d = 1.0 / b.last_width(x) as f64;
+    let v = mean_square(b, x, inv_d, eps);
     let (t, g) = rsqrt_factors(b, v);
     let bound = 2.02 / inv_d.sqrt();
     let xg = b.mul(x, g);
@@ -226,8 +270,6 @@ fn normalize_rows(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> NodeId 
     b.declare_norms(scaled, bound, f64::INFINITY);
     let gained = b.mul(scaled, gain);
     let out = b.mul(gained, t);
-    // x·2^−a·T = x·rsqrt(v) (the table's error under 2^−12): a row of norm at most
-    // sqrt(d·v)·rsqrt(v) = sqrt(d), times the gain entry by entry
     b.declare_norm_per_gain(out, 1.01 / inv_d.sqrt());
     out
 }
@@ -264,11 +306,21 @@ pub(super) fn silu(b: &mut Builder, x: NodeId) -> NodeId {
 /// but open and truncate the whole `[heads, seq, keys]` tensor twice more. The row sum lies in [1/2, n] (the maximum contributes `e^0`
 /// read at index −1 or −2: within 1/128 of 1).
 pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
+    let (s, eighth) = unscaled(b, s);
+    // e^(d/8) read at d: the same entries, 3 fractional bits coarser
+    let exp = match eighth {
+        true => Table {
+            func: TableFn::ExpNegEighth,
+            frac: EXP.frac - 3,
+            ..EXP
+        },
+        false => EXP,
+    };
     let m = b.row_max(s);
     let d = b.sub(s, m);
-    let shifted = b.add_const(d, -low_end(EXP.bits, EXP.frac));
+    let shifted = b.add_const(d, -low_end(exp.bits, exp.frac));
     let inside = b.drelu(shifted);
-    let e = lookup(b, d, EXP);
+    let e = lookup(b, d, exp);
     let kept = b.select(inside, e);
     let z = b.row_sum(kept);
     // the row maximum's entry contributes e^0, read within 1/128 of 1: z ≥ 1/2 (and at
@@ -286,6 +338,30 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     b.declare(p, 0.0, 1.02);
     b.declare_norms(p, f64::INFINITY, 1.02);
     p
+}
+
+/// A softmax's input `s = y/8` (or `causal_mask(y/8)`: the attention scores' scaling by
+/// `1/sqrt(64)` in GPT-2 and BERT), read by the softmax alone: `(y, true)` (or
+/// `(causal_mask(y), true)`), since the softmax of `y/8` is the recipe on `y` with the
+/// table of `e^(d/8)` read 3 fractional bits coarser (the index `⌊d·2^(q−3)⌋ = ⌊(d/8)·2^q⌋`
+/// and the same entries; the clip at `−2^(n−1−q+3) + 2^(3−q)`, 8 times `exp_neg`'s: the
+/// same error) and the row maximum taken before the scaling (it commutes with a positive
+/// factor). The scaling's product and truncation, one per score, are not needed. Else
+/// `(s, false)`.
+fn unscaled(b: &mut Builder, s: NodeId) -> (NodeId, bool) {
+    let g = &b.program().graph;
+    let masked = matches!(g.node(s).op, Op::CausalMask);
+    let m = if masked { g.operands(s)[0] } else { s };
+    let alone = g.users(s).len() == 1 && (!masked || g.users(m).len() == 1);
+    if !alone || !matches!(g.node(m).op, Op::MulConst { value } if value == 0.125) {
+        return (s, false);
+    }
+    let y = g.operands(m)[0];
+    let y = match masked {
+        true => b.emit(Op::CausalMask, &[y]),
+        false => y,
+    };
+    (y, true)
 }
 
 /// Table `t` at `x` as the plaintext backend reads it (the floor index).

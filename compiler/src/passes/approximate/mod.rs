@@ -98,9 +98,12 @@ fn replace(p: &mut Program, id: NodeId, r: &Rewrite) {
     let y = (r.build)(&mut Builder::new(p, scope), &xs, &op);
     p.graph.replace_uses(id, y);
     p.graph.remove(id);
-    for x in xs {
+    // operands the rewrite no longer reads, and what only they read
+    let mut left = xs;
+    while let Some(x) = left.pop() {
         let unused = p.graph.contains(x) && p.graph.users(x).is_empty();
         if unused && !p.graph.node(x).op.is_source() {
+            left.extend(p.graph.operands(x));
             p.graph.remove(x);
         }
     }

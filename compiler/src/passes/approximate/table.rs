@@ -293,7 +293,7 @@ pub const REWRITES: &[Rewrite] = &[
         range: "rows with standard deviation in [0.5, 2] and |x - mean| <= 3 sd, |g| <= 1; \
                 any variance + eps in [4^-9, 4^9)",
         domain: (-7.0, 7.0),
-        max_abs_error: 7.0e-5,
+        max_abs_error: 6.0e-5,
         limited_by_fixed_point: true,
         formula: Formula::Row(lookup::layer_norm_f64),
         build: |b, xs, op| lookup::layer_norm(b, xs[0], xs[1], xs[2], eps_of(op)),
@@ -306,7 +306,7 @@ pub const REWRITES: &[Rewrite] = &[
         range: "rows with root mean square in [0.5, 2] and |x| <= 3 rms, |g| <= 1; any \
                 mean(x^2) + eps in [4^-9, 4^9)",
         domain: (-7.0, 7.0),
-        max_abs_error: 6.5e-5,
+        max_abs_error: 6.0e-5,
         limited_by_fixed_point: true,
         formula: Formula::Row(lookup::rms_norm_f64),
         build: |b, xs, op| lookup::rms_norm(b, xs[0], xs[1], eps_of(op)),

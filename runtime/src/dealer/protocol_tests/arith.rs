@@ -393,7 +393,7 @@ fn relu_is_drelu_then_mux() {
     let ((b0, b1), (x0, x1)) = (split(&bits, &mut r), split(&x, &mut r));
     let y = open(both([(m0, b0, x0), (m1, b1, x1)], |p, ch, (m, b, x)| {
         let (st, msg) = mux::start(p, &b, &x, m);
-        mux::finish(st, &round(ch, &msg).unwrap()).unwrap()
+        mux::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap()
     }));
     assert_eq!(y, x.mapv(|v| if (v as i64) >= 0 { v } else { 0 }));
 }

@@ -71,14 +71,15 @@ fn share(x: &[u64], rng: &mut ChaCha12Rng) -> [Share; 2] {
     [x0, x1].map(|v| Share(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).unwrap()))
 }
 
-/// Per party: ⌈n/8⌉ bytes per element in round 1, 8 in round 2, in 2 rounds.
+/// Per party: ⌈count·n/8⌉ bytes in round 1 (the indices packed at n bits), 8 per element
+/// in round 2, in 2 rounds.
 fn assert_traffic<T>(runs: [&PartyRun<T>; 2], count: usize, bits: u32) {
     for r in runs {
         let s = r.stats.online;
         assert_eq!(s.rounds, 2);
         assert_eq!(
             s.payload_bytes_sent as usize,
-            count * bits.div_ceil(8) as usize + 8 * count,
+            (count * bits as usize).div_ceil(8) + 8 * count,
             "n = {bits}"
         );
     }
@@ -168,8 +169,8 @@ fn a_peer_message_of_the_wrong_size_is_an_error() {
     let x = Share(ArrayD::zeros(IxDyn(&[3])));
     let table = Table::new(TableFn::GeluGap, 12, 6, OUT_SCALE);
     let (st, msg) = lut::start(0, &x, 16, table.clone(), m0.clone());
-    assert_eq!(msg.len(), 6, "3 × 12 bits in whole bytes per element");
-    assert!(lut::step(st, &[0; 5]).is_err(), "a short index message");
+    assert_eq!(msg.len(), 5, "3 × 12 bits packed: 36 bits in 5 bytes");
+    assert!(lut::step(st, &[0; 4]).is_err(), "a short index message");
     let (st, msg) = lut::start(0, &x, 16, table, m0);
     let Ok(Step::Next(st, _)) = lut::step(st, &msg) else {
         panic!("round 2 follows");

@@ -6,6 +6,7 @@ use crate::front::parse::parse_model;
 use crate::passes::approximate::{REWRITES, Rewrite, effective, rewrite, run};
 use crate::passes::{expand, lower::lower};
 use crate::{Options, compile};
+use comet_ir::table::TableFn;
 use comet_ir::{
     ApproxConfig, ApproxKind, ApproxProfile, DimEnv, NodeId, Op, Program, print, verify,
 };
@@ -400,5 +401,37 @@ fn local_truncations_keep_the_scalings_separate() {
             "{op}: a truncation by more than 16 bits"
         );
         assert!(table_inputs(&p, op).contains(&"mul"), "{op}");
+    }
+}
+
+/// A softmax of scores scaled by 1/8 (GPT-2's and BERT's `/ sqrt(64)`) reads the scores
+/// themselves: the table of `e^(d/8)` at 5 fractional bits, its clip scaled alike, no
+/// product or truncation for the scaling; another scaling (glassllm's `/ sqrt(32)`) keeps
+/// its `mul_const` (tests/softmax_scale.rs checks the values).
+#[test]
+fn a_power_of_two_scaling_before_the_softmax_is_read_by_its_table() {
+    for (scale, folded) in [(0.125, true), (0.5, false), (0.17677669529663687, false)] {
+        let src = format!(
+            "model t {{ dim seq, past;
+               input x: fixed[seq, seq] from client; input s: fixed[seq, seq] from server;
+               let h = x + s;
+               output y = softmax(causal_mask(h * {scale})) to client; }}"
+        );
+        let p = compiled_faithful(&src, "lut");
+        let scalings = (p.graph.ids())
+            .filter(|&id| matches!(p.graph.node(id).op, Op::MulConst { value } if value == scale))
+            .count();
+        assert_eq!(scalings, usize::from(!folded), "scale {scale}");
+        let tables: Vec<(TableFn, u32)> = (p.graph.ids())
+            .filter_map(|id| match p.graph.node(id).op {
+                Op::Lut { func, frac, .. } if func != TableFn::RecipScaled => Some((func, frac)),
+                _ => None,
+            })
+            .collect();
+        let want = match folded {
+            true => (TableFn::ExpNegEighth, 5),
+            false => (TableFn::ExpNeg, 8),
+        };
+        assert_eq!(tables, [want], "scale {scale}");
     }
 }

@@ -1,0 +1,121 @@
+//! Pass `narrow-openings`: a product whose value is read only modulo 2^w opens its
+//! masked operands modulo 2^w, packed at w bits (issue 12, "narrow rings where they pay").
+//!
+//! A Beaver product, a select, a square, a product with a fixed operand or with the KV
+//! cache computes its output from openings `x − a` and linear work in the ring: modulo
+//! 2^w the output depends only on the operands and the openings modulo 2^w. A table
+//! lookup's output share is linear in the masked sum its second round opens, which it
+//! then sends modulo 2^w (its first round, the masked index, is already n bits). So when every
+//! reader of the output looks at its low w bits only, each party sends `x_p − a_p mod 2^w`
+//! instead of 64 bits, and the output's shares are correct modulo 2^w (its upper bits are
+//! not, and nothing reads them). Unlike `narrow-comparisons` this rests on no range
+//! analysis and no declaration: it is exact for any input.
+//!
+//! What a node reads of an operand, backwards from the plan's outputs:
+//! - a stochastic truncation or an FSS comparison at width m: m bits (its gate reduces
+//!   each share modulo 2^m before anything else);
+//! - a table lookup of n index bits with q fractional bits from an operand at scale s:
+//!   the bits below `s − q + n` (each party shifts its own share);
+//! - a linear op (sums, constants, movement, RoPE, the causal mask) and every product:
+//!   what its readers read of its output;
+//! - the bit of a select: its lowest bit only, but bits come from comparisons, which
+//!   send nothing narrower for it;
+//! - anything else (outputs, reveals, openings, cache writes, shares, local and exact
+//!   truncations, row maxima, fused sign selects, a sparse FFN's block nodes): all 64.
+//!
+//! The width of a product is what its readers read, rounded up to whole bytes (so that
+//! a message of n values is exactly n·w/8 bytes, as the cost model counts it), and kept in
+//! the node's [`comet_ir::graph::Node::cmp_width`] when below 64. Products in a sparse
+//! FFN's masked region (which run on gathered entries) keep the ring.
+
+use std::collections::HashSet;
+
+use comet_ir::protocol::{Protocol, fixed_values, protocol_of};
+use comet_ir::sparse::masked_nodes;
+use comet_ir::{Elem, NodeId, Op, Program};
+
+/// The ring's width.
+const RING: u32 = 64;
+
+/// Runs the pass.
+pub fn run(p: &mut Program) {
+    let Ok(order) = p.graph.topo_order() else {
+        return;
+    };
+    let fixed = fixed_values(p);
+    let masked = masked_nodes(p);
+    let mut need = std::collections::HashMap::<NodeId, u32>::new();
+    for &id in order.iter().rev() {
+        let users = p.graph.users(id);
+        let w = match users.is_empty() {
+            true => RING,
+            false => (users.iter())
+                .map(|&u| read_by(p, u, id, need.get(&u).copied().unwrap_or(RING)))
+                .max()
+                .unwrap_or(RING),
+        };
+        need.insert(id, w);
+    }
+    let narrowable: HashSet<NodeId> = (p.graph.ids())
+        .filter(|id| !masked.contains_key(id))
+        .filter(|&id| opens_operands(protocol_of(p, id, &fixed)))
+        .collect();
+    for id in narrowable {
+        let w = need[&id].div_ceil(8) * 8;
+        if (8..RING).contains(&w) {
+            p.graph.node_mut(id).cmp_width = Some(w as u8);
+        }
+    }
+}
+
+/// Whether `protocol` opens masked values and computes its output linearly from them
+/// (narrowable): the products, and the table lookup, whose output share is linear in its
+/// second round's opened sum.
+pub fn opens_operands(protocol: Protocol) -> bool {
+    matches!(
+        protocol,
+        Protocol::BeaverMul
+            | Protocol::BeaverMatMul
+            | Protocol::Mux
+            | Protocol::Square
+            | Protocol::FixedMul
+            | Protocol::FixedMatMul
+            | Protocol::CacheMatMul
+            | Protocol::Lut
+    )
+}
+
+/// The low bits of `x` that node `u` reads, when `u`'s own value is read to `out` bits.
+fn read_by(p: &Program, u: NodeId, x: NodeId, out: u32) -> u32 {
+    let node = p.graph.node(u);
+    let own = node.cmp_width.map_or(RING, u32::from);
+    match &node.op {
+        Op::StochasticTrunc { .. } | Op::Drelu | Op::Compare { .. } => own,
+        Op::Lut { bits, frac, .. } => match p.graph.node(x).ty.elem {
+            Elem::Fixed { scale } if *frac <= scale => (scale - frac + bits).min(RING),
+            _ => RING,
+        },
+        Op::Select if p.graph.operands(u)[0] == x && p.graph.operands(u)[1] != x => RING,
+        Op::Add
+        | Op::Sub
+        | Op::Neg
+        | Op::AddConst { .. }
+        | Op::MulConst { .. }
+        | Op::RowSum
+        | Op::Transpose
+        | Op::Slice { .. }
+        | Op::Row { .. }
+        | Op::Concat { .. }
+        | Op::SplitHeads { .. }
+        | Op::MergeHeads
+        | Op::RepeatKv { .. }
+        | Op::Rope { .. }
+        | Op::CausalMask
+        | Op::Mul
+        | Op::Square
+        | Op::MatMul
+        | Op::CacheMatMul { .. }
+        | Op::Select => out,
+        _ => RING,
+    }
+}
