@@ -375,7 +375,7 @@ fn comparison_widths_are_checked() {
     assert!(problems(&p).contains("comparison width 1 is outside 2..=64 bits"));
     p.graph.node_mut(d).cmp_width = Some(65);
     assert!(problems(&p).contains("comparison width 65 is outside"));
-    let (mut p, [x, _, y, _]) = small();
+    let (mut p, [x, _, _, _]) = small();
     p.graph.node_mut(x).cmp_width = Some(32);
     assert!(problems(&p).contains("has a comparison width (32 bits) but compares nothing"));
     // a product's width is the width its value is read at (pass `narrow-openings`)
