@@ -284,3 +284,40 @@ fn a_closed_output_pipe_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(out.status.code(), Some(101), "{err}");
 }
+
+/// `--weights random[:SEED]` declares the statistics of the benchmark's random weights
+/// (`inspect --leakage` lists them as what the client learns), and a malformed seed is an
+/// error naming the accepted forms.
+#[test]
+fn weights_random_declares_the_benchmarks_statistics() {
+    let plan = common::temp_path("random-weights.plan");
+    let plan = plan.to_str().unwrap();
+    let o = comet(&[
+        "compile",
+        "examples/glassllm.model",
+        "--weights",
+        "random:3",
+        "-o",
+        plan,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let leakage = comet(&["inspect", plan, "--leakage"]);
+    assert!(leakage.status.success(), "{}", stderr(&leakage));
+    assert!(
+        stdout(&leakage).contains("the declared statistics of 38 server weights"),
+        "the statistics are listed: {}",
+        stdout(&leakage)
+    );
+    let bad = comet(&[
+        "compile",
+        "examples/glassllm.model",
+        "--weights",
+        "random:x",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("expected a checkpoint, `random` or `random:SEED`"),
+        "{}",
+        stderr(&bad)
+    );
+}

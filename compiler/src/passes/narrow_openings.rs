@@ -25,8 +25,10 @@
 //!
 //! The width of a product is what its readers read, rounded up to whole bytes (so that
 //! a message of n values is exactly n·w/8 bytes, as the cost model counts it), and kept in
-//! the node's [`comet_ir::graph::Node::cmp_width`] when below 64. Products in a sparse
-//! FFN's masked region (which run on gathered entries) keep the ring.
+//! the node's [`comet_ir::graph::Node::cmp_width`] when below 64. Products with the KV
+//! cache that read one slot share the rows it opened in earlier calls, so they share the
+//! widest of their widths. Products in a sparse FFN's masked region (which run on
+//! gathered entries) keep the ring.
 
 use std::collections::HashSet;
 
@@ -60,8 +62,20 @@ pub fn run(p: &mut Program) {
         .filter(|id| !masked.contains_key(id))
         .filter(|&id| opens_operands(protocol_of(p, id, &fixed)))
         .collect();
+    // products with one cache slot share its opened rows across calls: one width for all
+    let mut slot_need = std::collections::HashMap::<u32, u32>::new();
+    for &id in &narrowable {
+        if let Op::CacheMatMul { slot, .. } = p.graph.node(id).op {
+            let w = slot_need.entry(slot).or_default();
+            *w = (*w).max(need[&id]);
+        }
+    }
     for id in narrowable {
-        let w = need[&id].div_ceil(8) * 8;
+        let w = match p.graph.node(id).op {
+            Op::CacheMatMul { slot, .. } => slot_need[&slot],
+            _ => need[&id],
+        };
+        let w = w.div_ceil(8) * 8;
         if (8..RING).contains(&w) {
             p.graph.node_mut(id).cmp_width = Some(w as u8);
         }
