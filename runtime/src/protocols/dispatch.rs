@@ -359,8 +359,8 @@ pub fn start<N: Node>(n: &N, m: Option<NodeMaterial>) -> Result<(Pending, Vec<u8
     start_with(n, m)
 }
 
-fn arith<S>(f: impl FnOnce(S) -> Pending, (st, msg): (S, Vec<u64>)) -> (Pending, Vec<u8>) {
-    (f(st), pack(&msg))
+fn arith<S>(f: impl FnOnce(S) -> Pending, started: (S, Vec<u64>)) -> (Pending, Vec<u8>) {
+    arith_at(f, started, 64)
 }
 
 /// [`arith`] for a product whose openings are taken mod 2^`width` (pass
@@ -416,7 +416,7 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             n.width(),
         ),
         (Protocol::Mux, NodeMaterial::BitMux(m)) => {
-            let (st, msg) = bit_mux::start_at(p, &bits(n, 0)?, n.share(1)?, m, n.width());
+            let (st, msg) = mux::start_at(p, n.share(0)?, n.share(1)?, m, n.width());
             (Pending::BitMux(st), msg)
         }
         (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => arith_at(

@@ -1,10 +1,11 @@
-//! Bit × value with the bit an arithmetic 0/1 share, as FSS comparisons output them
-//! ([`super::drelu`]): the select of ReLU, of the `lut` activations' kept gap and of the
-//! softmax's clip (PROTOCOLS.md "select / bit × arith (mux)", 1 round).
+//! Bit × value, the `select` node (PROTOCOLS.md "select / bit × arith (mux)", 1 round):
+//! the select of ReLU, of the `lut` activations' kept gap and of the softmax's clip.
 //!
-//! It is the [`super::bit_mux`] protocol on the bit's lowest bit: with `b ∈ {0, 1}` and
-//! `b = b_0 + b_1 mod 2^64`, bit 0 of `b_0` XOR bit 0 of `b_1` is `b`, so each party's
-//! share already holds an XOR share of the bit and no conversion is needed. Both open
+//! It is the [`super::bit_mux`] protocol on the bit's lowest bit. GMW comparisons output
+//! XOR shares, whose lowest bits are the bit's XOR shares; FSS comparisons
+//! ([`super::drelu`]) output arithmetic 0/1 shares, and with `b ∈ {0, 1}` and
+//! `b = b_0 + b_1 mod 2^64`, bit 0 of `b_0` XOR bit 0 of `b_1` is `b` too: either way each
+//! party's share already holds an XOR share of the bit and no conversion is needed. Both open
 //! `b ⊕ r` (eight bits to a byte) and `x − a` (64 bits per element, or w when the
 //! select's value is read mod 2^w), 2·(8⌈n_b/8⌉ + w·n_x) bits in all, instead of a Beaver
 //! product's 2·64·(n_b + n_x); the dealer sends `r`'s
@@ -17,7 +18,8 @@ use super::{MessageError, PartyId, Share};
 
 pub use super::bit_mux::State;
 
-/// Starts `bit · x` for an arithmetic 0/1 share `bit`: the message is `bit_p ⊕ r_p`
+/// Starts `bit · x` for a share `bit` whose lowest bit is an XOR share of the bit (an
+/// arithmetic 0/1 share or an XOR share): the message is `bit_p ⊕ r_p`
 /// (eight to a byte) then `x_p − a_p`.
 ///
 /// # Panics
