@@ -65,7 +65,7 @@ fn products_feeding_narrow_truncations_are_narrowed_to_their_width() {
         }
         let u = p.graph.node(users[0]);
         if let (Op::StochasticTrunc { .. }, Some(m)) = (&u.op, u.cmp_width) {
-            let want = (m.div_ceil(8) * 8 < 64).then_some(m.div_ceil(8) * 8);
+            let want = (m < 64).then_some(m.max(8));
             assert_eq!(n.cmp_width, want, "{id:?} read by {:?}", users[0]);
             checked += 1;
         }

@@ -68,7 +68,7 @@ pub struct Node {
     /// it, so it is set late. For a product that opens masked operands (a Beaver or
     /// fixed-operand product, a select, a square, a product with the KV cache) and for a
     /// table lookup (whose second round opens its masked sum): the width w its value is
-    /// read at, a multiple of 8 below 64 (pass `narrow-openings`): its openings are taken
+    /// read at, 8 to 63 bits (pass `narrow-openings`): its openings are taken
     /// mod 2^w and packed at w bits, and its value's shares are correct mod 2^w only.
     pub cmp_width: Option<u8>,
 }

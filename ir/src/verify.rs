@@ -211,12 +211,12 @@ impl Checker<'_> {
                     );
                 }
             } else if crate::graph::takes_open_width(&node.op) {
-                if !w.is_multiple_of(8) || !(8..=64).contains(&w) {
+                if !(8..=64).contains(&w) {
                     self.fail(
                         id,
                         format!(
-                            "opens its operands at width {w}: a product's width is a \
-                             multiple of 8 from 8 to 64 bits"
+                            "opens its operands at width {w}: a product's width is 8 \
+                             to 64 bits"
                         ),
                     );
                 }

@@ -169,7 +169,7 @@ impl<'a> CostModel<'a> {
                     // (`comet_runtime::protocols::mux::start_gathered`)
                     Protocol::Mux => {
                         let n = Poly::constant(m.block as i64);
-                        mux_cost(&n, &n.scale(OPENED_BIT_BITS), &n, &n, RING_BITS)
+                        mux_cost(&n, &n.scale(OPENED_BIT_BITS), &n.scale(RING_BITS), &n)
                     }
                     _ => cost_at_width(protocol, &one(out), &xs1, &fixed, fss, is_matmul, bits),
                 };
@@ -194,6 +194,15 @@ fn per_block(dense: NodeCost, ffn: u32, pair: &NodeCost) -> NodeCost {
             local_ops: constant(&pair.local_ops),
         }),
         ..dense
+    }
+}
+
+/// Bits one party sends for the values of `t` packed at `w` bits: 8⌈w·n/8⌉ (`w·n` at
+/// 64 bits, or whenever `w·n` is a multiple of 8), as the runtime packs each opened part.
+fn packed_bits(w: i64, t: &ValueType) -> Poly {
+    match w {
+        RING_BITS => numel(t).scale(RING_BITS),
+        w => Poly::packed(w as u32, &t.shape, false).scale(8),
     }
 }
 
@@ -265,14 +274,14 @@ pub fn cost_at_width(
         Protocol::Shuffle => cost(protocol, 0, zero(), zero(), zero()),
         Protocol::BlockFixedMatMul => block_matmul_cost(out, xs),
         // both open x − a and y − b at the node's width w (64, or less when its value is
-        // read mod 2^w: pass `narrow-openings`): 2w·(n_x + n_y); dealer: c = ab
-        // correction, l·n_out
+        // read mod 2^w: pass `narrow-openings`), each packed on its own:
+        // 2·(⌈w·n_x/8⌉ + ⌈w·n_y/8⌉) bytes; dealer: c = ab correction, l·n_out
         Protocol::BeaverMul => {
-            let opened = numel(xs[0]).add(&numel(xs[1]));
+            let opened = packed_bits(m, xs[0]).add(&packed_bits(m, xs[1]));
             cost(
                 protocol,
                 1,
-                Poly::constant(2 * m).mul(&opened),
+                opened.scale(2),
                 l(1).mul(&numel(out)),
                 numel(out).scale(3),
             )
@@ -281,21 +290,24 @@ pub fn cost_at_width(
         Protocol::FixedMul | Protocol::FixedMatMul => {
             fixed_product_cost(protocol, out, xs, fixed, 2, m)
         }
-        // open x − a at the node's width w: 2w·n; dealer: (a, a²) correction l·n
+        // open x − a at the node's width w: 2·⌈w·n/8⌉ bytes; dealer: (a, a²) correction l·n
         Protocol::Square => cost(
             protocol,
             1,
-            Poly::constant(2 * m).mul(&numel(out)),
+            packed_bits(m, out).scale(2),
             l(1).mul(&numel(out)),
             numel(out).scale(2),
         ),
         Protocol::BeaverMatMul => beaver_matmul_cost(out, xs, m),
         Protocol::CacheMatMul => cache_matmul_cost(out, xs, m),
-        Protocol::DreluFss => drelu_cost(protocol, &numel(xs[0]), true, m),
+        Protocol::DreluFss => NodeCost {
+            online_bits: packed_bits(m, xs[0]).scale(2),
+            ..drelu_cost(protocol, &numel(xs[0]), true, m)
+        },
         Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false, m),
         Protocol::Mux => {
             let bits = Poly::packed(1, &xs[0].shape, false).scale(8);
-            mux_cost(&numel(xs[0]), &bits, &numel(xs[1]), &numel(out), m)
+            mux_cost(&numel(xs[0]), &bits, &packed_bits(m, xs[1]), &numel(out))
         }
         Protocol::RowMaxTree => row_max_cost(xs[0], fss, m),
         Protocol::Lut => lut_cost(xs[0], m, RING_BITS),
@@ -341,15 +353,16 @@ pub fn stochastic_trunc_cost(x: &ValueType, m: i64) -> NodeCost {
     )
 }
 
-/// A select `b·x` (bits of `n_b` elements, values of `n_x`, output of `n_out`), 1 round
+/// A select `b·x` (bits of `n_b` elements, output of `n_out`), 1 round
 /// (`comet_runtime::protocols::bit_mux`): both open `b ⊕ r` (`bit_bits` per party: a
 /// select node packs them eight to a byte, 8⌈n_b/8⌉; a GMW row maximum's level sends a
 /// byte per bit) and `x − a` at the node's width w (64, or less when its value is read
-/// mod 2^w), 2·(bit_bits + w·n_x); dealer: the daBit `r`'s arithmetic share and `r·a`,
-/// l·(n_b + n_out). GMW bits are XOR-shared; FSS bits are arithmetic 0/1 shares, whose
-/// lowest bit is an XOR share of the bit (`comet_runtime::protocols::mux`): one protocol.
-fn mux_cost(n_b: &Poly, bit_bits: &Poly, n_x: &Poly, n_out: &Poly, w: i64) -> NodeCost {
-    let opened = bit_bits.add(&n_x.scale(w));
+/// mod 2^w), `x_bits` per party (8⌈w·n_x/8⌉: [`packed_bits`]), 2·(bit_bits + x_bits);
+/// dealer: the daBit `r`'s arithmetic share and `r·a`, l·(n_b + n_out). GMW bits are
+/// XOR-shared; FSS bits are arithmetic 0/1 shares, whose lowest bit is an XOR share of the
+/// bit (`comet_runtime::protocols::mux`): one protocol.
+fn mux_cost(n_b: &Poly, bit_bits: &Poly, x_bits: &Poly, n_out: &Poly) -> NodeCost {
+    let opened = bit_bits.add(x_bits);
     let offline = l(1).mul(&n_b.add(n_out));
     cost(Protocol::Mux, 1, opened.scale(2), offline, n_out.scale(3))
 }
@@ -389,7 +402,7 @@ fn fixed_product_cost(
     cost(
         protocol,
         1,
-        Poly::constant(senders * w).mul(&numel(varying)),
+        packed_bits(w, varying).scale(senders),
         l(1).mul(&numel(out)),
         products.scale(senders),
     )
@@ -400,13 +413,13 @@ fn fixed_product_cost(
 /// per party.
 fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
     let (a, b) = (xs[0], xs[1]);
-    let opened = numel(a).add(&numel(b));
+    let opened = packed_bits(w, a).add(&packed_bits(w, b));
     let k = Poly::dim(a.shape[a.shape.len() - 1]);
     let ops = numel(out).mul(&k).scale(3);
     cost(
         Protocol::BeaverMatMul,
         1,
-        Poly::constant(2 * w).mul(&opened),
+        opened.scale(2),
         l(1).mul(&numel(out)),
         ops,
     )
@@ -421,12 +434,12 @@ fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
 fn cache_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
     let (x, new) = (xs[0], xs[2]);
     let k = Poly::dim(x.shape[x.shape.len() - 1]);
-    let opened = numel(x).add(&numel(new));
+    let opened = packed_bits(w, x).add(&packed_bits(w, new));
     let ops = numel(out).mul(&k).scale(2);
     cost(
         Protocol::CacheMatMul,
         1,
-        Poly::constant(2 * w).mul(&opened),
+        opened.scale(2),
         l(1).mul(&numel(out)),
         ops,
     )
@@ -460,9 +473,8 @@ fn block_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
 }
 
 /// DReLU on `n` elements. FSS at width `m` (64: the ring): each party sends its share of
-/// `x + r mod 2^m`, m bits per element, 2m·n online (the runtime packs a message of n
-/// elements in ⌈n·m/8⌉ bytes, so this is exact when n·m is a multiple of 8, as at m = 64,
-/// and otherwise short by the last byte's padding, under 8 bits per message and party),
+/// `x + r mod 2^m`, m bits per element, 2·8⌈n·m/8⌉ online (the runtime packs a message of
+/// n elements in ⌈n·m/8⌉ bytes; the caller states the ceiling with [`packed_bits`]),
 /// and receives a DCF key per element from the dealer, 2n·[`dcf_key_bits`]\(m); 1 round.
 /// GMW: the carry circuit of [`GMW_DRELU_BYTES_PER_ROUND`] on the whole ring, its output
 /// XOR-shared.
@@ -499,7 +511,7 @@ pub const fn lut_key_bytes(n: i64) -> i64 {
 /// sends its share of the masked index `x + r mod 2^n` packed at n bits (⌈count·n/8⌉
 /// bytes, [`Poly::packed`]), then its masked share of the sign-carrying table sum at the
 /// node's width w (64, or less when the value is read mod 2^w: pass `narrow-openings`):
-/// 16·⌈count·n/8⌉ + 2·count·w online. Dealer: [`lut_key_bytes`] per element and party. Local
+/// 16·(⌈count·n/8⌉ + ⌈count·w/8⌉) online. Dealer: [`lut_key_bytes`] per element and party. Local
 /// work: the DPF's full-domain evaluation and 2^n/4 table reads per element.
 fn lut_cost(x: &ValueType, n: i64, w: i64) -> NodeCost {
     let count = &numel(x);
@@ -507,7 +519,7 @@ fn lut_cost(x: &ValueType, n: i64, w: i64) -> NodeCost {
     cost(
         Protocol::Lut,
         2,
-        index.add(&count.scale(2 * w)),
+        index.add(&packed_bits(w, x).scale(2)),
         count.scale(2 * 8 * lut_key_bytes(n)),
         count.scale((1 << n) / 4),
     )
@@ -567,9 +579,8 @@ pub fn row_max_cost(x: &ValueType, fss: bool, m: i64) -> NodeCost {
     let mux = mux_cost(
         &pairs,
         &pairs.scale(OPENED_BIT_BITS),
+        &pairs.scale(RING_BITS),
         &pairs,
-        &pairs,
-        RING_BITS,
     );
     let per_level = drelu.rounds.add(&mux.rounds);
     NodeCost {

@@ -20,10 +20,10 @@
 //!   longer call of a narrowed plan), in ring units `B·2^f` at the operand's `f`
 //!   fractional bits, plus [`ERROR_ULPS`] for the fixed-point rounding the real-valued
 //!   analysis does not see;
-//! - m = ⌈log2(that)⌉ + 2 (the sign, and one bit of margin), rounded up to whole bytes
-//!   (the runtime packs each party's opened values into bytes per node, and the cost model
-//!   counts n·m bits for a symbolic n: equal only when m is a multiple of 8), kept only when
-//!   below 64.
+//! - m = ⌈log2(that)⌉ + 2 (the sign, and one bit of margin), at least 8, kept only when
+//!   below 64. The runtime packs each party's opened values at exactly m bits, ⌈n·m/8⌉
+//!   bytes per message, and the cost model counts the same ceiling
+//!   ([`comet_ir::Poly::packed`]).
 //!
 //! The analysis' bounds rest on declarations, all checked: every weight within the weight
 //! bound of the plan's truncation policy (`comet compile --weight-bound`) and, with
@@ -105,13 +105,13 @@ fn width(p: &Program, ranges: &Ranges, id: NodeId) -> Option<u8> {
     let m = bits_for(compared, scale).filter(|&m| m < 64)?;
     match node.op {
         // the gate needs m ≥ shift + 2 (`comet_ir::verify`)
-        Op::StochasticTrunc { bits } => Some(m.max((bits + 2).div_ceil(8) as u8 * 8)),
+        Op::StochasticTrunc { bits } => Some(m.max(bits as u8 + 2)),
         _ => Some(m),
     }
 }
 
 /// The signed width that holds every value of `v` at `scale` fractional bits, with the
-/// rounding allowance and one bit of margin, in whole bytes; `None` when unbounded.
+/// rounding allowance and one bit of margin (at least 8 bits); `None` when unbounded.
 pub fn bits_for(v: Interval, scale: u32) -> Option<u8> {
     let bound = v.lo.abs().max(v.hi.abs());
     if !bound.is_finite() {
@@ -119,6 +119,5 @@ pub fn bits_for(v: Interval, scale: u32) -> Option<u8> {
     }
     let units = bound * 2f64.powi(scale as i32) + ERROR_ULPS;
     let m = (units.log2().ceil() + 2.0).max(8.0);
-    let m = 8.0 * (m / 8.0).ceil();
     (m <= 64.0).then_some(m as u8)
 }

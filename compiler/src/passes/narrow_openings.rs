@@ -23,9 +23,9 @@
 //! - anything else (outputs, reveals, openings, cache writes, shares, local and exact
 //!   truncations, row maxima, fused sign selects, a sparse FFN's block nodes): all 64.
 //!
-//! The width of a product is what its readers read, rounded up to whole bytes (so that
-//! a message of n values is exactly n·w/8 bytes, as the cost model counts it), and kept in
-//! the node's [`comet_ir::graph::Node::cmp_width`] when below 64. Products with the KV
+//! The width of a product is what its readers read, to the bit (the runtime packs each
+//! opened operand at w bits, ⌈n·w/8⌉ bytes, as the cost model counts it), at least 8, and
+//! kept in the node's [`comet_ir::graph::Node::cmp_width`] when below 64. Products with the KV
 //! cache that read one slot share the rows it opened in earlier calls, so they share the
 //! widest of their widths. Products in a sparse FFN's masked region (which run on
 //! gathered entries) keep the ring.
@@ -75,8 +75,8 @@ pub fn run(p: &mut Program) {
             Op::CacheMatMul { slot, .. } => slot_need[&slot],
             _ => need[&id],
         };
-        let w = w.div_ceil(8) * 8;
-        if (8..RING).contains(&w) {
+        let w = w.max(8);
+        if w < RING {
             p.graph.node_mut(id).cmp_width = Some(w as u8);
         }
     }
@@ -99,6 +99,16 @@ pub fn opens_operands(protocol: Protocol) -> bool {
     )
 }
 
+/// The power of two dividing a `mul_const`'s ring constant: an integer as itself, any
+/// other value encoded at `frac` fractional bits (`comet_runtime::fixed`'s rule); 64 for 0.
+fn const_twos(value: f64, frac: u32) -> u32 {
+    let c = match comet_ir::infer::is_integer_constant(value) {
+        true => value as i64,
+        false => (value * f64::from(frac).exp2()).round() as i64,
+    };
+    c.trailing_zeros()
+}
+
 /// The low bits of `x` that node `u` reads, when `u`'s own value is read to `out` bits.
 fn read_by(p: &Program, u: NodeId, x: NodeId, out: u32) -> u32 {
     let node = p.graph.node(u);
@@ -110,11 +120,15 @@ fn read_by(p: &Program, u: NodeId, x: NodeId, out: u32) -> u32 {
             _ => RING,
         },
         Op::Select if p.graph.operands(u)[0] == x && p.graph.operands(u)[1] != x => RING,
+        // `x·c` with `c = 2^k·odd` in the ring: its low `out` bits are those of `x`'s low
+        // `out − k` shifted up
+        Op::MulConst { value } => out
+            .saturating_sub(const_twos(*value, p.info.format.frac))
+            .max(1),
         Op::Add
         | Op::Sub
         | Op::Neg
         | Op::AddConst { .. }
-        | Op::MulConst { .. }
         | Op::RowSum
         | Op::Transpose
         | Op::Slice { .. }
@@ -131,5 +145,23 @@ fn read_by(p: &Program, u: NodeId, x: NodeId, out: u32) -> u32 {
         | Op::CacheMatMul { .. }
         | Op::Select => out,
         _ => RING,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::const_twos;
+
+    /// The power of two in a `mul_const`'s ring constant, as `comet_runtime::fixed` encodes
+    /// it: integers as themselves, other values at the plan's fractional bits.
+    #[test]
+    fn a_constant_reads_its_operand_narrower_by_its_twos() {
+        assert_eq!(const_twos(0.5, 16), 15); // 2^15
+        assert_eq!(const_twos(0.125, 16), 13);
+        assert_eq!(const_twos(2.0, 16), 1); // an integer: 2 itself
+        assert_eq!(const_twos(3.0, 16), 0);
+        assert_eq!(const_twos(-4.0, 16), 2);
+        assert_eq!(const_twos(1.0 / 768.0, 16), 0); // 85, odd
+        assert_eq!(const_twos(0.0, 16), 64);
     }
 }

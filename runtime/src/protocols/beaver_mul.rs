@@ -65,6 +65,14 @@ pub fn finish(state: State, peer: &[u64]) -> Result<Share, MessageError> {
     Ok(Share(z))
 }
 
+impl State {
+    /// The values of each part of this party's message: `x − a`, then `y − b` (the peer's
+    /// message has the same parts).
+    pub fn parts(&self) -> [usize; 2] {
+        [self.e.len(), self.f.len()]
+    }
+}
+
 pub(crate) fn start_with(
     product: Product,
     party: PartyId,

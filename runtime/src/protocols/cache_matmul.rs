@@ -341,6 +341,14 @@ pub fn start(
     Ok((state, msg))
 }
 
+impl State {
+    /// The values of each part of this party's message: `X − A`, then the new rows under
+    /// their masks (the peer's message has the same parts).
+    pub fn parts(&self) -> [usize; 2] {
+        [self.e.len(), self.f.len()]
+    }
+}
+
 /// This party's share of the product, and the slot's opened rows after this call
 /// (`[h, past + seq, k]`: the earlier ones and the new rows).
 ///

@@ -17,8 +17,8 @@ use super::material::{Deal, MaterialError, Pair, Product};
 use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
-    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, pack_bits, reveal, row_max,
-    sign_select, square, trunc_fss, trunc_stochastic, unpack, unpack_bits,
+    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, pack_bits, packed_len, reveal,
+    row_max, sign_select, square, trunc_fss, trunc_stochastic, unpack, unpack_bits,
 };
 
 /// One node's material for one party.
@@ -364,7 +364,7 @@ fn arith<S>(f: impl FnOnce(S) -> Pending, started: (S, Vec<u64>)) -> (Pending, V
 }
 
 /// [`arith`] for a product whose openings are taken mod 2^`width` (pass
-/// `narrow-openings`): each value packed at `width` bits, a multiple of 8.
+/// `narrow-openings`): each value packed at `width` bits.
 fn arith_at<S>(
     f: impl FnOnce(S) -> Pending,
     (st, msg): (S, Vec<u64>),
@@ -381,20 +381,42 @@ fn pack_at(msg: &[u64], width: u32) -> Vec<u8> {
     }
 }
 
-/// The inverse of [`pack_at`]: as many values as the bytes hold (a whole number of them;
-/// the plan's verifier keeps a product's width a multiple of 8).
+/// [`pack_at`] for a message of two parts (`parts[0]` values, then the rest), each packed
+/// on its own, so that each is ⌈n·width/8⌉ bytes as the cost model counts it.
+fn pack_parts(msg: &[u64], parts: [usize; 2], width: u32) -> Vec<u8> {
+    let (a, b) = msg.split_at(parts[0].min(msg.len()));
+    let mut out = pack_at(a, width);
+    out.extend(pack_at(b, width));
+    out
+}
+
+/// The inverse of [`pack_parts`] for a peer's message of the same parts.
+fn unpack_parts(peer: &[u8], parts: [usize; 2], width: u32) -> Result<Vec<u64>, MessageError> {
+    let first = match width {
+        64 => parts[0] * 8,
+        w => packed_len(parts[0], w),
+    };
+    if peer.len() < first {
+        return Err(MessageError::Length {
+            expected: first,
+            actual: peer.len(),
+        });
+    }
+    let (a, b) = peer.split_at(first);
+    let mut out = unpack_at(a, width)?;
+    out.extend(unpack_at(b, width)?);
+    Ok(out)
+}
+
+/// The inverse of [`pack_at`]: as many values as the bytes hold. At a width w ≥ 8 the
+/// count is ⌊8·bytes/w⌋ (⌈n·w/8⌉ bytes hold n values and less than one more), and
+/// [`unpack_bits`] refuses a length or padding that does not match it.
 fn unpack_at(peer: &[u8], width: u32) -> Result<Vec<u64>, MessageError> {
     if width == 64 {
         return unpack(peer);
     }
-    let per = (width / 8).max(1) as usize;
-    if !peer.len().is_multiple_of(per) {
-        return Err(MessageError::Length {
-            expected: peer.len().next_multiple_of(per),
-            actual: peer.len(),
-        });
-    }
-    unpack_bits(peer, peer.len() / per, width)
+    let n = peer.len() * 8 / width.max(8) as usize;
+    unpack_bits(peer, n, width)
 }
 
 fn start_reveal<N: Node>(n: &N) -> Result<(Pending, Vec<u8>), N::Error> {
@@ -410,20 +432,20 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
     let p = n.party();
     let bad = || n.fail("dealer material of another protocol".into());
     Ok(match (n.protocol(), m) {
-        (Protocol::BeaverMul, NodeMaterial::Triple(m)) => arith_at(
-            Pending::Beaver,
-            beaver_mul::start(p, n.share(0)?, n.share(1)?, m),
-            n.width(),
-        ),
+        (Protocol::BeaverMul, NodeMaterial::Triple(m)) => {
+            let (st, msg) = beaver_mul::start(p, n.share(0)?, n.share(1)?, m);
+            let bytes = pack_parts(&msg, st.parts(), n.width());
+            (Pending::Beaver(st), bytes)
+        }
         (Protocol::Mux, NodeMaterial::BitMux(m)) => {
             let (st, msg) = mux::start_at(p, n.share(0)?, n.share(1)?, m, n.width());
             (Pending::BitMux(st), msg)
         }
-        (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => arith_at(
-            Pending::Beaver,
-            beaver_matmul::start(p, n.share(0)?, n.share(1)?, m),
-            n.width(),
-        ),
+        (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => {
+            let (st, msg) = beaver_matmul::start(p, n.share(0)?, n.share(1)?, m);
+            let bytes = pack_parts(&msg, st.parts(), n.width());
+            (Pending::Beaver(st), bytes)
+        }
         (Protocol::Square, NodeMaterial::Square(m)) => {
             arith_at(Pending::Square, square::start(p, n.share(0)?, m), n.width())
         }
@@ -501,7 +523,8 @@ fn start_cache<N: Node>(
     let xs = [n.share(0)?, n.share(1)?, n.share(2)?];
     let started = cache_matmul::start(n.party(), op, xs, n.opened_rows(op.slot), m);
     let (st, msg) = started.map_err(|e| n.fail(e))?;
-    Ok((Pending::Cache(Box::new(st)), pack_at(&msg, n.width())))
+    let bytes = pack_parts(&msg, st.parts(), n.width());
+    Ok((Pending::Cache(Box::new(st)), bytes))
 }
 
 /// Starts a table lookup: its table at the node's scale, its index read from operand 0 at
@@ -592,7 +615,10 @@ pub fn start_gathered(
 pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::Error> {
     let value = |s: Share| Finished::Value(Some(s.0));
     Ok(match st {
-        Pending::Beaver(s) => value(beaver_mul::finish(s, &unpack_at(peer, n.width())?)?),
+        Pending::Beaver(s) => {
+            let peer = unpack_parts(peer, s.parts(), n.width())?;
+            value(beaver_mul::finish(s, &peer)?)
+        }
         Pending::Square(s) => value(square::finish(s, &unpack_at(peer, n.width())?)?),
         Pending::Drelu(s) => match n.op() {
             Op::Compare { thresholds } => {
@@ -625,7 +651,8 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
         Pending::Block(s) => value(block_matmul::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
         Pending::Cache(s) => {
             let slot = s.slot();
-            let (z, opened) = cache_matmul::finish(*s, &unpack_at(peer, n.width())?)?;
+            let peer = unpack_parts(peer, s.parts(), n.width())?;
+            let (z, opened) = cache_matmul::finish(*s, &peer)?;
             Finished::Opened {
                 value: z.0,
                 slot,
@@ -643,4 +670,53 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
         Pending::Trunc(s) => value(trunc_fss::finish(*s, peer)?),
         Pending::StochasticTrunc(s) => value(trunc_stochastic::finish(*s, peer)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two parts packed apart at any width from 8 bits come back as sent, mod 2^w, and
+    /// each part takes ⌈n·w/8⌉ bytes.
+    #[test]
+    fn parts_round_trip_at_any_width() {
+        let msg: Vec<u64> = (0..8u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        for w in [8u32, 13, 37, 63, 64] {
+            let bytes = pack_parts(&msg, [5, 3], w);
+            let len = |n: usize| (n * w as usize).div_ceil(8);
+            assert_eq!(bytes.len(), len(5) + len(3), "width {w}");
+            let back = unpack_parts(&bytes, [5, 3], w).unwrap();
+            let mask = if w == 64 { u64::MAX } else { (1 << w) - 1 };
+            let want: Vec<u64> = msg.iter().map(|v| v & mask).collect();
+            assert_eq!(back, want, "width {w}");
+        }
+    }
+
+    /// A peer's message a byte short, a byte long, or with bits set in its padding is a
+    /// length error, never a wrong value.
+    #[test]
+    fn a_malformed_narrow_message_is_refused() {
+        let msg = vec![u64::MAX; 5];
+        let bytes = pack_at(&msg, 13); // 65 bits: 9 bytes, 7 bits of padding
+        assert_eq!(bytes.len(), 9);
+        assert_eq!(unpack_at(&bytes, 13).unwrap().len(), 5);
+        // a byte more holds a sixth value: the count the protocol's length check refuses
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(unpack_at(&long, 13).unwrap().len(), 6);
+        // at 37 bits a byte more holds no further value: refused here
+        let one = pack_at(&[1], 37);
+        assert!(unpack_at(&[one.as_slice(), &[0]].concat(), 37).is_err());
+        let mut dirty = bytes.clone();
+        *dirty.last_mut().unwrap() |= 0x80;
+        assert!(matches!(
+            unpack_at(&dirty, 13),
+            Err(MessageError::Length { .. })
+        ));
+        let parts = pack_parts(&msg, [2, 3], 13);
+        assert!(unpack_parts(&parts[..parts.len() - 1], [2, 3], 13).is_err());
+        assert!(unpack_parts(&parts[..2], [2, 3], 13).is_err());
+    }
 }

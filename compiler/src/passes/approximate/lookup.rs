@@ -323,6 +323,7 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     let e = lookup(b, d, exp);
     let kept = b.select(inside, e);
     let z = b.row_sum(kept);
+    let z = widened(b, z);
     // the row maximum's entry contributes e^0, read within 1/128 of 1: z ≥ 1/2 (and at
     // most the row's length, which interval arithmetic sees)
     b.declare(z, 0.5, f64::INFINITY);
@@ -338,6 +339,25 @@ pub(super) fn softmax(b: &mut Builder, s: NodeId) -> NodeId {
     b.declare(p, 0.0, 1.02);
     b.declare_norms(p, f64::INFINITY, 1.02);
     p
+}
+
+/// The row sum `z` of a softmax re-shared on the whole ring: `2·(z·½)`, where `z·½` is a
+/// product by `2^15` truncated by 16 bits (faithfully) and `2·` is local, so `z` loses
+/// its last bit (`z ≥ 1/2`: under 2^−15 relative). The reciprocal reads `z·F` to the
+/// table's high index bits, which a narrowed product needs modulo 2^46 or so, and a sum
+/// is read at the width its readers read: without this, every entry of the row (a
+/// `[heads, seq, keys]` table output and its select) would be opened at that width,
+/// where their own product with the reciprocal reads 35 bits. The truncation reads
+/// `z·2^15` at the width its range proves (`narrow-comparisons`), so `z` 15 bits less
+/// (`narrow-openings`), and outputs 64-bit shares: one round and a few bytes per row
+/// instead of ~11 bits per entry twice. Only in plans whose truncations may be faithful
+/// (a local truncation reads all 64 bits).
+fn widened(b: &mut Builder, z: NodeId) -> NodeId {
+    if !b.program().options.may_truncate_faithfully() {
+        return z;
+    }
+    let half = b.mul_const(z, 0.5);
+    b.mul_const(half, 2.0)
 }
 
 /// A softmax's input `s = y/8` (or `causal_mask(y/8)`: the attention scores' scaling by
