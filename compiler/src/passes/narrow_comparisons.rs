@@ -23,7 +23,7 @@
 //! - m = ⌈log2(that)⌉ + 2 (the sign, and one bit of margin), at least 8, kept only when
 //!   below 64. The runtime packs each party's opened values at exactly m bits, ⌈n·m/8⌉
 //!   bytes per message, and the cost model counts the same ceiling
-//!   ([`comet_ir::Poly::packed`]).
+//!   ([`comet_ir::poly::Poly::packed`]).
 //!
 //! The analysis' bounds rest on declarations, all checked: every weight within the weight
 //! bound of the plan's truncation policy (`comet compile --weight-bound`) and, with

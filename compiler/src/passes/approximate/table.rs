@@ -248,8 +248,8 @@ pub const REWRITES: &[Rewrite] = &[
         name: "lut.gelu",
         profile: ApproxProfile::Lut,
         op: "gelu",
-        form: "relu(x) - gap(x) * [-4 + 1/256 <= x < 4], gap = relu - gelu from a 2^11 table \
-               at 1/256",
+        form: "relu(x) - gap(inside ? x : -4), inside = [-4 + 1/256 <= x < 4], gap = relu - \
+               gelu from a 2^11 table at 1/256",
         range: "any x (measured on [-10, 10]; beyond the table the gap is below 1.3e-4)",
         domain: (-10.0, 10.0),
         max_abs_error: 0.0020,
@@ -261,8 +261,8 @@ pub const REWRITES: &[Rewrite] = &[
         name: "lut.silu",
         profile: ApproxProfile::Lut,
         op: "silu",
-        form: "relu(x) - gap(x) * [-16 + 1/256 <= x < 16], gap = relu - silu from a 2^13 \
-               table at 1/256",
+        form: "relu(x) - gap(inside ? x : -16), inside = [-16 + 1/256 <= x < 16], gap = relu \
+               - silu from a 2^13 table at 1/256",
         range: "any x (measured on [-20, 20]; beyond the table the gap is below 1.8e-6)",
         domain: (-20.0, 20.0),
         max_abs_error: 0.0020,
