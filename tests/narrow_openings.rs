@@ -76,6 +76,16 @@ fn products_feeding_narrow_truncations_are_narrowed_to_their_width() {
 #[test]
 fn narrowed_openings_measure_their_estimate_and_change_no_value() {
     let (narrow, full) = (plan(true), plan(false));
+    // the row maxima (whose levels' `x + r` also serve as ŷ) open at their comparison
+    // width where the maximum is read no wider: all but the last layer's, whose bounds
+    // rest on a violated assumption and keep the ring
+    let at_cmp_width = |p: &Program| {
+        (p.graph.ids())
+            .filter(|&id| p.graph.node(id).open_at_cmp_width)
+            .filter(|&id| matches!(p.graph.node(id).op, Op::RowMax))
+            .count()
+    };
+    assert_eq!((at_cmp_width(&narrow), at_cmp_width(&full)), (3, 0));
     let w = load_weights(&narrow);
     let mut a = interp::InProcess::new(&narrow, &w, 5);
     let mut b = interp::InProcess::new(&full, &w, 5);

@@ -71,6 +71,11 @@ pub struct Node {
     /// read at, 8 to 63 bits (pass `narrow-openings`): its openings are taken
     /// mod 2^w and packed at w bits, and its value's shares are correct mod 2^w only.
     pub cmp_width: Option<u8>,
+    /// For a sign select whose y is its x (a fused ReLU) and a row maximum (whose levels
+    /// are such selects), both at a comparison width m below 64: the masked `x + r` is
+    /// opened mod 2^m only (it also serves as ŷ), so its output's shares are correct mod
+    /// 2^m only. Set by pass `narrow-openings` when every reader reads at most m bits.
+    pub open_at_cmp_width: bool,
 }
 
 impl Node {
@@ -128,6 +133,7 @@ impl Graph {
             ty,
             scope,
             cmp_width: None,
+            open_at_cmp_width: false,
         });
         for (i, x) in inputs.iter().enumerate() {
             self.g.add_edge(x.0, n, i as u32);

@@ -62,6 +62,10 @@ pub struct PlanNode {
     /// ([`crate::graph::Node::cmp_width`]); absent = 64 bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmp_width: Option<u8>,
+    /// A sign select's or row maximum's opening taken at its comparison width
+    /// ([`crate::graph::Node::open_at_cmp_width`]); absent = the whole ring.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_at_cmp_width: bool,
     /// The round it starts in, once scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<MaxPoly>,
@@ -127,6 +131,7 @@ pub fn to_plan(p: &Program) -> Result<PlanFile, PlanError> {
                 ty: n.ty.clone(),
                 scope: n.scope.clone(),
                 cmp_width: n.cmp_width,
+                open_at_cmp_width: n.open_at_cmp_width,
                 round: rounds.and_then(|r| r.get(*id).cloned()),
                 cost: costs.and_then(|c| c.get(*id).cloned()),
                 declared: declared.and_then(|d| d.get(*id).cloned()),
@@ -177,6 +182,7 @@ pub fn from_plan(f: PlanFile) -> Result<Program, PlanError> {
             })?;
         let id = graph.add(n.op, &operands, n.ty, n.scope);
         graph.node_mut(id).cmp_width = n.cmp_width;
+        graph.node_mut(id).open_at_cmp_width = n.open_at_cmp_width;
         if let Some(r) = n.round {
             rounds.insert(id, r);
         }

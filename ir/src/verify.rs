@@ -191,6 +191,19 @@ impl Checker<'_> {
                         .to_string(),
                 );
             }
+            if node.open_at_cmp_width {
+                let fused_relu =
+                    matches!(node.op, Op::SignSelect) && self.p.graph.operands(id).len() == 1;
+                let narrowed = node.cmp_width.is_some_and(|w| w < 64);
+                if !(fused_relu || matches!(node.op, Op::RowMax)) || !narrowed {
+                    self.fail(
+                        id,
+                        "opens at its comparison width, which only a sign select of x by \
+                         its own sign or a row maximum, narrowed below 64 bits, can"
+                            .to_string(),
+                    );
+                }
+            }
             let Some(w) = node.cmp_width else { continue };
             if !crate::graph::takes_cmp_width(&node.op) {
                 self.fail(

@@ -387,6 +387,10 @@ fn comparison_widths_are_checked() {
     verify(&p).expect("a product read at 12 bits");
     p.graph.node_mut(y).cmp_width = Some(7);
     assert!(problems(&p).contains("opens its operands at width 7"));
+    // only a fused ReLU or a row maximum opens at its comparison width
+    let (mut p, [_, _, y, _]) = small();
+    p.graph.node_mut(y).open_at_cmp_width = true;
+    assert!(problems(&p).contains("opens at its comparison width"));
 }
 
 /// `small()` with a stochastic truncation of the product by 8 bits (a dead end).

@@ -144,8 +144,13 @@ impl<'a> CostModel<'a> {
             comet_ir::Op::Lut { bits, .. } | comet_ir::Op::FaithfulTrunc { bits } => bits,
             _ => g.node(id).comparison_bits(),
         };
+        let narrow = g.node(id).open_at_cmp_width && fss;
         let mut dense = if self.one_sided(protocol, id) {
             fixed_product_cost(protocol, out, &xs, &fixed, 1, i64::from(bits))
+        } else if narrow && protocol == Protocol::RowMaxTree {
+            row_max_cost_at(xs[0], i64::from(bits), i64::from(bits))
+        } else if narrow && protocol == Protocol::SignSelect {
+            sign_select_cost_at(xs[0], true, i64::from(bits), i64::from(bits))
         } else if protocol == Protocol::Lut {
             let w = g.node(id).comparison_bits();
             lut_cost(xs[0], i64::from(bits), i64::from(w))
@@ -534,8 +539,13 @@ fn lut_cost(x: &ValueType, n: i64, w: i64) -> NodeCost {
 /// Local work: the DCF's 2(m − 8) + 1 AES blocks and a few ring operations per element,
 /// counted as 4n ring multiplications.
 fn sign_select_cost(x: &ValueType, same: bool, m: i64) -> NodeCost {
+    sign_select_cost_at(x, same, m, if same { RING_BITS } else { m })
+}
+
+/// [`sign_select_cost`] with `x + r` sent at `w` bits: m when y is x and the output is read
+/// mod 2^m only ([`comet_ir::graph::Node::open_at_cmp_width`]).
+fn sign_select_cost_at(x: &ValueType, same: bool, m: i64, w: i64) -> NodeCost {
     let n = numel(x);
-    let w = if same { RING_BITS } else { m };
     let mut bytes = Poly::packed(w as u32, &x.shape, false).add(&Poly::packed(1, &x.shape, false));
     if !same {
         bytes = bytes.add(&n.scale(8));
@@ -558,24 +568,42 @@ fn sign_select_cost(x: &ValueType, same: bool, m: i64) -> NodeCost {
 /// ([`GMW_DRELU_ROUNDS`] rounds) then a select (`mux_cost`). FSS comparisons work at width
 /// `m` (the differences' signed width; 64: the ring).
 pub fn row_max_cost(x: &ValueType, fss: bool, m: i64) -> NodeCost {
+    match fss {
+        true => row_max_cost_at(x, m, RING_BITS),
+        false => row_max_gmw_cost(x, m),
+    }
+}
+
+/// The FSS row maximum with each level's `x + r` sent at `w` bits: 64, or m when the
+/// maximum is read mod 2^m only ([`comet_ir::graph::Node::open_at_cmp_width`]): per level
+/// ⌈rows·⌊k/2⌋·w/8⌉ bytes ([`Poly::packed`] with `tree`).
+fn row_max_cost_at(x: &ValueType, m: i64, w: i64) -> NodeCost {
     let t = *x.shape.last().expect("row_max has a last axis");
     let rows = Poly::numel(&x.shape[..x.shape.len() - 1]);
     let pairs = rows.mul(&Poly::dim(t).sub(&Poly::constant(1)));
     let levels = Poly::log2(t);
-    if fss {
-        let bits = Poly::packed(1, &x.shape, true)
-            .scale(8)
-            .add(&pairs.scale(RING_BITS));
-        return NodeCost {
-            protocol: Protocol::RowMaxTree,
-            rounds: levels.scale(2),
-            online_bits: bits.scale(2),
-            offline_bits: pairs.scale(8 * sign_select_key_bytes(m)),
-            local_ops: pairs.scale(4),
-            per_block: None,
-        };
+    let opened = match w {
+        RING_BITS => pairs.scale(RING_BITS),
+        w => Poly::packed(w as u32, &x.shape, true).scale(8),
+    };
+    let bits = Poly::packed(1, &x.shape, true).scale(8).add(&opened);
+    NodeCost {
+        protocol: Protocol::RowMaxTree,
+        rounds: levels.scale(2),
+        online_bits: bits.scale(2),
+        offline_bits: pairs.scale(8 * sign_select_key_bytes(m)),
+        local_ops: pairs.scale(4),
+        per_block: None,
     }
-    let drelu = drelu_cost(Protocol::DreluFss, &pairs, fss, m);
+}
+
+/// The GMW row maximum: per level a DReLU and a select.
+fn row_max_gmw_cost(x: &ValueType, m: i64) -> NodeCost {
+    let t = *x.shape.last().expect("row_max has a last axis");
+    let rows = Poly::numel(&x.shape[..x.shape.len() - 1]);
+    let pairs = rows.mul(&Poly::dim(t).sub(&Poly::constant(1)));
+    let levels = Poly::log2(t);
+    let drelu = drelu_cost(Protocol::DreluFss, &pairs, false, m);
     let mux = mux_cost(
         &pairs,
         &pairs.scale(OPENED_BIT_BITS),

@@ -20,8 +20,11 @@
 //!   what its readers read of its output;
 //! - the bit of a select: its lowest bit only, but bits come from comparisons, which
 //!   send nothing narrower for it;
+//! - a row maximum or a fused ReLU (`sign_select(x)`) at comparison width m whose own
+//!   value is read to at most m bits: m (it then opens `x + r` mod 2^m, which also serves
+//!   as ŷ: [`comet_ir::graph::Node::open_at_cmp_width`]);
 //! - anything else (outputs, reveals, openings, cache writes, shares, local and exact
-//!   truncations, row maxima, fused sign selects, a sparse FFN's block nodes): all 64.
+//!   truncations, other row maxima and sign selects, a sparse FFN's block nodes): all 64.
 //!
 //! The width of a product is what its readers read, to the bit (the runtime packs each
 //! opened operand at w bits, ⌈n·w/8⌉ bytes, as the cost model counts it), at least 8, and
@@ -39,6 +42,9 @@ use comet_ir::{Elem, NodeId, Op, Program};
 /// The ring's width.
 const RING: u32 = 64;
 
+/// A sparse FFN's masked nodes ([`masked_nodes`]).
+type Masked = std::collections::HashMap<NodeId, comet_ir::sparse::Masked>;
+
 /// Runs the pass.
 pub fn run(p: &mut Program) {
     let Ok(order) = p.graph.topo_order() else {
@@ -52,7 +58,7 @@ pub fn run(p: &mut Program) {
         let w = match users.is_empty() {
             true => RING,
             false => (users.iter())
-                .map(|&u| read_by(p, u, id, need.get(&u).copied().unwrap_or(RING)))
+                .map(|&u| read_by(p, &masked, u, id, need.get(&u).copied().unwrap_or(RING)))
                 .max()
                 .unwrap_or(RING),
         };
@@ -68,6 +74,12 @@ pub fn run(p: &mut Program) {
         if let Op::CacheMatMul { slot, .. } = p.graph.node(id).op {
             let w = slot_need.entry(slot).or_default();
             *w = (*w).max(need[&id]);
+        }
+    }
+    for id in p.graph.ids().collect::<Vec<_>>() {
+        let out = need.get(&id).copied().unwrap_or(RING);
+        if !masked.contains_key(&id) && opens_at_cmp_width(p, id, out) {
+            p.graph.node_mut(id).open_at_cmp_width = true;
         }
     }
     for id in narrowable {
@@ -109,10 +121,28 @@ fn const_twos(value: f64, frac: u32) -> u32 {
     c.trailing_zeros()
 }
 
+/// Whether `id`, read to `out` bits, is an FSS sign select of x by its own sign (a fused
+/// ReLU) or a row maximum (whose levels are such selects) at a comparison width m < 64
+/// with `out ≤ m`: its masked `x + r`, which also serves as ŷ, then opens mod 2^m, and its
+/// output is correct mod 2^m, all its readers look at.
+fn opens_at_cmp_width(p: &Program, id: NodeId, out: u32) -> bool {
+    let node = p.graph.node(id);
+    let selects = match node.op {
+        Op::RowMax => true,
+        Op::SignSelect => p.graph.operands(id).len() == 1,
+        _ => false,
+    };
+    let m = node.cmp_width.map_or(RING, u32::from);
+    selects && p.options.comparison == comet_ir::Comparison::Fss && m < RING && out <= m
+}
+
 /// The low bits of `x` that node `u` reads, when `u`'s own value is read to `out` bits.
-fn read_by(p: &Program, u: NodeId, x: NodeId, out: u32) -> u32 {
+fn read_by(p: &Program, masked: &Masked, u: NodeId, x: NodeId, out: u32) -> u32 {
     let node = p.graph.node(u);
     let own = node.cmp_width.map_or(RING, u32::from);
+    if opens_at_cmp_width(p, u, out) && !masked.contains_key(&u) {
+        return own;
+    }
     match &node.op {
         Op::StochasticTrunc { .. } | Op::Drelu | Op::Compare { .. } => own,
         Op::Lut { bits, frac, .. } => match p.graph.node(x).ty.elem {

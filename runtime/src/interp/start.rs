@@ -198,6 +198,10 @@ impl Node for At<'_, '_> {
         (self.run.program.graph.node(self.run.plan.id(self.pos))).comparison_bits()
     }
 
+    fn opens_at_cmp_width(&self) -> bool {
+        (self.run.program.graph.node(self.run.plan.id(self.pos))).open_at_cmp_width
+    }
+
     fn opened_rows(&self, slot: u32) -> Option<&ArrayD<u64>> {
         self.run.opened.get(slot)
     }

@@ -336,6 +336,12 @@ pub trait Node {
     /// The node's width ([`comet_ir::graph::Node::cmp_width`], 64 when unset): for a
     /// product that opens masked operands, the width its openings are packed at.
     fn width(&self) -> u32;
+
+    /// Whether a sign select of x by its own sign or a row maximum opens `x + r` at its
+    /// comparison width ([`comet_ir::graph::Node::open_at_cmp_width`]).
+    fn opens_at_cmp_width(&self) -> bool {
+        false
+    }
 }
 
 /// This party's XOR share of bits at operand `k`.
@@ -472,7 +478,7 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             (Pending::B2a(st), msg)
         }
         (Protocol::RowMaxTree, NodeMaterial::RowMax(levels)) => {
-            let (st, msg) = row_max::start(p, n.share(0)?, levels);
+            let (st, msg) = row_max::start_at(p, n.share(0)?, levels, n.opens_at_cmp_width());
             (Pending::RowMax(Box::new(st)), msg)
         }
         (Protocol::BlockFixedMatMul, NodeMaterial::BlockMatMul(m)) => start_block(n, m)?,
@@ -486,7 +492,13 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             if m.same() != y.is_none() {
                 return Err(bad());
             }
-            let (st, msg) = sign_select::start(p, n.share(0)?, y, m);
+            let (st, msg) = match n.opens_at_cmp_width() && y.is_none() {
+                true => {
+                    let wire = m.bits();
+                    sign_select::start_at(p, n.share(0)?, y, m, wire)
+                }
+                false => sign_select::start(p, n.share(0)?, y, m),
+            };
             (Pending::SignSelect(Box::new(st)), msg)
         }
         (Protocol::FaithfulTrunc, NodeMaterial::Trunc(m)) => {

@@ -57,6 +57,8 @@ pub struct State {
     levels: std::vec::IntoIter<LevelMaterial>,
     diff: Array2<u64>,
     right: Array2<u64>,
+    /// Whether FSS levels open `x + r` at the comparison width ([`start_at`]).
+    narrow: bool,
     /// The step in progress (`None` only while a step is being replaced).
     phase: Option<Phase>,
 }
@@ -76,6 +78,21 @@ impl fmt::Debug for State {
 /// # Panics
 /// If `t < 2`, or the material does not fit the levels.
 pub fn start(party: PartyId, x: &Share, levels: Vec<LevelMaterial>) -> (State, Vec<u8>) {
+    start_at(party, x, levels, false)
+}
+
+/// [`start`] with each FSS level's `x + r` opened at the comparison width m (`narrow`)
+/// instead of 64 bits: the maxima are then correct mod 2^m only, for a maximum read to at
+/// most m bits ([`comet_ir::graph::Node::open_at_cmp_width`]).
+///
+/// # Panics
+/// As [`start`].
+pub fn start_at(
+    party: PartyId,
+    x: &Share,
+    levels: Vec<LevelMaterial>,
+    narrow: bool,
+) -> (State, Vec<u8>) {
     check_party(party);
     let t = x.shape().last().copied().unwrap_or(1);
     assert!(t >= 2, "a row maximum over {t} element(s) needs no round");
@@ -92,6 +109,7 @@ pub fn start(party: PartyId, x: &Share, levels: Vec<LevelMaterial>) -> (State, V
         levels: levels.into_iter(),
         diff: empty.clone(),
         right: empty,
+        narrow,
         phase: None,
     };
     let msg = compare(&mut st);
@@ -145,6 +163,12 @@ fn compare(st: &mut State) -> Vec<u8> {
     st.right = b.to_owned();
     let diff = Share(st.diff.clone().into_dyn());
     match st.levels.next().expect("material for every level") {
+        LevelMaterial::Fss(m) if st.narrow => {
+            let wire = m.bits();
+            let (s, msg) = sign_select::start_at(st.party, &diff, None, m, wire);
+            st.phase = Some(Phase::Fss(s));
+            msg
+        }
         LevelMaterial::Fss(m) => {
             let (s, msg) = sign_select::start(st.party, &diff, None, m);
             st.phase = Some(Phase::Fss(s));

@@ -224,6 +224,8 @@ pub fn replay(
 pub struct State {
     party: PartyId,
     shape: Vec<usize>,
+    /// Bits of x + r on the wire.
+    wire: u32,
     m: SignSelectMaterial,
     phase: Phase,
 }
@@ -261,7 +263,29 @@ pub fn start(
     y: Option<&Share>,
     m: SignSelectMaterial,
 ) -> (State, Vec<u8>) {
+    let wire = m.x_wire_bits();
+    start_at(party, x, y, m, wire)
+}
+
+/// [`start`] with x + r sent at `wire` bits: for y = x, the comparison width m when the
+/// output is read mod 2^m only (x̂ then serves as ŷ mod 2^m, and the output's shares are
+/// correct mod 2^m: [`comet_ir::graph::Node::open_at_cmp_width`]).
+///
+/// # Panics
+/// As [`start`], or if `wire` is below the comparison width or above 64.
+pub fn start_at(
+    party: PartyId,
+    x: &Share,
+    y: Option<&Share>,
+    m: SignSelectMaterial,
+    wire: u32,
+) -> (State, Vec<u8>) {
     check_party(party);
+    assert!(
+        (m.bits..=64).contains(&wire),
+        "x + r on {wire} bits, compared at {}",
+        m.bits
+    );
     assert_eq!(m.party, party, "sign-select keys of party {}", m.party);
     assert_eq!(
         m.len(),
@@ -272,7 +296,7 @@ pub fn start(
     );
     assert_eq!(y.is_none(), m.same, "keys dealt for y = x: {}", m.same);
     let xs = per_batch(&m, &x.to_flat(), |k, v| sign_select::x_message(party, k, v));
-    let mut msg = pack_bits(&xs, m.x_wire_bits());
+    let mut msg = pack_bits(&xs, wire);
     let ys = y.map(|y| {
         assert_eq!(y.len(), x.len(), "x and y of one size");
         per_batch(&m, &y.to_flat(), |k, v| sign_select::y_message(party, k, v))
@@ -283,6 +307,7 @@ pub fn start(
     let st = State {
         party,
         shape: x.shape().to_vec(),
+        wire,
         m,
         phase: Phase::Open(xs, ys),
     };
@@ -298,7 +323,7 @@ pub fn step(mut st: State, peer: &[u8]) -> Result<Step<State, Share>, MessageErr
     let n = st.m.len();
     match st.phase {
         Phase::Open(xs, ys) => {
-            let x_len = packed_len(n, st.m.x_wire_bits());
+            let x_len = packed_len(n, st.wire);
             let y_len = if ys.is_some() { 8 * n } else { 0 };
             if peer.len() != x_len + y_len {
                 return Err(MessageError::Length {
@@ -306,7 +331,7 @@ pub fn step(mut st: State, peer: &[u8]) -> Result<Step<State, Share>, MessageErr
                     actual: peer.len(),
                 });
             }
-            let theirs = unpack_bits(&peer[..x_len], n, st.m.x_wire_bits())?;
+            let theirs = unpack_bits(&peer[..x_len], n, st.wire)?;
             let x_hat = add(&xs, &theirs);
             let y_hat = match ys {
                 Some(ys) => add(&ys, &unpack(&peer[x_len..])?),
