@@ -7,8 +7,7 @@ mod common;
 
 use comet_compiler::{Options, compile};
 use comet_ir::{ApproxConfig, ApproxProfile, DimEnv, Op, Program};
-use comet_runtime::{fixed, interp};
-use common::estimate;
+use comet_runtime::interp;
 use ndarray::{ArrayD, IxDyn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -64,7 +63,6 @@ fn a_scaled_softmax_reads_its_scores_and_keeps_its_accuracy() {
     );
     let w = HashMap::new();
     let mut session = interp::InProcess::new(&p, &w, 3);
-    let mut cache = fixed::Cache::new();
     let env = DimEnv {
         seq: N as u64,
         past: 0,
@@ -72,18 +70,8 @@ fn a_scaled_softmax_reads_its_scores_and_keeps_its_accuracy() {
     for seed in 1..4 {
         let x = inputs(N, seed);
         let want = reference(&x, 0.125);
-        let plain = fixed::eval(&p, &x, &w, env, &mut cache).unwrap();
-        let (two_party, m) = session.call(&x, env).unwrap();
-        assert_eq!((m.online_bits, m.rounds, m.offline_bits), estimate(&p, env));
-        for (what, got) in [
-            ("fixed point", &plain["y"]),
-            ("two parties", &two_party["y"]),
-        ] {
-            let worst = (got.iter().zip(&want))
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f64, f64::max);
-            // the recipe's declared error (1e-3) and the parties' index choice (about 2×)
-            assert!(worst < 2.5e-3, "seed {seed}, {what}: {worst}");
-        }
+        let worst = common::worst_errors(&p, &mut session, &x, &w, env, want.view());
+        // the recipe's declared error (1e-3) and the parties' index choice (about 2×)
+        assert!(worst.iter().all(|e| *e < 2.5e-3), "seed {seed}: {worst:?}");
     }
 }

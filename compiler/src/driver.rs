@@ -7,7 +7,7 @@
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
-    PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fuse_selects,
+    PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fold_gains, fuse_selects,
     head_sparsify, insert_conversions, lower, narrow_comparisons, narrow_openings, schedule,
     sparsify,
 };
@@ -144,7 +144,8 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
             narrow_comparisons::run(p);
         }
     };
-    let passes: [(&'static str, &Pass<'_>); 10] = [
+    let passes: [(&'static str, &Pass<'_>); 11] = [
+        ("fold-norm-gains", &fold_gains::run),
         ("approximate", &approximate::run),
         ("expand", &expand::run),
         ("insert-conversions", &insert_conversions::run),

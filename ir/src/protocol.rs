@@ -121,7 +121,9 @@ impl fmt::Display for Protocol {
 }
 
 /// Nodes whose value is the same in every call: weights, public values, and local
-/// functions of those (a transposed weight, a shared weight).
+/// functions of those (a transposed weight, a shared weight, a function of one party's
+/// weights that party computes in the clear: a norm's gain folded into the projection
+/// after it, pass `fold-norm-gains`).
 pub fn fixed_values(p: &Program) -> HashSet<NodeId> {
     let mut fixed = HashSet::new();
     let Ok(order) = p.graph.topo_order() else {
@@ -136,7 +138,8 @@ pub fn fixed_values(p: &Program) -> HashSet<NodeId> {
             // permuted once per session, then the same in every call
             Op::BlockPermute { .. } => fixed.contains(&p.graph.operands(id)[0]),
             _ => {
-                let local = matches!(protocol_local(&node.op), Some(true));
+                let local = matches!(protocol_local(&node.op), Some(true))
+                    || matches!(node.ty.domain, Domain::Private(_));
                 local && p.graph.operands(id).iter().all(|x| fixed.contains(x))
             }
         };

@@ -54,6 +54,28 @@ pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
     (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
 
+/// The largest error of output `out` of one call of `p` on `x`, run by the fixed-point
+/// backend and by two parties in `session`, against `want`: `[(fixed point), (two
+/// parties)]`. Asserts that the two-party call measures the plan's estimate.
+pub fn worst_errors(
+    p: &Program,
+    session: &mut comet_runtime::interp::InProcess,
+    x: &std::collections::HashMap<String, ndarray::ArrayD<f64>>,
+    w: &std::collections::HashMap<String, ndarray::ArrayD<f64>>,
+    env: DimEnv,
+    want: ndarray::ArrayViewD<f64>,
+) -> [f64; 2] {
+    let mut cache = comet_runtime::fixed::Cache::new();
+    let plain = comet_runtime::fixed::eval(p, x, w, env, &mut cache).unwrap();
+    let (two_party, m) = session.call(x, env).unwrap();
+    assert_eq!((m.online_bits, m.rounds, m.offline_bits), estimate(p, env));
+    [&plain["y"], &two_party["y"]].map(|got| {
+        (got.iter().zip(want.iter()))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f64, f64::max)
+    })
+}
+
 /// A uniform draw in `[-scale, scale)` (53 random bits).
 pub fn uniform(rng: &mut rand_chacha::ChaCha12Rng, scale: f64) -> f64 {
     use rand::Rng;

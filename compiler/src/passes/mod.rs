@@ -8,6 +8,7 @@ pub mod cache_openings;
 pub mod cost;
 pub mod expand;
 pub mod faithful_trunc;
+pub mod fold_gains;
 pub mod fuse_selects;
 pub mod head_sparsify;
 pub mod insert_conversions;
@@ -22,6 +23,7 @@ pub const PIPELINE: &[&str] = &[
     "lower",
     "sparsify",
     "head-sparsify",
+    "fold-norm-gains",
     "approximate",
     "expand",
     "insert-conversions",

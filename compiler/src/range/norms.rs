@@ -274,11 +274,18 @@ fn elementwise_product(c: &NormCtx) -> Norms {
     let (a, b) = (c.operand(0), c.operand(1));
     let (ma, mb) = (c.xs[0].magnitude(), c.xs[1].magnitude());
     let best = |x: f64, y: f64| mul(x, mb).min(mul(ma, y));
+    // a matrix times a vector along its rows is `A·diag(v)`: ‖A·diag(v)‖_op ≤ ‖A‖_op·max|v|
+    let rank = |k: usize| c.p.graph.node(c.p.graph.operands(c.id)[k]).ty.shape.len();
+    let op = match (rank(0), rank(1)) {
+        (2, 1) => mul(a.op, mb),
+        (1, 2) => mul(b.op, ma),
+        _ => f64::INFINITY,
+    };
     Norms {
         row_l2: best(a.row_l2, b.row_l2),
         row_l1: best(a.row_l1, b.row_l1),
         col_l2: best(a.col_l2, b.col_l2),
-        op: f64::INFINITY,
+        op,
     }
 }
 

@@ -19,6 +19,7 @@
 //! exponential.
 
 use crate::passes::builder::Builder;
+use crate::passes::fold_gains;
 use comet_ir::table::{self, TableFn, half_range, low_end};
 use comet_ir::{Comparison, NodeId, Op};
 
@@ -273,7 +274,12 @@ fn normalize_rows(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> NodeId 
     let inv_d = 1.0 / b.last_width(x) as f64;
     let v = mean_square(b, x, inv_d, eps);
     let (t, g) = rsqrt_factors(b, v);
-    let xg = b.mul(x, gain);
+    // a gain folded into the next product (pass `fold-norm-gains`) is not applied here
+    let unit = fold_gains::is_unit_gain(b.program(), gain);
+    let xg = match unit {
+        true => x,
+        false => b.mul(x, gain),
+    };
     let s = b.mul_const(g, 2f64.powi(-RSQRT_J));
     let factor = b.mul(s, t);
     b.declare(factor, 0.0, 2f64.powi(RSQRT_J + 1) * 4.001);
@@ -281,8 +287,16 @@ fn normalize_rows(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> NodeId 
     let out = b.mul(xg, factor);
     // x·g·2^−a·T = x·g·rsqrt(v) (the table's error under 2^−12): a row of norm at most
     // sqrt(d·v)·rsqrt(v) = sqrt(d), times the gain entry by entry
-    b.declare_norm_per_gain(out, 1.01 / inv_d.sqrt());
+    declare_row(b, out, 1.01 / inv_d.sqrt(), unit);
     out
+}
+
+/// Declares a normalised row's L2 norm `c` (times its gain's, unless the gain is folded).
+fn declare_row(b: &mut Builder, out: NodeId, c: f64, unit_gain: bool) {
+    match unit_gain {
+        true => b.declare_norms(out, c, f64::INFINITY),
+        false => b.declare_norm_per_gain(out, c),
+    }
 }
 
 /// `mean(x²) + eps` per row.
@@ -313,9 +327,13 @@ fn normalize_rows_local(b: &mut Builder, x: NodeId, gain: NodeId, eps: f64) -> N
     b.declare(scaled, -bound, bound);
     // the same argument bounds the whole row: ‖x·2^−a‖₂ = 2^−a·sqrt(d·mean(x²)) < 2·sqrt(d)
     b.declare_norms(scaled, bound, f64::INFINITY);
-    let gained = b.mul(scaled, gain);
+    let unit = fold_gains::is_unit_gain(b.program(), gain);
+    let gained = match unit {
+        true => scaled,
+        false => b.mul(scaled, gain),
+    };
     let out = b.mul(gained, t);
-    b.declare_norm_per_gain(out, 1.01 / inv_d.sqrt());
+    declare_row(b, out, 1.01 / inv_d.sqrt(), unit);
     out
 }
 
@@ -326,7 +344,10 @@ pub(super) fn layer_norm(b: &mut Builder, x: NodeId, g: NodeId, bias: NodeId, ep
     let mean = b.mul_const(sum, inv_d);
     let c = b.sub(x, mean);
     let scaled = normalize_rows(b, c, g, eps);
-    b.add(scaled, bias)
+    match fold_gains::is_zero_bias(b.program(), bias) {
+        true => scaled,
+        false => b.add(scaled, bias),
+    }
 }
 
 /// `lut.rms_norm`: the exact recipe's form with the table rsqrt ([`normalize_rows`]).

@@ -1,0 +1,116 @@
+//! Pass `fold-norm-gains`: a norm whose output only feeds products with weight matrices
+//! (GPT-2's and LLaMA's pre-norms before the attention's and the FFN's projections) leaves
+//! its gain and bias to those products: `(x̂·g + β)·W = x̂·(diag(g)·W) + β·W`, with
+//! `diag(g)·W` and `β·W` computed once by the weights' owner, in the clear, as local
+//! functions of its weights (fixed values: `comet_ir::protocol::fixed_values`), and the
+//! product with them a fixed-operand product as before. The norm keeps its op with a unit
+//! gain `1 + 0·g` and a zero bias `0·β`, which the `lut` recipes recognise
+//! ([`is_unit_gain`], [`is_zero_bias`]) and skip: per entry one product with the gain and
+//! its truncation less, in the rounds the rest of the norm already takes.
+//!
+//! Exact in real arithmetic. In fixed point `diag(g)·W` is rounded once to the plan's
+//! fractional bits (as `W` is), and the norm's output is `x̂` instead of `x̂·g` rounded.
+//!
+//! Conditions, all checked per norm: the `lut` profile for norms in a plan whose
+//! truncations may be faithful (the recipe that skips the unit gain; other recipes would
+//! multiply by ones, so they are left as they are); the gain and bias are one party's
+//! weights; every user of the norm is a matrix product reading it as its left operand,
+//! whose right operand is a matrix of the same party's weights that nothing else reads
+//! (so `diag(g)·W` replaces `W` among the fixed operands, not beside it: GPT-2's final
+//! norm before the tied LM head is left alone).
+
+use comet_ir::protocol::mask_owner;
+use comet_ir::{ApproxKind, ApproxProfile, NodeId, Op, Program};
+
+/// Runs the pass.
+pub fn run(p: &mut Program) {
+    if p.options.approx.get(ApproxKind::Norm) != ApproxProfile::Lut
+        || !p.options.may_truncate_faithfully()
+    {
+        return;
+    }
+    let norms: Vec<NodeId> = (p.graph.ids())
+        .filter(|&id| {
+            matches!(
+                p.graph.node(id).op,
+                Op::LayerNorm { .. } | Op::RmsNorm { .. }
+            )
+        })
+        .collect();
+    for n in norms {
+        if let Some(products) = foldable(p, n) {
+            fold(p, n, &products);
+        }
+    }
+}
+
+/// The products of norm `n` whose weights take its gain, if every user is one.
+fn foldable(p: &Program, n: NodeId) -> Option<Vec<NodeId>> {
+    let g = &p.graph;
+    let affine = &g.operands(n)[1..];
+    let owner = mask_owner(p, affine[0])?;
+    if affine.iter().any(|&a| mask_owner(p, a) != Some(owner)) {
+        return None;
+    }
+    let users = g.users(n);
+    let foldable = !users.is_empty()
+        && users.iter().all(|&u| {
+            let xs = g.operands(u);
+            matches!(g.node(u).op, Op::MatMul)
+                && xs[0] == n
+                && xs[1] != n
+                && g.node(xs[1]).ty.shape.len() == 2
+                && g.users(xs[1]) == [u]
+                && mask_owner(p, xs[1]) == Some(owner)
+        });
+    foldable.then(|| users.to_vec())
+}
+
+/// Moves norm `n`'s gain (and bias) into `products`.
+fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
+    let affine = p.graph.operands(n)[1..].to_vec();
+    let (gain, bias) = (affine[0], affine.get(1).copied());
+    let scope = p.graph.node(n).scope.clone();
+    let add = |p: &mut Program, op: Op, xs: &[NodeId]| {
+        let tys: Vec<_> = xs.iter().map(|x| &p.graph.node(*x).ty).collect();
+        let ty = comet_ir::infer::infer(&op, &tys, p.ctx())
+            .unwrap_or_else(|e| panic!("fold-norm-gains built an ill-typed `{}`: {e}", op.name()));
+        p.graph.add(op, xs, ty, scope.clone())
+    };
+    for &u in products {
+        let w = p.graph.operands(u)[1];
+        // diag(g)·W = (Wᵀ·g)ᵀ, g broadcast along Wᵀ's rows
+        let wt = add(p, Op::Transpose, &[w]);
+        let scaled = add(p, Op::Mul, &[wt, gain]);
+        let folded = add(p, Op::Transpose, &[scaled]);
+        p.graph.set_operands(u, &[n, folded]);
+        if let Some(beta) = bias {
+            // β·W as a vector: the row sums of Wᵀ·β, laid out as one row
+            let terms = add(p, Op::Mul, &[wt, beta]);
+            let sums = add(p, Op::RowSum, &[terms]);
+            let row = add(p, Op::Transpose, &[sums]);
+            let shift = add(p, Op::Row { index: 0 }, &[row]);
+            let shifted = add(p, Op::Add, &[u, shift]);
+            p.graph.replace_uses(u, shifted);
+            p.graph.set_operands(shifted, &[u, shift]);
+        }
+    }
+    let zero_gain = add(p, Op::MulConst { value: 0.0 }, &[gain]);
+    let unit = add(p, Op::AddConst { value: 1.0 }, &[zero_gain]);
+    let mut operands = vec![p.graph.operands(n)[0], unit];
+    if let Some(beta) = bias {
+        operands.push(add(p, Op::MulConst { value: 0.0 }, &[beta]));
+    }
+    p.graph.set_operands(n, &operands);
+}
+
+/// Whether `gain` is the unit gain this pass leaves a norm with: `1 + 0·g`.
+pub fn is_unit_gain(p: &Program, gain: NodeId) -> bool {
+    matches!(p.graph.node(gain).op, Op::AddConst { value } if value == 1.0)
+        && is_zero_bias(p, p.graph.operands(gain)[0])
+}
+
+/// Whether `bias` is the zero bias this pass leaves a norm with: `0·β`.
+pub fn is_zero_bias(p: &Program, bias: NodeId) -> bool {
+    matches!(p.graph.node(bias).op, Op::MulConst { value } if value == 0.0)
+}
