@@ -28,9 +28,9 @@ fn plan(residual: bool) -> Program {
     };
     let src = format!(
         "model t {{ dim seq, past;
-           input x: fixed[seq, {D}] from client;
+           input x: fixed[seq, {D}] from client; input s: fixed[seq, {D}] from server;
            weight g: [{D}]; weight b: [{D}]; weight w: [{D}, {E}]; weight c: [{E}];
-           let h = layer_norm(x, g, b, eps = 1e-5);
+           let h = layer_norm(x + s, g, b, eps = 1e-5);
            output y = {out} to client; }}"
     );
     let opts = Options {
@@ -56,8 +56,9 @@ fn weights(seed: u64) -> HashMap<String, ArrayD<f64>> {
 
 fn inputs(seq: usize, seed: u64) -> HashMap<String, ArrayD<f64>> {
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let x = ArrayD::from_shape_simple_fn(IxDyn(&[seq, D]), || common::uniform(&mut rng, 3.0));
-    HashMap::from([("x".to_string(), x)])
+    let mut draw =
+        || ArrayD::from_shape_simple_fn(IxDyn(&[seq, D]), || common::uniform(&mut rng, 1.5));
+    HashMap::from([("x".to_string(), draw()), ("s".to_string(), draw())])
 }
 
 /// `layer_norm(x, g, b)·w + c` in f64.
@@ -116,7 +117,7 @@ fn a_folded_gain_leaves_the_norm_and_keeps_the_result() {
     let env = DimEnv { seq, past: 0 };
     for seed in 1..4 {
         let x = inputs(seq as usize, seed);
-        let want = reference(&x["x"], &w).into_dyn();
+        let want = reference(&(&x["x"] + &x["s"]), &w).into_dyn();
         let worst = common::worst_errors(&p, &mut session, &x, &w, env, want.view());
         // the norm's declared error (6e-5 per entry) through 16 weights of up to 1/2,
         // the folded weights' rounding and the truncations

@@ -3,7 +3,8 @@
 //! its gain and bias to those products: `(x̂·g + β)·W = x̂·(diag(g)·W) + β·W`, with
 //! `diag(g)·W` and `β·W` computed once by the weights' owner, in the clear, as local
 //! functions of its weights (fixed values: `comet_ir::protocol::fixed_values`), and the
-//! product with them a fixed-operand product as before. The norm keeps its op with a unit
+//! product with them a fixed-operand product as before (`[x̂, 1]·[diag(g)·W; β·W]` with a
+//! bias: the shift is the fixed operand's last row, so no call reads the weights). The norm keeps its op with a unit
 //! gain `1 + 0·g` and a zero bias `0·β`, which the `lut` recipes recognise
 //! ([`is_unit_gain`], [`is_zero_bias`]) and skip: per entry one product with the gain and
 //! its truncation less, in the rounds the rest of the norm already takes.
@@ -11,7 +12,8 @@
 //! Exact in real arithmetic. In fixed point `diag(g)·W` is rounded once to the plan's
 //! fractional bits (as `W` is), and the norm's output is `x̂` instead of `x̂·g` rounded.
 //!
-//! Conditions, all checked per norm: the `lut` profile for norms in a plan whose
+//! Conditions, all checked per norm: a norm of shared values (one party's own norm is
+//! computed in the clear); the `lut` profile for norms in a plan whose
 //! truncations may be faithful (the recipe that skips the unit gain; other recipes would
 //! multiply by ones, so they are left as they are); the gain and bias are one party's
 //! weights; every user of the norm is a matrix product reading it as its left operand,
@@ -20,7 +22,7 @@
 //! norm before the tied LM head is left alone).
 
 use comet_ir::protocol::mask_owner;
-use comet_ir::{ApproxKind, ApproxProfile, NodeId, Op, Program};
+use comet_ir::{ApproxKind, ApproxProfile, Domain, NodeId, Op, Program};
 
 /// Runs the pass.
 pub fn run(p: &mut Program) {
@@ -47,6 +49,10 @@ pub fn run(p: &mut Program) {
 /// The products of norm `n` whose weights take its gain, if every user is one.
 fn foldable(p: &Program, n: NodeId) -> Option<Vec<NodeId>> {
     let g = &p.graph;
+    // a norm of one party's own values is computed in the clear: nothing to save
+    if g.node(n).ty.domain != Domain::Arith {
+        return None;
+    }
     let affine = &g.operands(n)[1..];
     let owner = mask_owner(p, affine[0])?;
     if affine.iter().any(|&a| mask_owner(p, a) != Some(owner)) {
@@ -66,7 +72,10 @@ fn foldable(p: &Program, n: NodeId) -> Option<Vec<NodeId>> {
     foldable.then(|| users.to_vec())
 }
 
-/// Moves norm `n`'s gain (and bias) into `products`.
+/// Moves norm `n`'s gain (and bias) into `products`. With a bias, each product reads the
+/// norm's rows with a 1 appended and a matrix with `β·W` appended as its last row, so that
+/// the shift is part of the fixed operand (set up once; the weights are not needed by any
+/// call after the setup): `[x̂, 1]·[diag(g)·W; β·W]`.
 fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
     let affine = p.graph.operands(n)[1..].to_vec();
     let (gain, bias) = (affine[0], affine.get(1).copied());
@@ -77,23 +86,33 @@ fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
             .unwrap_or_else(|e| panic!("fold-norm-gains built an ill-typed `{}`: {e}", op.name()));
         p.graph.add(op, xs, ty, scope.clone())
     };
+    // the rows with a 1 appended (shares of the constant: `0·Σx + 1`, local)
+    let lhs = match bias {
+        None => n,
+        Some(_) => {
+            let sums = add(p, Op::RowSum, &[n]);
+            let zeros = add(p, Op::MulConst { value: 0.0 }, &[sums]);
+            let ones = add(p, Op::AddConst { value: 1.0 }, &[zeros]);
+            add(p, Op::Concat { axis: 1 }, &[n, ones])
+        }
+    };
     for &u in products {
         let w = p.graph.operands(u)[1];
         // diag(g)·W = (Wᵀ·g)ᵀ, g broadcast along Wᵀ's rows
         let wt = add(p, Op::Transpose, &[w]);
         let scaled = add(p, Op::Mul, &[wt, gain]);
         let folded = add(p, Op::Transpose, &[scaled]);
-        p.graph.set_operands(u, &[n, folded]);
-        if let Some(beta) = bias {
-            // β·W as a vector: the row sums of Wᵀ·β, laid out as one row
-            let terms = add(p, Op::Mul, &[wt, beta]);
-            let sums = add(p, Op::RowSum, &[terms]);
-            let row = add(p, Op::Transpose, &[sums]);
-            let shift = add(p, Op::Row { index: 0 }, &[row]);
-            let shifted = add(p, Op::Add, &[u, shift]);
-            p.graph.replace_uses(u, shifted);
-            p.graph.set_operands(shifted, &[u, shift]);
-        }
+        let rhs = match bias {
+            None => folded,
+            Some(beta) => {
+                // β·W as a row: the row sums of Wᵀ·β, transposed
+                let terms = add(p, Op::Mul, &[wt, beta]);
+                let sums = add(p, Op::RowSum, &[terms]);
+                let row = add(p, Op::Transpose, &[sums]);
+                add(p, Op::Concat { axis: 0 }, &[folded, row])
+            }
+        };
+        p.graph.set_operands(u, &[lhs, rhs]);
     }
     let zero_gain = add(p, Op::MulConst { value: 0.0 }, &[gain]);
     let unit = add(p, Op::AddConst { value: 1.0 }, &[zero_gain]);

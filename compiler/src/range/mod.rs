@@ -172,6 +172,7 @@ fn node_range(
             env,
             xs: &xs,
             ns: &ns,
+            product: norms::matrix_vector(p, id).map(|(a, v)| (r.norms_of(a), r.norms_of(v))),
         };
         (v, norms::transfer(&nc, weight_stats(p, id)))
     };

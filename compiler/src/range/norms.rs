@@ -144,6 +144,8 @@ pub(super) struct NormCtx<'a> {
     pub xs: &'a [Interval],
     /// The operands' norms.
     pub ns: &'a [Norms],
+    /// For `row_sum(A ⊙ v)` ([`matrix_vector`]): the norms of `A` and `v`.
+    pub product: Option<(Norms, Norms)>,
 }
 
 impl NormCtx<'_> {
@@ -225,6 +227,7 @@ pub(super) fn transfer(c: &NormCtx, stats: Option<&WeightStats>) -> Norms {
             ..Norms::UNKNOWN
         },
         Op::Transpose => ns[0].transposed(),
+        Op::RowSum => row_sum(c),
         Op::MergeHeads => {
             let h = c.dims(c.p.graph.operands(c.id)[0])[0] as f64;
             Norms {
@@ -336,7 +339,47 @@ fn concat(c: &NormCtx, axis: u32) -> Norms {
     } else if axis as usize + 2 == rank {
         out.col_l2 = root_sum(|n| n.col_l2);
     }
+    if rank == 2 {
+        // ‖[A; B]‖_op² ≤ ‖A‖_op² + ‖B‖_op² (and side by side); a one-row or one-column
+        // block's operator norm is its L2 norm
+        let ops: Vec<f64> = (c.p.graph.operands(c.id).iter().zip(c.ns))
+            .map(|(&x, n)| {
+                let shape = &c.p.graph.node(x).ty.shape;
+                match (shape[0].as_const(), shape[1].as_const()) {
+                    (Some(1), _) => n.op.min(n.row_l2),
+                    (_, Some(1)) => n.op.min(n.col_l2),
+                    _ => n.op,
+                }
+            })
+            .collect();
+        out.op = ops.iter().map(|o| o * o).sum::<f64>().sqrt();
+    }
     out
+}
+
+/// `(A, v)` when node `id` is `row_sum(A ⊙ v)` for a matrix `A` and a vector `v` along
+/// its rows: `A·v`, one column.
+pub(super) fn matrix_vector(p: &Program, id: NodeId) -> Option<(NodeId, NodeId)> {
+    if !matches!(p.graph.node(id).op, Op::RowSum) {
+        return None;
+    }
+    let x = p.graph.operands(id)[0];
+    let ops = p.graph.operands(x);
+    let rank = |y: NodeId| p.graph.node(y).ty.shape.len();
+    (matches!(p.graph.node(x).op, Op::Mul) && rank(ops[0]) == 2 && rank(ops[1]) == 1)
+        .then(|| (ops[0], ops[1]))
+}
+
+/// `row_sum(A ⊙ v) = A·v` ([`matrix_vector`]): its column's L2 norm is at most
+/// `‖A‖_op·‖v‖₂`; else nothing beyond the entries.
+fn row_sum(c: &NormCtx) -> Norms {
+    match c.product {
+        Some((a, v)) => Norms {
+            col_l2: mul(a.op, v.row_l2),
+            ..Norms::UNKNOWN
+        },
+        None => Norms::UNKNOWN,
+    }
 }
 
 /// Whether `id` is `x − mean(x)` over the last axis (`x − row_sum(x)·(1/n)`): a centred
