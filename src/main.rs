@@ -126,6 +126,12 @@ enum Command {
         /// `full` opens every one on the whole 64-bit ring.
         #[arg(long, value_enum, default_value = "narrow")]
         open_width: ComparisonWidth,
+        /// Norm gains (pass `fold-norm-gains`, the `lut` norms): `true` leaves the gain and
+        /// bias of a norm read only by weight products to those products (`x̂·(diag(g)·W) +
+        /// β·W`, computed once by the weights' owner), one product and truncation less per
+        /// entry; `false` keeps every norm's own.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        fold_gains: bool,
         /// Truncations (pass `faithful-trunc`): `auto` keeps a truncation local (SecureML,
         /// no communication, may fail) only while the range analysis bounds the plan's
         /// failure probability per call within `--trunc-failure`, and makes the others
@@ -336,6 +342,7 @@ fn main() -> ExitCode {
             kv_openings,
             comparison_width,
             open_width,
+            fold_gains,
             faithful_trunc,
             faithful_gate,
             trunc_failure,
@@ -368,6 +375,7 @@ fn main() -> ExitCode {
                 cache_openings: kv_openings == KvOpenings::Cached,
                 narrow_comparisons: comparison_width == ComparisonWidth::Narrow,
                 narrow_openings: open_width == ComparisonWidth::Narrow,
+                fold_gains,
                 weight_stats: None,
             };
             if weight_bound.is_finite() && weight_bound > 0.0 {

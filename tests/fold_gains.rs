@@ -124,3 +124,29 @@ fn a_folded_gain_leaves_the_norm_and_keeps_the_result() {
         assert!(worst.iter().all(|e| *e < 2e-3), "seed {seed}: {worst:?}");
     }
 }
+
+/// `comet compile --fold-gains false` keeps every norm's gain: its plan sends more than the
+/// default's, by the gain's product and truncation.
+#[test]
+fn the_cli_folds_by_default_and_not_when_asked() {
+    let model = common::temp_path("fold.model");
+    let src = format!(
+        "model t {{ dim seq, past;
+           input x: fixed[seq, {D}] from client; input s: fixed[seq, {D}] from server;
+           weight g: [{D}]; weight b: [{D}]; weight w: [{D}, {E}];
+           output y = matmul(layer_norm(x + s, g, b, eps = 1e-5), w) to client; }}"
+    );
+    std::fs::write(&model, src).unwrap();
+    let online = |fold: &str| {
+        let plan = common::temp_path(&format!("fold-{fold}.plan"));
+        let (m, p) = (model.to_str().unwrap(), plan.to_str().unwrap());
+        let out = common::comet(&["compile", m, "--fold-gains", fold, "-o", p]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let out = common::comet(&["inspect", p, "--prompt", "4", "--json"]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&common::stdout(&out)).unwrap();
+        v["prefill"]["totals"]["online_bits"].as_u64().unwrap()
+    };
+    let (folded, kept) = (online("true"), online("false"));
+    assert!(folded < kept, "{folded} bits folded, {kept} kept");
+}

@@ -43,6 +43,9 @@ pub struct Options {
     /// Products whose value is read modulo 2^w only open their operands modulo 2^w, packed
     /// at w bits (pass `narrow-openings`); `false`: every opening on the whole ring.
     pub narrow_openings: bool,
+    /// A `lut` norm read only by weight products leaves its gain and bias to them (pass
+    /// `fold-norm-gains`); `false`: every norm applies its own.
+    pub fold_gains: bool,
     /// Which truncations are faithful (pass `faithful-trunc`); `None`: every truncation
     /// local, as before the pass.
     pub truncation: Option<comet_ir::TruncationPolicy>,
@@ -63,6 +66,7 @@ impl Default for Options {
             cache_openings: true,
             narrow_comparisons: true,
             narrow_openings: true,
+            fold_gains: true,
             truncation: Some(faithful_trunc::default_policy()),
             weight_stats: None,
         }
@@ -145,7 +149,14 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         }
     };
     let passes: [(&'static str, &Pass<'_>); 11] = [
-        ("fold-norm-gains", &fold_gains::run),
+        (
+            "fold-norm-gains",
+            if opts.fold_gains {
+                &fold_gains::run
+            } else {
+                &skip
+            },
+        ),
         ("approximate", &approximate::run),
         ("expand", &expand::run),
         ("insert-conversions", &insert_conversions::run),
