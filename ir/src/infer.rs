@@ -229,6 +229,16 @@ pub fn is_integer_constant(v: f64) -> bool {
     v.fract() == 0.0 && v.abs() < (1u64 << 40) as f64
 }
 
+/// The ring constant `mul_const(x, v)` multiplies by: an integer `v` as itself (the scale
+/// stays), any other value encoded at `frac` fractional bits, rounded (the scale grows by
+/// `frac`). The runtime multiplies by it; `narrow-openings` reads its powers of two.
+pub fn mul_const_ring(v: f64, frac: u32) -> u64 {
+    match is_integer_constant(v) {
+        true => v as i64 as u64,
+        false => (v * f64::from(frac).exp2()).round() as i64 as u64,
+    }
+}
+
 fn mul_const(x: &ValueType, v: f64, ctx: Ctx) -> Result<ValueType> {
     let s = fixed_scale("mul_const", x, ctx)?;
     let grow = ctx.protocol() && !is_integer_constant(v);

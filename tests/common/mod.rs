@@ -54,7 +54,7 @@ pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
     (on as u64, total_rounds(p).eval(env) as u64, off as u64)
 }
 
-/// The largest error of output `out` of one call of `p` on `x`, run by the fixed-point
+/// The largest error of output `y` of one call of `p` on `x`, run by the fixed-point
 /// backend and by two parties in `session`, against `want`: `[(fixed point), (two
 /// parties)]`. Asserts that the two-party call measures the plan's estimate.
 pub fn worst_errors(

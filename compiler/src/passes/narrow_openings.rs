@@ -78,7 +78,7 @@ pub fn run(p: &mut Program) {
     }
     for id in p.graph.ids().collect::<Vec<_>>() {
         let out = need.get(&id).copied().unwrap_or(RING);
-        if !masked.contains_key(&id) && opens_at_cmp_width(p, id, out) {
+        if opens_at_cmp_width(p, &masked, id, out) {
             p.graph.node_mut(id).open_at_cmp_width = true;
         }
     }
@@ -111,21 +111,21 @@ pub fn opens_operands(protocol: Protocol) -> bool {
     )
 }
 
-/// The power of two dividing a `mul_const`'s ring constant: an integer as itself, any
-/// other value encoded at `frac` fractional bits (`comet_runtime::fixed`'s rule); 64 for 0.
+/// The power of two dividing a `mul_const`'s ring constant
+/// ([`comet_ir::infer::mul_const_ring`]); 64 for 0.
 fn const_twos(value: f64, frac: u32) -> u32 {
-    let c = match comet_ir::infer::is_integer_constant(value) {
-        true => value as i64,
-        false => (value * f64::from(frac).exp2()).round() as i64,
-    };
-    c.trailing_zeros()
+    comet_ir::infer::mul_const_ring(value, frac).trailing_zeros()
 }
 
 /// Whether `id`, read to `out` bits, is an FSS sign select of x by its own sign (a fused
 /// ReLU) or a row maximum (whose levels are such selects) at a comparison width m < 64
 /// with `out ≤ m`: its masked `x + r`, which also serves as ŷ, then opens mod 2^m, and its
-/// output is correct mod 2^m, all its readers look at.
-fn opens_at_cmp_width(p: &Program, id: NodeId, out: u32) -> bool {
+/// output is correct mod 2^m, all its readers look at. Not in a sparse FFN's masked region
+/// (whose nodes keep the ring).
+fn opens_at_cmp_width(p: &Program, masked: &Masked, id: NodeId, out: u32) -> bool {
+    if masked.contains_key(&id) {
+        return false;
+    }
     let node = p.graph.node(id);
     let selects = match node.op {
         Op::RowMax => true,
@@ -140,7 +140,7 @@ fn opens_at_cmp_width(p: &Program, id: NodeId, out: u32) -> bool {
 fn read_by(p: &Program, masked: &Masked, u: NodeId, x: NodeId, out: u32) -> u32 {
     let node = p.graph.node(u);
     let own = node.cmp_width.map_or(RING, u32::from);
-    if opens_at_cmp_width(p, u, out) && !masked.contains_key(&u) {
+    if opens_at_cmp_width(p, masked, u, out) {
         return own;
     }
     match &node.op {

@@ -1,6 +1,6 @@
 //! Ring arithmetic: wrapping sums and products, truncation, comparisons, reductions.
 
-use comet_ir::infer::is_integer_constant;
+use comet_ir::infer::mul_const_ring;
 use comet_ir::table;
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
@@ -16,11 +16,7 @@ pub(super) fn matmul(a: &ArrayViewD<Ring>, b: &ArrayViewD<Ring>) -> OpResult {
 /// `x · value`: by the integer itself when it is one (the scale stays), else by its
 /// encoding at `frac` (the scale grows by `frac`), as the type rule of `mul_const` says.
 pub(super) fn mul_const(x: &ArrayViewD<Ring>, value: f64, frac: u32) -> ArrayD<Ring> {
-    let c = if is_integer_constant(value) {
-        value as i64 as Ring
-    } else {
-        encode(value, frac)
-    };
+    let c = mul_const_ring(value, frac);
     x.mapv(|v| v.wrapping_mul(c))
 }
 

@@ -492,13 +492,7 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             if m.same() != y.is_none() {
                 return Err(bad());
             }
-            let (st, msg) = match n.opens_at_cmp_width() && y.is_none() {
-                true => {
-                    let wire = m.bits();
-                    sign_select::start_at(p, n.share(0)?, y, m, wire)
-                }
-                false => sign_select::start(p, n.share(0)?, y, m),
-            };
+            let (st, msg) = sign_select::start_at(p, n.share(0)?, y, m, n.opens_at_cmp_width());
             (Pending::SignSelect(Box::new(st)), msg)
         }
         (Protocol::FaithfulTrunc, NodeMaterial::Trunc(m)) => {

@@ -163,14 +163,8 @@ fn compare(st: &mut State) -> Vec<u8> {
     st.right = b.to_owned();
     let diff = Share(st.diff.clone().into_dyn());
     match st.levels.next().expect("material for every level") {
-        LevelMaterial::Fss(m) if st.narrow => {
-            let wire = m.bits();
-            let (s, msg) = sign_select::start_at(st.party, &diff, None, m, wire);
-            st.phase = Some(Phase::Fss(s));
-            msg
-        }
         LevelMaterial::Fss(m) => {
-            let (s, msg) = sign_select::start(st.party, &diff, None, m);
+            let (s, msg) = sign_select::start_at(st.party, &diff, None, m, st.narrow);
             st.phase = Some(Phase::Fss(s));
             msg
         }

@@ -263,29 +263,27 @@ pub fn start(
     y: Option<&Share>,
     m: SignSelectMaterial,
 ) -> (State, Vec<u8>) {
-    let wire = m.x_wire_bits();
-    start_at(party, x, y, m, wire)
+    start_at(party, x, y, m, false)
 }
 
-/// [`start`] with x + r sent at `wire` bits: for y = x, the comparison width m when the
-/// output is read mod 2^m only (x̂ then serves as ŷ mod 2^m, and the output's shares are
-/// correct mod 2^m: [`comet_ir::graph::Node::open_at_cmp_width`]).
+/// [`start`], with x + r sent at the comparison width m when `at_cmp_width` and y is x:
+/// for an output read mod 2^m only (x̂ then serves as ŷ mod 2^m, and the output's shares
+/// are correct mod 2^m: [`comet_ir::graph::Node::open_at_cmp_width`]).
 ///
 /// # Panics
-/// As [`start`], or if `wire` is below the comparison width or above 64.
+/// As [`start`].
 pub fn start_at(
     party: PartyId,
     x: &Share,
     y: Option<&Share>,
     m: SignSelectMaterial,
-    wire: u32,
+    at_cmp_width: bool,
 ) -> (State, Vec<u8>) {
     check_party(party);
-    assert!(
-        (m.bits..=64).contains(&wire),
-        "x + r on {wire} bits, compared at {}",
-        m.bits
-    );
+    let wire = match at_cmp_width && m.same {
+        true => m.bits,
+        false => m.x_wire_bits(),
+    };
     assert_eq!(m.party, party, "sign-select keys of party {}", m.party);
     assert_eq!(
         m.len(),
