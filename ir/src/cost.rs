@@ -25,6 +25,65 @@ pub struct NodeCost {
     /// that does not depend on the mask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_block: Option<BlockCost>,
+    /// For a head-masked product with the KV cache: its opened `x` entries per active
+    /// (token, group) pair and its opened rows, which then replace `online_bits`'s
+    /// mask-dependent part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_kv: Option<KvCost>,
+}
+
+/// What a head-masked product with the KV cache opens: each party sends `x − A` at the
+/// active (token, group) pairs (`pair` entries each) and each cache row opened in the
+/// call (`row` entries each: the new rows of the groups active in the call and their rows
+/// left unopened by earlier calls), each part packed at `width` bits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvCost {
+    /// The head-sparse attention's unit (its `block_matmul`'s `ffn`).
+    pub unit: u32,
+    /// Bits per opened entry.
+    pub width: u32,
+    /// Entries of `x` per active (token, group) pair.
+    pub pair: Poly,
+    /// Entries per opened cache row.
+    pub row: i64,
+}
+
+impl KvCost {
+    /// Online bits, both parties, with `active` pairs and `rows` opened rows: each party
+    /// sends `⌈n·width/8⌉` bytes per part.
+    pub fn online_bits(&self, env: crate::DimEnv, active: u64, rows: u64) -> u64 {
+        let bytes = |n: u64| (n * u64::from(self.width)).div_ceil(8);
+        let pair = self.pair.eval(env).max(0) as u64;
+        2 * 8 * (bytes(pair * active) + bytes(self.row.max(0) as u64 * rows))
+    }
+}
+
+/// A call's mask-dependent counts per sparse unit (FFN or attention), for the estimate
+/// of [`NodeCost::online_at`].
+pub trait UnitCounts {
+    /// Active (token, block) pairs of unit `k`'s mask.
+    fn active(&self, k: u32) -> f64;
+    /// Cache rows opened by each head-masked cache product of unit `k`.
+    fn kv_rows(&self, k: u32) -> f64;
+}
+
+/// Counts from two lists indexed by unit (missing entries: 0).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    /// Active pairs per unit.
+    pub active: Vec<f64>,
+    /// Opened rows per head-masked cache product, per unit.
+    pub kv_rows: Vec<f64>,
+}
+
+impl UnitCounts for Counts {
+    fn active(&self, k: u32) -> f64 {
+        self.active.get(k as usize).copied().unwrap_or(0.0)
+    }
+    fn kv_rows(&self, k: u32) -> f64 {
+        self.kv_rows.get(k as usize).copied().unwrap_or(0.0)
+    }
 }
 
 /// What one active (token, block) pair of sparse FFN `ffn` costs a node.
@@ -40,21 +99,31 @@ pub struct BlockCost {
 }
 
 impl NodeCost {
-    /// Online bits at `env` with `active(ffn)` active (token, block) pairs per sparse FFN.
-    pub fn online_at(&self, env: crate::DimEnv, active: &dyn Fn(u32) -> f64) -> f64 {
+    /// Online bits at `env` with the counts of each sparse unit: `active(k)` active
+    /// (token, block) pairs, `kv_rows(k)` cache rows opened per head-masked product.
+    pub fn online_at(&self, env: crate::DimEnv, counts: &dyn UnitCounts) -> f64 {
         let fixed = self.online_bits.eval(env) as f64;
-        match &self.per_block {
-            Some(b) => fixed + b.online_bits as f64 * active(b.ffn),
-            None => fixed,
-        }
+        let block =
+            (self.per_block.as_ref()).map_or(0.0, |b| b.online_bits as f64 * counts.active(b.ffn));
+        let kv = (self.per_kv.as_ref()).map_or(0.0, |k| {
+            let (a, r) = (counts.active(k.unit), counts.kv_rows(k.unit));
+            k.online_bits(env, a as u64, r as u64) as f64
+        });
+        fixed + block + kv
     }
 
     /// The cost with its per-block part folded in at the plan's expected density (the
     /// fraction of active blocks per token of its FFN: `density · blocks · seq` active
     /// pairs per call, bits rounded to whole bits); unchanged for a dense node.
+    ///
+    /// A head-masked cache product's part is folded in with `density · groups · seq`
+    /// active pairs and `groups · seq` opened rows per call: in a long generation every
+    /// row is opened once, when its group is next active (rows whose group is never active
+    /// again are never opened, so this is an upper bound).
     pub fn expected(&self, sparsity: Option<&crate::SparsityOptions>) -> NodeCost {
-        let (Some(b), Some(s)) = (&self.per_block, sparsity) else {
-            return self.clone();
+        let with_kv = self.expected_kv(sparsity);
+        let (Some(b), Some(s)) = (&with_kv.per_block, sparsity) else {
+            return with_kv;
         };
         let k = b.ffn as usize;
         let blocks = s.ffns.get(k).map_or(0, |f| f.blocks) as f64;
@@ -64,9 +133,28 @@ impl NodeCost {
             Poly::dim(crate::Dim::SEQ).scale(c)
         };
         NodeCost {
-            online_bits: self.online_bits.add(&per_seq(b.online_bits)),
-            local_ops: self.local_ops.add(&per_seq(b.local_ops)),
+            online_bits: with_kv.online_bits.add(&per_seq(b.online_bits)),
+            local_ops: with_kv.local_ops.add(&per_seq(b.local_ops)),
             per_block: None,
+            ..with_kv.clone()
+        }
+    }
+
+    /// [`NodeCost::expected`]'s cache part.
+    fn expected_kv(&self, sparsity: Option<&crate::SparsityOptions>) -> NodeCost {
+        let (Some(k), Some(s)) = (&self.per_kv, sparsity) else {
+            return self.clone();
+        };
+        let unit = k.unit as usize;
+        let groups = s.ffns.get(unit).map_or(0, |f| f.blocks) as f64;
+        let density = s.density.get(unit).copied().unwrap_or(1.0);
+        let seq = Poly::dim(crate::Dim::SEQ);
+        let w = i64::from(k.width);
+        let pairs = k.pair.mul(&seq).scale(2 * w).scale_f64(density * groups);
+        let rows = seq.scale(2 * w * k.row).scale_f64(groups);
+        NodeCost {
+            online_bits: self.online_bits.add(&pairs).add(&rows),
+            per_kv: None,
             ..self.clone()
         }
     }

@@ -131,6 +131,7 @@ fn dom_rule(op: &Op, xs: &[&ValueType], joint: Domain) -> Result<Domain> {
         Op::Open => Ok(Domain::Public),
         Op::BlockPermute { .. } => Ok(Domain::Arith),
         Op::ApplyMask { .. } | Op::BlockMatMul { .. } => Ok(join(&xs[..2])),
+        Op::CacheMatMul { .. } => Ok(join(&xs[..3])),
         _ => Ok(joint),
     }
 }
@@ -338,6 +339,9 @@ fn matmul(a: &ValueType, b: &ValueType, ctx: Ctx) -> Result<ValueType> {
 fn cache_matmul(xs: &[&ValueType], transpose: bool, groups: u64, ctx: Ctx) -> Result<ValueType> {
     let (c, new) = (xs[1], xs[2]);
     expect_rank("cache_matmul", c, 3)?;
+    if let Some(mask) = xs.get(3) {
+        head_mask(xs[0], c, mask)?;
+    }
     if new.shape.len() != 3 || new.shape[0] != c.shape[0] || new.shape[2] != c.shape[2] {
         return err(format!(
             "`cache_matmul`: the new rows {} do not extend the cache operand {}",
@@ -354,6 +358,29 @@ fn cache_matmul(xs: &[&ValueType], transpose: bool, groups: u64, ctx: Ctx) -> Re
         view = self::transpose(&view)?;
     }
     matmul(xs[0], &view, ctx)
+}
+
+/// A cache product's head mask: public bits `[seq, h_kv]`, `seq` the rows of `x`.
+fn head_mask(x: &ValueType, c: &ValueType, mask: &ValueType) -> Result<()> {
+    expect_elem("cache_matmul", mask, Elem::Bit)?;
+    let ok = mask.domain == Domain::Public
+        && mask.shape.len() == 2
+        && x.shape.len() == 3
+        && mask.shape[0] == x.shape[1]
+        && mask.shape[1] == c.shape[0];
+    if !ok {
+        return err(format!(
+            "`cache_matmul`: a head mask for x {} and cache operand {} must be public bits \
+             [{}, {}], got a {} {}",
+            shape_string(&x.shape),
+            shape_string(&c.shape),
+            x.shape.get(1).map_or("?".into(), |d| d.to_string()),
+            c.shape[0],
+            mask.domain,
+            shape_string(&mask.shape)
+        ));
+    }
+    Ok(())
 }
 
 fn transpose(x: &ValueType) -> Result<ValueType> {

@@ -138,6 +138,12 @@ pub enum Op {
     /// new)` (`[h_kv, past + seq, k]`) and `new` (`[h_kv, seq, k]`); the value is
     /// `x · view(c)` with `view` = [`Op::RepeatKv`] by `groups` (1: none), then, if
     /// `transpose`, [`Op::Transpose`]. Each call opens only `x` and the `new` rows.
+    ///
+    /// A fourth operand, the public head mask `[seq, h_kv]` of a head-sparse attention
+    /// (pass `head-sparsify`), makes the product head-masked: entries of query heads whose
+    /// KV group is inactive at a token are not computed (their value is 0), and a cached
+    /// row of a group is opened only in the first call where the group is active (a row
+    /// written while it is inactive waits: the merged KV refill, docs/sparsity.md).
     CacheMatMul {
         /// The cache slot `c` extends.
         slot: u32,
@@ -358,6 +364,8 @@ pub enum Arity {
     Exactly(usize),
     /// At least this many.
     AtLeast(usize),
+    /// From the first to the second, both included.
+    Between(usize, usize),
 }
 
 impl Arity {
@@ -366,6 +374,7 @@ impl Arity {
         match self {
             Arity::Exactly(k) => n == k,
             Arity::AtLeast(k) => n >= k,
+            Arity::Between(lo, hi) => (lo..=hi).contains(&n),
         }
     }
 }
@@ -375,6 +384,7 @@ impl fmt::Display for Arity {
         match self {
             Arity::Exactly(k) => write!(f, "{k}"),
             Arity::AtLeast(k) => write!(f, "at least {k}"),
+            Arity::Between(lo, hi) => write!(f, "{lo} to {hi}"),
         }
     }
 }
@@ -451,7 +461,8 @@ impl Op {
             | Op::Between
             | Op::Select
             | Op::ApplyMask { .. } => Exactly(2),
-            Op::LayerNorm { .. } | Op::BlockMatMul { .. } | Op::CacheMatMul { .. } => Exactly(3),
+            Op::LayerNorm { .. } | Op::BlockMatMul { .. } => Exactly(3),
+            Op::CacheMatMul { .. } => Between(3, 4),
             Op::Concat { .. } => AtLeast(2),
             Op::SignSelect => AtLeast(1),
             _ => Exactly(1),

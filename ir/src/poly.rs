@@ -247,6 +247,15 @@ impl Poly {
         p
     }
 
+    /// `self · k`, each coefficient rounded to an integer.
+    pub fn scale_f64(&self, k: f64) -> Poly {
+        let mut p = Poly::default();
+        for (m, c) in &self.terms {
+            p.add_term(m.clone(), (*c as f64 * k).round() as i64);
+        }
+        p
+    }
+
     /// `self · o`.
     pub fn mul(&self, o: &Poly) -> Poly {
         let mut p = Poly::default();

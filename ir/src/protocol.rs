@@ -229,7 +229,7 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
         Op::Square if shared(dom(0)) => Protocol::Square,
         Op::MatMul if both_shared() && fixed.contains(&xs[1]) => Protocol::FixedMatMul,
         Op::MatMul if both_shared() => Protocol::BeaverMatMul,
-        Op::CacheMatMul { .. } if xs.iter().all(|&x| shared(p.graph.node(x).ty.domain)) => {
+        Op::CacheMatMul { .. } if xs[..3].iter().all(|&x| shared(p.graph.node(x).ty.domain)) => {
             Protocol::CacheMatMul
         }
         Op::Drelu | Op::Compare { .. } if shared(dom(0)) => match p.options.comparison {

@@ -13,7 +13,9 @@
 //!    operands', so two parties' private values only meet in shares; an output is
 //!    readable by its receiver only after a `reveal`).
 //! 5. **KV cache**: each slot has one `cache_read` `[h, past, k]` and one `cache_write`
-//!    `[h, past + seq, k]` of the same element kind and domain.
+//!    `[h, past + seq, k]` of the same element kind and domain; a head-masked
+//!    `cache_matmul`'s mask is the mask of a head-sparse unit's `block_matmul` (whose
+//!    unit its costs and the runtime's counts name).
 //! 6. **Outputs**: each declared output has exactly one `output` node and vice versa.
 //! 7. **Rounds** (when scheduled): a node starts no earlier than its operands finish
 //!    (rounds never decrease along an edge), at sample values of `seq` and `past`.
@@ -265,6 +267,7 @@ impl Checker<'_> {
                 _ => {}
             }
         }
+        self.head_masks();
         let slots: std::collections::BTreeSet<u32> =
             reads.keys().chain(writes.keys()).copied().collect();
         for slot in slots {
@@ -276,6 +279,32 @@ impl Checker<'_> {
                 _ => self.problems.push(format!(
                     "cache slot {slot} needs one cache_read and one cache_write"
                 )),
+            }
+        }
+    }
+
+    fn head_masks(&mut self) {
+        let g = &self.p.graph;
+        let first = (self.p.options.sparsity.as_ref())
+            .and_then(|s| s.heads.as_ref())
+            .map(|h| h.first);
+        for id in g.ids() {
+            if !matches!(g.node(id).op, Op::CacheMatMul { .. }) || g.operands(id).len() != 4 {
+                continue;
+            }
+            let mask = g.operands(id)[3];
+            let unit = (g.users(mask).into_iter()).find_map(|u| match g.node(u).op {
+                Op::BlockMatMul { ffn, .. } if g.operands(u)[2] == mask => Some(ffn),
+                _ => None,
+            });
+            if !matches!((unit, first), (Some(u), Some(f)) if u >= f) {
+                self.fail(
+                    id,
+                    format!(
+                        "its head mask {mask} is not the mask of a head-sparse attention's \
+                         block_matmul"
+                    ),
+                );
             }
         }
     }

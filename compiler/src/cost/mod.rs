@@ -125,6 +125,17 @@ impl<'a> CostModel<'a> {
         }
     }
 
+    /// The head-sparse unit whose `block_matmul` reads `mask`.
+    fn head_unit(&self, mask: NodeId) -> u32 {
+        let g = &self.p.graph;
+        (g.users(mask).into_iter())
+            .find_map(|u| match g.node(u).op {
+                comet_ir::Op::BlockMatMul { ffn, .. } => Some(ffn),
+                _ => None,
+            })
+            .unwrap_or(u32::MAX)
+    }
+
     /// The cost of one node.
     pub fn node(&self, id: NodeId) -> NodeCost {
         let protocol = protocol_of(self.p, id, &self.fixed);
@@ -161,6 +172,9 @@ impl<'a> CostModel<'a> {
             (&g.node(id).op, dense.per_block.as_mut())
         {
             b.ffn = *ffn;
+        }
+        if let Some(k) = dense.per_kv.as_mut() {
+            k.unit = self.head_unit(g.operands(id)[3]);
         }
         match self.masked.get(&id) {
             Some(m) if protocol.communicates() => {
@@ -227,6 +241,7 @@ fn cost(protocol: Protocol, rounds: i64, online: Poly, offline: Poly, ops: Poly)
         offline_bits: offline,
         local_ops: ops,
         per_block: None,
+        per_kv: None,
     }
 }
 
@@ -439,15 +454,39 @@ fn beaver_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
 fn cache_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
     let (x, new) = (xs[0], xs[2]);
     let k = Poly::dim(x.shape[x.shape.len() - 1]);
-    let opened = packed_bits(w, x).add(&packed_bits(w, new));
     let ops = numel(out).mul(&k).scale(2);
-    cost(
+    let head_masked = xs.len() == 4;
+    let opened = match head_masked {
+        true => Poly::zero(),
+        false => packed_bits(w, x).add(&packed_bits(w, new)),
+    };
+    let mut c = cost(
         Protocol::CacheMatMul,
         1,
         opened.scale(2),
         l(1).mul(&numel(out)),
         ops,
-    )
+    );
+    if head_masked {
+        c.per_kv = Some(head_masked_cache_cost(x, new, w));
+    }
+    c
+}
+
+/// A head-masked cache product's opened parts (`comet_runtime::protocols::cache_matmul`,
+/// "Head mask"): `x` `[H, seq, n]` at the active (token, group) pairs, `H/h_kv · n`
+/// entries each, and whole rows of `new` `[h_kv, seq, k]`, `k` entries each.
+fn head_masked_cache_cost(x: &ValueType, new: &ValueType, w: i64) -> comet_ir::cost::KvCost {
+    let per_group = match (x.shape[0].as_const(), new.shape[0].as_const()) {
+        (Some(h), Some(g)) if g > 0 => h / g,
+        _ => 1,
+    };
+    comet_ir::cost::KvCost {
+        unit: u32::MAX, // set by the caller, who knows the mask
+        width: w as u32,
+        pair: Poly::dim(x.shape[2]).scale(per_group),
+        row: new.shape[2].as_const().unwrap_or(0),
+    }
 }
 
 /// `block_matmul(x [seq, n], W [n, d], mask [seq, n/B])`, 1 round: per active (token,
@@ -594,6 +633,7 @@ fn row_max_cost_at(x: &ValueType, m: i64, w: i64) -> NodeCost {
         offline_bits: pairs.scale(8 * sign_select_key_bytes(m)),
         local_ops: pairs.scale(4),
         per_block: None,
+        per_kv: None,
     }
 }
 
@@ -618,6 +658,7 @@ fn row_max_gmw_cost(x: &ValueType, m: i64) -> NodeCost {
         offline_bits: drelu.offline_bits.add(&mux.offline_bits),
         local_ops: pairs.scale(4),
         per_block: None,
+        per_kv: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn cost(protocol: Protocol, rounds: Poly, online: Poly, offline: Poly, ops: Poly
         offline_bits: offline,
         local_ops: ops,
         per_block: None,
+        per_kv: None,
     }
 }
 

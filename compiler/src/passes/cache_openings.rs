@@ -12,6 +12,13 @@
 //! cache_read(slot), new)))` with the concatenation along the positions (axis 1) and every
 //! operand shared. The transposition and repetition move into the op's attributes; nodes
 //! they leave unused are removed.
+//!
+//! In a head-sparse plan (pass `head-sparsify`) the product also reads its attention's
+//! public head mask: the `block_matmul` of a head-sparse unit that its value reaches
+//! first. It then computes the active (token, group) pairs only and opens a cached row in
+//! the first call where its group is active (docs/sparsity.md, "KV refill").
+
+use std::collections::{HashSet, VecDeque};
 
 use comet_ir::{Domain, NodeId, Op, Program};
 
@@ -31,8 +38,9 @@ pub fn run(p: &mut Program) {
     }
 }
 
-/// The cache product that replaces `id`, with its operands `[x, c, new]`.
-fn rewrite(p: &Program, id: NodeId) -> Option<(Op, [NodeId; 3])> {
+/// The cache product that replaces `id`, with its operands `[x, c, new]` and, in a
+/// head-sparse attention, its head mask.
+fn rewrite(p: &Program, id: NodeId) -> Option<(Op, Vec<NodeId>)> {
     let g = &p.graph;
     if !matches!(g.node(id).op, Op::MatMul) {
         return None;
@@ -70,5 +78,32 @@ fn rewrite(p: &Program, id: NodeId) -> Option<(Op, [NodeId; 3])> {
         transpose,
         groups,
     };
-    Some((op, [x, c, new]))
+    let mut operands = vec![x, c, new];
+    operands.extend(head_mask(p, id, g.node(c).ty.shape[0]));
+    Some((op, operands))
+}
+
+/// The head mask `[seq, h_kv]` of the head-sparse attention that `id`'s value reaches
+/// first (breadth first through its users): the mask of the first `block_matmul` of a
+/// head-sparse unit, if its groups match the cache's heads.
+fn head_mask(p: &Program, id: NodeId, h_kv: comet_ir::Dim) -> Option<NodeId> {
+    let heads = p.options.sparsity.as_ref()?.heads.as_ref()?;
+    let g = &p.graph;
+    let mut seen = HashSet::from([id]);
+    let mut queue = VecDeque::from([id]);
+    while let Some(v) = queue.pop_front() {
+        if let Op::BlockMatMul { ffn, .. } = g.node(v).op
+            && ffn >= heads.first
+        {
+            let mask = g.operands(v)[2];
+            let fits = g.node(mask).ty.shape.get(1) == Some(&h_kv);
+            return fits.then_some(mask);
+        }
+        for u in g.users(v) {
+            if seen.insert(u) {
+                queue.push_back(u);
+            }
+        }
+    }
+    None
 }

@@ -5,7 +5,7 @@
 //! dimension `hd`, it builds
 //!
 //! ```text
-//! score  = x · π(P) + π(c)                    P [d, G], c [G]: the folded head predictor
+//! score  = [x, 1] · π([P; c])                 P [d, G], c [G]: the folded head predictor
 //! mask   = open(drelu(score))                 public [seq, G]: group j of token t is active
 //! q,k,v  = x · π(W_Q), x · π(W_K), x · π(W_V)  [+ π(b)]  (columns permuted by groups)
 //! out    = block_matmul(merged, π(W_O), mask)  the rows of W_O of the active groups only
@@ -185,6 +185,12 @@ fn sparsify_attention(p: &mut Program, a: &Attention, k: usize, unit: u32) {
 }
 
 /// The head predictor of attention `k` on its input: the public mask `[seq, G]`.
+///
+/// The bias rides in the product, `[x, 1] · π([P; c])`, so that the comparison reads the
+/// product at its doubled scale with no truncation (`insert-conversions` keeps a product
+/// read by comparisons only untruncated): the mask is open one round after the
+/// projections' products, when the queries' truncation is done, and the cache products
+/// that read it wait for nothing.
 fn predictor(p: &mut Program, a: &Attention, k: usize, unit: u32, scope: &Scope) -> NodeId {
     let [wn, cn] = head_predictor_weights(k);
     let w = declare_weight(p, &wn, vec![a.d, a.kv_heads], scope);
@@ -194,20 +200,27 @@ fn predictor(p: &mut Program, a: &Attention, k: usize, unit: u32, scope: &Scope)
         ..scope.clone()
     };
     let mut b = Builder::new(p, scope);
-    let permute = |b: &mut Builder, x: NodeId, axis: u32| {
-        b.emit(
-            Op::BlockPermute {
-                perm: unit,
-                block: 1,
-                axis,
-            },
-            &[x],
-        )
-    };
-    let w = permute(&mut b, w, 1);
-    let c = permute(&mut b, c, 0);
-    let s = b.emit(Op::MatMul, &[a.input, w]);
-    let s = b.add(s, c);
+    // c as a row [1, G]: 0·(P's first row) + c
+    let wt = b.emit(Op::Transpose, &[w]);
+    let first = b.emit(Op::Slice { start: 0, end: 1 }, &[wt]);
+    let first = b.emit(Op::Transpose, &[first]);
+    let zeros = b.emit(Op::MulConst { value: 0.0 }, &[first]);
+    let c_row = b.add(zeros, c);
+    let stacked = b.emit(Op::Concat { axis: 0 }, &[w, c_row]);
+    let stacked = b.emit(
+        Op::BlockPermute {
+            perm: unit,
+            block: 1,
+            axis: 1,
+        },
+        &[stacked],
+    );
+    // [x, 1]
+    let sums = b.emit(Op::RowSum, &[a.input]);
+    let zeros = b.emit(Op::MulConst { value: 0.0 }, &[sums]);
+    let ones = b.emit(Op::AddConst { value: 1.0 }, &[zeros]);
+    let x1 = b.emit(Op::Concat { axis: 1 }, &[a.input, ones]);
+    let s = b.emit(Op::MatMul, &[x1, stacked]);
     let bits = b.emit(Op::Drelu, &[s]);
     b.emit(Op::Open, &[bits])
 }

@@ -97,6 +97,7 @@ impl Rebuild<'_> {
                     || self.read_by_tables(id, y)
                     || self.read_by_scalings(id, y)
                     || self.read_by_row_sums(id, y)
+                    || self.read_by_signs(id, y)
                     || self.kept_at_scale(id)
                 {
                     return y;
@@ -277,6 +278,21 @@ impl Rebuild<'_> {
             && matches!(self.old.graph.node(old).op, Op::Square | Op::Mul)
             && !users.is_empty()
             && (users.iter()).all(|&u| matches!(self.old.graph.node(u).op, Op::RowSum))
+    }
+
+    /// Whether `old` (converted to `new`, a product at scale `s > frac`) is read only by
+    /// comparisons with 0 (`drelu`): the sign of the product at scale `s` is the sign the
+    /// truncated value would have (exactly, where the truncation would round a tiny value
+    /// to 0), so its truncation would only cost a round. The comparison works on the
+    /// wider value (`narrow-comparisons` sizes it from the range analysis).
+    fn read_by_signs(&self, old: NodeId, new: NodeId) -> bool {
+        let comet_ir::Elem::Fixed { scale } = self.ty(new).elem else {
+            return false;
+        };
+        let users = self.old.graph.users(old);
+        scale > self.new.info.format.frac
+            && !users.is_empty()
+            && (users.iter()).all(|&u| matches!(self.old.graph.node(u).op, Op::Drelu))
     }
 
     /// Whether a recipe keeps `old` at its doubled scale ([`comet_ir::Declared::untruncated`]),

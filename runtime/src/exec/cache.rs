@@ -97,6 +97,28 @@ impl<T> Cache<T> {
         self.slots.insert(slot, value);
     }
 
+    /// Replaces the contents of `slot` with `value` `[h, t, ..]`, valid where `valid`
+    /// `[h, t]` says.
+    ///
+    /// # Panics
+    /// If `valid` is not `[h, t]` of `value`.
+    pub fn set_with_validity(&mut self, slot: u32, value: ArrayD<T>, valid: Array2<bool>) {
+        assert_eq!(&value.shape()[..2], &[valid.nrows(), valid.ncols()]);
+        self.valid.insert(slot, valid);
+        self.slots.insert(slot, value);
+    }
+
+    /// Which `(head, position)` entries of `slot` are valid, if it was written.
+    pub fn validity(&self, slot: u32) -> Option<&Array2<bool>> {
+        self.valid.get(&slot)
+    }
+
+    /// Forgets `slot`.
+    pub fn remove(&mut self, slot: u32) {
+        self.slots.remove(&slot);
+        self.valid.remove(&slot);
+    }
+
     /// Marks entry (`head`, `position`) of `slot` as not valid; `false` if there is no
     /// such entry.
     pub fn invalidate(&mut self, slot: u32, head: usize, position: usize) -> bool {

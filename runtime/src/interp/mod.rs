@@ -74,6 +74,29 @@ pub struct Measured {
     /// Per sparse FFN: the active (token, block) pairs of the call's opened mask (empty
     /// for a dense plan). The estimate at these counts is what the call should cost.
     pub active: Vec<u64>,
+    /// Per sparse unit, the KV refill of a head-sparse attention's cache products: rows
+    /// opened by each product, missed rows among them, miss requests, and the naive
+    /// refill's extra exchanges (all 0 for a dense plan or an FFN unit).
+    pub kv: Vec<crate::protocols::cache_masked::Refill>,
+}
+
+impl Measured {
+    /// The counts the estimate of the call's cost reads ([`comet_ir::cost::NodeCost::online_at`]).
+    pub fn counts(&self) -> MeasuredCounts<'_> {
+        MeasuredCounts(self)
+    }
+}
+
+/// [`Measured`]'s counts per sparse unit, for the estimate.
+pub struct MeasuredCounts<'a>(&'a Measured);
+
+impl comet_ir::cost::UnitCounts for MeasuredCounts<'_> {
+    fn active(&self, k: u32) -> f64 {
+        self.0.active.get(k as usize).copied().unwrap_or(0) as f64
+    }
+    fn kv_rows(&self, k: u32) -> f64 {
+        self.0.kv.get(k as usize).map_or(0, |r| r.rows) as f64
+    }
 }
 
 /// A call failed.
@@ -148,6 +171,10 @@ pub struct RunOptions {
     /// Called with the party and a [`Progress`] event during the setup and after each
     /// round (none by default).
     pub progress: Option<ProgressFn>,
+    /// Head-masked cache products refill the rows their groups missed naively, each miss
+    /// request in an exchange of its own (the baseline), rather than merged into the
+    /// product's round (the default).
+    pub naive_refill: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -155,6 +182,7 @@ impl std::fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("chunk_bytes", &self.chunk_bytes)
             .field("progress", &self.progress.is_some())
+            .field("naive_refill", &self.naive_refill)
             .finish()
     }
 }
@@ -164,6 +192,7 @@ impl Default for RunOptions {
         RunOptions {
             chunk_bytes: 4 << 20,
             progress: None,
+            naive_refill: false,
         }
     }
 }

@@ -107,7 +107,11 @@ pub struct PartyState {
     /// The KV-cache shares.
     pub cache: Cache,
     /// The KV-cache rows opened under their masks (`cache_matmul`): public to both parties.
+    /// In a head-sparse plan a row waits (is not valid) until its group is active.
     pub opened: Cache,
+    /// This party's shares `K_p − B_p` of the rows of head-masked slots (read while a row
+    /// waits for its opening).
+    pub(super) own: Cache,
     pub(super) fixed: HashMap<NodeId, FixedOperand>,
     /// Shares of the obliviously permuted weights (`block_permute`), from the setup.
     pub(super) permuted: HashMap<NodeId, Arc<Share>>,
@@ -115,6 +119,8 @@ pub struct PartyState {
     pub(super) set_up: bool,
     /// Active (token, block) pairs per sparse FFN in the last call.
     pub last_active: Vec<u64>,
+    /// Per sparse unit, the KV refill of the last call's head-masked cache products.
+    pub last_kv: Vec<crate::protocols::cache_masked::Refill>,
     /// Seconds the last call spent in the session's setup (0 after the first call).
     pub last_setup_seconds: f64,
 }
@@ -180,8 +186,12 @@ pub(super) struct Run<'a> {
     pub cache: &'a Cache,
     /// The cache rows opened by earlier calls, per slot.
     pub opened: &'a Cache,
+    /// This party's shares of the rows of head-masked slots.
+    pub own: &'a Cache,
     /// The opened rows of the slots this call's cache products extended.
-    pub opened_writes: Vec<(u32, ArrayD<Ring>)>,
+    pub opened_writes: Vec<(u32, OpenedRows)>,
+    /// Per sparse unit, the KV refill of its head-masked cache products.
+    pub kv: Vec<crate::protocols::cache_masked::Refill>,
     pub material: PartyMaterial<'a>,
     /// The seeds of the call's `share` nodes.
     pub seeds: HashMap<NodeId, crate::protocols::share::InputSeed>,
@@ -207,6 +217,14 @@ pub(super) struct Run<'a> {
     pub active: Vec<u64>,
     /// Seconds spent in the session's setup (shuffles and fixed operands).
     pub setup_seconds: f64,
+}
+
+/// The rows a cache product leaves for its slot.
+pub(super) enum OpenedRows {
+    /// Every row opened.
+    Dense(ArrayD<Ring>),
+    /// A head-masked product's: some rows may wait.
+    Masked(crate::protocols::cache_masked::Kept),
 }
 
 /// Runs party `party`'s side of one call over `ch`. `state` holds its KV-cache shares
@@ -241,6 +259,7 @@ pub fn run_party<C: Channel + ?Sized>(
         fixed_operands,
         permuted,
         active,
+        kv,
         setup_seconds,
     } = done;
     state.last_setup_seconds = setup_seconds;
@@ -250,11 +269,18 @@ pub fn run_party<C: Channel + ?Sized>(
     state.set_up = true;
     state.permuted.extend(permuted);
     state.last_active = active;
+    state.last_kv = kv;
     for (slot, v) in writes {
         state.cache.set(slot, v);
     }
     for (slot, f) in opened_writes {
-        state.opened.set(slot, f);
+        match f {
+            OpenedRows::Dense(f) => state.opened.set(slot, f),
+            OpenedRows::Masked(k) => {
+                state.opened.set_with_validity(slot, k.opened, k.valid);
+                state.own.set(slot, k.own);
+            }
+        }
     }
     Ok(outputs)
 }
@@ -263,10 +289,11 @@ pub fn run_party<C: Channel + ?Sized>(
 struct Done {
     outputs: HashMap<String, ArrayD<f64>>,
     writes: Vec<(u32, ArrayD<Ring>)>,
-    opened_writes: Vec<(u32, ArrayD<Ring>)>,
+    opened_writes: Vec<(u32, OpenedRows)>,
     fixed_operands: HashMap<NodeId, FixedOperand>,
     permuted: HashMap<NodeId, Arc<Share>>,
     active: Vec<u64>,
+    kv: Vec<crate::protocols::cache_masked::Refill>,
     setup_seconds: f64,
 }
 
@@ -279,6 +306,7 @@ impl From<Run<'_>> for Done {
             fixed_operands: run.fixed_operands,
             permuted: run.permuted,
             active: run.active,
+            kv: run.kv,
             setup_seconds: run.setup_seconds,
         }
     }
@@ -314,7 +342,9 @@ impl<'a> Run<'a> {
             droppable: droppable_weights(program, plan),
             cache: &state.cache,
             opened: &state.opened,
+            own: &state.own,
             opened_writes: Vec::new(),
+            kv: vec![Default::default(); n_sparse],
             material: material.0,
             seeds: HashMap::new(),
             options,

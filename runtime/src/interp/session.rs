@@ -205,6 +205,7 @@ impl<'a> InProcess<'a> {
             setup_bits: 8 * (setup(&r0.stats) + setup(&r1.stats)),
             setup_offline_bits: 8 * setup_bytes,
             active: self.states[0].last_active.clone(),
+            kv: self.states[0].last_kv.clone(),
         };
         Ok((outputs, measured))
     }
@@ -354,6 +355,7 @@ impl<'a, C: Channel> RemoteParty<'a, C> {
             setup_bits: 8 * (s.setup.payload_bytes_sent + s.setup.payload_bytes_received),
             setup_offline_bits: 8 * setup_bytes,
             active: self.state.last_active.clone(),
+            kv: self.state.last_kv.clone(),
         };
         Ok((outputs, measured))
     }

@@ -11,8 +11,9 @@ use ndarray::{Array2, ArrayD, IxDyn};
 
 use super::InterpError;
 use super::material::shape_of;
-use super::party::Run;
+use super::party::{OpenedRows, Run};
 use super::plan::Pos;
+use crate::protocols::cache_masked::{Prior, Refill};
 use crate::protocols::dispatch::{self, Finished, Node, Pending};
 use crate::protocols::driver::round_bytes;
 use crate::protocols::fixed::FixedOperand;
@@ -42,9 +43,13 @@ impl Run<'_> {
         let mut msg = Vec::new();
         for &i in active {
             let (st, part) = if plan.starts_in(i, r) {
-                let started = self.start(i)?;
+                let (mut st, part) = self.start(i)?;
+                if self.options.naive_refill {
+                    let at = At { run: self, pos: i };
+                    dispatch::refill_naive(&at, &mut st, |m| Ok(round_bytes(ch, m)?))?;
+                }
                 self.release_reads(i);
-                started
+                (st, part)
             } else {
                 (self.in_flight.remove(&i))
                     .ok_or_else(|| self.fail(i, format!("no state in its round {r}")))?
@@ -84,7 +89,18 @@ impl Run<'_> {
                 } => {
                     let share = std::sync::Arc::new(Share(value));
                     self.values[i as usize] = super::party::Slot::Held(share);
-                    self.opened_writes.push((slot, opened));
+                    self.opened_writes.push((slot, OpenedRows::Dense(opened)));
+                }
+                Finished::Refilled {
+                    value,
+                    slot,
+                    kept,
+                    refill,
+                } => {
+                    let share = std::sync::Arc::new(Share(value));
+                    self.values[i as usize] = super::party::Slot::Held(share);
+                    self.opened_writes.push((slot, OpenedRows::Masked(*kept)));
+                    self.count_refill(i, refill);
                 }
             }
         }
@@ -206,6 +222,19 @@ impl Node for At<'_, '_> {
         self.run.opened.get(slot)
     }
 
+    fn slot_rows(&self, slot: u32) -> Option<Prior<'_>> {
+        let run = self.run;
+        Some(Prior {
+            opened: run.opened.get(slot)?,
+            valid: run.opened.validity(slot)?,
+            own: run.own.get(slot),
+        })
+    }
+
+    fn naive_refill(&self) -> bool {
+        self.run.options.naive_refill
+    }
+
     fn scale(&self) -> u32 {
         self.run.scale_at(self.pos)
     }
@@ -220,6 +249,22 @@ impl Node for At<'_, '_> {
 }
 
 impl Run<'_> {
+    /// Adds a head-masked cache product's refill to its unit's counts (the unit of the
+    /// `block_matmul` that reads its head mask). A unit's products open the same rows, so
+    /// rows, misses and requests are each product's; extra exchanges add up.
+    fn count_refill(&mut self, i: Pos, r: Refill) {
+        let mask = self.plan.operands(i)[3];
+        let Some(&unit) = self.mask_ffn.get(&mask) else {
+            return;
+        };
+        if let Some(k) = self.kv.get_mut(unit as usize) {
+            k.rows = k.rows.max(r.rows);
+            k.missed = k.missed.max(r.missed);
+            k.requests = k.requests.max(r.requests);
+            k.exchanges += r.exchanges;
+        }
+    }
+
     /// The fixed-point scale of the value at `i` (the plan's for a value of another kind).
     fn scale_at(&self, i: Pos) -> u32 {
         match self.program.graph.node(self.plan.id(i)).ty.elem {

@@ -53,7 +53,7 @@ pub struct CacheProduct {
 
 impl CacheProduct {
     /// `view(c)` as the product reads it.
-    fn view(&self, c: &ArrayD<u64>) -> Result<ArrayD<u64>, String> {
+    pub(crate) fn view(&self, c: &ArrayD<u64>) -> Result<ArrayD<u64>, String> {
         cache_view(&c.view(), self.transpose, self.groups)
     }
 }
@@ -77,6 +77,31 @@ impl fmt::Debug for CacheMatMulMaterial {
             ("c", self.c.shape()),
         ];
         material::redact(f, "CacheMatMulMaterial", self.party, &shapes)
+    }
+}
+
+/// A party's `A_p`, `B_new,p` and `C_p`.
+pub(crate) type MaterialParts = (ArrayD<u64>, ArrayD<u64>, ArrayD<u64>);
+
+impl CacheMatMulMaterial {
+    /// `A_p`, `B_new,p` and `C_p`, after checking the party and the operands' shapes.
+    ///
+    /// # Errors
+    /// If the material is another party's or another shape's.
+    pub(crate) fn into_parts(
+        self,
+        party: PartyId,
+        x: &[usize],
+        new: &[usize],
+    ) -> Result<MaterialParts, String> {
+        if self.party != party || self.a.shape() != x || self.mask.shape() != new {
+            return Err(format!(
+                "material for x {:?} and new rows {:?} used for x {x:?} and new rows {new:?}",
+                self.a.shape(),
+                self.mask.shape(),
+            ));
+        }
+        Ok((self.a, self.mask, self.c))
     }
 }
 

@@ -17,8 +17,9 @@ use super::material::{Deal, MaterialError, Pair, Product};
 use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
-    block_matmul, cache_matmul, drelu, fixed, gmw, lut, mux, pack, pack_bits, packed_len, reveal,
-    row_max, sign_select, square, trunc_fss, trunc_stochastic, unpack, unpack_bits,
+    block_matmul, cache_masked, cache_matmul, drelu, fixed, gmw, lut, mux, pack, pack_bits,
+    packed_len, reveal, row_max, sign_select, square, trunc_fss, trunc_stochastic, unpack,
+    unpack_bits,
 };
 
 /// One node's material for one party.
@@ -240,6 +241,8 @@ pub enum Pending {
     Lut(Box<lut::State>),
     /// A product with the KV cache.
     Cache(Box<cache_matmul::State>),
+    /// A head-masked product with the KV cache.
+    CacheMasked(Box<cache_masked::State>),
     /// A sign select between its rounds.
     SignSelect(Box<sign_select::State>),
     /// A faithful truncation.
@@ -273,6 +276,18 @@ pub enum Finished {
         slot: u32,
         /// The slot's opened rows `[h, past + seq, k]`.
         opened: ArrayD<u64>,
+    },
+    /// The value of a head-masked product with the KV cache, the slot's rows after the
+    /// call (some may wait for their group) and what its refill did.
+    Refilled {
+        /// This party's share of the product.
+        value: ArrayD<u64>,
+        /// The cache slot.
+        slot: u32,
+        /// The slot's rows.
+        kept: Box<cache_masked::Kept>,
+        /// The refill's counts.
+        refill: cache_masked::Refill,
     },
 }
 
@@ -323,6 +338,13 @@ pub trait Node {
 
     /// The rows of cache `slot` opened by earlier calls, if it was written.
     fn opened_rows(&self, slot: u32) -> Option<&ArrayD<u64>>;
+
+    /// The rows of cache `slot` as a head-masked product keeps them, if it was written.
+    fn slot_rows(&self, slot: u32) -> Option<cache_masked::Prior<'_>>;
+
+    /// Whether head-masked cache products refill missed rows naively (an exchange per
+    /// miss request) rather than merged into their round.
+    fn naive_refill(&self) -> bool;
 
     /// The fixed-point scale of the node's value.
     fn scale(&self) -> u32;
@@ -520,6 +542,29 @@ fn start_block<N: Node>(
     Ok(arith(Pending::Block, started))
 }
 
+/// The naive KV refill of a head-masked cache product that just started (`st`): each of
+/// its miss requests in an exchange of its own, before the product's round, packed at the
+/// node's width (nothing for another node, or for the merged refill).
+///
+/// # Errors
+/// If an exchange fails or the peer's rows do not match.
+pub fn refill_naive<N: Node, F>(n: &N, st: &mut Pending, mut exchange: F) -> Result<(), N::Error>
+where
+    F: FnMut(&[u8]) -> Result<Vec<u8>, N::Error>,
+{
+    let Pending::CacheMasked(s) = st else {
+        return Ok(());
+    };
+    let w = n.width();
+    let mut peers = Vec::new();
+    for msg in s.refill_messages() {
+        let peer = exchange(&pack_at(&msg, w))?;
+        peers.push(unpack_at(&peer, w)?);
+    }
+    s.accept_refills(&peers)?;
+    Ok(())
+}
+
 /// Starts a product with the KV cache, with the slot's rows opened by earlier calls.
 fn start_cache<N: Node>(
     n: &N,
@@ -527,6 +572,15 @@ fn start_cache<N: Node>(
 ) -> Result<(Pending, Vec<u8>), N::Error> {
     let op = cache_product(n.op()).ok_or_else(|| n.fail("not a cache product".into()))?;
     let xs = [n.share(0)?, n.share(1)?, n.share(2)?];
+    if n.operand_count() == 4 {
+        let mask = n.block_mask(3)?;
+        let prior = n.slot_rows(op.slot);
+        let started =
+            cache_masked::start(n.party(), op, xs, mask.view(), prior, m, n.naive_refill());
+        let (st, msg) = started.map_err(|e| n.fail(e))?;
+        let bytes = pack_parts(&msg, st.parts(), n.width());
+        return Ok((Pending::CacheMasked(Box::new(st)), bytes));
+    }
     let started = cache_matmul::start(n.party(), op, xs, n.opened_rows(op.slot), m);
     let (st, msg) = started.map_err(|e| n.fail(e))?;
     let bytes = pack_parts(&msg, st.parts(), n.width());
@@ -663,6 +717,17 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
                 value: z.0,
                 slot,
                 opened,
+            }
+        }
+        Pending::CacheMasked(s) => {
+            let slot = s.slot();
+            let peer = unpack_parts(peer, s.parts(), n.width())?;
+            let (z, kept, refill) = cache_masked::finish(*s, &peer)?;
+            Finished::Refilled {
+                value: z.0,
+                slot,
+                kept: Box::new(kept),
+                refill,
             }
         }
         Pending::Lut(s) => match lut::step(*s, peer)? {

@@ -68,6 +68,7 @@ pub mod beaver_matmul;
 pub mod beaver_mul;
 pub mod bit_mux;
 pub mod block_matmul;
+pub mod cache_masked;
 pub mod cache_matmul;
 pub mod dispatch;
 pub mod drelu;
