@@ -7,10 +7,13 @@
 //! against the plan's estimate at the opened masks' counts), the wall time, the KV groups
 //! active (from the opened masks), and the greedy tokens against the dense plan's.
 //!
-//! The missed K/V rows per decode step are those of the f64 model masked by the same
-//! predictor on the same tokens (`comet_runtime::sparsity::heads`): the two-party plan
-//! computes and caches every K/V row (docs/sparsity.md), so it has no misses to refill;
-//! the column says what a refill would have to recompute.
+//! The head-sparse plan's cache products compute the active (token, group) pairs only and
+//! open a K/V row when its group is next active: the runs report per decode step the rows
+//! opened, the missed rows among them and the miss requests, for the merged refill (the
+//! misses travel in the product's round) and the naive one (an exchange per miss request
+//! and slot, `RunOptions::naive_refill`), whose extra rounds are measured. The f64
+//! model masked by the same predictor on the same tokens gives its own missed rows
+//! (`comet_runtime::sparsity::heads`) beside them.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -99,8 +102,12 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
     sparse_w.extend(pred.plan_weights());
     let mut rows = Vec::new();
     for &past in &pasts {
-        let dense = decode_after(&dense_p, &dense_w, past, chunk, steps, args.seed)?;
-        let sparse = decode_after(&sparse_p, &sparse_w, past, chunk, steps, args.seed)?;
+        let run = |p: &Program, w: &HashMap<String, ArrayD<f64>>, naive: bool| {
+            decode_after(p, w, past, (chunk, steps), args.seed, naive)
+        };
+        let dense = run(&dense_p, &dense_w, false)?;
+        let sparse = run(&sparse_p, &sparse_w, false)?;
+        let naive = run(&sparse_p, &sparse_w, true)?;
         // the f64 model masked by the same predictor, on the same prompt: missed rows
         let prompt: Vec<u32> = prompt_ids(&dense_p, past)
             .iter()
@@ -132,6 +139,8 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
             "past": past,
             "dense": dense.to_json(),
             "heads": sparse.to_json(),
+            "heads_naive": naive.to_json(),
+            "naive_tokens_equal_to_merged": naive.tokens == sparse.tokens,
             "groups": atts.iter().map(|a| a.kv_heads).sum::<u64>(),
             "sparse_tokens_equal_to_dense": same,
             "tokens": sparse.tokens.len(),
@@ -157,6 +166,7 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
     let exact = rows.iter().all(|r| {
         r["dense"]["measured_is_estimate"] == json!(true)
             && r["heads"]["measured_is_estimate"] == json!(true)
+            && r["heads_naive"]["measured_is_estimate"] == json!(true)
     });
     if !exact {
         return Err("a measured cost differs from the plan's estimate".into());
@@ -187,18 +197,26 @@ struct DecodeRun {
     offline_bits: u64,
     seconds: f64,
     active: f64,
+    /// Per step, averaged over the attentions' sums: K/V rows opened per product, missed
+    /// rows among them, miss requests, the naive refill's extra exchanges.
+    refill: [f64; 4],
     measured_is_estimate: bool,
     tokens: Vec<u64>,
 }
 
 impl DecodeRun {
     fn to_json(&self) -> Value {
+        let [rows, missed, requests, exchanges] = self.refill;
         json!({
             "online_bits_per_step": self.online_bits,
             "rounds_per_step": self.rounds,
             "offline_bits_per_step": self.offline_bits,
             "seconds_per_step": self.seconds,
             "groups_active_per_step": self.active,
+            "kv_rows_opened_per_step": rows,
+            "kv_missed_rows_per_step": missed,
+            "kv_miss_requests_per_step": requests,
+            "refill_exchanges_per_step": exchanges,
             "measured_is_estimate": self.measured_is_estimate,
             "tokens": self.tokens,
         })
@@ -215,18 +233,22 @@ fn prompt_ids(p: &Program, past: u64) -> Vec<u64> {
 }
 
 /// Fills the cache with `past` prompt tokens in calls of `chunk`, then runs `steps` greedy
-/// decode steps; every call's measured cost is compared with the estimate at its opened
-/// masks' active counts.
+/// decode steps (the refill `naive` or merged); every call's measured cost is compared
+/// with the estimate at its opened masks' counts (plus the naive refill's exchanges).
 fn decode_after(
     program: &Program,
     weights: &HashMap<String, ArrayD<f64>>,
     past: u64,
-    chunk: u64,
-    steps: u64,
+    (chunk, steps): (u64, u64),
     seed: u64,
+    naive: bool,
 ) -> Result<DecodeRun, String> {
     let prompt = prompt_ids(program, past);
-    let mut session = InProcess::new(program, weights, seed);
+    let options = comet_runtime::interp::RunOptions {
+        naive_refill: naive,
+        ..Default::default()
+    };
+    let mut session = InProcess::new(program, weights, seed).with_options(options);
     let mut exact = true;
     let mut call =
         |ids: &[u64], env: DimEnv| -> Result<(u64, comet_runtime::interp::Measured, f64), String> {
@@ -234,8 +256,9 @@ fn decode_after(
             let (out, m) = (session.call(&token_input(ids), env))
                 .map_err(|e| format!("seq {}, past {}: {e}", env.seq, env.past))?;
             let seconds = start.elapsed().as_secs_f64();
-            exact &= (m.online_bits, m.rounds, m.offline_bits)
-                == crate::generate::estimate_at(program, env, &m.active);
+            let (online, rounds, offline) = crate::generate::estimate_at(program, env, &m.counts());
+            let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
+            exact &= (m.online_bits, m.rounds, m.offline_bits) == (online, rounds + extra, offline);
             Ok((argmax(&last_row(&out)?), m, seconds))
         };
     let mut next = 0;
@@ -247,6 +270,7 @@ fn decode_after(
         next = call(ids, env)?.0;
     }
     let (mut online, mut rounds, mut offline, mut seconds, mut active) = (0, 0, 0, 0.0, 0);
+    let mut refill = [0u64; 4];
     let mut tokens = Vec::new();
     for s in 0..steps {
         tokens.push(next);
@@ -261,6 +285,14 @@ fn decode_after(
         offline += m.offline_bits;
         seconds += secs;
         active += m.active.iter().sum::<u64>();
+        for k in &m.kv {
+            for (sum, v) in refill
+                .iter_mut()
+                .zip([k.rows, k.missed, k.requests, k.exchanges])
+            {
+                *sum += v;
+            }
+        }
     }
     tokens.push(next);
     Ok(DecodeRun {
@@ -269,6 +301,7 @@ fn decode_after(
         offline_bits: offline / steps,
         seconds: seconds / steps as f64,
         active: active as f64 / steps as f64,
+        refill: refill.map(|v| v as f64 / steps as f64),
         measured_is_estimate: exact,
         tokens,
     })
@@ -316,7 +349,7 @@ fn render(r: &Value) -> String {
     );
     let _ = writeln!(
         o,
-        "{:>6}  {:<6} {:>11} {:>7} {:>11} {:>10} {:>7}  {:<5} {:>8}  {:>10}",
+        "{:>6}  {:<12} {:>11} {:>7} {:>11} {:>10} {:>7}  {:<5} {:>6} {:>6} {:>7} {:>6}  {:>8}  {:>10}",
         "past",
         "plan",
         "online",
@@ -325,16 +358,26 @@ fn render(r: &Value) -> String {
         "time",
         "groups",
         "= est",
+        "rows",
+        "missed",
+        "misses",
+        "extra",
         "tokens",
         "f64 missed"
     );
     for row in r["rows"].as_array().into_iter().flatten() {
         let groups = row["groups"].as_u64().unwrap_or(0);
-        for (plan, key) in [("dense", "dense"), ("heads", "heads")] {
+        for (plan, key) in [
+            ("dense", "dense"),
+            ("heads merged", "heads"),
+            ("heads naive", "heads_naive"),
+        ] {
             let x = &row[key];
             let bits = |k: &str| units::bits_as_bytes(x[k].as_u64().unwrap_or(0));
-            let (tokens, missed) = if key == "heads" {
-                (
+            let num = |k: &str| format!("{:.1}", x[k].as_f64().unwrap_or(0.0));
+            let sparse = key != "dense";
+            let (tokens, missed) = match sparse {
+                true => (
                     format!(
                         "{}/{}",
                         row["sparse_tokens_equal_to_dense"].as_u64().unwrap_or(0),
@@ -344,21 +387,19 @@ fn render(r: &Value) -> String {
                         "{:.1} rows",
                         row["f64_missed_rows_per_step"].as_f64().unwrap_or(0.0)
                     ),
-                )
-            } else {
-                (String::new(), String::new())
+                ),
+                false => (String::new(), String::new()),
             };
-            let active = if key == "heads" {
-                format!(
+            let active = match sparse {
+                true => format!(
                     "{:.1}/{groups}",
                     x["groups_active_per_step"].as_f64().unwrap_or(0.0)
-                )
-            } else {
-                format!("{groups}/{groups}")
+                ),
+                false => format!("{groups}/{groups}"),
             };
             let _ = writeln!(
                 o,
-                "{:>6}  {:<6} {:>11} {:>7} {:>11} {:>7.1} ms {:>7}  {:<5} {:>8}  {:>10}",
+                "{:>6}  {:<12} {:>11} {:>7} {:>11} {:>7.1} ms {:>7}  {:<5} {:>6} {:>6} {:>7} {:>6}  {:>8}  {:>10}",
                 row["past"].as_u64().unwrap_or(0),
                 plan,
                 bits("online_bits_per_step"),
@@ -371,6 +412,26 @@ fn render(r: &Value) -> String {
                 } else {
                     "NO"
                 },
+                if sparse {
+                    num("kv_rows_opened_per_step")
+                } else {
+                    String::new()
+                },
+                if sparse {
+                    num("kv_missed_rows_per_step")
+                } else {
+                    String::new()
+                },
+                if sparse {
+                    num("kv_miss_requests_per_step")
+                } else {
+                    String::new()
+                },
+                if sparse {
+                    num("refill_exchanges_per_step")
+                } else {
+                    String::new()
+                },
                 tokens,
                 missed
             );
@@ -379,10 +440,12 @@ fn render(r: &Value) -> String {
     let _ = writeln!(
         o,
         "(groups: KV groups active per decode step over all layers, from the opened masks; \
-         tokens: the head-sparse run's greedy tokens equal to the dense run's before the \
-         first difference; f64 missed: K/V rows per decode step the f64 model masked by the \
-         same predictor would have to refill — the two-party plan computes every row, so it \
-         refills none)"
+         rows: K/V rows each cache product opens per step (its new rows and its missed rows, \
+         summed over the layers); missed: rows written while their group was inactive, opened \
+         now; misses: miss requests (a layer's group with missed rows); extra: rounds the \
+         naive refill adds (one per miss request and slot); tokens: the head-sparse run's \
+         greedy tokens equal to the dense run's before the first difference; f64 missed: the \
+         rows the f64 model masked by the same predictor misses)"
     );
     o
 }

@@ -432,10 +432,9 @@ fn weight_name(p: &Program, mut id: NodeId) -> Option<String> {
 
 fn add_ffn(t: &mut Totals, p: &Program, nodes: &HashSet<NodeId>, env: DimEnv, m: &Measured) {
     let costs = p.analyses.costs.as_ref().expect("a compiled plan");
-    let active = |k: u32| m.active.get(k as usize).copied().unwrap_or(0) as f64;
     for id in nodes {
         if let Some(c) = costs.get(*id) {
-            t.online_bits += c.online_at(env, &active);
+            t.online_bits += c.online_at(env, &m.counts());
             t.offline_bits += c.offline_bits.eval(env) as f64;
         }
     }

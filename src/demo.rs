@@ -64,6 +64,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let run_args = RunArgs {
         predictor: None,
         head_predictor: None,
+        kv_refill: crate::run::KvRefill::Merged,
         plan: model.clone(),
         weights: Some(weights),
         prompt_ids: None,

@@ -4,6 +4,7 @@
 //! encoder such as BERT with its masked-LM head) cannot take a decode step: it runs one
 //! call over the prompt and a token is chosen at every position ([`predict`]).
 
+use comet_ir::cost::{Counts, UnitCounts};
 use comet_ir::{DimEnv, Op, Program};
 use comet_runtime::interp::{Measured, Outputs};
 
@@ -80,32 +81,46 @@ impl Sampler {
 }
 
 /// (online bits, rounds, offline bits) the plan estimates for a call at `env` (a sparse
-/// plan at its expected density: see [`estimate_at`] for a call's realised masks).
+/// plan at its expected density, every KV row opened once: see [`estimate_at`] for a
+/// call's realised masks).
 pub fn estimate(p: &Program, env: DimEnv) -> (u64, u64, u64) {
-    let sparsity = p.options.sparsity.as_ref();
-    let density = |k: u32| {
-        let s = sparsity.expect("per-block costs only in sparse plans");
-        let f = &s.ffns[k as usize];
-        s.density.get(k as usize).copied().unwrap_or(1.0) * (f.blocks * env.seq) as f64
+    let counts = match &p.options.sparsity {
+        None => Counts::default(),
+        Some(s) => Counts {
+            active: (s.ffns.iter().enumerate())
+                .map(|(k, f)| {
+                    s.density.get(k).copied().unwrap_or(1.0) * (f.blocks * env.seq) as f64
+                })
+                .collect(),
+            kv_rows: s.ffns.iter().map(|f| (f.blocks * env.seq) as f64).collect(),
+        },
     };
-    estimate_with(p, env, &density)
+    estimate_at(p, env, &counts)
 }
 
-/// The estimate for a call at `env` whose opened masks had `active[k]` active (token,
-/// block) pairs in sparse FFN `k` ([`comet_runtime::interp::Measured::active`]).
-pub fn estimate_at(p: &Program, env: DimEnv, active: &[u64]) -> (u64, u64, u64) {
-    estimate_with(p, env, &|k| {
-        active.get(k as usize).copied().unwrap_or(0) as f64
-    })
+/// Every unit's most: every block active, and every row of the cache opened in the call
+/// (a head-masked product whose groups were all inactive until now).
+pub fn most_counts(p: &Program, env: DimEnv) -> Counts {
+    match &p.options.sparsity {
+        None => Counts::default(),
+        Some(s) => Counts {
+            active: s.ffns.iter().map(|f| (f.blocks * env.seq) as f64).collect(),
+            kv_rows: (s.ffns.iter())
+                .map(|f| (f.blocks * (env.seq + env.past)) as f64)
+                .collect(),
+        },
+    }
 }
 
-fn estimate_with(p: &Program, env: DimEnv, active: &dyn Fn(u32) -> f64) -> (u64, u64, u64) {
+/// The estimate for a call at `env` with the counts of its opened masks
+/// ([`comet_runtime::interp::Measured::counts`]).
+pub fn estimate_at(p: &Program, env: DimEnv, counts: &dyn UnitCounts) -> (u64, u64, u64) {
     let costs = p
         .analyses
         .costs
         .as_ref()
         .expect("checked by check_interface");
-    let online: f64 = costs.iter().map(|(_, c)| c.online_at(env, active)).sum();
+    let online: f64 = costs.iter().map(|(_, c)| c.online_at(env, counts)).sum();
     let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(env)).sum();
     let rounds = comet_compiler::passes::schedule::total_rounds(p).eval(env);
     (online.round() as u64, rounds as u64, offline as u64)
@@ -208,7 +223,7 @@ pub fn predict(
     );
     let call = Call {
         env,
-        estimated: estimate_at(p, env, &measured.active),
+        estimated: estimate_at(p, env, &measured.counts()),
         measured,
         logits: Some(logits),
     };
@@ -258,7 +273,7 @@ pub fn generate(
         tokens.push(token);
         calls.push(Call {
             env,
-            estimated: estimate_at(p, env, &measured.active),
+            estimated: estimate_at(p, env, &measured.counts()),
             measured,
             logits: Some(logits),
         });

@@ -25,7 +25,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::generate::{
-    Call, Sampler, call_sizes, estimate_at, generate, is_encoder, predict, session_calls,
+    Call, Sampler, call_sizes, estimate_at, generate, is_encoder, most_counts, predict,
+    session_calls,
 };
 use crate::report::{RunInfo, bytes};
 use crate::run::{
@@ -142,6 +143,7 @@ pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
     let bars = Bars::new(args.quiet || args.json);
     let options = RunOptions {
         progress: bars.runtime(party),
+        naive_refill: args.kv_refill == crate::run::KvRefill::Naive,
         ..RunOptions::default()
     };
     let mut session = RemoteParty::from_owned(program, weights, replay, ch).with_options(options);
@@ -315,7 +317,7 @@ fn serve(
         );
         done.push(Call {
             env,
-            estimated: estimate_at(program, env, &measured.active),
+            estimated: estimate_at(program, env, &measured.counts()),
             measured,
             logits: None,
         });
@@ -362,11 +364,7 @@ fn message_caps(program: &Program, env: DimEnv) -> (u64, u64) {
     let chunk = RunOptions::default().chunk_bytes as u64;
     // the weights' `W − B` in chunks, and a sparse plan's two shuffle exchanges
     let setup = chunk.max(comet_runtime::interp::shuffle_setup_bytes(program));
-    let all: Vec<u64> = match &program.options.sparsity {
-        None => Vec::new(),
-        Some(s) => s.ffns.iter().map(|f| f.blocks * env.seq).collect(),
-    };
-    let online_bits = estimate_at(program, env, &all).0;
+    let online_bits = estimate_at(program, env, &most_counts(program, env)).0;
     (setup, online_bits.div_ceil(8).max(1))
 }
 

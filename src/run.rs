@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// the server derives the plan's head predictor weights from it.
     #[arg(long, value_name = "FILE")]
     pub head_predictor: Option<PathBuf>,
+    /// How a head-sparse plan's cache products open the K/V rows a group missed while it
+    /// was inactive: `merged` in the product's own round (no extra round), or `naive`, an
+    /// exchange per miss request (the baseline; both parties must choose the same).
+    #[arg(long, value_enum, default_value_t = KvRefill::Merged)]
+    pub kv_refill: KvRefill,
     /// The prompt as token ids, comma-separated (e.g. `41,69,186`).
     #[arg(
         long,
@@ -179,6 +184,15 @@ pub fn check_reveal_policy(
     Ok(())
 }
 
+/// The KV refill of a head-sparse plan (`--kv-refill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvRefill {
+    /// Missed rows travel in the cache product's own round.
+    Merged,
+    /// Each miss request in an exchange of its own (the baseline).
+    Naive,
+}
+
 /// Generates with both parties in this process.
 pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String> {
     check_reveal_policy(program, args.accept_leakage, "the client (in process)")?;
@@ -192,6 +206,7 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     let bars = Bars::new(args.quiet || args.json);
     let options = RunOptions {
         progress: bars.runtime(0),
+        naive_refill: args.kv_refill == KvRefill::Naive,
         ..RunOptions::default()
     };
     let mut session = match args.seed {

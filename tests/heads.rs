@@ -207,8 +207,7 @@ fn weights(p: &Program, pred: &Path) -> HashMap<String, ArrayD<f64>> {
 
 fn estimate_at(p: &Program, e: DimEnv, m: &Measured) -> (u64, u64, u64) {
     let costs = p.analyses.costs.as_ref().unwrap();
-    let active = |k: u32| m.active[k as usize] as f64;
-    let online: f64 = costs.iter().map(|(_, c)| c.online_at(e, &active)).sum();
+    let online: f64 = costs.iter().map(|(_, c)| c.online_at(e, &m.counts())).sum();
     let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(e)).sum();
     (
         online as u64,
@@ -233,10 +232,70 @@ fn folded_predictor(w: &HashMap<String, ArrayD<f64>>, n: usize) -> HeadPredictor
     HeadPredictor { layers }
 }
 
+/// What [`two_party_steps`] saw: the greedy tokens, each call's sizes and measurement,
+/// and the (token, group) pairs the masks skipped.
+struct Steps {
+    tokens: Vec<u32>,
+    steps: Vec<(DimEnv, Measured)>,
+    skipped: u64,
+}
+
+/// Prefill and 5 decode steps of reference case 0 on the head-sparse plan `p`, the
+/// refill naive or merged: at each call the two parties agree with the fixed-point
+/// backend, and the call costs its estimate at the opened masks' counts (the naive
+/// refill's extra exchanges aside).
+fn two_party_steps(p: &Program, w: &HashMap<String, ArrayD<f64>>, naive: bool) -> Steps {
+    let case = &reference()["cases"][0];
+    let prompt = numbers(&case["prompt_ids"]);
+    let options = comet_runtime::interp::RunOptions {
+        naive_refill: naive,
+        ..Default::default()
+    };
+    let mut session = InProcess::new(p, w, 11).with_options(options);
+    let mut cache = fixed::Cache::new();
+    let (mut ids, mut past) = (prompt.clone(), 0);
+    let mut out = Steps {
+        tokens: Vec::new(),
+        steps: Vec::new(),
+        skipped: 0,
+    };
+    for step in 0..6 {
+        let e = env(ids.len(), past);
+        let x = common::reference::tokens(&ids);
+        let (o, m) = session.call(&x, e).unwrap_or_else(|err| panic!("{err}"));
+        let plain = fixed::eval(p, &x, w, e, &mut cache).unwrap();
+        let (a, b) = (last_row(&o["logits"]), last_row(&plain["logits"]));
+        let err = max_abs_diff(&a, &b);
+        assert!(
+            err < 0.1,
+            "step {step}: 2PC vs fixed point, max |Δ| = {err}"
+        );
+        assert_eq!(argmax(&a), argmax(&b), "step {step}: greedy tokens differ");
+        assert_eq!(m.active.len(), 4, "one count per attention");
+        let groups = 2 * e.seq;
+        assert!(m.active.iter().all(|&a| a <= groups), "{:?}", m.active);
+        out.skipped += m.active.iter().map(|a| groups - a).sum::<u64>();
+        let (online, rounds, offline) = estimate_at(p, e, &m);
+        let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
+        assert_eq!(
+            (m.online_bits, m.rounds, m.offline_bits),
+            (online, rounds + extra, offline),
+            "step {step}"
+        );
+        past += ids.len();
+        ids = vec![argmax(&a)];
+        out.tokens.push(ids[0] as u32);
+        out.steps.push((e, m));
+    }
+    out
+}
+
 /// Prefill and 5 decode steps of reference case 0: the two parties agree with the
 /// fixed-point backend on the head-sparse plan at every step, and with the f64 model
 /// whose groups are masked by the same predictor; every call costs its estimate at the
-/// opened masks' counts, and the masks skip groups.
+/// opened masks' counts, and the masks skip groups. Rows written while their group is
+/// inactive wait and are opened when it is next active, in the product's round (merged)
+/// or in an exchange per miss request (naive: the same bytes, the extra rounds counted).
 #[test]
 fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
     let p = compile("heads:recall=0.9");
@@ -261,41 +320,48 @@ fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
     }
     let pred = head_predictor("glass-heads-0.9.st", "0.9");
     let w = weights(&p, &pred);
-    let case = &reference()["cases"][0];
-    let prompt = numbers(&case["prompt_ids"]);
-    let mut session = InProcess::new(&p, &w, 11);
-    let mut cache = fixed::Cache::new();
-    let (mut ids, mut past) = (prompt.clone(), 0);
-    let mut tokens = Vec::new();
-    let mut skipped = 0;
-    for step in 0..6 {
-        let e = env(ids.len(), past);
-        let x = common::reference::tokens(&ids);
-        let (out, m) = session.call(&x, e).unwrap_or_else(|err| panic!("{err}"));
-        let plain = fixed::eval(&p, &x, &w, e, &mut cache).unwrap();
-        let (a, b) = (last_row(&out["logits"]), last_row(&plain["logits"]));
-        let err = max_abs_diff(&a, &b);
+    let merged = two_party_steps(&p, &w, false);
+    let tokens = merged.tokens.clone();
+    assert!(
+        merged.skipped > 0,
+        "the masks skipped no group: the sparse path was not exercised"
+    );
+    // a row written while its group is inactive waits: some call opens fewer rows than
+    // it writes, and over the calls each row is opened at most once
+    let positions: u64 = merged.steps.iter().map(|(e, _)| e.seq).sum();
+    for unit in 0..4 {
+        let rows: Vec<u64> = merged.steps.iter().map(|(_, m)| m.kv[unit].rows).collect();
         assert!(
-            err < 0.1,
-            "step {step}: 2PC vs fixed point, max |Δ| = {err}"
+            rows.iter().sum::<u64>() <= 2 * positions,
+            "unit {unit}: {rows:?}"
         );
-        assert_eq!(argmax(&a), argmax(&b), "step {step}: greedy tokens differ");
-        assert_eq!(m.active.len(), 4, "one count per attention");
-        let groups = 2 * e.seq;
-        assert!(m.active.iter().all(|&a| a <= groups), "{:?}", m.active);
-        skipped += m.active.iter().map(|a| groups - a).sum::<u64>();
-        assert_eq!(
-            (m.online_bits, m.rounds, m.offline_bits),
-            estimate_at(&p, e, &m),
-            "step {step}"
-        );
-        past += ids.len();
-        ids = vec![argmax(&a)];
-        tokens.push(ids[0] as u32);
     }
     assert!(
-        skipped > 0,
-        "the masks skipped no group: the sparse path was not exercised"
+        (merged.steps.iter()).any(|(e, m)| m.kv.iter().any(|k| k.rows < 2 * e.seq)),
+        "no row waited for its group"
+    );
+    assert!(
+        (merged.steps.iter()).all(|(_, m)| m.kv.iter().all(|k| k.exchanges == 0)),
+        "merged: no extra exchange"
+    );
+    // the naive refill: the same tokens and bytes, one more round per miss request
+    let naive = two_party_steps(&p, &w, true);
+    assert_eq!(naive.tokens, tokens);
+    let mut requests = 0;
+    for ((e, m), (_, n)) in merged.steps.iter().zip(&naive.steps) {
+        let extra: u64 = n.kv.iter().map(|k| k.exchanges).sum();
+        let asked: u64 = n.kv.iter().map(|k| 2 * k.requests).sum();
+        assert_eq!(
+            extra, asked,
+            "one exchange per miss request and slot (K, V)"
+        );
+        assert_eq!(n.online_bits, m.online_bits, "past {}", e.past);
+        assert_eq!(n.rounds, m.rounds + extra, "past {}", e.past);
+        requests += asked;
+    }
+    assert!(
+        requests > 0,
+        "no group missed rows: the refill was not exercised"
     );
     // the f64 model with the same predictor's groups masked chooses the same tokens
     let program = comet_compiler::driver::lower_only(
@@ -307,10 +373,33 @@ fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
     let model = comet_runtime::sparsity::TokenModel::new(&program, &base).unwrap();
     let atts = heads::attentions(&model).unwrap();
     let hp = folded_predictor(&w, atts.len());
+    let prompt = numbers(&reference()["cases"][0]["prompt_ids"]);
     let ids: Vec<u32> = prompt.iter().map(|&t| t as u32).collect();
     let (f64_tokens, _) =
         heads::greedy_heads(&model, &atts, &[ids], 6, Some(&hp), HeadMode::Predicted).unwrap();
     assert_eq!(f64_tokens[0], tokens);
+}
+
+/// Both cache products of each attention read its head mask, and the verifier refuses a
+/// head-masked product whose mask is not a head-sparse unit's (its costs and the runtime's
+/// counts name the unit).
+#[test]
+fn cache_products_read_the_head_mask_of_their_unit() {
+    let mut p = compile("heads");
+    let masked = (p.graph.ids())
+        .filter(|&id| {
+            matches!(p.graph.node(id).op, comet_ir::Op::CacheMatMul { .. })
+                && p.graph.operands(id).len() == 4
+        })
+        .count();
+    assert_eq!(masked, 8, "q·kᵀ and p·v of 4 attentions");
+    comet_ir::verify::verify(&p).unwrap();
+    p.options.sparsity.as_mut().unwrap().heads = None;
+    let e = comet_ir::verify::verify(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("is not the mask of a head-sparse attention's block_matmul"),
+        "{e}"
+    );
 }
 
 #[test]

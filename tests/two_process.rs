@@ -167,6 +167,84 @@ fn two_processes_with_a_predictor_beside_attention() {
     );
 }
 
+/// A head-sparse plan over TCP, its missed K/V rows refilled merged (the default) and
+/// naive (`--kv-refill naive` at both parties): the same tokens; per call both parties
+/// measure the estimated online bits, merged the estimated rounds, naive those plus its
+/// reported extra exchanges, and the calls miss rows.
+#[test]
+fn two_processes_with_head_sparse_attention_refill_merged_and_naive() {
+    let plan = sparse_plan_with("two-process-heads.plan", "heads");
+    let pred = temp_path("two-process-heads.pred");
+    let out = comet(&[
+        "calibrate",
+        "examples/glassllm.model",
+        "--weights",
+        "models/glassllm-en/model.safetensors",
+        "--heads",
+        "--recall",
+        "0.9",
+        "--samples",
+        "4",
+        "--out",
+        pred.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pred = pred.to_str().unwrap();
+    let mut runs = Vec::new();
+    for refill in ["merged", "naive"] {
+        let dir = deal(&plan, &format!("two-process-heads-{refill}"), "6", "3");
+        let addr = free_port();
+        let s = server(
+            &plan,
+            &dir.join("party0.mat"),
+            &addr,
+            &["--head-predictor", pred, "--kv-refill", refill],
+        );
+        let c = client(
+            &plan,
+            &dir.join("party1.mat"),
+            &addr,
+            &[
+                "--prompt-ids",
+                PROMPT,
+                "--accept-leakage",
+                "sparse-masks",
+                "--kv-refill",
+                refill,
+            ],
+        );
+        let (c, s) = (
+            wait(c, Duration::from_secs(300)),
+            wait(s, Duration::from_secs(60)),
+        );
+        assert!(c.status.success(), "client: {}", stderr(&c));
+        assert!(s.status.success(), "server: {}", stderr(&s));
+        runs.push((json(&c), json(&s)));
+    }
+    assert_eq!(runs[0].0["tokens"], runs[1].0["tokens"]);
+    let mut missed = 0;
+    for (k, (cj, sj)) in runs.iter().enumerate() {
+        for call in (cj["calls"].as_array().unwrap().iter()).chain(sj["calls"].as_array().unwrap())
+        {
+            let (m, e) = (&call["measured"], &call["estimated"]);
+            let refill = &m["kv_refill"];
+            let extra = refill["extra_rounds"].as_u64().unwrap();
+            assert_eq!(m["online_bits"], e["online_bits"]);
+            assert_eq!(
+                m["rounds"].as_u64().unwrap(),
+                e["rounds"].as_u64().unwrap() + extra
+            );
+            let requests = refill["miss_requests"].as_u64().unwrap();
+            assert_eq!(extra, if k == 0 { 0 } else { 2 * requests }, "{call}");
+            missed += refill["missed_rows"].as_u64().unwrap();
+        }
+    }
+    assert!(
+        missed > 0,
+        "no call missed a row: the refill was not exercised"
+    );
+}
+
 /// The shipped model compiled with block-sparse FFNs (blocks of 16) to `file`.
 fn sparse_plan(file: &str) -> PathBuf {
     sparse_plan_with(file, "ffn:block=16")

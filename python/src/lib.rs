@@ -337,6 +337,7 @@ fn run_json<'py>(
         weights,
         predictor,
         head_predictor: None,
+        kv_refill: comet::run::KvRefill::Merged,
         prompt_ids,
         prompt,
         tokenizer,
