@@ -287,6 +287,13 @@ fn two_party_steps(p: &Program, w: &HashMap<String, ArrayD<f64>>, naive: bool) -
         out.tokens.push(ids[0] as u32);
         out.steps.push((e, m));
     }
+    // a new sequence in the same session: a prefill at past 0 writes every row anew
+    let x = common::reference::tokens(&prompt);
+    let e = env(prompt.len(), 0);
+    let (o, _) = session.call(&x, e).unwrap_or_else(|err| panic!("{err}"));
+    let plain = fixed::eval(p, &x, w, e, &mut fixed::Cache::new()).unwrap();
+    let (a, b) = (last_row(&o["logits"]), last_row(&plain["logits"]));
+    assert!(max_abs_diff(&a, &b) < 0.1, "a new sequence");
     out
 }
 

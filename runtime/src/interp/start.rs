@@ -218,12 +218,17 @@ impl Node for At<'_, '_> {
         (self.run.program.graph.node(self.run.plan.id(self.pos))).open_at_cmp_width
     }
 
+    /// None in a call at `past = 0`: a new sequence, whose rows are all new (the dealer
+    /// forgets the slot's earlier masks likewise).
     fn opened_rows(&self, slot: u32) -> Option<&ArrayD<u64>> {
-        self.run.opened.get(slot)
+        (self.run.env.past > 0).then(|| self.run.opened.get(slot))?
     }
 
     fn slot_rows(&self, slot: u32) -> Option<Prior<'_>> {
         let run = self.run;
+        if run.env.past == 0 {
+            return None;
+        }
         Some(Prior {
             opened: run.opened.get(slot)?,
             valid: run.opened.validity(slot)?,
