@@ -106,25 +106,8 @@ fn two_processes_with_gmw_comparisons() {
 #[test]
 fn two_processes_with_sparse_ffns() {
     let plan = sparse_plan("two-process-sparse.plan");
-    let pred = temp_path("two-process-sparse.pred");
-    let out = comet(&[
-        "calibrate",
-        "examples/glassllm.model",
-        "--weights",
-        "models/glassllm-en/model.safetensors",
-        "--score",
-        "sum",
-        "--recall",
-        "1.0",
-        "--sparsity",
-        "0.3",
-        "--samples",
-        "4",
-        "--out",
-        pred.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let pred = pred.to_str().unwrap().to_string();
+    let args = ["--score", "sum", "--recall", "1.0", "--sparsity", "0.3"];
+    let pred = calibrate(&args, "two-process-sparse.pred");
     with_extra(
         &plan,
         "two-process-sparse",
@@ -139,12 +122,7 @@ fn two_processes_with_sparse_ffns() {
 #[test]
 fn two_processes_with_a_predictor_beside_attention() {
     let plan = sparse_plan_with("two-process-beside.plan", "ffn:block=16,input=attention");
-    let pred = temp_path("two-process-beside.pred");
-    let out = comet(&[
-        "calibrate",
-        "examples/glassllm.model",
-        "--weights",
-        "models/glassllm-en/model.safetensors",
+    let args = [
         "--train",
         "--train-samples",
         "16",
@@ -152,13 +130,8 @@ fn two_processes_with_a_predictor_beside_attention() {
         "1.0",
         "--sparsity",
         "0.3",
-        "--samples",
-        "4",
-        "--out",
-        pred.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let pred = pred.to_str().unwrap().to_string();
+    ];
+    let pred = calibrate(&args, "two-process-beside.pred");
     with_extra(
         &plan,
         "two-process-beside",
@@ -174,22 +147,8 @@ fn two_processes_with_a_predictor_beside_attention() {
 #[test]
 fn two_processes_with_head_sparse_attention_refill_merged_and_naive() {
     let plan = sparse_plan_with("two-process-heads.plan", "heads");
-    let pred = temp_path("two-process-heads.pred");
-    let out = comet(&[
-        "calibrate",
-        "examples/glassllm.model",
-        "--weights",
-        "models/glassllm-en/model.safetensors",
-        "--heads",
-        "--recall",
-        "0.9",
-        "--samples",
-        "4",
-        "--out",
-        pred.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let pred = pred.to_str().unwrap();
+    let pred = calibrate(&["--heads", "--recall", "0.9"], "two-process-heads.pred");
+    let pred = pred.as_str();
     let mut runs = Vec::new();
     for refill in ["merged", "naive"] {
         let dir = deal(&plan, &format!("two-process-heads-{refill}"), "6", "3");
@@ -243,6 +202,22 @@ fn two_processes_with_head_sparse_attention_refill_merged_and_naive() {
         missed > 0,
         "no call missed a row: the refill was not exercised"
     );
+}
+
+/// `comet calibrate examples/glassllm.model` on the shipped weights with `args`, the
+/// predictor written to `file`; its path.
+fn calibrate(args: &[&str], file: &str) -> String {
+    let out_path = temp_path(file);
+    let out = comet(
+        &[
+            &["calibrate", "examples/glassllm.model", "--weights", WEIGHTS][..],
+            args,
+            &["--samples", "4", "--out", out_path.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    out_path.to_str().unwrap().to_string()
 }
 
 /// The shipped model compiled with block-sparse FFNs (blocks of 16) to `file`.

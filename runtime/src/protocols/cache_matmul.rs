@@ -413,21 +413,71 @@ pub(crate) fn opened_row(f: &ArrayD<u64>, head: usize, i: usize) -> Vec<u64> {
     f.slice(ndarray::s![head, i, ..]).to_vec()
 }
 
+/// One call of a cache product in tests, with random operands and the dealer's material.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::dealer::Dealer;
     use ndarray::Array;
     use rand::RngExt;
 
-    fn random(rng: &mut ChaCha12Rng, shape: &[usize]) -> ArrayD<u64> {
+    /// A call's plaintext and shared operands and dealt material.
+    pub struct Call {
+        /// The cache operand after the call (its earlier rows and the new ones).
+        pub c: ArrayD<u64>,
+        /// The plaintext product.
+        pub want: ArrayD<u64>,
+        /// The shares of `x`, `c` and `new`, per party.
+        pub shares: [[Share; 3]; 2],
+        /// The dealt material, per party.
+        pub material: [CacheMatMulMaterial; 2],
+        /// The shape of `x`.
+        pub x_shape: Vec<usize>,
+    }
+
+    /// Uniform ring elements of `shape`.
+    pub fn random(rng: &mut ChaCha12Rng, shape: &[usize]) -> ArrayD<u64> {
         Array::from_shape_simple_fn(IxDyn(shape), || rng.random::<u64>())
     }
 
-    fn split(rng: &mut ChaCha12Rng, v: &ArrayD<u64>) -> [Share; 2] {
+    /// Two additive shares of `v`.
+    pub fn split(rng: &mut ChaCha12Rng, v: &ArrayD<u64>) -> [Share; 2] {
         let r = random(rng, v.shape());
         [Share(r.clone()), Share(ring_ops::sub(v.view(), r.view()))]
     }
+
+    /// A call of `op` writing `seq` new rows `[hkv, seq, k]` after `cache`, with `x` of
+    /// `hkv · groups` heads.
+    pub fn call(
+        rng: &mut ChaCha12Rng,
+        (dealer, kv): (&mut Dealer, &mut KvMasks),
+        op: CacheProduct,
+        cache: Option<&ArrayD<u64>>,
+        [hkv, seq, k]: [usize; 3],
+    ) -> Call {
+        let new = random(rng, &[hkv, seq, k]);
+        let c = match cache {
+            Some(old) => concatenate(Axis(1), &[old.view(), new.view()]).unwrap(),
+            None => new.clone(),
+        };
+        let x = random(rng, &[hkv * op.groups as usize, seq, k]);
+        let want = Product::MatMul.apply(&x, &op.view(&c).unwrap());
+        let material = deal(dealer, kv, op, x.shape(), c.shape(), new.shape()).unwrap();
+        let ([x0, x1], [c0, c1], [n0, n1]) = (split(rng, &x), split(rng, &c), split(rng, &new));
+        Call {
+            c,
+            want,
+            shares: [[x0, c0, n0], [x1, c1, n1]],
+            material,
+            x_shape: x.shape().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dealer::Dealer;
 
     /// Two calls (a prefill of 3 rows, a decode step of 1) of `q · view(k)` with GQA and a
     /// transpose: each equals the plaintext product, and the second opens only its new row.
@@ -445,36 +495,32 @@ mod tests {
         let mut cache: Option<ArrayD<u64>> = None;
         let mut opened: [Option<ArrayD<u64>>; 2] = [None, None];
         for seq in [3, 1] {
-            let new = random(&mut rng, &[hkv, seq, k]);
-            let c = match &cache {
-                Some(old) => concatenate(Axis(1), &[old.view(), new.view()]).unwrap(),
-                None => new.clone(),
-            };
-            let x = random(&mut rng, &[hkv * 2, seq, k]);
-            let want = Product::MatMul.apply(&x, &op.view(&c).unwrap());
-            let m = deal(&mut dealer, &mut kv, op, x.shape(), c.shape(), new.shape()).unwrap();
-            let (xs, cs, ns) = (
-                split(&mut rng, &x),
-                split(&mut rng, &c),
-                split(&mut rng, &new),
+            let call = testing::call(
+                &mut rng,
+                (&mut dealer, &mut kv),
+                op,
+                cache.as_ref(),
+                [hkv, seq, k],
             );
-            let [m0, m1] = m;
+            let [m0, m1] = call.material;
+            let [s0, s1] = call.shares;
+            let x_len = call.x_shape.iter().product::<usize>();
             let (s0, msg0) =
-                start(0, op, [&xs[0], &cs[0], &ns[0]], opened[0].as_ref(), m0).unwrap();
+                start(0, op, [&s0[0], &s0[1], &s0[2]], opened[0].as_ref(), m0).unwrap();
             let (s1, msg1) =
-                start(1, op, [&xs[1], &cs[1], &ns[1]], opened[1].as_ref(), m1).unwrap();
+                start(1, op, [&s1[0], &s1[1], &s1[2]], opened[1].as_ref(), m1).unwrap();
             assert_eq!(
                 msg0.len(),
-                x.len() + new.len(),
+                x_len + hkv * seq * k,
                 "only x and the new rows travel"
             );
             let (z0, f0) = finish(s0, &msg1).unwrap();
             let (z1, f1) = finish(s1, &msg0).unwrap();
             assert_eq!(f0, f1, "both parties hold the same opened rows");
-            assert_ne!(opened_row(&f0, 0, 0), opened_row(&c, 0, 0), "masked");
-            assert_eq!(ring_ops::add(z0.0.view(), z1.0.view()), want);
+            assert_ne!(opened_row(&f0, 0, 0), opened_row(&call.c, 0, 0), "masked");
+            assert_eq!(ring_ops::add(z0.0.view(), z1.0.view()), call.want);
             opened = [Some(f0), Some(f1)];
-            cache = Some(c);
+            cache = Some(call.c);
         }
     }
 

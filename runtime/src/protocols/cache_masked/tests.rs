@@ -3,19 +3,10 @@
 
 use super::*;
 use crate::dealer::Dealer;
+use crate::protocols::cache_matmul::testing;
 use crate::protocols::cache_matmul::{KvMasks, deal};
-use ndarray::Array;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
-
-fn random(rng: &mut ChaCha12Rng, shape: &[usize]) -> ArrayD<u64> {
-    Array::from_shape_simple_fn(IxDyn(shape), || rng.random::<u64>())
-}
-
-fn split(rng: &mut ChaCha12Rng, v: &ArrayD<u64>) -> [Share; 2] {
-    let r = random(rng, v.shape());
-    [Share(r.clone()), Share(ring_ops::sub(v.view(), r.view()))]
-}
 
 fn prior(k: &Option<Kept>) -> Option<Prior<'_>> {
     k.as_ref().map(|k| Prior {
@@ -52,24 +43,19 @@ fn calls(naive: bool) -> Vec<Refill> {
     for mask in masks {
         let seq = mask.len();
         let mask = Array2::from_shape_fn((seq, hkv), |(t, g)| mask[t][g]);
-        let new = random(&mut rng, &[hkv, seq, k]);
-        let c = match &cache {
-            Some(old) => concatenate(Axis(1), &[old.view(), new.view()]).unwrap(),
-            None => new.clone(),
-        };
-        let x = random(&mut rng, &[hkv * 2, seq, k]);
-        let want = Product::MatMul.apply(&x, &op.view(&c).unwrap());
-        let m = deal(&mut dealer, &mut kv, op, x.shape(), c.shape(), new.shape()).unwrap();
-        let (xs, cs, ns) = (
-            split(&mut rng, &x),
-            split(&mut rng, &c),
-            split(&mut rng, &new),
+        let call = testing::call(
+            &mut rng,
+            (&mut dealer, &mut kv),
+            op,
+            cache.as_ref(),
+            [hkv, seq, k],
         );
-        let [m0, m1] = m;
+        let [m0, m1] = call.material;
+        let [x0, x1] = call.shares;
         let (mut s0, msg0) = start(
             0,
             op,
-            [&xs[0], &cs[0], &ns[0]],
+            [&x0[0], &x0[1], &x0[2]],
             mask.view(),
             prior(&kept[0]),
             m0,
@@ -79,7 +65,7 @@ fn calls(naive: bool) -> Vec<Refill> {
         let (mut s1, msg1) = start(
             1,
             op,
-            [&xs[1], &cs[1], &ns[1]],
+            [&x1[0], &x1[1], &x1[2]],
             mask.view(),
             prior(&kept[1]),
             m1,
@@ -110,14 +96,14 @@ fn calls(naive: bool) -> Vec<Refill> {
             for t in 0..seq {
                 let got = z.slice(s![h, t, ..]);
                 match mask[[t, h / 2]] {
-                    true => assert_eq!(got, want.slice(s![h, t, ..]), "head {h}, token {t}"),
+                    true => assert_eq!(got, call.want.slice(s![h, t, ..]), "head {h}, token {t}"),
                     false => assert!(got.iter().all(|v| *v == 0), "head {h}, token {t}"),
                 }
             }
         }
         counts.push(r0);
         kept = [Some(k0), Some(k1)];
-        cache = Some(c);
+        cache = Some(call.c);
     }
     let waiting = |k: &Kept| k.valid.iter().filter(|v| !**v).count();
     // group 0's rows 4 and 5, group 1's row 5: written while their group was inactive
