@@ -326,9 +326,14 @@ fn setup_phase(base: PhaseMemory, all_weights_bytes: u64, largest_elements: u64)
 /// The parts of a call that are the same for both parties: the KV cache and the working
 /// sets at the call's shape.
 fn call_parts(p: &Program, facts: &PlanFacts, c: CallFigures) -> PhaseMemory {
-    let opened: std::collections::HashSet<u32> = (p.graph.ids())
+    // copies of a slot's rows: the shares; the opened rows of a cache product; this
+    // party's `K_p − B_p` of a head-masked product's rows (read while a row waits)
+    let copies: std::collections::HashMap<u32, u64> = (p.graph.ids())
         .filter_map(|id| match p.graph.node(id).op {
-            Op::CacheMatMul { slot, .. } => Some(slot),
+            Op::CacheMatMul { slot, .. } => {
+                let head_masked = p.graph.operands(id).len() == 4;
+                Some((slot, if head_masked { 3 } else { 2 }))
+            }
             _ => None,
         })
         .collect();
@@ -336,8 +341,7 @@ fn call_parts(p: &Program, facts: &PlanFacts, c: CallFigures) -> PhaseMemory {
     let mut largest_value = 0;
     for id in p.graph.ids() {
         if let Op::CacheWrite { slot } = p.graph.node(id).op {
-            let copies = if opened.contains(&slot) { 2 } else { 1 };
-            kv_elements += copies * elements(p, id, c.env);
+            kv_elements += copies.get(&slot).copied().unwrap_or(1) * elements(p, id, c.env);
         }
         if !facts.set_up_only.contains(&id) {
             largest_value = largest_value.max(elements(p, id, c.env));
