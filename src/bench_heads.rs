@@ -198,15 +198,16 @@ struct DecodeRun {
     seconds: f64,
     active: f64,
     /// Per step, averaged over the attentions' sums: K/V rows opened per product, missed
-    /// rows among them, miss requests, the naive refill's extra exchanges.
-    refill: [f64; 4],
+    /// rows among them, miss requests, the naive refill's extra exchanges, the missed
+    /// rows' bits (K and V, both parties).
+    refill: [f64; 5],
     measured_is_estimate: bool,
     tokens: Vec<u64>,
 }
 
 impl DecodeRun {
     fn to_json(&self) -> Value {
-        let [rows, missed, requests, exchanges] = self.refill;
+        let [rows, missed, requests, exchanges, bits] = self.refill;
         json!({
             "online_bits_per_step": self.online_bits,
             "rounds_per_step": self.rounds,
@@ -217,6 +218,7 @@ impl DecodeRun {
             "kv_missed_rows_per_step": missed,
             "kv_miss_requests_per_step": requests,
             "refill_exchanges_per_step": exchanges,
+            "refill_bits_per_step": bits,
             "measured_is_estimate": self.measured_is_estimate,
             "tokens": self.tokens,
         })
@@ -270,7 +272,7 @@ fn decode_after(
         next = call(ids, env)?.0;
     }
     let (mut online, mut rounds, mut offline, mut seconds, mut active) = (0, 0, 0, 0.0, 0);
-    let mut refill = [0u64; 4];
+    let mut refill = [0u64; 5];
     let mut tokens = Vec::new();
     for s in 0..steps {
         tokens.push(next);
@@ -376,6 +378,7 @@ fn render(r: &Value) -> String {
             let bits = |k: &str| units::bits_as_bytes(x[k].as_u64().unwrap_or(0));
             let num = |k: &str| format!("{:.1}", x[k].as_f64().unwrap_or(0.0));
             let sparse = key != "dense";
+            let cell = |v: String| if sparse { v } else { String::new() };
             let (tokens, missed) = match sparse {
                 true => (
                     format!(
@@ -399,7 +402,7 @@ fn render(r: &Value) -> String {
             };
             let _ = writeln!(
                 o,
-                "{:>6}  {:<12} {:>11} {:>7} {:>11} {:>7.1} ms {:>7}  {:<5} {:>6} {:>6} {:>7} {:>6}  {:>8}  {:>10}",
+                "{:>6}  {:<12} {:>11} {:>7} {:>11} {:>7.1} ms {:>7}  {:<5} {:>6} {:>6} {:>9} {:>7} {:>6}  {:>8}  {:>10}",
                 row["past"].as_u64().unwrap_or(0),
                 plan,
                 bits("online_bits_per_step"),
@@ -412,26 +415,13 @@ fn render(r: &Value) -> String {
                 } else {
                     "NO"
                 },
-                if sparse {
-                    num("kv_rows_opened_per_step")
-                } else {
-                    String::new()
-                },
-                if sparse {
-                    num("kv_missed_rows_per_step")
-                } else {
-                    String::new()
-                },
-                if sparse {
-                    num("kv_miss_requests_per_step")
-                } else {
-                    String::new()
-                },
-                if sparse {
-                    num("refill_exchanges_per_step")
-                } else {
-                    String::new()
-                },
+                cell(num("kv_rows_opened_per_step")),
+                cell(num("kv_missed_rows_per_step")),
+                cell(units::bits_as_bytes(
+                    x["refill_bits_per_step"].as_f64().unwrap_or(0.0).round() as u64
+                )),
+                cell(num("kv_miss_requests_per_step")),
+                cell(num("refill_exchanges_per_step")),
                 tokens,
                 missed
             );
@@ -442,8 +432,8 @@ fn render(r: &Value) -> String {
         "(groups: KV groups active per decode step over all layers, from the opened masks; \
          rows: K/V rows each cache product opens per step (its new rows and its missed rows, \
          summed over the layers); missed: rows written while their group was inactive, opened \
-         now; misses: miss requests (a layer's group with missed rows); extra: rounds the \
-         naive refill adds (one per miss request and slot); tokens: the head-sparse run's \
+         now; refill: their bytes (K and V, both parties, in the online bytes); misses: miss \
+         requests (a layer's group with missed rows); extra: rounds the naive refill adds (one per miss request and slot); tokens: the head-sparse run's \
          greedy tokens equal to the dense run's before the first difference; f64 missed: the \
          rows the f64 model masked by the same predictor misses)"
     );

@@ -148,20 +148,22 @@ fn refill_lines(calls: &[Call]) {
     }
     println!(
         "KV refill per call (head-sparse attention; rows opened by each cache product, \
-         summed over the layers): rows, missed rows among them, miss requests, extra rounds \
-         (the naive refill's; 0 merged, the measured rounds above include them)"
+         summed over the layers): rows, missed rows among them, miss requests, the missed \
+         rows' bytes (K and V, both parties; in the online bytes above), extra rounds (the \
+         naive refill's; 0 merged, the measured rounds above include them)"
     );
     for c in calls {
         let sum = |f: fn(&comet_runtime::protocols::cache_masked::Refill) -> u64| {
             c.measured.kv.iter().map(f).sum::<u64>()
         };
         println!(
-            "  seq {}, past {}: {} rows, {} missed, {} miss requests, {} extra rounds",
+            "  seq {}, past {}: {} rows, {} missed, {} miss requests, {} refill, {} extra rounds",
             c.env.seq,
             c.env.past,
             sum(|k| k.rows),
             sum(|k| k.missed),
             sum(|k| k.requests),
+            bytes(sum(|k| k.missed_bits)),
             sum(|k| k.exchanges)
         );
     }
@@ -190,6 +192,7 @@ pub fn json(tokens: &[u64], text: &Text, calls: &[Call], info: &RunInfo) -> Stri
                 measured["kv_refill"] = serde_json::json!({
                     "rows": sum(|k| k.rows), "missed_rows": sum(|k| k.missed),
                     "miss_requests": sum(|k| k.requests), "extra_rounds": sum(|k| k.exchanges),
+                    "refill_bits": sum(|k| k.missed_bits),
                 });
             }
             serde_json::json!({

@@ -275,6 +275,10 @@ fn two_party_steps(p: &Program, w: &HashMap<String, ArrayD<f64>>, naive: bool) -
         let groups = 2 * e.seq;
         assert!(m.active.iter().all(|&a| a <= groups), "{:?}", m.active);
         out.skipped += m.active.iter().map(|a| groups - a).sum::<u64>();
+        for k in &m.kv {
+            assert_eq!(k.missed_bits > 0, k.missed > 0, "refill bytes iff missed rows");
+            assert!(k.missed_bits <= 2 * 2 * k.missed * 32 * 64, "K and V rows of hd 32");
+        }
         let (online, rounds, offline) = estimate_at(p, e, &m);
         let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
         assert_eq!(

@@ -256,7 +256,7 @@ impl Node for At<'_, '_> {
 impl Run<'_> {
     /// Adds a head-masked cache product's refill to its unit's counts (the unit of the
     /// `block_matmul` that reads its head mask). A unit's products open the same rows, so
-    /// rows, misses and requests are each product's; extra exchanges add up.
+    /// rows, misses and requests are each product's; extra exchanges and bits add up.
     fn count_refill(&mut self, i: Pos, r: Refill) {
         let mask = self.plan.operands(i)[3];
         let Some(&unit) = self.mask_ffn.get(&mask) else {
@@ -267,6 +267,7 @@ impl Run<'_> {
             k.missed = k.missed.max(r.missed);
             k.requests = k.requests.max(r.requests);
             k.exchanges += r.exchanges;
+            k.missed_bits += r.missed_bits;
         }
     }
 

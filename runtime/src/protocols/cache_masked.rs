@@ -82,6 +82,9 @@ pub struct Refill {
     pub requests: u64,
     /// Extra exchanges made for the misses (the naive refill; 0 merged).
     pub exchanges: u64,
+    /// Bits both parties sent for the missed rows (`2 · missed · k · width`; over a
+    /// unit's products, the sum).
+    pub missed_bits: u64,
 }
 
 /// Between [`start`] and [`finish`].
@@ -281,6 +284,11 @@ impl State {
     /// The cache slot.
     pub fn slot(&self) -> u32 {
         self.op.slot
+    }
+
+    /// Entries per cache row (`k`).
+    pub fn row_len(&self) -> usize {
+        self.kept.opened.shape()[2]
     }
 
     /// What the call's refill did (complete after [`finish`]).

@@ -720,9 +720,10 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             }
         }
         Pending::CacheMasked(s) => {
-            let slot = s.slot();
+            let (slot, k) = (s.slot(), s.row_len() as u64);
             let peer = unpack_parts(peer, s.parts(), n.width())?;
-            let (z, kept, refill) = cache_masked::finish(*s, &peer)?;
+            let (z, kept, mut refill) = cache_masked::finish(*s, &peer)?;
+            refill.missed_bits = 2 * refill.missed * k * u64::from(n.width());
             Finished::Refilled {
                 value: z.0,
                 slot,
