@@ -1,6 +1,7 @@
-//! `comet bench heads`: decode steps of the shipped model with dense attention against
-//! head-sparse attention (pass `head-sparsify`), both with the KV cache's rows opened
-//! once, both parties and the dealer in this process. A head predictor is calibrated
+//! `comet bench heads`: decode steps of the shipped model with dense attention (its KV
+//! cache re-opened in every call, the baseline, and its rows opened once) against
+//! head-sparse attention (pass `head-sparsify`, rows opened once), both parties and the
+//! dealer in this process. A head predictor is calibrated
 //! first (`comet calibrate --heads` at `--recall`, 50% head magnitude sparsity). For each
 //! context length the cache is filled by a prefill in chunks, then `--steps` greedy
 //! decode steps; per step the measured online bytes, rounds, dealer bytes (each checked
@@ -87,15 +88,13 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
     let (pred, reports) =
         calibrate_heads(&atts, &cap, 0.5, args.recall).map_err(|e| e.to_string())?;
     let density: Vec<f64> = reports.iter().map(|r| 1.0 - r.predicted_sparsity).collect();
-    let dense_p = compile(&source, &name, None)?;
-    let sparse_p = compile(
-        &source,
-        &name,
-        Some(HeadSparsityOptions {
-            recall: args.recall,
-            density,
-        }),
-    )?;
+    let dense_p = compile(&source, &name, None, true)?;
+    let reopened_p = compile(&source, &name, None, false)?;
+    let heads = HeadSparsityOptions {
+        recall: args.recall,
+        density,
+    };
+    let sparse_p = compile(&source, &name, Some(heads), true)?;
     let dense_w = comet_runtime::weights::load(&weights_path, &dense_p.info.weights)
         .map_err(|e| e.to_string())?;
     let mut sparse_w = dense_w.clone();
@@ -105,6 +104,7 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
         let run = |p: &Program, w: &HashMap<String, ArrayD<f64>>, naive: bool| {
             decode_after(p, w, past, (chunk, steps), args.seed, naive)
         };
+        let reopened = run(&reopened_p, &dense_w, false)?;
         let dense = run(&dense_p, &dense_w, false)?;
         let sparse = run(&sparse_p, &sparse_w, false)?;
         let naive = run(&sparse_p, &sparse_w, true)?;
@@ -137,10 +137,12 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
         );
         rows.push(json!({
             "past": past,
+            "reopened": reopened.to_json(),
             "dense": dense.to_json(),
             "heads": sparse.to_json(),
             "heads_naive": naive.to_json(),
             "naive_tokens_equal_to_merged": naive.tokens == sparse.tokens,
+            "reopened_tokens_equal_to_dense": reopened.tokens == dense.tokens,
             "groups": atts.iter().map(|a| a.kv_heads).sum::<u64>(),
             "sparse_tokens_equal_to_dense": same,
             "tokens": sparse.tokens.len(),
@@ -165,6 +167,7 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
     }
     let exact = rows.iter().all(|r| {
         r["dense"]["measured_is_estimate"] == json!(true)
+            && r["reopened"]["measured_is_estimate"] == json!(true)
             && r["heads"]["measured_is_estimate"] == json!(true)
             && r["heads_naive"]["measured_is_estimate"] == json!(true)
     });
@@ -174,14 +177,18 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The lut plan, head-sparse with `heads`; `cached`: cache rows opened once (else every
+/// call re-opens the whole cache, `--kv-openings reopened`).
 fn compile(
     source: &str,
     path: &str,
     heads: Option<HeadSparsityOptions>,
+    cached: bool,
 ) -> Result<Program, String> {
     let opts = comet_compiler::Options {
         approx: ApproxConfig::uniform(ApproxProfile::Lut),
         heads,
+        cache_openings: cached,
         ..Default::default()
     };
     comet_compiler::compile(source, path, &opts)
@@ -342,7 +349,8 @@ fn render(r: &Value) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "glassllm (trained weights), lut profile, KV rows opened once, in process: per decode \
+        "glassllm (trained weights), lut profile (reopened: every call re-opens the KV cache; \
+         else rows opened once), in process: per decode \
          step after `past` cached tokens (prefill calls of {} tokens), mean of {} steps; head \
          predictor at group recall {}",
         r["chunk"].as_u64().unwrap_or(0),
@@ -351,7 +359,7 @@ fn render(r: &Value) -> String {
     );
     let _ = writeln!(
         o,
-        "{:>6}  {:<12} {:>11} {:>7} {:>11} {:>10} {:>7}  {:<5} {:>6} {:>6} {:>7} {:>6}  {:>8}  {:>10}",
+        "{:>6}  {:<12} {:>11} {:>7} {:>11} {:>10} {:>7}  {:<5} {:>6} {:>6} {:>9} {:>7} {:>6}  {:>8}  {:>10}",
         "past",
         "plan",
         "online",
@@ -362,6 +370,7 @@ fn render(r: &Value) -> String {
         "= est",
         "rows",
         "missed",
+        "refill",
         "misses",
         "extra",
         "tokens",
@@ -370,6 +379,7 @@ fn render(r: &Value) -> String {
     for row in r["rows"].as_array().into_iter().flatten() {
         let groups = row["groups"].as_u64().unwrap_or(0);
         for (plan, key) in [
+            ("reopened", "reopened"),
             ("dense", "dense"),
             ("heads merged", "heads"),
             ("heads naive", "heads_naive"),
@@ -377,7 +387,7 @@ fn render(r: &Value) -> String {
             let x = &row[key];
             let bits = |k: &str| units::bits_as_bytes(x[k].as_u64().unwrap_or(0));
             let num = |k: &str| format!("{:.1}", x[k].as_f64().unwrap_or(0.0));
-            let sparse = key != "dense";
+            let sparse = key.starts_with("heads");
             let cell = |v: String| if sparse { v } else { String::new() };
             let (tokens, missed) = match sparse {
                 true => (

@@ -276,8 +276,15 @@ fn two_party_steps(p: &Program, w: &HashMap<String, ArrayD<f64>>, naive: bool) -
         assert!(m.active.iter().all(|&a| a <= groups), "{:?}", m.active);
         out.skipped += m.active.iter().map(|a| groups - a).sum::<u64>();
         for k in &m.kv {
-            assert_eq!(k.missed_bits > 0, k.missed > 0, "refill bytes iff missed rows");
-            assert!(k.missed_bits <= 2 * 2 * k.missed * 32 * 64, "K and V rows of hd 32");
+            assert_eq!(
+                k.missed_bits > 0,
+                k.missed > 0,
+                "refill bytes iff missed rows"
+            );
+            assert!(
+                k.missed_bits <= 2 * 2 * k.missed * 32 * 64,
+                "K and V rows of hd 32"
+            );
         }
         let (online, rounds, offline) = estimate_at(p, e, &m);
         let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
@@ -508,8 +515,10 @@ fn head_sparse_plans_and_predictors_that_do_not_fit_are_clear_errors() {
     assert!(stderr(&o).contains("--accept-leakage"), "{}", stderr(&o));
 }
 
-/// `comet bench heads --quick`: both plans cost their estimates; the head-sparse decode
-/// steps open masks with fewer active groups than the dense plan's 8.
+/// `comet bench heads --quick`: every plan costs its estimate (the reopened baseline, the
+/// dense and the head-sparse plan, merged and naive); the head-sparse decode steps open
+/// masks with fewer active groups than the dense plan's 8; the naive refill gives the
+/// merged one's tokens, the reopened baseline the dense plan's, and sends more.
 #[test]
 fn bench_heads_quick_measures_both_plans() {
     let text = ok(&["bench", "heads", "--quick", "--json"]);
@@ -517,9 +526,13 @@ fn bench_heads_quick_measures_both_plans() {
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for r in rows {
-        for plan in ["dense", "heads"] {
+        for plan in ["reopened", "dense", "heads", "heads_naive"] {
             assert_eq!(r[plan]["measured_is_estimate"], true, "{r}");
         }
+        assert_eq!(r["naive_tokens_equal_to_merged"], true, "{r}");
+        assert_eq!(r["reopened_tokens_equal_to_dense"], true, "{r}");
+        let online = |k: &str| r[k]["online_bits_per_step"].as_u64().unwrap();
+        assert!(online("reopened") > online("dense"), "{r}");
         let active = r["heads"]["groups_active_per_step"].as_f64().unwrap();
         assert!((0.0..=8.0).contains(&active), "{r}");
         assert_eq!(
