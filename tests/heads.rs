@@ -381,6 +381,31 @@ fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
         requests > 0,
         "no group missed rows: the refill was not exercised"
     );
+    // as pass `head-mask-rounds` leaves it without rotary embeddings: `q·kᵀ` dense (K rows
+    // open when written), `p·v` head-masked (V rows wait); the same tokens, each call at
+    // its estimate, and the V product's misses refilled naively at one exchange each
+    let mut mixed = p.clone();
+    for id in mixed.graph.ids().collect::<Vec<_>>() {
+        let xs = mixed.graph.operands(id).to_vec();
+        if let comet_ir::Op::CacheMatMul {
+            transpose: true, ..
+        } = mixed.graph.node(id).op
+        {
+            mixed.graph.set_operands(id, &xs[..3]);
+        }
+    }
+    comet_compiler::passes::schedule::run(&mut mixed);
+    comet_compiler::passes::cost::run(&mut mixed);
+    comet_ir::verify::verify(&mixed).unwrap();
+    for naive in [false, true] {
+        let run = two_party_steps(&mixed, &w, naive);
+        assert_eq!(run.tokens, tokens);
+        for (_, m) in &run.steps {
+            let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
+            let asked: u64 = m.kv.iter().map(|k| k.requests).sum();
+            assert_eq!(extra, if naive { asked } else { 0 });
+        }
+    }
     // the f64 model with the same predictor's groups masked chooses the same tokens
     let program = comet_compiler::driver::lower_only(
         &std::fs::read_to_string(common::reference::root().join(MODEL)).unwrap(),
@@ -418,6 +443,43 @@ fn cache_products_read_the_head_mask_of_their_unit() {
         e.contains("is not the mask of a head-sparse attention's block_matmul"),
         "{e}"
     );
+}
+
+/// OPT's attention has no rotary embedding: its queries are ready a round before the head
+/// mask, so `q·kᵀ` would wait a round per layer for it. Pass `head-mask-rounds` leaves the
+/// mask to `p·v` only there (K rows open when written, V rows wait for their group), and
+/// the head-sparse plan has the dense plan's rounds, prefill and decode.
+#[test]
+fn without_rotary_embeddings_only_the_value_product_waits_for_the_mask() {
+    let source =
+        std::fs::read_to_string(common::reference::root().join("examples/opt-1.3b.model")).unwrap();
+    let build = |heads: Option<&str>| {
+        let opts = comet_compiler::Options {
+            heads: heads.map(|h| head_sparsify::parse_spec(h).unwrap()),
+            ..Default::default()
+        };
+        (comet_compiler::compile(&source, "opt-1.3b.model", &opts))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .program
+    };
+    let (dense, sparse) = (build(None), build(Some("heads")));
+    let masked: Vec<bool> = (sparse.graph.ids())
+        .filter_map(|id| match sparse.graph.node(id).op {
+            comet_ir::Op::CacheMatMul { transpose, .. } if sparse.graph.operands(id).len() == 4 => {
+                Some(transpose)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(masked.len(), 24, "one product per layer keeps the mask");
+    assert!(masked.iter().all(|t| !t), "p·v (not transposed) keeps it");
+    for e in [env(1, 1024), env(128, 0), env(7, 9)] {
+        assert_eq!(
+            total_rounds(&sparse).eval(e),
+            total_rounds(&dense).eval(e),
+            "{e:?}"
+        );
+    }
 }
 
 #[test]

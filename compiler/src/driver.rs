@@ -8,8 +8,8 @@ use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
     PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fold_gains, fuse_selects,
-    head_sparsify, insert_conversions, lower, narrow_comparisons, narrow_openings, schedule,
-    sparsify,
+    head_mask_rounds, head_sparsify, insert_conversions, lower, narrow_comparisons,
+    narrow_openings, schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -148,7 +148,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
             narrow_comparisons::run(p);
         }
     };
-    let passes: [(&'static str, &Pass<'_>); 11] = [
+    let passes: [(&'static str, &Pass<'_>); 12] = [
         (
             "fold-norm-gains",
             if opts.fold_gains {
@@ -179,6 +179,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
                 &skip
             },
         ),
+        ("head-mask-rounds", &head_mask_rounds::run),
         ("schedule", &schedule::run),
         ("cost", &cost::run),
     ];

@@ -10,6 +10,7 @@ pub mod expand;
 pub mod faithful_trunc;
 pub mod fold_gains;
 pub mod fuse_selects;
+pub mod head_mask_rounds;
 pub mod head_sparsify;
 pub mod insert_conversions;
 pub mod lower;
@@ -32,6 +33,7 @@ pub const PIPELINE: &[&str] = &[
     "faithful-trunc",
     "narrow-comparisons",
     "narrow-openings",
+    "head-mask-rounds",
     "schedule",
     "cost",
 ];
