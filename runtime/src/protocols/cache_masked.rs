@@ -115,7 +115,7 @@ impl fmt::Debug for State {
 
 /// Starts the product: operands `x`, `c`, `new` (this party's shares), the public head
 /// mask `[seq, h_kv]`, the slot's rows before the call (`None` before its first write),
-/// and `naive`: whether missed rows wait for exchanges of their own ([`State::refill`]).
+/// and `naive`: whether missed rows wait for exchanges of their own ([`State::refill_messages`]).
 /// The message is `X_p − A_p` at the active pairs, then the rows opened now.
 ///
 /// # Errors
