@@ -52,7 +52,7 @@ pub struct BenchHeadsArgs {
     /// Seed of the calibration samples, the dealer and the input shares.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Tiny sizes for tests: contexts 4 and 8, chunks of 4, one decode step.
+    /// Tiny sizes for tests: contexts 4 and 8, chunks of 4, three decode steps.
     #[arg(long)]
     quick: bool,
     /// Print one JSON object instead of the table.
@@ -71,7 +71,7 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e} (run from the checkout)", path.display()))?;
     let weights_path = root.join("models/glassllm-en/model.safetensors");
     let (pasts, chunk, steps) = if args.quick {
-        (vec![4, 8], 4, 1)
+        (vec![4, 8], 4, 3)
     } else {
         (args.past.clone(), args.chunk, args.steps)
     };
@@ -295,10 +295,8 @@ fn decode_after(
         seconds += secs;
         active += m.active.iter().sum::<u64>();
         for k in &m.kv {
-            for (sum, v) in refill
-                .iter_mut()
-                .zip([k.rows, k.missed, k.requests, k.exchanges])
-            {
+            let counts = [k.rows, k.missed, k.requests, k.exchanges, k.missed_bits];
+            for (sum, v) in refill.iter_mut().zip(counts) {
                 *sum += v;
             }
         }

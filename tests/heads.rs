@@ -592,6 +592,20 @@ fn bench_heads_quick_measures_both_plans() {
             assert_eq!(r[plan]["measured_is_estimate"], true, "{r}");
         }
         assert_eq!(r["naive_tokens_equal_to_merged"], true, "{r}");
+        // the seeded masks miss rows in the 3 decode steps: refilled merged in no extra
+        // round, naively in some, with their bytes reported
+        for plan in ["heads", "heads_naive"] {
+            let x = &r[plan];
+            assert!(x["kv_missed_rows_per_step"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(x["refill_bits_per_step"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        assert_eq!(r["heads"]["refill_exchanges_per_step"].as_f64(), Some(0.0));
+        assert!(
+            r["heads_naive"]["refill_exchanges_per_step"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
         assert_eq!(r["reopened_tokens_equal_to_dense"], true, "{r}");
         let online = |k: &str| r[k]["online_bits_per_step"].as_u64().unwrap();
         assert!(online("reopened") > online("dense"), "{r}");
