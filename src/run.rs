@@ -45,7 +45,8 @@ pub struct RunArgs {
     pub head_predictor: Option<PathBuf>,
     /// How a head-sparse plan's cache products open the K/V rows a group missed while it
     /// was inactive: `merged` in the product's own round (no extra round), or `naive`, an
-    /// exchange per miss request (the baseline; both parties must choose the same).
+    /// exchange per miss request (the baseline). Both parties must choose the same: a
+    /// mismatch fails at the first miss with a protocol message of the wrong length.
     #[arg(long, value_enum, default_value_t = KvRefill::Merged)]
     pub kv_refill: KvRefill,
     /// The prompt as token ids, comma-separated (e.g. `41,69,186`).

@@ -202,6 +202,40 @@ fn two_processes_with_head_sparse_attention_refill_merged_and_naive() {
         missed > 0,
         "no call missed a row: the refill was not exercised"
     );
+    // parties that chose different refills fail at the first miss, with a clear error
+    let dir = deal(&plan, "two-process-heads-mismatch", "6", "3");
+    let addr = free_port();
+    let s = server(
+        &plan,
+        &dir.join("party0.mat"),
+        &addr,
+        &["--head-predictor", pred],
+    );
+    let c = client(
+        &plan,
+        &dir.join("party1.mat"),
+        &addr,
+        &[
+            "--prompt-ids",
+            PROMPT,
+            "--accept-leakage",
+            "sparse-masks",
+            "--kv-refill",
+            "naive",
+        ],
+    );
+    let (c, s) = (
+        wait(c, Duration::from_secs(120)),
+        wait(s, Duration::from_secs(60)),
+    );
+    for (who, out) in [("client", &c), ("server", &s)] {
+        assert_eq!(out.status.code(), Some(1), "{who}: {}", stderr(out));
+        assert!(
+            stderr(out).contains("protocol message: expected"),
+            "{who}: {}",
+            stderr(out)
+        );
+    }
 }
 
 /// `comet calibrate examples/glassllm.model` on the shipped weights with `args`, the
