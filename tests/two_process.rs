@@ -151,31 +151,7 @@ fn two_processes_with_head_sparse_attention_refill_merged_and_naive() {
     let pred = pred.as_str();
     let mut runs = Vec::new();
     for refill in ["merged", "naive"] {
-        let dir = deal(&plan, &format!("two-process-heads-{refill}"), "6", "3");
-        let addr = free_port();
-        let s = server(
-            &plan,
-            &dir.join("party0.mat"),
-            &addr,
-            &["--head-predictor", pred, "--kv-refill", refill],
-        );
-        let c = client(
-            &plan,
-            &dir.join("party1.mat"),
-            &addr,
-            &[
-                "--prompt-ids",
-                PROMPT,
-                "--accept-leakage",
-                "sparse-masks",
-                "--kv-refill",
-                refill,
-            ],
-        );
-        let (c, s) = (
-            wait(c, Duration::from_secs(300)),
-            wait(s, Duration::from_secs(60)),
-        );
+        let (c, s) = heads_session(&plan, pred, refill, refill);
         assert!(c.status.success(), "client: {}", stderr(&c));
         assert!(s.status.success(), "server: {}", stderr(&s));
         runs.push((json(&c), json(&s)));
@@ -203,31 +179,7 @@ fn two_processes_with_head_sparse_attention_refill_merged_and_naive() {
         "no call missed a row: the refill was not exercised"
     );
     // parties that chose different refills fail at the first miss, with a clear error
-    let dir = deal(&plan, "two-process-heads-mismatch", "6", "3");
-    let addr = free_port();
-    let s = server(
-        &plan,
-        &dir.join("party0.mat"),
-        &addr,
-        &["--head-predictor", pred],
-    );
-    let c = client(
-        &plan,
-        &dir.join("party1.mat"),
-        &addr,
-        &[
-            "--prompt-ids",
-            PROMPT,
-            "--accept-leakage",
-            "sparse-masks",
-            "--kv-refill",
-            "naive",
-        ],
-    );
-    let (c, s) = (
-        wait(c, Duration::from_secs(120)),
-        wait(s, Duration::from_secs(60)),
-    );
+    let (c, s) = heads_session(&plan, pred, "merged", "naive");
     for (who, out) in [("client", &c), ("server", &s)] {
         assert_eq!(out.status.code(), Some(1), "{who}: {}", stderr(out));
         assert!(
@@ -236,6 +188,34 @@ fn two_processes_with_head_sparse_attention_refill_merged_and_naive() {
             stderr(out)
         );
     }
+}
+
+/// A head-sparse session over TCP (prompt 6, 3 tokens, fresh material), the server's and
+/// the client's refill as given: the client's and the server's output.
+fn heads_session(
+    plan: &Path,
+    pred: &str,
+    server_refill: &str,
+    client_refill: &str,
+) -> (std::process::Output, std::process::Output) {
+    let session = format!("two-process-heads-{server_refill}-{client_refill}");
+    let dir = deal(plan, &session, "6", "3");
+    let addr = free_port();
+    let server_args = ["--head-predictor", pred, "--kv-refill", server_refill];
+    let s = server(plan, &dir.join("party0.mat"), &addr, &server_args);
+    let client_args = [
+        "--prompt-ids",
+        PROMPT,
+        "--accept-leakage",
+        "sparse-masks",
+        "--kv-refill",
+        client_refill,
+    ];
+    let c = client(plan, &dir.join("party1.mat"), &addr, &client_args);
+    (
+        wait(c, Duration::from_secs(300)),
+        wait(s, Duration::from_secs(60)),
+    )
 }
 
 /// `comet calibrate examples/glassllm.model` on the shipped weights with `args`, the
