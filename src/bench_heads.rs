@@ -142,7 +142,9 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
             "heads": sparse.to_json(),
             "heads_naive": naive.to_json(),
             "naive_tokens_equal_to_merged": naive.tokens == sparse.tokens,
-            "reopened_tokens_equal_to_dense": reopened.tokens == dense.tokens,
+            "reopened_tokens_equal_to_dense": (reopened.tokens.iter().zip(&dense.tokens))
+                .take_while(|(a, b)| a == b)
+                .count(),
             "groups": atts.iter().map(|a| a.kv_heads).sum::<u64>(),
             "sparse_tokens_equal_to_dense": same,
             "tokens": sparse.tokens.len(),
@@ -398,6 +400,14 @@ fn render(r: &Value) -> String {
                         "{:.1} rows",
                         row["f64_missed_rows_per_step"].as_f64().unwrap_or(0.0)
                     ),
+                ),
+                false if key == "reopened" => (
+                    format!(
+                        "{}/{}",
+                        row["reopened_tokens_equal_to_dense"].as_u64().unwrap_or(0),
+                        row["tokens"].as_u64().unwrap_or(0)
+                    ),
+                    String::new(),
                 ),
                 false => (String::new(), String::new()),
             };
