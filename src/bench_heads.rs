@@ -451,7 +451,8 @@ fn render(r: &Value) -> String {
          rows: K/V rows each cache product opens per step (its new rows and its missed rows, \
          summed over the layers); missed: rows written while their group was inactive, opened \
          now; refill: their bytes (K and V, both parties, in the online bytes); misses: miss \
-         requests (a layer's group with missed rows); extra: rounds the naive refill adds (one per miss request and slot); tokens: the head-sparse run's \
+         requests (a layer's group with missed rows); extra: rounds the naive refill adds \
+         (one per miss request and slot); tokens: the head-sparse (and the reopened) run's \
          greedy tokens equal to the dense run's before the first difference; f64 missed: the \
          rows the f64 model masked by the same predictor misses)"
     );
