@@ -22,11 +22,13 @@
 //! **What is skipped, and what is not yet.** The output projection opens `merged − A`
 //! at the active groups only (`block_matmul`, measured). The Q/K/V projections stay
 //! dense: with fixed-weight Beaver products the opening of `x − A` is the whole input
-//! anyway, so skipping columns would save only local work and dealer material. The
-//! attention core of an inactive group (its scores, softmax and value product) still runs
-//! densely in this version, so every K/V row is computed and cached and no K/V row is
-//! missing: the KV refill (the runtime keeping layer inputs and recomputing missed rows)
-//! is not built (docs/sparsity.md, "Left to do").
+//! anyway, so skipping columns would save only local work and dealer material. Every
+//! K/V row is computed on shares when written; pass `cache-openings` then gives the
+//! attention's cache products the mask, so that they open the active (token, group)
+//! pairs only and a row when its group is next active (the merged KV refill,
+//! `comet_runtime::protocols::cache_masked`; pass `head-mask-rounds` keeps that from
+//! adding rounds). The scaling and softmax between the two cache products still run on
+//! every head (docs/sparsity.md, "Left to do").
 //!
 //! The attention units follow the plan's sparse FFNs in `SparsityOptions::ffns` (unit
 //! `first + k` for attention `k`, its `block_permute`s' permutation and its
