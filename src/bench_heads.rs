@@ -24,6 +24,7 @@ use comet_compiler::inspect::units;
 use comet_compiler::passes::head_sparsify::HeadSparsityOptions;
 use comet_ir::{ApproxConfig, ApproxProfile, DimEnv, Program};
 use comet_runtime::interp::InProcess;
+use comet_runtime::protocols::cache_masked::Refill;
 use comet_runtime::sparsity::TokenModel;
 use comet_runtime::sparsity::calibrate::sampled_sequences;
 use comet_runtime::sparsity::heads::{
@@ -267,8 +268,8 @@ fn decode_after(
             let (out, m) = (session.call(&token_input(ids), env))
                 .map_err(|e| format!("seq {}, past {}: {e}", env.seq, env.past))?;
             let seconds = start.elapsed().as_secs_f64();
-            let (online, rounds, offline) = crate::generate::estimate_at(program, env, &m.counts());
-            let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
+            let (online, rounds, offline) = crate::generate::estimate_at(program, env, &m);
+            let extra = m.kv_total().exchanges;
             exact &= (m.online_bits, m.rounds, m.offline_bits) == (online, rounds + extra, offline);
             Ok((argmax(&last_row(&out)?), m, seconds))
         };
@@ -281,7 +282,7 @@ fn decode_after(
         next = call(ids, env)?.0;
     }
     let (mut online, mut rounds, mut offline, mut seconds, mut active) = (0, 0, 0, 0.0, 0);
-    let mut refill = [0u64; 5];
+    let mut refill = Refill::default();
     let mut tokens = Vec::new();
     for s in 0..steps {
         tokens.push(next);
@@ -296,12 +297,7 @@ fn decode_after(
         offline += m.offline_bits;
         seconds += secs;
         active += m.active.iter().sum::<u64>();
-        for k in &m.kv {
-            let counts = [k.rows, k.missed, k.requests, k.exchanges, k.missed_bits];
-            for (sum, v) in refill.iter_mut().zip(counts) {
-                *sum += v;
-            }
-        }
+        refill = refill.plus(&m.kv_total());
     }
     tokens.push(next);
     Ok(DecodeRun {
@@ -310,7 +306,14 @@ fn decode_after(
         offline_bits: offline / steps,
         seconds: seconds / steps as f64,
         active: active as f64 / steps as f64,
-        refill: refill.map(|v| v as f64 / steps as f64),
+        refill: [
+            refill.rows,
+            refill.missed,
+            refill.requests,
+            refill.exchanges,
+            refill.missed_bits,
+        ]
+        .map(|v| v as f64 / steps as f64),
         measured_is_estimate: exact,
         tokens,
     })

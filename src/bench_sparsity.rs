@@ -434,7 +434,7 @@ fn add_ffn(t: &mut Totals, p: &Program, nodes: &HashSet<NodeId>, env: DimEnv, m:
     let costs = p.analyses.costs.as_ref().expect("a compiled plan");
     for id in nodes {
         if let Some(c) = costs.get(*id) {
-            t.online_bits += c.online_at(env, &m.counts());
+            t.online_bits += c.online_at(env, m);
             t.offline_bits += c.offline_bits.eval(env) as f64;
         }
     }

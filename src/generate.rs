@@ -223,7 +223,7 @@ pub fn predict(
     );
     let call = Call {
         env,
-        estimated: estimate_at(p, env, &measured.counts()),
+        estimated: estimate_at(p, env, &measured),
         measured,
         logits: Some(logits),
     };
@@ -273,7 +273,7 @@ pub fn generate(
         tokens.push(token);
         calls.push(Call {
             env,
-            estimated: estimate_at(p, env, &measured.counts()),
+            estimated: estimate_at(p, env, &measured),
             measured,
             logits: Some(logits),
         });

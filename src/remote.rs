@@ -317,7 +317,7 @@ fn serve(
         );
         done.push(Call {
             env,
-            estimated: estimate_at(program, env, &measured.counts()),
+            estimated: estimate_at(program, env, &measured),
             measured,
             logits: None,
         });

@@ -135,15 +135,12 @@ pub fn print_summary(tokens: &[u64], text: &Text, calls: &[Call], info: &RunInfo
 
 /// The naive KV refill's exchanges in a call (0 merged): its rounds beyond the plan's.
 fn extra(c: &Call) -> u64 {
-    c.measured.kv.iter().map(|k| k.exchanges).sum()
+    c.measured.kv_total().exchanges
 }
 
 /// A head-sparse plan's KV refill per call, summed over the attentions.
 fn refill_lines(calls: &[Call]) {
-    if calls
-        .iter()
-        .all(|c| c.measured.kv.iter().all(|k| k.rows == 0))
-    {
+    if calls.iter().all(|c| c.measured.kv_total().rows == 0) {
         return;
     }
     println!(
@@ -153,18 +150,16 @@ fn refill_lines(calls: &[Call]) {
          naive refill's; 0 merged, the measured rounds above include them)"
     );
     for c in calls {
-        let sum = |f: fn(&comet_runtime::protocols::cache_masked::Refill) -> u64| {
-            c.measured.kv.iter().map(f).sum::<u64>()
-        };
+        let t = c.measured.kv_total();
         println!(
             "  seq {}, past {}: {} rows, {} missed, {} miss requests, {} refill, {} extra rounds",
             c.env.seq,
             c.env.past,
-            sum(|k| k.rows),
-            sum(|k| k.missed),
-            sum(|k| k.requests),
-            bytes(sum(|k| k.missed_bits)),
-            sum(|k| k.exchanges)
+            t.rows,
+            t.missed,
+            t.requests,
+            bytes(t.missed_bits),
+            t.exchanges
         );
     }
 }
@@ -185,14 +180,11 @@ pub fn json(tokens: &[u64], text: &Text, calls: &[Call], info: &RunInfo) -> Stri
                 "online_bits": m.online_bits, "rounds": m.rounds, "setup_bits": m.setup_bits,
             });
             measured[offline_key] = m.offline_bits.into();
-            if m.kv.iter().any(|k| k.rows > 0) {
-                let sum = |f: fn(&comet_runtime::protocols::cache_masked::Refill) -> u64| {
-                    m.kv.iter().map(f).sum::<u64>()
-                };
+            let t = m.kv_total();
+            if t.rows > 0 {
                 measured["kv_refill"] = serde_json::json!({
-                    "rows": sum(|k| k.rows), "missed_rows": sum(|k| k.missed),
-                    "miss_requests": sum(|k| k.requests), "extra_rounds": sum(|k| k.exchanges),
-                    "refill_bits": sum(|k| k.missed_bits),
+                    "rows": t.rows, "missed_rows": t.missed, "miss_requests": t.requests,
+                    "extra_rounds": t.exchanges, "refill_bits": t.missed_bits,
                 });
             }
             serde_json::json!({

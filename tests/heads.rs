@@ -207,7 +207,7 @@ fn weights(p: &Program, pred: &Path) -> HashMap<String, ArrayD<f64>> {
 
 fn estimate_at(p: &Program, e: DimEnv, m: &Measured) -> (u64, u64, u64) {
     let costs = p.analyses.costs.as_ref().unwrap();
-    let online: f64 = costs.iter().map(|(_, c)| c.online_at(e, &m.counts())).sum();
+    let online: f64 = costs.iter().map(|(_, c)| c.online_at(e, m)).sum();
     let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(e)).sum();
     (
         online as u64,
@@ -287,7 +287,7 @@ fn two_party_steps(p: &Program, w: &HashMap<String, ArrayD<f64>>, naive: bool) -
             );
         }
         let (online, rounds, offline) = estimate_at(p, e, &m);
-        let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
+        let extra = m.kv_total().exchanges;
         assert_eq!(
             (m.online_bits, m.rounds, m.offline_bits),
             (online, rounds + extra, offline),
@@ -367,8 +367,8 @@ fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
     assert_eq!(naive.tokens, tokens);
     let mut requests = 0;
     for ((e, m), (_, n)) in merged.steps.iter().zip(&naive.steps) {
-        let extra: u64 = n.kv.iter().map(|k| k.exchanges).sum();
-        let asked: u64 = n.kv.iter().map(|k| 2 * k.requests).sum();
+        let extra = n.kv_total().exchanges;
+        let asked = 2 * n.kv_total().requests;
         assert_eq!(
             extra, asked,
             "one exchange per miss request and slot (K, V)"
@@ -401,8 +401,7 @@ fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
         let run = two_party_steps(&mixed, &w, naive);
         assert_eq!(run.tokens, tokens);
         for (_, m) in &run.steps {
-            let extra: u64 = m.kv.iter().map(|k| k.exchanges).sum();
-            let asked: u64 = m.kv.iter().map(|k| k.requests).sum();
+            let (extra, asked) = (m.kv_total().exchanges, m.kv_total().requests);
             assert_eq!(extra, if naive { asked } else { 0 });
         }
     }

@@ -76,7 +76,7 @@ fn dense_view(p: &Program) -> Program {
 /// (online bits, rounds, offline bits) estimated at the call's realised active counts.
 fn estimate_at(p: &Program, e: DimEnv, m: &Measured) -> (u64, u64, u64) {
     let costs = p.analyses.costs.as_ref().unwrap();
-    let online: f64 = costs.iter().map(|(_, c)| c.online_at(e, &m.counts())).sum();
+    let online: f64 = costs.iter().map(|(_, c)| c.online_at(e, m)).sum();
     let offline: i128 = costs.iter().map(|(_, c)| c.offline_bits.eval(e)).sum();
     (
         online as u64,

@@ -112,6 +112,20 @@ pub fn check_regions(p: &Program) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `id` is a head-masked product with the KV cache: a `cache_matmul` that reads
+/// its attention's head mask as a fourth operand (pass `cache-openings`).
+pub fn is_head_masked(p: &Program, id: NodeId) -> bool {
+    matches!(p.graph.node(id).op, Op::CacheMatMul { .. }) && p.graph.operands(id).len() == 4
+}
+
+/// The unit (`ffn`) of the `block_matmul` whose block mask is `mask`, if one reads it.
+pub fn mask_unit(p: &Program, mask: NodeId) -> Option<u32> {
+    (p.graph.users(mask).into_iter()).find_map(|u| match p.graph.node(u).op {
+        Op::BlockMatMul { ffn, .. } if p.graph.operands(u)[2] == mask => Some(ffn),
+        _ => None,
+    })
+}
+
 /// The names of head-sparse attention `k`'s folded predictor weights (server weights the
 /// runtime derives from a head predictor): `[d, kv_heads]` and `[kv_heads]`.
 pub fn head_predictor_weights(k: usize) -> [String; 2] {

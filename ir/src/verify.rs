@@ -288,15 +288,12 @@ impl Checker<'_> {
         let first = (self.p.options.sparsity.as_ref())
             .and_then(|s| s.heads.as_ref())
             .map(|h| h.first);
-        for id in g.ids() {
-            if !matches!(g.node(id).op, Op::CacheMatMul { .. }) || g.operands(id).len() != 4 {
-                continue;
-            }
+        for id in g
+            .ids()
+            .filter(|&id| crate::sparse::is_head_masked(self.p, id))
+        {
             let mask = g.operands(id)[3];
-            let unit = (g.users(mask).into_iter()).find_map(|u| match g.node(u).op {
-                Op::BlockMatMul { ffn, .. } if g.operands(u)[2] == mask => Some(ffn),
-                _ => None,
-            });
+            let unit = crate::sparse::mask_unit(self.p, mask);
             if !matches!((unit, first), (Some(u), Some(f)) if u >= f) {
                 self.fail(
                     id,

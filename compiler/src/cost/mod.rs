@@ -125,17 +125,6 @@ impl<'a> CostModel<'a> {
         }
     }
 
-    /// The head-sparse unit whose `block_matmul` reads `mask`.
-    fn head_unit(&self, mask: NodeId) -> u32 {
-        let g = &self.p.graph;
-        (g.users(mask).into_iter())
-            .find_map(|u| match g.node(u).op {
-                comet_ir::Op::BlockMatMul { ffn, .. } => Some(ffn),
-                _ => None,
-            })
-            .unwrap_or(u32::MAX)
-    }
-
     /// The cost of one node.
     pub fn node(&self, id: NodeId) -> NodeCost {
         let protocol = protocol_of(self.p, id, &self.fixed);
@@ -174,7 +163,8 @@ impl<'a> CostModel<'a> {
             b.ffn = *ffn;
         }
         if let Some(k) = dense.per_kv.as_mut() {
-            k.unit = self.head_unit(g.operands(id)[3]);
+            // the verifier refuses a head mask no head-sparse `block_matmul` reads
+            k.unit = comet_ir::sparse::mask_unit(self.p, g.operands(id)[3]).unwrap_or(u32::MAX);
         }
         match self.masked.get(&id) {
             Some(m) if protocol.communicates() => {

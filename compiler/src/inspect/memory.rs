@@ -331,7 +331,7 @@ fn call_parts(p: &Program, facts: &PlanFacts, c: CallFigures) -> PhaseMemory {
     let copies: std::collections::HashMap<u32, u64> = (p.graph.ids())
         .filter_map(|id| match p.graph.node(id).op {
             Op::CacheMatMul { slot, .. } => {
-                let head_masked = p.graph.operands(id).len() == 4;
+                let head_masked = comet_ir::sparse::is_head_masked(p, id);
                 Some((slot, if head_masked { 3 } else { 2 }))
             }
             _ => None,

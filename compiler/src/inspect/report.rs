@@ -234,11 +234,7 @@ pub struct Report {
 fn refill_note(p: &Program) -> Option<String> {
     let s = p.options.sparsity.as_ref()?;
     let h = s.heads.as_ref()?;
-    let head_masked = (p.graph.ids()).any(|id| {
-        matches!(p.graph.node(id).op, comet_ir::Op::CacheMatMul { .. })
-            && p.graph.operands(id).len() == 4
-    });
-    if !head_masked {
+    if !(p.graph.ids()).any(|id| comet_ir::sparse::is_head_masked(p, id)) {
         return None;
     }
     let first = h.first as usize;

@@ -16,7 +16,7 @@
 use super::schedule;
 use crate::cost::CostModel;
 use comet_ir::poly::MaxPoly;
-use comet_ir::{DimEnv, NodeId, Op, Program};
+use comet_ir::{DimEnv, NodeId, Program};
 
 /// Sizes at which a mask must be ready no later than the product's other operands: a
 /// decode step at a long context, a prefill, and one in between.
@@ -29,9 +29,7 @@ const SAMPLES: [DimEnv; 3] = [
 /// Runs the pass (after the passes that change protocols, before `schedule`).
 pub fn run(p: &mut Program) {
     let masked: Vec<NodeId> = (p.graph.ids())
-        .filter(|&id| {
-            matches!(p.graph.node(id).op, Op::CacheMatMul { .. }) && p.graph.operands(id).len() == 4
-        })
+        .filter(|&id| comet_ir::sparse::is_head_masked(p, id))
         .collect();
     if masked.is_empty() {
         return;

@@ -113,12 +113,6 @@ impl<T> Cache<T> {
         self.valid.get(&slot)
     }
 
-    /// Forgets `slot`.
-    pub fn remove(&mut self, slot: u32) {
-        self.slots.remove(&slot);
-        self.valid.remove(&slot);
-    }
-
     /// Marks entry (`head`, `position`) of `slot` as not valid; `false` if there is no
     /// such entry.
     pub fn invalidate(&mut self, slot: u32, head: usize, position: usize) -> bool {

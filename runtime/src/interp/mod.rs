@@ -81,21 +81,20 @@ pub struct Measured {
 }
 
 impl Measured {
-    /// The counts the estimate of the call's cost reads ([`comet_ir::cost::NodeCost::online_at`]).
-    pub fn counts(&self) -> MeasuredCounts<'_> {
-        MeasuredCounts(self)
+    /// The KV refill of the call summed over the attentions.
+    pub fn kv_total(&self) -> crate::protocols::cache_masked::Refill {
+        self.kv.iter().fold(Default::default(), |a, k| a.plus(k))
     }
 }
 
-/// [`Measured`]'s counts per sparse unit, for the estimate.
-pub struct MeasuredCounts<'a>(&'a Measured);
-
-impl comet_ir::cost::UnitCounts for MeasuredCounts<'_> {
+/// The counts the estimate of the call's cost reads
+/// ([`comet_ir::cost::NodeCost::online_at`]).
+impl comet_ir::cost::UnitCounts for Measured {
     fn active(&self, k: u32) -> f64 {
-        self.0.active.get(k as usize).copied().unwrap_or(0) as f64
+        self.active.get(k as usize).copied().unwrap_or(0) as f64
     }
     fn kv_rows(&self, k: u32) -> f64 {
-        self.0.kv.get(k as usize).map_or(0, |r| r.rows) as f64
+        self.kv.get(k as usize).map_or(0, |r| r.rows) as f64
     }
 }
 

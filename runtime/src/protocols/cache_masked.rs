@@ -87,6 +87,19 @@ pub struct Refill {
     pub missed_bits: u64,
 }
 
+impl Refill {
+    /// Both counts added field by field.
+    pub fn plus(&self, o: &Refill) -> Refill {
+        Refill {
+            rows: self.rows + o.rows,
+            missed: self.missed + o.missed,
+            requests: self.requests + o.requests,
+            exchanges: self.exchanges + o.exchanges,
+            missed_bits: self.missed_bits + o.missed_bits,
+        }
+    }
+}
+
 /// Between [`start`] and [`finish`].
 pub struct State {
     party: PartyId,
@@ -199,13 +212,15 @@ fn extend(
     slot: u32,
 ) -> Result<Kept, String> {
     let seq = f_new.shape()[1];
-    let zeros = || ArrayD::zeros(IxDyn(&[h, past, k]));
+    let zeros = ArrayD::zeros(IxDyn(&[h, past, k]));
+    let no_rows = Array2::from_elem((h, 0), true);
+    // the earlier rows, borrowed: the call's arrays are built once, below
     let (opened, valid, own) = match prior {
-        None if past == 0 => (zeros(), Array2::from_elem((h, 0), true), zeros()),
+        None if past == 0 => (zeros.view(), no_rows.view(), zeros.view()),
         Some(p) if p.opened.shape() == [h, past, k] && p.valid.dim() == (h, past) => {
             let own = match p.own {
-                Some(o) if o.shape() == [h, past, k] => o.clone(),
-                None if p.valid.iter().all(|v| *v) => zeros(),
+                Some(o) if o.shape() == [h, past, k] => o.view(),
+                None if p.valid.iter().all(|v| *v) => zeros.view(),
                 _ => {
                     return Err(format!(
                         "cache slot {slot}: rows wait for their opening but this party \
@@ -213,7 +228,7 @@ fn extend(
                     ));
                 }
             };
-            (p.opened.clone(), p.valid.clone(), own)
+            (p.opened.view(), p.valid.view(), own)
         }
         _ => {
             return Err(format!(
@@ -222,14 +237,13 @@ fn extend(
             ));
         }
     };
-    let cat = |a: &ArrayD<u64>, b: &ArrayD<u64>| {
-        concatenate(Axis(1), &[a.view(), b.view()]).expect("rows of one slot share h and k")
-    };
+    let new_opened = ArrayD::zeros(IxDyn(&[h, seq, k]));
     let new_valid = Array2::from_elem((h, seq), false);
+    let rows = "rows of one slot share h and k";
     Ok(Kept {
-        opened: cat(&opened, &ArrayD::zeros(IxDyn(&[h, seq, k]))),
-        valid: concatenate(Axis(1), &[valid.view(), new_valid.view()]).expect("same h"),
-        own: cat(&own, &f_new),
+        opened: concatenate(Axis(1), &[opened, new_opened.view()]).expect(rows),
+        valid: concatenate(Axis(1), &[valid, new_valid.view()]).expect(rows),
+        own: concatenate(Axis(1), &[own, f_new.view()]).expect(rows),
     })
 }
 
@@ -291,11 +305,6 @@ impl State {
         self.kept.opened.shape()[2]
     }
 
-    /// What the call's refill did (complete after [`finish`]).
-    pub fn counts(&self) -> Refill {
-        self.refill
-    }
-
     /// The naive refill's messages: each group's missed rows, for an exchange of its own
     /// before the product's round (none for the merged refill).
     pub fn refill_messages(&self) -> Vec<Vec<u64>> {
@@ -326,6 +335,7 @@ impl State {
 /// # Errors
 /// If the peer's message has the wrong length.
 pub fn finish(state: State, peer: &[u64]) -> Result<(Share, Kept, Refill), MessageError> {
+    let nx = state.sent_x();
     let State {
         party,
         op,
@@ -341,7 +351,6 @@ pub fn finish(state: State, peer: &[u64]) -> Result<(Share, Kept, Refill), Messa
         refill,
     } = state;
     debug_assert!(naive.is_empty(), "the naive refill runs before the round");
-    let nx = active_entries(&e, mask.view(), op.groups).len();
     check_len(peer, nx + sent.len())?;
     let (px, prows) = peer.split_at(nx);
     open_rows(&mut kept, &rows, &sent, prows);
