@@ -479,6 +479,30 @@ fn without_rotary_embeddings_only_the_value_product_waits_for_the_mask() {
             "{e:?}"
         );
     }
+    // inspect's naive-refill figure counts the one head-masked product per layer:
+    // 24 layers × 32 groups × d(1 − d) at density 0.5
+    let plan = temp_path("opt-heads-half.plan");
+    let spec = "heads:density=0.5";
+    let args = [
+        "compile",
+        "examples/opt-1.3b.model",
+        "--sparsity",
+        spec,
+        "-o",
+    ];
+    ok(&[&args[..], &[plan.to_str().unwrap()]].concat());
+    let text = ok(&[
+        "inspect",
+        plan.to_str().unwrap(),
+        "--prompt",
+        "16",
+        "--generate",
+        "2",
+    ]);
+    assert!(
+        text.contains("about 192.0 extra rounds per decode step"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -230,28 +230,34 @@ pub struct Report {
 /// --kv-refill naive`): the naive refill's expected extra rounds per decode step at the
 /// plan's densities, a group active after an inactive token missing rows with
 /// probability `d·(1 − d)` if its activity is independent from token to token, and
-/// sending them in an exchange per cache product (K and V).
+/// sending them in an exchange per head-masked cache product (K and V, or V alone where
+/// pass `head-mask-rounds` left `q·kᵀ` dense).
 fn refill_note(p: &Program) -> Option<String> {
     let s = p.options.sparsity.as_ref()?;
     let h = s.heads.as_ref()?;
-    if !(p.graph.ids()).any(|id| comet_ir::sparse::is_head_masked(p, id)) {
+    let units: Vec<u32> = (p.graph.ids())
+        .filter(|&id| comet_ir::sparse::is_head_masked(p, id))
+        .filter_map(|id| comet_ir::sparse::mask_unit(p, p.graph.operands(id)[3]))
+        .collect();
+    if units.is_empty() {
         return None;
     }
-    let first = h.first as usize;
-    let requests: f64 = (h.attentions.iter().enumerate())
+    let exchanges: f64 = (h.attentions.iter().enumerate())
         .map(|(k, a)| {
-            let d = s.density.get(first + k).copied().unwrap_or(1.0);
-            a.kv_heads as f64 * d * (1.0 - d)
+            let unit = h.first + k as u32;
+            let d = s.density.get(unit as usize).copied().unwrap_or(1.0);
+            let products = units.iter().filter(|&&u| u == unit).count() as f64;
+            products * a.kv_heads as f64 * d * (1.0 - d)
         })
         .sum();
     Some(format!(
         "KV refill of the head-sparse attention: merged (these figures), a group's missed K/V \
          rows open in its cache products' own round, 0 extra rounds; naive (`comet run \
          --kv-refill naive`), an exchange per miss request and cache product, the same bytes \
-         and about {:.1} extra rounds per decode step at the plan's densities (2·G·d·(1 − d) \
-         per attention, for activity independent from token to token); the estimates count \
-         each K/V row opened once",
-        2.0 * requests
+         and about {:.1} extra rounds per decode step at the plan's densities (G·d·(1 − d) \
+         per attention and head-masked product, for activity independent from token to \
+         token); the estimates count each K/V row opened once",
+        exchanges
     ))
 }
 
