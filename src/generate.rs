@@ -113,7 +113,7 @@ pub fn most_counts(p: &Program, env: DimEnv) -> Counts {
 }
 
 /// The estimate for a call at `env` with the counts of its opened masks
-/// ([`comet_runtime::interp::Measured::counts`]).
+/// (a [`comet_runtime::interp::Measured`] is its own counts).
 pub fn estimate_at(p: &Program, env: DimEnv, counts: &dyn UnitCounts) -> (u64, u64, u64) {
     let costs = p
         .analyses
