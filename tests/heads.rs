@@ -422,6 +422,111 @@ fn glassllm_head_sparse_two_party_agrees_and_costs_its_estimate() {
     assert_eq!(f64_tokens[0], tokens);
 }
 
+/// The attention core between the two head-masked cache products (scaling, causal mask,
+/// softmax) runs on the active rows only: `head_regions` lists its nodes, every
+/// communicating one is costed on the gathered rows, and with every (token, group) pair
+/// active that cost is the dense node's (the same protocol at the same sizes), with half
+/// of them active less. Without a head-masked `q·kᵀ` (OPT, where `head-mask-rounds` drops
+/// it) the core runs on every row.
+#[test]
+fn the_attention_core_runs_on_the_active_rows_only() {
+    use comet_ir::head_region::head_regions;
+    use comet_ir::protocol::Protocol;
+    let source = std::fs::read_to_string(common::reference::root().join(MODEL)).unwrap();
+    let lut = comet_compiler::Options {
+        heads: Some(head_sparsify::parse_spec("heads").unwrap()),
+        approx: comet_ir::ApproxConfig::uniform(comet_ir::ApproxProfile::Lut),
+        ..Default::default()
+    };
+    let lut = comet_compiler::compile(&source, MODEL, &lut)
+        .unwrap()
+        .program;
+    let mut protocols = std::collections::BTreeSet::new();
+    for p in [compile("heads"), lut] {
+        protocols.extend(core_costs_per_row(&p));
+    }
+    for proto in [
+        Protocol::RowMaxTree,
+        Protocol::Lut,
+        Protocol::Square,
+        Protocol::DreluFss,
+        Protocol::Mux,
+        Protocol::BeaverMul,
+        Protocol::StochasticTrunc,
+    ] {
+        assert!(
+            protocols.contains(&proto),
+            "{proto} missing from {protocols:?}"
+        );
+    }
+    // OPT: q·kᵀ keeps no mask, so its core runs on every row
+    let source =
+        std::fs::read_to_string(common::reference::root().join("examples/opt-1.3b.model")).unwrap();
+    let opts = comet_compiler::Options {
+        heads: Some(head_sparsify::parse_spec("heads").unwrap()),
+        ..Default::default()
+    };
+    let opt = comet_compiler::compile(&source, "opt-1.3b.model", &opts)
+        .unwrap()
+        .program;
+    assert!(head_regions(&opt).is_empty());
+}
+
+/// Checks the per-row costs of glassllm plan `p`'s cores (one per attention; every
+/// communicating core node costed per row, its dense cost with every pair active, less
+/// with half); returns their protocols.
+fn core_costs_per_row(p: &Program) -> std::collections::BTreeSet<comet_ir::protocol::Protocol> {
+    use comet_ir::cost::Counts;
+    use comet_ir::head_region::head_regions;
+    let regions = head_regions(p);
+    let units: std::collections::BTreeSet<u32> = regions.values().map(|r| r.unit).collect();
+    assert_eq!(units, (0..4).collect(), "one core per attention");
+    let costs = p.analyses.costs.as_ref().unwrap();
+    let mut protocols = std::collections::BTreeSet::new();
+    let mut gathered = 0;
+    for (id, c) in costs.iter() {
+        let Some(h) = &c.per_head else {
+            continue;
+        };
+        assert!(
+            regions.contains_key(&id),
+            "{id} is costed per row but not in a core"
+        );
+        assert!(
+            c.online_bits.is_zero(),
+            "{id}: the rows' cost replaces the dense one"
+        );
+        protocols.insert(c.protocol);
+        gathered += 1;
+        for e in [env(1, 31), env(16, 0), env(1, 511), env(5, 7)] {
+            let all = Counts {
+                active: vec![(2 * e.seq) as f64; 4],
+                kv_rows: vec![0.0; 4],
+            };
+            let half = Counts {
+                active: vec![e.seq as f64; 4],
+                ..all.clone()
+            };
+            let dense = h.dense_online_bits.eval(e) as f64;
+            assert_eq!(c.online_at(e, &all), dense, "{id} at {e:?}");
+            assert!(c.online_at(e, &half) < dense, "{id} at {e:?}");
+        }
+    }
+    assert_eq!(gathered, regions.len() - local_core_nodes(p, &regions));
+    protocols
+}
+
+/// The core nodes that do not communicate (they run on every row, at no cost).
+fn local_core_nodes(
+    p: &Program,
+    regions: &HashMap<comet_ir::NodeId, comet_ir::head_region::HeadRegion>,
+) -> usize {
+    let costs = p.analyses.costs.as_ref().unwrap();
+    (regions.keys())
+        .filter(|id| !costs.get(**id).unwrap().protocol.communicates())
+        .count()
+}
+
 /// Both cache products of each attention read its head mask, and the verifier refuses a
 /// head-masked product whose mask is not a head-sparse unit's (its costs and the runtime's
 /// counts name the unit).

@@ -30,6 +30,40 @@ pub struct NodeCost {
     /// mask-dependent part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_kv: Option<KvCost>,
+    /// For a node of a head-masked attention core that runs on the active rows only
+    /// ([`crate::head_region`]): its online bits and local work at the gathered rows,
+    /// which then replace `online_bits` and `local_ops` (zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_head: Option<HeadCost>,
+}
+
+/// What a node of a head-masked attention core costs on its active rows: the same
+/// protocol at the gathered shape, in [`crate::head_region::HeadRegion::env`]'s sizes
+/// (`seq` = active rows, `past` = the call's key length).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadCost {
+    /// The head-sparse attention's unit (its `block_matmul`'s `ffn`).
+    pub unit: u32,
+    /// Core rows per active (token, group) pair: query heads per KV group.
+    pub rows_per_pair: u64,
+    /// Online bits, both parties, at the gathered sizes.
+    pub online_bits: Poly,
+    /// Ring multiplications per party at the gathered sizes.
+    pub local_ops: Poly,
+    /// Online bits of the node on every row (at the call's sizes), for the expected
+    /// figure at a density.
+    pub dense_online_bits: Poly,
+}
+
+impl HeadCost {
+    /// The sizes this cost is evaluated at, for `active` (token, group) pairs.
+    fn env(&self, env: crate::DimEnv, active: f64) -> crate::DimEnv {
+        crate::DimEnv {
+            seq: active.max(0.0) as u64 * self.rows_per_pair,
+            past: env.past + env.seq,
+        }
+    }
 }
 
 /// What a head-masked product with the KV cache opens: each party sends `x − A` at the
@@ -109,7 +143,10 @@ impl NodeCost {
             let (a, r) = (counts.active(k.unit), counts.kv_rows(k.unit));
             k.online_bits(env, a as u64, r as u64) as f64
         });
-        fixed + block + kv
+        let head = (self.per_head.as_ref()).map_or(0.0, |h| {
+            h.online_bits.eval(h.env(env, counts.active(h.unit))) as f64
+        });
+        fixed + block + kv + head
     }
 
     /// The cost with its per-block part folded in at the plan's expected density (the
@@ -120,8 +157,11 @@ impl NodeCost {
     /// active pairs and `groups · seq` opened rows per call: in a long generation every
     /// row is opened once, when its group is next active (rows whose group is never active
     /// again are never opened, so this is an upper bound).
+    ///
+    /// A node of a head-masked core is folded in at its every-row cost times the density
+    /// (packing padding aside: an estimate, not an identity).
     pub fn expected(&self, sparsity: Option<&crate::SparsityOptions>) -> NodeCost {
-        let with_kv = self.expected_kv(sparsity);
+        let with_kv = self.expected_kv(sparsity).expected_head(sparsity);
         let (Some(b), Some(s)) = (&with_kv.per_block, sparsity) else {
             return with_kv;
         };
@@ -137,6 +177,19 @@ impl NodeCost {
             local_ops: with_kv.local_ops.add(&per_seq(b.local_ops)),
             per_block: None,
             ..with_kv.clone()
+        }
+    }
+
+    /// [`NodeCost::expected`]'s head-core part.
+    fn expected_head(&self, sparsity: Option<&crate::SparsityOptions>) -> NodeCost {
+        let (Some(h), Some(s)) = (&self.per_head, sparsity) else {
+            return self.clone();
+        };
+        let density = s.density.get(h.unit as usize).copied().unwrap_or(1.0);
+        NodeCost {
+            online_bits: (self.online_bits).add(&h.dense_online_bits.scale_f64(density)),
+            per_head: None,
+            ..self.clone()
         }
     }
 
@@ -162,9 +215,11 @@ impl NodeCost {
     /// Local ring multiplications at `env` with `active` as in [`NodeCost::online_at`].
     pub fn local_ops_at(&self, env: crate::DimEnv, active: &dyn Fn(u32) -> f64) -> f64 {
         let fixed = self.local_ops.eval(env) as f64;
+        let head = (self.per_head.as_ref())
+            .map_or(0.0, |h| h.local_ops.eval(h.env(env, active(h.unit))) as f64);
         match &self.per_block {
-            Some(b) => fixed + b.local_ops as f64 * active(b.ffn),
-            None => fixed,
+            Some(b) => fixed + head + b.local_ops as f64 * active(b.ffn),
+            None => fixed + head,
         }
     }
 }

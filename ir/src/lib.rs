@@ -29,6 +29,7 @@ pub mod erf;
 pub mod exposure;
 pub mod ffn;
 pub mod graph;
+pub mod head_region;
 pub mod heads;
 pub mod infer;
 pub mod op;

@@ -7,7 +7,9 @@
 //! cross its channels and a test compares them with these figures, so every formula here
 //! is a statement about what the runtime sends.
 
+use comet_ir::cost::HeadCost;
 use comet_ir::cost::{BlockCost, NodeCost};
+use comet_ir::head_region::{HeadRegion, head_regions};
 use comet_ir::poly::Poly;
 use comet_ir::protocol::{Protocol, fixed_values, protocol_of};
 use comet_ir::sparse::{Masked, masked_nodes};
@@ -104,6 +106,7 @@ pub struct CostModel<'a> {
     p: &'a Program,
     fixed: HashSet<NodeId>,
     masked: HashMap<NodeId, Masked>,
+    heads: HashMap<NodeId, HeadRegion>,
 }
 
 impl<'a> CostModel<'a> {
@@ -113,6 +116,7 @@ impl<'a> CostModel<'a> {
             p,
             fixed: fixed_values(p),
             masked: masked_nodes(p),
+            heads: head_regions(p),
         }
     }
 
@@ -131,32 +135,7 @@ impl<'a> CostModel<'a> {
         let g = &self.p.graph;
         let out = &g.node(id).ty;
         let xs: Vec<&ValueType> = g.operands(id).iter().map(|x| &g.node(*x).ty).collect();
-        let fixed: Vec<bool> = g
-            .operands(id)
-            .iter()
-            .map(|x| self.fixed.contains(x))
-            .collect();
-        let fss = self.p.options.comparison == Comparison::Fss;
-        let is_matmul = matches!(g.node(id).op, comet_ir::Op::MatMul);
-        // a lookup's index bits, a faithful truncation's shift; else the node's width
-        // (a comparison's, a stochastic truncation's input's)
-        let bits = match g.node(id).op {
-            comet_ir::Op::Lut { bits, .. } | comet_ir::Op::FaithfulTrunc { bits } => bits,
-            _ => g.node(id).comparison_bits(),
-        };
-        let narrow = g.node(id).open_at_cmp_width && fss;
-        let mut dense = if self.one_sided(protocol, id) {
-            fixed_product_cost(protocol, out, &xs, &fixed, 1, i64::from(bits))
-        } else if narrow && protocol == Protocol::RowMaxTree {
-            row_max_cost_at(xs[0], i64::from(bits), i64::from(bits))
-        } else if narrow && protocol == Protocol::SignSelect {
-            sign_select_cost_at(xs[0], true, i64::from(bits), i64::from(bits))
-        } else if protocol == Protocol::Lut {
-            let w = g.node(id).comparison_bits();
-            lut_cost(xs[0], i64::from(bits), i64::from(w))
-        } else {
-            cost_at_width(protocol, out, &xs, &fixed, fss, is_matmul, bits)
-        };
+        let mut dense = self.at_types(id, protocol, out, &xs);
         if let (comet_ir::Op::BlockMatMul { ffn, .. }, Some(b)) =
             (&g.node(id).op, dense.per_block.as_mut())
         {
@@ -180,13 +159,109 @@ impl<'a> CostModel<'a> {
                         let n = Poly::constant(m.block as i64);
                         mux_cost(&n, &n.scale(OPENED_BIT_BITS), &n.scale(RING_BITS), &n)
                     }
-                    _ => cost_at_width(protocol, &one(out), &xs1, &fixed, fss, is_matmul, bits),
+                    _ => {
+                        let b = self.basics(id);
+                        let (out, xs) = (&one(out), &xs1);
+                        cost_at_width(protocol, out, xs, &b.fixed, b.fss, b.is_matmul, b.bits)
+                    }
                 };
                 per_block(dense, m.ffn, &pair)
             }
-            _ => dense,
+            _ => match self.heads.get(&id) {
+                Some(r) if protocol.communicates() => self.per_head(id, protocol, r, dense),
+                _ => dense,
+            },
         }
     }
+
+    /// A node of a head-masked core ([`head_regions`]): online bits and local work of the
+    /// same protocol at the gathered rows; rounds and dealer bits of the dense node.
+    fn per_head(
+        &self,
+        id: NodeId,
+        protocol: Protocol,
+        r: &HeadRegion,
+        dense: NodeCost,
+    ) -> NodeCost {
+        let g = &self.p.graph;
+        let gather = |t: &ValueType| t.with_shape(r.gathered(&t.shape));
+        let out = gather(&g.node(id).ty);
+        let xs: Vec<ValueType> = (g.operands(id).iter())
+            .map(|x| gather(&g.node(*x).ty))
+            .collect();
+        let xs: Vec<&ValueType> = xs.iter().collect();
+        let rows = self.at_types(id, protocol, &out, &xs);
+        NodeCost {
+            online_bits: Poly::zero(),
+            local_ops: Poly::zero(),
+            per_head: Some(HeadCost {
+                unit: r.unit,
+                rows_per_pair: r.rows_per_pair(),
+                online_bits: rows.online_bits,
+                local_ops: rows.local_ops,
+                dense_online_bits: dense.online_bits.clone(),
+            }),
+            ..dense
+        }
+    }
+
+    /// The cost of node `id`'s protocol on values of types `out` and `xs` (its own, or
+    /// gathered ones).
+    fn at_types(
+        &self,
+        id: NodeId,
+        protocol: Protocol,
+        out: &ValueType,
+        xs: &[&ValueType],
+    ) -> NodeCost {
+        let g = &self.p.graph;
+        let Basics {
+            fixed,
+            fss,
+            is_matmul,
+            bits,
+        } = self.basics(id);
+        let narrow = g.node(id).open_at_cmp_width && fss;
+        if self.one_sided(protocol, id) {
+            fixed_product_cost(protocol, out, xs, &fixed, 1, i64::from(bits))
+        } else if narrow && protocol == Protocol::RowMaxTree {
+            row_max_cost_at(xs[0], i64::from(bits), i64::from(bits))
+        } else if narrow && protocol == Protocol::SignSelect {
+            sign_select_cost_at(xs[0], true, i64::from(bits), i64::from(bits))
+        } else if protocol == Protocol::Lut {
+            let w = g.node(id).comparison_bits();
+            lut_cost(xs[0], i64::from(bits), i64::from(w))
+        } else {
+            cost_at_width(protocol, out, xs, &fixed, fss, is_matmul, bits)
+        }
+    }
+
+    /// What node `id`'s cost depends on besides its protocol and types.
+    fn basics(&self, id: NodeId) -> Basics {
+        let g = &self.p.graph;
+        Basics {
+            fixed: (g.operands(id).iter())
+                .map(|x| self.fixed.contains(x))
+                .collect(),
+            fss: self.p.options.comparison == Comparison::Fss,
+            is_matmul: matches!(g.node(id).op, comet_ir::Op::MatMul),
+            // a lookup's index bits, a faithful truncation's shift; else the node's width
+            // (a comparison's, a stochastic truncation's input's)
+            bits: match g.node(id).op {
+                comet_ir::Op::Lut { bits, .. } | comet_ir::Op::FaithfulTrunc { bits } => bits,
+                _ => g.node(id).comparison_bits(),
+            },
+        }
+    }
+}
+
+/// [`CostModel::basics`]: which operands are fixed, whether comparisons are FSS, whether
+/// the node is a matrix product, and its bits (comparison width, index bits or shift).
+struct Basics {
+    fixed: Vec<bool>,
+    fss: bool,
+    is_matmul: bool,
+    bits: u32,
 }
 
 /// A masked node's cost: rounds and dealer bits of the dense node (the dealer cannot know
@@ -232,6 +307,7 @@ fn cost(protocol: Protocol, rounds: i64, online: Poly, offline: Poly, ops: Poly)
         local_ops: ops,
         per_block: None,
         per_kv: None,
+        per_head: None,
     }
 }
 
@@ -624,6 +700,7 @@ fn row_max_cost_at(x: &ValueType, m: i64, w: i64) -> NodeCost {
         local_ops: pairs.scale(4),
         per_block: None,
         per_kv: None,
+        per_head: None,
     }
 }
 
@@ -649,6 +726,7 @@ fn row_max_gmw_cost(x: &ValueType, m: i64) -> NodeCost {
         local_ops: pairs.scale(4),
         per_block: None,
         per_kv: None,
+        per_head: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn cost(protocol: Protocol, rounds: Poly, online: Poly, offline: Poly, ops: Poly
         local_ops: ops,
         per_block: None,
         per_kv: None,
+        per_head: None,
     }
 }
 

@@ -247,7 +247,11 @@ pub(super) fn transfer(c: &NormCtx, stats: Option<&WeightStats>) -> Norms {
             ..Norms::UNKNOWN
         },
         Op::Concat { axis } => concat(c, *axis),
-        Op::Select | Op::SignSelect | Op::ApplyMask { .. } | Op::BlockPermute { .. } => {
+        // a permutation of the entries along one axis, padded with zeros: every row's and
+        // column's norms are some row's and column's of x (or 0), and the operator norm is
+        // x's (a permutation matrix is orthogonal; zero rows and columns add nothing)
+        Op::BlockPermute { .. } => ns[0],
+        Op::Select | Op::SignSelect | Op::ApplyMask { .. } => {
             let last = ns[ns.len() - 1];
             Norms {
                 op: f64::INFINITY,

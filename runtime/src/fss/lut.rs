@@ -61,7 +61,8 @@ pub const LUT_MAX_BITS: u32 = 20;
 pub struct LutKey {
     party: u8,
     n_bits: u32,
-    seed: PartySeed,
+    /// The seed the per-gate values expand from; `None` once gathered ([`LutKey::gather`]).
+    seed: Option<PartySeed>,
     /// r_b per gate, in Z_2^n.
     masks: Vec<u64>,
     /// M_b per gate.
@@ -326,7 +327,7 @@ impl LutKey {
         LutKey {
             party,
             n_bits,
-            seed,
+            seed: Some(seed),
             masks: s.masks,
             out_masks: s.out_masks,
             signs: s.signs,
@@ -339,6 +340,50 @@ impl LutKey {
         check_batch("LUT", self.party, party, self.len(), len);
     }
 
+    /// The keys of gates `idx` of the batches `parts` (of one party and width; gates
+    /// numbered across them in order), in that order: e.g. the active rows of a
+    /// head-masked attention core. Each gate may be taken once (a key evaluated on two
+    /// inputs reveals their difference). No seed describes the result, so it cannot be
+    /// serialized; gather after reading a key, not before writing.
+    ///
+    /// # Panics
+    /// If an index is out of range or repeats, or the parts differ in party or width.
+    pub fn gather(parts: &[LutKey], idx: &[usize]) -> LutKey {
+        let first = parts.first().expect("at least one batch");
+        let mut at = Vec::new();
+        for (b, part) in parts.iter().enumerate() {
+            assert!(
+                (part.party, part.n_bits) == (first.party, first.n_bits),
+                "batches of one party and width"
+            );
+            at.extend((0..part.len()).map(|i| (b, i)));
+        }
+        let mut taken = vec![false; at.len()];
+        let mut key = LutKey {
+            party: first.party,
+            n_bits: first.n_bits,
+            seed: None,
+            masks: Vec::with_capacity(idx.len()),
+            out_masks: Vec::with_capacity(idx.len()),
+            signs: Vec::with_capacity(idx.len()),
+            products: Vec::with_capacity(idx.len()),
+            dpf: Vec::with_capacity(idx.len()),
+        };
+        for &i in idx {
+            assert!(i < at.len(), "gate {i} of batches of {}", at.len());
+            assert!(!taken[i], "gate {i} gathered twice: a LUT key is used once");
+            taken[i] = true;
+            let (b, j) = at[i];
+            let p = &parts[b];
+            key.masks.push(p.masks[j]);
+            key.out_masks.push(p.out_masks[j]);
+            key.signs.push(p.signs[j]);
+            key.products.push(p.products[j]);
+            key.dpf.push(p.dpf[j].clone());
+        }
+        key
+    }
+
     /// The 64-bit share the dealer sent for gate i.
     fn sent_share(&self, i: usize) -> u64 {
         match self.party {
@@ -349,13 +394,16 @@ impl LutKey {
 
     /// Serializes: the batch header (party, n, gate count, seed), then per gate the DPF's
     /// correction words and the dealer's 64-bit share (S_0 or P_1, 8 bytes LE).
+    ///
+    /// # Panics
+    /// If the key was gathered (no seed describes it).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(LutKey::byte_len(self.n_bits, self.len()));
         let header = BatchHeader {
             party: self.party,
             width: self.n_bits,
             count: self.len(),
-            seed: self.seed,
+            seed: self.seed.expect("a gathered LUT key is not serialized"),
         };
         header.write(&mut out);
         for (i, key) in self.dpf.iter().enumerate() {

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::ops::Deref;
 
+use comet_ir::head_region::{HeadRegion, head_regions};
 use comet_ir::protocol::{Protocol, fixed_values};
 use comet_ir::sparse::{Masked, masked_nodes};
 use comet_ir::{Comparison, DimEnv, Program, Stage};
@@ -30,6 +31,8 @@ pub struct ExecPlan {
     layout: Layout,
     /// The nodes of sparse FFNs' masked regions, by position.
     masked: HashMap<Pos, Masked>,
+    /// The nodes of head-masked attention cores, by position.
+    heads: HashMap<Pos, HeadRegion>,
     /// Per position: the protocol that computes it (from the cost annotations).
     protocol: Vec<Protocol>,
     /// Per position: its start round and own rounds (0 for local nodes).
@@ -116,6 +119,7 @@ impl ExecPlan {
         let n = layout.len();
         let mut plan = ExecPlan {
             masked: HashMap::new(),
+            heads: HashMap::new(),
             protocol: Vec::with_capacity(n),
             start: vec![0; n],
             own: vec![0; n],
@@ -157,6 +161,11 @@ impl ExecPlan {
             let i = plan.pos(id);
             plan.layout.add_read(i, plan.pos(m.mask));
             plan.masked.insert(i, m);
+        }
+        for (id, r) in head_regions(program) {
+            let i = plan.pos(id);
+            plan.layout.add_read(i, plan.pos(r.mask));
+            plan.heads.insert(i, r);
         }
         plan.derive_epochs(program)?;
         Ok(plan)
@@ -228,6 +237,11 @@ impl ExecPlan {
     /// The masked-region nodes of sparse FFNs, by position.
     pub(crate) fn masked(&self) -> &HashMap<Pos, Masked> {
         &self.masked
+    }
+
+    /// The nodes of head-masked attention cores, by position.
+    pub(crate) fn heads(&self) -> &HashMap<Pos, HeadRegion> {
+        &self.heads
     }
 
     /// The fixed operand of the product at `i`, if it has one.

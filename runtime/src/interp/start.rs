@@ -142,6 +142,12 @@ impl Run<'_> {
             let material = material.ok_or_else(|| self.fail(i, "no dealer material".into()))?;
             return self.start_masked(i, m, proto, material);
         }
+        if let Some(r) = self.plan.heads().get(&i).copied()
+            && proto.communicates()
+        {
+            let material = material.ok_or_else(|| self.fail(i, "no dealer material".into()))?;
+            return self.start_head_rows(i, r, material);
+        }
         dispatch::start(&At { run: self, pos: i }, material)
     }
 

@@ -156,6 +156,24 @@ impl TripleMaterial {
     }
 }
 
+impl TripleMaterial {
+    /// The triple of rows `rows` of an element-wise triple whose `a`, `b` and `c` each
+    /// lead with the same `lead` rows (`[H, seq, ..]`, broadcasting within a row allowed):
+    /// the rows of a head-masked attention core (`material::take_rows`).
+    ///
+    /// # Panics
+    /// If an array does not split into `lead` rows.
+    pub fn gather_rows(&self, rows: &[usize], lead: usize) -> TripleMaterial {
+        let take = |x| material::take_rows(x, rows, lead);
+        TripleMaterial {
+            party: self.party,
+            a: take(&self.a),
+            b: take(&self.b),
+            c: take(&self.c),
+        }
+    }
+}
+
 /// Deals a triple for `x ∘ y`: masks `a` then `b` from each party's stream, then the
 /// shares of `c = a ∘ b` (`material::correct`).
 ///

@@ -220,6 +220,24 @@ impl BitMuxMaterial {
     }
 }
 
+impl BitMuxMaterial {
+    /// The material of rows `rows` of a select whose bits, values and output each lead
+    /// with the same `lead` rows (`material::take_rows`).
+    ///
+    /// # Panics
+    /// If an array does not split into `lead` rows.
+    pub fn gather_rows(&self, rows: &[usize], lead: usize) -> BitMuxMaterial {
+        let take = |x| material::take_rows(x, rows, lead);
+        BitMuxMaterial {
+            party: self.party,
+            r: take(&self.r),
+            rho: take(&self.rho),
+            a: take(&self.a),
+            c: take(&self.c),
+        }
+    }
+}
+
 /// Party `party`'s material for bits shaped `bit` and values shaped `x` (output `out`)
 /// from its stream: `r`, (party 0) `rho`, `a`, (party 0) `c`.
 fn draw_material(

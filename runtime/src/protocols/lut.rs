@@ -94,6 +94,23 @@ impl LutMaterial {
         self.len() == 0
     }
 
+    /// The keys of gates `idx` (numbered across the batches), in that order, as one
+    /// batch that cannot be serialized ([`LutKey::gather`]).
+    ///
+    /// # Panics
+    /// If an index is out of range or repeats.
+    pub fn gather(&self, idx: &[usize]) -> LutMaterial {
+        let keys = match self.keys.is_empty() {
+            true => Vec::new(),
+            false => vec![LutKey::gather(&self.keys, idx)],
+        };
+        LutMaterial {
+            party: self.party,
+            bits: self.bits,
+            keys,
+        }
+    }
+
     /// The party's body bytes: every batch serialized ([`LutKey::to_bytes`]), in order.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.keys.iter().flat_map(LutKey::to_bytes).collect()

@@ -508,6 +508,35 @@ pub(crate) fn take(x: &ArrayD<u64>, idx: &[usize]) -> ArrayD<u64> {
     ArrayD::from_shape_vec(IxDyn(&[idx.len()]), values).expect("1-D")
 }
 
+/// Rows `rows` of `x` read as `lead` rows (`x`'s `[H, seq, ..]` leading axes, `H·seq =
+/// lead`): `[rows.len(), ..]`; empty material stays empty.
+///
+/// # Panics
+/// If `x` does not split into `lead` rows, or a row is out of range.
+pub(crate) fn take_rows(x: &ArrayD<u64>, rows: &[usize], lead: usize) -> ArrayD<u64> {
+    if x.is_empty() {
+        return x.clone();
+    }
+    assert!(
+        lead > 0 && x.len().is_multiple_of(lead),
+        "material {:?} in {lead} rows",
+        x.shape()
+    );
+    let per = x.len() / lead;
+    let x = x.as_standard_layout();
+    let flat = x.as_slice().expect("standard layout");
+    let mut values = Vec::with_capacity(rows.len() * per);
+    for &r in rows {
+        values.extend_from_slice(&flat[r * per..(r + 1) * per]);
+    }
+    let mut shape = vec![rows.len()];
+    match x.ndim() >= 2 && x.shape()[0] * x.shape()[1] == lead {
+        true => shape.extend(&x.shape()[2..]),
+        false => shape.push(per),
+    }
+    ArrayD::from_shape_vec(IxDyn(&shape), values).expect("rows × per")
+}
+
 /// `Debug` of material: party and shapes, never values.
 pub(crate) fn redact(
     f: &mut std::fmt::Formatter<'_>,

@@ -154,12 +154,14 @@ fn activation(b: &mut Builder, x: NodeId, t: Table) -> NodeId {
 /// `(bits[0]·x, bits[1]·x)` from one select of `x` by both bits stacked on a new leading
 /// axis (`[2, s, n]`, broadcasting `x`): one opening of `x − a` serves both, at the
 /// wider of the widths the two products are read at, and each bit opens one bit. For a
-/// rank-2 `x` outside a sparse FFN's masked region (which gathers its nodes' entries);
-/// else two selects.
+/// rank-2 `x` in a plan without sparse FFNs (whose masked regions gather their nodes'
+/// entries; a head-sparse plan's FFNs are dense); else two selects.
 fn stacked_selects(b: &mut Builder, bits: [NodeId; 2], x: NodeId) -> (NodeId, NodeId) {
     let shape = b.program().graph.node(x).ty.shape.clone();
     let n = shape.get(1).and_then(|d| d.as_const());
-    let (Some(n), 2, None) = (n, shape.len(), &b.program().options.sparsity) else {
+    let sparse_ffns =
+        (b.program().options.sparsity.as_ref()).is_some_and(|s| !s.ffn_units().is_empty());
+    let (Some(n), 2, false) = (n, shape.len(), sparse_ffns) else {
         return (b.select(bits[0], x), b.select(bits[1], x));
     };
     let [b0, b1] = bits.map(|bit| b.emit(Op::SplitHeads { heads: 1 }, &[bit]));
