@@ -50,8 +50,9 @@ enum What {
     /// Decode steps with the KV cache's rows opened once against re-opened every call, on
     /// the shipped model at several context lengths (bytes, rounds, time, tokens).
     Kv(crate::bench_kv::BenchKvArgs),
-    /// Decode steps with dense against head-sparse attention on the shipped model at
-    /// several context lengths (bytes, rounds, time, groups active, tokens).
+    /// Decode steps with dense against head-sparse attention on the shipped model (or a
+    /// synthetic one with realistic head sparsity) at several context lengths (bytes,
+    /// rounds, time, groups active, tokens).
     Heads(crate::bench_heads::BenchHeadsArgs),
 }
 

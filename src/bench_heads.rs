@@ -1,4 +1,6 @@
-//! `comet bench heads`: decode steps of the shipped model with dense attention (its KV
+//! `comet bench heads`: decode steps of the shipped model (or, with `--synthetic`, of a
+//! synthetic LLaMA-style model with realistic head sparsity,
+//! `comet_runtime::sparsity::synthetic_heads`) with dense attention (its KV
 //! cache re-opened in every call, the baseline, and its rows opened once) against
 //! head-sparse attention (pass `head-sparsify`, rows opened once), both parties and the
 //! dealer in this process. A head predictor is calibrated
@@ -30,6 +32,7 @@ use comet_runtime::sparsity::calibrate::sampled_sequences;
 use comet_runtime::sparsity::heads::{
     HeadMode, attentions, calibrate_heads, capture_heads, greedy_heads,
 };
+use comet_runtime::sparsity::synthetic_heads::{HeadSyntheticOptions, head_model_weights};
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde_json::{Value, json};
 
@@ -53,6 +56,15 @@ pub struct BenchHeadsArgs {
     /// Seed of the calibration samples, the dealer and the input shares.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run on a synthetic LLaMA-style model with realistic head sparsity instead of the
+    /// shipped one (`comet_runtime::sparsity::synthetic_heads`: d 256, 8 heads, 4 layers;
+    /// each token belongs to `--active` of each layer's 8 groups).
+    #[arg(long)]
+    synthetic: bool,
+    /// With `--synthetic`: the groups per token and layer that matter.
+    #[arg(long, value_name = "K", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    active: u64,
     /// Tiny sizes for tests: contexts 4 and 8, chunks of 4, three decode steps.
     #[arg(long)]
     quick: bool,
@@ -66,38 +78,32 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
     if !(args.recall > 0.0 && args.recall <= 1.0) {
         return Err(format!("--recall must be in (0, 1], not {}", args.recall));
     }
-    let root = crate::demo::root();
-    let path = root.join("examples/glassllm.model");
-    let source = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e} (run from the checkout)", path.display()))?;
-    let weights_path = root.join("models/glassllm-en/model.safetensors");
     let (pasts, chunk, steps) = if args.quick {
         (vec![4, 8], 4, 3)
     } else {
         (args.past.clone(), args.chunk, args.steps)
     };
-    let name = path.display().to_string();
+    let m = bench_model(args)?;
+    let (source, name, lowered, base) = (&m.source, &m.name, &m.lowered, &m.weights);
     // the head predictor, calibrated on the f64 model
-    let lowered = comet_compiler::driver::lower_only(&source, &name).map_err(|e| e.to_string())?;
-    let base = comet_runtime::weights::load(&weights_path, &lowered.info.weights)
-        .map_err(|e| e.to_string())?;
-    let model = TokenModel::new(&lowered, &base).map_err(|e| e.to_string())?;
+    let model = TokenModel::new(lowered, base).map_err(|e| e.to_string())?;
     let atts = attentions(&model).map_err(|e| e.to_string())?;
     let (n, len) = if args.quick { (2, 8) } else { (8, 32) };
     let samples = sampled_sequences(&model, n, len, args.seed).map_err(|e| e.to_string())?;
     let cap = capture_heads(&model, &atts, &samples).map_err(|e| e.to_string())?;
     let (pred, reports) =
-        calibrate_heads(&atts, &cap, 0.5, args.recall).map_err(|e| e.to_string())?;
+        calibrate_heads(&atts, &cap, m.head_sparsity, args.recall).map_err(|e| e.to_string())?;
     let density: Vec<f64> = reports.iter().map(|r| 1.0 - r.predicted_sparsity).collect();
-    let dense_p = compile(&source, &name, None, true)?;
-    let reopened_p = compile(&source, &name, None, false)?;
+    let dense_p = compile(source, name, None, true)?;
+    let reopened_p = compile(source, name, None, false)?;
     let heads = HeadSparsityOptions {
         recall: args.recall,
         density,
     };
-    let sparse_p = compile(&source, &name, Some(heads), true)?;
-    let dense_w = comet_runtime::weights::load(&weights_path, &dense_p.info.weights)
-        .map_err(|e| e.to_string())?;
+    let sparse_p = compile(source, name, Some(heads), true)?;
+    let dense_w: HashMap<String, ArrayD<f64>> = (dense_p.info.weights.iter())
+        .filter_map(|w| Some((w.name.clone(), base.get(&w.name)?.clone())))
+        .collect();
     let mut sparse_w = dense_w.clone();
     sparse_w.extend(pred.plan_weights());
     let mut rows = Vec::new();
@@ -157,7 +163,7 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
         }));
     }
     let report = json!({
-        "model": "glassllm",
+        "model": m.label,
         "chunk": chunk,
         "steps": steps,
         "recall": args.recall,
@@ -178,6 +184,83 @@ pub fn run(args: &BenchHeadsArgs) -> Result<(), String> {
         return Err("a measured cost differs from the plan's estimate".into());
     }
     Ok(())
+}
+
+/// The model a bench runs on: its source, path, lowered program, weights, label, and the
+/// head magnitude sparsity its predictor is calibrated at.
+struct BenchModel {
+    source: String,
+    name: String,
+    lowered: Program,
+    weights: HashMap<String, ArrayD<f64>>,
+    label: String,
+    head_sparsity: f64,
+}
+
+/// The shipped model with its trained weights (calibrated at 50% head magnitude
+/// sparsity), or with `--synthetic` the synthetic LLaMA-style model at `1 − active/8`.
+fn bench_model(args: &BenchHeadsArgs) -> Result<BenchModel, String> {
+    let root = crate::demo::root();
+    let file = match args.synthetic {
+        true => "examples/llama2-7b.model",
+        false => "examples/glassllm.model",
+    };
+    let path = root.join(file);
+    let source = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (run from the checkout)", path.display()))?;
+    let name = path.display().to_string();
+    if !args.synthetic {
+        let lowered =
+            comet_compiler::driver::lower_only(&source, &name).map_err(|e| e.to_string())?;
+        let weights_path = root.join("models/glassllm-en/model.safetensors");
+        let weights = comet_runtime::weights::load(&weights_path, &lowered.info.weights)
+            .map_err(|e| e.to_string())?;
+        return Ok(BenchModel {
+            source,
+            name,
+            lowered,
+            weights,
+            label: "glassllm (trained weights)".into(),
+            head_sparsity: 0.5,
+        });
+    }
+    let (d, heads, layers, vocab) = match args.quick {
+        true => (64, 8, 2, 64),
+        false => (256, 8, 4, 512),
+    };
+    if args.active > heads {
+        return Err(format!(
+            "--active must be 1 to {heads}, not {}",
+            args.active
+        ));
+    }
+    let dims = [
+        ("vocab", vocab),
+        ("d", d),
+        ("ff", 2 * d),
+        ("n_layers", layers),
+        ("heads", heads),
+        ("kv_heads", heads),
+    ];
+    let source = crate::calibrate::rewrite_dims(&source, &dims, &name)?;
+    let lowered = comet_compiler::driver::lower_only(&source, &name).map_err(|e| e.to_string())?;
+    let opts = HeadSyntheticOptions {
+        active: args.active as usize,
+        seed: args.seed,
+    };
+    let weights = head_model_weights(&lowered, &opts).map_err(|e| e.to_string())?;
+    Ok(BenchModel {
+        source,
+        name,
+        lowered,
+        weights,
+        label: format!(
+            "synthetic LLaMA-style model (d {d}, {heads} heads, {layers} layers, vocab {vocab}, \
+             {} of {heads} groups per token and layer)",
+            args.active
+        ),
+        head_sparsity: 1.0 - args.active as f64 / heads as f64,
+    })
 }
 
 /// The lut plan, head-sparse with `heads`; `cached`: cache rows opened once (else every
@@ -352,10 +435,11 @@ fn render(r: &Value) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "glassllm (trained weights), lut profile (reopened: every call re-opens the KV cache; \
+        "{}, lut profile (reopened: every call re-opens the KV cache; \
          else rows opened once), in process: per decode \
          step after `past` cached tokens (prefill calls of {} tokens), mean of {} steps; head \
          predictor at group recall {}",
+        r["model"].as_str().unwrap_or(""),
         r["chunk"].as_u64().unwrap_or(0),
         r["steps"].as_u64().unwrap_or(0),
         r["recall"].as_f64().unwrap_or(0.0)

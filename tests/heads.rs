@@ -516,6 +516,62 @@ fn core_costs_per_row(p: &Program) -> std::collections::BTreeSet<comet_ir::proto
     protocols
 }
 
+/// The synthetic model with realistic head sparsity: every weight drawn at its shape and
+/// seeded; a token's topics make about `active / G` of its groups matter, so the head
+/// predictor finds far fewer groups active than the dense count, and the head-sparse
+/// decode steps cost their estimate and send less than dense.
+#[test]
+fn bench_heads_synthetic_is_head_sparse_and_costs_its_estimate() {
+    use comet_runtime::sparsity::synthetic_heads::{HeadSyntheticOptions, head_model_weights};
+    let source =
+        std::fs::read_to_string(common::reference::root().join("examples/llama2-7b.model"))
+            .unwrap()
+            .replace("vocab = 32000", "vocab = 64")
+            .replace("d = 4096", "d = 64")
+            .replace("ff = 11008", "ff = 32")
+            .replace("n_layers = 32", "n_layers = 2");
+    let small = source.replace("heads = 32, kv_heads = 32", "heads = 8, kv_heads = 8");
+    let p = comet_compiler::driver::lower_only(&small, "synthetic").unwrap();
+    let opts = HeadSyntheticOptions { active: 2, seed: 3 };
+    let w = head_model_weights(&p, &opts).unwrap();
+    for info in &p.info.weights {
+        let shape: Vec<usize> = info.shape.iter().map(|&n| n as usize).collect();
+        assert_eq!(w[&info.name].shape(), &shape[..], "{}", info.name);
+    }
+    assert_eq!(head_model_weights(&p, &opts).unwrap(), w, "seeded");
+    let too_many = HeadSyntheticOptions { active: 9, seed: 3 };
+    assert!(head_model_weights(&p, &too_many).is_err());
+    // 3 orthogonal directions per group and layer: 2 · 32 · 3 > 64
+    let wide = comet_compiler::driver::lower_only(&source.replace("d = 64", "d = 128"), "wide");
+    let e = head_model_weights(&wide.unwrap(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("orthogonal directions"), "{e}");
+
+    let text = ok(&["bench", "heads", "--synthetic", "--quick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(v["model"].as_str().unwrap().starts_with("synthetic"), "{v}");
+    for r in v["rows"].as_array().unwrap() {
+        for plan in ["reopened", "dense", "heads", "heads_naive"] {
+            assert_eq!(r[plan]["measured_is_estimate"], true, "{r}");
+        }
+        // 2 of 8 groups per token and layer matter; the predictor (recall 0.95) keeps
+        // well under half of the 16
+        let active = r["heads"]["groups_active_per_step"].as_f64().unwrap();
+        assert!(active > 0.0 && active < 8.0, "{r}");
+        let online = |k: &str| r[k]["online_bits_per_step"].as_u64().unwrap();
+        assert!(online("heads") < online("dense"), "{r}");
+        assert_eq!(r["f64_masked_tokens_equal_to_two_party"], true, "{r}");
+    }
+    let o = comet(&["bench", "heads", "--synthetic", "--active", "9"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--active must be 1 to 8, not 9"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// The core nodes that do not communicate (they run on every row, at no cost).
 fn local_core_nodes(
     p: &Program,
@@ -607,6 +663,25 @@ fn without_rotary_embeddings_only_the_value_product_waits_for_the_mask() {
     assert!(
         text.contains("about 192.0 extra rounds per decode step"),
         "{text}"
+    );
+    // dense (every group active), merged and naive side by side, in the plan's rounds
+    let side = text
+        .split("Side by side")
+        .nth(1)
+        .expect("side by side figures");
+    let rounds_after = |what: &str| -> u64 {
+        let rest = side
+            .split(what)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{what}: {side}"));
+        let rest = rest.split(" in ").nth(1).unwrap();
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    let rounds = rounds_after("every group active");
+    assert_eq!(rounds_after("merged refill"), rounds, "{side}");
+    assert!(
+        side.contains(&format!("in about {:.1} rounds", rounds as f64 + 192.0)),
+        "{side}"
     );
 }
 

@@ -232,7 +232,11 @@ pub struct Report {
 /// probability `d·(1 − d)` if its activity is independent from token to token, and
 /// sending them in an exchange per head-masked cache product (K and V, or V alone where
 /// pass `head-mask-rounds` left `q·kᵀ` dense).
-fn refill_note(p: &Program) -> Option<String> {
+///
+/// Side by side, one decode step after `past` tokens: the plan with every group active
+/// (the dense attention's bytes, the predictor included), and at the plan's densities
+/// merged and naive.
+fn refill_note(p: &Program, past: u64) -> Option<String> {
     let s = p.options.sparsity.as_ref()?;
     let h = s.heads.as_ref()?;
     let units: Vec<u32> = (p.graph.ids())
@@ -250,14 +254,32 @@ fn refill_note(p: &Program) -> Option<String> {
             products * a.kv_heads as f64 * d * (1.0 - d)
         })
         .sum();
+    let env = DimEnv { seq: 1, past };
+    let rounds = crate::passes::schedule::total_rounds(p).eval(env);
+    let mut all = s.clone();
+    all.density.iter_mut().for_each(|d| *d = 1.0);
+    let online = |sp: &comet_ir::SparsityOptions| -> u64 {
+        let costs = p.analyses.costs.iter().flat_map(|c| c.iter());
+        let bits: i128 = costs
+            .map(|(_, c)| c.expected(Some(sp)).online_bits.eval(env))
+            .sum();
+        bits.max(0) as u64
+    };
+    let bytes = |sp| super::units::bits_as_bytes(online(sp));
     Some(format!(
         "KV refill of the head-sparse attention: merged (these figures), a group's missed K/V \
          rows open in its cache products' own round, 0 extra rounds; naive (`comet run \
          --kv-refill naive`), an exchange per miss request and cache product, the same bytes \
-         and about {:.1} extra rounds per decode step at the plan's densities (G·d·(1 − d) \
-         per attention and head-masked product, for activity independent from token to \
-         token); the estimates count each K/V row opened once",
-        exchanges
+         and about {exchanges:.1} extra rounds per decode step at the plan's densities \
+         (G·d·(1 − d) per attention and head-masked product, for activity independent from \
+         token to token); the estimates count each K/V row opened once. Side by side, one \
+         decode step after {past} tokens: every group active {} in {rounds} rounds; \
+         head-sparse, merged refill {} in {rounds} rounds; naive refill {} in about {:.1} \
+         rounds",
+        bytes(&all),
+        bytes(s),
+        bytes(s),
+        rounds as f64 + exchanges,
     ))
 }
 
@@ -275,7 +297,7 @@ pub fn report(p: &Program, plan: &str, opts: &InspectOptions) -> Result<Report, 
         ));
         generate = 1;
     }
-    notes.extend(refill_note(p));
+    notes.extend(refill_note(p, opts.prompt));
     let mut vals = Vec::new();
     let env = DimEnv {
         seq: opts.prompt,

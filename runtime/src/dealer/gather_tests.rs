@@ -14,7 +14,7 @@ use crate::dealer::Dealer;
 use crate::protocols::driver::{round, round_bytes, run_two_party};
 use crate::protocols::material::take;
 use crate::protocols::share::{reconstruct, split};
-use crate::protocols::{PartyId, Share, drelu, mux, sign_select, square, trunc_fss};
+use crate::protocols::{PartyId, Share, drelu, lut, mux, sign_select, square, trunc_fss};
 use crate::transport::MemChannel;
 
 const SHAPE: [usize; 2] = [4, 6];
@@ -193,6 +193,44 @@ fn gathered_sign_select_matches_the_dense_one_across_batches() {
     );
     let dense = open([(k0, x0), (k1, x1)], f);
     assert_eq!(dense, x.mapv(|v| if (v as i64) >= 0 { v } else { 0 }));
+    assert_eq!(sparse, take(&dense, &idx));
+}
+
+/// Lookup-table keys gathered across batches (a head-masked attention core's rows) give
+/// the dense lookups' results there.
+#[test]
+fn gathered_lut_matches_the_dense_one_across_batches() {
+    use comet_ir::TableFn;
+    let mut r = ChaCha12Rng::seed_from_u64(27);
+    let mut d = Dealer::from_u64(27);
+    let n = lut::LUT_BATCH + 20;
+    // inputs at scale 16, read with 8 fractional bits on 13-bit indices
+    let x = ArrayD::from_shape_simple_fn(IxDyn(&[n]), || (r.next_u64() % (1 << 20)) << 4);
+    let (x0, x1) = split(&x, &mut r);
+    let mut idx: Vec<usize> = (0..25).map(|i| i * 13).collect();
+    idx.extend((0..20).map(|i| lut::LUT_BATCH + 19 - i));
+    let [k0, k1] = lut::deal(&mut d, n, 13);
+    let f = |p, ch: &mut MemChannel, (k, x): (_, Share)| {
+        let table = lut::Table::new(TableFn::ExpNeg, 13, 8, 16);
+        let (st, msg) = lut::start(p, &x, 16, table, k);
+        let crate::protocols::Step::Next(st, msg) =
+            lut::step(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+        else {
+            panic!("two rounds")
+        };
+        match lut::step(st, &round_bytes(ch, &msg).unwrap()).unwrap() {
+            crate::protocols::Step::Done(y) => y,
+            crate::protocols::Step::Next(..) => panic!("two rounds"),
+        }
+    };
+    let sparse = open(
+        [
+            (k0.gather(&idx), gathered(&x0, &idx)),
+            (k1.gather(&idx), gathered(&x1, &idx)),
+        ],
+        f,
+    );
+    let dense = open([(k0, x0), (k1, x1)], f);
     assert_eq!(sparse, take(&dense, &idx));
 }
 

@@ -350,15 +350,11 @@ impl LutKey {
     /// If an index is out of range or repeats, or the parts differ in party or width.
     pub fn gather(parts: &[LutKey], idx: &[usize]) -> LutKey {
         let first = parts.first().expect("at least one batch");
-        let mut at = Vec::new();
-        for (b, part) in parts.iter().enumerate() {
-            assert!(
-                (part.party, part.n_bits) == (first.party, first.n_bits),
-                "batches of one party and width"
-            );
-            at.extend((0..part.len()).map(|i| (b, i)));
-        }
-        let mut taken = vec![false; at.len()];
+        assert!(
+            (parts.iter()).all(|p| (p.party, p.n_bits) == (first.party, first.n_bits)),
+            "batches of one party and width"
+        );
+        let lens: Vec<usize> = parts.iter().map(LutKey::len).collect();
         let mut key = LutKey {
             party: first.party,
             n_bits: first.n_bits,
@@ -369,11 +365,7 @@ impl LutKey {
             products: Vec::with_capacity(idx.len()),
             dpf: Vec::with_capacity(idx.len()),
         };
-        for &i in idx {
-            assert!(i < at.len(), "gate {i} of batches of {}", at.len());
-            assert!(!taken[i], "gate {i} gathered twice: a LUT key is used once");
-            taken[i] = true;
-            let (b, j) = at[i];
+        for (b, j) in super::gate_positions("LUT", &lens, idx) {
             let p = &parts[b];
             key.masks.push(p.masks[j]);
             key.out_masks.push(p.out_masks[j]);

@@ -168,6 +168,30 @@ fn check_batch(what: &str, owner: u8, party: u8, len: usize, expected: usize) {
     assert_eq!(len, expected, "one value per {what} gate");
 }
 
+/// Where gates `idx` (numbered across batches of `lens` gates, in order) are: (batch,
+/// gate in it), in `idx`'s order, for gathering keys. Each gate may be taken once (a key
+/// evaluated on two inputs reveals their difference).
+///
+/// # Panics
+/// If an index is out of range or repeats.
+fn gate_positions(what: &str, lens: &[usize], idx: &[usize]) -> Vec<(usize, usize)> {
+    let at: Vec<(usize, usize)> = (lens.iter().enumerate())
+        .flat_map(|(b, &n)| (0..n).map(move |i| (b, i)))
+        .collect();
+    let mut taken = vec![false; at.len()];
+    (idx.iter())
+        .map(|&i| {
+            assert!(i < at.len(), "gate {i} of batches of {}", at.len());
+            assert!(
+                !taken[i],
+                "gate {i} gathered twice: a {what} key is used once"
+            );
+            taken[i] = true;
+            at[i]
+        })
+        .collect()
+}
+
 /// The masked opening every FSS gate starts with: `(x_b − shift + r_b) mod 2^n_bits` per
 /// element (`shift` a public offset, party 0's to subtract; 0 otherwise).
 fn masked_message(x_share: &[u64], masks: &[u64], shift: u64, n_bits: u32) -> Vec<u64> {

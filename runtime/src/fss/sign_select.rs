@@ -277,15 +277,12 @@ impl SignSelectKey {
     /// If an index is out of range or repeats, or the parts differ in party, width or kind.
     pub fn gather(parts: &[SignSelectKey], idx: &[usize]) -> SignSelectKey {
         let first = parts.first().expect("at least one batch");
-        let mut at = Vec::new();
-        for (b, part) in parts.iter().enumerate() {
-            assert!(
-                (part.party, part.m_bits, part.same) == (first.party, first.m_bits, first.same),
-                "batches of one party, width and kind"
-            );
-            at.extend((0..part.len()).map(|i| (b, i)));
-        }
-        let mut taken = vec![false; at.len()];
+        let kind = |p: &SignSelectKey| (p.party, p.m_bits, p.same);
+        assert!(
+            parts.iter().all(|p| kind(p) == kind(first)),
+            "batches of one party, width and kind"
+        );
+        let lens: Vec<usize> = parts.iter().map(SignSelectKey::len).collect();
         let n = idx.len();
         let mut key = SignSelectKey {
             party: first.party,
@@ -299,14 +296,7 @@ impl SignSelectKey {
             rho_y: Vec::with_capacity(n),
             dcf: Vec::with_capacity(n),
         };
-        for &i in idx {
-            assert!(i < at.len(), "gate {i} of batches of {}", at.len());
-            assert!(
-                !taken[i],
-                "gate {i} gathered twice: a sign-select key is used once"
-            );
-            taken[i] = true;
-            let (b, j) = at[i];
+        for (b, j) in super::gate_positions("sign-select", &lens, idx) {
             let p = &parts[b];
             key.x_masks.push(p.x_masks[j]);
             key.flips.push(p.flips[j]);

@@ -51,6 +51,7 @@ pub mod heads;
 pub mod plan;
 pub mod svd;
 pub mod synthetic;
+pub mod synthetic_heads;
 #[cfg(test)]
 mod tests;
 pub mod train;

@@ -90,7 +90,7 @@ fn relu_second_moment(mu: f64, s: f64) -> f64 {
     (mu * mu + s * s) * phi(a) + mu * s * density
 }
 
-fn stream(seed: u64, name: &str) -> ChaCha12Rng {
+pub(super) fn stream(seed: u64, name: &str) -> ChaCha12Rng {
     // FNV-1a of the name, mixed with the seed
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -98,7 +98,7 @@ fn stream(seed: u64, name: &str) -> ChaCha12Rng {
     ChaCha12Rng::seed_from_u64(seed ^ h.rotate_left(17))
 }
 
-fn unit(rng: &mut ChaCha12Rng, d: usize) -> Array1<f64> {
+pub(super) fn unit(rng: &mut ChaCha12Rng, d: usize) -> Array1<f64> {
     let v = Array1::from_shape_simple_fn(d, || gaussian(rng));
     let n = v.dot(&v).sqrt();
     v / n
