@@ -59,10 +59,7 @@ pub struct HeadCost {
 impl HeadCost {
     /// The sizes this cost is evaluated at, for `active` (token, group) pairs.
     fn env(&self, env: crate::DimEnv, active: f64) -> crate::DimEnv {
-        crate::DimEnv {
-            seq: active.max(0.0) as u64 * self.rows_per_pair,
-            past: env.past + env.seq,
-        }
+        crate::head_region::gathered_env(env, active.max(0.0) as u64, self.rows_per_pair)
     }
 }
 

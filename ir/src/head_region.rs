@@ -43,10 +43,7 @@ impl HeadRegion {
     /// The sizes a gathered node's cost is evaluated at: `seq` = the active rows
     /// (`active` pairs times [`HeadRegion::rows_per_pair`]), `past` = the call's key length.
     pub fn env(&self, env: DimEnv, active: u64) -> DimEnv {
-        DimEnv {
-            seq: active * self.rows_per_pair(),
-            past: env.past + env.seq,
-        }
+        gathered_env(env, active, self.rows_per_pair())
     }
 
     /// A core value's shape `[H, seq, rest..]` as gathered: `[rows, rest..]`, with `rows`
@@ -81,6 +78,16 @@ impl HeadRegion {
             }
         }
         rows
+    }
+}
+
+/// The sizes a gathered core node's cost is evaluated at for a call of sizes `env` with
+/// `active` (token, group) pairs of `rows_per_pair` rows each: `seq` = the active rows,
+/// `past` = the call's key length `past + seq`.
+pub fn gathered_env(env: DimEnv, active: u64, rows_per_pair: u64) -> DimEnv {
+    DimEnv {
+        seq: active * rows_per_pair,
+        past: env.past + env.seq,
     }
 }
 

@@ -265,7 +265,8 @@ fn refill_note(p: &Program, past: u64) -> Option<String> {
             .sum();
         bits.max(0) as u64
     };
-    let bytes = |sp| super::units::bits_as_bytes(online(sp));
+    let (dense, sparse) = (online(&all), online(s));
+    let bytes = super::units::bits_as_bytes;
     Some(format!(
         "KV refill of the head-sparse attention: merged (these figures), a group's missed K/V \
          rows open in its cache products' own round, 0 extra rounds; naive (`comet run \
@@ -276,9 +277,9 @@ fn refill_note(p: &Program, past: u64) -> Option<String> {
          decode step after {past} tokens: every group active {} in {rounds} rounds; \
          head-sparse, merged refill {} in {rounds} rounds; naive refill {} in about {:.1} \
          rounds",
-        bytes(&all),
-        bytes(s),
-        bytes(s),
+        bytes(dense),
+        bytes(sparse),
+        bytes(sparse),
         rounds as f64 + exchanges,
     ))
 }

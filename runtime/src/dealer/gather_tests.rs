@@ -36,6 +36,23 @@ fn tensor(r: &mut ChaCha12Rng, bits: bool) -> ArrayD<u64> {
     ArrayD::from_shape_simple_fn(IxDyn(&SHAPE), || r.next_u64() & keep)
 }
 
+/// Runs a two-round gate from its start to its share: `step` ends the first round with a
+/// next message, the second with the value.
+fn two_rounds<S, E: std::fmt::Debug>(
+    ch: &mut MemChannel,
+    (st, msg): (S, Vec<u8>),
+    step: impl Fn(S, &[u8]) -> Result<crate::protocols::Step<S, Share>, E>,
+) -> Share {
+    let crate::protocols::Step::Next(st, msg) = step(st, &round_bytes(ch, &msg).unwrap()).unwrap()
+    else {
+        panic!("two rounds")
+    };
+    match step(st, &round_bytes(ch, &msg).unwrap()).unwrap() {
+        crate::protocols::Step::Done(y) => y,
+        crate::protocols::Step::Next(..) => panic!("two rounds"),
+    }
+}
+
 fn gathered(x: &Share, idx: &[usize]) -> Share {
     Share(take(&x.0, idx))
 }
@@ -173,16 +190,7 @@ fn gathered_sign_select_matches_the_dense_one_across_batches() {
     idx.extend((0..20).map(|i| sign_select::SIGN_SELECT_BATCH + 19 - i));
     let [k0, k1] = sign_select::deal(&mut d, n, 64, true);
     let f = |p, ch: &mut MemChannel, (k, x): (_, Share)| {
-        let (st, msg) = sign_select::start(p, &x, None, k);
-        let crate::protocols::Step::Next(st, msg) =
-            sign_select::step(st, &round_bytes(ch, &msg).unwrap()).unwrap()
-        else {
-            panic!("two rounds")
-        };
-        match sign_select::step(st, &round_bytes(ch, &msg).unwrap()).unwrap() {
-            crate::protocols::Step::Done(y) => y,
-            crate::protocols::Step::Next(..) => panic!("two rounds"),
-        }
+        two_rounds(ch, sign_select::start(p, &x, None, k), sign_select::step)
     };
     let sparse = open(
         [
@@ -212,16 +220,7 @@ fn gathered_lut_matches_the_dense_one_across_batches() {
     let [k0, k1] = lut::deal(&mut d, n, 13);
     let f = |p, ch: &mut MemChannel, (k, x): (_, Share)| {
         let table = lut::Table::new(TableFn::ExpNeg, 13, 8, 16);
-        let (st, msg) = lut::start(p, &x, 16, table, k);
-        let crate::protocols::Step::Next(st, msg) =
-            lut::step(st, &round_bytes(ch, &msg).unwrap()).unwrap()
-        else {
-            panic!("two rounds")
-        };
-        match lut::step(st, &round_bytes(ch, &msg).unwrap()).unwrap() {
-            crate::protocols::Step::Done(y) => y,
-            crate::protocols::Step::Next(..) => panic!("two rounds"),
-        }
+        two_rounds(ch, lut::start(p, &x, 16, table, k), lut::step)
     };
     let sparse = open(
         [

@@ -61,8 +61,7 @@ impl Run<'_> {
             xs,
         };
         let started = dispatch::start(&node, Some(material))?;
-        let per: usize = shape[2..].iter().product();
-        let idx = (rows.iter()).flat_map(|r| r * per..(r + 1) * per).collect();
+        let idx = entries(&rows, shape[2..].iter().product());
         self.scatter.insert(i, (idx, shape));
         Ok(started)
     }
@@ -92,11 +91,9 @@ fn gather_material(
     rows: &[usize],
     lead: usize,
 ) -> Result<NodeMaterial, String> {
-    let per = |k: usize| {
-        let x: &Share = &xs[k];
-        x.shape()[1..].iter().product::<usize>()
-    };
-    let idx = || entries(rows, per(0));
+    // entries per row of the operand the per-entry keys are laid out on (its first)
+    let per: usize = xs[0].shape()[1..].iter().product();
+    let idx = || entries(rows, per);
     Ok(match m {
         NodeMaterial::Triple(t) => NodeMaterial::Triple(t.gather_rows(rows, lead)),
         NodeMaterial::BitMux(t) => NodeMaterial::BitMux(t.gather_rows(rows, lead)),
@@ -110,7 +107,7 @@ fn gather_material(
         NodeMaterial::SignSelect(t) => NodeMaterial::SignSelect(t.gather(&idx())),
         NodeMaterial::Trunc(t) => NodeMaterial::Trunc(t.gather(&idx())),
         NodeMaterial::StochasticTrunc(t) => NodeMaterial::StochasticTrunc(t.gather(&idx())),
-        NodeMaterial::RowMax(levels) => NodeMaterial::RowMax(row_max_levels(levels, rows, per(0))?),
+        NodeMaterial::RowMax(levels) => NodeMaterial::RowMax(row_max_levels(levels, rows, per)?),
         _ => return Err("this protocol does not run on a head-masked core's rows".into()),
     })
 }

@@ -32,7 +32,7 @@ use comet_ir::{Op, Program, UnaryFn};
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Standard deviation of the token and position tables: small, so that the residual
 /// stream (and the tied head's logits) is dominated by what attention and the FFNs add,
@@ -104,6 +104,42 @@ pub(super) fn unit(rng: &mut ChaCha12Rng, d: usize) -> Array1<f64> {
     v / n
 }
 
+/// The names of the weights that play a part the synthetic weights draw apart.
+pub(super) struct Roles {
+    /// Norm gains.
+    pub gains: HashSet<String>,
+    /// Position tables (embedded positions).
+    pub position_tables: HashSet<String>,
+    /// Token tables (embedded tokens).
+    pub token_tables: HashSet<String>,
+}
+
+/// The weights' roles, from the graph.
+pub(super) fn roles(program: &Program) -> Roles {
+    let g = &program.graph;
+    let mut r = Roles {
+        gains: HashSet::new(),
+        position_tables: HashSet::new(),
+        token_tables: HashSet::new(),
+    };
+    let name_of = |id| match &g.node(id).op {
+        Op::Weight { name } => Some(name.clone()),
+        _ => None,
+    };
+    for id in g.ids() {
+        let ops = g.operands(id);
+        match g.node(id).op {
+            Op::LayerNorm { .. } | Op::RmsNorm { .. } => r.gains.extend(name_of(ops[1])),
+            Op::Embed => match g.node(ops[0]).op {
+                Op::Positions { .. } => r.position_tables.extend(name_of(ops[1])),
+                _ => r.token_tables.extend(name_of(ops[1])),
+            },
+            _ => {}
+        }
+    }
+    r
+}
+
 /// Weights for every tensor of `program`, whose FFNs must all be plain ReLU FFNs.
 pub fn relu_model_weights(
     program: &Program,
@@ -145,26 +181,11 @@ pub fn relu_model_weights(
     let spread = (1.0 + opts.jitter * opts.jitter).sqrt();
     let down_sigma = |ff: u64| 1.0 / (ff as f64 * relu_second_moment(-theta, spread)).sqrt();
 
-    // roles of the other weights, from the graph
-    let g = &program.graph;
-    let mut gains = std::collections::HashSet::new();
-    let mut position_tables = std::collections::HashSet::new();
-    let mut token_tables = std::collections::HashSet::new();
-    let name_of = |id| match &g.node(id).op {
-        Op::Weight { name } => Some(name.clone()),
-        _ => None,
-    };
-    for id in g.ids() {
-        let ops = g.operands(id);
-        match g.node(id).op {
-            Op::LayerNorm { .. } | Op::RmsNorm { .. } => gains.extend(name_of(ops[1])),
-            Op::Embed => match g.node(ops[0]).op {
-                Op::Positions { .. } => position_tables.extend(name_of(ops[1])),
-                _ => token_tables.extend(name_of(ops[1])),
-            },
-            _ => {}
-        }
-    }
+    let Roles {
+        gains,
+        position_tables,
+        token_tables,
+    } = roles(program);
 
     let mut out: Weights = HashMap::new();
     for f in &ffns {

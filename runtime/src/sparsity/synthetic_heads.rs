@@ -29,11 +29,12 @@
 //! stream keeps the topics through the layers). Each tensor has its own ChaCha stream,
 //! seeded by the seed and its name.
 
-use super::synthetic::{stream, unit};
+use super::synthetic::{roles, stream, unit};
 use super::{SparsityError, Weights};
 use crate::sparsity::svd::gaussian;
+use comet_ir::Program;
+use comet_ir::ffn::find_ffns;
 use comet_ir::heads::{Attention, find_attentions};
-use comet_ir::{Op, Program};
 use ndarray::{Array1, Array2, ArrayD, IxDyn};
 use rand::RngExt;
 use std::collections::HashMap;
@@ -95,8 +96,8 @@ pub fn head_model_weights(
             a.kv_heads, opts.active
         )));
     }
-    let (tokens, gains) = roles(program);
-    let Some(table) = tokens else {
+    let roles = roles(program);
+    let Some(table) = roles.token_tables.iter().min().cloned() else {
         return Err(SparsityError::Model(format!(
             "model `{}` has no token table",
             program.info.name
@@ -126,17 +127,19 @@ pub fn head_model_weights(
         out.insert(head.name.clone(), lm_head(&e, opts.seed, &head.name));
     }
     out.insert(table.clone(), e.into_dyn());
+    let downs: std::collections::HashSet<String> = (find_ffns(program).into_iter())
+        .map(|f| f.weights.down)
+        .collect();
     for w in &program.info.weights {
         if out.contains_key(&w.name) {
             continue;
         }
         let shape: Vec<usize> = w.shape.iter().map(|&n| n as usize).collect();
-        let value = match (gains.contains(&w.name), shape.len()) {
+        let value = match (roles.gains.contains(&w.name), shape.len()) {
             (true, _) => ArrayD::from_elem(IxDyn(&shape), 1.0),
             (false, 1) => ArrayD::zeros(IxDyn(&shape)),
             _ => {
-                let down = program.graph.ids().any(|id| is_down(program, id, &w.name));
-                let scale = match down {
+                let scale = match downs.contains(&w.name) {
                     true => DOWN_SCALE,
                     false => 1.0,
                 } / (shape[0] as f64).sqrt();
@@ -147,37 +150,6 @@ pub fn head_model_weights(
         out.insert(w.name.clone(), value);
     }
     Ok(out)
-}
-
-/// The token table's name and the norm gains' names.
-fn roles(program: &Program) -> (Option<String>, std::collections::HashSet<String>) {
-    let g = &program.graph;
-    let name_of = |id| match &g.node(id).op {
-        Op::Weight { name } => Some(name.clone()),
-        _ => None,
-    };
-    let (mut table, mut gains) = (None, std::collections::HashSet::new());
-    for id in g.ids() {
-        let ops = g.operands(id);
-        match g.node(id).op {
-            Op::LayerNorm { .. } | Op::RmsNorm { .. } => gains.extend(name_of(ops[1])),
-            Op::Embed if !matches!(g.node(ops[0]).op, Op::Positions { .. }) => {
-                table = table.or_else(|| name_of(ops[1]));
-            }
-            _ => {}
-        }
-    }
-    (table, gains)
-}
-
-/// Whether node `id` is a matrix product whose right operand is weight `name` and whose
-/// left operand is a product (an FFN's down projection: it reads the gated activation).
-fn is_down(program: &Program, id: comet_ir::NodeId, name: &str) -> bool {
-    let g = &program.graph;
-    let ops = g.operands(id);
-    matches!(g.node(id).op, Op::MatMul)
-        && matches!(&g.node(ops[1]).op, Op::Weight { name: n } if n == name)
-        && matches!(g.node(ops[0]).op, Op::Mul)
 }
 
 fn weight_shape(program: &Program, name: &str) -> Vec<usize> {
