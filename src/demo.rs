@@ -75,6 +75,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         sample_seed: 0,
         seed: None,
         json: args.json,
+        check_plain: false,
         quiet: args.json,
         party: None,
         listen: None,

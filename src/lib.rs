@@ -11,6 +11,7 @@
 //! - [`progress`]: progress bars on a terminal.
 
 pub mod dealer;
+pub mod encode;
 pub mod generate;
 pub mod progress;
 pub mod remote;

@@ -93,6 +93,7 @@ pub fn run(program: &Program, args: &RunArgs) -> Result<(), String> {
 /// Runs this process's party (`args.party`): the client's tokens (none for the server),
 /// every call's figures, the tokenizer and how it ran.
 pub fn party(program: &Program, args: &RunArgs) -> Result<Generated, String> {
+    crate::encode::check_logits(program)?;
     let party = args.party.expect("checked by the caller");
     if party == 1 {
         // before anything else: no file read, no connection, no material used

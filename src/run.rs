@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// Print one JSON object (tokens, text, per-call measured and estimated figures).
     #[arg(long)]
     pub json: bool,
+    /// A plan whose outputs are not logits (an encoder's `pooled`): also evaluate the model
+    /// in the clear (f64) on the same prompt and print each output's largest difference
+    /// and cosine similarity (in one process; reads the checkpoint a second time).
+    #[arg(long, conflicts_with = "party")]
+    pub check_plain: bool,
     /// No progress bars (they are also off with --json, and when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -151,6 +156,16 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> Result<(), String> {
     let program = load_plan(&args.plan)?;
     check_interface(&program)?;
+    if crate::encode::outputs_only(&program) {
+        return crate::encode::run(&program, args);
+    }
+    if args.check_plain {
+        return Err(
+            "--check-plain compares the outputs of a plan without logits (an \
+                    encoder's `pooled`); a generating plan is compared by `comet bench approx`"
+                .into(),
+        );
+    }
     if args.party.is_some() {
         return crate::remote::run(&program, args);
     }
@@ -194,17 +209,17 @@ pub enum KvRefill {
     Naive,
 }
 
-/// Generates with both parties in this process.
-pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String> {
+/// Both parties of `program` in this process, with `args`' checkpoint, predictors, dealer
+/// seed and refill, reporting progress to `bars`.
+pub fn in_process_session<'p>(
+    program: &'p Program,
+    args: &RunArgs,
+    bars: &Bars,
+) -> Result<InProcess<'p>, String> {
     check_reveal_policy(program, args.accept_leakage, "the client (in process)")?;
     let checkpoint = open_checkpoint(program, args.weights.as_deref(), None)?;
     let weights = with_predictor(program, HashMap::new(), args.predictor.as_deref())?;
     let weights = with_head_predictor(program, weights, args.head_predictor.as_deref())?;
-    let tokenizer = tokenizer(args)?;
-    let prompt = prompt(args, tokenizer.as_ref(), program)?;
-    let n = session_calls(program, prompt.len() as u64, args.generate)?.len();
-    let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
-    let bars = Bars::new(args.quiet || args.json);
     let options = RunOptions {
         progress: bars.runtime(0),
         naive_refill: args.kv_refill == KvRefill::Naive,
@@ -218,6 +233,18 @@ pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String
     if let Some(c) = checkpoint {
         session = session.with_checkpoint(c);
     }
+    Ok(session)
+}
+
+/// Generates with both parties in this process.
+pub fn in_process(program: &Program, args: &RunArgs) -> Result<Generated, String> {
+    crate::encode::check_logits(program)?;
+    let bars = Bars::new(args.quiet || args.json);
+    let mut session = in_process_session(program, args, &bars)?;
+    let tokenizer = tokenizer(args)?;
+    let prompt = prompt(args, tokenizer.as_ref(), program)?;
+    let n = session_calls(program, prompt.len() as u64, args.generate)?.len();
+    let mut sampler = Sampler::new(args.temperature, args.sample_seed)?;
     let start = Instant::now();
     let call = |inputs: &_, env| session.call(inputs, env).map_err(|e| e.to_string());
     let encoder = is_encoder(program);
@@ -335,15 +362,16 @@ pub fn load_plan(path: &Path) -> Result<Program, String> {
 }
 
 /// `comet run` maps a `tokens` input to a `logits` output (generating with a decoder,
-/// predicting a token per position with an encoder); the only other input it provides is
-/// `segments` (BERT's token types, all 0).
+/// predicting a token per position with an encoder), or an encoder's `tokens` to its other
+/// outputs (`crate::encode`); the only other input it provides is `segments` (BERT's token
+/// types, all 0).
 pub fn check_interface(p: &Program) -> Result<(), String> {
-    if p.info.input("tokens").is_none() || !p.info.outputs.iter().any(|o| o.name == "logits") {
+    let logits = p.info.outputs.iter().any(|o| o.name == "logits");
+    if p.info.input("tokens").is_none() || !(logits || crate::generate::is_encoder(p)) {
         let outputs: Vec<&str> = p.info.outputs.iter().map(|o| o.name.as_str()).collect();
         return Err(format!(
-            "`comet run` maps tokens to logits: the plan of `{}` needs an input `tokens` and an \
-             output `logits` (it has outputs: {}); a BERT imported without its masked-LM head \
-             outputs `pooled`: import a checkpoint that holds `cls.predictions.*`",
+            "`comet run` maps tokens to logits (or, for an encoder, to its outputs): the plan \
+             of `{}` needs an input `tokens` and an output `logits` (it has outputs: {})",
             p.info.name,
             outputs.join(", ")
         ));

@@ -14,53 +14,12 @@ mod common;
 
 use comet_ir::{Comparison, DimEnv, Elem, Op, Program};
 use comet_runtime::{fixed, interp};
-use common::estimate;
 use common::tcp::{Source, tcp_session};
+use common::{estimate, shrink};
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use std::collections::HashMap;
-
-/// Small values for the dims the examples declare.
-const SMALL: &[(&str, &str)] = &[
-    ("vocab", "48"),
-    ("n_ctx", "32"),
-    ("n_pos", "32"),
-    ("max_pos", "30"),
-    ("d", "32"),
-    ("heads", "2"),
-    ("kv_heads", "2"),
-    ("ff", "48"),
-    ("n_layers", "2"),
-];
-
-/// The example's source with every dim of [`SMALL`] replaced (`dim a = 1, b = 2;` lists).
-fn shrink(source: &str) -> String {
-    let mut out = String::new();
-    for line in source.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        if !code.trim_start().starts_with("dim ") {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        let body = code.trim_start()["dim ".len()..]
-            .trim_end()
-            .trim_end_matches(';');
-        let items: Vec<String> = body
-            .split(',')
-            .map(|item| {
-                let name = item.split('=').next().unwrap().trim();
-                match SMALL.iter().find(|(n, _)| *n == name) {
-                    Some((n, v)) if item.contains('=') => format!("{n} = {v}"),
-                    _ => item.trim().to_string(),
-                }
-            })
-            .collect();
-        out.push_str(&format!("  dim {};\n", items.join(", ")));
-    }
-    out
-}
 
 fn compile(name: &str, comparison: Comparison) -> Program {
     compile_approx(name, comparison, None)
@@ -350,6 +309,72 @@ fn glassllm_architecture_gmw() {
     check("glassllm", Comparison::Gmw);
 }
 
+/// BERT's LayerNorm epsilon (10^−12) lies below the `lut` rsqrt's domain (4^−11); the
+/// recipe raises it to the domain, so with the checkpoint's statistics declared the range
+/// analysis proves every truncation (before, the first norm's input was a violated
+/// assumption and nothing after it was bounded: P(fail) 1, the comparisons at full
+/// width). The narrowed plan measures its estimate and agrees with fixed point.
+#[test]
+fn bert_architecture_with_the_checkpoints_statistics() {
+    for approx in ["exact", "lut"] {
+        check_bert_with_statistics(approx);
+    }
+}
+
+fn check_bert_with_statistics(approx: &str) {
+    let path = format!("{}/examples/bert-base.model", env!("CARGO_MANIFEST_DIR"));
+    let source = shrink(&std::fs::read_to_string(&path).unwrap());
+    assert!(source.contains("eps = 1e-12"), "the case under test");
+    let compile_with = |stats| {
+        let opts = comet_compiler::Options {
+            weight_stats: stats,
+            approx: approx.parse().unwrap(),
+            ..Default::default()
+        };
+        comet_compiler::compile(&source, &path, &opts)
+            .unwrap()
+            .program
+    };
+    let w = weights(&compile_with(None), 1);
+    let stats = (w.iter())
+        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
+        .collect();
+    let p = compile_with(Some(stats));
+    let env = DimEnv { seq: 3, past: 0 };
+    let bound = comet_compiler::range::RangeOptions {
+        weight_bound: p.options.truncation.map_or(64.0, |t| t.weight_bound),
+    };
+    let report = comet_compiler::range::range_report(&p, env, &bound);
+    assert!(
+        report.violations.is_empty(),
+        "{approx}: {:?}",
+        report.violations
+    );
+    assert_eq!(report.unbounded, 0, "{approx}");
+    assert!(
+        report.total_failure <= 2f64.powi(-40),
+        "{approx}: {}",
+        report.total_failure
+    );
+    // `lut`: every comparison and truncation narrowed (not only those before the first
+    // norm); the `exact` recipes' comparisons and truncations keep the full ring
+    let wide: Vec<String> = (p.graph.ids())
+        .filter(|&id| comet_ir::graph::takes_cmp_width(&p.graph.node(id).op))
+        .filter(|&id| !comet_ir::graph::takes_open_width(&p.graph.node(id).op))
+        .filter(|&id| p.graph.node(id).comparison_bits() == 64)
+        .map(|id| format!("{} {}", id.index(), p.graph.node(id).op.name()))
+        .collect();
+    assert!(
+        approx != "lut" || wide.is_empty(),
+        "at full width: {wide:?}"
+    );
+    check_plan(
+        &format!("bert ({approx}, with statistics)"),
+        Comparison::Fss,
+        p,
+    );
+}
+
 #[test]
 fn shrinking_keeps_the_structure() {
     let s = shrink(
@@ -406,7 +431,7 @@ fn check_tcp(name: &str, source: Source) {
     }
 }
 
-/// Every example (at the small sizes of [`SMALL`]).
+/// Every example (at the small sizes of [`common::SMALL`]).
 const ARCHITECTURES: [&str; 6] = [
     "gpt2",
     "opt-1.3b",

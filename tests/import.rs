@@ -710,25 +710,50 @@ fn a_bert_folder_imports_and_its_weights_load() {
     let program = comet_compiler::driver::lower_only(&imported.source, "m.model").unwrap();
     let weights = comet_runtime::weights::load(&dir, &program.info.weights).unwrap();
     assert_eq!(weights.len(), 7 + LAYERS * 16);
-    // It maps tokens to `pooled`, not to logits: `comet run` says what it needs.
+    // It maps tokens to `pooled`, not to logits: `comet run` runs the one call and prints
+    // the output, beside the clear model with --check-plain
     let (model, plan) = (tmp.path().join("p.model"), tmp.path().join("p.plan"));
     std::fs::write(&model, &imported.source).unwrap();
     let (model_s, plan_s) = (model.to_str().unwrap(), plan.to_str().unwrap());
     assert!(comet(&["compile", model_s, "-o", plan_s]).status.success());
-    let out = comet(&[
-        "run",
-        plan_s,
-        "--weights",
-        dir.to_str().unwrap(),
-        "--prompt-ids",
-        "2,5,3",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let m = stderr(&out);
+    let dir_s = dir.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", plan_s, "--weights", dir_s, "--seed", "3"];
+        args.extend_from_slice(extra);
+        comet(&args)
+    };
+    let out = run(&["--prompt-ids", "2,5,3", "--check-plain", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let pooled = &v["outputs"]["pooled"];
+    assert_eq!(pooled["shape"], serde_json::json!([1, D]));
+    assert_eq!(pooled["values"].as_array().unwrap().len(), D);
+    let cosine = pooled["clear_cosine"].as_f64().unwrap();
+    let diff = pooled["clear_max_abs_diff"].as_f64().unwrap();
+    assert!(cosine > 0.999 && diff < 0.02, "{cosine} {diff}");
+    assert_eq!(v["measured"], v["estimated"], "measured = estimate");
+    let text = run(&["--prompt-ids", "2,5,3", "--check-plain"]);
     assert!(
-        m.contains("needs an input `tokens` and an output `logits` (it has outputs: pooled)")
-            && m.contains("import a checkpoint that holds `cls.predictions.*`"),
-        "{m}"
+        stdout(&text).contains(&format!("output `pooled` [1, {D}]: ["))
+            && stdout(&text).contains("against the clear model (f64): largest difference"),
+        "{}",
+        stdout(&text)
+    );
+    // what is not supported says so
+    let bad = run(&["--prompt-ids", "2,5,3", "--generate", "2"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("--generate must be 1"),
+        "{}",
+        stderr(&bad)
+    );
+    let vocab = run(&["--prompt-ids", "2,5,300"]);
+    assert_eq!(vocab.status.code(), Some(1));
+    // the client's error, not the server's "peer disconnected" that follows it
+    assert!(
+        stderr(&vocab).contains("id 300 is outside the table of 100 rows"),
+        "{}",
+        stderr(&vocab)
     );
 }
 

@@ -346,6 +346,7 @@ fn run_json<'py>(
         sample_seed,
         seed,
         json: true,
+        check_plain: false,
         quiet: true,
         party,
         listen: addr("listen", listen)?,

@@ -127,6 +127,17 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// `t` without the padding and truncation its file may ask for (a sentence-embedding
+/// model's pads every text to 128 tokens): a plan has no attention mask, so pads would be
+/// attended to as text, and a prompt beyond the plan's context is an error of the run,
+/// never cut silently.
+fn unpadded(mut t: tokenizers::Tokenizer) -> tokenizers::Tokenizer {
+    t.with_padding(None);
+    // `with_truncation(None)` cannot fail: only a stride beyond the length is refused
+    let _ = t.with_truncation(None);
+    t
+}
+
 impl Tokenizer {
     /// Reads a tokenizer from a `tokenizer.json` file (see [`Tokenizer::from_json`]).
     pub fn from_file(path: &Path) -> Result<Tokenizer, TokenizerError> {
@@ -166,7 +177,7 @@ impl Tokenizer {
                         "not a Hugging Face tokenizer the `tokenizers` crate reads: {e}"
                     ))
                 })?;
-            Kind::HuggingFace(Box::new(hf))
+            Kind::HuggingFace(Box::new(unpadded(hf)))
         } else {
             Kind::Char(CharBpe::parse(&json, origin)?)
         };

@@ -147,3 +147,44 @@ pub fn with_extra_reveal_to_server(mut p: Program) -> Program {
     comet_ir::verify(&p).expect("the edited plan is consistent");
     p
 }
+
+/// Small values for the dims the examples declare.
+pub const SMALL: &[(&str, &str)] = &[
+    ("vocab", "48"),
+    ("n_ctx", "32"),
+    ("n_pos", "32"),
+    ("max_pos", "30"),
+    ("d", "32"),
+    ("heads", "2"),
+    ("kv_heads", "2"),
+    ("ff", "48"),
+    ("n_layers", "2"),
+];
+
+/// The example's source with every dim of [`SMALL`] replaced (`dim a = 1, b = 2;` lists).
+pub fn shrink(source: &str) -> String {
+    let mut out = String::new();
+    for line in source.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        if !code.trim_start().starts_with("dim ") {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let body = code.trim_start()["dim ".len()..]
+            .trim_end()
+            .trim_end_matches(';');
+        let items: Vec<String> = body
+            .split(',')
+            .map(|item| {
+                let name = item.split('=').next().unwrap().trim();
+                match SMALL.iter().find(|(n, _)| *n == name) {
+                    Some((n, v)) if item.contains('=') => format!("{n} = {v}"),
+                    _ => item.trim().to_string(),
+                }
+            })
+            .collect();
+        out.push_str(&format!("  dim {};\n", items.join(", ")));
+    }
+    out
+}

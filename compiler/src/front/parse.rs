@@ -9,6 +9,9 @@ mod error;
 mod expr;
 mod items;
 mod lex;
+
+pub use lex::is_keyword;
+
 #[cfg(test)]
 mod tests;
 

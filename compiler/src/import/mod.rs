@@ -198,7 +198,7 @@ pub fn import_config(
 }
 
 /// `text` as a `.model` identifier: letters, digits and `_`, not starting with a digit
-/// (`opt-1.3b` → `opt_1_3b`).
+/// (`opt-1.3b` → `opt_1_3b`), and not a keyword (a folder named `model` → `model_`).
 pub fn identifier(text: &str) -> String {
     let mut s: String = text
         .chars()
@@ -212,6 +212,9 @@ pub fn identifier(text: &str) -> String {
         .collect();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert_str(0, "m_");
+    }
+    if crate::front::parse::is_keyword(&s) {
+        s.push('_');
     }
     s
 }

@@ -209,6 +209,9 @@ fn identifiers() {
     assert_eq!(identifier("SmolLM-135M"), "smollm_135m");
     assert_eq!(identifier("7b"), "m_7b");
     assert_eq!(identifier(""), "m_");
+    // a Hugging Face snapshot's folder is often named `model`: a keyword
+    assert_eq!(identifier("model"), "model_");
+    assert_eq!(identifier("Block"), "block_");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use super::party::{PartyInputs, PartyMaterialHandle, PartyState, run_party};
 use super::{ExecPlan, InterpError, Measured, RunOptions};
 use crate::dealer::{MaterialError, PartyReplay, SessionDealer};
 use crate::protocols::PartyId;
-use crate::protocols::driver::run_two_party;
+use crate::protocols::driver::{RoundError, run_two_party};
 use crate::transport::{Channel, ChannelStats};
 
 /// Outputs of a call, by name, as their receiver decoded them.
@@ -187,8 +187,14 @@ impl<'a> InProcess<'a> {
             let dealt = d.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             (dealt, runs)
         });
-        let mut outputs = r0.output?;
-        outputs.extend(r1.output?);
+        let outputs = match (r0.output, r1.output) {
+            (Ok(mut a), Ok(b)) => {
+                a.extend(b);
+                a
+            }
+            (Err(a), Err(b)) => return Err(root_cause(a, b)),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+        };
         let (offline_bytes, setup_bytes) = dealt?;
         if !self.set_up {
             for s in &mut self.sources {
@@ -208,6 +214,24 @@ impl<'a> InProcess<'a> {
             kv: self.states[0].last_kv.clone(),
         };
         Ok((outputs, measured))
+    }
+}
+
+/// Of two parties' errors in one process, the one that caused the other: a party that
+/// fails closes its end, and the other then reports the disconnect (party 1's bad token
+/// id would otherwise surface as party 0's "peer disconnected").
+fn root_cause(a: InterpError, b: InterpError) -> InterpError {
+    use crate::transport::ChannelError::Disconnected;
+    let disconnected = |e: &InterpError| {
+        matches!(
+            e,
+            InterpError::Channel(Disconnected { .. })
+                | InterpError::Round(RoundError::Channel(Disconnected { .. }))
+        )
+    };
+    match disconnected(&a) && !disconnected(&b) {
+        true => b,
+        false => a,
     }
 }
 

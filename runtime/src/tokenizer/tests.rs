@@ -314,3 +314,24 @@ fn a_malformed_hugging_face_file_is_an_error_naming_it() {
     assert!(m.contains("tokenizer.json"), "{m}");
     assert!(m.contains("not a Hugging Face tokenizer"), "{m}");
 }
+
+/// A file asking for padding to 8 and truncation at 4 (sentence-embedding models pad to
+/// 128): the plan has no attention mask, so the prompt is encoded as written, neither
+/// padded nor cut.
+#[test]
+fn hugging_face_padding_and_truncation_are_not_applied() {
+    let (json, vocab) = byte_level(&[("h", "e")]);
+    let json = json.replacen(
+        r#""truncation": null, "padding": null"#,
+        r#""truncation": {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0},
+  "padding": {"strategy": {"Fixed": 8}, "direction": "Right", "pad_to_multiple_of": null,
+    "pad_id": 0, "pad_type_id": 0, "pad_token": "!"}"#,
+        1,
+    );
+    assert!(json.contains("Fixed"), "the file asks for padding");
+    let tok = Tokenizer::from_json(&json).unwrap();
+    let he = vocab.iter().position(|v| v == "he").unwrap() as u64;
+    assert_eq!(tok.encode("he").unwrap(), [he]);
+    // he x he x he x: six tokens, beyond the file's 4
+    assert_eq!(tok.encode("hexhexhex").unwrap().len(), 6);
+}

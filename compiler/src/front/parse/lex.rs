@@ -31,7 +31,7 @@ const KEYWORDS: [&str; 14] = [
 ];
 
 /// Whether `w` is a reserved word.
-pub(super) fn is_keyword(w: &str) -> bool {
+pub fn is_keyword(w: &str) -> bool {
     KEYWORDS.contains(&w)
 }
 

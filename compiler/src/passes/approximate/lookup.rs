@@ -71,6 +71,9 @@ pub const RECIP: Table = Table {
 /// The rsqrt's range reduction: thresholds `4^j`, j = −[`RSQRT_J`]..=[`RSQRT_J`], so
 /// inputs in `[4^−9, 4^9)` are scaled by `4^(8 − a)` into `[4^8, 4^9)`.
 pub const RSQRT_J: i32 = 8;
+/// The lowest input the rsqrt's range reduction and table hold for: `4^−11` (below
+/// `4^−9` on the table's lower part).
+pub const RSQRT_LOW: f64 = 2.384185791015625e-7;
 /// The reciprocal's range reduction: thresholds `2^(i+1)`, i < [`RECIP_A`], so row sums in
 /// `[1/2, 2^12)` (softmax rows of up to 4,096 keys) are scaled by `2^(12 − a)` into
 /// `[2^11, 2^13)`.
@@ -209,7 +212,7 @@ fn rsqrt_factors(b: &mut Builder, v: NodeId) -> (NodeId, NodeId) {
     // holds 2^8/sqrt(x) (it covers [1, 2^18)); down to v = 4^−11 (v·F ≥ 4^6) its index
     // step errs by under 2^−13 relative: a norm's eps of 10^−6 on a row of zeros is
     // inside
-    b.assume(v, "lut.rsqrt", 4f64.powi(-j - 3), 4f64.powi(j + 1));
+    b.assume(v, "lut.rsqrt", RSQRT_LOW, 4f64.powi(j + 1));
     let thresholds: Vec<f64> = (-j..=j).map(|e| 4f64.powi(e)).collect();
     let bits = at_least(b, v, &thresholds);
     let top = 2 * j;
@@ -302,11 +305,15 @@ fn declare_row(b: &mut Builder, out: NodeId, c: f64, unit_gain: bool) {
 }
 
 /// `mean(x²) + eps` per row.
+///
+/// An `eps` below the rsqrt's domain ([`RSQRT_LOW`]: BERT's 10^−12) is raised to it, so
+/// `v` always lies where the recipe's declared ranges hold (rows whose mean square is
+/// under 10^−5 change by more than the table's error; a row of zeros stays zero).
 fn mean_square(b: &mut Builder, x: NodeId, inv_d: f64, eps: f64) -> NodeId {
     let sq = b.square(x);
     let sum = b.row_sum(sq);
     let mean = b.mul_const(sum, inv_d);
-    b.add_const(mean, eps)
+    b.add_const(mean, eps.max(RSQRT_LOW))
 }
 
 /// [`normalize_rows`] for plans whose truncations are all local: `((x·G·2^−8)·g)·T`.

@@ -193,12 +193,12 @@ pub const RSQRT_HIGH: [f64; 6] = [100.0, 400.0, 1600.0, 6400.0, 25600.0, 102400.
 /// [2^−16, 4·10^5], and a norm's `eps` = 10^−5 on a row of zeros). Declared: the reduced
 /// input in the core's [0.1, 150], the result in [0, 1.005/sqrt(0.1/4^8)].
 pub(super) fn rsqrt(b: &mut Builder, x: NodeId) -> NodeId {
+    debug_assert_eq!(RSQRT_MIN, 0.1 / 4f64.powi(RSQRT_LOW.len() as i32));
     let (core_lo, core_hi) = (0.1, 150.0);
-    let x_min = core_lo / 4f64.powi(RSQRT_LOW.len() as i32);
     b.assume(
         x,
         "rsqrt",
-        x_min,
+        RSQRT_MIN,
         core_hi * 4f64.powi(RSQRT_HIGH.len() as i32),
     );
     let neg_x = b.neg(x);
@@ -224,7 +224,7 @@ pub(super) fn rsqrt(b: &mut Builder, x: NodeId) -> NodeId {
     b.declare(reduced, core_lo, core_hi);
     let y = rsqrt_core(b, reduced);
     let out = b.mul(y, scale_out);
-    b.declare(out, 0.0, 1.005 / x_min.sqrt());
+    b.declare(out, 0.0, 1.005 / RSQRT_MIN.sqrt());
     out
 }
 
@@ -419,11 +419,17 @@ fn declare_normed(b: &mut Builder, normed: NodeId, inv_d: f64) {
     b.declare_norms(normed, bound, f64::INFINITY);
 }
 
-/// `rsqrt(row_sum(x²)·inv_d + eps)`: one value per row, shared by both norms.
+/// The lowest input [`rsqrt`] holds for: the core's 0.1 over the largest scaling, `4^8`.
+const RSQRT_MIN: f64 = 0.1 / 65536.0;
+
+/// `rsqrt(row_sum(x²)·inv_d + eps)`: one value per row, shared by both norms. An `eps`
+/// below [`RSQRT_MIN`] (BERT's 10^−12) is raised to it, so the input always lies where
+/// the recipe's declared ranges hold (rows whose mean square is under 10^−4 change by
+/// more than the recipe's error; a row of zeros stays zero).
 fn inverse_rms(b: &mut Builder, x: NodeId, inv_d: f64, eps: f64) -> NodeId {
     let sq = b.square(x);
     let sum = b.row_sum(sq);
     let mean = b.mul_const(sum, inv_d);
-    let v = b.add_const(mean, eps);
+    let v = b.add_const(mean, eps.max(RSQRT_MIN));
     rsqrt(b, v)
 }
