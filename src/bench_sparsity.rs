@@ -20,7 +20,7 @@ use crate::calibrate::{CalibrateArgs, InputArg, Preset, ScoreArg, rewrite_dims};
 use clap::Args;
 use comet_compiler::inspect::NetProfile;
 use comet_compiler::passes::sparsify::parse_spec;
-use comet_ir::{DimEnv, NodeId, Op, Program};
+use comet_ir::{ApproxProfile, DimEnv, NodeId, Op, Program};
 use comet_runtime::interp::{InProcess, Measured};
 use comet_runtime::sparsity::synthetic::{SyntheticOptions, relu_model_weights};
 use ndarray::ArrayD;
@@ -154,14 +154,15 @@ fn synthetic(args: &BenchSparsityArgs, tmp: &Path) -> Result<(String, serde_json
     let ids: Vec<u64> = (0..prompt).map(|_| rng.random_range(0..512)).collect();
     let label = format!("synthetic OPT (d {d}, ff {ff}, {layers} layers, ReLU, ~90% sparse)");
     eprintln!("bench sparsity: {label}: dense run");
-    let dense_p = compile_plan(&source, "off")?;
+    // `comet compile`'s default profile (the ReLU FFN has no table)
+    let dense_p = compile_plan(&source, "off", &weights, ApproxProfile::Lut)?;
     let dense = run_model(&dense_p, &weights, &ids, decode)?;
     eprintln!("bench sparsity: {label}: sparse run");
     let spec = match train {
         true => format!("ffn:block={},input=attention", args.block),
         false => format!("ffn:block={},rank={rank}", args.block),
     };
-    let sparse_p = compile_plan(&source, &spec)?;
+    let sparse_p = compile_plan(&source, &spec, &weights, ApproxProfile::Lut)?;
     let mut w = weights.clone();
     w.extend(
         comet_runtime::sparsity::plan::plan_weights(&pred, &sparse_p).map_err(|e| e.to_string())?,
@@ -179,8 +180,12 @@ fn glassllm(args: &BenchSparsityArgs, tmp: &Path) -> Result<(String, serde_json:
     let model = PathBuf::from("examples/glassllm.model");
     let wpath = PathBuf::from("models/glassllm-en/model.safetensors");
     let source = std::fs::read_to_string(&model).map_err(|e| e.to_string())?;
-    let dense_p = compile_plan(&source, "off")?;
-    let weights = crate::run::load_weights(&dense_p, Some(&wpath), None)?.unwrap_or_default();
+    let lowered =
+        comet_compiler::driver::lower_only(&source, "glassllm").map_err(|e| e.to_string())?;
+    let weights = crate::run::load_weights(&lowered, Some(&wpath), None)?.unwrap_or_default();
+    // the exact profile: `lut`'s SiLU (a three-threshold comparison) does not run in a
+    // masked region yet, so its FFNs would stay dense
+    let dense_p = compile_plan(&source, "off", &weights, ApproxProfile::Exact)?;
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string("models/glassllm-en/reference-greedy.json")
             .map_err(|e| e.to_string())?,
@@ -196,7 +201,8 @@ fn glassllm(args: &BenchSparsityArgs, tmp: &Path) -> Result<(String, serde_json:
     let decode = if args.quick { 2 } else { 8 };
     eprintln!("bench sparsity: glassllm: dense run");
     let dense = run_model(&dense_p, &weights, &ids, decode)?;
-    let sparse_p = compile_plan(&source, &format!("ffn:block={}", args.block))?;
+    let spec = format!("ffn:block={}", args.block);
+    let sparse_p = compile_plan(&source, &spec, &weights, ApproxProfile::Exact)?;
     let mut text = format!(
         "\nglassllm (gated SiLU, 4 layers, ff 341): reference prompt 0, {} tokens, 90% magnitude sparsity\n",
         decode + 1
@@ -305,14 +311,32 @@ fn calibrate(
     crate::calibrate::report(&c)
 }
 
-fn compile_plan(source: &str, spec: &str) -> Result<Program, String> {
+fn compile_plan(
+    source: &str,
+    spec: &str,
+    weights: &Weights,
+    approx: ApproxProfile,
+) -> Result<Program, String> {
     let opts = comet_compiler::Options {
         sparsity: parse_spec(spec)?,
+        weight_stats: Some(declared_stats(weights)),
+        approx: comet_ir::ApproxConfig::uniform(approx),
         ..Default::default()
     };
     comet_compiler::compile(source, "bench.model", &opts)
         .map(|c| c.program)
         .map_err(|e| e.to_string())
+}
+
+/// A plan's weights by name.
+type Weights = HashMap<String, ArrayD<f64>>;
+
+/// The statistics of `weights` a plan declares (`comet compile --weights`: the server
+/// compiles with its checkpoint), so both plans get the widths their ranges prove.
+fn declared_stats(weights: &Weights) -> std::collections::BTreeMap<String, comet_ir::WeightStats> {
+    (weights.iter())
+        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
+        .collect()
 }
 
 /// Prefill then greedy decode for two parties in one process.
@@ -343,6 +367,16 @@ fn run_model(
         let (out, m) = session
             .call(&HashMap::from([("tokens".to_string(), x)]), env)
             .map_err(|e| e.to_string())?;
+        let estimated = crate::generate::estimate_at(p, env, &m);
+        if (m.online_bits, m.rounds, m.offline_bits) != estimated {
+            return Err(format!(
+                "call (seq {}, past {}): measured (online bits, rounds, dealer bits) {:?} \
+                 differ from the estimate {estimated:?}",
+                env.seq,
+                env.past,
+                (m.online_bits, m.rounds, m.offline_bits)
+            ));
+        }
         let setup = (session.states().iter())
             .map(|s| s.last_setup_seconds)
             .fold(0.0, f64::max);

@@ -23,9 +23,24 @@ const MODEL: &str = "examples/glassllm.model";
 const WEIGHTS: &str = "models/glassllm-en/model.safetensors";
 
 fn compile(spec: &str) -> Program {
+    compile_with(spec, None)
+}
+
+/// [`compile`] with the checkpoint's statistics declared (`comet compile --weights`).
+fn compile_with(
+    spec: &str,
+    stats: Option<std::collections::BTreeMap<String, comet_ir::WeightStats>>,
+) -> Program {
     let source = std::fs::read_to_string(common::reference::root().join(MODEL)).unwrap();
+    // with statistics, `comet compile`'s default profile (what the server compiles)
+    let approx = match stats.is_some() {
+        true => comet_ir::ApproxConfig::uniform(comet_ir::ApproxProfile::Lut),
+        false => comet_ir::ApproxConfig::default(),
+    };
     let opts = comet_compiler::Options {
         sparsity: parse_spec(spec).unwrap(),
+        weight_stats: stats,
+        approx,
         ..Default::default()
     };
     comet_compiler::compile(&source, MODEL, &opts)
@@ -146,6 +161,70 @@ fn glassllm_sparse_two_party_agrees_with_its_plaintext_and_costs_its_estimate() 
         skipped > 0,
         "the masks skipped no block: the sparse path was not exercised"
     );
+}
+
+/// With the checkpoint's statistics declared (and the `lut` profile, as `comet compile
+/// --weights` compiles), the masked regions (blocks of 16: whole bytes) and the block
+/// products get the widths their ranges prove, like the dense
+/// plan's nodes; the region's truncations are in it (they were not, before: every
+/// stochastic truncation, then the activation after it, ran on all entries). The two
+/// parties still compute what the fixed-point backend computes, and each call measures
+/// its estimate.
+#[test]
+fn glassllm_sparse_regions_run_narrow_with_the_checkpoints_statistics() {
+    let dense = compile("off");
+    let stats = (load_weights(&dense).iter())
+        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
+        .collect();
+    let p = compile_with("ffn:block=16", Some(stats));
+    let masked = comet_ir::sparse::masked_nodes(&p);
+    let in_region = |op: fn(&comet_ir::Op) -> bool| {
+        (masked.keys())
+            .filter(|&&id| op(&p.graph.node(id).op))
+            .map(|&id| p.graph.node(id).cmp_width)
+            .collect::<Vec<_>>()
+    };
+    let truncs = in_region(|op| matches!(op, comet_ir::Op::StochasticTrunc { .. }));
+    assert!(!truncs.is_empty(), "the region's truncations are in it");
+    let narrowed = (masked.keys()).filter(|&&id| p.graph.node(id).cmp_width.is_some());
+    assert!(narrowed.count() > 0, "some region node is narrowed");
+    let blocks: Vec<_> = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, comet_ir::Op::BlockMatMul { .. }))
+        .map(|id| p.graph.node(id).cmp_width)
+        .collect();
+    // the last layer's ranges are not proven (its RMSNorm input is bounded beyond the
+    // rsqrt table, README "Bounds from the checkpoint"): it keeps the ring
+    assert_eq!(blocks.len(), 4);
+    assert!(
+        blocks[..3].iter().all(|w| w.is_some_and(|w| w < 64)),
+        "{blocks:?}"
+    );
+    // blocks of 12 entries are not whole bytes of bits: nothing there runs narrow, and a
+    // plan that says otherwise is refused
+    let dense_stats = (load_weights(&dense).iter())
+        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
+        .collect();
+    let mut odd = compile_with("ffn:block=12", Some(dense_stats));
+    let block = (odd.graph.ids())
+        .find(|&id| matches!(odd.graph.node(id).op, comet_ir::Op::BlockMatMul { .. }))
+        .unwrap();
+    let regions = comet_ir::sparse::masked_nodes(&odd);
+    assert!(!regions.is_empty());
+    assert!(
+        regions
+            .keys()
+            .all(|&id| odd.graph.node(id).cmp_width.is_none())
+    );
+    assert_eq!(odd.graph.node(block).cmp_width, None);
+    odd.graph.node_mut(block).cmp_width = Some(40);
+    let e = comet_ir::verify(&odd).unwrap_err().to_string();
+    assert!(
+        e.contains("has width 40 in a sparse FFN of blocks of 12"),
+        "{e}"
+    );
+    let pred = predictor("glass-stats.pred", "0.95", "0.9");
+    let (_, skipped) = two_party_against_fixed_point(&p, &pred);
+    assert!(skipped > 0, "the sparse path was exercised");
 }
 
 /// With a predictor calibrated to recall 1 every truly active block is kept, and the

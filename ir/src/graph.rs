@@ -105,7 +105,13 @@ pub fn takes_cmp_width(op: &Op) -> bool {
 pub fn takes_open_width(op: &Op) -> bool {
     matches!(
         op,
-        Op::Mul | Op::Square | Op::MatMul | Op::CacheMatMul { .. } | Op::Select | Op::Lut { .. }
+        Op::Mul
+            | Op::Square
+            | Op::MatMul
+            | Op::CacheMatMul { .. }
+            | Op::BlockMatMul { .. }
+            | Op::Select
+            | Op::Lut { .. }
     )
 }
 

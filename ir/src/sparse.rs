@@ -34,6 +34,23 @@ pub struct Masked {
     pub mask: NodeId,
 }
 
+impl Masked {
+    /// Whether the region's nodes run as their dense protocol on the gathered entries,
+    /// at their widths: when a block is a whole number of bytes of bits (`block` a
+    /// multiple of 8), every message part of the active entries packs to the sum of the
+    /// pairs' parts, so a pair's cost is a constant; else each runs at 64 bits with its
+    /// bits a byte each (`comet_runtime`'s gathered starts), and nothing in the region is
+    /// narrowed.
+    pub fn packs_whole(&self) -> bool {
+        packs_whole(self.block)
+    }
+}
+
+/// [`Masked::packs_whole`] for blocks of `block` entries (also a `block_matmul`'s).
+pub fn packs_whole(block: u64) -> bool {
+    block > 0 && block.is_multiple_of(8)
+}
+
 /// Whether `op` works entry by entry (with broadcasting), so that it can run on the
 /// active entries only.
 pub fn is_elementwise(op: &Op) -> bool {
@@ -54,6 +71,7 @@ pub fn is_elementwise(op: &Op) -> bool {
             | Op::B2A
             | Op::Trunc { .. }
             | Op::FaithfulTrunc { .. }
+            | Op::StochasticTrunc { .. }
     )
 }
 

@@ -7,6 +7,8 @@
 //! 3. **Sources agree with the declarations**: each `input` and `weight` node names a
 //!    declared input/weight and has its declared element kind, shape and provider's
 //!    domain; `positions` are public `idx[seq]`; every declared weight has exactly one node.
+//!    A node of a sparse FFN's masked region or a `block_matmul` carries a width only if
+//!    its blocks are a multiple of 8 entries.
 //! 4. **Types**: every other node's type equals the type rule ([`crate::infer`]) applied to
 //!    its operands. The rules enforce shapes, fixed-point scales (an op that mixes scales
 //!    needs a truncation between) and domains (a result's domain is the join of its
@@ -68,6 +70,7 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
     if c.problems.is_empty() {
         c.sources();
         c.widths();
+        c.block_widths();
         c.types();
         c.cache();
         c.outputs();
@@ -237,6 +240,33 @@ impl Checker<'_> {
                 }
             } else if !(2..=64).contains(&w) {
                 self.fail(id, format!("comparison width {w} is outside 2..=64 bits"));
+            }
+        }
+    }
+
+    /// No node of a sparse FFN's masked region, and no `block_matmul`, whose blocks do not
+    /// pack to whole bytes ([`crate::sparse::packs_whole`]) carries a width: the runtime
+    /// runs them at 64 bits, and their costs per pair say so.
+    fn block_widths(&mut self) {
+        let masked = crate::sparse::masked_nodes(self.p);
+        for id in self.p.graph.ids() {
+            let node = self.p.graph.node(id);
+            let block = match (masked.get(&id), &node.op) {
+                (Some(m), _) => m.block,
+                (None, Op::BlockMatMul { block, .. }) => *block,
+                _ => continue,
+            };
+            if let Some(w) = node
+                .cmp_width
+                .filter(|_| !crate::sparse::packs_whole(block))
+            {
+                self.fail(
+                    id,
+                    format!(
+                        "has width {w} in a sparse FFN of blocks of {block}: only blocks of a \
+                         multiple of 8 entries run narrow"
+                    ),
+                );
             }
         }
     }

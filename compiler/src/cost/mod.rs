@@ -153,6 +153,8 @@ impl<'a> CostModel<'a> {
                 let xs1: Vec<ValueType> = xs.iter().map(|t| one(t)).collect();
                 let xs1: Vec<&ValueType> = xs1.iter().collect();
                 let pair = match protocol {
+                    // whole bytes per block: the node's own protocol and widths on them
+                    _ if m.packs_whole() => self.at_types(id, protocol, &one(out), &xs1),
                     // a select on active entries opens a byte per bit
                     // (`comet_runtime::protocols::mux::start_gathered`)
                     Protocol::Mux => {
@@ -358,7 +360,7 @@ pub fn cost_at_width(
         Protocol::Open => cost(protocol, 1, l(2).mul(&numel(xs[0])), zero(), zero()),
         // once per session, at setup: nothing per call
         Protocol::Shuffle => cost(protocol, 0, zero(), zero(), zero()),
-        Protocol::BlockFixedMatMul => block_matmul_cost(out, xs),
+        Protocol::BlockFixedMatMul => block_matmul_cost(out, xs, m),
         // both open x − a and y − b at the node's width w (64, or less when its value is
         // read mod 2^w: pass `narrow-openings`), each packed on its own:
         // 2·(⌈w·n_x/8⌉ + ⌈w·n_y/8⌉) bytes; dealer: c = ab correction, l·n_out
@@ -556,10 +558,12 @@ fn head_masked_cache_cost(x: &ValueType, new: &ValueType, w: i64) -> comet_ir::c
 }
 
 /// `block_matmul(x [seq, n], W [n, d], mask [seq, n/B])`, 1 round: per active (token,
-/// block) pair both parties open the block of `X − A'` (2l·B) and each computes B·d
-/// products twice; the dealer sends one correction `A'_{t,b}·B_b` per token and block,
-/// l·seq·(n/B)·d, whatever the mask (it does not know it).
-fn block_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
+/// block) pair both parties open the block of `X − A'` (2w·B at the node's width w, 64
+/// unless `narrow-openings` set it: only for blocks of a multiple of 8 entries, whole
+/// bytes per pair) and each computes B·d products twice; the dealer sends one correction
+/// `A'_{t,b}·B_b` per token and block, l·seq·(n/B)·d, whatever the mask (it does not know
+/// it).
+fn block_matmul_cost(out: &ValueType, xs: &[&ValueType], w: i64) -> NodeCost {
     let (x, mask) = (xs[0], xs[2]);
     let block = x.shape[1]
         .as_const()
@@ -576,7 +580,7 @@ fn block_matmul_cost(out: &ValueType, xs: &[&ValueType]) -> NodeCost {
     );
     c.per_block = Some(BlockCost {
         ffn: u32::MAX, // set by the caller, who knows the node
-        online_bits: 2 * RING_BITS * block,
+        online_bits: 2 * w * block,
         local_ops: 2 * block * d,
     });
     c

@@ -35,8 +35,8 @@
 //! ([`crate::range::RangeReport::violations`]), its declared ranges, and every bound
 //! downstream of it, would be unfounded: no comparison downstream of a violated assumption
 //! is narrowed ([`crate::range::Ranges::tainted`]); those upstream are. Comparisons inside
-//! a sparse FFN's masked region keep the whole ring (they run on gathered entries with
-//! material of their own).
+//! a sparse FFN's masked region are narrowed like the others when its blocks pack to whole
+//! bytes ([`comet_ir::sparse::Masked::packs_whole`]), else they keep the whole ring.
 
 use crate::range::{RangeOptions, Ranges, analyse};
 use comet_ir::sparse::masked_nodes;
@@ -65,7 +65,7 @@ pub fn run(p: &mut Program) {
     let ranges = analyse(p, env, opts);
     let masked = masked_nodes(p);
     let widths: Vec<(NodeId, u8)> = (p.graph.ids())
-        .filter(|id| !masked.contains_key(id))
+        .filter(|id| masked.get(id).is_none_or(|m| m.packs_whole()))
         .filter(|id| {
             !p.graph
                 .operands(*id)

@@ -23,15 +23,18 @@
 //! - a row maximum or a fused ReLU (`sign_select(x)`) at comparison width m whose own
 //!   value is read to at most m bits: m (it then opens `x + r` mod 2^m, which also serves
 //!   as ŷ: [`comet_ir::graph::Node::open_at_cmp_width`]);
+//! - a sparse FFN's `apply_mask` (it zeroes inactive blocks) and the first operand of its
+//!   `block_matmul`: what their readers read;
 //! - anything else (outputs, reveals, openings, cache writes, shares, local and exact
-//!   truncations, other row maxima and sign selects, a sparse FFN's block nodes): all 64.
+//!   truncations, other row maxima and sign selects, a block mask): all 64.
 //!
 //! The width of a product is what its readers read, to the bit (the runtime packs each
 //! opened operand at w bits, ⌈n·w/8⌉ bytes, as the cost model counts it), at least 8, and
 //! kept in the node's [`comet_ir::graph::Node::cmp_width`] when below 64. Products with the KV
 //! cache that read one slot share the rows it opened in earlier calls, so they share the
 //! widest of their widths. Products in a sparse FFN's masked region (which run on
-//! gathered entries) keep the ring.
+//! gathered entries) and its `block_matmul` are narrowed when its blocks pack to whole
+//! bytes ([`comet_ir::sparse::packs_whole`]), else they keep the ring.
 
 use std::collections::HashSet;
 
@@ -65,7 +68,7 @@ pub fn run(p: &mut Program) {
         need.insert(id, w);
     }
     let narrowable: HashSet<NodeId> = (p.graph.ids())
-        .filter(|id| !masked.contains_key(id))
+        .filter(|id| whole_blocks(p, &masked, *id))
         .filter(|&id| opens_operands(protocol_of(p, id, &fixed)))
         .collect();
     // products with one cache slot share its opened rows across calls: one width for all
@@ -94,6 +97,16 @@ pub fn run(p: &mut Program) {
     }
 }
 
+/// Whether `id` may run narrow: outside a sparse FFN's masked region and its block
+/// product, or in one whose blocks pack to whole bytes.
+fn whole_blocks(p: &Program, masked: &Masked, id: NodeId) -> bool {
+    match (masked.get(&id), &p.graph.node(id).op) {
+        (Some(m), _) => m.packs_whole(),
+        (None, Op::BlockMatMul { block, .. }) => comet_ir::sparse::packs_whole(*block),
+        _ => true,
+    }
+}
+
 /// Whether `protocol` opens masked values and computes its output linearly from them
 /// (narrowable): the products, and the table lookup, whose output share is linear in its
 /// second round's opened sum.
@@ -107,6 +120,7 @@ pub fn opens_operands(protocol: Protocol) -> bool {
             | Protocol::FixedMul
             | Protocol::FixedMatMul
             | Protocol::CacheMatMul
+            | Protocol::BlockFixedMatMul
             | Protocol::Lut
     )
 }
@@ -121,9 +135,9 @@ fn const_twos(value: f64, frac: u32) -> u32 {
 /// ReLU) or a row maximum (whose levels are such selects) at a comparison width m < 64
 /// with `out ≤ m`: its masked `x + r`, which also serves as ŷ, then opens mod 2^m, and its
 /// output is correct mod 2^m, all its readers look at. Not in a sparse FFN's masked region
-/// (whose nodes keep the ring).
+/// whose blocks do not pack to whole bytes (whose nodes keep the ring).
 fn opens_at_cmp_width(p: &Program, masked: &Masked, id: NodeId, out: u32) -> bool {
-    if masked.contains_key(&id) {
+    if !whole_blocks(p, masked, id) {
         return false;
     }
     let node = p.graph.node(id);
@@ -173,7 +187,10 @@ fn read_by(p: &Program, masked: &Masked, u: NodeId, x: NodeId, out: u32) -> u32 
         | Op::Square
         | Op::MatMul
         | Op::CacheMatMul { .. }
+        | Op::ApplyMask { .. }
         | Op::Select => out,
+        // the block product is linear in its first operand (the mask is a public bit)
+        Op::BlockMatMul { .. } if p.graph.operands(u)[0] == x => out,
         _ => RING,
     }
 }

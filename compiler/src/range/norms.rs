@@ -252,10 +252,14 @@ pub(super) fn transfer(c: &NormCtx, stats: Option<&WeightStats>) -> Norms {
         // x's (a permutation matrix is orthogonal; zero rows and columns add nothing)
         Op::BlockPermute { .. } => ns[0],
         Op::Select | Op::SignSelect | Op::ApplyMask { .. } => {
-            let last = ns[ns.len() - 1];
+            // the selected value: a select's last operand, `apply_mask`'s first
+            let x = match op {
+                Op::ApplyMask { .. } => ns[0],
+                _ => ns[ns.len() - 1],
+            };
             Norms {
                 op: f64::INFINITY,
-                ..last
+                ..x
             }
         }
         Op::Trunc { .. }

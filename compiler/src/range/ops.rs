@@ -51,9 +51,9 @@ pub(super) fn transfer(c: &Ctx) -> Option<Interval> {
         Op::OneHot { .. } | Op::Drelu | Op::Compare { .. } | Op::Between | Op::B2A => {
             Interval::new(0.0, 1.0)
         }
-        Op::Select | Op::SignSelect | Op::ApplyMask { .. } => {
-            xs[xs.len() - 1].hull(Interval::point(0.0))
-        }
+        Op::Select | Op::SignSelect => xs[xs.len() - 1].hull(Interval::point(0.0)),
+        // `apply_mask(x, mask)`: x where its block is active, else 0 (the mask is a bit)
+        Op::ApplyMask { .. } => xs[0].hull(Interval::point(0.0)),
         Op::Lut { func, bits, frac } => {
             let (lo, hi) = comet_ir::table::value_range(*func, *bits, *frac);
             Interval::new(lo, hi)

@@ -68,6 +68,36 @@ fn elementwise_ops_by_hand() {
     assert!(r.unmodelled.is_empty());
 }
 
+/// `apply_mask(x, mask)` keeps x where its block is active and is 0 elsewhere: x's range
+/// and norms with 0, never the mask's [0, 1] (which once narrowed a sparse FFN's
+/// truncation to a width its values overflowed).
+#[test]
+fn a_block_mask_keeps_the_values_range_not_the_masks() {
+    let mut p = Program::default();
+    let shape = || vec![Dim::constant(2), Dim::constant(8)];
+    let x = weight(&mut p, shape()); // [-5, 5]
+    let bits = |p: &mut Program| {
+        let w = weight(p, vec![Dim::constant(2), Dim::constant(2)]);
+        let ty = ValueType::new(
+            Elem::Bit,
+            vec![Dim::constant(2), Dim::constant(2)],
+            Domain::Arith,
+        );
+        add(p, Op::Drelu, &[w], ty)
+    };
+    let mask = bits(&mut p);
+    let masked = add(
+        &mut p,
+        Op::ApplyMask { ffn: 0, block: 4 },
+        &[x, mask],
+        fx(16, shape()),
+    );
+    let r = analyse(&p, env(1, 0), &opts(5.0));
+    assert_eq!(r.of(mask), Interval::new(0.0, 1.0));
+    assert_eq!(r.of(masked), Interval::new(-5.0, 5.0));
+    assert_eq!(r.norms_of(masked).row_l2, r.norms_of(x).row_l2);
+}
+
 #[test]
 fn matmul_sums_k_products_and_one_hot_picks_one_row() {
     let mut p = Program::default();

@@ -6,9 +6,11 @@ use comet_ir::sparse::Masked;
 use ndarray::{ArrayD, IxDyn};
 
 use super::InterpError;
+use super::gathered::Gathered;
 use super::material::shape_of;
 use super::party::Run;
 use super::plan::Pos;
+use super::start::At;
 use crate::protocols::Share;
 use crate::protocols::dispatch::{self, NodeMaterial, Pending};
 use crate::ring::Ring;
@@ -27,7 +29,9 @@ impl Run<'_> {
 
     /// Starts a node of a sparse FFN's masked region on its active entries only: its
     /// operands and its (dense) material gathered at them; the result is scattered back
-    /// when it finishes.
+    /// when it finishes. With blocks of whole bytes ([`Masked::packs_whole`]) the node's
+    /// own protocol runs on the entries at its widths; else the gathered starts of the
+    /// dispatch, at 64 bits with bits a byte each.
     pub(super) fn start_masked(
         &mut self,
         i: Pos,
@@ -45,9 +49,20 @@ impl Run<'_> {
             let v = self.held(i, x)?;
             xs.push(gather_entries(&v.0, &shape, &idx).map_err(|e| self.fail(i, e))?);
         }
-        let started =
-            dispatch::start_gathered(self.party, proto, &xs, material, &idx, m.block as usize)
-                .map_err(|e| self.fail(i, e))?;
+        let started = match m.packs_whole() {
+            true => {
+                let material = gather_flat(material, &idx).map_err(|e| self.fail(i, e))?;
+                let node = Gathered {
+                    at: At { run: self, pos: i },
+                    xs,
+                };
+                dispatch::start(&node, Some(material))?
+            }
+            false => {
+                dispatch::start_gathered(self.party, proto, &xs, material, &idx, m.block as usize)
+                    .map_err(|e| self.fail(i, e))?
+            }
+        };
         self.scatter.insert(i, (idx, shape));
         Ok(started)
     }
@@ -103,6 +118,21 @@ fn active_entries(
         }
     }
     Ok(idx)
+}
+
+/// The dense material of a masked node at the flat entries `idx`.
+fn gather_flat(m: NodeMaterial, idx: &[usize]) -> Result<NodeMaterial, String> {
+    Ok(match m {
+        NodeMaterial::Triple(t) => NodeMaterial::Triple(t.gather(idx)),
+        NodeMaterial::BitMux(t) => NodeMaterial::BitMux(t.gather(idx)),
+        NodeMaterial::Square(t) => NodeMaterial::Square(t.gather(idx)),
+        NodeMaterial::Drelu(t) => NodeMaterial::Drelu(t.gather(idx)),
+        NodeMaterial::Lut(t) => NodeMaterial::Lut(t.gather(idx)),
+        NodeMaterial::SignSelect(t) => NodeMaterial::SignSelect(t.gather(idx)),
+        NodeMaterial::Trunc(t) => NodeMaterial::Trunc(t.gather(idx)),
+        NodeMaterial::StochasticTrunc(t) => NodeMaterial::StochasticTrunc(t.gather(idx)),
+        _ => return Err("this protocol does not run on the active blocks of a sparse FFN".into()),
+    })
 }
 
 /// `x` broadcast to `shape`, at the flat indices `idx`: a 1-D share.

@@ -29,6 +29,7 @@
 //! [`Channel::exchange`]: crate::transport::Channel::exchange
 //! [`Channel::exchange_setup`]: crate::transport::Channel::exchange_setup
 
+mod gathered;
 mod head_rows;
 mod local;
 mod masked;

@@ -539,7 +539,7 @@ fn start_block<N: Node>(
     let h = n.share(0)?;
     let mask = n.block_mask(2)?;
     let started = block_matmul::start(n.party(), h, mask.view(), block as usize, m);
-    Ok(arith(Pending::Block, started))
+    Ok(arith_at(Pending::Block, started, n.width()))
 }
 
 /// The naive KV refill of a head-masked cache product that just started (`st`): each of
@@ -708,7 +708,10 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             Step::Next(s, msg) => Finished::Next(Box::new(Pending::RowMax(Box::new(s))), msg),
             Step::Done(max) => value(max),
         },
-        Pending::Block(s) => value(block_matmul::finish(s, n.fixed_operand()?, &unpack(peer)?)?),
+        Pending::Block(s) => {
+            let peer = unpack_at(peer, n.width())?;
+            value(block_matmul::finish(s, n.fixed_operand()?, &peer)?)
+        }
         Pending::Cache(s) => {
             let slot = s.slot();
             let peer = unpack_parts(peer, s.parts(), n.width())?;
