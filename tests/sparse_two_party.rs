@@ -222,6 +222,28 @@ fn glassllm_sparse_regions_run_narrow_with_the_checkpoints_statistics() {
         e.contains("has width 40 in a sparse FFN of blocks of 12"),
         "{e}"
     );
+    // a region's values (zeros at the inactive blocks) summed across entries: refused
+    let mut mixed = p.clone();
+    let region = (masked.keys().copied())
+        .find(|&id| {
+            matches!(
+                mixed.graph.node(id).op,
+                comet_ir::Op::StochasticTrunc { .. }
+            )
+        })
+        .unwrap();
+    let node = mixed.graph.node(region).clone();
+    let mut ty = node.ty.clone();
+    *ty.shape.last_mut().unwrap() = comet_ir::Dim::constant(1);
+    let sum = mixed
+        .graph
+        .add(comet_ir::Op::RowSum, &[region], ty, node.scope);
+    let e = comet_ir::verify(&mixed).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("{sum} (`row_sum`) reads {region}"))
+            && e.contains("depends on the active blocks of sparse FFN"),
+        "{e}"
+    );
     let pred = predictor("glass-stats.pred", "0.95", "0.9");
     let (_, skipped) = two_party_against_fixed_point(&p, &pred);
     assert!(skipped > 0, "the sparse path was exercised");

@@ -101,29 +101,45 @@ pub fn masked_nodes(p: &Program) -> HashMap<NodeId, Masked> {
     out
 }
 
-/// Checks that masked values stay in their region: each is read only by nodes of the
-/// same region or as the left operand of its FFN's `block_matmul` (the entries of
-/// inactive blocks are meaningless, so nothing else may read them), and that the right
-/// operand of every `block_matmul` does not come from a region.
+/// Checks that what a masked region computes on its active entries only never mixes with
+/// anything but its FFN's block product: a region node holds the right values at the
+/// active entries and zeros elsewhere (the scattered result), so every node that depends
+/// on one, up to the `block_matmul` that reads only the active blocks of its first
+/// operand, must work entry by entry ([`is_elementwise`], or a table, a comparison and
+/// its picks); a row sum, a product across entries, an output or another layer reading
+/// such a value would be silently wrong. (An `apply_mask` output itself is exact: zeros
+/// at the inactive blocks; reading it anywhere is fine.)
 ///
 /// # Errors
 /// A message naming the first offending node.
 pub fn check_regions(p: &Program) -> Result<(), String> {
     let masked = masked_nodes(p);
-    for (&id, m) in &masked {
+    let per_entry = |op: &Op| {
+        is_elementwise(op) || matches!(op, Op::Lut { .. } | Op::Compare { .. } | Op::Pick { .. })
+    };
+    let mut stack: Vec<(NodeId, Masked)> = (masked.iter())
+        .filter(|(id, _)| !matches!(p.graph.node(**id).op, Op::ApplyMask { .. }))
+        .map(|(&id, &m)| (id, m))
+        .collect();
+    let mut seen: std::collections::HashSet<NodeId> = stack.iter().map(|(id, _)| *id).collect();
+    while let Some((id, m)) = stack.pop() {
         for u in p.graph.users(id) {
-            let ok = match p.graph.node(u).op {
-                Op::BlockMatMul { ffn, .. } => ffn == m.ffn && p.graph.operands(u)[0] == id,
-                _ => masked.get(&u).is_some_and(|n| n.ffn == m.ffn),
+            let op = &p.graph.node(u).op;
+            let ok = match op {
+                Op::BlockMatMul { ffn, .. } => *ffn == m.ffn && p.graph.operands(u)[0] == id,
+                op => per_entry(op),
             };
             if !ok {
                 return Err(format!(
-                    "{id} (`{}`) holds the active blocks of sparse FFN {} only, but {u} (`{}`) \
-                     reads it outside that FFN's region",
+                    "{u} (`{}`) reads {id} (`{}`), which depends on the active blocks of sparse \
+                     FFN {} only: only entry-by-entry ops and that FFN's block product may",
+                    op.name(),
                     p.graph.node(id).op.name(),
-                    m.ffn,
-                    p.graph.node(u).op.name()
+                    m.ffn
                 ));
+            }
+            if !matches!(op, Op::BlockMatMul { .. }) && seen.insert(u) {
+                stack.push((u, m));
             }
         }
     }

@@ -7,8 +7,9 @@
 //! 3. **Sources agree with the declarations**: each `input` and `weight` node names a
 //!    declared input/weight and has its declared element kind, shape and provider's
 //!    domain; `positions` are public `idx[seq]`; every declared weight has exactly one node.
-//!    A node of a sparse FFN's masked region or a `block_matmul` carries a width only if
-//!    its blocks are a multiple of 8 entries.
+//!    Whatever depends on a sparse FFN's masked region works entry by entry up to its
+//!    block product ([`crate::sparse::check_regions`]); a node of a region or a
+//!    `block_matmul` carries a width only if its blocks are a multiple of 8 entries.
 //! 4. **Types**: every other node's type equals the type rule ([`crate::infer`]) applied to
 //!    its operands. The rules enforce shapes, fixed-point scales (an op that mixes scales
 //!    needs a truncation between) and domains (a result's domain is the join of its
@@ -244,10 +245,14 @@ impl Checker<'_> {
         }
     }
 
-    /// No node of a sparse FFN's masked region, and no `block_matmul`, whose blocks do not
-    /// pack to whole bytes ([`crate::sparse::packs_whole`]) carries a width: the runtime
-    /// runs them at 64 bits, and their costs per pair say so.
+    /// Regions stay in their FFN ([`crate::sparse::check_regions`]), and no node of a
+    /// sparse FFN's masked region, and no `block_matmul`, whose blocks do not pack to whole
+    /// bytes ([`crate::sparse::packs_whole`]) carries a width: the runtime runs them at 64
+    /// bits, and their costs per pair say so.
     fn block_widths(&mut self) {
+        if let Err(e) = crate::sparse::check_regions(self.p) {
+            self.problems.push(e);
+        }
         let masked = crate::sparse::masked_nodes(self.p);
         for id in self.p.graph.ids() {
             let node = self.p.graph.node(id);
