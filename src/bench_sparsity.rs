@@ -319,7 +319,9 @@ fn compile_plan(
 ) -> Result<Program, String> {
     let opts = comet_compiler::Options {
         sparsity: parse_spec(spec)?,
-        weight_stats: Some(declared_stats(weights)),
+        // the checkpoint's statistics (`comet compile --weights`: the server compiles with
+        // its checkpoint), so both plans get the widths their ranges prove
+        weight_stats: Some(comet_runtime::weights::stats::declared_map(weights)),
         approx: comet_ir::ApproxConfig::uniform(approx),
         ..Default::default()
     };
@@ -330,14 +332,6 @@ fn compile_plan(
 
 /// A plan's weights by name.
 type Weights = HashMap<String, ArrayD<f64>>;
-
-/// The statistics of `weights` a plan declares (`comet compile --weights`: the server
-/// compiles with its checkpoint), so both plans get the widths their ranges prove.
-fn declared_stats(weights: &Weights) -> std::collections::BTreeMap<String, comet_ir::WeightStats> {
-    (weights.iter())
-        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
-        .collect()
-}
 
 /// Prefill then greedy decode for two parties in one process.
 fn run_model(

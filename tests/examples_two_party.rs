@@ -336,9 +336,7 @@ fn check_bert_with_statistics(approx: &str) {
             .program
     };
     let w = weights(&compile_with(None), 1);
-    let stats = (w.iter())
-        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
-        .collect();
+    let stats = comet_runtime::weights::stats::declared_map(&w);
     let p = compile_with(Some(stats));
     let env = DimEnv { seq: 3, past: 0 };
     let bound = comet_compiler::range::RangeOptions {

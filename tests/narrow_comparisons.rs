@@ -293,9 +293,7 @@ fn a_softmax_row_narrows_its_reciprocals_clip_only() {
 #[test]
 fn declared_weight_statistics_narrow_by_norms_and_are_checked() {
     let w = weights(3, BOUND);
-    let stats: std::collections::BTreeMap<String, comet_ir::WeightStats> = (w.iter())
-        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
-        .collect();
+    let stats = comet_runtime::weights::stats::declared_map(&w);
     let compile_with = |stats: Option<_>| {
         let opts = Options {
             truncation: Some(TruncationPolicy {

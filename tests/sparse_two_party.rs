@@ -173,10 +173,9 @@ fn glassllm_sparse_two_party_agrees_with_its_plaintext_and_costs_its_estimate() 
 #[test]
 fn glassllm_sparse_regions_run_narrow_with_the_checkpoints_statistics() {
     let dense = compile("off");
-    let stats = (load_weights(&dense).iter())
-        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
-        .collect();
-    let p = compile_with("ffn:block=16", Some(stats));
+    // the checkpoint's statistics, computed once for both plans below
+    let stats = comet_runtime::weights::stats::declared_map(&load_weights(&dense));
+    let p = compile_with("ffn:block=16", Some(stats.clone()));
     let masked = comet_ir::sparse::masked_nodes(&p);
     let in_region = |op: fn(&comet_ir::Op) -> bool| {
         (masked.keys())
@@ -201,10 +200,7 @@ fn glassllm_sparse_regions_run_narrow_with_the_checkpoints_statistics() {
     );
     // blocks of 12 entries are not whole bytes of bits: nothing there runs narrow, and a
     // plan that says otherwise is refused
-    let dense_stats = (load_weights(&dense).iter())
-        .map(|(k, v)| (k.clone(), comet_runtime::weights::stats::declared(v)))
-        .collect();
-    let mut odd = compile_with("ffn:block=12", Some(dense_stats));
+    let mut odd = compile_with("ffn:block=12", Some(stats));
     let block = (odd.graph.ids())
         .find(|&id| matches!(odd.graph.node(id).op, comet_ir::Op::BlockMatMul { .. }))
         .unwrap();

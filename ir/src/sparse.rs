@@ -51,6 +51,22 @@ pub fn packs_whole(block: u64) -> bool {
     block > 0 && block.is_multiple_of(8)
 }
 
+/// Whether `id` may carry a width: outside sparse FFNs, or in blocks that pack to whole
+/// bytes ([`packs_whole`]).
+pub fn may_narrow(p: &Program, masked: &HashMap<NodeId, Masked>, id: NodeId) -> bool {
+    block_of(p, masked, id).is_none_or(packs_whole)
+}
+
+/// The block size `id` runs in: its region's (`masked`: [`masked_nodes`]) or, for a
+/// `block_matmul`, its own; `None` outside sparse FFNs.
+pub fn block_of(p: &Program, masked: &HashMap<NodeId, Masked>, id: NodeId) -> Option<u64> {
+    match (masked.get(&id), &p.graph.node(id).op) {
+        (Some(m), _) => Some(m.block),
+        (None, Op::BlockMatMul { block, .. }) => Some(*block),
+        _ => None,
+    }
+}
+
 /// Whether `op` works entry by entry (with broadcasting), so that it can run on the
 /// active entries only.
 pub fn is_elementwise(op: &Op) -> bool {
@@ -108,12 +124,12 @@ pub fn masked_nodes(p: &Program) -> HashMap<NodeId, Masked> {
 /// operand, must work entry by entry ([`is_elementwise`], or a table, a comparison and
 /// its picks); a row sum, a product across entries, an output or another layer reading
 /// such a value would be silently wrong. (An `apply_mask` output itself is exact: zeros
-/// at the inactive blocks; reading it anywhere is fine.)
+/// at the inactive blocks; reading it anywhere is fine.) `masked` is [`masked_nodes`]
+/// of `p`.
 ///
 /// # Errors
 /// A message naming the first offending node.
-pub fn check_regions(p: &Program) -> Result<(), String> {
-    let masked = masked_nodes(p);
+pub fn check_regions(p: &Program, masked: &HashMap<NodeId, Masked>) -> Result<(), String> {
     let per_entry = |op: &Op| {
         is_elementwise(op) || matches!(op, Op::Lut { .. } | Op::Compare { .. } | Op::Pick { .. })
     };

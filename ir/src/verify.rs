@@ -250,20 +250,15 @@ impl Checker<'_> {
     /// bytes ([`crate::sparse::packs_whole`]) carries a width: the runtime runs them at 64
     /// bits, and their costs per pair say so.
     fn block_widths(&mut self) {
-        if let Err(e) = crate::sparse::check_regions(self.p) {
+        let masked = crate::sparse::masked_nodes(self.p);
+        if let Err(e) = crate::sparse::check_regions(self.p, &masked) {
             self.problems.push(e);
         }
-        let masked = crate::sparse::masked_nodes(self.p);
         for id in self.p.graph.ids() {
-            let node = self.p.graph.node(id);
-            let block = match (masked.get(&id), &node.op) {
-                (Some(m), _) => m.block,
-                (None, Op::BlockMatMul { block, .. }) => *block,
-                _ => continue,
-            };
-            if let Some(w) = node
-                .cmp_width
-                .filter(|_| !crate::sparse::packs_whole(block))
+            let block = crate::sparse::block_of(self.p, &masked, id);
+            let w = self.p.graph.node(id).cmp_width;
+            if let (Some(block), Some(w)) = (block, w)
+                && !crate::sparse::packs_whole(block)
             {
                 self.fail(
                     id,

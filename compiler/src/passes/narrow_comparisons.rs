@@ -39,7 +39,7 @@
 //! bytes ([`comet_ir::sparse::Masked::packs_whole`]), else they keep the whole ring.
 
 use crate::range::{RangeOptions, Ranges, analyse};
-use comet_ir::sparse::masked_nodes;
+use comet_ir::sparse::{masked_nodes, may_narrow};
 use comet_ir::{Comparison, DimEnv, Elem, Interval, NodeId, Op, Program};
 
 /// Ring units added to every bound for the fixed-point rounding errors the real-valued
@@ -65,7 +65,7 @@ pub fn run(p: &mut Program) {
     let ranges = analyse(p, env, opts);
     let masked = masked_nodes(p);
     let widths: Vec<(NodeId, u8)> = (p.graph.ids())
-        .filter(|id| masked.get(id).is_none_or(|m| m.packs_whole()))
+        .filter(|&id| may_narrow(p, &masked, id))
         .filter(|id| {
             !p.graph
                 .operands(*id)

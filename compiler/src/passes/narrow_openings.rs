@@ -39,7 +39,7 @@
 use std::collections::HashSet;
 
 use comet_ir::protocol::{Protocol, fixed_values, protocol_of};
-use comet_ir::sparse::masked_nodes;
+use comet_ir::sparse::{masked_nodes, may_narrow};
 use comet_ir::{Elem, NodeId, Op, Program};
 
 /// The ring's width.
@@ -68,7 +68,7 @@ pub fn run(p: &mut Program) {
         need.insert(id, w);
     }
     let narrowable: HashSet<NodeId> = (p.graph.ids())
-        .filter(|id| whole_blocks(p, &masked, *id))
+        .filter(|id| may_narrow(p, &masked, *id))
         .filter(|&id| opens_operands(protocol_of(p, id, &fixed)))
         .collect();
     // products with one cache slot share its opened rows across calls: one width for all
@@ -94,16 +94,6 @@ pub fn run(p: &mut Program) {
         if w < RING {
             p.graph.node_mut(id).cmp_width = Some(w as u8);
         }
-    }
-}
-
-/// Whether `id` may run narrow: outside a sparse FFN's masked region and its block
-/// product, or in one whose blocks pack to whole bytes.
-fn whole_blocks(p: &Program, masked: &Masked, id: NodeId) -> bool {
-    match (masked.get(&id), &p.graph.node(id).op) {
-        (Some(m), _) => m.packs_whole(),
-        (None, Op::BlockMatMul { block, .. }) => comet_ir::sparse::packs_whole(*block),
-        _ => true,
     }
 }
 
@@ -137,7 +127,7 @@ fn const_twos(value: f64, frac: u32) -> u32 {
 /// output is correct mod 2^m, all its readers look at. Not in a sparse FFN's masked region
 /// whose blocks do not pack to whole bytes (whose nodes keep the ring).
 fn opens_at_cmp_width(p: &Program, masked: &Masked, id: NodeId, out: u32) -> bool {
-    if !whole_blocks(p, masked, id) {
+    if !may_narrow(p, masked, id) {
         return false;
     }
     let node = p.graph.node(id);

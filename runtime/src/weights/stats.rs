@@ -47,6 +47,15 @@ pub fn declared_for(
     Ok(out)
 }
 
+/// The statistics a plan declares for each of `weights` (already in memory, by name).
+pub fn declared_map<'a>(
+    weights: impl IntoIterator<Item = (&'a String, &'a ArrayD<f64>)>,
+) -> std::collections::BTreeMap<String, WeightStats> {
+    (weights.into_iter())
+        .map(|(k, v)| (k.clone(), declared(v)))
+        .collect()
+}
+
 /// The statistics a plan declares for `w` (rounded up; the spectral norm certified).
 pub fn declared(w: &ArrayD<f64>) -> WeightStats {
     let exact = measured(w);

@@ -212,6 +212,7 @@ fn rsqrt_factors(b: &mut Builder, v: NodeId) -> (NodeId, NodeId) {
     // holds 2^8/sqrt(x) (it covers [1, 2^18)); down to v = 4^−11 (v·F ≥ 4^6) its index
     // step errs by under 2^−13 relative: a norm's eps of 10^−6 on a row of zeros is
     // inside
+    debug_assert_eq!(RSQRT_LOW, 4f64.powi(-j - 3));
     b.assume(v, "lut.rsqrt", RSQRT_LOW, 4f64.powi(j + 1));
     let thresholds: Vec<f64> = (-j..=j).map(|e| 4f64.powi(e)).collect();
     let bits = at_least(b, v, &thresholds);
@@ -307,8 +308,9 @@ fn declare_row(b: &mut Builder, out: NodeId, c: f64, unit_gain: bool) {
 /// `mean(x²) + eps` per row.
 ///
 /// An `eps` below the rsqrt's domain ([`RSQRT_LOW`]: BERT's 10^−12) is raised to it, so
-/// `v` always lies where the recipe's declared ranges hold (rows whose mean square is
-/// under 10^−5 change by more than the table's error; a row of zeros stays zero).
+/// `v` always lies where the recipe's declared ranges hold. In real numbers that moves
+/// `rsqrt(v)` by `1.2·10^−7/v` relative; in the ring (`v` at 16 fractional bits) both
+/// constants round to 0, so nothing changes (docs/approximations.md).
 fn mean_square(b: &mut Builder, x: NodeId, inv_d: f64, eps: f64) -> NodeId {
     let sq = b.square(x);
     let sum = b.row_sum(sq);

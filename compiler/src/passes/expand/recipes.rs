@@ -424,8 +424,8 @@ const RSQRT_MIN: f64 = 0.1 / 65536.0;
 
 /// `rsqrt(row_sum(x²)·inv_d + eps)`: one value per row, shared by both norms. An `eps`
 /// below [`RSQRT_MIN`] (BERT's 10^−12) is raised to it, so the input always lies where
-/// the recipe's declared ranges hold (rows whose mean square is under 10^−4 change by
-/// more than the recipe's error; a row of zeros stays zero).
+/// the recipe's declared ranges hold: in real numbers `rsqrt` moves by `7.6·10^−7/v`
+/// relative; in the ring both constants round to 0 (docs/approximations.md).
 fn inverse_rms(b: &mut Builder, x: NodeId, inv_d: f64, eps: f64) -> NodeId {
     let sq = b.square(x);
     let sum = b.row_sum(sq);
