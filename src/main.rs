@@ -132,6 +132,13 @@ enum Command {
         /// entry; `false` keeps every norm's own.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         fold_gains: bool,
+        /// Comparisons of stochastic truncations (pass `fuse-trunc-openings`): `true` reads
+        /// the truncation's opening (`t + ⌊r / 2^s⌋`, free with it) instead of opening the
+        /// comparison's own input, no bytes and no round of its own (the truncation is
+        /// widened to the comparison's width plus its shift where needed); `false`: every
+        /// comparison opens its input.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        fuse_trunc_openings: bool,
         /// Truncations (pass `faithful-trunc`): `auto` keeps a truncation local (SecureML,
         /// no communication, may fail) only while the range analysis bounds the plan's
         /// failure probability per call within `--trunc-failure`, and makes the others
@@ -343,6 +350,7 @@ fn main() -> ExitCode {
             comparison_width,
             open_width,
             fold_gains,
+            fuse_trunc_openings,
             faithful_trunc,
             faithful_gate,
             trunc_failure,
@@ -376,6 +384,7 @@ fn main() -> ExitCode {
                 narrow_comparisons: comparison_width == ComparisonWidth::Narrow,
                 narrow_openings: open_width == ComparisonWidth::Narrow,
                 fold_gains,
+                fuse_trunc_openings,
                 weight_stats: None,
             };
             if weight_bound.is_finite() && weight_bound > 0.0 {

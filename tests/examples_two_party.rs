@@ -12,6 +12,7 @@
 
 mod common;
 
+use comet_ir::protocol::Protocol;
 use comet_ir::{Comparison, DimEnv, Elem, Op, Program};
 use comet_runtime::{fixed, interp};
 use common::tcp::{Source, tcp_session};
@@ -489,4 +490,47 @@ fn glassllm_architecture_lut() {
 #[test]
 fn glassllm_architecture_lut_gmw() {
     check_lut("glassllm", Comparison::Gmw);
+}
+
+/// With the checkpoint's statistics the `lut` SiLU's comparison is narrow enough to read
+/// the gate projection's truncation opening (pass `fuse-trunc-openings`): it sends
+/// nothing, ends in the truncation's round, and the plan still measures its estimate and
+/// agrees with fixed point; without the pass it opens its own input.
+#[test]
+fn glassllm_architecture_comparisons_read_truncation_openings() {
+    let path = format!("{}/examples/glassllm.model", env!("CARGO_MANIFEST_DIR"));
+    let source = shrink(&std::fs::read_to_string(&path).unwrap());
+    let compile_with = |stats, fuse| {
+        let opts = comet_compiler::Options {
+            weight_stats: stats,
+            approx: "lut".parse().unwrap(),
+            fuse_trunc_openings: fuse,
+            ..Default::default()
+        };
+        comet_compiler::compile(&source, &path, &opts)
+            .unwrap()
+            .program
+    };
+    let w = weights(&compile_with(None, true), 1);
+    let stats = comet_runtime::weights::stats::declared_map(&w);
+    let fused = compile_with(Some(stats.clone()), true);
+    let plain = compile_with(Some(stats), false);
+    let reading = |p: &Program| {
+        let costs = p.analyses.costs.as_ref().unwrap();
+        (p.graph.ids())
+            .filter(|&id| costs.get(id).unwrap().protocol == Protocol::DreluOpened)
+            .count()
+    };
+    assert!(reading(&fused) > 0, "a comparison reads an opening");
+    assert_eq!(reading(&plain), 0);
+    let env = DimEnv { seq: 3, past: 0 };
+    let (on_fused, rounds_fused, _) = estimate(&fused, env);
+    let (on_plain, rounds_plain, _) = estimate(&plain, env);
+    assert!(on_fused < on_plain, "{on_fused} < {on_plain}");
+    assert!(
+        rounds_fused < rounds_plain,
+        "{rounds_fused} < {rounds_plain}"
+    );
+    check_plan("glassllm (opens)", Comparison::Fss, plain);
+    check_plan("glassllm (reads openings)", Comparison::Fss, fused);
 }

@@ -8,8 +8,8 @@ use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
     PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fold_gains, fuse_selects,
-    head_mask_rounds, head_sparsify, insert_conversions, lower, narrow_comparisons,
-    narrow_openings, schedule, sparsify,
+    fuse_trunc_openings, head_mask_rounds, head_sparsify, insert_conversions, lower,
+    narrow_comparisons, narrow_openings, schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
 use std::time::{Duration, Instant};
@@ -43,6 +43,9 @@ pub struct Options {
     /// Products whose value is read modulo 2^w only open their operands modulo 2^w, packed
     /// at w bits (pass `narrow-openings`); `false`: every opening on the whole ring.
     pub narrow_openings: bool,
+    /// A comparison of a stochastic truncation reads the truncation's opening instead of
+    /// opening its own (pass `fuse-trunc-openings`); `false`: every comparison opens.
+    pub fuse_trunc_openings: bool,
     /// A `lut` norm read only by weight products leaves its gain and bias to them (pass
     /// `fold-norm-gains`); `false`: every norm applies its own.
     pub fold_gains: bool,
@@ -66,6 +69,7 @@ impl Default for Options {
             cache_openings: true,
             narrow_comparisons: true,
             narrow_openings: true,
+            fuse_trunc_openings: true,
             fold_gains: true,
             truncation: Some(faithful_trunc::default_policy()),
             weight_stats: None,
@@ -148,7 +152,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
             narrow_comparisons::run(p);
         }
     };
-    let passes: [(&'static str, &Pass<'_>); 12] = [
+    let passes: [(&'static str, &Pass<'_>); 13] = [
         (
             "fold-norm-gains",
             if opts.fold_gains {
@@ -171,6 +175,14 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         ),
         ("faithful-trunc", &faithful_trunc::run),
         ("narrow-comparisons", &narrow),
+        (
+            "fuse-trunc-openings",
+            if opts.fuse_trunc_openings {
+                &fuse_trunc_openings::run
+            } else {
+                &skip
+            },
+        ),
         (
             "narrow-openings",
             if opts.narrow_openings {

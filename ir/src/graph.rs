@@ -76,6 +76,14 @@ pub struct Node {
     /// opened mod 2^m only (it also serves as ŷ), so its output's shares are correct mod
     /// 2^m only. Set by pass `narrow-openings` when every reader reads at most m bits.
     pub open_at_cmp_width: bool,
+    /// For an FSS comparison whose operand is a stochastic truncation (pass
+    /// `fuse-trunc-openings`): it reads the truncation's opened masked value instead of
+    /// opening its own. The truncation opens `ŷ = y + r mod 2^m` and so, for free,
+    /// `t + ⌊r / 2^s⌋ mod 2^(m−s)` of its output t; the dealer keys the comparison on
+    /// that mask, so the comparison sends nothing and finishes in the truncation's round
+    /// ([`crate::protocol::Protocol::DreluOpened`]). Requires the truncation's width
+    /// minus its shift to be at least the comparison's width.
+    pub reads_opening: bool,
 }
 
 impl Node {
@@ -140,6 +148,7 @@ impl Graph {
             scope,
             cmp_width: None,
             open_at_cmp_width: false,
+            reads_opening: false,
         });
         for (i, x) in inputs.iter().enumerate() {
             self.g.add_edge(x.0, n, i as u32);

@@ -66,6 +66,10 @@ pub struct PlanNode {
     /// ([`crate::graph::Node::open_at_cmp_width`]); absent = the whole ring.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub open_at_cmp_width: bool,
+    /// A comparison that reads its truncated operand's opening
+    /// ([`crate::graph::Node::reads_opening`]); absent = it opens its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reads_opening: bool,
     /// The round it starts in, once scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<MaxPoly>,
@@ -132,6 +136,7 @@ pub fn to_plan(p: &Program) -> Result<PlanFile, PlanError> {
                 scope: n.scope.clone(),
                 cmp_width: n.cmp_width,
                 open_at_cmp_width: n.open_at_cmp_width,
+                reads_opening: n.reads_opening,
                 round: rounds.and_then(|r| r.get(*id).cloned()),
                 cost: costs.and_then(|c| c.get(*id).cloned()),
                 declared: declared.and_then(|d| d.get(*id).cloned()),
@@ -183,6 +188,7 @@ pub fn from_plan(f: PlanFile) -> Result<Program, PlanError> {
         let id = graph.add(n.op, &operands, n.ty, n.scope);
         graph.node_mut(id).cmp_width = n.cmp_width;
         graph.node_mut(id).open_at_cmp_width = n.open_at_cmp_width;
+        graph.node_mut(id).reads_opening = n.reads_opening;
         if let Some(r) = n.round {
             rounds.insert(id, r);
         }

@@ -100,6 +100,9 @@ fn node_doc<'a>(p: &'a Program, id: NodeId, numbering: &HashMap<NodeId, usize>) 
     if node.open_at_cmp_width {
         attrs.push(("opened", "narrow".to_string()));
     }
+    if node.reads_opening {
+        attrs.push(("reads", "opening".to_string()));
+    }
     doc = doc.append(attrs_doc(attrs));
     doc = doc.append(RcDoc::text(format!(" : {}", node.ty)));
     if let Some(c) = p.analyses.costs.as_ref().and_then(|t| t.get(id)) {

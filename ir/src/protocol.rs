@@ -40,6 +40,10 @@ pub enum Protocol {
     CacheMatMul,
     /// DReLU by function secret sharing (a DCF key per element).
     DreluFss,
+    /// An FSS comparison of a stochastic truncation's output that reads the truncation's
+    /// opened masked value ([`crate::graph::Node::reads_opening`]): the dealer keys its DCF
+    /// on the truncation's mask, so it sends nothing and ends in the truncation's round.
+    DreluOpened,
     /// DReLU by GMW over a prefix adder.
     DreluGmw,
     /// Bit × shared value (bit injection with dealer pairs).
@@ -85,6 +89,7 @@ impl Protocol {
             Protocol::FixedMatMul => "fixed_matmul",
             Protocol::CacheMatMul => "cache_matmul",
             Protocol::DreluFss => "drelu_fss",
+            Protocol::DreluOpened => "drelu_opened",
             Protocol::DreluGmw => "drelu_gmw",
             Protocol::Mux => "mux",
             Protocol::RowMaxTree => "row_max",
@@ -231,6 +236,11 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
         Op::MatMul if both_shared() => Protocol::BeaverMatMul,
         Op::CacheMatMul { .. } if xs[..3].iter().all(|&x| shared(p.graph.node(x).ty.domain)) => {
             Protocol::CacheMatMul
+        }
+        Op::Compare { .. }
+            if node.reads_opening && shared(dom(0)) && p.options.comparison == Comparison::Fss =>
+        {
+            Protocol::DreluOpened
         }
         Op::Drelu | Op::Compare { .. } if shared(dom(0)) => match p.options.comparison {
             Comparison::Fss => Protocol::DreluFss,

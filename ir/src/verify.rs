@@ -31,6 +31,7 @@ use crate::infer::infer;
 use crate::op::Op;
 use crate::poly::Poly;
 use crate::program::Program;
+use crate::protocol::Protocol;
 use crate::types::{Domain, Elem, ValueType};
 use std::collections::BTreeMap;
 
@@ -182,6 +183,29 @@ impl Checker<'_> {
         Ok(ValueType::new(elem, shape, Domain::Private(w.party)))
     }
 
+    /// A comparison that reads its operand's opening: an FSS comparison of a stochastic
+    /// truncation whose opening covers the comparison's width (`m − s ≥ w`).
+    fn reads_opening(&mut self, id: NodeId) {
+        let g = &self.p.graph;
+        let node = g.node(id);
+        let fss = self.p.options.comparison == crate::program::Comparison::Fss;
+        let x = g.operands(id).first().map(|&x| g.node(x));
+        let covered = match (x.map(|x| (&x.op, x.comparison_bits())), &node.op) {
+            (Some((Op::StochasticTrunc { bits }, m)), Op::Compare { .. }) => {
+                m >= bits + node.comparison_bits()
+            }
+            _ => false,
+        };
+        if !fss || !covered {
+            self.fail(
+                id,
+                "reads its operand's opening, which only an FSS comparison of a stochastic \
+                 truncation whose width minus its shift covers the comparison's width can"
+                    .to_string(),
+            );
+        }
+    }
+
     /// Comparison widths only on comparisons and stochastic truncations, within 2..=64
     /// bits; a truncation's at least its shift plus 2.
     fn widths(&mut self) {
@@ -209,6 +233,9 @@ impl Checker<'_> {
                             .to_string(),
                     );
                 }
+            }
+            if node.reads_opening {
+                self.reads_opening(id);
             }
             let Some(w) = node.cmp_width else { continue };
             if !crate::graph::takes_cmp_width(&node.op) {
@@ -385,7 +412,8 @@ impl Checker<'_> {
     }
 
     /// Every node starts no earlier than each operand finishes (its start plus its own
-    /// rounds), checked at sample sizes since rounds may depend on `seq` and `past`.
+    /// rounds), checked at sample sizes since rounds may depend on `seq` and `past`; a
+    /// comparison that reads its truncation's opening starts in the truncation's round.
     fn rounds(&mut self) {
         let Some(rounds) = &self.p.analyses.rounds else {
             return;
@@ -396,10 +424,24 @@ impl Checker<'_> {
                 .and_then(|c| c.get(x))
                 .map_or(Poly::zero(), |c| c.rounds.clone())
         };
+        let reads_opening = |id: NodeId| {
+            (costs.and_then(|c| c.get(id))).is_some_and(|c| c.protocol == Protocol::DreluOpened)
+        };
         for id in self.p.graph.ids() {
             let Some(r) = rounds.get(id) else { continue };
             for x in self.p.graph.operands(id) {
                 let Some(rx) = rounds.get(x) else { continue };
+                if reads_opening(id) {
+                    if let Some(env) = SAMPLE_ENVS.iter().find(|e| r.eval(**e) != rx.eval(**e)) {
+                        let msg = format!(
+                            "reads the opening of {x}, so starts in its round {rx}, not {r} \
+                             (seq = {}, past = {})",
+                            env.seq, env.past
+                        );
+                        self.fail(id, msg);
+                    }
+                    continue;
+                }
                 let done = rx.plus(&own(x));
                 if let Some(env) = SAMPLE_ENVS.iter().find(|e| r.eval(**e) < done.eval(**e)) {
                     let msg = format!(

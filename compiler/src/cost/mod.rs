@@ -392,6 +392,12 @@ pub fn cost_at_width(
             online_bits: packed_bits(m, xs[0]).scale(2),
             ..drelu_cost(protocol, &numel(xs[0]), true, m)
         },
+        // nothing opened (the truncation's opening is read): the DCF keys only; its one
+        // round is the truncation's, where the schedule starts it
+        Protocol::DreluOpened => NodeCost {
+            online_bits: Poly::zero(),
+            ..drelu_cost(protocol, &numel(xs[0]), true, m)
+        },
         Protocol::DreluGmw => drelu_cost(protocol, &numel(xs[0]), false, m),
         Protocol::Mux => {
             let bits = Poly::packed(1, &xs[0].shape, false).scale(8);

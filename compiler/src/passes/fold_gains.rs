@@ -108,7 +108,13 @@ fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
                 // β·W as a row: the row sums of Wᵀ·β, transposed
                 let terms = add(p, Op::Mul, &[wt, beta]);
                 let sums = add(p, Op::RowSum, &[terms]);
-                let row = add(p, Op::Transpose, &[sums]);
+                let mut row = add(p, Op::Transpose, &[sums]);
+                // the product's own bias joins the shift: β·W + b
+                if let Some((plus, b)) = bias_after(p, u, mask_owner(p, beta)) {
+                    row = add(p, Op::Add, &[row, b]);
+                    p.graph.replace_uses(plus, u);
+                    p.graph.remove(plus);
+                }
                 add(p, Op::Concat { axis: 0 }, &[folded, row])
             }
         };
@@ -121,6 +127,27 @@ fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
         operands.push(add(p, Op::MulConst { value: 0.0 }, &[beta]));
     }
     p.graph.set_operands(n, &operands);
+}
+
+/// The add of a bias vector `b` of `owner`'s weights to product `u`, its only user, if
+/// any: `(add, b)`. With the norm's shift row appended, `[x̂, 1]·[W'; β·W + b]` computes
+/// it, so the product's value is the biased one and the add goes (exact in real
+/// arithmetic; in fixed point `b` joins the product before its truncation instead of after
+/// it). The comparison of a `lut` GeLU then reads the product's truncation directly (pass
+/// `fuse-trunc-openings`).
+fn bias_after(p: &Program, u: NodeId, owner: Option<comet_ir::Party>) -> Option<(NodeId, NodeId)> {
+    let g = &p.graph;
+    let [plus] = g.users(u)[..] else {
+        return None;
+    };
+    if !matches!(g.node(plus).op, Op::Add) {
+        return None;
+    }
+    let xs = g.operands(plus);
+    let b = *xs.iter().find(|&&x| x != u)?;
+    let width = g.node(u).ty.shape.last().cloned();
+    let vector = g.node(b).ty.shape.len() == 1 && g.node(b).ty.shape.last().cloned() == width;
+    (xs.len() == 2 && vector && owner.is_some() && mask_owner(p, b) == owner).then_some((plus, b))
 }
 
 /// Whether `gain` is the unit gain this pass leaves a norm with: `1 + 0·g`.

@@ -10,6 +10,7 @@ pub mod expand;
 pub mod faithful_trunc;
 pub mod fold_gains;
 pub mod fuse_selects;
+pub mod fuse_trunc_openings;
 pub mod head_mask_rounds;
 pub mod head_sparsify;
 pub mod insert_conversions;
@@ -32,6 +33,7 @@ pub const PIPELINE: &[&str] = &[
     "cache-openings",
     "faithful-trunc",
     "narrow-comparisons",
+    "fuse-trunc-openings",
     "narrow-openings",
     "head-mask-rounds",
     "schedule",

@@ -7,9 +7,14 @@
 //! communication at the same depth is merged, and work off the critical path (it finishes
 //! before the nodes that wait for it) adds no round. Round numbers are polynomials in the
 //! symbolic sizes, kept as a maximum over paths ([`MaxPoly`]).
+//!
+//! One exception: a comparison that reads its stochastic truncation's opening
+//! ([`Protocol::DreluOpened`]) sends nothing and needs only that opening, so it starts in
+//! the truncation's round and ends with it.
 
 use crate::cost::CostModel;
 use comet_ir::poly::{MaxPoly, Poly};
+use comet_ir::protocol::Protocol;
 use comet_ir::{NodeId, Program, SideTable};
 use std::collections::HashMap;
 
@@ -17,12 +22,18 @@ use std::collections::HashMap;
 pub fn run(p: &mut Program) {
     let model = CostModel::new(p);
     let order = p.graph.topo_order().expect("the verifier rejected cycles");
-    let own: HashMap<NodeId, Poly> = order
-        .iter()
-        .map(|id| (*id, model.node(*id).rounds))
+    let costs: HashMap<NodeId, _> = order.iter().map(|id| (*id, model.node(*id))).collect();
+    let own: HashMap<NodeId, Poly> = (costs.iter())
+        .map(|(id, c)| (*id, c.rounds.clone()))
         .collect();
     let mut start: SideTable<MaxPoly> = SideTable::new();
     for id in &order {
+        if costs[id].protocol == Protocol::DreluOpened {
+            let trunc = p.graph.operands(*id)[0];
+            let s = start.get(trunc).expect("operands come first").clone();
+            start.insert(*id, s);
+            continue;
+        }
         let s = p
             .graph
             .operands(*id)

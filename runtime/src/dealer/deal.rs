@@ -47,6 +47,9 @@ pub struct SessionDealer {
     perms: HashMap<u32, ShufflePerm>,
     /// The masks of the KV-cache rows opened so far.
     kv: KvMasks,
+    /// Per stochastic truncation whose opening a comparison reads: each element's
+    /// `⌊r / 2^s⌋`, until that comparison's keys are dealt.
+    trunc_masks: HashMap<NodeId, Vec<u64>>,
     sinks: Option<Sinks>,
     /// Whether the material is only recorded (files, the service), not handed out.
     streaming: bool,
@@ -83,6 +86,7 @@ impl SessionDealer {
             mask_kept: 0,
             perms: HashMap::new(),
             kv: KvMasks::default(),
+            trunc_masks: HashMap::new(),
             sinks: None,
             streaming: false,
             written: [0; 2],
@@ -335,6 +339,39 @@ impl Deal for SessionDealer {
         Ok(self.batched(|d, keep, sink| {
             trunc_stochastic::deal_batches(d, n, [bits, width], keep, sink)
         }))
+    }
+
+    fn stochastic_trunc_opened(
+        &mut self,
+        id: NodeId,
+        n: usize,
+        bits: u32,
+        width: u32,
+    ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
+        trunc_stochastic::check_width(bits, width)?;
+        let mut masks = Vec::with_capacity(n);
+        let m = self.batched(|d, keep, sink| {
+            trunc_stochastic::deal_batches_masks(d, n, [bits, width], keep, sink, Some(&mut masks))
+        });
+        self.trunc_masks.insert(id, masks);
+        Ok(m)
+    }
+
+    fn drelu_opened(
+        &mut self,
+        trunc: NodeId,
+        n: usize,
+        bits: u32,
+    ) -> Result<Pair<DreluMaterial>, MaterialError> {
+        let masks = (self.trunc_masks.remove(&trunc))
+            .filter(|m| m.len() == n)
+            .ok_or_else(|| {
+                MaterialError::Mismatch(format!(
+                    "a comparison reads the opening of truncation {trunc}, whose masks for \
+                     {n} elements were not dealt before it"
+                ))
+            })?;
+        Ok(self.batched(|d, keep, sink| drelu::deal_batches_on_masks(d, &masks, bits, keep, sink)))
     }
 
     fn bit_triples(

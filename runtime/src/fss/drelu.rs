@@ -107,6 +107,33 @@ pub fn drelu_offline_bits<R: CryptoRng + ?Sized>(
     )
 }
 
+/// Dealer: keys for `masks.len()` DReLU gates on `bits`-bit signed inputs whose masked
+/// value the parties already hold, opened by another gate under the mask `masks[i]` (mod
+/// 2^m): the DCFs are keyed on those masks (a stochastic truncation's opening read by the
+/// comparison after it, `comet_ir::protocol::Protocol::DreluOpened`). The keys' own mask
+/// shares, expanded from their seeds as for any key, are not used: [`drelu_finish`] takes
+/// the value opened elsewhere. The serialized keys are those of [`drelu_offline_bits`].
+///
+/// # Panics
+/// If `bits` is not in 2..=64.
+pub fn drelu_offline_on_masks<R: CryptoRng + ?Sized>(
+    masks: &[u64],
+    bits: u32,
+    rng: &mut R,
+) -> (DreluKey, DreluKey) {
+    check_bits(bits).unwrap_or_else(|e| panic!("{e}"));
+    let seeds = [random_party_seed(rng), random_party_seed(rng)];
+    let streams = seeds.map(|seed| PartyStream::expand(&seed, bits, masks.len()));
+    let (k0, k1) = (masks.iter().enumerate())
+        .map(|(i, r)| keys_on_mask(&streams, bits, i, r & low_mask(bits)))
+        .unzip();
+    let [s0, s1] = streams;
+    (
+        DreluKey::assemble(0, bits, seeds[0], s0.masks, k0),
+        DreluKey::assemble(1, bits, seeds[1], s1.masks, k1),
+    )
+}
+
 /// Online, step 1: this party's message x_b + r_b mod 2^m, to be sent to the other party.
 ///
 /// # Panics
@@ -171,6 +198,11 @@ fn combine(party: u8, msb: u64, w_share: u64) -> u64 {
 /// The DCF key pair of element `i`: [x̂' < r'] scaled and offset by the sign of r.
 fn element_keys(streams: &[PartyStream; 2], bits: u32, i: usize) -> (DcfKey, DcfKey) {
     let r = streams[0].masks[i].wrapping_add(streams[1].masks[i]) & low_mask(bits);
+    keys_on_mask(streams, bits, i, r)
+}
+
+/// The DCF key pair of element `i` for the mask `r` (mod 2^m), from the streams' roots.
+fn keys_on_mask(streams: &[PartyStream; 2], bits: u32, i: usize, r: u64) -> (DcfKey, DcfKey) {
     let sign = r >> (bits - 1);
     let f = Comparison {
         alpha: r & low_mask(bits - 1),

@@ -112,7 +112,7 @@ pub use dcf_bit::DcfBitKey;
 pub use dpf::{DpfKey, DpfShape};
 pub use drelu::{
     DRELU_KEY_BYTES_PER_ELEMENT, DreluKey, drelu_finish, drelu_offline, drelu_offline_bits,
-    drelu_online_message, ge_threshold_online_message, open_masked,
+    drelu_offline_on_masks, drelu_online_message, ge_threshold_online_message, open_masked,
 };
 pub use drelu_bit::{
     DreluBitKey, drelu_bit_finish, drelu_bit_offline, drelu_bit_online_message,

@@ -337,8 +337,10 @@ fn node_spec<'p>(program: &'p Program, plan: &ExecPlan, env: DimEnv, i: Pos) -> 
     let id = plan.id(i);
     let operands = program.graph.operands(id);
     NodeSpec {
+        id,
         protocol: plan.protocol(i),
         op: &program.graph.node(id).op,
+        opened: plan.opening_read(i),
         gmw: plan.gmw,
         shapes: operands
             .iter()

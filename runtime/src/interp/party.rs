@@ -204,6 +204,9 @@ pub(super) struct Run<'a> {
     pub set_up_only: Vec<bool>,
     /// Multi-round nodes between rounds: their state and next message.
     pub in_flight: HashMap<Pos, (Pending, Vec<u8>)>,
+    /// The openings of stochastic truncations that a comparison reads, until it does
+    /// (`Protocol::DreluOpened`, in the same round).
+    pub openings: HashMap<Pos, Vec<u64>>,
     pub outputs: HashMap<String, ArrayD<f64>>,
     pub writes: Vec<(u32, ArrayD<Ring>)>,
     /// The opened block masks, with their sparse FFN.
@@ -353,6 +356,7 @@ impl<'a> Run<'a> {
             values,
             fixed_operands,
             in_flight: HashMap::new(),
+            openings: HashMap::new(),
             outputs: HashMap::new(),
             writes: Vec::new(),
             mask_ffn: (plan.masked().values())

@@ -62,6 +62,9 @@ pub struct ExecPlan {
     fixed: Vec<bool>,
     /// Per position: the fixed operand of a product with one.
     fixed_operand: Vec<Option<Pos>>,
+    /// Per position: whether a comparison reads its opening (a stochastic truncation's,
+    /// [`Protocol::DreluOpened`]).
+    opening_read: Vec<bool>,
 }
 
 /// A plan whose comparisons or truncations work on narrowed widths is sound only for the
@@ -133,6 +136,7 @@ impl ExecPlan {
             total_rounds: 0,
             fixed: vec![false; n],
             fixed_operand: vec![None; n],
+            opening_read: vec![false; n],
             layout,
         };
         let fixed = fixed_values(program);
@@ -149,6 +153,12 @@ impl ExecPlan {
             if cost.protocol.communicates() {
                 plan.own[i] = cost.rounds.eval(env).max(0) as u64;
                 plan.start[i] = rounds.get(id).map_or(0, |m| m.eval(env)).max(0) as u64;
+            }
+        }
+        for i in 0..n {
+            if plan.protocol[i] == Protocol::DreluOpened {
+                let x = plan.operands(i as Pos)[0];
+                plan.opening_read[x as usize] = true;
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -175,21 +185,31 @@ impl ExecPlan {
     fn derive_epochs(&mut self, program: &Program) -> Result<(), InterpError> {
         let n = self.len();
         for i in 0..n {
-            let ready = (self.reads(i as Pos))
-                .map(|x| self.epoch[x as usize])
-                .max()
-                .unwrap_or(0);
+            let ready = match self.protocol[i] {
+                // it reads its truncation's opening at the end of the truncation's round
+                Protocol::DreluOpened => self.opening_ready(i as Pos),
+                _ => (self.reads(i as Pos))
+                    .map(|x| self.epoch[x as usize])
+                    .max()
+                    .unwrap_or(0),
+            };
             self.after_shuffle[i] = self.protocol[i] == Protocol::Shuffle
                 || self.reads(i as Pos).any(|x| self.after_shuffle[x as usize]);
             if self.communicating(i as Pos) {
                 if ready > self.start[i] {
                     let id = self.id(i as Pos);
-                    return Err(InterpError::Node {
-                        at: At::of(id, program.graph.node(id)),
-                        message: format!(
+                    let message = match ready {
+                        u64::MAX => "reads the opening of a stochastic truncation that does \
+                                     not exchange in its round alone"
+                            .to_string(),
+                        _ => format!(
                             "scheduled in round {}, operands ready in round {ready}",
                             self.start[i]
                         ),
+                    };
+                    return Err(InterpError::Node {
+                        at: At::of(id, program.graph.node(id)),
+                        message,
                     });
                 }
                 self.epoch[i] = self.start[i] + self.own[i];
@@ -215,6 +235,27 @@ impl ExecPlan {
         let start = &self.start;
         self.starts.sort_by_key(|&i| start[i as usize]);
         Ok(())
+    }
+
+    /// The round in which the comparison at `i` may start: its truncation's, which it must
+    /// end with (one round each); else never.
+    fn opening_ready(&self, i: Pos) -> u64 {
+        let x = self.operands(i)[0] as usize;
+        let (s, t) = (i as usize, x);
+        let paired = self.protocol[t] == Protocol::StochasticTrunc
+            && self.own[t] == 1
+            && self.own[s] == 1
+            && self.start[t] == self.start[s];
+        match paired {
+            true => self.start[s],
+            false => u64::MAX,
+        }
+    }
+
+    /// Whether a comparison reads the opening of the node at `i` (a stochastic
+    /// truncation's).
+    pub(crate) fn opening_read(&self, i: Pos) -> bool {
+        self.opening_read[i as usize]
     }
 
     /// Whether the node at `i` exchanges messages in the call's rounds (a row maximum over

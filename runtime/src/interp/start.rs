@@ -70,7 +70,11 @@ impl Run<'_> {
                 actual: peer.len(),
             })?;
             at += n;
-            match dispatch::finish(&At { run: self, pos: i }, st, part)? {
+            let finished = dispatch::finish(&At { run: self, pos: i }, st, part)?;
+            if plan.protocol(i) == Protocol::DreluOpened {
+                self.openings.remove(&plan.operands(i)[0]);
+            }
+            match finished {
                 Finished::Value(v) => {
                     let v = self.scatter_back(i, v);
                     self.values[i as usize] = match v {
@@ -81,6 +85,11 @@ impl Run<'_> {
                 }
                 Finished::Next(st, next) => {
                     self.in_flight.insert(i, (*st, next));
+                }
+                Finished::WithOpening { value, opening } => {
+                    let share = std::sync::Arc::new(Share(value));
+                    self.values[i as usize] = super::party::Slot::Held(share);
+                    self.openings.insert(i, opening);
                 }
                 Finished::Opened {
                     value,
@@ -222,6 +231,17 @@ impl Node for At<'_, '_> {
 
     fn opens_at_cmp_width(&self) -> bool {
         (self.run.program.graph.node(self.run.plan.id(self.pos))).open_at_cmp_width
+    }
+
+    fn opening_read(&self) -> bool {
+        self.run.plan.opening_read(self.pos)
+    }
+
+    fn opening(&self, k: usize) -> Result<(&[u64], Vec<usize>), InterpError> {
+        let (run, x) = (self.run, self.run.plan.operands(self.pos)[k]);
+        let opening = (run.openings.get(&x))
+            .ok_or_else(|| self.fail(format!("operand {k} left no opening to read")))?;
+        Ok((opening, shape_of(run.program, run.plan.id(x), run.env)))
     }
 
     /// None in a call at `past = 0`: a new sequence, whose rows are all new (the dealer

@@ -57,10 +57,14 @@ pub enum NodeMaterial {
 /// What dealing a node's material needs to know of the node.
 #[derive(Debug)]
 pub struct NodeSpec<'a> {
+    /// The node.
+    pub id: NodeId,
     /// Its protocol.
     pub protocol: Protocol,
     /// Its op.
     pub op: &'a Op,
+    /// Whether a comparison reads its opening (a stochastic truncation's).
+    pub opened: bool,
     /// Whether comparisons are GMW circuits (else FSS).
     pub gmw: bool,
     /// Its operands.
@@ -110,6 +114,10 @@ pub fn deal<D: Deal + ?Sized>(
             wrap(deal.fixed_call(w, kind, &s[1 - k])?, NodeMaterial::Fixed)
         }
         Protocol::DreluFss => wrap(deal.drelu(count(0), n.bits)?, NodeMaterial::Drelu),
+        Protocol::DreluOpened => wrap(
+            deal.drelu_opened(xs[0], count(0), n.bits)?,
+            NodeMaterial::Drelu,
+        ),
         Protocol::DreluGmw => wrap(deal.gmw_drelu(count(0))?, NodeMaterial::GmwDrelu),
         Protocol::B2A => wrap(deal.b2a(count(0))?, NodeMaterial::B2a),
         Protocol::RowMaxTree => deal_row_max(deal, &s[0], n.gmw, n.bits)?,
@@ -128,7 +136,10 @@ pub fn deal<D: Deal + ?Sized>(
             let Op::StochasticTrunc { bits } = *n.op else {
                 unreachable!("the stochastic_trunc protocol computes stochastic_trunc nodes")
             };
-            let m = deal.stochastic_trunc(count(0), bits, n.bits)?;
+            let m = match n.opened {
+                true => deal.stochastic_trunc_opened(n.id, count(0), bits, n.bits)?,
+                false => deal.stochastic_trunc(count(0), bits, n.bits)?,
+            };
             wrap(m, NodeMaterial::StochasticTrunc)
         }
         Protocol::Lut => {
@@ -249,6 +260,8 @@ pub enum Pending {
     Trunc(Box<trunc_fss::State>),
     /// A stochastic truncation.
     StochasticTrunc(Box<trunc_stochastic::State>),
+    /// A comparison that reads its truncation's opening, waiting for it (nothing sent).
+    DreluOpened(drelu::DreluMaterial),
 }
 
 /// The length in bytes of the peer's part of a round for a node in state `st`, given this
@@ -276,6 +289,14 @@ pub enum Finished {
         slot: u32,
         /// The slot's opened rows `[h, past + seq, k]`.
         opened: ArrayD<u64>,
+    },
+    /// The value of a stochastic truncation and its output's free opening, mod 2^(m−s)
+    /// ([`trunc_stochastic::finish_opened`]), which a comparison reads.
+    WithOpening {
+        /// This party's share of the truncation.
+        value: ArrayD<u64>,
+        /// `t + ⌊r / 2^s⌋ mod 2^(m−s)` per element.
+        opening: Vec<u64>,
     },
     /// The value of a head-masked product with the KV cache, the slot's rows after the
     /// call (some may wait for their group) and what its refill did.
@@ -358,6 +379,21 @@ pub trait Node {
     /// The node's width ([`comet_ir::graph::Node::cmp_width`], 64 when unset): for a
     /// product that opens masked operands, the width its openings are packed at.
     fn width(&self) -> u32;
+
+    /// Whether a comparison reads this node's opening (a stochastic truncation's:
+    /// [`Protocol::DreluOpened`]).
+    fn opening_read(&self) -> bool {
+        false
+    }
+
+    /// The opening operand `k` (a stochastic truncation) left for this comparison, and
+    /// that operand's shape.
+    ///
+    /// # Errors
+    /// If there is none.
+    fn opening(&self, k: usize) -> Result<(&[u64], Vec<usize>), Self::Error> {
+        Err(self.fail(format!("operand {k} left no opening to read")))
+    }
 
     /// Whether a sign select of x by its own sign or a row maximum opens `x + r` at its
     /// comparison width ([`comet_ir::graph::Node::open_at_cmp_width`]).
@@ -491,6 +527,8 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
             let (st, msg) = drelu::start(p, n.share(0)?, m);
             (Pending::Drelu(st), msg)
         }
+        // nothing to send: the truncation's opening, in the same round, is its input
+        (Protocol::DreluOpened, NodeMaterial::Drelu(m)) => (Pending::DreluOpened(m), Vec::new()),
         (Protocol::DreluGmw, NodeMaterial::GmwDrelu(m)) => {
             let (st, msg) = gmw::start(p, n.share(0)?, m);
             (Pending::Gmw(st), msg)
@@ -743,7 +781,34 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             Step::Done(v) => value(v),
         },
         Pending::Trunc(s) => value(trunc_fss::finish(*s, peer)?),
+        Pending::StochasticTrunc(s) if n.opening_read() => {
+            let (share, opening) = trunc_stochastic::finish_opened(*s, peer)?;
+            Finished::WithOpening {
+                value: share.0,
+                opening,
+            }
+        }
         Pending::StochasticTrunc(s) => value(trunc_stochastic::finish(*s, peer)?),
+        Pending::DreluOpened(m) => {
+            if !peer.is_empty() {
+                return Err(MessageError::Length {
+                    expected: 0,
+                    actual: peer.len(),
+                }
+                .into());
+            }
+            let Op::Compare { thresholds } = n.op() else {
+                return Err(n.fail("only a `compare` reads a truncation's opening".into()));
+            };
+            let ts: Vec<u64> = (thresholds.iter())
+                .map(|t| crate::ring::encode(*t, n.operand_scale(0)))
+                .collect();
+            let (opening, shape) = n.opening(0)?;
+            let w = n.width();
+            let low = |v: u64| if w == 64 { v } else { v & ((1 << w) - 1) };
+            let x_hat: Vec<u64> = opening.iter().map(|&v| low(v)).collect();
+            value(drelu::finish_opened(n.party(), &m, &x_hat, &shape, &ts)?)
+        }
     })
 }
 

@@ -98,6 +98,43 @@ pub fn finish_at(state: State, peer: &[u8], thresholds: &[u64]) -> Result<Share,
     Ok(Share(ring_ops::from_flat(&shape, &flat)))
 }
 
+/// This party's arithmetic shares of `[x ≥ t]` for every public ring threshold `t`, on a
+/// new last axis of `shape`, from a masked `x̂ = x + r mod 2^m` another gate opened, with
+/// keys dealt on its mask ([`deal_on_masks`]): the comparison of a stochastic truncation's
+/// output that reads the truncation's opening (`comet_ir::protocol::Protocol::DreluOpened`),
+/// no message of its own.
+///
+/// # Errors
+/// If the opened value does not cover the keys' gates.
+pub fn finish_opened(
+    party: PartyId,
+    m: &DreluMaterial,
+    x_hat: &[u64],
+    shape: &[usize],
+    thresholds: &[u64],
+) -> Result<Share, MessageError> {
+    check_party(party);
+    if x_hat.len() != m.key.len() {
+        return Err(MessageError::Length {
+            expected: m.key.len(),
+            actual: x_hat.len(),
+        });
+    }
+    let k = thresholds.len();
+    let per_threshold: Vec<Vec<u64>> = (thresholds.iter())
+        .map(|t| {
+            let shifted: Vec<u64> = x_hat.iter().map(|v| v.wrapping_sub(*t)).collect();
+            fss::drelu_finish(party, &m.key, &shifted)
+        })
+        .collect();
+    let flat: Vec<u64> = (0..x_hat.len() * k)
+        .map(|i| per_threshold[i % k][i / k])
+        .collect();
+    let mut shape = shape.to_vec();
+    shape.push(k);
+    Ok(Share(ring_ops::from_flat(&shape, &flat)))
+}
+
 /// DReLU keys for [`drelu`](self).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DreluMaterial {
@@ -166,6 +203,30 @@ pub fn deal_batches(
 ) -> Option<[DreluMaterial; 2]> {
     let [k0, k1] = deal_key_batches(d, n, &kind(bits), keep, sink, |len, rng| {
         fss::drelu_offline_bits(len, bits, rng)
+    })?;
+    Some([(0, k0), (1, k1)].map(|(party, keys)| DreluMaterial {
+        key: DreluKey::concat(party, bits, keys),
+    }))
+}
+
+/// [`deal_batches`] for gates whose masked input another gate opens under the mask
+/// `masks[i]` ([`fss::drelu_offline_on_masks`]); the keys travel as any DReLU keys, so a
+/// party replays them with [`replay`].
+///
+/// # Panics
+/// If `bits` is not in 2..=64.
+pub fn deal_batches_on_masks(
+    d: &mut dyn DealerStreams,
+    masks: &[u64],
+    bits: u32,
+    keep: bool,
+    sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
+) -> Option<[DreluMaterial; 2]> {
+    let mut at = 0;
+    let [k0, k1] = deal_key_batches(d, masks.len(), &kind(bits), keep, sink, |len, rng| {
+        let keys = fss::drelu_offline_on_masks(&masks[at..at + len], bits, rng);
+        at += len;
+        keys
     })?;
     Some([(0, k0), (1, k1)].map(|(party, keys)| DreluMaterial {
         key: DreluKey::concat(party, bits, keys),

@@ -191,6 +191,40 @@ pub trait Deal {
         width: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError>;
 
+    /// [`Deal::stochastic_trunc`] for truncation `id`, whose opening a comparison reads
+    /// ([`Deal::drelu_opened`]): a dealer keeps each element's `⌊r / 2^s⌋` until then. A
+    /// party's material is that of any truncation.
+    ///
+    /// # Errors
+    /// As [`Deal::stochastic_trunc`].
+    fn stochastic_trunc_opened(
+        &mut self,
+        id: NodeId,
+        n: usize,
+        bits: u32,
+        width: u32,
+    ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
+        let _ = id;
+        self.stochastic_trunc(n, bits, width)
+    }
+
+    /// DReLU keys of width `bits` for the `n` comparisons that read truncation `trunc`'s
+    /// opening, keyed on the masks [`Deal::stochastic_trunc_opened`] kept. A party's
+    /// material is that of any DReLU keys.
+    ///
+    /// # Errors
+    /// If the truncation's masks were not kept or cover another number of elements, or as
+    /// [`Deal::drelu`].
+    fn drelu_opened(
+        &mut self,
+        trunc: NodeId,
+        n: usize,
+        bits: u32,
+    ) -> Result<Pair<DreluMaterial>, MaterialError> {
+        let _ = trunc;
+        self.drelu(n, bits)
+    }
+
     /// Beaver bit triples for `n` AND gates on `lanes` lanes each.
     ///
     /// # Errors

@@ -244,7 +244,24 @@ pub fn deal_batches(
     n: usize,
     [bits, width]: [u32; 2],
     keep: bool,
+    sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
+) -> Option<[StochasticTruncMaterial; 2]> {
+    deal_batches_masks(d, n, [bits, width], keep, sink, None)
+}
+
+/// [`deal_batches`], also pushing to `masks`, if any, each element's `⌊r / 2^s⌋`: the mask
+/// of the output's opening that the truncation gives for free ([`finish_opened`]), which
+/// the comparison reading it is keyed on.
+///
+/// # Panics
+/// As [`deal`].
+pub fn deal_batches_masks(
+    d: &mut dyn DealerStreams,
+    n: usize,
+    [bits, width]: [u32; 2],
+    keep: bool,
     mut sink: Option<&mut dyn FnMut([Vec<u8>; 2])>,
+    mut masks: Option<&mut Vec<u64>>,
 ) -> Option<[StochasticTruncMaterial; 2]> {
     check_width(bits, width).expect("the caller checks the shift and the width");
     let mut kept = keep.then(|| {
@@ -264,6 +281,9 @@ pub fn deal_batches(
             let r = reduce(m0.r[i].wrapping_add(m1.r[i]), width);
             m1.h[i] = (r >> bits).wrapping_sub(m0.h[i]);
             m1.m[i] = (r >> (width - 1)).wrapping_sub(m0.m[i]);
+            if let Some(masks) = masks.as_mut() {
+                masks.push(r >> bits);
+            }
         }
         d.count_offline(ELEMENT_BYTES * len as u64);
         let batch = [m0, m1];
@@ -397,6 +417,27 @@ pub fn start_in_blocks(
 /// # Errors
 /// If the peer's message has the wrong length (or nonzero padding).
 pub fn finish(st: State, peer: &[u8]) -> Result<Share, MessageError> {
+    finish_inner(st, peer, false).map(|(share, _)| share)
+}
+
+/// [`finish`], with the output's opening that comes for free: per element
+/// `t̂ = ⌊ŷ / 2^s⌋ − 2^(m−2−s) mod 2^(m−s)`, which is `t + ⌊r / 2^s⌋ mod 2^(m−s)` for the
+/// output t. From the output formula, `t = t̂ − r_h + 2^(m−s)·(1 − msb_m(ŷ))·msb_m(r)`
+/// summed over the parties, and the last term vanishes mod 2^(m−s). It is a function of
+/// the opened ŷ, so it reveals nothing more; a comparison keyed on the mask `r_h mod 2^w`
+/// (w ≤ m − s) reads it instead of opening its own input.
+///
+/// # Errors
+/// As [`finish`].
+pub fn finish_opened(st: State, peer: &[u8]) -> Result<(Share, Vec<u64>), MessageError> {
+    finish_inner(st, peer, true).map(|(share, opened)| (share, opened.unwrap_or_default()))
+}
+
+fn finish_inner(
+    st: State,
+    peer: &[u8],
+    opening: bool,
+) -> Result<(Share, Option<Vec<u64>>), MessageError> {
     let n = st.m.len();
     let (s, width, party) = (st.m.bits, st.m.width, st.m.party);
     let expected = message_len(n, width, st.m.block);
@@ -418,6 +459,14 @@ pub fn finish(st: State, peer: &[u8]) -> Result<Share, MessageError> {
         }
     };
     let offset = 1u64 << (width - 2 - s);
+    let opened: Option<Vec<u64>> = opening.then(|| {
+        (0..n)
+            .map(|i| {
+                let y = reduce(st.mine[i].wrapping_add(theirs[i]), width);
+                reduce((y >> s).wrapping_sub(offset), width - s)
+            })
+            .collect()
+    });
     let out: Vec<u64> = (0..n)
         .map(|i| {
             let y = reduce(st.mine[i].wrapping_add(theirs[i]), width);
@@ -432,5 +481,5 @@ pub fn finish(st: State, peer: &[u8]) -> Result<Share, MessageError> {
                 .wrapping_add(wrap.wrapping_mul(st.m.m[i]))
         })
         .collect();
-    Ok(Share(ring_ops::from_flat(&st.shape, &out)))
+    Ok((Share(ring_ops::from_flat(&st.shape, &out)), opened))
 }

@@ -318,3 +318,58 @@ fn gathered_material_truncates_the_active_entries() {
         );
     }
 }
+
+/// A comparison of the truncation's output that reads the truncation's opening
+/// (`Protocol::DreluOpened`): keys dealt on the truncation's masks `⌊r / 2^s⌋`, nothing
+/// sent, and the bits `[t ≥ c]` of the very output t the truncation gave (whichever way
+/// it rounded), at comparison widths up to the opening's `m − s` bits.
+#[test]
+fn a_comparison_reads_the_truncations_opening() {
+    let mut r = rng(67);
+    let mut d = Dealer::from_u64(68);
+    for (width, cmp) in [(40, 24), (39, 23), (64, 48), (30, 12)] {
+        let s = 16;
+        // inputs whose truncation, minus each threshold, fits the comparison's width:
+        // |t| < 2^(w−5), |c| ≤ 2^(w−5)
+        let x: Vec<u64> = inputs(&mut r, 300, cmp + s - 3);
+        let c = 1i64 << (cmp - 5);
+        let thresholds = [0, -c, c - 3, c];
+        let xa = ArrayD::from_shape_vec(IxDyn(&[x.len()]), x.clone()).unwrap();
+        let (x0, x1) = split(&xa, &mut r);
+        let mut masks = Vec::new();
+        let [m0, m1] = trunc_stochastic::deal_batches_masks(
+            &mut d,
+            x.len(),
+            [s, width],
+            true,
+            None,
+            Some(&mut masks),
+        )
+        .unwrap();
+        let [k0, k1] = drelu::deal_batches_on_masks(&mut d, &masks, cmp, true, None).unwrap();
+        let ts: Vec<u64> = thresholds.iter().map(|t| *t as u64).collect();
+        let run = both([(m0, k0, x0), (m1, k1, x1)], |p, ch, (m, k, x)| {
+            let (st, msg) = trunc_stochastic::start(p, &x, m);
+            let peer = round_bytes(ch, &msg).unwrap();
+            let (t, opened) = trunc_stochastic::finish_opened(st, &peer).unwrap();
+            let low: Vec<u64> = opened.iter().map(|v| v & ((1 << cmp) - 1)).collect();
+            let bits = drelu::finish_opened(p, &k, &low, &[x.len()], &ts).unwrap();
+            (t, bits)
+        });
+        assert_eq!(run.0.stats.online.rounds, 1, "the truncation's round only");
+        let t = reconstruct(&run.0.output.0, &run.1.output.0);
+        let bits = reconstruct(&run.0.output.1, &run.1.output.1);
+        check_floor_or_one_more(&x, t.as_slice().unwrap(), s, width);
+        for (i, t) in t.iter().enumerate() {
+            for (j, c) in thresholds.iter().enumerate() {
+                let want = u64::from(*t as i64 >= *c);
+                assert_eq!(
+                    bits[[i, j]],
+                    want,
+                    "m {width} w {cmp}: t = {}, c = {c}",
+                    *t as i64
+                );
+            }
+        }
+    }
+}
