@@ -492,10 +492,11 @@ fn glassllm_architecture_lut_gmw() {
     check_lut("glassllm", Comparison::Gmw);
 }
 
-/// With the checkpoint's statistics the `lut` SiLU's comparison is narrow enough to read
-/// the gate projection's truncation opening (pass `fuse-trunc-openings`): it sends
-/// nothing, ends in the truncation's round, and the plan still measures its estimate and
-/// agrees with fixed point; without the pass it opens its own input.
+/// With the checkpoint's statistics the `lut` SiLU's comparison and selects are narrow
+/// enough to read the gate projection's truncation opening (pass `fuse-trunc-openings`):
+/// the comparison sends nothing and ends in the truncation's round, the select sends its
+/// bits only, and the plan still measures its estimate and agrees with fixed point;
+/// without the pass they open their own inputs.
 #[test]
 fn glassllm_architecture_comparisons_read_truncation_openings() {
     let path = format!("{}/examples/glassllm.model", env!("CARGO_MANIFEST_DIR"));
@@ -515,14 +516,16 @@ fn glassllm_architecture_comparisons_read_truncation_openings() {
     let stats = comet_runtime::weights::stats::declared_map(&w);
     let fused = compile_with(Some(stats.clone()), true);
     let plain = compile_with(Some(stats), false);
-    let reading = |p: &Program| {
+    let reading = |p: &Program, proto: Protocol| {
         let costs = p.analyses.costs.as_ref().unwrap();
         (p.graph.ids())
-            .filter(|&id| costs.get(id).unwrap().protocol == Protocol::DreluOpened)
+            .filter(|&id| costs.get(id).unwrap().protocol == proto)
             .count()
     };
-    assert!(reading(&fused) > 0, "a comparison reads an opening");
-    assert_eq!(reading(&plain), 0);
+    for proto in [Protocol::DreluOpened, Protocol::MuxOpened] {
+        assert!(reading(&fused, proto) > 0, "a {proto} reads an opening");
+        assert_eq!(reading(&plain, proto), 0);
+    }
     let env = DimEnv { seq: 3, past: 0 };
     let (on_fused, rounds_fused, _) = estimate(&fused, env);
     let (on_plain, rounds_plain, _) = estimate(&plain, env);

@@ -152,6 +152,12 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
             narrow_comparisons::run(p);
         }
     };
+    // a widened truncation reads more bits of the product before it
+    let fuse = |p: &mut Program| {
+        if opts.fuse_trunc_openings && fuse_trunc_openings::run(p) && opts.narrow_openings {
+            narrow_openings::run(p);
+        }
+    };
     let passes: [(&'static str, &Pass<'_>); 13] = [
         (
             "fold-norm-gains",
@@ -176,14 +182,6 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
         ("faithful-trunc", &faithful_trunc::run),
         ("narrow-comparisons", &narrow),
         (
-            "fuse-trunc-openings",
-            if opts.fuse_trunc_openings {
-                &fuse_trunc_openings::run
-            } else {
-                &skip
-            },
-        ),
-        (
             "narrow-openings",
             if opts.narrow_openings {
                 &narrow_openings::run
@@ -191,6 +189,7 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
                 &skip
             },
         ),
+        ("fuse-trunc-openings", &fuse),
         ("head-mask-rounds", &head_mask_rounds::run),
         ("schedule", &schedule::run),
         ("cost", &cost::run),

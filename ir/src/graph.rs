@@ -82,7 +82,11 @@ pub struct Node {
     /// `t + ⌊r / 2^s⌋ mod 2^(m−s)` of its output t; the dealer keys the comparison on
     /// that mask, so the comparison sends nothing and finishes in the truncation's round
     /// ([`crate::protocol::Protocol::DreluOpened`]). Requires the truncation's width
-    /// minus its shift to be at least the comparison's width.
+    /// minus its shift to be at least the comparison's width. Likewise for a select whose
+    /// x (its second operand) is such a truncation: `x − a` is that opening with
+    /// `a = −⌊r / 2^s⌋`, so only its bits are opened
+    /// ([`crate::protocol::Protocol::MuxOpened`]); its width (the one its value is read at)
+    /// must be covered the same way.
     pub reads_opening: bool,
 }
 

@@ -48,6 +48,10 @@ pub enum Protocol {
     DreluGmw,
     /// Bit × shared value (bit injection with dealer pairs).
     Mux,
+    /// A select of a stochastic truncation's output that reads the truncation's opening as
+    /// its `x − a` ([`crate::graph::Node::reads_opening`]): only the masked bits are
+    /// opened.
+    MuxOpened,
     /// Row maximum by a tree of comparisons and muxes.
     RowMaxTree,
     /// A shared bit to an arithmetic share (daBits). Only with GMW comparisons, whose bits
@@ -92,6 +96,7 @@ impl Protocol {
             Protocol::DreluOpened => "drelu_opened",
             Protocol::DreluGmw => "drelu_gmw",
             Protocol::Mux => "mux",
+            Protocol::MuxOpened => "mux_opened",
             Protocol::RowMaxTree => "row_max",
             Protocol::B2A => "b2a",
             Protocol::Open => "open",
@@ -246,6 +251,11 @@ pub fn protocol_of(p: &Program, id: NodeId, fixed: &HashSet<NodeId>) -> Protocol
             Comparison::Fss => Protocol::DreluFss,
             Comparison::Gmw => Protocol::DreluGmw,
         },
+        Op::Select
+            if node.reads_opening && both_shared() && p.options.comparison == Comparison::Fss =>
+        {
+            Protocol::MuxOpened
+        }
         Op::Select if both_shared() => Protocol::Mux,
         Op::SignSelect if xs.iter().all(|x| shared(p.graph.node(*x).ty.domain)) => {
             Protocol::SignSelect

@@ -183,15 +183,20 @@ impl Checker<'_> {
         Ok(ValueType::new(elem, shape, Domain::Private(w.party)))
     }
 
-    /// A comparison that reads its operand's opening: an FSS comparison of a stochastic
-    /// truncation whose opening covers the comparison's width (`m − s ≥ w`).
+    /// A node that reads its operand's opening: an FSS comparison of a stochastic
+    /// truncation, or a select of one, whose opening covers the reader's width
+    /// (`m − s ≥ w`).
     fn reads_opening(&mut self, id: NodeId) {
         let g = &self.p.graph;
         let node = g.node(id);
         let fss = self.p.options.comparison == crate::program::Comparison::Fss;
-        let x = g.operands(id).first().map(|&x| g.node(x));
+        let k = match node.op {
+            Op::Select => 1,
+            _ => 0,
+        };
+        let x = g.operands(id).get(k).map(|&x| g.node(x));
         let covered = match (x.map(|x| (&x.op, x.comparison_bits())), &node.op) {
-            (Some((Op::StochasticTrunc { bits }, m)), Op::Compare { .. }) => {
+            (Some((Op::StochasticTrunc { bits }, m)), Op::Compare { .. } | Op::Select) => {
                 m >= bits + node.comparison_bits()
             }
             _ => false,
@@ -200,7 +205,8 @@ impl Checker<'_> {
             self.fail(
                 id,
                 "reads its operand's opening, which only an FSS comparison of a stochastic \
-                 truncation whose width minus its shift covers the comparison's width can"
+                 truncation, or a select of one, whose width minus its shift covers the \
+                 reader's width can"
                     .to_string(),
             );
         }

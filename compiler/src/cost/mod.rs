@@ -403,6 +403,14 @@ pub fn cost_at_width(
             let bits = Poly::packed(1, &xs[0].shape, false).scale(8);
             mux_cost(&numel(xs[0]), &bits, &packed_bits(m, xs[1]), &numel(out))
         }
+        // the masked bits only: x − a is the truncation's opening
+        Protocol::MuxOpened => {
+            let bits = Poly::packed(1, &xs[0].shape, false).scale(8);
+            NodeCost {
+                protocol,
+                ..mux_cost(&numel(xs[0]), &bits, &Poly::zero(), &numel(out))
+            }
+        }
         Protocol::RowMaxTree => row_max_cost(xs[0], fss, m),
         Protocol::Lut => lut_cost(xs[0], m, RING_BITS),
         Protocol::SignSelect => sign_select_cost(xs[0], xs.len() == 1, m),

@@ -10,7 +10,11 @@
 //! `r' = ⌊r / 2^s⌋ mod 2^w` (the dealer knows r) it sends nothing and ends in the
 //! truncation's round: per element w bits less from each party, and one round less on
 //! the path through it (SiLU's and GeLU's `lut` comparison right after the gate or up
-//! projection). What is opened does not change: ŷ, uniform, as before.
+//! projection). A select of the truncation's output by bits (the same activations' ReLU
+//! and range selects) opens `x − a` for a mask `a` of its choosing: with
+//! `a = −⌊r / 2^s⌋` (shares: the truncation's own shares of `r_h`, negated) that is the
+//! same opening, so it opens only its bits. What is opened does not change: ŷ, uniform,
+//! as before.
 //!
 //! The pass marks such comparisons ([`comet_ir::graph::Node::reads_opening`]); where the
 //! truncation's width is short of `w + s`, it widens the truncation to it when that fits
@@ -25,48 +29,77 @@ use std::collections::HashSet;
 
 use comet_ir::{Comparison, Domain, NodeId, Op, Program};
 
-/// Runs the pass (after `narrow-comparisons` sets the widths, before `narrow-openings`,
-/// which must see the widened truncations, and `schedule`).
-pub fn run(p: &mut Program) {
+/// Runs the pass (after `narrow-comparisons` and `narrow-openings` set the widths, before
+/// `head-mask-rounds` and `schedule`); where it widens a truncation, the driver runs
+/// `narrow-openings` again so that the product the truncation reads opens as wide.
+/// Returns whether it widened any.
+pub fn run(p: &mut Program) -> bool {
     if p.options.comparison != Comparison::Fss {
-        return;
+        return false;
     }
     let gathered: HashSet<NodeId> = (comet_ir::sparse::masked_nodes(p).into_keys())
         .chain(comet_ir::head_region::head_regions(p).into_keys())
         .collect();
-    let mut fused: HashSet<NodeId> = HashSet::new();
-    let ids: Vec<NodeId> = p.graph.ids().collect();
-    for id in ids {
-        let Some((trunc, width)) = fusable(p, id, &gathered) else {
+    let truncs: Vec<NodeId> = (p.graph.ids())
+        .filter(|&id| matches!(p.graph.node(id).op, Op::StochasticTrunc { .. }))
+        .filter(|&id| p.graph.node(id).ty.domain == Domain::Arith && !gathered.contains(&id))
+        .collect();
+    let mut widened = false;
+    for t in truncs {
+        let readers = readers(p, t, &gathered);
+        let Some((width, chosen)) = choose(p, t, &readers) else {
             continue;
         };
-        if !fused.insert(trunc) {
-            continue; // one comparison per truncation reads its opening
+        let node = p.graph.node_mut(t);
+        if node.comparison_bits() < width {
+            node.cmp_width = Some(width as u8);
+            widened = true;
         }
-        let t = p.graph.node_mut(trunc);
-        if t.comparison_bits() < width {
-            t.cmp_width = Some(width as u8);
+        for r in chosen {
+            p.graph.node_mut(r).reads_opening = true;
         }
-        p.graph.node_mut(id).reads_opening = true;
     }
+    widened
 }
 
-/// The truncation comparison `id` may read, and the width that truncation needs for it.
-fn fusable(p: &Program, id: NodeId, gathered: &HashSet<NodeId>) -> Option<(NodeId, u32)> {
+/// The users of truncation `t` that may read its opening, with the width each reads at:
+/// a comparison of `t` (its comparison width) and a select of `t` by bits (the width its
+/// value is read at), outside gathered regions.
+fn readers(p: &Program, t: NodeId, gathered: &HashSet<NodeId>) -> Vec<(NodeId, u32)> {
     let g = &p.graph;
-    let node = g.node(id);
-    if !matches!(node.op, Op::Compare { .. }) || gathered.contains(&id) {
-        return None;
-    }
-    let trunc = *g.operands(id).first()?;
-    let t = g.node(trunc);
-    let Op::StochasticTrunc { bits } = t.op else {
+    (g.users(t).into_iter())
+        .filter(|u| !gathered.contains(u))
+        .filter(|&u| {
+            let xs = g.operands(u);
+            match g.node(u).op {
+                Op::Compare { .. } => xs[0] == t,
+                Op::Select => xs.len() == 2 && xs[1] == t && xs[0] != t,
+                _ => false,
+            }
+        })
+        .map(|u| (u, g.node(u).comparison_bits()))
+        .collect()
+}
+
+/// The width truncation `t` opens at and the readers that read it: all of `readers` if
+/// widening to the widest one's needs fits the ring and pays (the widening costs at most
+/// twice its bits per element, in the truncation's opening and in its input product's,
+/// against the readers' widths saved), else those its opening already covers.
+fn choose(p: &Program, t: NodeId, readers: &[(NodeId, u32)]) -> Option<(u32, Vec<NodeId>)> {
+    let node = p.graph.node(t);
+    let Op::StochasticTrunc { bits } = node.op else {
         return None;
     };
-    if t.ty.domain != Domain::Arith || gathered.contains(&trunc) {
-        return None;
+    let m = node.comparison_bits();
+    let widest = readers.iter().map(|r| r.1).max()?;
+    let width = (bits + widest).max(m);
+    let saved: u32 = readers.iter().map(|r| r.1).sum();
+    if width <= 64 && 2 * (width - m) < saved {
+        return Some((width, readers.iter().map(|r| r.0).collect()));
     }
-    let (w, m) = (node.comparison_bits(), t.comparison_bits());
-    let width = (bits + w).max(m);
-    (width <= 64 && 2 * (width - m) < w).then_some((trunc, width))
+    let covered: Vec<NodeId> = (readers.iter())
+        .filter(|r| bits + r.1 <= m)
+        .map(|r| r.0)
+        .collect();
+    (!covered.is_empty()).then_some((m, covered))
 }

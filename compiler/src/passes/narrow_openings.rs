@@ -90,10 +90,10 @@ pub fn run(p: &mut Program) {
             Op::CacheMatMul { slot, .. } => slot_need[&slot],
             _ => need[&id],
         };
+        // (a second run, after `fuse-trunc-openings` widened truncations, may widen a
+        // product back to the ring)
         let w = w.max(8);
-        if w < RING {
-            p.graph.node_mut(id).cmp_width = Some(w as u8);
-        }
+        p.graph.node_mut(id).cmp_width = (w < RING).then_some(w as u8);
     }
 }
 
@@ -106,6 +106,7 @@ pub fn opens_operands(protocol: Protocol) -> bool {
         Protocol::BeaverMul
             | Protocol::BeaverMatMul
             | Protocol::Mux
+            | Protocol::MuxOpened
             | Protocol::Square
             | Protocol::FixedMul
             | Protocol::FixedMatMul

@@ -47,9 +47,9 @@ pub struct SessionDealer {
     perms: HashMap<u32, ShufflePerm>,
     /// The masks of the KV-cache rows opened so far.
     kv: KvMasks,
-    /// Per stochastic truncation whose opening a comparison reads: each element's
-    /// `⌊r / 2^s⌋`, until that comparison's keys are dealt.
-    trunc_masks: HashMap<NodeId, Vec<u64>>,
+    /// Per stochastic truncation whose opening other nodes read: each element's
+    /// `⌊r / 2^s⌋` and the readers not yet dealt.
+    trunc_masks: HashMap<NodeId, (Vec<u64>, usize)>,
     sinks: Option<Sinks>,
     /// Whether the material is only recorded (files, the service), not handed out.
     streaming: bool,
@@ -213,6 +213,32 @@ impl SessionDealer {
     }
 }
 
+impl SessionDealer {
+    /// The masks `⌊r / 2^s⌋` of truncation `trunc`'s `n` elements for one of its readers
+    /// (the last one takes them).
+    fn trunc_masks_for(&mut self, trunc: NodeId, n: usize) -> Result<Vec<u64>, MaterialError> {
+        let missing = || {
+            MaterialError::Mismatch(format!(
+                "a node reads the opening of truncation {trunc}, whose masks for {n} \
+                 elements were not dealt before it"
+            ))
+        };
+        let (masks, left) = self.trunc_masks.get_mut(&trunc).ok_or_else(missing)?;
+        if masks.len() != n {
+            return Err(missing());
+        }
+        *left = left.saturating_sub(1);
+        if *left > 0 {
+            return Ok(masks.clone());
+        }
+        Ok(self
+            .trunc_masks
+            .remove(&trunc)
+            .map(|m| m.0)
+            .unwrap_or_default())
+    }
+}
+
 /// Writes `bytes` to `party`'s sink, if recording and no write failed yet.
 fn record_to(
     sinks: &mut Option<Sinks>,
@@ -344,16 +370,16 @@ impl Deal for SessionDealer {
     fn stochastic_trunc_opened(
         &mut self,
         id: NodeId,
-        n: usize,
-        bits: u32,
-        width: u32,
+        readers: usize,
+        [n, bits, width]: [usize; 3],
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
+        let (bits, width) = (bits as u32, width as u32);
         trunc_stochastic::check_width(bits, width)?;
         let mut masks = Vec::with_capacity(n);
         let m = self.batched(|d, keep, sink| {
             trunc_stochastic::deal_batches_masks(d, n, [bits, width], keep, sink, Some(&mut masks))
         });
-        self.trunc_masks.insert(id, masks);
+        self.trunc_masks.insert(id, (masks, readers));
         Ok(m)
     }
 
@@ -363,15 +389,25 @@ impl Deal for SessionDealer {
         n: usize,
         bits: u32,
     ) -> Result<Pair<DreluMaterial>, MaterialError> {
-        let masks = (self.trunc_masks.remove(&trunc))
-            .filter(|m| m.len() == n)
-            .ok_or_else(|| {
-                MaterialError::Mismatch(format!(
-                    "a comparison reads the opening of truncation {trunc}, whose masks for \
-                     {n} elements were not dealt before it"
-                ))
-            })?;
+        let masks = self.trunc_masks_for(trunc, n)?;
         Ok(self.batched(|d, keep, sink| drelu::deal_batches_on_masks(d, &masks, bits, keep, sink)))
+    }
+
+    fn bit_mux_opened(
+        &mut self,
+        trunc: NodeId,
+        bit: &[usize],
+        x: &[usize],
+    ) -> Result<Pair<BitMuxMaterial>, MaterialError> {
+        Product::Elementwise.shape(bit, x)?;
+        let n = x.iter().product();
+        let masks = self.trunc_masks_for(trunc, n)?;
+        let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(x), masks)
+            .map_err(|e| MaterialError::Shape(e.to_string()))?
+            .mapv(u64::wrapping_neg);
+        let m = bit_mux::deal_on_mask(&mut self.dealer, bit, x, &a);
+        self.record_body(&m, bit_mux::body);
+        Ok(both(m))
     }
 
     fn bit_triples(

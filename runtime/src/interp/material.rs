@@ -340,7 +340,7 @@ fn node_spec<'p>(program: &'p Program, plan: &ExecPlan, env: DimEnv, i: Pos) -> 
         id,
         protocol: plan.protocol(i),
         op: &program.graph.node(id).op,
-        opened: plan.opening_read(i),
+        readers: plan.opening_readers(i) as usize,
         gmw: plan.gmw,
         shapes: operands
             .iter()

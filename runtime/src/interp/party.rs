@@ -204,9 +204,10 @@ pub(super) struct Run<'a> {
     pub set_up_only: Vec<bool>,
     /// Multi-round nodes between rounds: their state and next message.
     pub in_flight: HashMap<Pos, (Pending, Vec<u8>)>,
-    /// The openings of stochastic truncations that a comparison reads, until it does
-    /// (`Protocol::DreluOpened`, in the same round).
-    pub openings: HashMap<Pos, Vec<u64>>,
+    /// The openings of stochastic truncations that other nodes read, with the readers
+    /// still to read them (`Protocol::DreluOpened` in the truncation's round,
+    /// `Protocol::MuxOpened` later).
+    pub openings: HashMap<Pos, HeldOpening>,
     pub outputs: HashMap<String, ArrayD<f64>>,
     pub writes: Vec<(u32, ArrayD<Ring>)>,
     /// The opened block masks, with their sparse FFN.
@@ -479,6 +480,17 @@ impl<'a> Run<'a> {
         self.value(x)
             .ok_or_else(|| self.fail(i, format!("operand {} is not held here", self.plan.id(x))))
     }
+}
+
+/// A stochastic truncation's opening kept for the nodes that read it.
+#[derive(Debug)]
+pub(super) struct HeldOpening {
+    /// `t + r_h mod 2^(m−s)` per element (public).
+    pub opened: Vec<u64>,
+    /// This party's shares of `r_h`.
+    pub h: Vec<u64>,
+    /// Readers still to read it.
+    pub left: u32,
 }
 
 /// The weights whose every `weight` node is needed only to set up fixed operands, with

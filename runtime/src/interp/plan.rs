@@ -62,9 +62,9 @@ pub struct ExecPlan {
     fixed: Vec<bool>,
     /// Per position: the fixed operand of a product with one.
     fixed_operand: Vec<Option<Pos>>,
-    /// Per position: whether a comparison reads its opening (a stochastic truncation's,
-    /// [`Protocol::DreluOpened`]).
-    opening_read: Vec<bool>,
+    /// Per position: how many nodes read its opening (a stochastic truncation's:
+    /// [`Protocol::DreluOpened`], [`Protocol::MuxOpened`]).
+    opening_readers: Vec<u32>,
 }
 
 /// A plan whose comparisons or truncations work on narrowed widths is sound only for the
@@ -136,7 +136,7 @@ impl ExecPlan {
             total_rounds: 0,
             fixed: vec![false; n],
             fixed_operand: vec![None; n],
-            opening_read: vec![false; n],
+            opening_readers: vec![0; n],
             layout,
         };
         let fixed = fixed_values(program);
@@ -156,9 +156,8 @@ impl ExecPlan {
             }
         }
         for i in 0..n {
-            if plan.protocol[i] == Protocol::DreluOpened {
-                let x = plan.operands(i as Pos)[0];
-                plan.opening_read[x as usize] = true;
+            if let Some(x) = plan.opening_of(i as Pos) {
+                plan.opening_readers[x as usize] += 1;
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -252,10 +251,18 @@ impl ExecPlan {
         }
     }
 
-    /// Whether a comparison reads the opening of the node at `i` (a stochastic
-    /// truncation's).
-    pub(crate) fn opening_read(&self, i: Pos) -> bool {
-        self.opening_read[i as usize]
+    /// How many nodes read the opening of the node at `i` (a stochastic truncation's).
+    pub(crate) fn opening_readers(&self, i: Pos) -> u32 {
+        self.opening_readers[i as usize]
+    }
+
+    /// The truncation whose opening the node at `i` reads, if it reads one.
+    pub(crate) fn opening_of(&self, i: Pos) -> Option<Pos> {
+        match self.protocol[i as usize] {
+            Protocol::DreluOpened => Some(self.operands(i)[0]),
+            Protocol::MuxOpened => Some(self.operands(i)[1]),
+            _ => None,
+        }
     }
 
     /// Whether the node at `i` exchanges messages in the call's rounds (a row maximum over

@@ -14,7 +14,7 @@ use super::material::shape_of;
 use super::party::{OpenedRows, Run};
 use super::plan::Pos;
 use crate::protocols::cache_masked::{Prior, Refill};
-use crate::protocols::dispatch::{self, Finished, Node, Pending};
+use crate::protocols::dispatch::{self, Finished, Node, OpeningView, Pending};
 use crate::protocols::driver::round_bytes;
 use crate::protocols::fixed::FixedOperand;
 use crate::protocols::{MessageError, PartyId, Share};
@@ -44,6 +44,9 @@ impl Run<'_> {
         for &i in active {
             let (st, part) = if plan.starts_in(i, r) {
                 let (mut st, part) = self.start(i)?;
+                if plan.protocol(i) == Protocol::MuxOpened {
+                    self.opening_read(i);
+                }
                 if self.options.naive_refill {
                     let at = At { run: self, pos: i };
                     dispatch::refill_naive(&at, &mut st, |m| Ok(round_bytes(ch, m)?))?;
@@ -72,7 +75,7 @@ impl Run<'_> {
             at += n;
             let finished = dispatch::finish(&At { run: self, pos: i }, st, part)?;
             if plan.protocol(i) == Protocol::DreluOpened {
-                self.openings.remove(&plan.operands(i)[0]);
+                self.opening_read(i);
             }
             match finished {
                 Finished::Value(v) => {
@@ -86,10 +89,12 @@ impl Run<'_> {
                 Finished::Next(st, next) => {
                     self.in_flight.insert(i, (*st, next));
                 }
-                Finished::WithOpening { value, opening } => {
-                    let share = std::sync::Arc::new(Share(value));
+                Finished::WithOpening(o) => {
+                    let share = std::sync::Arc::new(o.share);
                     self.values[i as usize] = super::party::Slot::Held(share);
-                    self.openings.insert(i, opening);
+                    let left = plan.opening_readers(i);
+                    let (opened, h) = (o.opened, o.h);
+                    (self.openings).insert(i, super::party::HeldOpening { opened, h, left });
                 }
                 Finished::Opened {
                     value,
@@ -158,6 +163,19 @@ impl Run<'_> {
             return self.start_head_rows(i, r, material);
         }
         dispatch::start(&At { run: self, pos: i }, material)
+    }
+
+    /// The node at `i` has read its truncation's opening: the last reader drops it.
+    fn opening_read(&mut self, i: Pos) {
+        let Some(x) = self.plan.opening_of(i) else {
+            return;
+        };
+        if let Some(o) = self.openings.get_mut(&x) {
+            o.left = o.left.saturating_sub(1);
+            if o.left == 0 {
+                self.openings.remove(&x);
+            }
+        }
     }
 
     /// The fixed operand of the product at `i`: the right one of a block-sparse product.
@@ -234,14 +252,18 @@ impl Node for At<'_, '_> {
     }
 
     fn opening_read(&self) -> bool {
-        self.run.plan.opening_read(self.pos)
+        self.run.plan.opening_readers(self.pos) > 0
     }
 
-    fn opening(&self, k: usize) -> Result<(&[u64], Vec<usize>), InterpError> {
+    fn opening(&self, k: usize) -> Result<OpeningView<'_>, InterpError> {
         let (run, x) = (self.run, self.run.plan.operands(self.pos)[k]);
-        let opening = (run.openings.get(&x))
+        let o = (run.openings.get(&x))
             .ok_or_else(|| self.fail(format!("operand {k} left no opening to read")))?;
-        Ok((opening, shape_of(run.program, run.plan.id(x), run.env)))
+        Ok(OpeningView {
+            opened: &o.opened,
+            h: &o.h,
+            shape: shape_of(run.program, run.plan.id(x), run.env),
+        })
     }
 
     /// None in a call at `past = 0`: a new sequence, whose rows are all new (the dealer

@@ -32,6 +32,9 @@ use super::{
 pub struct State {
     party: PartyId,
     width: u32,
+    /// Whether `e = x − a` is public already (a truncation's opening,
+    /// [`start_opened`]): only the bits travel.
+    opened: bool,
     /// Whether the opened bits are packed eight to a byte (else a byte per bit).
     dense: bool,
     m: BitMuxMaterial,
@@ -107,10 +110,54 @@ fn begin(
     let state = State {
         party,
         width,
+        opened: false,
         dense,
         m,
         c,
         e,
+    };
+    (state, msg)
+}
+
+/// [`start_at`] for a select of a stochastic truncation's output t that reads the
+/// truncation's opening (`comet_ir::protocol::Protocol::MuxOpened`): `e = t + r_h` is
+/// public already (`opened`, shaped like x, correct mod 2^`width`), and this party's share
+/// of the mask `a = −r_h` is its negated share `h` of `r_h`, with material dealt for that
+/// mask ([`deal_on_mask`]). Only the bits are opened (eight to a byte).
+///
+/// # Panics
+/// As [`start_at`], or if `opened` or `h` is not shaped like the material's x.
+pub fn start_opened(
+    party: PartyId,
+    bit: &XorShare,
+    opened: ArrayD<u64>,
+    h: ArrayD<u64>,
+    mut m: BitMuxMaterial,
+    width: u32,
+) -> (State, Vec<u8>) {
+    check_party(party);
+    assert_eq!(m.party, party, "material of party {}", m.party);
+    assert_eq!(
+        bit.shape(),
+        m.r.shape(),
+        "the bit and its mask have one shape"
+    );
+    assert_eq!(opened.shape(), m.a.shape(), "x and its mask have one shape");
+    assert_eq!(h.shape(), m.a.shape(), "x and its mask have one shape");
+    m.a = h.mapv(|h| h.wrapping_neg());
+    let c = ndarray::Zip::from(&bit.0)
+        .and(&m.r)
+        .map_collect(|b, r| (b ^ r) & 1);
+    let flat_c: Vec<u64> = c.iter().copied().collect();
+    let msg = pack_bits(&flat_c, 1);
+    let state = State {
+        party,
+        width,
+        opened: true,
+        dense: true,
+        m,
+        c,
+        e: opened,
     };
     (state, msg)
 }
@@ -123,6 +170,7 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
     let State {
         party,
         width,
+        opened,
         dense,
         m,
         c,
@@ -130,7 +178,8 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
     } = state;
     let (nb, nx) = (c.len(), e.len());
     let bit_bytes = if dense { packed_len(nb, 1) } else { nb };
-    let expected = bit_bytes + packed_len(nx, width);
+    let e_bytes = if opened { 0 } else { packed_len(nx, width) };
+    let expected = bit_bytes + e_bytes;
     if peer.len() != expected {
         return Err(MessageError::Length {
             expected,
@@ -148,10 +197,13 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
             .map(|(a, b)| a ^ b)
             .collect::<Vec<_>>(),
     );
-    let e = ring_ops::add(
-        e.view(),
-        ring_ops::from_flat(e.shape(), &unpack_bits(pe, nx, width)?).view(),
-    );
+    let e = match opened {
+        true => e,
+        false => ring_ops::add(
+            e.view(),
+            ring_ops::from_flat(e.shape(), &unpack_bits(pe, nx, width)?).view(),
+        ),
+    };
     // [b] = c + (1 − 2c)·ρ (party 0 adds c); the sign 1 − 2c is 1 or −1
     let sign = c.mapv(|c| if c == 1 { u64::MAX } else { 1 });
     let mut b = ring_ops::mul(sign.view(), m.rho.view());
@@ -277,6 +329,33 @@ pub fn deal(d: &mut dyn DealerStreams, bit: &[usize], x: &[usize]) -> [BitMuxMat
         .map_collect(|a, b| a ^ b);
     m1.rho = ring_ops::sub(r.view(), m0.rho.view());
     let a = ring_ops::add(m0.a.view(), m1.a.view());
+    let ra = ring_ops::mul(r.view(), a.view());
+    m1.c = ring_ops::sub(ra.view(), m0.c.view());
+    d.count_offline(body_len(bit, &out) as u64);
+    [m0, m1]
+}
+
+/// [`deal`] for a select whose x is a stochastic truncation's output read through the
+/// truncation's opening ([`start_opened`]): the mask of x is `a` (the truncation's
+/// `−r_h`, shaped like x), not the parties' draws (drawn all the same, so that a party's
+/// stream is the same either way; the parties use their shares of `r_h` instead), and
+/// party 1's `c = r·a − c0` is computed with it. A party replays it with [`replay`].
+///
+/// # Panics
+/// If the shapes do not broadcast or `a` is not shaped like x.
+pub fn deal_on_mask(
+    d: &mut dyn DealerStreams,
+    bit: &[usize],
+    x: &[usize],
+    a: &ArrayD<u64>,
+) -> [BitMuxMaterial; 2] {
+    assert_eq!(a.shape(), x, "the mask is shaped like x");
+    let out = crate::movement::broadcast_shape(bit, x).expect("shapes broadcast");
+    let [m0, mut m1] = [0, 1].map(|p| draw_material(d.stream(p), p, [bit, x, &out]));
+    let r = ndarray::Zip::from(&m0.r)
+        .and(&m1.r)
+        .map_collect(|a, b| a ^ b);
+    m1.rho = ring_ops::sub(r.view(), m0.rho.view());
     let ra = ring_ops::mul(r.view(), a.view());
     m1.c = ring_ops::sub(ra.view(), m0.c.view());
     d.count_offline(body_len(bit, &out) as u64);

@@ -63,8 +63,8 @@ pub struct NodeSpec<'a> {
     pub protocol: Protocol,
     /// Its op.
     pub op: &'a Op,
-    /// Whether a comparison reads its opening (a stochastic truncation's).
-    pub opened: bool,
+    /// How many nodes read its opening (a stochastic truncation's).
+    pub readers: usize,
     /// Whether comparisons are GMW circuits (else FSS).
     pub gmw: bool,
     /// Its operands.
@@ -104,6 +104,10 @@ pub fn deal<D: Deal + ?Sized>(
             )
         }
         Protocol::Mux => wrap(deal.bit_mux(&s[0], &s[1])?, NodeMaterial::BitMux),
+        Protocol::MuxOpened => wrap(
+            deal.bit_mux_opened(xs[1], &s[0], &s[1])?,
+            NodeMaterial::BitMux,
+        ),
         Protocol::BeaverMul | Protocol::BeaverMatMul => {
             wrap(deal.triple(kind, &s[0], &s[1])?, NodeMaterial::Triple)
         }
@@ -136,9 +140,12 @@ pub fn deal<D: Deal + ?Sized>(
             let Op::StochasticTrunc { bits } = *n.op else {
                 unreachable!("the stochastic_trunc protocol computes stochastic_trunc nodes")
             };
-            let m = match n.opened {
-                true => deal.stochastic_trunc_opened(n.id, count(0), bits, n.bits)?,
-                false => deal.stochastic_trunc(count(0), bits, n.bits)?,
+            let m = match n.readers {
+                0 => deal.stochastic_trunc(count(0), bits, n.bits)?,
+                k => {
+                    let sizes = [count(0), bits as usize, n.bits as usize];
+                    deal.stochastic_trunc_opened(n.id, k, sizes)?
+                }
             };
             wrap(m, NodeMaterial::StochasticTrunc)
         }
@@ -290,14 +297,9 @@ pub enum Finished {
         /// The slot's opened rows `[h, past + seq, k]`.
         opened: ArrayD<u64>,
     },
-    /// The value of a stochastic truncation and its output's free opening, mod 2^(m−s)
-    /// ([`trunc_stochastic::finish_opened`]), which a comparison reads.
-    WithOpening {
-        /// This party's share of the truncation.
-        value: ArrayD<u64>,
-        /// `t + ⌊r / 2^s⌋ mod 2^(m−s)` per element.
-        opening: Vec<u64>,
-    },
+    /// The value of a stochastic truncation with its output's free opening, which other
+    /// nodes read ([`trunc_stochastic::finish_opened`]).
+    WithOpening(trunc_stochastic::Opened),
     /// The value of a head-masked product with the KV cache, the slot's rows after the
     /// call (some may wait for their group) and what its refill did.
     Refilled {
@@ -386,12 +388,11 @@ pub trait Node {
         false
     }
 
-    /// The opening operand `k` (a stochastic truncation) left for this comparison, and
-    /// that operand's shape.
+    /// The opening operand `k` (a stochastic truncation) left for this node.
     ///
     /// # Errors
     /// If there is none.
-    fn opening(&self, k: usize) -> Result<(&[u64], Vec<usize>), Self::Error> {
+    fn opening(&self, k: usize) -> Result<OpeningView<'_>, Self::Error> {
         Err(self.fail(format!("operand {k} left no opening to read")))
     }
 
@@ -400,6 +401,31 @@ pub trait Node {
     fn opens_at_cmp_width(&self) -> bool {
         false
     }
+}
+
+/// `v mod 2^w`.
+fn low_bits(v: u64, w: u32) -> u64 {
+    match w {
+        64 => v,
+        w => v & ((1 << w) - 1),
+    }
+}
+
+/// A flat vector as an array of `shape`.
+fn ring_ops_from(shape: &[usize], v: Vec<u64>) -> ArrayD<u64> {
+    ArrayD::from_shape_vec(ndarray::IxDyn(shape), v)
+        .expect("the opening has the truncation's shape")
+}
+
+/// A stochastic truncation's opening as a node that reads it sees it.
+#[derive(Debug)]
+pub struct OpeningView<'a> {
+    /// `t + r_h mod 2^(m−s)` per element (public).
+    pub opened: &'a [u64],
+    /// This party's share of `r_h` per element.
+    pub h: &'a [u64],
+    /// The truncation's shape.
+    pub shape: Vec<usize>,
 }
 
 /// This party's XOR share of bits at operand `k`.
@@ -503,6 +529,15 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
         }
         (Protocol::Mux, NodeMaterial::BitMux(m)) => {
             let (st, msg) = mux::start_at(p, n.share(0)?, n.share(1)?, m, n.width());
+            (Pending::BitMux(st), msg)
+        }
+        (Protocol::MuxOpened, NodeMaterial::BitMux(m)) => {
+            let o = n.opening(1)?;
+            let w = n.width();
+            let shaped = |v: Vec<u64>| ring_ops_from(&o.shape, v);
+            let e = shaped(o.opened.iter().map(|&v| low_bits(v, w)).collect());
+            let h = shaped(o.h.to_vec());
+            let (st, msg) = mux::start_opened(p, n.share(0)?, e, h, m, w);
             (Pending::BitMux(st), msg)
         }
         (Protocol::BeaverMatMul, NodeMaterial::Triple(m)) => {
@@ -782,11 +817,7 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
         },
         Pending::Trunc(s) => value(trunc_fss::finish(*s, peer)?),
         Pending::StochasticTrunc(s) if n.opening_read() => {
-            let (share, opening) = trunc_stochastic::finish_opened(*s, peer)?;
-            Finished::WithOpening {
-                value: share.0,
-                opening,
-            }
+            Finished::WithOpening(trunc_stochastic::finish_opened(*s, peer)?)
         }
         Pending::StochasticTrunc(s) => value(trunc_stochastic::finish(*s, peer)?),
         Pending::DreluOpened(m) => {
@@ -803,11 +834,10 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             let ts: Vec<u64> = (thresholds.iter())
                 .map(|t| crate::ring::encode(*t, n.operand_scale(0)))
                 .collect();
-            let (opening, shape) = n.opening(0)?;
+            let o = n.opening(0)?;
             let w = n.width();
-            let low = |v: u64| if w == 64 { v } else { v & ((1 << w) - 1) };
-            let x_hat: Vec<u64> = opening.iter().map(|&v| low(v)).collect();
-            value(drelu::finish_opened(n.party(), &m, &x_hat, &shape, &ts)?)
+            let x_hat: Vec<u64> = o.opened.iter().map(|&v| low_bits(v, w)).collect();
+            value(drelu::finish_opened(n.party(), &m, &x_hat, &o.shape, &ts)?)
         }
     })
 }

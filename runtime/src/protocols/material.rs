@@ -191,21 +191,38 @@ pub trait Deal {
         width: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError>;
 
-    /// [`Deal::stochastic_trunc`] for truncation `id`, whose opening a comparison reads
-    /// ([`Deal::drelu_opened`]): a dealer keeps each element's `⌊r / 2^s⌋` until then. A
-    /// party's material is that of any truncation.
+    /// [`Deal::stochastic_trunc`] for truncation `id`, whose opening `readers` nodes read
+    /// ([`Deal::drelu_opened`], [`Deal::bit_mux_opened`]): a dealer keeps each element's
+    /// `⌊r / 2^s⌋` until the last of them is dealt. A party's material is that of any
+    /// truncation.
     ///
     /// # Errors
     /// As [`Deal::stochastic_trunc`].
     fn stochastic_trunc_opened(
         &mut self,
         id: NodeId,
-        n: usize,
-        bits: u32,
-        width: u32,
+        readers: usize,
+        [n, bits, width]: [usize; 3],
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
-        let _ = id;
-        self.stochastic_trunc(n, bits, width)
+        let _ = (id, readers);
+        self.stochastic_trunc(n, bits as u32, width as u32)
+    }
+
+    /// Material of a select with bits shaped `bit` of truncation `trunc`'s output (shaped
+    /// `x`) that reads the truncation's opening: its mask of x is the truncation's
+    /// `−⌊r / 2^s⌋` ([`bit_mux::deal_on_mask`](super::bit_mux::deal_on_mask)). A party's
+    /// material is that of any select.
+    ///
+    /// # Errors
+    /// As [`Deal::drelu_opened`].
+    fn bit_mux_opened(
+        &mut self,
+        trunc: NodeId,
+        bit: &[usize],
+        x: &[usize],
+    ) -> Result<Pair<BitMuxMaterial>, MaterialError> {
+        let _ = trunc;
+        self.bit_mux(bit, x)
     }
 
     /// DReLU keys of width `bits` for the `n` comparisons that read truncation `trunc`'s

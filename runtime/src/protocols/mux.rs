@@ -42,6 +42,23 @@ pub fn start_at(
     bit_mux::start_at(party, &XorShare(bit.0.mapv(|b| b & 1)), x, m, width)
 }
 
+/// [`start_at`] for a select of a stochastic truncation's output that reads the
+/// truncation's opening ([`bit_mux::start_opened`]): only the bits are sent.
+///
+/// # Panics
+/// As [`bit_mux::start_opened`].
+pub fn start_opened(
+    party: PartyId,
+    bit: &Share,
+    opened: ndarray::ArrayD<u64>,
+    h: ndarray::ArrayD<u64>,
+    m: BitMuxMaterial,
+    width: u32,
+) -> (State, Vec<u8>) {
+    let bit = XorShare(bit.0.mapv(|b| b & 1));
+    bit_mux::start_opened(party, &bit, opened, h, m, width)
+}
+
 /// [`start`] on a sparse FFN's active entries: the bits a byte each, so that every
 /// active (token, block) pair costs the same whatever the block's size.
 ///

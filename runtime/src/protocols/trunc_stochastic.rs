@@ -425,12 +425,37 @@ pub fn finish(st: State, peer: &[u8]) -> Result<Share, MessageError> {
 /// output t. From the output formula, `t = t̂ − r_h + 2^(m−s)·(1 − msb_m(ŷ))·msb_m(r)`
 /// summed over the parties, and the last term vanishes mod 2^(m−s). It is a function of
 /// the opened ŷ, so it reveals nothing more; a comparison keyed on the mask `r_h mod 2^w`
-/// (w ≤ m − s) reads it instead of opening its own input.
+/// (w ≤ m − s) reads it instead of opening its own input. Also returns this party's
+/// shares of `r_h` (in Z_2^64), with which a select of t takes `a = −r_h` as its mask.
 ///
 /// # Errors
 /// As [`finish`].
-pub fn finish_opened(st: State, peer: &[u8]) -> Result<(Share, Vec<u64>), MessageError> {
-    finish_inner(st, peer, true).map(|(share, opened)| (share, opened.unwrap_or_default()))
+pub fn finish_opened(st: State, peer: &[u8]) -> Result<Opened, MessageError> {
+    let h = st.m.h.clone();
+    let (share, opened) = finish_inner(st, peer, true)?;
+    Ok(Opened {
+        share,
+        opened: opened.unwrap_or_default(),
+        h,
+    })
+}
+
+/// What [`finish_opened`] gives.
+pub struct Opened {
+    /// This party's share of the output t.
+    pub share: Share,
+    /// `t + r_h mod 2^(m−s)` per element (public).
+    pub opened: Vec<u64>,
+    /// This party's share of `r_h` per element.
+    pub h: Vec<u64>,
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("trunc_stochastic::Opened")
+            .field("elements", &self.opened.len())
+            .finish_non_exhaustive()
+    }
 }
 
 fn finish_inner(

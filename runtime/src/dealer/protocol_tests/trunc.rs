@@ -322,7 +322,10 @@ fn gathered_material_truncates_the_active_entries() {
 /// A comparison of the truncation's output that reads the truncation's opening
 /// (`Protocol::DreluOpened`): keys dealt on the truncation's masks `⌊r / 2^s⌋`, nothing
 /// sent, and the bits `[t ≥ c]` of the very output t the truncation gave (whichever way
-/// it rounded), at comparison widths up to the opening's `m − s` bits.
+/// it rounded), at comparison widths up to the opening's `m − s` bits; then a select of t
+/// by those bits (`Protocol::MuxOpened`, stacked on a leading axis as the `lut`
+/// activations select) whose `x − a` is the same opening: only the bits travel, and it
+/// gives `[t ≥ c]·t` mod 2^w.
 #[test]
 fn a_comparison_reads_the_truncations_opening() {
     let mut r = rng(67);
@@ -347,18 +350,43 @@ fn a_comparison_reads_the_truncations_opening() {
         )
         .unwrap();
         let [k0, k1] = drelu::deal_batches_on_masks(&mut d, &masks, cmp, true, None).unwrap();
+        let (n, k) = (x.len(), thresholds.len());
+        let a = ArrayD::from_shape_vec(
+            IxDyn(&[n]),
+            masks.iter().map(|r| r.wrapping_neg()).collect(),
+        )
+        .unwrap();
+        // the select reads the bits stacked as [k, n], x broadcast along k
+        let [s0, s1] = bit_mux::deal_on_mask(&mut d, &[k, n], &[n], &a);
         let ts: Vec<u64> = thresholds.iter().map(|t| *t as u64).collect();
-        let run = both([(m0, k0, x0), (m1, k1, x1)], |p, ch, (m, k, x)| {
-            let (st, msg) = trunc_stochastic::start(p, &x, m);
-            let peer = round_bytes(ch, &msg).unwrap();
-            let (t, opened) = trunc_stochastic::finish_opened(st, &peer).unwrap();
-            let low: Vec<u64> = opened.iter().map(|v| v & ((1 << cmp) - 1)).collect();
-            let bits = drelu::finish_opened(p, &k, &low, &[x.len()], &ts).unwrap();
-            (t, bits)
-        });
-        assert_eq!(run.0.stats.online.rounds, 1, "the truncation's round only");
+        let run = both(
+            [(m0, k0, s0, x0), (m1, k1, s1, x1)],
+            |p, ch, (m, key, sel, x)| {
+                let (st, msg) = trunc_stochastic::start(p, &x, m);
+                let peer = round_bytes(ch, &msg).unwrap();
+                let o = trunc_stochastic::finish_opened(st, &peer).unwrap();
+                let low: Vec<u64> = o.opened.iter().map(|v| v & ((1 << cmp) - 1)).collect();
+                let bits = drelu::finish_opened(p, &key, &low, &[n], &ts).unwrap();
+                let shaped = |v: Vec<u64>| ArrayD::from_shape_vec(IxDyn(&[n]), v).unwrap();
+                let stacked = Share(bits.0.t().as_standard_layout().to_owned());
+                let (st, msg) = mux::start_opened(p, &stacked, shaped(low), shaped(o.h), sel, cmp);
+                let sent = msg.len();
+                let selected = mux::finish(st, &round_bytes(ch, &msg).unwrap()).unwrap();
+                (o.share, bits, selected, sent)
+            },
+        );
+        assert_eq!(
+            run.0.stats.online.rounds, 2,
+            "the truncation's and the select's"
+        );
+        assert_eq!(
+            run.0.output.3,
+            (n * k).div_ceil(8),
+            "the select sends its bits only"
+        );
         let t = reconstruct(&run.0.output.0, &run.1.output.0);
         let bits = reconstruct(&run.0.output.1, &run.1.output.1);
+        let selected = reconstruct(&run.0.output.2, &run.1.output.2);
         check_floor_or_one_more(&x, t.as_slice().unwrap(), s, width);
         for (i, t) in t.iter().enumerate() {
             for (j, c) in thresholds.iter().enumerate() {
@@ -369,6 +397,8 @@ fn a_comparison_reads_the_truncations_opening() {
                     "m {width} w {cmp}: t = {}, c = {c}",
                     *t as i64
                 );
+                let low = |v: u64| v & ((1 << cmp) - 1);
+                assert_eq!(low(selected[[j, i]]), low(want.wrapping_mul(*t)), "select");
             }
         }
     }
