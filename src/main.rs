@@ -126,10 +126,13 @@ enum Command {
         /// `full` opens every one on the whole 64-bit ring.
         #[arg(long, value_enum, default_value = "narrow")]
         open_width: ComparisonWidth,
-        /// Norm gains (pass `fold-norm-gains`, the `lut` norms): `true` leaves the gain and
-        /// bias of a norm read only by weight products to those products (`x̂·(diag(g)·W) +
-        /// β·W`, computed once by the weights' owner), one product and truncation less per
-        /// entry; `false` keeps every norm's own.
+        /// Norm gains and biases (passes `fold-norm-gains` and `fold-biases`, the `lut`
+        /// profile): `true` leaves the gain and bias of a norm read only by weight products
+        /// to those products (`x̂·(diag(g)·W) + β·W`, computed once by the weights' owner),
+        /// one product and truncation less per entry, and moves a product's bias into its
+        /// fixed operand when a `lut` activation reads it (`[x, 1]·[W; b]`, so that the
+        /// activation reads the product's truncation opening); `false` keeps both as
+        /// written.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         fold_gains: bool,
         /// Comparisons of stochastic truncations (pass `fuse-trunc-openings`): `true` reads

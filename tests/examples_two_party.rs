@@ -388,7 +388,11 @@ fn shrinking_keeps_the_structure() {
 /// Estimate = measurement and agreement with fixed point for `name` over TCP: each party
 /// measures both directions' bytes and the rounds; its material is its half of the dealer's.
 fn check_tcp(name: &str, source: Source) {
-    let p = compile(name, Comparison::Fss);
+    check_tcp_plan(name, source, compile(name, Comparison::Fss));
+}
+
+/// [`check_tcp`] of plan `p`.
+fn check_tcp_plan(name: &str, source: Source, p: Program) {
     let w = weights(&p, 1);
     let calls = [DimEnv { seq: 3, past: 0 }, DimEnv { seq: 1, past: 3 }];
     let has_cache = (p.graph.ids()).any(|id| matches!(p.graph.node(id).op, Op::CacheRead { .. }));
@@ -499,7 +503,25 @@ fn glassllm_architecture_lut_gmw() {
 /// without the pass they open their own inputs.
 #[test]
 fn glassllm_architecture_comparisons_read_truncation_openings() {
-    let path = format!("{}/examples/glassllm.model", env!("CARGO_MANIFEST_DIR"));
+    check_reads_openings("glassllm");
+}
+
+/// BERT's up projection reads no folded norm: pass `fold-biases` moves its bias into the
+/// product, so that its GeLU reads the truncation's opening as glassllm's SiLU does.
+#[test]
+fn bert_architecture_comparisons_read_truncation_openings() {
+    check_reads_openings("bert-base");
+}
+
+/// GPT-2's up projection reads its folded pre-norm: pass `fold-norm-gains` moves the
+/// product's bias into the norm's shift row, and its GeLU reads the truncation's opening.
+#[test]
+fn gpt2_architecture_comparisons_read_truncation_openings() {
+    check_reads_openings("gpt2");
+}
+
+fn check_reads_openings(name: &str) {
+    let path = format!("{}/examples/{name}.model", env!("CARGO_MANIFEST_DIR"));
     let source = shrink(&std::fs::read_to_string(&path).unwrap());
     let compile_with = |stats, fuse| {
         let opts = comet_compiler::Options {
@@ -534,6 +556,11 @@ fn glassllm_architecture_comparisons_read_truncation_openings() {
         rounds_fused < rounds_plain,
         "{rounds_fused} < {rounds_plain}"
     );
-    check_plan("glassllm (opens)", Comparison::Fss, plain);
-    check_plan("glassllm (reads openings)", Comparison::Fss, fused);
+    check_plan(&format!("{name} (opens)"), Comparison::Fss, plain);
+    // the parties' material replayed from files and streamed by the dealer service: the
+    // comparison's keys and the select's corrections dealt on the truncation's masks
+    for source in [Source::Files, Source::Dealer] {
+        check_tcp_plan(name, source, fused.clone());
+    }
+    check_plan(&format!("{name} (reads openings)"), Comparison::Fss, fused);
 }

@@ -7,8 +7,8 @@
 use crate::diag::{Diagnostic, SourceError};
 use crate::front::parse::parse_model;
 use crate::passes::{
-    PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fold_gains, fuse_selects,
-    fuse_trunc_openings, head_mask_rounds, head_sparsify, insert_conversions, lower,
+    PIPELINE, approximate, cache_openings, cost, expand, faithful_trunc, fold_biases, fold_gains,
+    fuse_selects, fuse_trunc_openings, head_mask_rounds, head_sparsify, insert_conversions, lower,
     narrow_comparisons, narrow_openings, schedule, sparsify,
 };
 use comet_ir::{ApproxConfig, Comparison, Program, SparsityOptions, VerifyError, verify};
@@ -47,7 +47,8 @@ pub struct Options {
     /// opening its own (pass `fuse-trunc-openings`); `false`: every comparison opens.
     pub fuse_trunc_openings: bool,
     /// A `lut` norm read only by weight products leaves its gain and bias to them (pass
-    /// `fold-norm-gains`); `false`: every norm applies its own.
+    /// `fold-norm-gains`), and a product whose bias feeds a `lut` activation takes it as a
+    /// row of its fixed operand (pass `fold-biases`); `false`: neither.
     pub fold_gains: bool,
     /// Which truncations are faithful (pass `faithful-trunc`); `None`: every truncation
     /// local, as before the pass.
@@ -158,11 +159,19 @@ pub fn compile(source: &str, path: &str, opts: &Options) -> Result<Compiled, Com
             narrow_openings::run(p);
         }
     };
-    let passes: [(&'static str, &Pass<'_>); 13] = [
+    let passes: [(&'static str, &Pass<'_>); 14] = [
         (
             "fold-norm-gains",
             if opts.fold_gains {
                 &fold_gains::run
+            } else {
+                &skip
+            },
+        ),
+        (
+            "fold-biases",
+            if opts.fold_gains {
+                &fold_biases::run
             } else {
                 &skip
             },

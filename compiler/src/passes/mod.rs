@@ -8,6 +8,7 @@ pub mod cache_openings;
 pub mod cost;
 pub mod expand;
 pub mod faithful_trunc;
+pub mod fold_biases;
 pub mod fold_gains;
 pub mod fuse_selects;
 pub mod fuse_trunc_openings;
@@ -26,6 +27,7 @@ pub const PIPELINE: &[&str] = &[
     "sparsify",
     "head-sparsify",
     "fold-norm-gains",
+    "fold-biases",
     "approximate",
     "expand",
     "insert-conversions",
