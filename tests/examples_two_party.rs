@@ -548,6 +548,25 @@ fn check_reads_openings(name: &str) {
         assert!(reading(&fused, proto) > 0, "a {proto} reads an opening");
         assert_eq!(reading(&plain, proto), 0);
     }
+    // the plan file keeps the flag; a reader wider than the opening is refused
+    let json = comet_ir::plan::write_plan_json(&fused).unwrap();
+    assert!(json.contains("\"reads_opening\": true"));
+    let mut wide = comet_ir::plan::read_plan_json(&json).unwrap();
+    let reader = (wide.graph.ids())
+        .find(|&id| {
+            let n = wide.graph.node(id);
+            n.reads_opening && matches!(n.op, Op::Compare { .. })
+        })
+        .unwrap();
+    let t = wide.graph.operands(reader)[0];
+    let m = wide.graph.node(t).comparison_bits();
+    // the truncation shifts by 16 bits: one bit more than its opening covers
+    wide.graph.node_mut(reader).cmp_width = Some((m - 15).min(64) as u8);
+    let problems = format!("{:?}", comet_ir::verify(&wide).unwrap_err());
+    assert!(
+        problems.contains("reads its operand's opening"),
+        "{problems}"
+    );
     let env = DimEnv { seq: 3, past: 0 };
     let (on_fused, rounds_fused, _) = estimate(&fused, env);
     let (on_plain, rounds_plain, _) = estimate(&plain, env);

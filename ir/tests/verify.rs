@@ -238,7 +238,6 @@ fn plan_with_broken_types_is_rejected_on_read() {
 /// `small()` in the protocol stage: x and w shared, the product truncated.
 fn small_protocol() -> (Program, [NodeId; 5]) {
     let (mut p, [x, w, y, r]) = small();
-    p.stage = Stage::Protocol;
     let t = |g: &Graph, n: NodeId| g.node(n).ty.clone();
     let xs = p.graph.add(
         Op::Share {
@@ -430,4 +429,16 @@ fn a_stochastic_truncation_takes_a_width_of_its_shift_plus_2_to_64_bits() {
             "width {w}: {problems}"
         );
     }
+}
+
+/// Only a comparison or select of a stochastic truncation reads an opening (the width
+/// rule is checked on real plans: `tests/examples_two_party.rs`).
+#[test]
+fn nothing_but_a_truncations_reader_reads_an_opening() {
+    let (mut p, d) = small_with_drelu();
+    p.graph.node_mut(d).reads_opening = true;
+    assert!(problems(&p).contains("reads its operand's opening"));
+    let (mut p, [_, _, y, _]) = small();
+    p.graph.node_mut(y).reads_opening = true;
+    assert!(problems(&p).contains("reads its operand's opening"));
 }
