@@ -77,10 +77,7 @@ fn fold(p: &mut Program, u: NodeId, plus: NodeId, b: NodeId) {
     };
     let scope = p.graph.node(u).scope.clone();
     let add = |p: &mut Program, op: Op, xs: &[NodeId]| {
-        let tys: Vec<_> = xs.iter().map(|x| &p.graph.node(*x).ty).collect();
-        let ty = comet_ir::infer::infer(&op, &tys, p.ctx())
-            .unwrap_or_else(|e| panic!("fold-biases built an ill-typed `{}`: {e}", op.name()));
-        p.graph.add(op, xs, ty, scope.clone())
+        super::fold_gains::add_typed(p, op, xs, &scope, "fold-biases")
     };
     // the rows with a 1 appended (shares of the constant: `0·Σx + 1`, local)
     let sums = add(p, Op::RowSum, &[x]);

@@ -80,12 +80,8 @@ fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
     let affine = p.graph.operands(n)[1..].to_vec();
     let (gain, bias) = (affine[0], affine.get(1).copied());
     let scope = p.graph.node(n).scope.clone();
-    let add = |p: &mut Program, op: Op, xs: &[NodeId]| {
-        let tys: Vec<_> = xs.iter().map(|x| &p.graph.node(*x).ty).collect();
-        let ty = comet_ir::infer::infer(&op, &tys, p.ctx())
-            .unwrap_or_else(|e| panic!("fold-norm-gains built an ill-typed `{}`: {e}", op.name()));
-        p.graph.add(op, xs, ty, scope.clone())
-    };
+    let add =
+        |p: &mut Program, op: Op, xs: &[NodeId]| add_typed(p, op, xs, &scope, "fold-norm-gains");
     // the rows with a 1 appended (shares of the constant: `0·Σx + 1`, local)
     let lhs = match bias {
         None => n,
@@ -148,6 +144,21 @@ fn bias_after(p: &Program, u: NodeId, owner: Option<comet_ir::Party>) -> Option<
     let width = g.node(u).ty.shape.last().cloned();
     let vector = g.node(b).ty.shape.len() == 1 && g.node(b).ty.shape.last().cloned() == width;
     (xs.len() == 2 && vector && owner.is_some() && mask_owner(p, b) == owner).then_some((plus, b))
+}
+
+/// Adds `op` of `xs` in `scope`, typed by inference (a pass that builds an ill-typed node,
+/// named `pass` in the panic, is a compiler bug).
+pub(super) fn add_typed(
+    p: &mut Program,
+    op: Op,
+    xs: &[NodeId],
+    scope: &comet_ir::Scope,
+    pass: &str,
+) -> NodeId {
+    let tys: Vec<_> = xs.iter().map(|x| &p.graph.node(*x).ty).collect();
+    let ty = comet_ir::infer::infer(&op, &tys, p.ctx())
+        .unwrap_or_else(|e| panic!("{pass} built an ill-typed `{}`: {e}", op.name()));
+    p.graph.add(op, xs, ty, scope.clone())
 }
 
 /// Whether `gain` is the unit gain this pass leaves a norm with: `1 + 0·g`.

@@ -322,13 +322,30 @@ fn body_len(bit: &[usize], out: &[usize]) -> usize {
 /// # Panics
 /// If the shapes do not broadcast.
 pub fn deal(d: &mut dyn DealerStreams, bit: &[usize], x: &[usize]) -> [BitMuxMaterial; 2] {
+    deal_with(d, bit, x, None)
+}
+
+/// [`deal`], with the mask of x `a` if given, else the sum of the parties' draws.
+fn deal_with(
+    d: &mut dyn DealerStreams,
+    bit: &[usize],
+    x: &[usize],
+    a: Option<&ArrayD<u64>>,
+) -> [BitMuxMaterial; 2] {
     let out = crate::movement::broadcast_shape(bit, x).expect("shapes broadcast");
     let [m0, mut m1] = [0, 1].map(|p| draw_material(d.stream(p), p, [bit, x, &out]));
     let r = ndarray::Zip::from(&m0.r)
         .and(&m1.r)
         .map_collect(|a, b| a ^ b);
     m1.rho = ring_ops::sub(r.view(), m0.rho.view());
-    let a = ring_ops::add(m0.a.view(), m1.a.view());
+    let drawn;
+    let a = match a {
+        Some(a) => a,
+        None => {
+            drawn = ring_ops::add(m0.a.view(), m1.a.view());
+            &drawn
+        }
+    };
     let ra = ring_ops::mul(r.view(), a.view());
     m1.c = ring_ops::sub(ra.view(), m0.c.view());
     d.count_offline(body_len(bit, &out) as u64);
@@ -350,16 +367,7 @@ pub fn deal_on_mask(
     a: &ArrayD<u64>,
 ) -> [BitMuxMaterial; 2] {
     assert_eq!(a.shape(), x, "the mask is shaped like x");
-    let out = crate::movement::broadcast_shape(bit, x).expect("shapes broadcast");
-    let [m0, mut m1] = [0, 1].map(|p| draw_material(d.stream(p), p, [bit, x, &out]));
-    let r = ndarray::Zip::from(&m0.r)
-        .and(&m1.r)
-        .map_collect(|a, b| a ^ b);
-    m1.rho = ring_ops::sub(r.view(), m0.rho.view());
-    let ra = ring_ops::mul(r.view(), a.view());
-    m1.c = ring_ops::sub(ra.view(), m0.c.view());
-    d.count_offline(body_len(bit, &out) as u64);
-    [m0, m1]
+    deal_with(d, bit, x, Some(a))
 }
 
 /// What a party's material body carries: party 1's `rho` then `c`, little-endian.
