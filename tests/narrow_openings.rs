@@ -27,6 +27,9 @@ fn plan(narrow: bool) -> Program {
     let opts = Options {
         approx: ApproxConfig::uniform(ApproxProfile::Lut),
         narrow_openings: narrow,
+        // narrowing alone: which gates read a truncation's opening depends on the widths
+        // (pass `fuse-trunc-openings`, tests/examples_two_party.rs)
+        fuse_trunc_openings: false,
         weight_stats: Some(stats),
         ..Default::default()
     };

@@ -238,6 +238,7 @@ fn plan_with_broken_types_is_rejected_on_read() {
 /// `small()` in the protocol stage: x and w shared, the product truncated.
 fn small_protocol() -> (Program, [NodeId; 5]) {
     let (mut p, [x, w, y, r]) = small();
+    p.stage = Stage::Protocol;
     let t = |g: &Graph, n: NodeId| g.node(n).ty.clone();
     let xs = p.graph.add(
         Op::Share {
