@@ -100,7 +100,7 @@ pub fn finish_at(state: State, peer: &[u8], thresholds: &[u64]) -> Result<Share,
 
 /// This party's arithmetic shares of `[x ≥ t]` for every public ring threshold `t`, on a
 /// new last axis of `shape`, from a masked `x̂ = x + r mod 2^m` another gate opened, with
-/// keys dealt on its mask ([`deal_on_masks`]): the comparison of a stochastic truncation's
+/// keys dealt on its mask ([`deal_batches_on_masks`]): the comparison of a stochastic truncation's
 /// output that reads the truncation's opening (`comet_ir::protocol::Protocol::DreluOpened`),
 /// no message of its own.
 ///
