@@ -53,8 +53,16 @@ fn foldable(p: &Program, u: NodeId) -> Option<(NodeId, NodeId)> {
     let b = *xs.iter().find(|&&y| y != u)?;
     let n = g.node(u).ty.shape.last().cloned();
     let vector = g.node(b).ty.shape.len() == 1 && g.node(b).ty.shape.last().cloned() == n;
-    let activations = !g.users(plus).is_empty()
-        && g.users(plus).iter().all(|&a| match g.node(a).op {
+    (vector && feeds_lut_activation(p, plus) && mask_owner(p, b) == Some(owner))
+        .then_some((plus, b))
+}
+
+/// Whether every user of `x` is a GeLU or SiLU of the `lut` profile, whose comparison and
+/// selects may read the opening of a truncation of `x` (pass `fuse-trunc-openings`).
+pub(super) fn feeds_lut_activation(p: &Program, x: NodeId) -> bool {
+    let users = p.graph.users(x);
+    !users.is_empty()
+        && users.iter().all(|&a| match p.graph.node(a).op {
             Op::Unary {
                 func: UnaryFn::Gelu,
             } => lut(p, ApproxKind::Gelu),
@@ -62,8 +70,7 @@ fn foldable(p: &Program, u: NodeId) -> Option<(NodeId, NodeId)> {
                 func: UnaryFn::Silu,
             } => lut(p, ApproxKind::Silu),
             _ => false,
-        });
-    (vector && activations && mask_owner(p, b) == Some(owner)).then_some((plus, b))
+        })
 }
 
 fn lut(p: &Program, kind: ApproxKind) -> bool {

@@ -126,17 +126,21 @@ fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
 }
 
 /// The add of a bias vector `b` of `owner`'s weights to product `u`, its only user, if
-/// any: `(add, b)`. With the norm's shift row appended, `[x̂, 1]·[W'; β·W + b]` computes
-/// it, so the product's value is the biased one and the add goes (exact in real
-/// arithmetic; in fixed point `b` joins the product before its truncation instead of after
-/// it). The comparison of a `lut` GeLU then reads the product's truncation directly (pass
-/// `fuse-trunc-openings`).
+/// any and if a `lut` GeLU or SiLU alone reads the sum: `(add, b)`. With the norm's shift
+/// row appended, `[x̂, 1]·[W'; β·W + b]` computes it, so the product's value is the biased
+/// one and the add goes (exact in real arithmetic; in fixed point `b` joins the product
+/// before its truncation instead of after it). The activation's comparison and selects
+/// then read the product's truncation directly (pass `fuse-trunc-openings`). Only then:
+/// the range analysis bounds the product through the concatenations (Cauchy–Schwarz on
+/// `[x̂, 1]` and the column `(W'_j, β·W_j + b_j)`), which multiplies the bias by about
+/// `sqrt(d)`; a large bias (the synthetic ReLU model of `comet bench sparsity`) would
+/// widen everything after it for no opening saved.
 fn bias_after(p: &Program, u: NodeId, owner: Option<comet_ir::Party>) -> Option<(NodeId, NodeId)> {
     let g = &p.graph;
     let [plus] = g.users(u)[..] else {
         return None;
     };
-    if !matches!(g.node(plus).op, Op::Add) {
+    if !matches!(g.node(plus).op, Op::Add) || !super::fold_biases::feeds_lut_activation(p, plus) {
         return None;
     }
     let xs = g.operands(plus);
