@@ -23,9 +23,6 @@ pub fn run(p: &mut Program) {
     let model = CostModel::new(p);
     let order = p.graph.topo_order().expect("the verifier rejected cycles");
     let costs: HashMap<NodeId, _> = order.iter().map(|id| (*id, model.node(*id))).collect();
-    let own: HashMap<NodeId, Poly> = (costs.iter())
-        .map(|(id, c)| (*id, c.rounds.clone()))
-        .collect();
     let mut start: SideTable<MaxPoly> = SideTable::new();
     for id in &order {
         if costs[id].protocol == Protocol::DreluOpened {
@@ -39,7 +36,10 @@ pub fn run(p: &mut Program) {
             .operands(*id)
             .iter()
             .fold(MaxPoly::default(), |acc, x| {
-                let done = start.get(*x).expect("operands come first").plus(&own[x]);
+                let done = start
+                    .get(*x)
+                    .expect("operands come first")
+                    .plus(&costs[x].rounds);
                 acc.max(&done)
             });
         start.insert(*id, s);

@@ -371,9 +371,10 @@ impl Deal for SessionDealer {
         &mut self,
         id: NodeId,
         readers: usize,
-        [n, bits, width]: [usize; 3],
+        n: usize,
+        bits: u32,
+        width: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
-        let (bits, width) = (bits as u32, width as u32);
         trunc_stochastic::check_width(bits, width)?;
         let mut masks = Vec::with_capacity(n);
         let m = self.batched(|d, keep, sink| {

@@ -44,9 +44,6 @@ impl Run<'_> {
         for &i in active {
             let (st, part) = if plan.starts_in(i, r) {
                 let (mut st, part) = self.start(i)?;
-                if plan.protocol(i) == Protocol::MuxOpened {
-                    self.opening_read(i);
-                }
                 if self.options.naive_refill {
                     let at = At { run: self, pos: i };
                     dispatch::refill_naive(&at, &mut st, |m| Ok(round_bytes(ch, m)?))?;
@@ -74,9 +71,7 @@ impl Run<'_> {
             })?;
             at += n;
             let finished = dispatch::finish(&At { run: self, pos: i }, st, part)?;
-            if plan.protocol(i) == Protocol::DreluOpened {
-                self.opening_read(i);
-            }
+            self.opening_read(i);
             match finished {
                 Finished::Value(v) => {
                     let v = self.scatter_back(i, v);
@@ -165,7 +160,8 @@ impl Run<'_> {
         dispatch::start(&At { run: self, pos: i }, material)
     }
 
-    /// The node at `i` has read its truncation's opening: the last reader drops it.
+    /// The node at `i` has ended a round: if it reads a truncation's opening (a comparison
+    /// in the truncation's round, a select later, each one round), the last reader drops it.
     fn opening_read(&mut self, i: Pos) {
         let Some(x) = self.plan.opening_of(i) else {
             return;

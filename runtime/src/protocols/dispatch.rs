@@ -18,8 +18,8 @@ use super::row_max::LevelMaterial;
 use super::{
     MessageError, PartyId, Share, Step, XorShare, b2a, beaver_matmul, beaver_mul, bit_mux,
     block_matmul, cache_masked, cache_matmul, drelu, fixed, gmw, lut, mux, pack, pack_bits,
-    packed_len, reveal, row_max, sign_select, square, trunc_fss, trunc_stochastic, unpack,
-    unpack_bits,
+    packed_len, reveal, ring_ops, row_max, sign_select, square, trunc_fss, trunc_stochastic,
+    unpack, unpack_bits,
 };
 
 /// One node's material for one party.
@@ -142,10 +142,7 @@ pub fn deal<D: Deal + ?Sized>(
             };
             let m = match n.readers {
                 0 => deal.stochastic_trunc(count(0), bits, n.bits)?,
-                k => {
-                    let sizes = [count(0), bits as usize, n.bits as usize];
-                    deal.stochastic_trunc_opened(n.id, k, sizes)?
-                }
+                k => deal.stochastic_trunc_opened(n.id, k, count(0), bits, n.bits)?,
             };
             wrap(m, NodeMaterial::StochasticTrunc)
         }
@@ -411,10 +408,11 @@ fn low_bits(v: u64, w: u32) -> u64 {
     }
 }
 
-/// A flat vector as an array of `shape`.
-fn ring_ops_from(shape: &[usize], v: Vec<u64>) -> ArrayD<u64> {
-    ArrayD::from_shape_vec(ndarray::IxDyn(shape), v)
-        .expect("the opening has the truncation's shape")
+/// A comparison's thresholds as ring values at its operand's scale.
+fn ring_thresholds<N: Node>(n: &N, thresholds: &[f64]) -> Vec<u64> {
+    (thresholds.iter())
+        .map(|t| crate::ring::encode(*t, n.operand_scale(0)))
+        .collect()
 }
 
 /// A stochastic truncation's opening as a node that reads it sees it.
@@ -534,9 +532,11 @@ fn start_with<N: Node>(n: &N, m: NodeMaterial) -> Result<(Pending, Vec<u8>), N::
         (Protocol::MuxOpened, NodeMaterial::BitMux(m)) => {
             let o = n.opening(1)?;
             let w = n.width();
-            let shaped = |v: Vec<u64>| ring_ops_from(&o.shape, v);
-            let e = shaped(o.opened.iter().map(|&v| low_bits(v, w)).collect());
-            let h = shaped(o.h.to_vec());
+            let e: Vec<u64> = o.opened.iter().map(|&v| low_bits(v, w)).collect();
+            let (e, h) = (
+                ring_ops::from_flat(&o.shape, &e),
+                ring_ops::from_flat(&o.shape, o.h),
+            );
             let (st, msg) = mux::start_opened(p, n.share(0)?, e, h, m, w);
             (Pending::BitMux(st), msg)
         }
@@ -755,10 +755,7 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
         Pending::Square(s) => value(square::finish(s, &unpack_at(peer, n.width())?)?),
         Pending::Drelu(s) => match n.op() {
             Op::Compare { thresholds } => {
-                let ts: Vec<u64> = (thresholds.iter())
-                    .map(|t| crate::ring::encode(*t, n.operand_scale(0)))
-                    .collect();
-                value(drelu::finish_at(s, peer, &ts)?)
+                value(drelu::finish_at(s, peer, &ring_thresholds(n, thresholds))?)
             }
             _ => value(drelu::finish(s, peer)?),
         },
@@ -831,9 +828,7 @@ pub fn finish<N: Node>(n: &N, st: Pending, peer: &[u8]) -> Result<Finished, N::E
             let Op::Compare { thresholds } = n.op() else {
                 return Err(n.fail("only a `compare` reads a truncation's opening".into()));
             };
-            let ts: Vec<u64> = (thresholds.iter())
-                .map(|t| crate::ring::encode(*t, n.operand_scale(0)))
-                .collect();
+            let ts = ring_thresholds(n, thresholds);
             let o = n.opening(0)?;
             let w = n.width();
             let x_hat: Vec<u64> = o.opened.iter().map(|&v| low_bits(v, w)).collect();

@@ -83,26 +83,15 @@ pub fn finish(state: State, peer: &[u8]) -> Result<Share, MessageError> {
 pub fn finish_at(state: State, peer: &[u8], thresholds: &[u64]) -> Result<Share, MessageError> {
     let peer = unpack_bits(peer, state.mine.len(), state.m.key.bits())?;
     let x_hat = fss::open_masked(&state.mine, &peer);
-    let per_threshold: Vec<Vec<u64>> = (thresholds.iter())
-        .map(|t| {
-            let shifted: Vec<u64> = x_hat.iter().map(|v| v.wrapping_sub(*t)).collect();
-            fss::drelu_finish(state.party, &state.m.key, &shifted)
-        })
-        .collect();
-    let k = thresholds.len();
-    let flat: Vec<u64> = (0..x_hat.len() * k)
-        .map(|i| per_threshold[i % k][i / k])
-        .collect();
-    let mut shape = state.shape.clone();
-    shape.push(k);
-    Ok(Share(ring_ops::from_flat(&shape, &flat)))
+    finish_opened(state.party, &state.m, &x_hat, &state.shape, thresholds)
 }
 
 /// This party's arithmetic shares of `[x ≥ t]` for every public ring threshold `t`, on a
-/// new last axis of `shape`, from a masked `x̂ = x + r mod 2^m` another gate opened, with
-/// keys dealt on its mask ([`deal_batches_on_masks`]): the comparison of a stochastic truncation's
-/// output that reads the truncation's opening (`comet_ir::protocol::Protocol::DreluOpened`),
-/// no message of its own.
+/// new last axis of `shape`, from an opened `x̂ = x + r mod 2^m`: [`finish_at`]'s own
+/// opening, or one another gate opened with keys dealt on its mask
+/// ([`deal_batches_on_masks`]): the comparison of a stochastic truncation's output that
+/// reads the truncation's opening (`comet_ir::protocol::Protocol::DreluOpened`), no message
+/// of its own.
 ///
 /// # Errors
 /// If the opened value does not cover the keys' gates.

@@ -202,10 +202,12 @@ pub trait Deal {
         &mut self,
         id: NodeId,
         readers: usize,
-        [n, bits, width]: [usize; 3],
+        n: usize,
+        bits: u32,
+        width: u32,
     ) -> Result<Pair<StochasticTruncMaterial>, MaterialError> {
         let _ = (id, readers);
-        self.stochastic_trunc(n, bits as u32, width as u32)
+        self.stochastic_trunc(n, bits, width)
     }
 
     /// Material of a select with bits shaped `bit` of truncation `trunc`'s output (shaped

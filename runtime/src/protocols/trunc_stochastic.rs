@@ -417,7 +417,7 @@ pub fn start_in_blocks(
 /// # Errors
 /// If the peer's message has the wrong length (or nonzero padding).
 pub fn finish(st: State, peer: &[u8]) -> Result<Share, MessageError> {
-    finish_inner(st, peer, false).map(|(share, _)| share)
+    finish_inner(st, peer, false).map(|o| o.share)
 }
 
 /// [`finish`], with the output's opening that comes for free: per element
@@ -431,13 +431,7 @@ pub fn finish(st: State, peer: &[u8]) -> Result<Share, MessageError> {
 /// # Errors
 /// As [`finish`].
 pub fn finish_opened(st: State, peer: &[u8]) -> Result<Opened, MessageError> {
-    let h = st.m.h.clone();
-    let (share, opened) = finish_inner(st, peer, true)?;
-    Ok(Opened {
-        share,
-        opened: opened.unwrap_or_default(),
-        h,
-    })
+    finish_inner(st, peer, true)
 }
 
 /// What [`finish_opened`] gives.
@@ -458,11 +452,8 @@ impl fmt::Debug for Opened {
     }
 }
 
-fn finish_inner(
-    st: State,
-    peer: &[u8],
-    opening: bool,
-) -> Result<(Share, Option<Vec<u64>>), MessageError> {
+/// The output, and with `opening` the opening and the shares of `r_h` (else empty).
+fn finish_inner(st: State, peer: &[u8], opening: bool) -> Result<Opened, MessageError> {
     let n = st.m.len();
     let (s, width, party) = (st.m.bits, st.m.width, st.m.party);
     let expected = message_len(n, width, st.m.block);
@@ -484,27 +475,25 @@ fn finish_inner(
         }
     };
     let offset = 1u64 << (width - 2 - s);
-    let opened: Option<Vec<u64>> = opening.then(|| {
-        (0..n)
-            .map(|i| {
-                let y = reduce(st.mine[i].wrapping_add(theirs[i]), width);
-                reduce((y >> s).wrapping_sub(offset), width - s)
-            })
-            .collect()
-    });
-    let out: Vec<u64> = (0..n)
-        .map(|i| {
-            let y = reduce(st.mine[i].wrapping_add(theirs[i]), width);
-            let wrap = (1 - (y >> (width - 1))).wrapping_shl(width - s);
-            let public = if party == 0 {
-                (y >> s).wrapping_sub(offset)
-            } else {
-                0
-            };
+    let mut out = Vec::with_capacity(n);
+    let mut opened = Vec::with_capacity(if opening { n } else { 0 });
+    for (i, (mine, theirs)) in st.mine.iter().zip(&theirs).enumerate() {
+        let y = reduce(mine.wrapping_add(*theirs), width);
+        let high = (y >> s).wrapping_sub(offset);
+        let wrap = (1 - (y >> (width - 1))).wrapping_shl(width - s);
+        let public = if party == 0 { high } else { 0 };
+        out.push(
             public
                 .wrapping_sub(st.m.h[i])
-                .wrapping_add(wrap.wrapping_mul(st.m.m[i]))
-        })
-        .collect();
-    Ok((Share(ring_ops::from_flat(&st.shape, &out)), opened))
+                .wrapping_add(wrap.wrapping_mul(st.m.m[i])),
+        );
+        if opening {
+            opened.push(reduce(high, width - s));
+        }
+    }
+    Ok(Opened {
+        share: Share(ring_ops::from_flat(&st.shape, &out)),
+        opened,
+        h: if opening { st.m.h } else { Vec::new() },
+    })
 }
