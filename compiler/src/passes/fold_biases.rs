@@ -17,7 +17,7 @@
 //! adds a vector of the same party's weights, and every user of that sum is a GeLU or SiLU.
 
 use comet_ir::protocol::mask_owner;
-use comet_ir::{ApproxKind, ApproxProfile, NodeId, Op, Program, UnaryFn};
+use comet_ir::{ApproxKind, ApproxProfile, NodeId, Op, Party, Program, UnaryFn};
 
 /// Runs the pass (after `fold-norm-gains`, before `approximate`).
 pub fn run(p: &mut Program) {
@@ -43,11 +43,27 @@ fn foldable(p: &Program, u: NodeId) -> Option<(NodeId, NodeId)> {
     };
     let owner = mask_owner(p, w)?;
     let matrix = g.node(w).ty.shape.len() == 2 && g.users(w) == [u] && x != w;
+    matrix.then(|| bias_add(p, u, owner))?
+}
+
+/// The add of a bias vector `b` of `owner`'s weights to product `u`, its only user, if
+/// any and if a `lut` GeLU or SiLU alone reads the sum: `(add, b)`. Here and in pass
+/// `fold-norm-gains` (whose folded norm already gives the product a shift row,
+/// `[x̂, 1]·[W'; β·W + b]`) the product then computes the biased value and the add goes
+/// (exact in real arithmetic; in fixed point `b` joins the product before its truncation
+/// instead of after it), so the activation's comparison and selects read the product's
+/// truncation directly (pass `fuse-trunc-openings`). Only then: the range analysis bounds
+/// the product through the concatenations (Cauchy–Schwarz on `[x, 1]` and the column
+/// `(W_j, b_j)`), which multiplies the bias by about `sqrt(d)`; a large bias (the
+/// synthetic ReLU model of `comet bench sparsity`) would widen everything after it for no
+/// opening saved.
+pub(super) fn bias_add(p: &Program, u: NodeId, owner: Party) -> Option<(NodeId, NodeId)> {
+    let g = &p.graph;
     let [plus] = g.users(u)[..] else {
         return None;
     };
     let xs = g.operands(plus);
-    if !matrix || !matches!(g.node(plus).op, Op::Add) || xs.len() != 2 {
+    if !matches!(g.node(plus).op, Op::Add) || xs.len() != 2 {
         return None;
     }
     let b = *xs.iter().find(|&&y| y != u)?;
@@ -59,7 +75,7 @@ fn foldable(p: &Program, u: NodeId) -> Option<(NodeId, NodeId)> {
 
 /// Whether every user of `x` is a GeLU or SiLU of the `lut` profile, whose comparison and
 /// selects may read the opening of a truncation of `x` (pass `fuse-trunc-openings`).
-pub(super) fn feeds_lut_activation(p: &Program, x: NodeId) -> bool {
+fn feeds_lut_activation(p: &Program, x: NodeId) -> bool {
     let users = p.graph.users(x);
     !users.is_empty()
         && users.iter().all(|&a| match p.graph.node(a).op {

@@ -106,7 +106,10 @@ fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
                 let sums = add(p, Op::RowSum, &[terms]);
                 let mut row = add(p, Op::Transpose, &[sums]);
                 // the product's own bias joins the shift: β·W + b
-                if let Some((plus, b)) = bias_after(p, u, mask_owner(p, beta)) {
+                // the product's own bias joins the shift row when a `lut` GeLU or SiLU
+                // alone reads the sum ([`super::fold_biases::bias_add`])
+                let owner = mask_owner(p, beta);
+                if let Some((plus, b)) = owner.and_then(|o| super::fold_biases::bias_add(p, u, o)) {
                     row = add(p, Op::Add, &[row, b]);
                     p.graph.replace_uses(plus, u);
                     p.graph.remove(plus);
@@ -123,31 +126,6 @@ fn fold(p: &mut Program, n: NodeId, products: &[NodeId]) {
         operands.push(add(p, Op::MulConst { value: 0.0 }, &[beta]));
     }
     p.graph.set_operands(n, &operands);
-}
-
-/// The add of a bias vector `b` of `owner`'s weights to product `u`, its only user, if
-/// any and if a `lut` GeLU or SiLU alone reads the sum: `(add, b)`. With the norm's shift
-/// row appended, `[x̂, 1]·[W'; β·W + b]` computes it, so the product's value is the biased
-/// one and the add goes (exact in real arithmetic; in fixed point `b` joins the product
-/// before its truncation instead of after it). The activation's comparison and selects
-/// then read the product's truncation directly (pass `fuse-trunc-openings`). Only then:
-/// the range analysis bounds the product through the concatenations (Cauchy–Schwarz on
-/// `[x̂, 1]` and the column `(W'_j, β·W_j + b_j)`), which multiplies the bias by about
-/// `sqrt(d)`; a large bias (the synthetic ReLU model of `comet bench sparsity`) would
-/// widen everything after it for no opening saved.
-fn bias_after(p: &Program, u: NodeId, owner: Option<comet_ir::Party>) -> Option<(NodeId, NodeId)> {
-    let g = &p.graph;
-    let [plus] = g.users(u)[..] else {
-        return None;
-    };
-    if !matches!(g.node(plus).op, Op::Add) || !super::fold_biases::feeds_lut_activation(p, plus) {
-        return None;
-    }
-    let xs = g.operands(plus);
-    let b = *xs.iter().find(|&&x| x != u)?;
-    let width = g.node(u).ty.shape.last().cloned();
-    let vector = g.node(b).ty.shape.len() == 1 && g.node(b).ty.shape.last().cloned() == width;
-    (xs.len() == 2 && vector && owner.is_some() && mask_owner(p, b) == owner).then_some((plus, b))
 }
 
 /// Adds `op` of `xs` in `scope`, typed by inference (a pass that builds an ill-typed node,
